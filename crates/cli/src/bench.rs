@@ -1,0 +1,259 @@
+//! `ethos bench speed`: prefill, decode and scoring throughput, load time and peak memory,
+//! optionally next to llama.cpp's `llama-bench` run on the same file in the same process
+//! tree, so speed is always reported as a ratio against a peer measured alongside.
+
+use crate::common::{print_json, ModelArgs};
+use anyhow::{bail, Context, Result};
+use ethos_model::scoring::{score, ScoreOptions, ScoreRequest};
+use ethos_model::{Logits, LogitsMode};
+use std::process::Command;
+use std::time::Instant;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Which {
+    /// Tokens per second of prefill, decode and scoring.
+    Speed(SpeedArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SpeedArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Prompt length of the prefill test (llama-bench's pp).
+    #[arg(long, default_value_t = 512)]
+    pub prompt_tokens: usize,
+    /// Tokens generated in the decode test (llama-bench's tg), from an empty context.
+    #[arg(long, default_value_t = 128)]
+    pub gen_tokens: usize,
+    /// Scoring test: this many sequences ...
+    #[arg(long, default_value_t = 16)]
+    pub score_seqs: usize,
+    /// ... of this many tokens, log-probs of every token.
+    #[arg(long, default_value_t = 128)]
+    pub score_len: usize,
+    /// Repetitions; the median is reported.
+    #[arg(long, short = 'r', default_value_t = 3)]
+    pub repetitions: usize,
+    /// Path of llama.cpp's llama-bench, run on the same GGUF with the same thread count.
+    #[arg(long)]
+    pub llama_bench: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Token ids that look like text to the model without needing a tokenizer: a fixed,
+/// seeded walk over the lower vocabulary.
+fn synthetic_ids(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (100 + s % (vocab.min(20_000) as u64 - 100)) as u32
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+pub fn run(w: Which) -> Result<()> {
+    let Which::Speed(a) = w;
+    if a.repetitions == 0 || a.prompt_tokens == 0 || a.gen_tokens == 0 {
+        bail!("--repetitions, --prompt-tokens and --gen-tokens must be at least 1");
+    }
+    let model = a.model.load()?;
+    let d = &model.decoder;
+    let vocab = model.config().vocab_size;
+    let threads = rayon::current_num_threads();
+
+    // Prefill: one sequence of prompt_tokens, last-position logits.
+    let prompt = synthetic_ids(a.prompt_tokens, vocab, 1);
+    let pos: Vec<i32> = (0..prompt.len() as i32).collect();
+    let mut prefill = Vec::new();
+    let mut prefill_first = 0.0;
+    for r in 0..=a.repetitions {
+        let mut cache = d.new_cache(1, prompt.len())?;
+        let t = Instant::now();
+        d.forward(
+            &[prompt.clone()],
+            &[pos.clone()],
+            &mut cache,
+            &LogitsMode::Last,
+            None,
+        )?;
+        let s = t.elapsed().as_secs_f64();
+        // The first run also dequantizes the batched-path weights: reported apart.
+        if r == 0 {
+            prefill_first = s;
+        } else {
+            prefill.push(a.prompt_tokens as f64 / s);
+        }
+    }
+    let prefill_mem = peak_rss_mib();
+
+    // Decode: gen_tokens greedy steps from an empty context, one token at a time.
+    let mut decode = Vec::new();
+    for _ in 0..a.repetitions {
+        let mut cache = d.new_cache(1, a.gen_tokens + 1)?;
+        let mut tok = synthetic_ids(1, vocab, 2)[0];
+        let t = Instant::now();
+        for p in 0..a.gen_tokens {
+            let l = match d.forward(
+                &[vec![tok]],
+                &[vec![p as i32]],
+                &mut cache,
+                &LogitsMode::Last,
+                None,
+            )? {
+                Logits::Last(l) => l,
+                _ => unreachable!(),
+            };
+            tok = l.squeeze(0)?.argmax(0)?.to_scalar::<u32>()?;
+        }
+        decode.push(a.gen_tokens as f64 / t.elapsed().as_secs_f64());
+    }
+
+    // Scoring: log-probs of every token of score_seqs sequences, batched.
+    let requests: Vec<ScoreRequest> = (0..a.score_seqs)
+        .map(|i| {
+            let ids = synthetic_ids(a.score_len, vocab, 10 + i as u64);
+            ScoreRequest {
+                context: ids[..1].to_vec(),
+                continuations: vec![ids[1..].to_vec()],
+            }
+        })
+        .collect();
+    let mut scoring = Vec::new();
+    for _ in 0..a.repetitions {
+        let t = Instant::now();
+        score(d, &requests, &ScoreOptions::default(), None)?;
+        scoring.push((a.score_seqs * a.score_len) as f64 / t.elapsed().as_secs_f64());
+    }
+    let ours = serde_json::json!({
+        "engine": "ethos",
+        "model": model.info.source,
+        "weights": model.info.weights,
+        "threads": threads,
+        "load_seconds": model.info.load_seconds,
+        "prefill_first_call_seconds": prefill_first,
+        "prefill_tokens_per_second": median(prefill),
+        "decode_tokens_per_second": median(decode),
+        "scoring_tokens_per_second": median(scoring),
+        "peak_rss_mib_after_prefill": prefill_mem,
+        "peak_rss_mib": peak_rss_mib(),
+        "prompt_tokens": a.prompt_tokens,
+        "gen_tokens": a.gen_tokens,
+        "score_tokens": a.score_seqs * a.score_len,
+        "repetitions": a.repetitions,
+    });
+    let peer = match &a.llama_bench {
+        Some(path) => Some(llama_bench(path, &model.info.source, threads, &a)?),
+        None => None,
+    };
+    if a.json {
+        return print_json(&serde_json::json!({"ethos": ours, "llama_cpp": peer}));
+    }
+    let f = |k: &str| ours[k].as_f64().unwrap_or(0.0);
+    println!(
+        "ethos bench speed: {} ({}), {} threads, median of {}",
+        model.info.source, model.info.weights, threads, a.repetitions
+    );
+    println!(
+        "{:<28} {:>12} {:>14} {:>8}",
+        "metric", "ethos", "llama.cpp", "ratio"
+    );
+    let row = |name: &str, ours: f64, peer: Option<f64>| {
+        let (p, r) = match peer {
+            Some(p) if p > 0.0 => (format!("{p:.1}"), format!("{:.2}x", ours / p)),
+            _ => ("-".into(), "-".into()),
+        };
+        println!("{name:<28} {ours:>12.1} {p:>14} {r:>8}");
+    };
+    let peer_pp = peer
+        .as_ref()
+        .and_then(|p| p["pp_tokens_per_second"].as_f64());
+    let peer_tg = peer
+        .as_ref()
+        .and_then(|p| p["tg_tokens_per_second"].as_f64());
+    row(
+        &format!("prefill pp{} tok/s", a.prompt_tokens),
+        f("prefill_tokens_per_second"),
+        peer_pp,
+    );
+    row(
+        &format!("decode tg{} tok/s", a.gen_tokens),
+        f("decode_tokens_per_second"),
+        peer_tg,
+    );
+    row("scoring tok/s", f("scoring_tokens_per_second"), None);
+    println!("{:<28} {:>12.2}", "load s", f("load_seconds"));
+    println!(
+        "{:<28} {:>12.2}",
+        "first prefill call s",
+        f("prefill_first_call_seconds")
+    );
+    println!("{:<28} {:>12.0}", "peak RSS MiB", f("peak_rss_mib"));
+    Ok(())
+}
+
+/// Runs llama-bench (`-o json`) and returns its pp and tg throughput.
+fn llama_bench(
+    path: &str,
+    model: &str,
+    threads: usize,
+    a: &SpeedArgs,
+) -> Result<serde_json::Value> {
+    let out = Command::new(path)
+        .args([
+            "-m",
+            model,
+            "-t",
+            &threads.to_string(),
+            "-p",
+            &a.prompt_tokens.to_string(),
+            "-n",
+            &a.gen_tokens.to_string(),
+        ])
+        .args(["-r", &a.repetitions.max(3).to_string(), "-o", "json"])
+        .output()
+        .with_context(|| format!("cannot run {path}"))?;
+    if !out.status.success() {
+        bail!(
+            "{path} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("{path}: output is not JSON"))?;
+    let mut pp = None;
+    let mut tg = None;
+    for r in runs.as_array().into_iter().flatten() {
+        let ts = r["avg_ts"].as_f64();
+        if r["n_prompt"].as_u64().unwrap_or(0) > 0 && r["n_gen"].as_u64() == Some(0) {
+            pp = ts;
+        } else if r["n_gen"].as_u64().unwrap_or(0) > 0 {
+            tg = ts;
+        }
+    }
+    Ok(
+        serde_json::json!({"engine": "llama.cpp llama-bench", "pp_tokens_per_second": pp, "tg_tokens_per_second": tg, "build": runs.get(0).and_then(|r| r.get("build_commit")).cloned()}),
+    )
+}

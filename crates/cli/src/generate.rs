@@ -1,0 +1,157 @@
+//! `ethos generate`
+
+use crate::common::{print_json, ModelArgs};
+use anyhow::{bail, Context, Result};
+use ethos_model::chat::Message;
+use ethos_steer::{generate, GenerateOptions, SamplingParams};
+use std::io::Write;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// The prompt text (raw, or the user turn with --chat).
+    #[arg(long, short = 'p')]
+    pub prompt: String,
+    /// Wrap the prompt in the model's chat template as one user turn.
+    #[arg(long)]
+    pub chat: bool,
+    /// A system message (with --chat).
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Print one JSON object (text, token ids, timings) instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct SamplingArgs {
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub presence_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub frequency_penalty: f32,
+    /// TOKEN_ID=BIAS, repeatable.
+    #[arg(long = "logit-bias", value_name = "ID=BIAS")]
+    pub logit_bias: Vec<String>,
+    /// Seed of this request's sampler: the same seed gives the same output.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop when this text appears (repeatable); it is not included in the output.
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Keep generating past the end-of-sequence token.
+    #[arg(long)]
+    pub ignore_eos: bool,
+}
+
+impl SamplingArgs {
+    pub fn params(&self) -> Result<SamplingParams> {
+        let logit_bias = self
+            .logit_bias
+            .iter()
+            .map(|s| {
+                let (id, b) = s
+                    .split_once('=')
+                    .with_context(|| format!("--logit-bias {s:?}: expected ID=BIAS"))?;
+                Ok((
+                    id.trim()
+                        .parse::<u32>()
+                        .with_context(|| format!("--logit-bias {s:?}: bad token id"))?,
+                    b.trim()
+                        .parse::<f32>()
+                        .with_context(|| format!("--logit-bias {s:?}: bad bias"))?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let p = SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repetition_penalty: self.repetition_penalty,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            logit_bias,
+            seed: self.seed,
+        };
+        if let Err(e) = p.validate() {
+            bail!("{e}");
+        }
+        Ok(p)
+    }
+
+    pub fn options(&self) -> GenerateOptions {
+        GenerateOptions {
+            max_tokens: self.max_tokens,
+            stop: self.stop.clone(),
+            ignore_eos: self.ignore_eos,
+        }
+    }
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let params = a.sampling.params()?;
+    let model = a.model.load()?;
+    let tok = model.tokenizer()?;
+    let text = if a.chat {
+        let tmpl = model
+            .chat_template
+            .as_ref()
+            .context("the model has no chat template; drop --chat")?;
+        let mut msgs = Vec::new();
+        if let Some(s) = &a.system {
+            msgs.push(Message::new("system", s));
+        }
+        msgs.push(Message::new("user", &a.prompt));
+        tmpl.render(&msgs, true)?
+    } else {
+        a.prompt.clone()
+    };
+    let ids = tok.encode_prompt(&text)?;
+    let mut out = std::io::stdout();
+    let json = a.json;
+    let g = generate(
+        &model,
+        &ids,
+        &params,
+        None,
+        &a.sampling.options(),
+        None,
+        &mut |piece| {
+            if !json {
+                let _ = out.write_all(piece.as_bytes());
+                let _ = out.flush();
+            }
+        },
+    )?;
+    if json {
+        print_json(&serde_json::json!({
+            "text": g.text,
+            "token_ids": g.token_ids,
+            "prompt_tokens": g.prompt_tokens,
+            "finish_reason": g.finish_reason,
+            "seed": params.seed,
+            "prefill_seconds": g.prefill_seconds,
+            "decode_seconds": g.decode_seconds,
+            "decode_tokens_per_second": if g.decode_seconds > 0.0 { g.token_ids.len() as f64 / g.decode_seconds } else { 0.0 },
+        }))?;
+    } else {
+        println!();
+    }
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! `ethos`: a thin command-line front end over ethos-model and ethos-steer.
+
+mod bench;
+mod chat;
+mod common;
+mod generate;
+mod info;
+mod score;
+mod tokenize;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "ethos",
+    version,
+    about = "Local LLM inference with exact log-probs and value-steering hooks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate text from a prompt.
+    Generate(generate::Args),
+    /// Chat with the model through its chat template (one line per user turn).
+    Chat(chat::Args),
+    /// Log-probs of continuations given contexts (JSONL), or of every token of a text.
+    Score(score::Args),
+    /// Token ids and pieces of a text, as JSON.
+    Tokenize(tokenize::Args),
+    /// What a model is: architecture, size, storage, context, tokenizer.
+    Info(info::Args),
+    /// Fetch a model (the default one when --model is absent) without running it.
+    Pull(info::PullArgs),
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        which: bench::Which,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(a) => generate::run(a),
+        Command::Chat(a) => chat::run(a),
+        Command::Score(a) => score::run(a),
+        Command::Tokenize(a) => tokenize::run(a),
+        Command::Info(a) => info::run(a),
+        Command::Pull(a) => info::pull(a),
+        Command::Bench { which } => bench::run(which),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, whatever the source: the error names the file, field or limit.
+            let msg = format!("{e:#}");
+            eprintln!("ethos: error: {}", msg.lines().next().unwrap_or(""));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Bad input through the real binary: each case must exit non-zero with one line on stderr
+//! that names the file, field or limit, and must not panic.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tiny(name: &str) -> PathBuf {
+    repo().join("tests/fixtures/tiny").join(name)
+}
+
+/// Runs `ethos ARGS`, expects failure; returns the single stderr line.
+fn fails(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ethos"))
+        .args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "ethos {args:?} succeeded; stderr: {stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "ethos {args:?} panicked: {stderr}"
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "ethos {args:?}: expected one line, got {stderr:?}"
+    );
+    lines[0].to_string()
+}
+
+/// A copy of a tiny model folder to break.
+fn copy_folder(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "model.safetensors", "model-f32.gguf"] {
+        std::fs::copy(tiny(name).join(f), dir.path().join(f)).unwrap();
+    }
+    dir
+}
+
+fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let p = dir.join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(&p, v.to_string()).unwrap();
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn truncated_gguf() {
+    let dir = copy_folder("llama");
+    let p = dir.path().join("model-f32.gguf");
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    let e = fails(&["info", "--model", s(&p)]);
+    assert!(
+        e.contains("model-f32.gguf") && e.contains("truncated"),
+        "{e}"
+    );
+}
+
+#[test]
+fn corrupt_gguf_magic() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("junk.gguf");
+    std::fs::write(&p, b"this is not a gguf file at all").unwrap();
+    let e = fails(&["info", "--model", s(&p)]);
+    assert!(
+        e.contains("junk.gguf") && e.contains("not a valid GGUF"),
+        "{e}"
+    );
+}
+
+/// A GGUF header that declares a 2^60-byte tensor in a file of a few hundred bytes.
+#[test]
+fn gguf_header_claiming_a_huge_tensor() {
+    let mut b = Vec::new();
+    b.extend_from_slice(&0x4655_4747u32.to_le_bytes()); // "GGUF"
+    b.extend_from_slice(&3u32.to_le_bytes());
+    b.extend_from_slice(&1u64.to_le_bytes()); // tensors
+    b.extend_from_slice(&1u64.to_le_bytes()); // metadata entries
+    let key = b"general.architecture";
+    b.extend_from_slice(&(key.len() as u64).to_le_bytes());
+    b.extend_from_slice(key);
+    b.extend_from_slice(&8u32.to_le_bytes()); // string
+    b.extend_from_slice(&5u64.to_le_bytes());
+    b.extend_from_slice(b"llama");
+    let name = b"token_embd.weight";
+    b.extend_from_slice(&(name.len() as u64).to_le_bytes());
+    b.extend_from_slice(name);
+    b.extend_from_slice(&2u32.to_le_bytes()); // dims
+    b.extend_from_slice(&(1u64 << 30).to_le_bytes());
+    b.extend_from_slice(&(1u64 << 28).to_le_bytes());
+    b.extend_from_slice(&0u32.to_le_bytes()); // F32
+    b.extend_from_slice(&0u64.to_le_bytes()); // offset
+    b.resize(b.len() + 64, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("huge.gguf");
+    std::fs::write(&p, &b).unwrap();
+    let e = fails(&["info", "--model", s(&p)]);
+    assert!(
+        e.contains("huge.gguf") && e.contains("token_embd.weight"),
+        "{e}"
+    );
+}
+
+#[test]
+fn truncated_safetensors() {
+    let dir = copy_folder("llama");
+    let p = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() - 1000]).unwrap();
+    let e = fails(&["info", "--model", s(dir.path())]);
+    assert!(e.contains("model.safetensors"), "{e}");
+}
+
+/// A safetensors header length of 2^60 bytes.
+#[test]
+fn safetensors_header_claiming_a_huge_size() {
+    let dir = copy_folder("llama");
+    let p = dir.path().join("model.safetensors");
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[..8].copy_from_slice(&(1u64 << 60).to_le_bytes());
+    std::fs::write(&p, &bytes).unwrap();
+    let e = fails(&["info", "--model", s(dir.path())]);
+    assert!(e.contains("model.safetensors"), "{e}");
+}
+
+#[test]
+fn config_with_a_missing_field() {
+    let dir = copy_folder("llama");
+    edit_config(dir.path(), |v| {
+        v.as_object_mut().unwrap().remove("num_hidden_layers");
+    });
+    let e = fails(&["info", "--model", s(dir.path())]);
+    assert!(
+        e.contains("config.json") && e.contains("num_hidden_layers") && e.contains("missing"),
+        "{e}"
+    );
+}
+
+#[test]
+fn config_with_a_wrong_field() {
+    let dir = copy_folder("llama");
+    edit_config(dir.path(), |v| {
+        v["hidden_size"] = serde_json::json!("sixty-four")
+    });
+    let e = fails(&["info", "--model", s(dir.path())]);
+    assert!(
+        e.contains("config.json") && e.contains("hidden_size"),
+        "{e}"
+    );
+    edit_config(dir.path(), |v| v["hidden_size"] = serde_json::json!(96));
+    let e = fails(&["info", "--model", s(dir.path())]);
+    assert!(
+        e.contains("model.embed_tokens.weight") && e.contains("shape"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_architecture() {
+    let dir = copy_folder("llama");
+    edit_config(dir.path(), |v| {
+        v["architectures"] = serde_json::json!(["GPTNeoXForCausalLM"]);
+        v["model_type"] = serde_json::json!("gpt_neox");
+    });
+    let e = fails(&["info", "--model", s(dir.path())]);
+    assert!(
+        e.contains("GPTNeoXForCausalLM") && e.contains("supported"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_device() {
+    let e = fails(&["info", "--model", s(&tiny("llama")), "--device", "tpu"]);
+    assert!(e.contains("tpu"), "{e}");
+}
+
+#[test]
+fn missing_model_path() {
+    let e = fails(&["info", "--model", "no/such/model.gguf"]);
+    assert!(e.contains("no/such/model.gguf"), "{e}");
+}
+
+/// A prompt longer than the context: the real model with a 16-token context cap.
+#[test]
+fn prompt_longer_than_the_context() {
+    let model = repo().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !model.exists() {
+        assert!(
+            std::env::var("ETHOS_REQUIRE_REAL_MODEL").as_deref() != Ok("1"),
+            "{} missing",
+            model.display()
+        );
+        eprintln!("SKIPPED: {} is absent; CI runs this test", model.display());
+        return;
+    }
+    let prompt = "a long prompt ".repeat(20);
+    let e = fails(&[
+        "generate",
+        "--model",
+        s(&model),
+        "--max-context",
+        "16",
+        "--prompt",
+        &prompt,
+        "--max-tokens",
+        "4",
+    ]);
+    assert!(e.contains("context length 16"), "{e}");
+    let e = fails(&[
+        "score",
+        "--model",
+        s(&model),
+        "--max-context",
+        "16",
+        "--text",
+        &prompt,
+    ]);
+    assert!(e.contains("context length 16"), "{e}");
+}
+
+#[test]
+fn malformed_score_input_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("req.jsonl");
+    std::fs::write(
+        &p,
+        "{\"context\": \"a\", \"continuations\": [\"b\"]}\n{\"context\": 3}\n",
+    )
+    .unwrap();
+    let model = repo().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !model.exists() {
+        eprintln!("SKIPPED: {} is absent; CI runs this test", model.display());
+        return;
+    }
+    let e = fails(&["score", "--model", s(&model), "--input", s(&p)]);
+    assert!(e.contains("req.jsonl:2"), "{e}");
+}

@@ -1,0 +1,90 @@
+//! Llama 2/3/3.1/3.2 (HF `LlamaForCausalLM`, GGUF `llama`): pre-norm blocks of grouped-query
+//! attention and a SwiGLU MLP, RMSNorm, rotary embeddings (optionally `llama3`-scaled), and
+//! an output head that may be tied to the embeddings. Mistral and Qwen2 reuse these blocks.
+//! Reference: transformers' `models/llama/modeling_llama.py`.
+
+use crate::config::ModelConfig;
+use crate::decoder::{Block, Decoder, FeedForward};
+use crate::error::Result;
+use crate::nn::attention::Attention;
+use crate::nn::mlp::Mlp;
+use crate::nn::norm::RmsNorm;
+use crate::nn::rope::Rope;
+use crate::weights::TensorSource;
+use candle_core::DType;
+
+pub fn load(
+    cfg: &ModelConfig,
+    src: &mut dyn TensorSource,
+    dtype: DType,
+    max_positions: usize,
+) -> Result<Decoder> {
+    let (h, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
+    let (q_out, kv_out) = (
+        cfg.num_heads * cfg.head_dim,
+        cfg.num_kv_heads * cfg.head_dim,
+    );
+    let embed = src.embedding("model.embed_tokens.weight", [v, h])?;
+    let blocks = (0..cfg.num_layers)
+        .map(|l| {
+            let p = format!("model.layers.{l}");
+            let norm = |src: &mut dyn TensorSource, name: &str| -> Result<RmsNorm> {
+                Ok(RmsNorm::new(
+                    src.dense(&format!("{p}.{name}.weight"), &[h], DType::F32)?,
+                    cfg.rms_norm_eps,
+                ))
+            };
+            let proj =
+                |src: &mut dyn TensorSource, name: &str, out: usize, inp: usize, bias: bool| {
+                    let b = if bias {
+                        Some(src.dense(&format!("{p}.{name}.bias"), &[out], dtype)?)
+                    } else {
+                        None
+                    };
+                    src.linear(&format!("{p}.{name}.weight"), [out, inp], b)
+                };
+            let bias = cfg.attention_bias;
+            let attn = Attention::new(
+                proj(src, "self_attn.q_proj", q_out, h, bias)?,
+                proj(src, "self_attn.k_proj", kv_out, h, bias)?,
+                proj(src, "self_attn.v_proj", kv_out, h, bias)?,
+                proj(src, "self_attn.o_proj", h, q_out, false)?,
+                cfg.num_heads,
+                cfg.num_kv_heads,
+                cfg.head_dim,
+            )?;
+            let mlp = Mlp::new(
+                proj(src, "mlp.gate_proj", i, h, false)?,
+                proj(src, "mlp.up_proj", i, h, false)?,
+                proj(src, "mlp.down_proj", h, i, false)?,
+            )?;
+            Ok(Block {
+                attn_norm: norm(src, "input_layernorm")?,
+                attn,
+                mlp_norm: norm(src, "post_attention_layernorm")?,
+                ffn: FeedForward::Dense(mlp),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let norm = RmsNorm::new(
+        src.dense("model.norm.weight", &[h], DType::F32)?,
+        cfg.rms_norm_eps,
+    );
+    let head = if cfg.tie_word_embeddings || !src.contains("lm_head.weight") {
+        src.tied_head("model.embed_tokens.weight", [v, h])?
+    } else {
+        src.linear("lm_head.weight", [v, h], None)?
+    };
+    let rope = Rope::new(&cfg.rope, cfg.head_dim, max_positions, src.device())?;
+    Ok(Decoder {
+        config: cfg.clone(),
+        embed,
+        blocks,
+        norm,
+        head,
+        rope,
+        dtype,
+        device: src.device().clone(),
+        f16_attention: false,
+    })
+}

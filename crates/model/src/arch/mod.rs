@@ -1,0 +1,25 @@
+//! One short file per architecture family: which parts its blocks use and under which names.
+pub mod llama;
+pub mod mistral;
+pub mod qwen2;
+
+use crate::config::{Arch, ModelConfig};
+use crate::decoder::Decoder;
+use crate::error::Result;
+use crate::weights::TensorSource;
+use candle_core::DType;
+
+/// Builds the decoder of `cfg` from `src`, computing in `dtype`, with a rotary table of
+/// `max_positions` entries.
+pub fn build(
+    cfg: &ModelConfig,
+    src: &mut dyn TensorSource,
+    dtype: DType,
+    max_positions: usize,
+) -> Result<Decoder> {
+    match cfg.arch {
+        Arch::Llama => llama::load(cfg, src, dtype, max_positions),
+        Arch::Mistral => mistral::load(cfg, src, dtype, max_positions),
+        Arch::Qwen2 => qwen2::load(cfg, src, dtype, max_positions),
+    }
+}

@@ -1,0 +1,328 @@
+//! The KV cache: preallocated per layer, written in place (no concatenation per token), with
+//! the position of every cached key per batch row so that padding and rows of different
+//! lengths mask correctly.
+
+use crate::error::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+
+pub struct LayerKv {
+    /// `(batch, kv_heads, capacity, head_dim)`
+    k: Tensor,
+    v: Tensor,
+}
+
+pub struct KvCache {
+    layers: Vec<LayerKv>,
+    /// Position of each cached key per row; -1 marks padding.
+    key_positions: Vec<Vec<i32>>,
+    len: usize,
+    capacity: usize,
+}
+
+/// Shape of one layer's cache, as the decoder describes it.
+#[derive(Clone, Copy, Debug)]
+pub struct KvShape {
+    pub layers: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl KvCache {
+    pub fn new(
+        shape: KvShape,
+        batch: usize,
+        capacity: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let bytes = shape.layers
+            * 2
+            * batch
+            * shape.kv_heads
+            * capacity
+            * shape.head_dim
+            * dtype.size_in_bytes();
+        // A cache larger than 64 GiB is a request error, not something to try to allocate.
+        if bytes > 64 << 30 {
+            return Err(Error::Limit(format!(
+                "KV cache of {batch} x {capacity} tokens needs {} GiB",
+                bytes >> 30
+            )));
+        }
+        let layers = (0..shape.layers)
+            .map(|_| {
+                let z = Tensor::zeros(
+                    (batch, shape.kv_heads, capacity, shape.head_dim),
+                    dtype,
+                    device,
+                )?;
+                Ok(LayerKv {
+                    k: z.clone(),
+                    v: z.copy()?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            layers,
+            key_positions: vec![Vec::with_capacity(capacity); batch],
+            len: 0,
+            capacity,
+        })
+    }
+
+    pub fn batch(&self) -> usize {
+        self.key_positions.len()
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+    pub fn key_positions(&self) -> &[Vec<i32>] {
+        &self.key_positions
+    }
+
+    /// Records the positions of the step about to be written; checks room and batch size.
+    pub fn begin_step(&mut self, positions: &[Vec<i32>]) -> Result<()> {
+        let t = positions.first().map_or(0, Vec::len);
+        if positions.len() != self.batch() {
+            return Err(Error::Msg(format!(
+                "step has {} rows, cache has {}",
+                positions.len(),
+                self.batch()
+            )));
+        }
+        if self.len + t > self.capacity {
+            return Err(Error::Limit(format!(
+                "KV cache capacity {} tokens (have {}, adding {t})",
+                self.capacity, self.len
+            )));
+        }
+        for (row, p) in self.key_positions.iter_mut().zip(positions) {
+            row.extend_from_slice(p);
+        }
+        Ok(())
+    }
+
+    /// Writes this step's keys/values `(b, kv_heads, t, d)` for `layer` and returns the views
+    /// over everything cached so far. `begin_step` must have been called for the step.
+    pub fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let t = k.dim(2)?;
+        let l = &mut self.layers[layer];
+        l.k.slice_set(&k.contiguous()?, 2, self.len)?;
+        l.v.slice_set(&v.contiguous()?, 2, self.len)?;
+        let total = self.len + t;
+        Ok((l.k.narrow(2, 0, total)?, l.v.narrow(2, 0, total)?))
+    }
+
+    /// Ends the step once every layer has appended `t` tokens.
+    pub fn end_step(&mut self, t: usize) {
+        self.len += t;
+    }
+
+    /// Undoes `begin_step` after a failed forward pass, so the cache stays usable.
+    pub fn rollback(&mut self) {
+        for row in &mut self.key_positions {
+            row.truncate(self.len);
+        }
+    }
+
+    /// A new cache whose row i is a copy of row `rows[i]` of this one, with room for `extra`
+    /// more tokens: the shared-context fork used by scoring.
+    pub fn fork_rows(&self, rows: &[usize], extra: usize) -> Result<Self> {
+        let device = self
+            .layers
+            .first()
+            .map(|l| l.k.device().clone())
+            .unwrap_or(Device::Cpu);
+        let index = Tensor::from_vec(
+            rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
+            rows.len(),
+            &device,
+        )?;
+        let capacity = self.len + extra;
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                let (_, h, _, d) = l.k.dims4()?;
+                let fork = |src: &Tensor| -> Result<Tensor> {
+                    let dst = Tensor::zeros((rows.len(), h, capacity, d), src.dtype(), &device)?;
+                    if self.len > 0 {
+                        let part = src
+                            .narrow(2, 0, self.len)?
+                            .index_select(&index, 0)?
+                            .contiguous()?;
+                        dst.slice_set(&part, 2, 0)?;
+                    }
+                    Ok(dst)
+                };
+                Ok(LayerKv {
+                    k: fork(&l.k)?,
+                    v: fork(&l.v)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let key_positions = rows
+            .iter()
+            .map(|&r| self.key_positions[r].clone())
+            .collect();
+        Ok(Self {
+            layers,
+            key_positions,
+            len: self.len,
+            capacity,
+        })
+    }
+
+    /// Bytes held by the cache buffers.
+    pub fn bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| 2 * l.k.elem_count() * l.k.dtype().size_in_bytes())
+            .sum()
+    }
+}
+
+/// The additive attention mask of one step, `(b, 1, t, S)`, or `None` when nothing is masked
+/// (a single query per row with every cached key visible).
+///
+/// A query at position q sees a key at position p when `0 <= p <= q` and, with a sliding
+/// window w, `q - p < w`. A padding query (position -1) sees only its own slot, so that its
+/// (ignored) output stays finite.
+pub fn attention_mask(
+    query_positions: &[Vec<i32>],
+    key_positions: &[Vec<i32>],
+    window: Option<usize>,
+    device: &Device,
+) -> Result<Option<Tensor>> {
+    let b = query_positions.len();
+    let t = query_positions.first().map_or(0, Vec::len);
+    let s = key_positions.first().map_or(0, Vec::len);
+    let visible =
+        |q: i32, p: i32| p >= 0 && p <= q && window.is_none_or(|w| ((q - p) as usize) < w);
+    let mut mask = vec![0f32; b * t * s];
+    let mut any_masked = false;
+    for r in 0..b {
+        for (i, &q) in query_positions[r].iter().enumerate() {
+            let own = s - t + i;
+            for (j, &p) in key_positions[r].iter().enumerate() {
+                let ok = if q < 0 { j == own } else { visible(q, p) };
+                if !ok {
+                    mask[(r * t + i) * s + j] = f32::NEG_INFINITY;
+                    any_masked = true;
+                }
+            }
+        }
+    }
+    if !any_masked {
+        return Ok(None);
+    }
+    Ok(Some(Tensor::from_vec(mask, (b, 1, t, s), device)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mask_rows(q: &[Vec<i32>], k: &[Vec<i32>], w: Option<usize>) -> Vec<Vec<Vec<bool>>> {
+        match attention_mask(q, k, w, &Device::Cpu).unwrap() {
+            None => q
+                .iter()
+                .map(|r| r.iter().map(|_| vec![true; k[0].len()]).collect())
+                .collect(),
+            Some(m) => m
+                .squeeze(1)
+                .unwrap()
+                .to_vec3::<f32>()
+                .unwrap()
+                .into_iter()
+                .map(|r| {
+                    r.into_iter()
+                        .map(|row| row.into_iter().map(|x| x == 0.0).collect())
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+
+    /// Square causal mask:
+    /// ```text
+    /// 1 0 0
+    /// 1 1 0
+    /// 1 1 1
+    /// ```
+    #[test]
+    fn square_causal() {
+        let m = mask_rows(&[vec![0, 1, 2]], &[vec![0, 1, 2]], None);
+        assert_eq!(
+            m[0],
+            vec![
+                vec![true, false, false],
+                vec![true, true, false],
+                vec![true, true, true]
+            ]
+        );
+    }
+
+    /// Two new queries after a cached prefix of two: rectangular, prefix fully visible.
+    #[test]
+    fn rectangular_with_prefix() {
+        let m = mask_rows(&[vec![2, 3]], &[vec![0, 1, 2, 3]], None);
+        assert_eq!(
+            m[0],
+            vec![vec![true, true, true, false], vec![true, true, true, true]]
+        );
+    }
+
+    /// One query that sees everything needs no mask at all.
+    #[test]
+    fn single_query_needs_no_mask() {
+        assert!(
+            attention_mask(&[vec![3]], &[vec![0, 1, 2, 3]], None, &Device::Cpu)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    /// Right padding: row 1 has two real tokens and a pad; the pad key is never visible and
+    /// the pad query sees only itself.
+    #[test]
+    fn padding_rows() {
+        let q = vec![vec![0, 1, 2], vec![0, 1, -1]];
+        let m = mask_rows(&q, &q, None);
+        assert_eq!(
+            m[1],
+            vec![
+                vec![true, false, false],
+                vec![true, true, false],
+                vec![false, false, true]
+            ]
+        );
+    }
+
+    /// Sliding window of 2: a query sees itself and one key back.
+    #[test]
+    fn sliding_window() {
+        let m = mask_rows(&[vec![0, 1, 2]], &[vec![0, 1, 2]], Some(2));
+        assert_eq!(m[0][2], vec![false, true, true]);
+    }
+
+    #[test]
+    fn cache_capacity_is_enforced_and_rolled_back() {
+        let shape = KvShape {
+            layers: 1,
+            kv_heads: 1,
+            head_dim: 2,
+        };
+        let mut c = KvCache::new(shape, 1, 2, DType::F32, &Device::Cpu).unwrap();
+        assert!(c.begin_step(&[vec![0, 1, 2]]).is_err());
+        c.begin_step(&[vec![0, 1]]).unwrap();
+        c.rollback();
+        assert_eq!(c.key_positions()[0].len(), 0);
+    }
+}

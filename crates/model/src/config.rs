@@ -1,0 +1,486 @@
+//! The model's hyper-parameters: `HfConfig` mirrors `config.json` as written by HF transformers
+//! (4.x and 5.x shapes), and `ModelConfig` is the validated form the decoder is built from.
+//! GGUF metadata is turned into the same `ModelConfig` in `weights::gguf`.
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::path::Path;
+
+/// The architecture families ethos implements. Each has one file under `arch/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    Llama,
+    Mistral,
+    Qwen2,
+}
+
+impl Arch {
+    pub const SUPPORTED: &'static str = "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM";
+
+    /// From an HF `architectures` entry or `model_type`.
+    pub fn from_hf_name(name: &str) -> Option<Arch> {
+        match name {
+            "LlamaForCausalLM" | "llama" => Some(Arch::Llama),
+            "MistralForCausalLM" | "mistral" => Some(Arch::Mistral),
+            "Qwen2ForCausalLM" | "qwen2" => Some(Arch::Qwen2),
+            _ => None,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Mistral => "mistral",
+            Arch::Qwen2 => "qwen2",
+        }
+    }
+}
+
+/// How rotary embeddings pair the dimensions of a head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// HF's `rotate_half`: dimension i pairs with i + d/2 (NeoX style).
+    Half,
+    /// Adjacent pairs (2i, 2i+1): the layout llama.cpp's converter gives llama Q/K weights in GGUF.
+    Interleaved,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RopeScaling {
+    None,
+    Linear {
+        factor: f64,
+    },
+    /// Llama 3.1/3.2 frequency-dependent scaling.
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: usize,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RopeConfig {
+    pub theta: f64,
+    pub style: RopeStyle,
+    pub scaling: RopeScaling,
+    /// Per-frequency divisors stored in GGUF as `rope_freqs.weight` (llama 3 scaling, baked).
+    pub freq_factors: Option<Vec<f32>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f64,
+    pub rope: RopeConfig,
+    pub max_position_embeddings: usize,
+    pub tie_word_embeddings: bool,
+    /// q/k/v projections carry a bias (Qwen2).
+    pub attention_bias: bool,
+    pub sliding_window: Option<usize>,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_ids: Vec<u32>,
+}
+
+impl ModelConfig {
+    /// Checks the invariants the decoder relies on; `source` names the file in errors.
+    pub fn validate(&self, source: &Path) -> Result<()> {
+        let positive = [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_layers),
+            ("num_attention_heads", self.num_heads),
+            ("num_key_value_heads", self.num_kv_heads),
+            ("head_dim", self.head_dim),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ];
+        for (field, v) in positive {
+            if v == 0 {
+                return Err(Error::config(source, field, "must be greater than 0"));
+            }
+            // Guards against sizes that would overflow or allocate absurd buffers.
+            if v > 1 << 24 {
+                return Err(Error::config(
+                    source,
+                    field,
+                    format!("{v} exceeds the limit 2^24"),
+                ));
+            }
+        }
+        if self.num_heads % self.num_kv_heads != 0 {
+            return Err(Error::config(
+                source,
+                "num_key_value_heads",
+                format!(
+                    "{} does not divide num_attention_heads {}",
+                    self.num_kv_heads, self.num_heads
+                ),
+            ));
+        }
+        if self.head_dim % 2 != 0 {
+            return Err(Error::config(
+                source,
+                "head_dim",
+                format!("{} is odd; rotary needs pairs", self.head_dim),
+            ));
+        }
+        if !(self.rms_norm_eps > 0.0 && self.rms_norm_eps < 1.0) {
+            return Err(Error::config(
+                source,
+                "rms_norm_eps",
+                format!("{} is not in (0, 1)", self.rms_norm_eps),
+            ));
+        }
+        if !(self.rope.theta > 0.0 && self.rope.theta.is_finite()) {
+            return Err(Error::config(
+                source,
+                "rope_theta",
+                format!("{} is not a positive number", self.rope.theta),
+            ));
+        }
+        if let Some(f) = &self.rope.freq_factors {
+            if f.len() != self.head_dim / 2 {
+                return Err(Error::config(
+                    source,
+                    "rope_freqs",
+                    format!(
+                        "has {} entries, head_dim/2 is {}",
+                        f.len(),
+                        self.head_dim / 2
+                    ),
+                ));
+            }
+        }
+        for &e in &self.eos_token_ids {
+            if e as usize >= self.vocab_size {
+                return Err(Error::config(
+                    source,
+                    "eos_token_id",
+                    format!("{e} is outside the vocabulary ({})", self.vocab_size),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Parameters of the transformer (embeddings counted once when tied).
+    pub fn parameter_count(&self) -> u64 {
+        let (h, i, v) = (
+            self.hidden_size as u64,
+            self.intermediate_size as u64,
+            self.vocab_size as u64,
+        );
+        let (q, kv) = (
+            (self.num_heads * self.head_dim) as u64,
+            (self.num_kv_heads * self.head_dim) as u64,
+        );
+        let bias = if self.attention_bias { q + 2 * kv } else { 0 };
+        let attn = h * q + 2 * h * kv + q * h + bias;
+        let mlp = 3 * h * i;
+        let per_layer = attn + mlp + 2 * h;
+        let head = if self.tie_word_embeddings { 0 } else { v * h };
+        v * h + self.num_layers as u64 * per_layer + h + head
+    }
+}
+
+/// `eos_token_id` is an int or a list of ints in the wild.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum TokenIds {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl TokenIds {
+    pub fn to_vec(&self) -> Vec<u32> {
+        match self {
+            TokenIds::One(x) => vec![*x],
+            TokenIds::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// Serde mirror of an HF `config.json` for the decoder-only families ethos supports.
+#[derive(Debug, Deserialize)]
+pub struct HfConfig {
+    pub architectures: Option<Vec<String>>,
+    pub model_type: Option<String>,
+    pub vocab_size: Option<usize>,
+    pub hidden_size: Option<usize>,
+    pub intermediate_size: Option<usize>,
+    pub num_hidden_layers: Option<usize>,
+    pub num_attention_heads: Option<usize>,
+    pub num_key_value_heads: Option<usize>,
+    pub head_dim: Option<usize>,
+    pub rms_norm_eps: Option<f64>,
+    pub rope_theta: Option<f64>,
+    /// transformers 4.x and the official checkpoints.
+    pub rope_scaling: Option<serde_json::Value>,
+    /// transformers 5.x.
+    pub rope_parameters: Option<serde_json::Value>,
+    pub max_position_embeddings: Option<usize>,
+    pub tie_word_embeddings: Option<bool>,
+    pub attention_bias: Option<bool>,
+    pub sliding_window: Option<usize>,
+    pub use_sliding_window: Option<bool>,
+    pub bos_token_id: Option<TokenIds>,
+    pub eos_token_id: Option<TokenIds>,
+    pub hidden_act: Option<String>,
+    pub mlp_bias: Option<bool>,
+}
+
+impl HfConfig {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_json(&text, path)
+    }
+
+    pub fn from_json(text: &str, path: &Path) -> Result<Self> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let msg = crate::error::one_line(e.inner());
+            if field == "." {
+                Error::format(path, format!("not a valid config.json: {msg}"))
+            } else {
+                Error::config(path, &field, msg)
+            }
+        })
+    }
+
+    pub fn arch(&self, path: &Path) -> Result<Arch> {
+        let names: Vec<&str> = self
+            .architectures
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .chain(self.model_type.as_deref())
+            .collect();
+        if names.is_empty() {
+            return Err(Error::config(
+                path,
+                "architectures",
+                "missing (and no model_type)",
+            ));
+        }
+        names
+            .iter()
+            .find_map(|n| Arch::from_hf_name(n))
+            .ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "{}: architecture {} (supported: {})",
+                    path.display(),
+                    names.join("/"),
+                    Arch::SUPPORTED
+                ))
+            })
+    }
+
+    pub fn into_config(self, path: &Path) -> Result<ModelConfig> {
+        let arch = self.arch(path)?;
+        let req =
+            |v: Option<usize>, field: &str| v.ok_or_else(|| Error::config(path, field, "missing"));
+        let hidden_size = req(self.hidden_size, "hidden_size")?;
+        let num_heads = req(self.num_attention_heads, "num_attention_heads")?;
+        if num_heads == 0 {
+            return Err(Error::config(
+                path,
+                "num_attention_heads",
+                "must be greater than 0",
+            ));
+        }
+        if let Some(act) = self.hidden_act.as_deref().filter(|a| *a != "silu") {
+            return Err(Error::config(
+                path,
+                "hidden_act",
+                format!("`{act}` is not supported (silu)"),
+            ));
+        }
+        if self.mlp_bias == Some(true) {
+            return Err(Error::config(
+                path,
+                "mlp_bias",
+                "MLP biases are not supported",
+            ));
+        }
+        let (theta, scaling) = parse_rope(&self, path)?;
+        let cfg = ModelConfig {
+            arch,
+            vocab_size: req(self.vocab_size, "vocab_size")?,
+            hidden_size,
+            intermediate_size: req(self.intermediate_size, "intermediate_size")?,
+            num_layers: req(self.num_hidden_layers, "num_hidden_layers")?,
+            num_heads,
+            num_kv_heads: self.num_key_value_heads.unwrap_or(num_heads),
+            head_dim: self.head_dim.unwrap_or(hidden_size / num_heads),
+            rms_norm_eps: self.rms_norm_eps.unwrap_or(1e-6),
+            rope: RopeConfig {
+                theta,
+                style: RopeStyle::Half,
+                scaling,
+                freq_factors: None,
+            },
+            max_position_embeddings: self.max_position_embeddings.unwrap_or(4096),
+            tie_word_embeddings: self.tie_word_embeddings.unwrap_or(false),
+            attention_bias: match arch {
+                Arch::Qwen2 => true,
+                _ => self.attention_bias.unwrap_or(false),
+            },
+            sliding_window: match arch {
+                Arch::Mistral => self.sliding_window,
+                Arch::Qwen2 if self.use_sliding_window == Some(true) => self.sliding_window,
+                _ => None,
+            },
+            bos_token_id: self
+                .bos_token_id
+                .as_ref()
+                .and_then(|t| t.to_vec().first().copied()),
+            eos_token_ids: self
+                .eos_token_id
+                .as_ref()
+                .map(TokenIds::to_vec)
+                .unwrap_or_default(),
+        };
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+}
+
+/// Reads rope theta and scaling from either `rope_theta` + `rope_scaling` (transformers 4 and
+/// the official checkpoints) or `rope_parameters` (transformers 5).
+fn parse_rope(cfg: &HfConfig, path: &Path) -> Result<(f64, RopeScaling)> {
+    let params = cfg.rope_parameters.as_ref().filter(|v| !v.is_null());
+    let scaling = cfg
+        .rope_scaling
+        .as_ref()
+        .filter(|v| !v.is_null())
+        .or(params);
+    let theta = params
+        .and_then(|p| p.get("rope_theta"))
+        .and_then(|v| v.as_f64())
+        .or(cfg.rope_theta)
+        .unwrap_or(10000.0);
+    let Some(s) = scaling else {
+        return Ok((theta, RopeScaling::None));
+    };
+    let field = if cfg.rope_scaling.is_some() {
+        "rope_scaling"
+    } else {
+        "rope_parameters"
+    };
+    let kind = s
+        .get("rope_type")
+        .or_else(|| s.get("type"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("default");
+    let num = |k: &str| -> Result<f64> {
+        s.get(k)
+            .and_then(|v| v.as_f64())
+            .ok_or_else(|| Error::config(path, &format!("{field}.{k}"), "missing or not a number"))
+    };
+    let scaling = match kind {
+        "default" => RopeScaling::None,
+        "linear" => RopeScaling::Linear {
+            factor: num("factor")?,
+        },
+        "llama3" => RopeScaling::Llama3 {
+            factor: num("factor")?,
+            low_freq_factor: num("low_freq_factor")?,
+            high_freq_factor: num("high_freq_factor")?,
+            original_max_position_embeddings: num("original_max_position_embeddings")? as usize,
+        },
+        other => {
+            return Err(Error::config(
+                path,
+                &format!("{field}.rope_type"),
+                format!("`{other}` is not supported (default, linear, llama3)"),
+            ))
+        }
+    };
+    Ok((theta, scaling))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<ModelConfig> {
+        let p = Path::new("config.json");
+        HfConfig::from_json(json, p)?.into_config(p)
+    }
+
+    const BASE: &str = r#"{"architectures":["LlamaForCausalLM"],"vocab_size":100,"hidden_size":64,
+        "intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,
+        "rms_norm_eps":1e-5,"rope_theta":10000.0,"max_position_embeddings":256,"eos_token_id":[1,2]}"#;
+
+    #[test]
+    fn parses_a_llama_config() {
+        let c = parse(BASE).unwrap();
+        assert_eq!(c.arch, Arch::Llama);
+        assert_eq!(c.head_dim, 16);
+        assert_eq!(c.eos_token_ids, vec![1, 2]);
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let e = parse(&BASE.replace(r#""hidden_size":64,"#, ""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("config.json") && e.contains("hidden_size") && e.contains("missing"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = parse(&BASE.replace(r#""hidden_size":64"#, r#""hidden_size":"big""#))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hidden_size"), "{e}");
+    }
+
+    #[test]
+    fn unknown_architecture_is_rejected() {
+        let e = parse(&BASE.replace("LlamaForCausalLM", "GPTNeoXForCausalLM"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("GPTNeoXForCausalLM") && e.contains("unsupported"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn reads_both_rope_shapes() {
+        let v4 = BASE.replace(
+            r#""rope_theta":10000.0"#,
+            r#""rope_theta":500000.0,"rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}"#,
+        );
+        let v5 = BASE.replace(
+            r#""rope_theta":10000.0"#,
+            r#""rope_parameters":{"rope_type":"llama3","rope_theta":500000.0,"factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}"#,
+        );
+        let (a, b) = (parse(&v4).unwrap(), parse(&v5).unwrap());
+        assert_eq!(a.rope, b.rope);
+        assert_eq!(a.rope.theta, 500000.0);
+        assert!(matches!(a.rope.scaling, RopeScaling::Llama3 { .. }));
+    }
+
+    #[test]
+    fn indivisible_heads_are_rejected() {
+        let e = parse(&BASE.replace(r#""num_key_value_heads":2"#, r#""num_key_value_heads":3"#))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("num_key_value_heads"), "{e}");
+    }
+}

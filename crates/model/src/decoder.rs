@@ -1,0 +1,292 @@
+//! The decoder skeleton every architecture is assembled on:
+//! embed -> [block -> residual hook] x N -> final norm -> head (in the requested logits mode).
+//!
+//! The skeleton knows nothing of steering: the hook is an opaque callback at block
+//! boundaries, and sampling happens on the returned logits elsewhere.
+
+use crate::cache::{attention_mask, KvCache, KvShape};
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::hooks::ResidualHook;
+use crate::nn::attention::{Attention, StepContext};
+use crate::nn::linear::Linear;
+use crate::nn::mlp::Mlp;
+use crate::nn::norm::RmsNorm;
+use crate::nn::rope::{Positions, Rope};
+use candle_core::quantized::QTensor;
+use candle_core::{DType, Device, Tensor, D};
+use std::sync::Arc;
+
+/// What the head returns.
+#[derive(Clone, Debug)]
+pub enum LogitsMode {
+    /// Logits of the last real token of each row: `(b, vocab)`.
+    Last,
+    /// Logits at every position: `(b, t, vocab)`.
+    All,
+    /// For each `[row][position]`, the log-prob of the given target id (skip with -1) and the
+    /// argmax; the full `(t, vocab)` logits are only ever built a chunk of rows at a time.
+    Gather(Vec<Vec<i64>>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TargetScore {
+    pub logprob: f32,
+    pub argmax: u32,
+}
+
+#[derive(Debug)]
+pub enum Logits {
+    Last(Tensor),
+    All(Tensor),
+    Gathered(Vec<Vec<Option<TargetScore>>>),
+}
+
+/// Rows of hidden states projected to the vocabulary at once in gather mode.
+const GATHER_CHUNK: usize = 64;
+
+pub enum Embedding {
+    Dense(Tensor),
+    Quant(Arc<QTensor>),
+}
+
+impl Embedding {
+    fn forward(&self, ids: &Tensor, dtype: DType) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let flat = ids.flatten_all()?;
+        let x = match self {
+            Embedding::Dense(w) => w.index_select(&flat, 0)?,
+            Embedding::Quant(q) => q.embedding(&flat)?,
+        };
+        Ok(x.reshape((b, t, ()))?.to_dtype(dtype)?)
+    }
+}
+
+pub enum FeedForward {
+    Dense(Mlp),
+}
+
+pub struct Block {
+    pub attn_norm: RmsNorm,
+    pub attn: Attention,
+    pub mlp_norm: RmsNorm,
+    pub ffn: FeedForward,
+}
+
+impl Block {
+    fn forward(
+        &self,
+        x: &Tensor,
+        step: &StepContext,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> Result<Tensor> {
+        let h = (x + self
+            .attn
+            .forward(&self.attn_norm.forward(x)?, step, cache, layer)?)?;
+        let y = match &self.ffn {
+            FeedForward::Dense(mlp) => mlp.forward(&self.mlp_norm.forward(&h)?)?,
+        };
+        Ok((h + y)?)
+    }
+}
+
+pub struct Decoder {
+    pub config: ModelConfig,
+    pub embed: Embedding,
+    pub blocks: Vec<Block>,
+    pub norm: RmsNorm,
+    pub head: Linear,
+    pub rope: Rope,
+    pub dtype: DType,
+    pub device: Device,
+    /// Attention operands rounded to f16 as in llama.cpp (quantized GGUF models only).
+    pub f16_attention: bool,
+}
+
+impl Decoder {
+    pub fn kv_shape(&self) -> KvShape {
+        KvShape {
+            layers: self.blocks.len(),
+            kv_heads: self.config.num_kv_heads,
+            head_dim: self.config.head_dim,
+        }
+    }
+
+    /// The longest sequence the model accepts (its context length).
+    pub fn max_positions(&self) -> usize {
+        self.rope.max_positions()
+    }
+
+    pub fn new_cache(&self, batch: usize, capacity: usize) -> Result<KvCache> {
+        if capacity > self.max_positions() {
+            return Err(Error::Limit(format!(
+                "{capacity} tokens exceed the model's context length {}",
+                self.max_positions()
+            )));
+        }
+        KvCache::new(self.kv_shape(), batch, capacity, self.dtype, &self.device)
+    }
+
+    /// One step over `ids` `(b, t)`, whose positions are `positions[b][t]` (-1 for padding).
+    pub fn forward<'h>(
+        &self,
+        ids: &[Vec<u32>],
+        positions: &[Vec<i32>],
+        cache: &mut KvCache,
+        mode: &LogitsMode,
+        hook: Option<&mut (dyn ResidualHook + 'h)>,
+    ) -> Result<Logits> {
+        let b = ids.len();
+        let t = ids.first().map_or(0, Vec::len);
+        if t == 0
+            || positions.len() != b
+            || ids
+                .iter()
+                .zip(positions)
+                .any(|(i, p)| i.len() != t || p.len() != t)
+        {
+            return Err(Error::Msg(format!(
+                "forward needs a non-empty rectangular batch of ids and positions ({b} rows)"
+            )));
+        }
+        let max_pos = positions.iter().flatten().copied().max().unwrap_or(0);
+        if max_pos as usize >= self.max_positions() {
+            return Err(Error::Limit(format!(
+                "position {max_pos} is beyond the model's context length {}",
+                self.max_positions()
+            )));
+        }
+        let vocab = self.config.vocab_size as u32;
+        if let Some(bad) = ids.iter().flatten().find(|&&i| i >= vocab) {
+            return Err(Error::Limit(format!(
+                "token id {bad} is outside the vocabulary ({vocab})"
+            )));
+        }
+        cache.begin_step(positions)?;
+        let out = self.forward_inner(ids, positions, cache, mode, hook);
+        match out {
+            Ok(l) => {
+                cache.end_step(t);
+                Ok(l)
+            }
+            Err(e) => {
+                cache.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    fn forward_inner<'h>(
+        &self,
+        ids: &[Vec<u32>],
+        positions: &[Vec<i32>],
+        cache: &mut KvCache,
+        mode: &LogitsMode,
+        mut hook: Option<&mut (dyn ResidualHook + 'h)>,
+    ) -> Result<Logits> {
+        let (b, t) = (ids.len(), ids[0].len());
+        let flat: Vec<u32> = ids.iter().flatten().copied().collect();
+        let ids_t = Tensor::from_vec(flat, (b, t), &self.device)?;
+        let mut x = self.embed.forward(&ids_t, self.dtype)?;
+        let (cos, sin) = self
+            .rope
+            .tables(&Positions::new(positions, &self.device)?)?;
+        let mask = attention_mask(
+            positions,
+            cache.key_positions(),
+            self.config.sliding_window,
+            &self.device,
+        )?;
+        let step = StepContext {
+            rope: &self.rope,
+            cos,
+            sin,
+            mask,
+            f16_attention: self.f16_attention,
+        };
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(&x, &step, cache, i)?;
+            if let Some(h) = hook.as_deref_mut() {
+                if let Some(replaced) = h.after_block(i, &x)? {
+                    x = replaced;
+                }
+            }
+        }
+        let x = self.norm.forward(&x)?;
+        self.head(&x, positions, mode)
+    }
+
+    fn head(&self, x: &Tensor, positions: &[Vec<i32>], mode: &LogitsMode) -> Result<Logits> {
+        let (b, t, hidden) = x.dims3()?;
+        match mode {
+            LogitsMode::All => Ok(Logits::All(self.head.forward(x)?.to_dtype(DType::F32)?)),
+            LogitsMode::Last => {
+                let last: Vec<u32> = positions
+                    .iter()
+                    .enumerate()
+                    .map(|(r, p)| (r * t + p.iter().rposition(|&q| q >= 0).unwrap_or(t - 1)) as u32)
+                    .collect();
+                let index = Tensor::from_vec(last, b, &self.device)?;
+                let rows = x.reshape((b * t, hidden))?.index_select(&index, 0)?;
+                Ok(Logits::Last(
+                    self.head.forward(&rows)?.to_dtype(DType::F32)?,
+                ))
+            }
+            LogitsMode::Gather(targets) => {
+                if targets.len() != b || targets.iter().any(|r| r.len() != t) {
+                    return Err(Error::Msg(format!("gather targets must be {b} x {t}")));
+                }
+                let vocab = self.config.vocab_size as i64;
+                let wanted: Vec<(usize, usize, u32)> = targets
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(r, row)| {
+                        row.iter()
+                            .enumerate()
+                            .filter(|(_, &id)| id >= 0)
+                            .map(move |(i, &id)| (r, i, id as u32))
+                    })
+                    .collect();
+                if let Some(&(_, _, id)) = wanted.iter().find(|w| w.2 as i64 >= vocab) {
+                    return Err(Error::Limit(format!(
+                        "target id {id} is outside the vocabulary ({vocab})"
+                    )));
+                }
+                let mut out = vec![vec![None; t]; b];
+                let flat = x.reshape((b * t, hidden))?;
+                for chunk in wanted.chunks(GATHER_CHUNK) {
+                    let rows: Vec<u32> =
+                        chunk.iter().map(|&(r, i, _)| (r * t + i) as u32).collect();
+                    let n = rows.len();
+                    let h = flat.index_select(&Tensor::from_vec(rows, n, &self.device)?, 0)?;
+                    let logits = self.head.forward(&h)?.to_dtype(DType::F32)?;
+                    let lse = logits.log_sum_exp(D::Minus1)?;
+                    let tgt = Tensor::from_vec(
+                        chunk.iter().map(|w| w.2).collect::<Vec<_>>(),
+                        (n, 1),
+                        &self.device,
+                    )?;
+                    let picked = logits.gather(&tgt, D::Minus1)?.squeeze(1)?;
+                    let lp = (picked - lse)?.to_vec1::<f32>()?;
+                    let am = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+                    for (k, &(r, i, _)) in chunk.iter().enumerate() {
+                        out[r][i] = Some(TargetScore {
+                            logprob: lp[k],
+                            argmax: am[k],
+                        });
+                    }
+                }
+                Ok(Logits::Gathered(out))
+            }
+        }
+    }
+
+    /// A short description of how the weights are stored, for `ethos info`.
+    pub fn weight_format(&self) -> String {
+        self.blocks
+            .first()
+            .map(|b| b.attn.weight_format())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,157 @@
+//! 8-bit activations in blocks of 32 (llama.cpp's Q8_1/Q8_0 activation format), the other
+//! operand of our quantized dot products.
+//!
+//! Quantization follows llama.cpp's x86 code bit for bit, so that ethos' quantized path sees
+//! the same numbers llama.cpp does: `d = amax / 127` stored as f16, values scaled by
+//! `127 / amax` and rounded half to even, `s = d * sum(q)` stored as f16.
+
+use half::f16;
+
+pub const QK: usize = 32;
+
+/// Activations quantized per 32 values, row-major `(m, k)`.
+pub struct Q8Rows {
+    pub k: usize,
+    /// Per block: the scale (f16-rounded) and `d * sum(q)` (f16-rounded).
+    pub d: Vec<f32>,
+    pub s: Vec<f32>,
+    pub qs: Vec<i8>,
+}
+
+impl Q8Rows {
+    /// Quantizes `m` rows of `k` values (k a multiple of 32).
+    pub fn quantize(x: &[f32], k: usize) -> Self {
+        debug_assert!(k % QK == 0 && x.len() % k == 0);
+        let nblocks = x.len() / QK;
+        let mut d = Vec::with_capacity(nblocks);
+        let mut s = Vec::with_capacity(nblocks);
+        let mut qs = vec![0i8; x.len()];
+        for (xb, qb) in x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)) {
+            let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let db = amax / 127.0;
+            let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+            let mut sum = 0i32;
+            for (q, v) in qb.iter_mut().zip(xb) {
+                let r = (v * id).round_ties_even() as i32;
+                *q = r as i8;
+                sum += r;
+            }
+            d.push(f16::from_f32(db).to_f32());
+            s.push(f16::from_f32(db * sum as f32).to_f32());
+        }
+        Self { k, d, s, qs }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.qs.len() / self.k
+    }
+
+    /// The value each quantized activation stands for.
+    pub fn dequantized(&self, i: usize) -> f32 {
+        self.d[i / QK] * self.qs[i] as f32
+    }
+}
+
+/// `out[i][j] = dot(row j of w, row i of x)` for a weight matrix of `n` rows of
+/// `row_bytes` bytes, split over threads by output column.
+pub fn matmul_rows(
+    n: usize,
+    row_bytes: usize,
+    w: &[u8],
+    x: &Q8Rows,
+    out: &mut [f32],
+    dot: impl Fn(&[u8], &Q8Rows, usize) -> f32 + Sync,
+) {
+    use rayon::prelude::*;
+    let m = x.rows();
+    assert!(w.len() >= n * row_bytes && out.len() >= m * n);
+    // Chunks small enough that two threads get several each (load balance).
+    let chunk = (n / (rayon::current_num_threads() * 4)).clamp(16, 256);
+    if m == 1 {
+        out[..n]
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(c, dst)| {
+                for (jj, o) in dst.iter_mut().enumerate() {
+                    let j = c * chunk + jj;
+                    *o = dot(&w[j * row_bytes..(j + 1) * row_bytes], x, 0);
+                }
+            });
+        return;
+    }
+    // Several rows: compute column chunks transposed, then scatter.
+    let mut out_t = vec![0f32; n * m];
+    out_t
+        .par_chunks_mut(chunk * m)
+        .enumerate()
+        .for_each(|(c, dst)| {
+            for (jj, col) in dst.chunks_mut(m).enumerate() {
+                let j = c * chunk + jj;
+                let wr = &w[j * row_bytes..(j + 1) * row_bytes];
+                for (i, o) in col.iter_mut().enumerate() {
+                    *o = dot(wr, x, i);
+                }
+            }
+        });
+    for j in 0..n {
+        for i in 0..m {
+            out[i * n + j] = out_t[j * m + i];
+        }
+    }
+}
+
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+pub(crate) mod simd {
+    use std::arch::x86_64::*;
+
+    /// Sums products of unsigned bytes `a` and signed bytes `b` into 8 i32 lanes.
+    #[inline]
+    pub unsafe fn dot_u8_i8(a: __m256i, b: __m256i) -> __m256i {
+        #[cfg(all(target_feature = "avx512vnni", target_feature = "avx512vl"))]
+        {
+            _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
+        }
+        #[cfg(not(all(target_feature = "avx512vnni", target_feature = "avx512vl")))]
+        {
+            // maddubs cannot saturate for our operands: at most 255 * 127 * 2 < 2^16 only for
+            // 4-bit weights (15 * 127 * 2); signed 8-bit weights go through abs/sign first.
+            _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1))
+        }
+    }
+
+    /// Sums products of signed bytes into 8 i32 lanes (|a| times b with a's sign moved to b).
+    #[inline]
+    pub unsafe fn dot_i8_i8(a: __m256i, b: __m256i) -> __m256i {
+        dot_u8_i8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a))
+    }
+
+    #[inline]
+    pub unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_half_to_even_with_f16_scales() {
+        let mut x = vec![0f32; 32];
+        x[0] = 127.0;
+        x[1] = 0.5;
+        x[2] = -0.5;
+        x[3] = 1.5;
+        let q = Q8Rows::quantize(&x, 32);
+        assert_eq!((q.qs[0], q.qs[1], q.qs[2], q.qs[3]), (127, 0, 0, 2));
+        assert_eq!(q.d[0], 1.0);
+        assert_eq!(q.s[0], 129.0);
+    }
+}

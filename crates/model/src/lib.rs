@@ -1,0 +1,56 @@
+//! ethos-model: tensors and models on candle. Loading (GGUF, safetensors, hub), tokenizer and
+//! chat template, the decoder skeleton with its residual hook, the KV cache and scoring.
+
+pub mod arch;
+pub mod cache;
+pub mod chat;
+pub mod config;
+pub mod decoder;
+pub mod error;
+pub mod fetch;
+pub mod hooks;
+pub mod kernels;
+pub mod loader;
+pub mod nn;
+pub mod scoring;
+pub mod tokenizer;
+pub mod weights;
+
+pub use candle_core::{DType, Device, Tensor};
+pub use decoder::{Decoder, Logits, LogitsMode, TargetScore};
+pub use error::{Error, Result};
+pub use loader::{load, LoadOptions, Model, ModelSpec};
+
+/// Parses `--device cpu|cuda[:N]|metal[:N]`; a device not compiled in is an error naming it.
+pub fn parse_device(name: &str) -> Result<Device> {
+    let (kind, ordinal) = match name.split_once(':') {
+        Some((k, o)) => (
+            k,
+            o.parse::<usize>()
+                .map_err(|_| Error::Msg(format!("device `{name}`: `{o}` is not an ordinal")))?,
+        ),
+        None => (name, 0),
+    };
+    match kind {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Device::new_cuda(ordinal)
+            .map_err(|e| Error::Unsupported(format!("device `{name}`: {}", error::one_line(&e)))),
+        "metal" => Device::new_metal(ordinal)
+            .map_err(|e| Error::Unsupported(format!("device `{name}`: {}", error::one_line(&e)))),
+        other => Err(Error::Unsupported(format!(
+            "device `{other}` (expected cpu, cuda or metal)"
+        ))),
+    }
+}
+
+/// Parses `--dtype f32|bf16|f16`.
+pub fn parse_dtype(name: &str) -> Result<DType> {
+    match name {
+        "f32" => Ok(DType::F32),
+        "bf16" => Ok(DType::BF16),
+        "f16" => Ok(DType::F16),
+        other => Err(Error::Unsupported(format!(
+            "dtype `{other}` (expected f32, bf16 or f16)"
+        ))),
+    }
+}

@@ -1,0 +1,388 @@
+//! From a `--model` argument to a ready model: a GGUF file, an HF folder, a hub repo id, or
+//! (with none) the default model, fetched on first use. All three build the same `Decoder`.
+
+use crate::arch;
+use crate::chat::ChatTemplate;
+use crate::config::{HfConfig, ModelConfig, TokenIds};
+use crate::decoder::Decoder;
+use crate::error::{Error, Result};
+use crate::fetch;
+use crate::tokenizer::Tokenizer;
+use crate::weights::gguf::{GgufFile, GgufSource};
+use crate::weights::safetensors::SafetensorsSource;
+use candle_core::{DType, Device};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What `--model` names.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelSpec {
+    Default,
+    Gguf(PathBuf),
+    Folder(PathBuf),
+    /// `owner/name`, or `owner/name:file.gguf` for one GGUF file of a repo.
+    Hub {
+        repo: String,
+        file: Option<String>,
+    },
+}
+
+impl ModelSpec {
+    pub fn parse(arg: Option<&str>) -> Result<Self> {
+        let Some(arg) = arg else {
+            return Ok(ModelSpec::Default);
+        };
+        let path = Path::new(arg);
+        if path.is_dir() {
+            return Ok(ModelSpec::Folder(path.to_path_buf()));
+        }
+        if path.is_file() {
+            return Ok(ModelSpec::Gguf(path.to_path_buf()));
+        }
+        let (repo, file) = match arg.split_once(':') {
+            Some((r, f)) => (r, Some(f.to_string())),
+            None => (arg, None),
+        };
+        let looks_like_repo = repo.split('/').count() == 2
+            && !repo.starts_with('.')
+            && !repo.starts_with('/')
+            && !repo.ends_with(".gguf");
+        if looks_like_repo {
+            return Ok(ModelSpec::Hub {
+                repo: repo.to_string(),
+                file,
+            });
+        }
+        Err(Error::NotFound(format!(
+            "{arg}: no such file or folder, and not a hub repo id (owner/name)"
+        )))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub device: Device,
+    /// Compute dtype; `None` picks the default for the device and format (see `default_dtype`).
+    pub dtype: Option<DType>,
+    /// Cap on the context (rotary table and largest cache); `None` = the model's own.
+    pub max_context: Option<usize>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            device: Device::Cpu,
+            dtype: None,
+            max_context: None,
+        }
+    }
+}
+
+/// f32 on the CPU (exact, and candle's CPU matmul is fastest in f32); bf16 on GPUs.
+pub fn default_dtype(device: &Device) -> DType {
+    if device.is_cpu() {
+        DType::F32
+    } else {
+        DType::BF16
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct GenerationDefaults {
+    pub eos_ids: Vec<u32>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    pub source: String,
+    pub format: &'static str,
+    /// "q4_1", "f32", ... : how the block matrices are stored in memory.
+    pub weights: String,
+    pub dtype: DType,
+    pub load_seconds: f64,
+    pub file_bytes: u64,
+}
+
+pub struct Model {
+    pub decoder: Decoder,
+    pub tokenizer: Option<Tokenizer>,
+    pub chat_template: Option<ChatTemplate>,
+    pub generation: GenerationDefaults,
+    pub info: ModelInfo,
+}
+
+impl Model {
+    pub fn config(&self) -> &ModelConfig {
+        &self.decoder.config
+    }
+
+    pub fn tokenizer(&self) -> Result<&Tokenizer> {
+        self.tokenizer.as_ref().ok_or_else(|| {
+            Error::Tokenizer(format!("{}: the model has no tokenizer", self.info.source))
+        })
+    }
+
+    pub fn eos_ids(&self) -> &[u32] {
+        &self.generation.eos_ids
+    }
+}
+
+pub fn load(spec: &ModelSpec, opts: &LoadOptions) -> Result<Model> {
+    match spec {
+        ModelSpec::Default => load_gguf(&fetch::ensure_default_model(&fetch::models_dir())?, opts),
+        ModelSpec::Gguf(p) => load_gguf(p, opts),
+        ModelSpec::Folder(p) => load_folder(p, opts),
+        ModelSpec::Hub {
+            repo,
+            file: Some(f),
+        } => load_gguf(&fetch::hub_file(repo, f)?, opts),
+        ModelSpec::Hub { repo, file: None } => {
+            let config = fetch::hub_file(repo, "config.json")?;
+            let folder = config.parent().map(Path::to_path_buf).unwrap_or_default();
+            for optional in [
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "generation_config.json",
+            ] {
+                let _ = fetch::hub_file(repo, optional);
+            }
+            match fetch::hub_file(repo, "model.safetensors.index.json") {
+                Ok(index) => {
+                    let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+                    let v: serde_json::Value = serde_json::from_str(&text)
+                        .map_err(|e| Error::format(&index, e.to_string()))?;
+                    let shards: std::collections::BTreeSet<&str> = v["weight_map"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(_, f)| f.as_str())
+                        .collect();
+                    for s in shards {
+                        fetch::hub_file(repo, s)?;
+                    }
+                }
+                Err(_) => {
+                    fetch::hub_file(repo, "model.safetensors")?;
+                }
+            }
+            load_folder(&folder, opts)
+        }
+    }
+}
+
+fn context_len(cfg: &ModelConfig, opts: &LoadOptions) -> usize {
+    let own = cfg.max_position_embeddings;
+    opts.max_context.map_or(own, |m| m.min(own))
+}
+
+pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<Model> {
+    let start = Instant::now();
+    let mut file = GgufFile::open(path)?;
+    let cfg = file.config(&opts.device)?;
+    let tokenizer = if file.meta("tokenizer.ggml.model").is_some() {
+        Some(Tokenizer::from_gguf(&file)?)
+    } else {
+        None
+    };
+    let chat_template = file.get_str("tokenizer.chat_template").ok().map(|t| {
+        let piece = |key: &str| {
+            file.get_u64(key)
+                .ok()
+                .and_then(|id| {
+                    tokenizer
+                        .as_ref()
+                        .map(|tk| tk.pieces(&[id as u32]).concat())
+                })
+                .unwrap_or_default()
+        };
+        ChatTemplate::new(
+            t.to_string(),
+            piece("tokenizer.ggml.bos_token_id"),
+            piece("tokenizer.ggml.eos_token_id"),
+        )
+    });
+    let main_type = file
+        .main_type()
+        .map(|t| format!("{t:?}").to_lowercase())
+        .unwrap_or_default();
+    // An explicit dtype dequantizes every matrix (the exact reference path); none keeps them quantized.
+    let dense = opts.dtype;
+    let dtype = opts.dtype.unwrap_or_else(|| default_dtype(&opts.device));
+    let mut src = GgufSource::new(file, &opts.device, dense);
+    let mut decoder = arch::build(&cfg, &mut src, dtype, context_len(&cfg, opts))?;
+    // Quantized weights follow llama.cpp's arithmetic throughout (8-bit activations in the
+    // kernels, f16 attention operands); an explicit dtype is the exact dequantized path.
+    decoder.f16_attention = dense.is_none();
+    let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let eos_ids = cfg.eos_token_ids.clone();
+    Ok(Model {
+        decoder,
+        tokenizer,
+        chat_template,
+        generation: GenerationDefaults {
+            eos_ids,
+            ..Default::default()
+        },
+        info: ModelInfo {
+            source: path.display().to_string(),
+            format: "gguf",
+            weights: if dense.is_some() {
+                format!("{main_type} dequantized to {dtype:?}").to_lowercase()
+            } else {
+                main_type
+            },
+            dtype,
+            load_seconds: start.elapsed().as_secs_f64(),
+            file_bytes,
+        },
+    })
+}
+
+pub fn load_folder(folder: &Path, opts: &LoadOptions) -> Result<Model> {
+    let start = Instant::now();
+    let config_path = folder.join("config.json");
+    if !config_path.exists() {
+        return Err(Error::NotFound(format!(
+            "{}: no config.json",
+            folder.display()
+        )));
+    }
+    let cfg = HfConfig::from_file(&config_path)?.into_config(&config_path)?;
+    let dtype = opts.dtype.unwrap_or_else(|| default_dtype(&opts.device));
+    let mut src = SafetensorsSource::open(folder, dtype, &opts.device)?;
+    let decoder = arch::build(&cfg, &mut src, dtype, context_len(&cfg, opts))?;
+    let tok_path = folder.join("tokenizer.json");
+    let mut tokenizer = if tok_path.exists() {
+        Some(Tokenizer::from_file(&tok_path)?)
+    } else {
+        None
+    };
+    let tc = read_tokenizer_config(folder)?;
+    let mut eos_ids = cfg.eos_token_ids.clone();
+    let gen_path = folder.join("generation_config.json");
+    let mut generation = GenerationDefaults::default();
+    if gen_path.exists() {
+        let text = std::fs::read_to_string(&gen_path).map_err(|e| Error::io(&gen_path, e))?;
+        let g: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            Error::format(
+                &gen_path,
+                format!("not JSON: {}", crate::error::one_line(&e)),
+            )
+        })?;
+        if let Some(e) = g.get("eos_token_id") {
+            let ids: TokenIds = serde_json::from_value(e.clone()).map_err(|_| {
+                Error::config(&gen_path, "eos_token_id", "not an id or list of ids")
+            })?;
+            eos_ids = ids.to_vec();
+        }
+        generation.temperature = g.get("temperature").and_then(|v| v.as_f64());
+        generation.top_p = g.get("top_p").and_then(|v| v.as_f64());
+        generation.top_k = g.get("top_k").and_then(|v| v.as_u64()).map(|k| k as usize);
+    }
+    generation.eos_ids = eos_ids.clone();
+    let mut chat_template = None;
+    if let Some(tk) = tokenizer.as_mut() {
+        tk.bos_id = cfg.bos_token_id;
+        tk.eos_ids = eos_ids;
+        tk.add_bos = tc.add_bos.unwrap_or(false);
+        if let Some(src) = tc.template {
+            chat_template = Some(ChatTemplate::new(
+                src,
+                tc.bos.unwrap_or_default(),
+                tc.eos.unwrap_or_default(),
+            ));
+        }
+    }
+    Ok(Model {
+        decoder,
+        tokenizer,
+        chat_template,
+        generation,
+        info: ModelInfo {
+            source: folder.display().to_string(),
+            format: "safetensors",
+            weights: format!("{dtype:?}").to_lowercase(),
+            dtype,
+            load_seconds: start.elapsed().as_secs_f64(),
+            file_bytes: crate::weights::safetensors::weight_files(folder)?
+                .iter()
+                .filter_map(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum(),
+        },
+    })
+}
+
+#[derive(Default)]
+struct TokenizerConfig {
+    template: Option<String>,
+    bos: Option<String>,
+    eos: Option<String>,
+    add_bos: Option<bool>,
+}
+
+/// `tokenizer_config.json` (template as a string or a list of named templates) and a
+/// separate `chat_template.jinja`, which newer transformers write.
+fn read_tokenizer_config(folder: &Path) -> Result<TokenizerConfig> {
+    let mut out = TokenizerConfig::default();
+    let path = folder.join("tokenizer_config.json");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            Error::format(&path, format!("not JSON: {}", crate::error::one_line(&e)))
+        })?;
+        out.template = match v.get("chat_template") {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Array(list)) => list
+                .iter()
+                .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+                .or(list.first())
+                .and_then(|t| t.get("template").and_then(|s| s.as_str()).map(String::from)),
+            _ => None,
+        };
+        let token = |k: &str| match v.get(k) {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(o) => o.get("content").and_then(|c| c.as_str()).map(String::from),
+            None => None,
+        };
+        out.bos = token("bos_token");
+        out.eos = token("eos_token");
+        out.add_bos = v.get("add_bos_token").and_then(|b| b.as_bool());
+    }
+    let jinja = folder.join("chat_template.jinja");
+    if out.template.is_none() && jinja.exists() {
+        out.template = Some(std::fs::read_to_string(&jinja).map_err(|e| Error::io(&jinja, e))?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_model_specs() {
+        assert_eq!(ModelSpec::parse(None).unwrap(), ModelSpec::Default);
+        assert_eq!(
+            ModelSpec::parse(Some("HuggingFaceTB/SmolLM2-135M-Instruct")).unwrap(),
+            ModelSpec::Hub {
+                repo: "HuggingFaceTB/SmolLM2-135M-Instruct".into(),
+                file: None
+            }
+        );
+        assert_eq!(
+            ModelSpec::parse(Some("a/b:x.gguf")).unwrap(),
+            ModelSpec::Hub {
+                repo: "a/b".into(),
+                file: Some("x.gguf".into())
+            }
+        );
+        let e = ModelSpec::parse(Some("missing.gguf"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing.gguf"), "{e}");
+    }
+}

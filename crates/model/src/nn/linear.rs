@@ -1,0 +1,342 @@
+//! One linear layer for every weight format, so each architecture is written once.
+//!
+//! - `Dense`: f32/bf16/f16 weights (safetensors, or GGUF dequantized with `--dtype f32`).
+//! - `Own`: Q4_1 and Q8_0 through our own CPU kernels (`kernels/`): candle has no SIMD Q4_1
+//!   path, and both quantize activations exactly as llama.cpp does.
+//! - `Quant`: every other GGUF type through candle's `QMatMul`.
+//!
+//! Quantized layers switch to a dense f32 GEMM on dequantized weights (made once, on first
+//! use) when a call has at least `DENSE_MIN_ROWS` rows: batched prefill and scoring are faster
+//! as one GEMM than as per-row quantized dot products, while decode keeps the compact weights.
+
+use crate::error::{Error, Result};
+use crate::kernels::{q4_1, q8, q8_0};
+use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
+use rayon::prelude::*;
+use std::sync::{Arc, OnceLock};
+
+pub const DENSE_MIN_ROWS: usize = 16;
+
+pub enum Weight {
+    Dense(Tensor),
+    /// Our own CPU kernels (see `kernels/`): raw GGUF blocks, row-major.
+    Own {
+        kind: OwnKind,
+        bytes: Arc<Vec<u8>>,
+        device: Device,
+    },
+    Quant {
+        q: Arc<QTensor>,
+        matmul: QMatMul,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnKind {
+    Q4_1,
+    Q8_0,
+}
+
+impl OwnKind {
+    fn block_bytes(self) -> usize {
+        match self {
+            OwnKind::Q4_1 => q4_1::BLOCK_BYTES,
+            OwnKind::Q8_0 => q8_0::BLOCK_BYTES,
+        }
+    }
+}
+
+pub struct Linear {
+    weight: Weight,
+    bias: Option<Tensor>,
+    out_features: usize,
+    in_features: usize,
+    /// Dequantized copy for batched calls (quantized weights only).
+    dense: OnceLock<Tensor>,
+}
+
+impl Linear {
+    pub fn dense(w: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        let (out_features, in_features) = w.dims2()?;
+        Ok(Self {
+            weight: Weight::Dense(w),
+            bias,
+            out_features,
+            in_features,
+            dense: OnceLock::new(),
+        })
+    }
+
+    /// Wraps a GGUF tensor of shape `(out, in)`; Q4_1 and Q8_0 on the CPU take our own kernels.
+    pub fn quantized(q: Arc<QTensor>, bias: Option<Tensor>) -> Result<Self> {
+        let (out_features, in_features) = q.shape().dims2()?;
+        let device = q.device();
+        let own = match q.dtype() {
+            GgmlDType::Q4_1 => Some(OwnKind::Q4_1),
+            GgmlDType::Q8_0 => Some(OwnKind::Q8_0),
+            _ => None,
+        };
+        let weight = if let (Some(kind), true) = (own, device.is_cpu()) {
+            Weight::Own {
+                kind,
+                bytes: Arc::new(q.data()?.into_owned()),
+                device,
+            }
+        } else {
+            Weight::Quant {
+                matmul: QMatMul::from_arc(q.clone())?,
+                q,
+            }
+        };
+        Ok(Self {
+            weight,
+            bias,
+            out_features,
+            in_features,
+            dense: OnceLock::new(),
+        })
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.out_features
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.in_features
+    }
+
+    /// A short name of the storage format, for `ethos info`.
+    pub fn format(&self) -> String {
+        match &self.weight {
+            Weight::Dense(w) => format!("{:?}", w.dtype()).to_lowercase(),
+            Weight::Own { kind, .. } => format!("{kind:?}").to_lowercase(),
+            Weight::Quant { q, .. } => format!("{:?}", q.dtype()).to_lowercase(),
+        }
+    }
+
+    /// The weights as a dense f32 tensor `(out, in)`.
+    pub fn dequantize(&self) -> Result<Tensor> {
+        match &self.weight {
+            Weight::Dense(w) => Ok(w.clone()),
+            Weight::Own {
+                kind,
+                bytes,
+                device,
+            } => {
+                let mut out = vec![0f32; self.out_features * self.in_features];
+                let row_bytes = self.in_features / q8::QK * kind.block_bytes();
+                let kind = *kind;
+                out.par_chunks_mut(self.in_features)
+                    .zip(bytes.par_chunks(row_bytes))
+                    .for_each(|(o, w)| match kind {
+                        OwnKind::Q4_1 => q4_1::dequantize(w, o),
+                        OwnKind::Q8_0 => q8_0::dequantize(w, o),
+                    });
+                Ok(Tensor::from_vec(
+                    out,
+                    (self.out_features, self.in_features),
+                    device,
+                )?)
+            }
+            Weight::Quant { q, .. } => Ok(q.dequantize(&q.device())?),
+        }
+    }
+
+    /// Converts to a dense layer of `dtype` (the exact reference path for GGUF files).
+    pub fn into_dense(self, dtype: DType) -> Result<Self> {
+        let w = self.dequantize()?.to_dtype(dtype)?;
+        Linear::dense(w, self.bias)
+    }
+
+    fn dense_weight(&self) -> Result<&Tensor> {
+        if let Some(w) = self.dense.get() {
+            return Ok(w);
+        }
+        let w = self.dequantize()?;
+        Ok(self.dense.get_or_init(|| w))
+    }
+
+    /// `x` of shape `(..., in)` to `(..., out)`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let rows = x.elem_count() / self.in_features.max(1);
+        let x2 = x.reshape((rows, self.in_features))?;
+        let y = match &self.weight {
+            Weight::Dense(w) => x2.matmul(&w.t()?)?,
+            _ if rows >= DENSE_MIN_ROWS => {
+                let w = self.dense_weight()?;
+                x2.to_dtype(w.dtype())?
+                    .matmul(&w.t()?)?
+                    .to_dtype(x.dtype())?
+            }
+            Weight::Own {
+                kind,
+                bytes,
+                device,
+            } => {
+                let xs = x2.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                let xq = q8::Q8Rows::quantize(&xs, self.in_features);
+                let mut out = vec![0f32; rows * self.out_features];
+                match kind {
+                    OwnKind::Q4_1 => {
+                        q4_1::matmul(bytes, self.out_features, self.in_features, &xq, &mut out)
+                    }
+                    OwnKind::Q8_0 => {
+                        q8_0::matmul(bytes, self.out_features, self.in_features, &xq, &mut out)
+                    }
+                }
+                Tensor::from_vec(out, (rows, self.out_features), device)?.to_dtype(x.dtype())?
+            }
+            Weight::Quant { matmul, .. } => matmul.forward(&x2)?,
+        };
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out_dims = dims;
+        if let Some(last) = out_dims.last_mut() {
+            *last = self.out_features;
+        }
+        Ok(y.reshape(out_dims)?)
+    }
+
+    /// Stacks layers along the output dimension, so that q/k/v (or gate/up) take one product.
+    /// Returns `None` when the parts are stored in different formats.
+    pub fn concat(parts: &[Linear]) -> Result<Option<Linear>> {
+        let Some(first) = parts.first() else {
+            return Ok(None);
+        };
+        if parts.iter().any(|p| p.in_features != first.in_features) {
+            return Err(Error::Msg(
+                "concatenated layers must share their input size".into(),
+            ));
+        }
+        let bias = if parts.iter().all(|p| p.bias.is_some()) {
+            let bs: Vec<&Tensor> = parts.iter().filter_map(|p| p.bias.as_ref()).collect();
+            Some(Tensor::cat(&bs, 0)?)
+        } else if parts.iter().all(|p| p.bias.is_none()) {
+            None
+        } else {
+            return Ok(None);
+        };
+        let out: usize = parts.iter().map(|p| p.out_features).sum();
+        let weight = match &first.weight {
+            Weight::Dense(_) => {
+                let ws: Option<Vec<&Tensor>> = parts
+                    .iter()
+                    .map(|p| match &p.weight {
+                        Weight::Dense(w) => Some(w),
+                        _ => None,
+                    })
+                    .collect();
+                let Some(ws) = ws else { return Ok(None) };
+                Weight::Dense(Tensor::cat(&ws, 0)?)
+            }
+            Weight::Own { kind, device, .. } => {
+                let mut all = Vec::new();
+                for p in parts {
+                    match &p.weight {
+                        Weight::Own { kind: k, bytes, .. } if k == kind => {
+                            all.extend_from_slice(bytes)
+                        }
+                        _ => return Ok(None),
+                    }
+                }
+                Weight::Own {
+                    kind: *kind,
+                    bytes: Arc::new(all),
+                    device: device.clone(),
+                }
+            }
+            Weight::Quant { q, .. } => {
+                let dtype = q.dtype();
+                let mut all = Vec::new();
+                for p in parts {
+                    match &p.weight {
+                        Weight::Quant { q, .. } if q.dtype() == dtype => {
+                            all.extend_from_slice(&q.data()?)
+                        }
+                        _ => return Ok(None),
+                    }
+                }
+                let storage =
+                    QStorage::from_data(std::borrow::Cow::Owned(all), &q.device(), dtype)?;
+                let q = Arc::new(QTensor::new(storage, (out, first.in_features))?);
+                Weight::Quant {
+                    matmul: QMatMul::from_arc(q.clone())?,
+                    q,
+                }
+            }
+        };
+        Ok(Some(Linear {
+            weight,
+            bias,
+            out_features: out,
+            in_features: first.in_features,
+            dense: OnceLock::new(),
+        }))
+    }
+}
+
+/// Several projections of the same input, run as one product when their formats allow.
+pub struct MultiLinear {
+    fused: Option<Linear>,
+    parts: Vec<Linear>,
+    sizes: Vec<usize>,
+}
+
+impl MultiLinear {
+    pub fn new(parts: Vec<Linear>) -> Result<Self> {
+        let sizes = parts.iter().map(Linear::out_features).collect();
+        let fused = Linear::concat(&parts)?;
+        // Once fused, the parts are no longer needed.
+        let parts = if fused.is_some() { Vec::new() } else { parts };
+        Ok(Self {
+            fused,
+            parts,
+            sizes,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        match &self.fused {
+            Some(l) => {
+                let y = l.forward(x)?;
+                let last = y.rank() - 1;
+                let mut start = 0;
+                let mut out = Vec::with_capacity(self.sizes.len());
+                for &n in &self.sizes {
+                    out.push(y.narrow(last, start, n)?);
+                    start += n;
+                }
+                Ok(out)
+            }
+            None => self.parts.iter().map(|p| p.forward(x)).collect(),
+        }
+    }
+
+    pub fn format(&self) -> String {
+        self.fused
+            .as_ref()
+            .or(self.parts.first())
+            .map(Linear::format)
+            .unwrap_or_default()
+    }
+
+    pub fn into_dense(self, dtype: DType) -> Result<Self> {
+        match self.fused {
+            Some(l) => Ok(Self {
+                fused: Some(l.into_dense(dtype)?),
+                parts: vec![],
+                sizes: self.sizes,
+            }),
+            None => MultiLinear::new(
+                self.parts
+                    .into_iter()
+                    .map(|p| p.into_dense(dtype))
+                    .collect::<Result<_>>()?,
+            ),
+        }
+    }
+}

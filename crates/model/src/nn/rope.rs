@@ -1,0 +1,240 @@
+//! Rotary position embeddings: one table of cos/sin per model, with every scaling rule in one
+//! place (default, linear, llama3, GGUF `rope_freqs` factors) and both pairings (half, interleaved).
+
+use crate::config::{RopeConfig, RopeScaling, RopeStyle};
+use crate::error::Result;
+use candle_core::{DType, Device, Tensor};
+
+pub struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+    style: RopeStyle,
+    max_positions: usize,
+}
+
+/// Inverse frequencies of a head of `dim` dimensions, after scaling. Computed in f64.
+pub fn inverse_frequencies(cfg: &RopeConfig, dim: usize) -> Vec<f64> {
+    let mut inv: Vec<f64> = (0..dim / 2)
+        .map(|i| 1.0 / cfg.theta.powf((2 * i) as f64 / dim as f64))
+        .collect();
+    match &cfg.scaling {
+        RopeScaling::None => {}
+        RopeScaling::Linear { factor } => inv.iter_mut().for_each(|f| *f /= factor),
+        RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings,
+        } => {
+            let old = *original_max_position_embeddings as f64;
+            let low_wavelen = old / low_freq_factor;
+            let high_wavelen = old / high_freq_factor;
+            for f in inv.iter_mut() {
+                let wavelen = 2.0 * std::f64::consts::PI / *f;
+                if wavelen > low_wavelen {
+                    *f /= factor;
+                } else if wavelen >= high_wavelen {
+                    let smooth =
+                        (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                    *f = (1.0 - smooth) * *f / factor + smooth * *f;
+                }
+            }
+        }
+    }
+    if let Some(factors) = &cfg.freq_factors {
+        for (f, d) in inv.iter_mut().zip(factors) {
+            *f /= *d as f64;
+        }
+    }
+    inv
+}
+
+impl Rope {
+    pub fn new(
+        cfg: &RopeConfig,
+        head_dim: usize,
+        max_positions: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let inv = inverse_frequencies(cfg, head_dim);
+        let half = head_dim / 2;
+        let mut cos = Vec::with_capacity(max_positions * half);
+        let mut sin = Vec::with_capacity(max_positions * half);
+        for p in 0..max_positions {
+            for f in &inv {
+                let a = p as f64 * f;
+                cos.push(a.cos() as f32);
+                sin.push(a.sin() as f32);
+            }
+        }
+        Ok(Self {
+            cos: Tensor::from_vec(cos, (max_positions, half), device)?,
+            sin: Tensor::from_vec(sin, (max_positions, half), device)?,
+            style: cfg.style,
+            max_positions,
+        })
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+
+    /// cos/sin for the given positions: `(t, d/2)` when every row shares them, else `(b, t, d/2)`.
+    pub fn tables(&self, positions: &Positions) -> Result<(Tensor, Tensor)> {
+        match positions {
+            Positions::Shared { start, len } => Ok((
+                self.cos.narrow(0, *start, *len)?,
+                self.sin.narrow(0, *start, *len)?,
+            )),
+            Positions::PerRow { index, batch, len } => {
+                let cos = self
+                    .cos
+                    .index_select(index, 0)?
+                    .reshape((*batch, *len, ()))?;
+                let sin = self
+                    .sin
+                    .index_select(index, 0)?
+                    .reshape((*batch, *len, ()))?;
+                Ok((cos, sin))
+            }
+        }
+    }
+
+    /// Rotates `x` of shape `(b, heads, t, d)`.
+    pub fn apply(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let x = x.contiguous()?;
+        let (cos, sin) = if x.dtype() == DType::F32 {
+            (cos.clone(), sin.clone())
+        } else {
+            (cos.to_dtype(x.dtype())?, sin.to_dtype(x.dtype())?)
+        };
+        Ok(match self.style {
+            RopeStyle::Half => candle_nn::rotary_emb::rope(&x, &cos, &sin)?,
+            RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?,
+        })
+    }
+}
+
+/// Where each token of a step sits in its sequence.
+pub enum Positions {
+    /// All rows hold positions `start..start+len` (the common, cheap case).
+    Shared { start: usize, len: usize },
+    /// Rows differ (padding, continuations after contexts of different lengths).
+    PerRow {
+        index: Tensor,
+        batch: usize,
+        len: usize,
+    },
+}
+
+impl Positions {
+    /// `pos[b][t]` is the position of each token, or -1 for padding.
+    pub fn new(pos: &[Vec<i32>], device: &Device) -> Result<Self> {
+        let batch = pos.len();
+        let len = pos.first().map_or(0, Vec::len);
+        if let Some(first) = pos.first() {
+            let start = first.first().copied().unwrap_or(0);
+            let contiguous =
+                |row: &Vec<i32>| row.iter().enumerate().all(|(i, &p)| p == start + i as i32);
+            if start >= 0 && pos.iter().all(contiguous) {
+                return Ok(Positions::Shared {
+                    start: start as usize,
+                    len,
+                });
+            }
+        }
+        let flat: Vec<u32> = pos.iter().flatten().map(|&p| p.max(0) as u32).collect();
+        Ok(Positions::PerRow {
+            index: Tensor::from_vec(flat, batch * len, device)?,
+            batch,
+            len,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(scaling: RopeScaling, style: RopeStyle) -> RopeConfig {
+        RopeConfig {
+            theta: 10000.0,
+            style,
+            scaling,
+            freq_factors: None,
+        }
+    }
+
+    #[test]
+    fn default_frequencies() {
+        let inv = inverse_frequencies(&cfg(RopeScaling::None, RopeStyle::Half), 8);
+        assert_eq!(inv.len(), 4);
+        assert!((inv[0] - 1.0).abs() < 1e-12);
+        assert!((inv[1] - 0.1).abs() < 1e-12); // 10000^(-2/8)
+    }
+
+    #[test]
+    fn llama3_scaling_keeps_high_and_divides_low_frequencies() {
+        let s = RopeScaling::Llama3 {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 64,
+        };
+        let base = inverse_frequencies(&cfg(RopeScaling::None, RopeStyle::Half), 16);
+        let scaled = inverse_frequencies(&cfg(s, RopeStyle::Half), 16);
+        // wavelength 2π < 16: untouched; the lowest frequency (wavelength ≫ 64): divided by 8.
+        assert_eq!(scaled[0], base[0]);
+        assert!((scaled[7] - base[7] / 8.0).abs() < 1e-15);
+        // in between: strictly between the two.
+        let mid = (0..8)
+            .find(|&i| {
+                let w = 2.0 * std::f64::consts::PI / base[i];
+                (16.0..=64.0).contains(&w)
+            })
+            .unwrap();
+        assert!(scaled[mid] < base[mid] && scaled[mid] > base[mid] / 8.0);
+    }
+
+    /// Half and interleaved styles are the same rotation on permuted dimensions: permuting the
+    /// input as llama.cpp's converter does and rotating interleaved equals rotating half-style
+    /// and permuting after.
+    #[test]
+    fn interleaved_equals_half_on_permuted_dims() -> Result<()> {
+        let dev = Device::Cpu;
+        let d = 8;
+        let half = Rope::new(&cfg(RopeScaling::None, RopeStyle::Half), d, 16, &dev)?;
+        let inter = Rope::new(&cfg(RopeScaling::None, RopeStyle::Interleaved), d, 16, &dev)?;
+        let x = Tensor::arange(0f32, (2 * 5 * d) as f32, &dev)?
+            .reshape((1, 2, 5, d))?
+            .sin()?;
+        // permutation: interleaved index 2i <- half index i, 2i+1 <- i + d/2
+        let perm: Vec<u32> = (0..d / 2)
+            .flat_map(|i| [i as u32, (i + d / 2) as u32])
+            .collect();
+        let perm = Tensor::new(perm.as_slice(), &dev)?;
+        let pos = Positions::new(&[vec![3, 4, 5, 6, 7]], &dev)?;
+        let (c, s) = half.tables(&pos)?;
+        let a = half.apply(&x, &c, &s)?.index_select(&perm, 3)?;
+        let b = inter.apply(&x.index_select(&perm, 3)?, &c, &s)?;
+        let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-6, "{diff}");
+        Ok(())
+    }
+
+    #[test]
+    fn per_row_positions_match_shared() -> Result<()> {
+        let dev = Device::Cpu;
+        let r = Rope::new(&cfg(RopeScaling::None, RopeStyle::Half), 8, 16, &dev)?;
+        let shared = r.tables(&Positions::new(&[vec![2, 3, 4]], &dev)?)?.0;
+        let rows = r
+            .tables(&Positions::new(&[vec![0, 1, -1], vec![2, 3, 4]], &dev)?)?
+            .0;
+        let diff = (rows.get(1)? - shared)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
+        assert_eq!(diff, 0.0);
+        Ok(())
+    }
+}

@@ -1,0 +1,258 @@
+//! `score(context, continuations)`: the log-probability of each continuation given a shared
+//! context. The context runs once per request; its KV cache is copied to one row per
+//! continuation and all continuations run as one batch. Requests are batched too.
+
+use crate::decoder::{Decoder, Logits, LogitsMode};
+use crate::error::{Error, Result};
+use crate::hooks::ResidualHook;
+use candle_core::D;
+
+#[derive(Clone, Debug)]
+pub struct ScoreRequest {
+    pub context: Vec<u32>,
+    pub continuations: Vec<Vec<u32>>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ContinuationScore {
+    /// Sum of the per-token log-probs.
+    pub logprob: f64,
+    pub token_logprobs: Vec<f32>,
+    pub token_ids: Vec<u32>,
+    /// Every token is the argmax of its distribution.
+    pub greedy: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ScoreOptions {
+    /// Requests whose contexts run together.
+    pub batch_requests: usize,
+    /// Upper bound on rows x tokens of one continuation batch (memory).
+    pub max_batch_tokens: usize,
+}
+
+impl Default for ScoreOptions {
+    fn default() -> Self {
+        Self {
+            batch_requests: 16,
+            max_batch_tokens: 8192,
+        }
+    }
+}
+
+/// Scores every request; results keep the order of requests and continuations.
+pub fn score<'h>(
+    decoder: &Decoder,
+    requests: &[ScoreRequest],
+    opts: &ScoreOptions,
+    mut hook: Option<&mut (dyn ResidualHook + 'h)>,
+) -> Result<Vec<Vec<ContinuationScore>>> {
+    for (i, r) in requests.iter().enumerate() {
+        if r.context.is_empty() {
+            return Err(Error::Msg(format!(
+                "request {i}: the context is empty (it needs at least one token, e.g. BOS)"
+            )));
+        }
+        let longest = r.continuations.iter().map(Vec::len).max().unwrap_or(0);
+        if r.context.len() + longest > decoder.max_positions() {
+            return Err(Error::Limit(format!(
+                "request {i}: context {} + continuation {longest} tokens exceed the context length {}",
+                r.context.len(),
+                decoder.max_positions()
+            )));
+        }
+    }
+    // Similar context lengths run together, so little is padding.
+    let mut order: Vec<usize> = (0..requests.len()).collect();
+    order.sort_by_key(|&i| requests[i].context.len());
+    let mut results: Vec<Vec<ContinuationScore>> = vec![Vec::new(); requests.len()];
+    for group in order.chunks(opts.batch_requests.max(1)) {
+        let scored = score_group(decoder, requests, group, opts, hook.as_deref_mut())?;
+        for (&i, s) in group.iter().zip(scored) {
+            results[i] = s;
+        }
+    }
+    Ok(results)
+}
+
+fn right_pad(rows: &[&[u32]], start: &[usize]) -> (Vec<Vec<u32>>, Vec<Vec<i32>>) {
+    let t = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let ids = rows
+        .iter()
+        .map(|r| (0..t).map(|j| r.get(j).copied().unwrap_or(0)).collect())
+        .collect();
+    let pos = rows
+        .iter()
+        .zip(start)
+        .map(|(r, &s)| {
+            (0..t)
+                .map(|j| if j < r.len() { (s + j) as i32 } else { -1 })
+                .collect()
+        })
+        .collect();
+    (ids, pos)
+}
+
+fn score_group<'h>(
+    decoder: &Decoder,
+    requests: &[ScoreRequest],
+    group: &[usize],
+    opts: &ScoreOptions,
+    mut hook: Option<&mut (dyn ResidualHook + 'h)>,
+) -> Result<Vec<Vec<ContinuationScore>>> {
+    let contexts: Vec<&[u32]> = group
+        .iter()
+        .map(|&i| requests[i].context.as_slice())
+        .collect();
+    let ctx_len = contexts.iter().map(|c| c.len()).max().unwrap_or(0);
+    let (ids, pos) = right_pad(&contexts, &vec![0; contexts.len()]);
+    let mut cache = decoder.new_cache(contexts.len(), ctx_len)?;
+    // The last context position predicts each continuation's first token.
+    let last = match decoder.forward(
+        &ids,
+        &pos,
+        &mut cache,
+        &LogitsMode::Last,
+        hook.as_deref_mut(),
+    )? {
+        Logits::Last(t) => candle_nn::ops::log_softmax(&t, D::Minus1)?,
+        _ => unreachable!("Last mode returns Last logits"),
+    };
+    let first_lp = last.to_vec2::<f32>()?;
+    let first_argmax = last.argmax(D::Minus1)?.to_vec1::<u32>()?;
+
+    // One row per (request, continuation), in chunks that bound the batch size.
+    let rows: Vec<(usize, usize)> = group
+        .iter()
+        .enumerate()
+        .flat_map(|(g, &i)| (0..requests[i].continuations.len()).map(move |c| (g, c)))
+        .collect();
+    let mut out: Vec<Vec<ContinuationScore>> = group
+        .iter()
+        .map(|&i| Vec::with_capacity(requests[i].continuations.len()))
+        .collect();
+    let mut start = 0;
+    while start < rows.len() {
+        let mut end = start;
+        let mut longest = 0;
+        while end < rows.len() {
+            let (g, c) = rows[end];
+            let l = requests[group[g]].continuations[c].len().max(longest);
+            if end > start && (end - start + 1) * (ctx_len + l) > opts.max_batch_tokens {
+                break;
+            }
+            longest = l;
+            end += 1;
+        }
+        let chunk = &rows[start..end];
+        let conts: Vec<&[u32]> = chunk
+            .iter()
+            .map(|&(g, c)| requests[group[g]].continuations[c].as_slice())
+            .collect();
+        let scores = score_continuations(
+            decoder,
+            &cache,
+            &contexts,
+            chunk,
+            &conts,
+            &first_lp,
+            &first_argmax,
+            hook.as_deref_mut(),
+        )?;
+        for (&(g, _), s) in chunk.iter().zip(scores) {
+            out[g].push(s);
+        }
+        start = end;
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn score_continuations<'h>(
+    decoder: &Decoder,
+    cache: &crate::cache::KvCache,
+    contexts: &[&[u32]],
+    chunk: &[(usize, usize)],
+    conts: &[&[u32]],
+    first_lp: &[Vec<f32>],
+    first_argmax: &[u32],
+    hook: Option<&mut (dyn ResidualHook + 'h)>,
+) -> Result<Vec<ContinuationScore>> {
+    let mut scores: Vec<ContinuationScore> = chunk
+        .iter()
+        .zip(conts)
+        .map(|(&(g, _), c)| match c.first() {
+            Some(&t0) => {
+                let lp = *first_lp[g].get(t0 as usize).ok_or_else(|| {
+                    Error::Limit(format!("token id {t0} is outside the vocabulary"))
+                })?;
+                Ok(ContinuationScore {
+                    logprob: lp as f64,
+                    token_logprobs: vec![lp],
+                    token_ids: c.to_vec(),
+                    greedy: first_argmax[g] == t0,
+                })
+            }
+            None => Ok(ContinuationScore {
+                logprob: 0.0,
+                token_logprobs: vec![],
+                token_ids: vec![],
+                greedy: true,
+            }),
+        })
+        .collect::<Result<_>>()?;
+    // Tokens after the first need a forward pass over the continuation (all but its last token).
+    let inputs: Vec<&[u32]> = conts
+        .iter()
+        .map(|c| &c[..c.len().saturating_sub(1)])
+        .collect();
+    if inputs.iter().all(|c| c.is_empty()) {
+        return Ok(scores);
+    }
+    let starts: Vec<usize> = chunk.iter().map(|&(g, _)| contexts[g].len()).collect();
+    let (ids, pos) = right_pad(&inputs, &starts);
+    let t = ids[0].len();
+    let targets: Vec<Vec<i64>> = conts
+        .iter()
+        .map(|c| {
+            (0..t)
+                .map(|j| c.get(j + 1).map_or(-1, |&x| x as i64))
+                .collect()
+        })
+        .collect();
+    let rows: Vec<usize> = chunk.iter().map(|&(g, _)| g).collect();
+    let mut fork = cache.fork_rows(&rows, t)?;
+    let gathered =
+        match decoder.forward(&ids, &pos, &mut fork, &LogitsMode::Gather(targets), hook)? {
+            Logits::Gathered(g) => g,
+            _ => unreachable!("Gather mode returns gathered scores"),
+        };
+    for (s, row) in scores.iter_mut().zip(gathered) {
+        for ts in row.into_iter().flatten() {
+            s.logprob += ts.logprob as f64;
+            s.token_logprobs.push(ts.logprob);
+            let target = s.token_ids[s.token_logprobs.len() - 1];
+            s.greedy &= ts.argmax == target;
+        }
+    }
+    Ok(scores)
+}
+
+/// Per-token log-probs of a whole text (`ids[0]` is the context): the `--text` mode.
+pub fn score_text<'h>(
+    decoder: &Decoder,
+    ids: &[u32],
+    hook: Option<&mut (dyn ResidualHook + 'h)>,
+) -> Result<ContinuationScore> {
+    if ids.len() < 2 {
+        return Err(Error::Msg(
+            "scoring a text needs at least two tokens".into(),
+        ));
+    }
+    let req = ScoreRequest {
+        context: ids[..1].to_vec(),
+        continuations: vec![ids[1..].to_vec()],
+    };
+    let mut out = score(decoder, &[req], &ScoreOptions::default(), hook)?;
+    Ok(out.remove(0).remove(0))
+}

@@ -1,0 +1,324 @@
+//! GGUF files: header validation, hyper-parameters from the metadata, tensors by HF name.
+//!
+//! Every tensor's extent is checked against the file size before anything is read, so a
+//! corrupt or hostile header fails with one line instead of a huge allocation.
+
+use super::names::gguf_name;
+use super::TensorSource;
+use crate::config::{Arch, ModelConfig, RopeConfig, RopeScaling, RopeStyle};
+use crate::decoder::Embedding;
+use crate::error::{one_line, Error, Result};
+use crate::nn::linear::Linear;
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Device, Tensor};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub struct GgufFile {
+    pub path: PathBuf,
+    pub content: Content,
+    file: File,
+}
+
+impl GgufFile {
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file_size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let content = Content::read(&mut file)
+            .map_err(|e| Error::format(path, format!("not a valid GGUF file: {}", one_line(&e))))?;
+        for (name, info) in &content.tensor_infos {
+            let elems = info
+                .shape
+                .dims()
+                .iter()
+                .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+                .ok_or_else(|| {
+                    Error::format(
+                        path,
+                        format!("tensor {name}: shape {:?} overflows", info.shape.dims()),
+                    )
+                })?;
+            let block = info.ggml_dtype.block_size() as u64;
+            if elems % block != 0 {
+                return Err(Error::format(path, format!("tensor {name}: {elems} elements are not a multiple of the block size {block}")));
+            }
+            let bytes = elems / block * info.ggml_dtype.type_size() as u64;
+            let start = content.tensor_data_offset.saturating_add(info.offset);
+            if start.saturating_add(bytes) > file_size {
+                return Err(Error::format(
+                    path,
+                    format!("tensor {name} claims {bytes} bytes at offset {start}, but the file has {file_size} bytes (truncated or corrupt)"),
+                ));
+            }
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            content,
+            file,
+        })
+    }
+
+    pub fn meta(&self, key: &str) -> Option<&Value> {
+        self.content.metadata.get(key)
+    }
+
+    fn field_err(&self, key: &str, msg: &str) -> Error {
+        Error::config(&self.path, key, msg.to_string())
+    }
+
+    pub fn get_u64(&self, key: &str) -> Result<u64> {
+        let v = self
+            .meta(key)
+            .ok_or_else(|| self.field_err(key, "missing"))?;
+        let n = match v {
+            Value::U8(x) => *x as u64,
+            Value::U16(x) => *x as u64,
+            Value::U32(x) => *x as u64,
+            Value::U64(x) => *x,
+            Value::I8(x) if *x >= 0 => *x as u64,
+            Value::I16(x) if *x >= 0 => *x as u64,
+            Value::I32(x) if *x >= 0 => *x as u64,
+            Value::I64(x) if *x >= 0 => *x as u64,
+            _ => return Err(self.field_err(key, "not a non-negative integer")),
+        };
+        Ok(n)
+    }
+
+    pub fn get_usize(&self, key: &str) -> Result<usize> {
+        let n = self.get_u64(key)?;
+        usize::try_from(n).map_err(|_| self.field_err(key, "too large"))
+    }
+
+    pub fn get_f64(&self, key: &str) -> Result<f64> {
+        match self.meta(key) {
+            Some(Value::F32(x)) => Ok(*x as f64),
+            Some(Value::F64(x)) => Ok(*x),
+            Some(_) => Err(self.field_err(key, "not a number")),
+            None => Err(self.field_err(key, "missing")),
+        }
+    }
+
+    pub fn get_str(&self, key: &str) -> Result<&str> {
+        match self.meta(key) {
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(self.field_err(key, "not a string")),
+            None => Err(self.field_err(key, "missing")),
+        }
+    }
+
+    pub fn get_bool(&self, key: &str) -> Option<bool> {
+        match self.meta(key) {
+            Some(Value::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub fn architecture(&self) -> Result<&str> {
+        self.get_str("general.architecture")
+    }
+
+    pub fn tensor(&mut self, name: &str, device: &Device) -> Result<QTensor> {
+        self.content
+            .tensor(&mut self.file, name, device)
+            .map_err(|e| Error::format(&self.path, format!("tensor {name}: {}", one_line(&e))))
+    }
+
+    pub fn tensor_shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.content
+            .tensor_infos
+            .get(name)
+            .map(|i| i.shape.dims().to_vec())
+    }
+
+    /// The storage type of most weight matrices, for `ethos info`.
+    pub fn main_type(&self) -> Option<GgmlDType> {
+        self.content
+            .tensor_infos
+            .get("blk.0.attn_q.weight")
+            .map(|i| i.ggml_dtype)
+    }
+
+    /// The model hyper-parameters from the GGUF metadata.
+    pub fn config(&mut self, device: &Device) -> Result<ModelConfig> {
+        let arch_name = self.architecture()?.to_string();
+        let arch = match arch_name.as_str() {
+            "llama" => Arch::Llama,
+            "qwen2" => Arch::Qwen2,
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "{}: GGUF architecture `{other}` (supported: llama, qwen2)",
+                    self.path.display()
+                )))
+            }
+        };
+        let k = |s: &str| format!("{arch_name}.{s}");
+        let hidden_size = self.get_usize(&k("embedding_length"))?;
+        let num_heads = self.get_usize(&k("attention.head_count"))?;
+        if num_heads == 0 {
+            return Err(self.field_err(&k("attention.head_count"), "must be greater than 0"));
+        }
+        let num_kv_heads = self
+            .get_usize(&k("attention.head_count_kv"))
+            .unwrap_or(num_heads);
+        let head_dim = self
+            .get_usize(&k("attention.key_length"))
+            .unwrap_or(hidden_size / num_heads);
+        let vocab_size = match self.tensor_shape("token_embd.weight") {
+            Some(s) if s.len() == 2 => s[0],
+            _ => {
+                return Err(Error::format(
+                    &self.path,
+                    "tensor token_embd.weight is missing or not a matrix",
+                ))
+            }
+        };
+        let scaling = match self.get_str(&k("rope.scaling.type")) {
+            Ok("linear") => RopeScaling::Linear {
+                factor: self.get_f64(&k("rope.scaling.factor"))?,
+            },
+            Ok("none") | Err(_) => RopeScaling::None,
+            Ok(other) => {
+                return Err(self.field_err(
+                    &k("rope.scaling.type"),
+                    &format!("`{other}` is not supported"),
+                ))
+            }
+        };
+        let freq_factors = if self.content.tensor_infos.contains_key("rope_freqs.weight") {
+            let t = self
+                .tensor("rope_freqs.weight", device)?
+                .dequantize(&Device::Cpu)?;
+            Some(t.flatten_all()?.to_vec1::<f32>()?)
+        } else {
+            None
+        };
+        let mut eos = Vec::new();
+        for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"] {
+            if let Ok(id) = self.get_u64(key) {
+                if !eos.contains(&(id as u32)) {
+                    eos.push(id as u32);
+                }
+            }
+        }
+        let cfg = ModelConfig {
+            arch,
+            vocab_size,
+            hidden_size,
+            intermediate_size: self.get_usize(&k("feed_forward_length"))?,
+            num_layers: self.get_usize(&k("block_count"))?,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            rms_norm_eps: self.get_f64(&k("attention.layer_norm_rms_epsilon"))?,
+            rope: RopeConfig {
+                theta: self.get_f64(&k("rope.freq_base")).unwrap_or(10000.0),
+                // llama.cpp's converter permutes llama Q/K rows for its adjacent-pair rope;
+                // qwen2 keeps HF's layout and llama.cpp runs it with NeoX (half) rope.
+                style: if arch == Arch::Llama {
+                    RopeStyle::Interleaved
+                } else {
+                    RopeStyle::Half
+                },
+                scaling,
+                freq_factors,
+            },
+            max_position_embeddings: self.get_usize(&k("context_length"))?,
+            tie_word_embeddings: !self.content.tensor_infos.contains_key("output.weight"),
+            attention_bias: self.content.tensor_infos.contains_key("blk.0.attn_q.bias"),
+            sliding_window: None,
+            bos_token_id: self
+                .get_u64("tokenizer.ggml.bos_token_id")
+                .ok()
+                .map(|x| x as u32),
+            eos_token_ids: eos,
+        };
+        cfg.validate(&self.path)?;
+        Ok(cfg)
+    }
+}
+
+/// Tensors of a GGUF file by HF name. With `dense = Some(dtype)` every matrix is dequantized
+/// at load (the exact reference path); otherwise matrices stay quantized.
+pub struct GgufSource {
+    pub file: GgufFile,
+    device: Device,
+    dense: Option<DType>,
+}
+
+impl GgufSource {
+    pub fn new(file: GgufFile, device: &Device, dense: Option<DType>) -> Self {
+        Self {
+            file,
+            device: device.clone(),
+            dense,
+        }
+    }
+
+    fn qtensor(&mut self, hf: &str, shape: &[usize]) -> Result<QTensor> {
+        let name =
+            gguf_name(hf).ok_or_else(|| Error::Msg(format!("no GGUF name for tensor {hf}")))?;
+        let got = self
+            .file
+            .tensor_shape(&name)
+            .ok_or_else(|| Error::format(&self.file.path, format!("tensor {name} is missing")))?;
+        if got != shape {
+            return Err(Error::format(
+                &self.file.path,
+                format!("tensor {name} has shape {got:?}, the metadata implies {shape:?}"),
+            ));
+        }
+        let device = self.device.clone();
+        self.file.tensor(&name, &device)
+    }
+
+    fn matrix(&mut self, hf: &str, shape: [usize; 2], bias: Option<Tensor>) -> Result<Linear> {
+        let q = self.qtensor(hf, &shape)?;
+        let linear = if q.dtype() == GgmlDType::F32
+            || q.dtype() == GgmlDType::F16
+            || q.dtype() == GgmlDType::BF16
+        {
+            Linear::dense(
+                q.dequantize(&self.device)?
+                    .to_dtype(self.dense.unwrap_or(DType::F32))?,
+                bias,
+            )?
+        } else {
+            Linear::quantized(Arc::new(q), bias)?
+        };
+        match self.dense {
+            Some(dt) => linear.into_dense(dt),
+            None => Ok(linear),
+        }
+    }
+}
+
+impl TensorSource for GgufSource {
+    fn path(&self) -> &Path {
+        &self.file.path
+    }
+    fn device(&self) -> &Device {
+        &self.device
+    }
+    fn contains(&self, name: &str) -> bool {
+        gguf_name(name).is_some_and(|n| self.file.content.tensor_infos.contains_key(&n))
+    }
+    fn dense(&mut self, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let q = self.qtensor(name, shape)?;
+        Ok(q.dequantize(&self.device)?.to_dtype(dtype)?)
+    }
+    fn linear(&mut self, name: &str, shape: [usize; 2], bias: Option<Tensor>) -> Result<Linear> {
+        self.matrix(name, shape, bias)
+    }
+    fn embedding(&mut self, name: &str, shape: [usize; 2]) -> Result<Embedding> {
+        let q = self.qtensor(name, &shape)?;
+        Ok(match self.dense {
+            Some(dt) => Embedding::Dense(q.dequantize(&self.device)?.to_dtype(dt)?),
+            None => Embedding::Quant(Arc::new(q)),
+        })
+    }
+    fn tied_head(&mut self, name: &str, shape: [usize; 2]) -> Result<Linear> {
+        self.matrix(name, shape, None)
+    }
+}

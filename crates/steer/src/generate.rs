@@ -1,0 +1,141 @@
+//! The generation loop: prefill the prompt, then sample one token at a time with a
+//! preallocated cache, streaming text as it becomes final and stopping on EOS, a stop
+//! string or the token budget.
+
+use crate::sampler::{Sampler, SamplingParams};
+use ethos_model::error::{Error, Result};
+use ethos_model::hooks::ResidualHook;
+use ethos_model::tokenizer::StreamDecoder;
+use ethos_model::{Logits, LogitsMode, Model};
+use std::time::Instant;
+
+#[derive(Clone, Debug, Default)]
+pub struct GenerateOptions {
+    pub max_tokens: usize,
+    pub stop: Vec<String>,
+    pub ignore_eos: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    Eos,
+    Stop,
+    Length,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Generation {
+    pub text: String,
+    pub token_ids: Vec<u32>,
+    pub prompt_tokens: usize,
+    pub finish_reason: FinishReason,
+    pub prefill_seconds: f64,
+    pub decode_seconds: f64,
+}
+
+/// Generates from `prompt_ids`. `on_text` receives each piece of final text as it is known
+/// (text after a stop string is never emitted).
+pub fn generate<'h>(
+    model: &Model,
+    prompt_ids: &[u32],
+    params: &SamplingParams,
+    sampler: Option<Sampler>,
+    opts: &GenerateOptions,
+    mut hook: Option<&mut (dyn ResidualHook + 'h)>,
+    on_text: &mut dyn FnMut(&str),
+) -> Result<Generation> {
+    params.validate().map_err(Error::Msg)?;
+    if prompt_ids.is_empty() {
+        return Err(Error::Msg("the prompt is empty".into()));
+    }
+    let ctx = model.decoder.max_positions();
+    if prompt_ids.len() + opts.max_tokens > ctx {
+        return Err(Error::Limit(format!(
+            "prompt of {} tokens + max_tokens {} exceeds the context length {ctx}",
+            prompt_ids.len(),
+            opts.max_tokens
+        )));
+    }
+    let tokenizer = model.tokenizer()?;
+    let mut sampler = sampler.unwrap_or_else(|| Sampler::new(params.clone()));
+    let mut cache = model
+        .decoder
+        .new_cache(1, prompt_ids.len() + opts.max_tokens)?;
+    let mut context: Vec<u32> = prompt_ids.to_vec();
+    let mut stream = StreamDecoder::new();
+    let mut text = String::new();
+    let mut emitted = 0usize;
+    let hold = opts.stop.iter().map(String::len).max().unwrap_or(0);
+
+    let t0 = Instant::now();
+    let positions: Vec<i32> = (0..prompt_ids.len() as i32).collect();
+    let mut logits = last_logits(model.decoder.forward(
+        &[prompt_ids.to_vec()],
+        &[positions],
+        &mut cache,
+        &LogitsMode::Last,
+        hook.as_deref_mut(),
+    )?)?;
+    let prefill_seconds = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let mut generated = Vec::new();
+    let mut finish = FinishReason::Length;
+    while generated.len() < opts.max_tokens {
+        let tok = sampler.sample(&context, &mut logits);
+        if !opts.ignore_eos && model.eos_ids().contains(&tok) {
+            finish = FinishReason::Eos;
+            break;
+        }
+        generated.push(tok);
+        context.push(tok);
+        text.push_str(&stream.push(tokenizer, tok)?);
+        if let Some(cut) = opts.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+            text.truncate(cut);
+            finish = FinishReason::Stop;
+            break;
+        }
+        // Hold back what could still become the start of a stop string.
+        let safe = floor_char_boundary(&text, text.len().saturating_sub(hold.saturating_sub(1)));
+        if safe > emitted {
+            on_text(&text[emitted..safe]);
+            emitted = safe;
+        }
+        if generated.len() == opts.max_tokens {
+            break;
+        }
+        let pos = (context.len() - 1) as i32;
+        logits = last_logits(model.decoder.forward(
+            &[vec![tok]],
+            &[vec![pos]],
+            &mut cache,
+            &LogitsMode::Last,
+            hook.as_deref_mut(),
+        )?)?;
+    }
+    if text.len() > emitted {
+        on_text(&text[emitted..]);
+    }
+    Ok(Generation {
+        text,
+        token_ids: generated,
+        prompt_tokens: prompt_ids.len(),
+        finish_reason: finish,
+        prefill_seconds,
+        decode_seconds: t1.elapsed().as_secs_f64(),
+    })
+}
+
+fn last_logits(l: Logits) -> Result<Vec<f32>> {
+    match l {
+        Logits::Last(t) => Ok(t.squeeze(0)?.to_vec1::<f32>()?),
+        _ => Err(Error::Msg("expected last-position logits".into())),
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}

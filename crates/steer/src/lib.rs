@@ -1,0 +1,11 @@
+//! ethos-steer: sampling and value steering. The logits-processor chain and the seeded
+//! sampler (`sampler`), and the generation loop that drives a model with them (`generate`).
+//! Steering enters generation in exactly two places: the model's residual hook and the
+//! logits-processor chain.
+
+pub mod generate;
+pub mod rng;
+pub mod sampler;
+
+pub use generate::{generate, FinishReason, GenerateOptions, Generation};
+pub use sampler::{LogitsProcessor, Sampler, SamplingParams};

@@ -1,0 +1,2 @@
+pub use ethos_model as model;
+pub use ethos_steer as steer;

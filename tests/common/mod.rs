@@ -1,0 +1,54 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use ethos::model::{Decoder, Logits, LogitsMode};
+use std::path::{Path, PathBuf};
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Logits at every position of one sequence, run alone: `[t][vocab]`.
+pub fn all_logits(d: &Decoder, ids: &[u32]) -> Vec<Vec<f32>> {
+    let mut cache = d.new_cache(1, ids.len()).unwrap();
+    let pos: Vec<i32> = (0..ids.len() as i32).collect();
+    match d
+        .forward(&[ids.to_vec()], &[pos], &mut cache, &LogitsMode::All, None)
+        .unwrap()
+    {
+        Logits::All(t) => t.squeeze(0).unwrap().to_vec2::<f32>().unwrap(),
+        _ => unreachable!(),
+    }
+}
+
+pub fn log_softmax(row: &[f32]) -> Vec<f64> {
+    let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+    let lse = m + row.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
+    row.iter().map(|&x| x as f64 - lse).collect()
+}
+
+/// Whether tests that need the real model must run (CI sets ETHOS_REQUIRE_REAL_MODEL=1).
+pub fn real_model_required() -> bool {
+    std::env::var("ETHOS_REQUIRE_REAL_MODEL").is_ok_and(|v| v == "1")
+}
+
+/// The default model file, or None (with a printed reason) when it is absent locally.
+pub fn smollm2_path() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if p.exists() {
+        return Some(p);
+    }
+    if real_model_required() {
+        panic!("{} is missing and ETHOS_REQUIRE_REAL_MODEL=1", p.display());
+    }
+    eprintln!(
+        "SKIPPED: {} is absent (run `cargo run --release -p ethos-cli -- pull`); CI runs this test",
+        p.display()
+    );
+    None
+}

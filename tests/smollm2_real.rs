@@ -1,0 +1,201 @@
+//! The real default model, SmolLM2-135M-Instruct Q4_1 GGUF, against independent references
+//! made by the scripts in `tests/ref/`: HF transformers (tokenizer built from this GGUF; the
+//! f32 dequantized model) and llama.cpp (log-probs and greedy text on the same Q4_1 file).
+//! Locally these skip with a message when the model is absent; CI fetches it and requires them.
+
+mod common;
+
+use common::*;
+use ethos::model::scoring::score_text;
+use ethos::model::{loader, DType, LoadOptions, Model, ModelSpec};
+use ethos::steer::{generate, GenerateOptions, SamplingParams};
+
+fn load(dtype: Option<DType>) -> Option<Model> {
+    let path = smollm2_path()?;
+    Some(
+        loader::load(
+            &ModelSpec::Gguf(path),
+            &LoadOptions {
+                dtype,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    )
+}
+
+struct RefText {
+    name: String,
+    ids: Vec<u32>,
+    logprobs: Vec<f64>,
+}
+
+fn ref_texts(file: &str) -> (Vec<RefText>, serde_json::Value) {
+    let v = read_json(&fixtures().join("smollm2").join(file));
+    let texts = v["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| RefText {
+            name: t["name"].as_str().unwrap().to_string(),
+            ids: serde_json::from_value(t["ids"].clone()).unwrap(),
+            logprobs: serde_json::from_value(t["logprobs"].clone()).unwrap(),
+        })
+        .collect();
+    (texts, v["greedy"].clone())
+}
+
+fn our_logprobs(m: &Model, ids: &[u32]) -> Vec<f32> {
+    score_text(&m.decoder, ids, None).unwrap().token_logprobs
+}
+
+/// Every CIVICS statement (original and English translation, all nine language variants)
+/// and every NormAd story: ids equal those of the HF tokenizer transformers builds from
+/// this GGUF, and those of llama.cpp's tokenizer.
+#[test]
+fn tokenizer_matches_hf_on_civics_and_normad() {
+    let Some(m) = load(None) else { return };
+    let tok = m.tokenizer().unwrap();
+    let text = std::fs::read_to_string(fixtures().join("smollm2/tokenizer_ids.jsonl")).unwrap();
+    let mut n = 0;
+    let mut bad = Vec::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let want: Vec<u32> = serde_json::from_value(v["ids"].clone()).unwrap();
+        let got = tok.encode(v["text"].as_str().unwrap()).unwrap();
+        if got != want {
+            bad.push(format!("{} {} {}", v["source"], v["id"], v["field"]));
+        }
+        n += 1;
+    }
+    assert!(n >= 700 + 560 + 2633, "only {n} texts in the fixture");
+    // llama.cpp's tokenizer on the same file, same texts in the same order.
+    let lcpp =
+        std::fs::read_to_string(fixtures().join("smollm2/llamacpp_tokenizer_ids.jsonl")).unwrap();
+    for (line, hf_line) in lcpp.lines().zip(text.lines()) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let h: serde_json::Value = serde_json::from_str(hf_line).unwrap();
+        assert_eq!(
+            (&v["source"], &v["id"], &v["field"]),
+            (&h["source"], &h["id"], &h["field"])
+        );
+        let want: Vec<u32> = serde_json::from_value(v["ids"].clone()).unwrap();
+        if tok.encode(h["text"].as_str().unwrap()).unwrap() != want {
+            bad.push(format!("llama.cpp {} {}", v["source"], v["id"]));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} of {n} texts differ, e.g. {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+}
+
+/// The dequantized f32 model (`--dtype f32`) against HF transformers' f32 model from the
+/// same GGUF: log-probs of every next token agree to 1e-3.
+#[test]
+fn dequantized_f32_logprobs_match_transformers() {
+    let Some(m) = load(Some(DType::F32)) else {
+        return;
+    };
+    let (texts, _) = ref_texts("hf_f32_logprobs.json");
+    for t in &texts {
+        let got = our_logprobs(&m, &t.ids);
+        let diff = got
+            .iter()
+            .zip(&t.logprobs)
+            .map(|(a, b)| (*a as f64 - b).abs())
+            .fold(0.0, f64::max);
+        assert!(diff < 1e-3, "{}: max |logprob diff| {diff}", t.name);
+    }
+}
+
+/// Differences of two log-prob sequences: (max, mean) absolute.
+fn diff_stats(a: &[f32], b: &[f64]) -> (f64, f64) {
+    assert_eq!(a.len(), b.len());
+    let d: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - y).abs())
+        .collect();
+    (
+        d.iter().cloned().fold(0.0, f64::max),
+        d.iter().sum::<f64>() / d.len() as f64,
+    )
+}
+
+/// The Q4_1 file as ethos runs it by default against llama.cpp on the same file.
+///
+/// Tolerance, from quantized arithmetic rather than float epsilon: llama.cpp quantizes
+/// activations to 8 bits and keeps an f16 KV cache, while ethos prefills with f32 GEMM on the
+/// exactly dequantized weights (the HF f32 numbers above to 1e-3). How far such legitimate
+/// differences move this model's log-probs is measured by llama.cpp against itself:
+/// evaluating the same ids one token per call instead of one batch moves them by up to 0.71
+/// (mean 0.02-0.08 per text; `batch_split_check` in the fixture). We require ethos to be
+/// within that envelope: max 0.75, mean 0.10 per text.
+#[test]
+fn q4_1_logprobs_agree_with_llama_cpp() {
+    let Some(m) = load(None) else { return };
+    let (texts, _) = ref_texts("llamacpp_q41.json");
+    let (hf, _) = ref_texts("hf_f32_logprobs.json");
+    for (t, h) in texts.iter().zip(&hf) {
+        assert_eq!(t.ids, h.ids, "{}: both references tokenize alike", t.name);
+        let got = our_logprobs(&m, &t.ids);
+        let (max, mean) = diff_stats(&got, &t.logprobs);
+        let (hmax, hmean) = diff_stats(&got, &h.logprobs);
+        eprintln!(
+            "{}: vs llama.cpp max {max:.4} mean {mean:.4}; vs HF f32 max {hmax:.4} mean {hmean:.4}",
+            t.name
+        );
+        assert!(
+            max < 0.75 && mean < 0.10,
+            "{}: vs llama.cpp max {max} mean {mean}",
+            t.name
+        );
+    }
+}
+
+/// A golden greedy continuation: 48 tokens of the Q4_1 model, token for token as llama.cpp.
+#[test]
+fn greedy_continuation_matches_llama_cpp() {
+    let Some(m) = load(None) else { return };
+    let (_, greedy) = ref_texts("llamacpp_q41.json");
+    let prompt: Vec<u32> = serde_json::from_value(greedy["prompt_ids"].clone()).unwrap();
+    let want: Vec<u32> = serde_json::from_value(greedy["ids"].clone()).unwrap();
+    let tok = m.tokenizer().unwrap();
+    let text = read_json(&fixtures().join("smollm2/texts.json"));
+    assert_eq!(
+        tok.encode_prompt(text["greedy_prompt"].as_str().unwrap())
+            .unwrap(),
+        prompt
+    );
+    let opts = GenerateOptions {
+        max_tokens: want.len(),
+        ignore_eos: true,
+        ..Default::default()
+    };
+    let g = generate(
+        &m,
+        &prompt,
+        &SamplingParams::greedy(),
+        None,
+        &opts,
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    let agree = g
+        .token_ids
+        .iter()
+        .zip(&want)
+        .take_while(|(a, b)| a == b)
+        .count();
+    eprintln!(
+        "greedy: {agree}/{} tokens agree; ours: {:?}",
+        want.len(),
+        g.text
+    );
+    assert_eq!(g.token_ids, want, "first difference at token {agree}");
+    assert_eq!(g.text, greedy["text"].as_str().unwrap());
+}

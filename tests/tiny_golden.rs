@@ -1,0 +1,297 @@
+//! Tiny random Llama, Mistral and Qwen2 checkpoints made by `tests/ref/make_tiny_fixtures.py`
+//! with HF transformers: our forward must reproduce transformers' logits at every position to
+//! 1e-4 (f32), from safetensors and from the GGUF conversion of the same weights; batching,
+//! gathering and incremental decoding must not change them.
+
+mod common;
+
+use common::*;
+use ethos::model::hooks::{AddVector, Capture};
+use ethos::model::{loader, DType, Decoder, Device, Logits, LogitsMode, Tensor};
+
+const MODELS: [&str; 3] = ["llama", "mistral", "qwen2"];
+
+fn reference(name: &str) -> (Vec<Vec<u32>>, Vec<Vec<Vec<f32>>>) {
+    let v = read_json(&fixtures().join("tiny").join(name).join("reference.json"));
+    let ids = serde_json::from_value(v["input_ids"].clone()).unwrap();
+    let logits = serde_json::from_value(v["logits"].clone()).unwrap();
+    (ids, logits)
+}
+
+fn load_folder(name: &str) -> Decoder {
+    let opts = loader::LoadOptions {
+        dtype: Some(DType::F32),
+        ..Default::default()
+    };
+    loader::load_folder(&fixtures().join("tiny").join(name), &opts)
+        .unwrap()
+        .decoder
+}
+
+fn load_gguf(name: &str) -> Decoder {
+    let opts = loader::LoadOptions {
+        dtype: Some(DType::F32),
+        ..Default::default()
+    };
+    loader::load_gguf(
+        &fixtures().join("tiny").join(name).join("model-f32.gguf"),
+        &opts,
+    )
+    .unwrap()
+    .decoder
+}
+
+fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| {
+            assert_eq!(x.len(), y.len());
+            x.iter().zip(y).map(|(p, q)| (p - q).abs())
+        })
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn safetensors_logits_match_transformers() {
+    for name in MODELS {
+        let d = load_folder(name);
+        let (ids, want) = reference(name);
+        for (seq, w) in ids.iter().zip(&want) {
+            let diff = max_diff(&all_logits(&d, seq), w);
+            assert!(diff < 1e-4, "{name}: max |logit diff| {diff}");
+        }
+    }
+}
+
+#[test]
+fn gguf_f32_logits_match_transformers() {
+    for name in MODELS {
+        let d = load_gguf(name);
+        let (ids, want) = reference(name);
+        for (seq, w) in ids.iter().zip(&want) {
+            let diff = max_diff(&all_logits(&d, seq), w);
+            assert!(diff < 1e-4, "{name} (gguf): max |logit diff| {diff}");
+        }
+    }
+}
+
+/// Right-padded batch of sequences of different lengths = each run alone, to 1e-5.
+#[test]
+fn padded_batch_equals_one_at_a_time() {
+    for name in MODELS {
+        let d = load_folder(name);
+        let (ids, _) = reference(name);
+        let t = ids.iter().map(Vec::len).max().unwrap();
+        let batch: Vec<Vec<u32>> = ids
+            .iter()
+            .map(|s| (0..t).map(|j| s.get(j).copied().unwrap_or(0)).collect())
+            .collect();
+        let pos: Vec<Vec<i32>> = ids
+            .iter()
+            .map(|s| {
+                (0..t)
+                    .map(|j| if j < s.len() { j as i32 } else { -1 })
+                    .collect()
+            })
+            .collect();
+        let mut cache = d.new_cache(ids.len(), t).unwrap();
+        let all = match d
+            .forward(&batch, &pos, &mut cache, &LogitsMode::All, None)
+            .unwrap()
+        {
+            Logits::All(x) => x.to_vec3::<f32>().unwrap(),
+            _ => unreachable!(),
+        };
+        for (r, seq) in ids.iter().enumerate() {
+            let alone = all_logits(&d, seq);
+            let diff = max_diff(&all[r][..seq.len()], &alone);
+            assert!(diff < 1e-5, "{name} row {r}: {diff}");
+        }
+    }
+}
+
+/// Token-by-token decoding through the cache equals the full forward.
+#[test]
+fn incremental_decode_equals_full_forward() {
+    for name in MODELS {
+        let d = load_folder(name);
+        let (ids, want) = reference(name);
+        let seq = &ids[2];
+        let mut cache = d.new_cache(1, seq.len()).unwrap();
+        // A 5-token prefill, then one token at a time.
+        let mut got = match d
+            .forward(
+                &[seq[..5].to_vec()],
+                &[(0..5).collect()],
+                &mut cache,
+                &LogitsMode::All,
+                None,
+            )
+            .unwrap()
+        {
+            Logits::All(x) => x.squeeze(0).unwrap().to_vec2::<f32>().unwrap(),
+            _ => unreachable!(),
+        };
+        for p in 5..seq.len() {
+            match d
+                .forward(
+                    &[vec![seq[p]]],
+                    &[vec![p as i32]],
+                    &mut cache,
+                    &LogitsMode::Last,
+                    None,
+                )
+                .unwrap()
+            {
+                Logits::Last(x) => got.push(x.squeeze(0).unwrap().to_vec1::<f32>().unwrap()),
+                _ => unreachable!(),
+            }
+        }
+        let diff = max_diff(&got, &want[2]);
+        assert!(diff < 1e-4, "{name}: {diff}");
+    }
+}
+
+/// Gather mode returns log_softmax(logits)[target] and the argmax, without full logits.
+#[test]
+fn gather_mode_equals_log_softmax_of_all_logits() {
+    let d = load_folder("llama");
+    let (ids, want) = reference("llama");
+    let seq = &ids[0];
+    let targets: Vec<i64> = (0..seq.len())
+        .map(|j| seq.get(j + 1).map_or(-1, |&x| x as i64))
+        .collect();
+    let mut cache = d.new_cache(1, seq.len()).unwrap();
+    let pos: Vec<i32> = (0..seq.len() as i32).collect();
+    let got = match d
+        .forward(
+            &[seq.clone()],
+            &[pos],
+            &mut cache,
+            &LogitsMode::Gather(vec![targets.clone()]),
+            None,
+        )
+        .unwrap()
+    {
+        Logits::Gathered(g) => g.into_iter().next().unwrap(),
+        _ => unreachable!(),
+    };
+    for (j, g) in got.iter().enumerate() {
+        match (g, targets[j]) {
+            (None, -1) => {}
+            (Some(s), t) => {
+                let lp = log_softmax(&want[0][j]);
+                assert!((s.logprob as f64 - lp[t as usize]).abs() < 1e-4);
+                let am = want[0][j]
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .unwrap()
+                    .0;
+                assert_eq!(s.argmax as usize, am);
+            }
+            other => panic!("position {j}: {other:?}"),
+        }
+    }
+}
+
+/// The residual hook adds scale * vector after the chosen blocks only; capture sees them.
+#[test]
+fn residual_hook_adds_a_vector_over_a_layer_range() {
+    let d = load_folder("llama");
+    let (ids, want) = reference("llama");
+    let seq = &ids[1];
+    let pos: Vec<i32> = (0..seq.len() as i32).collect();
+    let run = |hook: Option<&mut dyn ethos::model::hooks::ResidualHook>| {
+        let mut cache = d.new_cache(1, seq.len()).unwrap();
+        match d
+            .forward(
+                &[seq.clone()],
+                &[pos.clone()],
+                &mut cache,
+                &LogitsMode::All,
+                hook,
+            )
+            .unwrap()
+        {
+            Logits::All(x) => x.squeeze(0).unwrap().to_vec2::<f32>().unwrap(),
+            _ => unreachable!(),
+        }
+    };
+    let v = Tensor::ones(64, DType::F32, &Device::Cpu).unwrap();
+    let mut zero = AddVector {
+        vector: v.clone(),
+        scale: 0.0,
+        layers: 0..=1,
+    };
+    assert!(max_diff(&run(Some(&mut zero)), &want[1]) < 1e-4);
+    let mut outside = AddVector {
+        vector: v.clone(),
+        scale: 4.0,
+        layers: 5..=9,
+    };
+    assert!(max_diff(&run(Some(&mut outside)), &want[1]) < 1e-4);
+    let mut steer = AddVector {
+        vector: v,
+        scale: 4.0,
+        layers: 1..=1,
+    };
+    assert!(max_diff(&run(Some(&mut steer)), &want[1]) > 1e-2);
+    let mut cap = Capture {
+        layers: 0..=0,
+        captured: vec![],
+    };
+    run(Some(&mut cap));
+    assert_eq!(cap.captured.len(), 1);
+    assert_eq!(cap.captured[0].1.dims(), &[1, seq.len(), 64]);
+}
+
+/// Scoring with a shared, cached context equals the log-probs of the whole sequence.
+#[test]
+fn scoring_with_prefix_reuse_equals_full_sequence_logprobs() {
+    use ethos::model::scoring::{score, ScoreOptions, ScoreRequest};
+    let d = load_folder("qwen2");
+    let (ids, want) = reference("qwen2");
+    let mut requests = Vec::new();
+    for seq in &ids {
+        let c = 4;
+        // The true continuation plus a shorter one and a one-token one.
+        requests.push(ScoreRequest {
+            context: seq[..c].to_vec(),
+            continuations: vec![seq[c..].to_vec(), seq[c..c + 2].to_vec(), vec![seq[c]]],
+        });
+    }
+    let got = score(
+        &d,
+        &requests,
+        &ScoreOptions {
+            batch_requests: 2,
+            max_batch_tokens: 40,
+        },
+        None,
+    )
+    .unwrap();
+    for ((seq, w), scores) in ids.iter().zip(&want).zip(&got) {
+        for s in scores {
+            let mut sum = 0.0;
+            for (k, &tok) in s.token_ids.iter().enumerate() {
+                let lp = log_softmax(&w[3 + k])[tok as usize];
+                assert!((s.token_logprobs[k] as f64 - lp).abs() < 1e-4);
+                sum += lp;
+            }
+            assert!((s.logprob - sum).abs() < 1e-3);
+            let greedy = s.token_ids.iter().enumerate().all(|(k, &tok)| {
+                let row = &w[3 + k];
+                row.iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .unwrap()
+                    .0
+                    == tok as usize
+            });
+            assert_eq!(s.greedy, greedy);
+        }
+        assert_eq!(scores[0].token_ids, seq[4..].to_vec());
+    }
+}
