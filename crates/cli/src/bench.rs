@@ -79,7 +79,10 @@ pub fn run(w: Which) -> Result<()> {
     let model = a.model.load()?;
     let d = &model.decoder;
     let vocab = model.config().vocab_size;
-    let threads = rayon::current_num_threads();
+    let threads: usize = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
 
     // Prefill: one sequence of prompt_tokens, last-position logits.
     let prompt = synthetic_ids(a.prompt_tokens, vocab, 1);

@@ -26,10 +26,7 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn options(&self) -> Result<LoadOptions> {
-        if let Some(n) = self.threads {
-            // Errors only if the pool was already built, which cannot happen this early.
-            let _ = rayon_threads(n);
-        }
+        ethos_model::init_threads(self.threads);
         Ok(LoadOptions {
             device: ethos_model::parse_device(&self.device)?,
             dtype: self
@@ -46,13 +43,6 @@ impl ModelArgs {
         let spec = ModelSpec::parse(self.model.as_deref())?;
         Ok(loader::load(&spec, &opts)?)
     }
-}
-
-fn rayon_threads(n: usize) -> Result<()> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build_global()?;
-    Ok(())
 }
 
 /// Prints a value as one line of JSON.

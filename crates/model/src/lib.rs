@@ -21,6 +21,21 @@ pub use decoder::{Decoder, Logits, LogitsMode, TargetScore};
 pub use error::{Error, Result};
 pub use loader::{load, LoadOptions, Model, ModelSpec};
 
+/// Fixes the number of CPU worker threads before any pool starts: `n`, else
+/// `RAYON_NUM_THREADS`, else every available core. Call it once, early. Besides sizing the
+/// pools, exporting the count matters for speed: without it candle looks up the physical core
+/// count in /proc/cpuinfo on every matrix product.
+pub fn init_threads(n: Option<usize>) {
+    let from_env = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&v| v > 0);
+    let n = n
+        .or(from_env)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |p| p.get()));
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+}
+
 /// Parses `--device cpu|cuda[:N]|metal[:N]`; a device not compiled in is an error naming it.
 pub fn parse_device(name: &str) -> Result<Device> {
     let (kind, ordinal) = match name.split_once(':') {

@@ -73,27 +73,71 @@ pub fn row_dot_scalar(wr: &[u8], x: &Q8Rows, i: usize) -> f32 {
 ))]
 #[inline]
 unsafe fn row_dot_avx2(wr: &[u8], x: &Q8Rows, i: usize) -> f32 {
+    use super::q8::simd::{dot_u8_i8, hsum};
     use std::arch::x86_64::*;
     let nb = x.k / QK;
     let mask = _mm_set1_epi8(0x0F);
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_m = 0f32;
     let base = i * nb;
-    for b in 0..nb {
-        let wb = wr.as_ptr().add(b * BLOCK_BYTES);
-        let dw = f16::from_bits(u16::from_le_bytes([*wb, *wb.add(1)])).to_f32();
-        let mw = f16::from_bits(u16::from_le_bytes([*wb.add(2), *wb.add(3)])).to_f32();
-        let raw = _mm_loadu_si128(wb.add(4) as *const __m128i);
-        let lo = _mm_and_si128(raw, mask);
-        let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
-        let q4 = _mm256_set_m128i(hi, lo);
-        let q8 = _mm256_loadu_si256(x.qs.as_ptr().add((base + b) * QK) as *const __m256i);
-        let p32 = super::q8::simd::dot_u8_i8(q4, q8);
-        let scale = _mm256_set1_ps(dw * *x.d.get_unchecked(base + b));
-        acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p32), acc);
-        acc_m += mw * *x.s.get_unchecked(base + b);
+    let wp = wr.as_ptr();
+    let qp = x.qs.as_ptr().add(base * QK);
+    let (dx, sx) = (x.d.as_ptr().add(base), x.s.as_ptr().add(base));
+    // Block b as 32 unsigned 4-bit values: low nibbles are elements 0..16, high 16..32.
+    let load = |b: usize| {
+        let raw = _mm_loadu_si128(wp.add(b * BLOCK_BYTES + 4) as *const __m128i);
+        _mm256_set_m128i(
+            _mm_and_si128(_mm_srli_epi16(raw, 4), mask),
+            _mm_and_si128(raw, mask),
+        )
+    };
+    let scale = |b: usize| {
+        let h = wp.add(b * BLOCK_BYTES) as *const u16;
+        (
+            f16::from_bits(h.read_unaligned()).to_f32(),
+            f16::from_bits(h.add(1).read_unaligned()).to_f32(),
+        )
+    };
+    // Two independent accumulator chains hide the latency of the multiply-adds.
+    let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut acc_m = 0f32;
+    let mut b = 0;
+    while b + 1 < nb {
+        let (d0, m0) = scale(b);
+        let (d1, m1) = scale(b + 1);
+        let p0 = dot_u8_i8(
+            load(b),
+            _mm256_loadu_si256(qp.add(b * QK) as *const __m256i),
+        );
+        let p1 = dot_u8_i8(
+            load(b + 1),
+            _mm256_loadu_si256(qp.add((b + 1) * QK) as *const __m256i),
+        );
+        acc0 = _mm256_fmadd_ps(
+            _mm256_set1_ps(d0 * *dx.add(b)),
+            _mm256_cvtepi32_ps(p0),
+            acc0,
+        );
+        acc1 = _mm256_fmadd_ps(
+            _mm256_set1_ps(d1 * *dx.add(b + 1)),
+            _mm256_cvtepi32_ps(p1),
+            acc1,
+        );
+        acc_m += m0 * *sx.add(b) + m1 * *sx.add(b + 1);
+        b += 2;
     }
-    super::q8::simd::hsum(acc) + acc_m
+    if b < nb {
+        let (d0, m0) = scale(b);
+        let p0 = dot_u8_i8(
+            load(b),
+            _mm256_loadu_si256(qp.add(b * QK) as *const __m256i),
+        );
+        acc0 = _mm256_fmadd_ps(
+            _mm256_set1_ps(d0 * *dx.add(b)),
+            _mm256_cvtepi32_ps(p0),
+            acc0,
+        );
+        acc_m += m0 * *sx.add(b);
+    }
+    hsum(_mm256_add_ps(acc0, acc1)) + acc_m
 }
 
 /// Dequantizes Q4_1 blocks to f32 (the exact values the file encodes).
@@ -178,5 +222,35 @@ mod tests {
                 assert!((out[i * n + j] - float).abs() <= bound * 1.01 + 1e-5);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    /// Not a test of speed (those are benchmarks): prints the kernel's bandwidth for tuning.
+    #[test]
+    #[ignore]
+    fn print_bandwidth() {
+        let (n, k) = (3072, 576);
+        let w = vec![0x5Au8; n * k / QK * BLOCK_BYTES];
+        let x: Vec<f32> = (0..k).map(|i| (i as f32).sin()).collect();
+        let q = Q8Rows::quantize(&x, k);
+        let mut out = vec![0f32; n];
+        let reps = 1000;
+        let mut s = f64::MAX;
+        for _ in 0..7 {
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                matmul(&w, n, k, &q, &mut out);
+            }
+            s = s.min(t.elapsed().as_secs_f64());
+        }
+        println!(
+            "q4_1 {n}x{k}: {:.1} us/call, {:.2} GB/s",
+            s / reps as f64 * 1e6,
+            (w.len() * reps) as f64 / s / 1e9
+        );
     }
 }

@@ -54,6 +54,10 @@ impl Q8Rows {
 
 /// `out[i][j] = dot(row j of w, row i of x)` for a weight matrix of `n` rows of
 /// `row_bytes` bytes, split over threads by output column.
+///
+/// Threads come from candle's persistent spinning pool rather than rayon: decode calls this
+/// ~120 times per token, and waking sleeping rayon workers through futexes cost a quarter of
+/// decode time.
 pub fn matmul_rows(
     n: usize,
     row_bytes: usize,
@@ -62,43 +66,31 @@ pub fn matmul_rows(
     out: &mut [f32],
     dot: impl Fn(&[u8], &Q8Rows, usize) -> f32 + Sync,
 ) {
-    use rayon::prelude::*;
     let m = x.rows();
     assert!(w.len() >= n * row_bytes && out.len() >= m * n);
-    // Chunks small enough that two threads get several each (load balance).
-    let chunk = (n / (rayon::current_num_threads() * 4)).clamp(16, 256);
-    if m == 1 {
-        out[..n]
-            .par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(c, dst)| {
-                for (jj, o) in dst.iter_mut().enumerate() {
-                    let j = c * chunk + jj;
-                    *o = dot(&w[j * row_bytes..(j + 1) * row_bytes], x, 0);
-                }
-            });
-        return;
-    }
-    // Several rows: compute column chunks transposed, then scatter.
-    let mut out_t = vec![0f32; n * m];
-    out_t
-        .par_chunks_mut(chunk * m)
-        .enumerate()
-        .for_each(|(c, dst)| {
-            for (jj, col) in dst.chunks_mut(m).enumerate() {
-                let j = c * chunk + jj;
-                let wr = &w[j * row_bytes..(j + 1) * row_bytes];
-                for (i, o) in col.iter_mut().enumerate() {
-                    *o = dot(wr, x, i);
-                }
+    // Columns are written through a raw pointer: each index is written by exactly one chunk.
+    let dst = SharedOut(out.as_mut_ptr());
+    let work = |range: std::ops::Range<usize>| {
+        let dst = &dst;
+        for j in range {
+            let wr = &w[j * row_bytes..(j + 1) * row_bytes];
+            for i in 0..m {
+                // SAFETY: (i, j) is in bounds (checked above) and owned by this chunk.
+                unsafe { *dst.0.add(i * n + j) = dot(wr, x, i) };
             }
-        });
-    for j in 0..n {
-        for i in 0..m {
-            out[i * n + j] = out_t[j * m + i];
         }
+    };
+    // Too little work to be worth waking the other threads.
+    if n * m * row_bytes < 16 * 1024 {
+        work(0..n);
+    } else {
+        candle_core::utils::barrier_pool().execute_chunked(n, work);
     }
 }
+
+struct SharedOut(*mut f32);
+// SAFETY: the pointer is only used for disjoint writes during `matmul_rows`.
+unsafe impl Sync for SharedOut {}
 
 #[cfg(all(
     target_arch = "x86_64",
