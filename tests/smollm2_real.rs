@@ -199,3 +199,93 @@ fn greedy_continuation_matches_llama_cpp() {
     assert_eq!(g.token_ids, want, "first difference at token {agree}");
     assert_eq!(g.text, greedy["text"].as_str().unwrap());
 }
+
+/// A per-request seed: the same seed gives the same tokens, another seed other tokens;
+/// a stop string ends generation before it and never appears in the output.
+#[test]
+fn seeded_sampling_is_reproducible_and_stops_on_stop_strings() {
+    let Some(m) = load(None) else { return };
+    let prompt = m
+        .tokenizer()
+        .unwrap()
+        .encode_prompt("The three most important values in a community are")
+        .unwrap();
+    let params = |seed| SamplingParams {
+        temperature: 0.9,
+        top_p: 0.95,
+        seed,
+        ..Default::default()
+    };
+    let opts = GenerateOptions {
+        max_tokens: 24,
+        ignore_eos: true,
+        ..Default::default()
+    };
+    let run = |seed, opts: &GenerateOptions| {
+        generate(&m, &prompt, &params(seed), None, opts, None, &mut |_| {}).unwrap()
+    };
+    let (a, b, c) = (run(7, &opts), run(7, &opts), run(8, &opts));
+    assert_eq!(a.token_ids, b.token_ids);
+    assert_ne!(a.token_ids, c.token_ids);
+    // Stop at the first space after the 6th character of a known output.
+    let stop = a
+        .text
+        .char_indices()
+        .filter(|&(i, ch)| i > 5 && ch == ' ')
+        .map(|(i, _)| a.text[i..].split_inclusive(' ').next().unwrap().to_string())
+        .next();
+    if let Some(stop) = stop {
+        let mut streamed = String::new();
+        let s = generate(
+            &m,
+            &prompt,
+            &params(7),
+            None,
+            &GenerateOptions {
+                stop: vec![stop.clone()],
+                ..opts.clone()
+            },
+            None,
+            &mut |t| streamed.push_str(t),
+        )
+        .unwrap();
+        assert_eq!(s.finish_reason, ethos::steer::FinishReason::Stop);
+        assert!(
+            !s.text.contains(&stop) && a.text.starts_with(&s.text),
+            "{:?} / {:?}",
+            s.text,
+            a.text
+        );
+        assert_eq!(streamed, s.text);
+    }
+}
+
+/// The model's own chat template (from the GGUF) renders the ChatML prompt of the fixtures.
+#[test]
+fn chat_template_from_gguf_renders_chatml() {
+    let Some(m) = load(None) else { return };
+    let t = m
+        .chat_template
+        .as_ref()
+        .expect("SmolLM2's GGUF carries a chat template");
+    let got = t
+        .render(
+            &[ethos::model::chat::Message::new(
+                "user",
+                "What is the capital of France?",
+            )],
+            true,
+        )
+        .unwrap();
+    let texts = read_json(&fixtures().join("smollm2/texts.json"));
+    let want = texts["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "chatml_prompt")
+        .unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(got, want);
+}
