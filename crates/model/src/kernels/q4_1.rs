@@ -224,33 +224,3 @@ mod tests {
         }
     }
 }
-
-#[cfg(test)]
-mod speed {
-    use super::*;
-
-    /// Not a test of speed (those are benchmarks): prints the kernel's bandwidth for tuning.
-    #[test]
-    #[ignore]
-    fn print_bandwidth() {
-        let (n, k) = (3072, 576);
-        let w = vec![0x5Au8; n * k / QK * BLOCK_BYTES];
-        let x: Vec<f32> = (0..k).map(|i| (i as f32).sin()).collect();
-        let q = Q8Rows::quantize(&x, k);
-        let mut out = vec![0f32; n];
-        let reps = 1000;
-        let mut s = f64::MAX;
-        for _ in 0..7 {
-            let t = std::time::Instant::now();
-            for _ in 0..reps {
-                matmul(&w, n, k, &q, &mut out);
-            }
-            s = s.min(t.elapsed().as_secs_f64());
-        }
-        println!(
-            "q4_1 {n}x{k}: {:.1} us/call, {:.2} GB/s",
-            s / reps as f64 * 1e6,
-            (w.len() * reps) as f64 / s / 1e9
-        );
-    }
-}

@@ -5,12 +5,14 @@
 //!   path, and both quantize activations exactly as llama.cpp does.
 //! - `Quant`: every other GGUF type through candle's `QMatMul`.
 //!
-//! Quantized layers switch to a dense f32 GEMM on dequantized weights (made once, on first
-//! use) when a call has at least `DENSE_MIN_ROWS` rows: batched prefill and scoring are faster
-//! as one GEMM than as per-row quantized dot products, while decode keeps the compact weights.
+//! Quantized layers switch to an f32 GEMM on dequantized weights (made once, on first use)
+//! when a call has at least `DENSE_MIN_ROWS` rows: batched prefill and scoring are faster as
+//! one GEMM than as per-row quantized dot products, while decode keeps the compact weights.
+//! On CPUs with AVX-512 that GEMM (and every product of f32 dense weights) is our own
+//! (`kernels::sgemm`) over weights packed once.
 
 use crate::error::{Error, Result};
-use crate::kernels::{q4_1, q8, q8_0};
+use crate::kernels::{q4_1, q8, q8_0, sgemm};
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use rayon::prelude::*;
@@ -47,13 +49,19 @@ impl OwnKind {
     }
 }
 
+enum Batched {
+    Packed(sgemm::PackedWeights),
+    Dense(Tensor),
+}
+
 pub struct Linear {
     weight: Weight,
     bias: Option<Tensor>,
     out_features: usize,
     in_features: usize,
-    /// Dequantized copy for batched calls (quantized weights only).
-    dense: OnceLock<Tensor>,
+    /// The weights as batched calls use them, made on first use: packed for our AVX-512
+    /// GEMM (f32 on CPU), else a dense tensor (quantized weights only).
+    batched: OnceLock<Batched>,
 }
 
 impl Linear {
@@ -64,7 +72,7 @@ impl Linear {
             bias,
             out_features,
             in_features,
-            dense: OnceLock::new(),
+            batched: OnceLock::new(),
         })
     }
 
@@ -94,7 +102,7 @@ impl Linear {
             bias,
             out_features,
             in_features,
-            dense: OnceLock::new(),
+            batched: OnceLock::new(),
         })
     }
 
@@ -149,12 +157,47 @@ impl Linear {
         Linear::dense(w, self.bias)
     }
 
-    fn dense_weight(&self) -> Result<&Tensor> {
-        if let Some(w) = self.dense.get() {
-            return Ok(w);
+    fn batched_weights(&self, packed: bool) -> Result<&Batched> {
+        if let Some(b) = self.batched.get() {
+            return Ok(b);
         }
         let w = self.dequantize()?;
-        Ok(self.dense.get_or_init(|| w))
+        let b = if packed {
+            let flat = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            Batched::Packed(sgemm::PackedWeights::pack(
+                &flat,
+                self.out_features,
+                self.in_features,
+            ))
+        } else {
+            Batched::Dense(w)
+        };
+        Ok(self.batched.get_or_init(|| b))
+    }
+
+    /// The product on the batched path: our AVX-512 GEMM on f32 CPU tensors, else candle's.
+    fn batched_forward(&self, x2: &Tensor) -> Result<Tensor> {
+        let sgemm_ok = sgemm::AVAILABLE && x2.device().is_cpu() && x2.dtype() == DType::F32;
+        if let (false, Weight::Dense(w)) = (sgemm_ok, &self.weight) {
+            return Ok(x2.matmul(&w.t()?)?);
+        }
+        match self.batched_weights(sgemm_ok)? {
+            Batched::Packed(p) => {
+                let rows = x2.dim(0)?;
+                let a = x2.flatten_all()?.to_vec1::<f32>()?;
+                let mut out = vec![0f32; rows * self.out_features];
+                sgemm::matmul(&a, rows, p, &mut out);
+                Ok(Tensor::from_vec(
+                    out,
+                    (rows, self.out_features),
+                    x2.device(),
+                )?)
+            }
+            Batched::Dense(w) => Ok(x2
+                .to_dtype(w.dtype())?
+                .matmul(&w.t()?)?
+                .to_dtype(x2.dtype())?),
+        }
     }
 
     /// `x` of shape `(..., in)` to `(..., out)`.
@@ -163,13 +206,8 @@ impl Linear {
         let rows = x.elem_count() / self.in_features.max(1);
         let x2 = x.reshape((rows, self.in_features))?;
         let y = match &self.weight {
-            Weight::Dense(w) => x2.matmul(&w.t()?)?,
-            _ if rows >= DENSE_MIN_ROWS => {
-                let w = self.dense_weight()?;
-                x2.to_dtype(w.dtype())?
-                    .matmul(&w.t()?)?
-                    .to_dtype(x.dtype())?
-            }
+            Weight::Dense(_) => self.batched_forward(&x2)?,
+            _ if rows >= DENSE_MIN_ROWS => self.batched_forward(&x2)?,
             Weight::Own {
                 kind,
                 bytes,
@@ -274,7 +312,7 @@ impl Linear {
             bias,
             out_features: out,
             in_features: first.in_features,
-            dense: OnceLock::new(),
+            batched: OnceLock::new(),
         }))
     }
 }
