@@ -10,8 +10,13 @@ use candle_core::quantized::gguf_file::Value;
 use serde_json::{json, Value as Json};
 use std::path::Path;
 
+enum Inner {
+    Hf(Box<tokenizers::Tokenizer>),
+    Spm(crate::spm::Spm),
+}
+
 pub struct Tokenizer {
-    inner: tokenizers::Tokenizer,
+    inner: Inner,
     /// Where it came from ("tokenizer.json", "gguf:gpt2/smollm", ...), for `ethos info`.
     pub kind: String,
     pub bos_id: Option<u32>,
@@ -65,6 +70,21 @@ fn strings(file: &GgufFile, key: &str) -> Result<Vec<String>> {
     }
 }
 
+fn floats(file: &GgufFile, key: &str) -> Result<Vec<f32>> {
+    match file.meta(key) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                Value::F32(x) => Ok(*x),
+                Value::F64(x) => Ok(*x as f32),
+                _ => Err(Error::config(&file.path, key, "has a non-float element")),
+            })
+            .collect(),
+        Some(_) => Err(Error::config(&file.path, key, "not an array")),
+        None => Err(Error::config(&file.path, key, "missing")),
+    }
+}
+
 fn ints(file: &GgufFile, key: &str) -> Vec<i64> {
     match file.meta(key) {
         Some(Value::Array(items)) => items
@@ -91,7 +111,7 @@ impl Tokenizer {
             )
         })?;
         Ok(Self {
-            inner,
+            inner: Inner::Hf(Box::new(inner)),
             kind: "tokenizer.json".into(),
             bos_id: None,
             eos_ids: vec![],
@@ -102,15 +122,62 @@ impl Tokenizer {
     /// Builds the tokenizer that the GGUF metadata describes.
     pub fn from_gguf(file: &GgufFile) -> Result<Self> {
         let model = file.get_str("tokenizer.ggml.model")?.to_string();
-        if model != "gpt2" {
-            return Err(Error::Unsupported(format!(
-                "{}: tokenizer model `{model}` (this version builds gpt2-style BPE tokenizers from GGUF)",
-                file.path.display()
-            )));
-        }
         let tokens = strings(file, "tokenizer.ggml.tokens")?;
-        let merges = strings(file, "tokenizer.ggml.merges")?;
         let types = ints(file, "tokenizer.ggml.token_type");
+        let inner = match model.as_str() {
+            "gpt2" => Inner::Hf(Box::new(Self::bpe_from_gguf(file, &tokens, &types)?)),
+            "llama" => {
+                let scores = floats(file, "tokenizer.ggml.scores")?;
+                if scores.len() != tokens.len() {
+                    return Err(Error::config(&file.path, "tokenizer.ggml.scores", format!("has {} entries for {} tokens", scores.len(), tokens.len())));
+                }
+                let add_space_prefix = file.get_bool("tokenizer.ggml.add_space_prefix").unwrap_or(true);
+                let unk = file.get_u64("tokenizer.ggml.unknown_token_id").ok().map(|x| x as u32);
+                Inner::Spm(crate::spm::Spm::new(tokens, scores, &types, add_space_prefix, unk))
+            }
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "{}: tokenizer model `{other}` (supported: gpt2 byte-level BPE, llama SentencePiece)",
+                    file.path.display()
+                )))
+            }
+        };
+        let kind = match &inner {
+            Inner::Hf(_) => format!(
+                "gguf:gpt2/{}",
+                file.get_str("tokenizer.ggml.pre").unwrap_or("default")
+            ),
+            Inner::Spm(_) => "gguf:llama/sentencepiece".to_string(),
+        };
+        let mut eos_ids = Vec::new();
+        for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"] {
+            if let Ok(id) = file.get_u64(key) {
+                if !eos_ids.contains(&(id as u32)) {
+                    eos_ids.push(id as u32);
+                }
+            }
+        }
+        Ok(Self {
+            inner,
+            kind,
+            bos_id: file
+                .get_u64("tokenizer.ggml.bos_token_id")
+                .ok()
+                .map(|x| x as u32),
+            eos_ids,
+            add_bos: file
+                .get_bool("tokenizer.ggml.add_bos_token")
+                .unwrap_or(model == "llama"),
+        })
+    }
+
+    /// A gpt2-style byte-level BPE described as HF tokenizer JSON.
+    fn bpe_from_gguf(
+        file: &GgufFile,
+        tokens: &[String],
+        types: &[i64],
+    ) -> Result<tokenizers::Tokenizer> {
+        let merges = strings(file, "tokenizer.ggml.merges")?;
         let pre = file
             .get_str("tokenizer.ggml.pre")
             .unwrap_or("default")
@@ -159,41 +226,25 @@ impl Tokenizer {
                       "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
                       "vocab": vocab, "merges": merges}
         });
-        let inner: tokenizers::Tokenizer = spec.to_string().parse().map_err(|e| {
+        spec.to_string().parse().map_err(|e| {
             Error::format(
                 &file.path,
                 format!("tokenizer metadata: {}", crate::error::one_line(&e)),
             )
-        })?;
-        let mut eos_ids = Vec::new();
-        for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"] {
-            if let Ok(id) = file.get_u64(key) {
-                if !eos_ids.contains(&(id as u32)) {
-                    eos_ids.push(id as u32);
-                }
-            }
-        }
-        Ok(Self {
-            inner,
-            kind: format!("gguf:gpt2/{pre}"),
-            bos_id: file
-                .get_u64("tokenizer.ggml.bos_token_id")
-                .ok()
-                .map(|x| x as u32),
-            eos_ids,
-            add_bos: file
-                .get_bool("tokenizer.ggml.add_bos_token")
-                .unwrap_or(false),
         })
     }
 
     /// Encodes text as it appears (no BOS); special-token strings map to their ids.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| Error::Tokenizer(crate::error::one_line(&e)))?;
-        Ok(enc.get_ids().to_vec())
+        match &self.inner {
+            Inner::Hf(t) => {
+                let enc = t
+                    .encode(text, false)
+                    .map_err(|e| Error::Tokenizer(crate::error::one_line(&e)))?;
+                Ok(enc.get_ids().to_vec())
+            }
+            Inner::Spm(t) => Ok(t.encode(text)),
+        }
     }
 
     /// Encodes a prompt: BOS first when the model asks for it.
@@ -209,24 +260,36 @@ impl Tokenizer {
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner
-            .decode(ids, false)
-            .map_err(|e| Error::Tokenizer(crate::error::one_line(&e)))
+        match &self.inner {
+            Inner::Hf(t) => t
+                .decode(ids, false)
+                .map_err(|e| Error::Tokenizer(crate::error::one_line(&e))),
+            Inner::Spm(t) => Ok(t.decode(ids)),
+        }
     }
 
     /// The text of each id alone (raw vocabulary piece, byte-level symbols decoded).
     pub fn pieces(&self, ids: &[u32]) -> Vec<String> {
         ids.iter()
-            .map(|&i| self.inner.id_to_token(i).unwrap_or_default())
+            .map(|&i| match &self.inner {
+                Inner::Hf(t) => t.id_to_token(i).unwrap_or_default(),
+                Inner::Spm(t) => t.piece(i).unwrap_or_default().to_string(),
+            })
             .collect()
     }
 
     pub fn token_id(&self, piece: &str) -> Option<u32> {
-        self.inner.token_to_id(piece)
+        match &self.inner {
+            Inner::Hf(t) => t.token_to_id(piece),
+            Inner::Spm(t) => t.id(piece),
+        }
     }
 
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        match &self.inner {
+            Inner::Hf(t) => t.get_vocab_size(true),
+            Inner::Spm(t) => t.vocab_size(),
+        }
     }
 }
 
