@@ -76,6 +76,20 @@ fn gguf_f32_logits_match_transformers() {
     }
 }
 
+/// candle's attention ops (the path GPUs take) give the same logits as the fused CPU kernel.
+#[test]
+fn unfused_attention_path_matches_transformers() {
+    for name in MODELS {
+        let mut d = load_folder(name);
+        d.fused_cpu_attention = false;
+        let (ids, want) = reference(name);
+        for (seq, w) in ids.iter().zip(&want) {
+            let diff = max_diff(&all_logits(&d, seq), w);
+            assert!(diff < 1e-4, "{name} (unfused): max |logit diff| {diff}");
+        }
+    }
+}
+
 /// Right-padded batch of sequences of different lengths = each run alone, to 1e-5.
 #[test]
 fn padded_batch_equals_one_at_a_time() {

@@ -188,6 +188,13 @@ impl KvCache {
     }
 }
 
+/// The visibility rule, in one place: a query at position q sees a key at position p when
+/// `0 <= p <= q` and, with a sliding window w, `q - p < w`.
+#[inline]
+pub fn visible(q: i32, p: i32, window: Option<usize>) -> bool {
+    p >= 0 && p <= q && window.is_none_or(|w| ((q - p) as usize) < w)
+}
+
 /// The additive attention mask of one step, `(b, 1, t, S)`, or `None` when nothing is masked
 /// (a single query per row with every cached key visible).
 ///
@@ -203,15 +210,17 @@ pub fn attention_mask(
     let b = query_positions.len();
     let t = query_positions.first().map_or(0, Vec::len);
     let s = key_positions.first().map_or(0, Vec::len);
-    let visible =
-        |q: i32, p: i32| p >= 0 && p <= q && window.is_none_or(|w| ((q - p) as usize) < w);
     let mut mask = vec![0f32; b * t * s];
     let mut any_masked = false;
     for r in 0..b {
         for (i, &q) in query_positions[r].iter().enumerate() {
             let own = s - t + i;
             for (j, &p) in key_positions[r].iter().enumerate() {
-                let ok = if q < 0 { j == own } else { visible(q, p) };
+                let ok = if q < 0 {
+                    j == own
+                } else {
+                    visible(q, p, window)
+                };
                 if !ok {
                     mask[(r * t + i) * s + j] = f32::NEG_INFINITY;
                     any_masked = true;

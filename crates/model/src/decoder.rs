@@ -102,6 +102,9 @@ pub struct Decoder {
     pub device: Device,
     /// Attention operands rounded to f16 as in llama.cpp (quantized GGUF models only).
     pub f16_attention: bool,
+    /// Use the fused CPU attention kernel when computing in f32 on the CPU (on by default;
+    /// off runs candle's ops, the path GPUs take).
+    pub fused_cpu_attention: bool,
 }
 
 impl Decoder {
@@ -192,18 +195,27 @@ impl Decoder {
         let (cos, sin) = self
             .rope
             .tables(&Positions::new(positions, &self.device)?)?;
-        let mask = attention_mask(
-            positions,
-            cache.key_positions(),
-            self.config.sliding_window,
-            &self.device,
-        )?;
+        let cpu_kernel =
+            self.fused_cpu_attention && self.device.is_cpu() && self.dtype == DType::F32;
+        let mask = if cpu_kernel {
+            None
+        } else {
+            attention_mask(
+                positions,
+                cache.key_positions(),
+                self.config.sliding_window,
+                &self.device,
+            )?
+        };
         let step = StepContext {
             rope: &self.rope,
             cos,
             sin,
             mask,
             f16_attention: self.f16_attention,
+            cpu_kernel,
+            query_positions: positions,
+            window: self.config.sliding_window,
         };
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(&x, &step, cache, i)?;

@@ -86,5 +86,6 @@ pub fn load(
         dtype,
         device: src.device().clone(),
         f16_attention: false,
+        fused_cpu_attention: true,
     })
 }

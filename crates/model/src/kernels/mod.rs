@@ -1,6 +1,7 @@
 //! CPU kernels of our own. candle 0.11 has no SIMD path for Q4_1 and only AVX2 for f32
 //! GEMM; our Q4_1/Q8_0 kernels also quantize activations exactly as llama.cpp does, so the
 //! quantized path reproduces llama.cpp's numbers (its golden greedy text token for token).
+pub mod attention;
 pub mod q4_1;
 pub mod q8;
 pub mod q8_0;

@@ -24,13 +24,72 @@ pub struct StepContext<'a> {
     /// cache does (its non-flash path converts q and the probabilities to f16 for the two
     /// products, accumulating in f32), so quantized GGUF models match llama.cpp's numbers.
     pub f16_attention: bool,
+    /// Use our fused CPU kernel (f32 on the CPU); `mask` is then not built.
+    pub cpu_kernel: bool,
+    pub query_positions: &'a [Vec<i32>],
+    pub window: Option<usize>,
 }
 
 fn round_f16(x: &Tensor) -> Result<Tensor> {
     Ok(x.to_dtype(DType::F16)?.to_dtype(x.dtype())?)
 }
 
+fn cpu_f32<'a>(g: &'a candle_core::StorageRef<'_>, l: &candle_core::Layout) -> Result<&'a [f32]> {
+    match &**g {
+        candle_core::Storage::Cpu(c) => Ok(&c.as_slice::<f32>()?[l.start_offset()..]),
+        _ => Err(crate::error::Error::Msg(
+            "the CPU attention kernel needs CPU tensors".into(),
+        )),
+    }
+}
+
 impl Attention {
+    /// The fused kernel (`kernels::attention`) reading K/V from the cache in place.
+    fn cpu_attention(
+        &self,
+        q: &Tensor,
+        k_all: &Tensor,
+        v_all: &Tensor,
+        step: &StepContext,
+        cache: &KvCache,
+        t: usize,
+    ) -> Result<Tensor> {
+        let (b, _, kv_len, d) = k_all.dims4()?;
+        let q = q.contiguous()?;
+        let (qg, ql) = q.storage_and_layout();
+        let (kg, kl) = k_all.storage_and_layout();
+        let (vg, vl) = v_all.storage_and_layout();
+        let st = kl.stride();
+        if vl.stride() != st || st[3] != 1 {
+            return Err(crate::error::Error::Msg(
+                "cache views must share a contiguous-row layout".into(),
+            ));
+        }
+        let shape = crate::kernels::attention::AttentionShape {
+            batch: b,
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            q_len: t,
+            kv_len,
+            head_dim: d,
+            kv_strides: [st[0], st[1], st[2]],
+        };
+        let mut out = vec![0f32; b * t * self.heads * d];
+        crate::kernels::attention::attention(
+            &shape,
+            cpu_f32(&qg, ql)?,
+            cpu_f32(&kg, kl)?,
+            cpu_f32(&vg, vl)?,
+            step.query_positions,
+            cache.key_positions(),
+            step.window,
+            1.0 / (d as f32).sqrt(),
+            step.f16_attention,
+            &mut out,
+        );
+        Ok(Tensor::from_vec(out, (b, t, self.heads * d), q.device())?)
+    }
+
     pub fn new(
         q: Linear,
         k: Linear,
@@ -82,6 +141,10 @@ impl Attention {
             (q, k, v) = (round_f16(&q)?, round_f16(&k)?, round_f16(&v)?);
         }
         let (k_all, v_all) = cache.append(layer, &k, &v)?;
+        if step.cpu_kernel {
+            let y = self.cpu_attention(&q, &k_all, &v_all, step, cache, t)?;
+            return self.o.forward(&y);
+        }
         let s = k_all.dim(2)?;
         // Query heads sharing a kv head are stacked along the rows, so K/V are never repeated.
         let n_rep = h / kvh;
