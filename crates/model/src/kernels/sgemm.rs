@@ -10,6 +10,8 @@ pub const NR: usize = 32;
 const MR: usize = 8;
 /// Rows of A processed against every panel before moving on (keeps A in L2).
 const M_CHUNK: usize = 96;
+/// How many depth steps ahead the panel is prefetched.
+const PREFETCH: usize = 8;
 
 /// Whether this build has the AVX-512 kernel.
 pub const AVAILABLE: bool = cfg!(all(target_arch = "x86_64", target_feature = "avx512f"));
@@ -105,6 +107,10 @@ unsafe fn tile(
     cols: usize,
 ) {
     match mr {
+        12 => tile_mr::<12>(a, lda, panel, c, ldc, cols),
+        11 => tile_mr::<11>(a, lda, panel, c, ldc, cols),
+        10 => tile_mr::<10>(a, lda, panel, c, ldc, cols),
+        9 => tile_mr::<9>(a, lda, panel, c, ldc, cols),
         8 => tile_mr::<8>(a, lda, panel, c, ldc, cols),
         7 => tile_mr::<7>(a, lda, panel, c, ldc, cols),
         6 => tile_mr::<6>(a, lda, panel, c, ldc, cols),
@@ -133,6 +139,9 @@ unsafe fn tile_mr<const R: usize>(
     let mut lo = [_mm512_setzero_ps(); R];
     let mut hi = [_mm512_setzero_ps(); R];
     for kk in 0..k {
+        // The panel streams from L2; fetch a few steps ahead so the loads do not stall.
+        _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add((kk + PREFETCH) * NR) as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add((kk + PREFETCH) * NR + 16) as *const i8);
         let b0 = _mm512_loadu_ps(bp.add(kk * NR));
         let b1 = _mm512_loadu_ps(bp.add(kk * NR + 16));
         for r in 0..R {
