@@ -8,26 +8,12 @@ mod common;
 use common::*;
 use ethos::model::tokenizer::Tokenizer;
 use ethos::model::weights::gguf::GgufFile;
-use std::path::Path;
-
-fn gemma_path() -> Option<std::path::PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m-q4_k_m.gguf");
-    if p.exists() {
-        return Some(p);
-    }
-    if real_model_required() {
-        panic!("{} is missing and ETHOS_REQUIRE_REAL_MODEL=1", p.display());
-    }
-    eprintln!(
-        "SKIPPED: {} is absent (.ci/run fetches it from PyPI); CI runs this test",
-        p.display()
-    );
-    None
-}
 
 #[test]
 fn sentencepiece_from_gguf_matches_transformers() {
-    let Some(path) = gemma_path() else { return };
+    let Some(path) = real_model("gemma-3-270m-q4_k_m.gguf") else {
+        return;
+    };
     let tok = Tokenizer::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
     assert_eq!(tok.kind, "gguf:llama/sentencepiece");
     // Texts come from the SmolLM2 fixture, which lists the same items in the same order.

@@ -37,9 +37,12 @@ pub fn real_model_required() -> bool {
     std::env::var("ETHOS_REQUIRE_REAL_MODEL").is_ok_and(|v| v == "1")
 }
 
-/// The default model file, or None (with a printed reason) when it is absent locally.
-pub fn smollm2_path() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+/// A real model file under `models/`, or None (with a printed reason) when it is absent
+/// locally; CI sets ETHOS_REQUIRE_REAL_MODEL=1 and fetches it, so there it must exist.
+pub fn real_model(file: &str) -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(file);
     if p.exists() {
         return Some(p);
     }
@@ -47,8 +50,13 @@ pub fn smollm2_path() -> Option<PathBuf> {
         panic!("{} is missing and ETHOS_REQUIRE_REAL_MODEL=1", p.display());
     }
     eprintln!(
-        "SKIPPED: {} is absent (run `cargo run --release -p ethos-cli -- pull`); CI runs this test",
+        "SKIPPED: {} is absent (`ethos pull` or .ci/run fetches it); CI runs this test",
         p.display()
     );
     None
+}
+
+/// The default model file (see `real_model`).
+pub fn smollm2_path() -> Option<PathBuf> {
+    real_model("SmolLM2-135M-Instruct.Q4_1.gguf")
 }

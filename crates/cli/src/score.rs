@@ -40,18 +40,20 @@ struct Line {
     id: Option<serde_json::Value>,
 }
 
-/// Splits `context + continuation` into the context's tokens and the continuation's.
-pub fn split_tokens(
+/// The tokens of `continuation` after `context` (whose tokens are `ctx`): those of the whole
+/// text after the context's own, or the continuation alone when the context's tokens are not
+/// a prefix of the whole.
+pub fn continuation_tokens(
     tok: &Tokenizer,
+    ctx: &[u32],
     context: &str,
     continuation: &str,
-) -> Result<(Vec<u32>, Vec<u32>)> {
-    let ctx = tok.encode_prompt(context)?;
+) -> Result<Vec<u32>> {
     let whole = tok.encode_prompt(&format!("{context}{continuation}"))?;
-    if whole.len() > ctx.len() && whole.starts_with(&ctx) {
-        return Ok((ctx.clone(), whole[ctx.len()..].to_vec()));
+    if whole.len() > ctx.len() && whole.starts_with(ctx) {
+        return Ok(whole[ctx.len()..].to_vec());
     }
-    Ok((ctx, tok.encode(continuation)?))
+    Ok(tok.encode(continuation)?)
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -98,13 +100,12 @@ pub fn run(a: Args) -> Result<()> {
         if l.continuations.is_empty() {
             bail!("{}:{}: `continuations` is empty", a.input, n + 1);
         }
-        let mut ctx_ids = Vec::new();
-        let mut conts = Vec::new();
-        for c in &l.continuations {
-            let (ctx, cont) = split_tokens(tok, &l.context, c)?;
-            ctx_ids = ctx;
-            conts.push(cont);
-        }
+        let ctx_ids = tok.encode_prompt(&l.context)?;
+        let conts = l
+            .continuations
+            .iter()
+            .map(|c| continuation_tokens(tok, &ctx_ids, &l.context, c))
+            .collect::<Result<Vec<_>>>()?;
         if ctx_ids.is_empty() {
             bail!("{}:{}: the context is empty and the model adds no BOS token; give a non-empty context", a.input, n + 1);
         }
