@@ -26,16 +26,15 @@ It also prints the GGUF tokenizer metadata and the structure of the transformers
 """
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
 import sys
 from collections import Counter
 
+from refdata import dataset_texts, sha256
+
 FIX = "tests/fixtures/gemma3"
-CIVICS = "/work/shared/data/civics/civics_dataset.json"
-NORMAD = "/work/shared/data/normad/normad_eti_reconstructed.jsonl"
 DEFAULT_GGUF = "models/gemma-3-270m-q4_k_m.gguf"
 
 EXTRAS = [
@@ -54,28 +53,10 @@ EXTRAS = [
 ]
 
 
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def all_texts():
     """(source, id, field, text, is_extra) in fixture order."""
-    with open(CIVICS, encoding="utf-8") as f:
-        civics = json.load(f)
-    for r in civics:
-        yield "civics", r["ID"], "Statement", r["Statement"], False
-    for r in civics:
-        if r["Statement - translated"]:
-            yield "civics", r["ID"], "Statement - translated", r["Statement - translated"], False
-    with open(NORMAD, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                r = json.loads(line)
-                yield "normad", r["ID"], "Story", r["Story"], False
+    for source, rid, field, text in dataset_texts():
+        yield source, rid, field, text, False
     for i, t in enumerate(EXTRAS):
         yield "extra", i, "text", t, True
 

@@ -24,21 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from refdata import dataset_texts, sha256
+
 N_THREADS = 2
 N_CTX = 512
 N_BATCH = 512
 
 FIXTURES = Path("tests/fixtures/smollm2")
-CIVICS = Path("/work/shared/data/civics/civics_dataset.json")
-NORMAD = Path("/work/shared/data/normad/normad_eti_reconstructed.jsonl")
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def llama_cpp_commit(llama_cpp_module):
@@ -118,7 +110,7 @@ def main():
         "llama_cpp_python": llama_cpp.__version__,
         "llama_cpp_commit": llama_cpp_commit(llama_cpp),
         "model_file": os.path.basename(args.model),
-        "model_file_sha256": sha256_file(args.model),
+        "model_file_sha256": sha256(args.model),
         "n_threads": N_THREADS,
         "n_ctx": N_CTX,
         "n_batch": N_BATCH,
@@ -199,17 +191,7 @@ def main():
     print(f"greedy: {gen[:10]}... {text!r}; one-batch rescore argmax agrees {sum(agree)}/{n_gen}", file=sys.stderr)
 
     # ---- tokenizer over the datasets --------------------------------------------------
-    civics = json.loads(CIVICS.read_text())
-    normad = [json.loads(l) for l in NORMAD.read_text().splitlines() if l.strip()]
-    rows = []
-    for r in civics:
-        rows.append(("civics", r["ID"], "Statement", r["Statement"]))
-    for r in civics:
-        t = r.get("Statement - translated")
-        if isinstance(t, str) and t != "":
-            rows.append(("civics", r["ID"], "Statement - translated", t))
-    for r in normad:
-        rows.append(("normad", r["ID"], "Story", r["Story"]))
+    rows = list(dataset_texts())
     all_ids = []
     with open(out_dir / "llamacpp_tokenizer_ids.jsonl", "w") as f:
         for source, rid, field, t in rows:

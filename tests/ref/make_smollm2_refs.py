@@ -15,7 +15,6 @@ GGUF defaults to models/SmolLM2-135M-Instruct.Q4_1.gguf. Writes:
 """
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -23,18 +22,10 @@ import sys
 import numpy as np
 import torch
 
+from refdata import dataset_texts, sha256
+
 FIX = "tests/fixtures/smollm2"
-CIVICS = "/work/shared/data/civics/civics_dataset.json"
-NORMAD = "/work/shared/data/normad/normad_eti_reconstructed.jsonl"
 HF_OUT = "models/smollm2-f32-hf"
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_tokenizer(gguf_path):
@@ -45,21 +36,6 @@ def load_tokenizer(gguf_path):
 
 def encode(tok, text):
     return list(tok(text, add_special_tokens=False).input_ids)
-
-
-def dataset_texts():
-    with open(CIVICS) as f:
-        civics = json.load(f)
-    for r in civics:
-        yield "civics", r["ID"], "Statement", r["Statement"]
-    for r in civics:
-        if r["Statement - translated"]:
-            yield "civics", r["ID"], "Statement - translated", r["Statement - translated"]
-    with open(NORMAD) as f:
-        for line in f:
-            if line.strip():
-                r = json.loads(line)
-                yield "normad", r["ID"], "Story", r["Story"]
 
 
 def tokenize_datasets(tok):

@@ -178,14 +178,6 @@ impl KvCache {
             capacity,
         })
     }
-
-    /// Bytes held by the cache buffers.
-    pub fn bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .map(|l| 2 * l.k.elem_count() * l.k.dtype().size_in_bytes())
-            .sum()
-    }
 }
 
 /// The visibility rule, in one place: a query at position q sees a key at position p when

@@ -293,12 +293,4 @@ impl Decoder {
             }
         }
     }
-
-    /// A short description of how the weights are stored, for `ethos info`.
-    pub fn weight_format(&self) -> String {
-        self.blocks
-            .first()
-            .map(|b| b.attn.weight_format())
-            .unwrap_or_default()
-    }
 }

@@ -89,10 +89,8 @@ pub fn default_dtype(device: &Device) -> DType {
 
 #[derive(Clone, Debug, Default)]
 pub struct GenerationDefaults {
+    /// From `generation_config.json` (folders) or the GGUF metadata.
     pub eos_ids: Vec<u32>,
-    pub temperature: Option<f64>,
-    pub top_p: Option<f64>,
-    pub top_k: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -222,10 +220,7 @@ pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<Model> {
         decoder,
         tokenizer,
         chat_template,
-        generation: GenerationDefaults {
-            eos_ids,
-            ..Default::default()
-        },
+        generation: GenerationDefaults { eos_ids },
         info: ModelInfo {
             source: path.display().to_string(),
             format: "gguf",
@@ -263,7 +258,6 @@ pub fn load_folder(folder: &Path, opts: &LoadOptions) -> Result<Model> {
     let tc = read_tokenizer_config(folder)?;
     let mut eos_ids = cfg.eos_token_ids.clone();
     let gen_path = folder.join("generation_config.json");
-    let mut generation = GenerationDefaults::default();
     if gen_path.exists() {
         let text = std::fs::read_to_string(&gen_path).map_err(|e| Error::io(&gen_path, e))?;
         let g: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
@@ -278,11 +272,10 @@ pub fn load_folder(folder: &Path, opts: &LoadOptions) -> Result<Model> {
             })?;
             eos_ids = ids.to_vec();
         }
-        generation.temperature = g.get("temperature").and_then(|v| v.as_f64());
-        generation.top_p = g.get("top_p").and_then(|v| v.as_f64());
-        generation.top_k = g.get("top_k").and_then(|v| v.as_u64()).map(|k| k as usize);
     }
-    generation.eos_ids = eos_ids.clone();
+    let generation = GenerationDefaults {
+        eos_ids: eos_ids.clone(),
+    };
     let mut chat_template = None;
     if let Some(tk) = tokenizer.as_mut() {
         tk.bos_id = cfg.bos_token_id;

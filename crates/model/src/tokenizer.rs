@@ -149,14 +149,6 @@ impl Tokenizer {
             ),
             Inner::Spm(_) => "gguf:llama/sentencepiece".to_string(),
         };
-        let mut eos_ids = Vec::new();
-        for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"] {
-            if let Ok(id) = file.get_u64(key) {
-                if !eos_ids.contains(&(id as u32)) {
-                    eos_ids.push(id as u32);
-                }
-            }
-        }
         Ok(Self {
             inner,
             kind,
@@ -164,7 +156,7 @@ impl Tokenizer {
                 .get_u64("tokenizer.ggml.bos_token_id")
                 .ok()
                 .map(|x| x as u32),
-            eos_ids,
+            eos_ids: file.eos_ids(),
             add_bos: file
                 .get_bool("tokenizer.ggml.add_bos_token")
                 .unwrap_or(model == "llama"),

@@ -39,10 +39,6 @@ impl PackedWeights {
         }
         Self { n, k, data }
     }
-
-    pub fn bytes(&self) -> usize {
-        self.data.len() * 4
-    }
 }
 
 struct SharedOut(*mut f32);

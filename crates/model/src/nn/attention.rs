@@ -108,10 +108,6 @@ impl Attention {
         })
     }
 
-    pub fn weight_format(&self) -> String {
-        self.qkv.format()
-    }
-
     pub fn into_dense(self, dtype: DType) -> Result<Self> {
         Ok(Self {
             qkv: self.qkv.into_dense(dtype)?,

@@ -114,15 +114,6 @@ impl Linear {
         self.in_features
     }
 
-    /// A short name of the storage format, for `ethos info`.
-    pub fn format(&self) -> String {
-        match &self.weight {
-            Weight::Dense(w) => format!("{:?}", w.dtype()).to_lowercase(),
-            Weight::Own { kind, .. } => format!("{kind:?}").to_lowercase(),
-            Weight::Quant { q, .. } => format!("{:?}", q.dtype()).to_lowercase(),
-        }
-    }
-
     /// The weights as a dense f32 tensor `(out, in)`.
     pub fn dequantize(&self) -> Result<Tensor> {
         match &self.weight {
@@ -352,14 +343,6 @@ impl MultiLinear {
             }
             None => self.parts.iter().map(|p| p.forward(x)).collect(),
         }
-    }
-
-    pub fn format(&self) -> String {
-        self.fused
-            .as_ref()
-            .or(self.parts.first())
-            .map(Linear::format)
-            .unwrap_or_default()
     }
 
     pub fn into_dense(self, dtype: DType) -> Result<Self> {

@@ -115,6 +115,19 @@ impl GgufFile {
         }
     }
 
+    /// End-of-sequence ids: EOS and, where the file names one, end-of-turn.
+    pub fn eos_ids(&self) -> Vec<u32> {
+        let mut eos = Vec::new();
+        for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"] {
+            if let Ok(id) = self.get_u64(key) {
+                if !eos.contains(&(id as u32)) {
+                    eos.push(id as u32);
+                }
+            }
+        }
+        eos
+    }
+
     pub fn architecture(&self) -> Result<&str> {
         self.get_str("general.architecture")
     }
@@ -194,14 +207,7 @@ impl GgufFile {
         } else {
             None
         };
-        let mut eos = Vec::new();
-        for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"] {
-            if let Ok(id) = self.get_u64(key) {
-                if !eos.contains(&(id as u32)) {
-                    eos.push(id as u32);
-                }
-            }
-        }
+        let eos = self.eos_ids();
         let cfg = ModelConfig {
             arch,
             vocab_size,
