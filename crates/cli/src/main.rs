@@ -3,6 +3,7 @@
 mod bench;
 mod chat;
 mod common;
+mod eval;
 mod generate;
 mod info;
 mod score;
@@ -30,6 +31,8 @@ enum Command {
     Chat(chat::Args),
     /// Log-probs of continuations given contexts (JSONL), or of every token of a text.
     Score(score::Args),
+    /// Run a culture benchmark (culturalbench, normad) and write its results.
+    Eval(eval::Args),
     /// Token ids and pieces of a text, as JSON.
     Tokenize(tokenize::Args),
     /// What a model is: architecture, size, storage, context, tokenizer.
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => generate::run(a),
         Command::Chat(a) => chat::run(a),
         Command::Score(a) => score::run(a),
+        Command::Eval(a) => eval::run(a),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Info(a) => info::run(a),
         Command::Pull(a) => info::pull(a),

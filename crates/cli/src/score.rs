@@ -8,8 +8,7 @@
 
 use crate::common::{print_json, ModelArgs};
 use anyhow::{bail, Context, Result};
-use ethos_model::scoring::{score, score_text, ScoreOptions, ScoreRequest};
-use ethos_model::tokenizer::Tokenizer;
+use ethos_model::scoring::{continuation_tokens, score, score_text, ScoreOptions, ScoreRequest};
 use serde::Deserialize;
 use std::io::{BufRead, BufReader, IsTerminal};
 
@@ -38,22 +37,6 @@ struct Line {
     continuations: Vec<String>,
     #[serde(default)]
     id: Option<serde_json::Value>,
-}
-
-/// The tokens of `continuation` after `context` (whose tokens are `ctx`): those of the whole
-/// text after the context's own, or the continuation alone when the context's tokens are not
-/// a prefix of the whole.
-pub fn continuation_tokens(
-    tok: &Tokenizer,
-    ctx: &[u32],
-    context: &str,
-    continuation: &str,
-) -> Result<Vec<u32>> {
-    let whole = tok.encode_prompt(&format!("{context}{continuation}"))?;
-    if whole.len() > ctx.len() && whole.starts_with(ctx) {
-        return Ok(whole[ctx.len()..].to_vec());
-    }
-    Ok(tok.encode(continuation)?)
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -104,7 +87,9 @@ pub fn run(a: Args) -> Result<()> {
         let conts = l
             .continuations
             .iter()
-            .map(|c| continuation_tokens(tok, &ctx_ids, &l.context, c))
+            .map(|c| {
+                continuation_tokens(tok, &ctx_ids, &l.context, c, true).map_err(anyhow::Error::from)
+            })
             .collect::<Result<Vec<_>>>()?;
         if ctx_ids.is_empty() {
             bail!("{}:{}: the context is empty and the model adds no BOS token; give a non-empty context", a.input, n + 1);

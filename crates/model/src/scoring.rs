@@ -5,6 +5,7 @@
 use crate::decoder::{Decoder, Logits, LogitsMode};
 use crate::error::{Error, Result};
 use crate::hooks::ResidualHook;
+use crate::tokenizer::Tokenizer;
 use candle_core::D;
 
 #[derive(Clone, Debug)]
@@ -255,4 +256,27 @@ pub fn score_text<'h>(
     };
     let mut out = score(decoder, &[req], &ScoreOptions::default(), hook)?;
     Ok(out.remove(0).remove(0))
+}
+
+/// The tokens of `continuation` after `context` (whose tokens are `ctx`), as
+/// lm-evaluation-harness takes them: those of the whole text after the context's own, or
+/// the continuation alone when the context's tokens are not a prefix of the whole.
+/// `with_bos` says whether `ctx` was encoded as a prompt (BOS first when the model asks).
+pub fn continuation_tokens(
+    tok: &Tokenizer,
+    ctx: &[u32],
+    context: &str,
+    continuation: &str,
+    with_bos: bool,
+) -> Result<Vec<u32>> {
+    let joined = format!("{context}{continuation}");
+    let whole = if with_bos {
+        tok.encode_prompt(&joined)?
+    } else {
+        tok.encode(&joined)?
+    };
+    if whole.len() > ctx.len() && whole.starts_with(ctx) {
+        return Ok(whole[ctx.len()..].to_vec());
+    }
+    tok.encode(continuation)
 }

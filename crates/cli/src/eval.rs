@@ -1,0 +1,92 @@
+//! `ethos eval BENCHMARK`: run a culture benchmark on a model, writing `results.json` and
+//! `items.jsonl` into the output folder (and resuming from it when interrupted).
+
+use crate::common::{print_json, ModelArgs};
+use anyhow::Result;
+use ethos_evals::benchmarks;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// culturalbench or normad.
+    pub benchmark: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Your own copy of the data in the upstream schema (default: the built-in copy).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Comma-separated formats (culturalbench: harness, paper, grid, all, or grid points
+    /// such as rev.numbers.text.chat; normad: logprob, logprob-chat, generate).
+    #[arg(long, value_delimiter = ',')]
+    pub formats: Vec<String>,
+    /// Comma-separated conditions (culturalbench: easy, hard; normad: none, country, value, rot).
+    #[arg(long, value_delimiter = ',')]
+    pub conditions: Vec<String>,
+    /// Only the first N items.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Seed of the bootstrap intervals.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output folder (default: runs/BENCHMARK-MODEL). A rerun into it resumes.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Prompts whose contexts run in one batch.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Print results.json instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    // Everything about the selection is checked before the model loads.
+    let loaded = benchmarks::load(&a.benchmark, a.data.as_deref())?;
+    let bench = loaded.bench.as_ref();
+    let formats = if a.formats.is_empty() {
+        bench.default_formats()
+    } else {
+        benchmarks::expand_formats(bench, &a.formats)
+    };
+    let conditions = if a.conditions.is_empty() {
+        bench.default_conditions()
+    } else {
+        a.conditions.clone()
+    };
+    let output = a.output.clone().unwrap_or_else(|| {
+        let stem = a
+            .model
+            .model
+            .as_deref()
+            .map(|m| {
+                let base = m
+                    .trim_end_matches('/')
+                    .rsplit(['/', ':'])
+                    .next()
+                    .unwrap_or(m);
+                base.trim_end_matches(".gguf").to_string()
+            })
+            .unwrap_or_else(|| "SmolLM2-135M-Instruct.Q4_1".into());
+        PathBuf::from("runs").join(format!("{}-{stem}", a.benchmark))
+    });
+    let opts = ethos_evals::RunOptions {
+        conditions,
+        formats,
+        limit: a.limit,
+        seed: a.seed,
+        output: output.clone(),
+        batch: a.batch,
+        progress: std::io::stderr().is_terminal(),
+    };
+    ethos_evals::runner::check_selection(bench, &opts)?;
+    let model = a.model.load()?;
+    let res = ethos_evals::run(&model, bench, &loaded.dataset_sha256, &opts)?;
+    if a.json {
+        print_json(&res)?;
+    } else {
+        print!("{}", ethos_evals::results::table(&res));
+        println!("written: {}/results.json, items.jsonl", output.display());
+    }
+    Ok(())
+}

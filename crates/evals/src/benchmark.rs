@@ -1,0 +1,126 @@
+//! The one small trait every benchmark implements, and the types it speaks in.
+//!
+//! A benchmark is a list of items. For each item, condition (NormAd's context levels,
+//! CulturalBench's Easy/Hard) and prompt format it builds one or more prompts; the runner
+//! scores or generates them and hands the answers back to `judge`, which says what the
+//! model predicted and whether that is right. Benchmarks never see the model.
+
+use anyhow::Result;
+use serde_json::Value;
+
+/// What the runner should do with a prompt.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ask {
+    /// Score each option as a continuation of the prompt (log-likelihood).
+    Choose { options: Vec<String> },
+    /// Generate greedily up to `max_tokens` tokens.
+    Generate { max_tokens: usize },
+}
+
+/// One prompt, before any template is applied.
+///
+/// Raw: the context is `body + cue` and option `o` is the continuation `delimiter + o`
+/// (lm-evaluation-harness' target delimiter, `" "` unless the prompt ends in a space). Chat: the body is the user message (after an
+/// optional system message), rendered by the model's chat template with the generation
+/// prompt, and the option is the assistant's first words, with no delimiter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prompt {
+    pub system: Option<String>,
+    pub body: String,
+    pub cue: String,
+    pub delimiter: String,
+    pub chat: bool,
+    pub ask: Ask,
+}
+
+/// The model's answer to one prompt.
+#[derive(Clone, Debug)]
+pub enum Answer {
+    /// Summed log-prob of each option, in the prompt's option order.
+    Options(Vec<f64>),
+    Text(String),
+}
+
+/// What the model predicted for one (item, condition, format), and whether it is right.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Judgement {
+    /// The answer in the dataset's own terms (an option letter of the original order, a label).
+    pub prediction: String,
+    pub gold: String,
+    pub correct: bool,
+    /// lm-evaluation-harness `acc_norm` (log-likelihood divided by the option's length in
+    /// characters), where the item is scored by options.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub correct_norm: Option<bool>,
+    /// Option log-probs keyed by the dataset's own option names.
+    pub option_logprobs: Value,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub generated: Option<String>,
+}
+
+pub trait Benchmark {
+    fn name(&self) -> &'static str;
+    /// Number of items.
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The dataset's own id of item `i` (CulturalBench `question_idx`, NormAd `ID`).
+    fn item_id(&self, i: usize) -> String;
+    /// Breakdown keys of item `i`, e.g. `[("country", "Japan")]`.
+    fn groups(&self, i: usize) -> Vec<(&'static str, String)>;
+    /// All conditions, and those run when none is asked for.
+    fn conditions(&self) -> &'static [&'static str];
+    fn default_conditions(&self) -> Vec<String> {
+        self.conditions().iter().map(|s| s.to_string()).collect()
+    }
+    /// Is `format` a format of this benchmark? (`Err` names the known ones.)
+    fn check_format(&self, format: &str) -> Result<()>;
+    fn default_formats(&self) -> Vec<String>;
+    /// Does item `i` have `condition`, and does `format` apply to it? (CulturalBench's grid
+    /// formats apply to Easy only.)
+    fn applies(&self, _i: usize, _condition: &str, _format: &str) -> bool {
+        true
+    }
+    /// The prompts of item `i`. `chat_available` says whether the model has a chat template.
+    fn prompts(
+        &self,
+        i: usize,
+        condition: &str,
+        format: &str,
+        chat_available: bool,
+    ) -> Result<Vec<Prompt>>;
+    /// Judges the answers to the prompts of item `i`.
+    fn judge(
+        &self,
+        i: usize,
+        condition: &str,
+        format: &str,
+        answers: &[Answer],
+    ) -> Result<Judgement>;
+    /// Human or published reference accuracy to print beside the model's, if any.
+    fn reference(&self) -> Option<(&'static str, f64)> {
+        None
+    }
+}
+
+/// Index of the largest value (the first on ties, as numpy's argmax).
+pub fn argmax(xs: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, &x) in xs.iter().enumerate() {
+        if x > xs[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The lm-evaluation-harness `acc_norm` choice: log-likelihood per character of the option.
+pub fn argmax_norm(logprobs: &[f64], options: &[String]) -> usize {
+    let normed: Vec<f64> = logprobs
+        .iter()
+        .zip(options)
+        .map(|(lp, o)| lp / (o.chars().count().max(1) as f64))
+        .collect();
+    argmax(&normed)
+}

@@ -1,0 +1,117 @@
+//! The benchmarks, one file each, and how to get one by name (with the built-in data or a
+//! user's own copy in the upstream schema).
+
+pub mod culturalbench;
+pub mod normad;
+
+use crate::benchmark::Benchmark;
+use crate::data::{combined_sha256, Source};
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+
+pub const NAMES: &[&str] = &["culturalbench", "normad"];
+
+/// A benchmark ready to run, and the SHA-256 of the data it holds.
+pub struct Loaded {
+    pub bench: Box<dyn Benchmark>,
+    pub dataset_sha256: String,
+}
+
+/// Benchmark `name` with its built-in data, or the data at `path`: for CulturalBench an Easy
+/// or Hard CSV (upstream columns) or a folder holding `CulturalBench-Easy.csv` and/or
+/// `CulturalBench-Hard.csv`; for NormAd a CSV with the vendored file's columns.
+pub fn load(name: &str, path: Option<&Path>) -> Result<Loaded> {
+    match name {
+        "culturalbench" => {
+            let b = match path {
+                None => culturalbench::CulturalBench::builtin()?,
+                Some(p) if p.is_dir() => {
+                    let mut sources = Vec::new();
+                    for f in ["CulturalBench-Easy.csv", "CulturalBench-Hard.csv"] {
+                        if p.join(f).exists() {
+                            sources.push(Source::read(&p.join(f))?);
+                        }
+                    }
+                    if sources.is_empty() {
+                        bail!(
+                            "{}: holds neither CulturalBench-Easy.csv nor CulturalBench-Hard.csv",
+                            p.display()
+                        );
+                    }
+                    culturalbench::CulturalBench::from_sources(sources)?
+                }
+                Some(p) => culturalbench::CulturalBench::from_sources(vec![Source::read(p)?])?,
+            };
+            let sha = combined_sha256(&b.sources.iter().collect::<Vec<_>>());
+            Ok(Loaded {
+                bench: Box::new(b),
+                dataset_sha256: sha,
+            })
+        }
+        "normad" => {
+            let b = match path {
+                None => normad::NormAd::builtin()?,
+                Some(p) => normad::NormAd::from_source(
+                    Source::read(p)
+                        .with_context(|| "normad --data wants one CSV file".to_string())?,
+                )?,
+            };
+            let sha = combined_sha256(&b.sources.iter().collect::<Vec<_>>());
+            Ok(Loaded {
+                bench: Box::new(b),
+                dataset_sha256: sha,
+            })
+        }
+        other => bail!("unknown benchmark `{other}` (known: {})", NAMES.join(", ")),
+    }
+}
+
+/// Expands the format names a user may give: `grid` (every grid point) and `all`
+/// (`harness`, `paper` and the grid) for CulturalBench.
+pub fn expand_formats(bench: &dyn Benchmark, names: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        let more: Vec<String> = match (bench.name(), n.as_str()) {
+            ("culturalbench", "grid") => crate::formats::GridPoint::all(4)
+                .iter()
+                .map(|p| p.name())
+                .collect(),
+            ("culturalbench", "all") => ["harness".to_string(), "paper".to_string()]
+                .into_iter()
+                .chain(
+                    crate::formats::GridPoint::all(4)
+                        .iter()
+                        .map(|p| p.name())
+                        .filter(|n| n != "orig.letters.label.raw"),
+                )
+                .collect(),
+            _ => vec![n.clone()],
+        };
+        for m in more {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_benchmark_is_named() {
+        let e = load("mmlu", None).err().unwrap().to_string();
+        assert_eq!(e, "unknown benchmark `mmlu` (known: culturalbench, normad)");
+    }
+
+    #[test]
+    fn builtin_hashes_are_stable() {
+        let l = load("normad", None).unwrap();
+        assert_eq!(
+            l.dataset_sha256,
+            "e542fd9378ae59521595894d5c99c7dada84c59055492dc1a05ad42528e8cbe1"
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! ethos-evals: culture and value benchmarks on locally loaded models — CulturalBench and
+//! NormAd with exact log-prob scoring, the format-robustness grid, bootstrap intervals,
+//! resumable runs and reports. The data is vendored under `data/` with its licences and
+//! compiled in; benchmarks never see model internals, only prompts and answers.
+
+pub mod benchmark;
+pub mod benchmarks;
+pub mod data;
+pub mod formats;
+pub mod log;
+pub mod metrics;
+pub mod results;
+pub mod runner;
+
+pub use benchmark::{Answer, Ask, Benchmark, Judgement, Prompt};
+pub use runner::{run, RunOptions};

@@ -1,0 +1,253 @@
+//! The run folder: `run.json` says whose items these are, `items.jsonl` holds one line per
+//! (item, condition, format), appended and flushed as they are judged, so an interrupted run
+//! resumes where it stopped. A folder holding another run's items is refused untouched.
+
+use crate::benchmark::Judgement;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+/// Who made the items: a folder is only resumed by the same benchmark, model and data.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunIdentity {
+    pub benchmark: String,
+    pub model: Value,
+    pub dataset_sha256: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ItemRecord {
+    pub id: String,
+    pub condition: String,
+    pub format: String,
+    #[serde(flatten)]
+    pub judgement: Judgement,
+    pub groups: BTreeMap<String, String>,
+}
+
+pub type Key = (String, String, String);
+
+impl ItemRecord {
+    pub fn key(&self) -> Key {
+        (self.id.clone(), self.condition.clone(), self.format.clone())
+    }
+}
+
+pub struct RunLog {
+    pub dir: PathBuf,
+    items_path: PathBuf,
+    file: File,
+    pub records: HashMap<Key, ItemRecord>,
+    /// Lines found at the start (a resumed run).
+    pub resumed: usize,
+}
+
+impl RunLog {
+    pub fn open(dir: &Path, identity: &RunIdentity) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create the output folder", dir.display()))?;
+        let run_path = dir.join("run.json");
+        let items_path = dir.join("items.jsonl");
+        let mut records = HashMap::new();
+        let mut resumed = 0;
+        if items_path.exists() {
+            let found: Option<RunIdentity> = match std::fs::read(&run_path) {
+                Ok(b) => serde_json::from_slice(&b).ok(),
+                Err(_) => None,
+            };
+            match found {
+                Some(f) if &f == identity => {}
+                Some(f) => bail!(
+                    "{}: holds the items of another run (benchmark `{}`, model {}, data {}); choose another --output",
+                    items_path.display(),
+                    f.benchmark,
+                    short_model(&f.model),
+                    &f.dataset_sha256[..f.dataset_sha256.len().min(12)]
+                ),
+                None => bail!(
+                    "{}: holds items but no readable run.json says whose; choose another --output",
+                    items_path.display()
+                ),
+            }
+            let (recs, good_bytes, total_bytes) = read_items(&items_path)?;
+            if good_bytes < total_bytes {
+                // Only an unfinished last line (the run was killed mid-write) is dropped.
+                let f = OpenOptions::new().write(true).open(&items_path)?;
+                f.set_len(good_bytes)?;
+            }
+            resumed = recs.len();
+            for r in recs {
+                records.insert(r.key(), r);
+            }
+        } else {
+            let text = serde_json::to_string_pretty(identity)?;
+            std::fs::write(&run_path, text + "\n")
+                .with_context(|| format!("{}: cannot write", run_path.display()))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&items_path)
+            .with_context(|| format!("{}: cannot open for appending", items_path.display()))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            items_path,
+            file,
+            records,
+            resumed,
+        })
+    }
+
+    pub fn append(&mut self, records: Vec<ItemRecord>) -> Result<()> {
+        let mut buf = String::new();
+        for r in &records {
+            buf.push_str(&serde_json::to_string(r)?);
+            buf.push('\n');
+        }
+        self.file
+            .write_all(buf.as_bytes())
+            .and_then(|_| self.file.flush())
+            .with_context(|| format!("{}: cannot append", self.items_path.display()))?;
+        for r in records {
+            self.records.insert(r.key(), r);
+        }
+        Ok(())
+    }
+}
+
+fn short_model(v: &Value) -> String {
+    let src = v.get("source").and_then(Value::as_str).unwrap_or("?");
+    let sha = v.get("sha256").and_then(Value::as_str).unwrap_or("");
+    format!("`{src}` {}", &sha[..sha.len().min(12)])
+}
+
+/// The records of `path`, and how many bytes hold whole, valid lines. A bad line anywhere
+/// but at the very end is an error (the file is not ours to cut).
+fn read_items(path: &Path) -> Result<(Vec<ItemRecord>, u64, u64)> {
+    let f = File::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let total = f.metadata()?.len();
+    let mut reader = BufReader::new(f);
+    let mut out = Vec::new();
+    let mut good = 0u64;
+    let mut line = String::new();
+    let mut n = 0;
+    loop {
+        line.clear();
+        let read = reader.read_line(&mut line)?;
+        if read == 0 {
+            break;
+        }
+        n += 1;
+        let complete = line.ends_with('\n');
+        match serde_json::from_str::<ItemRecord>(line.trim_end()) {
+            Ok(r) if complete => {
+                out.push(r);
+                good += read as u64;
+            }
+            _ if good + read as u64 == total => break, // unfinished last line
+            Err(e) => bail!("{}:{n}: not an item record: {e}", path.display()),
+            Ok(_) => unreachable!("an incomplete line is always the last"),
+        }
+    }
+    Ok((out, good, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ident(b: &str) -> RunIdentity {
+        RunIdentity {
+            benchmark: b.into(),
+            model: json!({"source": "m.gguf", "sha256": "abcdef0123456789"}),
+            dataset_sha256: "d".repeat(64),
+        }
+    }
+
+    fn rec(id: &str) -> ItemRecord {
+        ItemRecord {
+            id: id.into(),
+            condition: "easy".into(),
+            format: "harness".into(),
+            judgement: Judgement {
+                prediction: "A".into(),
+                gold: "B".into(),
+                correct: false,
+                correct_norm: Some(false),
+                option_logprobs: json!({"A": -1.0, "B": -2.0}),
+                generated: None,
+            },
+            groups: BTreeMap::from([("country".to_string(), "X".to_string())]),
+        }
+    }
+
+    #[test]
+    fn resume_keeps_whole_lines_and_drops_an_unfinished_last_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = RunLog::open(dir.path(), &ident("culturalbench")).unwrap();
+        log.append(vec![rec("0"), rec("1")]).unwrap();
+        drop(log);
+        let items = dir.path().join("items.jsonl");
+        let mut f = OpenOptions::new().append(true).open(&items).unwrap();
+        f.write_all(b"{\"id\": \"2\", \"condi").unwrap();
+        drop(f);
+        let log = RunLog::open(dir.path(), &ident("culturalbench")).unwrap();
+        assert_eq!(log.resumed, 2);
+        assert!(log
+            .records
+            .contains_key(&("1".into(), "easy".into(), "harness".into())));
+        let text = std::fs::read_to_string(&items).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn another_runs_folder_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = RunLog::open(dir.path(), &ident("culturalbench")).unwrap();
+        log.append(vec![rec("0")]).unwrap();
+        drop(log);
+        let before = std::fs::read(dir.path().join("items.jsonl")).unwrap();
+        let e = RunLog::open(dir.path(), &ident("normad"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("holds the items of another run (benchmark `culturalbench`"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("items.jsonl")).unwrap(),
+            before
+        );
+        std::fs::remove_file(dir.path().join("run.json")).unwrap();
+        let e = RunLog::open(dir.path(), &ident("culturalbench"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("no readable run.json"), "{e}");
+    }
+
+    #[test]
+    fn a_corrupt_line_in_the_middle_is_an_error_not_a_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = RunLog::open(dir.path(), &ident("culturalbench")).unwrap();
+        log.append(vec![rec("0")]).unwrap();
+        drop(log);
+        let items = dir.path().join("items.jsonl");
+        let mut text = std::fs::read_to_string(&items).unwrap();
+        text = format!("garbage\n{text}");
+        std::fs::write(&items, &text).unwrap();
+        let e = RunLog::open(dir.path(), &ident("culturalbench"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("items.jsonl:1: not an item record"), "{e}");
+        assert_eq!(std::fs::read_to_string(&items).unwrap(), text);
+    }
+}

@@ -1,0 +1,333 @@
+//! The runner: turns (item, condition, format) tasks into prompts, scores them in batches
+//! with the context computed once per prompt (ethos-model's prefix-reusing `score`) or
+//! generates greedily, judges, and appends every judgement to the run folder as it goes.
+
+use crate::benchmark::{Answer, Ask, Benchmark, Prompt};
+use crate::log::{ItemRecord, RunIdentity, RunLog};
+use crate::results::{self, Results};
+use anyhow::{bail, Context, Result};
+use ethos_model::chat::Message;
+use ethos_model::scoring::{continuation_tokens, score, ScoreOptions, ScoreRequest};
+use ethos_model::Model;
+use ethos_steer::{generate, GenerateOptions, SamplingParams};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub conditions: Vec<String>,
+    pub formats: Vec<String>,
+    /// Only the first N items (in file order).
+    pub limit: Option<usize>,
+    /// Seeds the bootstrap intervals.
+    pub seed: u64,
+    pub output: PathBuf,
+    /// Prompts whose contexts run in one batch.
+    pub batch: usize,
+    pub progress: bool,
+}
+
+struct Task {
+    item: usize,
+    condition: String,
+    format: String,
+}
+
+/// A prompt as token ids: the context and, when it is scored, each option's continuation.
+struct Encoded {
+    context: Vec<u32>,
+    continuations: Vec<Vec<u32>>,
+    max_tokens: usize,
+}
+
+/// Checks the conditions and formats asked for against the benchmark.
+pub fn check_selection(bench: &dyn Benchmark, opts: &RunOptions) -> Result<()> {
+    for c in &opts.conditions {
+        if !bench.conditions().contains(&c.as_str()) {
+            bail!(
+                "unknown condition `{c}` for {} ({})",
+                bench.name(),
+                bench.conditions().join(", ")
+            );
+        }
+    }
+    for f in &opts.formats {
+        bench.check_format(f)?;
+    }
+    if opts.formats.is_empty() || opts.conditions.is_empty() {
+        bail!("nothing to run: no format or no condition selected");
+    }
+    Ok(())
+}
+
+/// lm-evaluation-harness' rule: trailing whitespace of the context belongs to the
+/// continuation (so "Answer: " + "Yes" is scored as "Answer:" + " Yes").
+fn split_trailing_space(context: &str) -> (&str, &str) {
+    let trimmed = context.trim_end();
+    (trimmed, &context[trimmed.len()..])
+}
+
+fn encode(model: &Model, p: &Prompt) -> Result<Encoded> {
+    let tok = model.tokenizer()?;
+    let (context, prefix, with_bos) = if p.chat {
+        let Some(t) = &model.chat_template else {
+            bail!("the model has no chat template; use a raw format");
+        };
+        let mut msgs = Vec::new();
+        if let Some(s) = &p.system {
+            msgs.push(Message::new("system", s));
+        }
+        msgs.push(Message::new("user", &p.body));
+        // The rendered template is kept whole: its generation prompt is not the answer's.
+        (t.render(&msgs, true)?, String::new(), false)
+    } else {
+        let raw = format!("{}{}", p.body, p.cue);
+        let (ctx, space) = split_trailing_space(&raw);
+        (ctx.to_string(), format!("{space}{}", p.delimiter), true)
+    };
+    let ids = if with_bos {
+        tok.encode_prompt(&context)?
+    } else {
+        tok.encode(&context)?
+    };
+    if ids.is_empty() {
+        bail!("a prompt encodes to no tokens");
+    }
+    let (continuations, max_tokens) = match &p.ask {
+        Ask::Choose { options } => (
+            options
+                .iter()
+                .map(|o| {
+                    continuation_tokens(tok, &ids, &context, &format!("{prefix}{o}"), with_bos)
+                        .map_err(anyhow::Error::from)
+                })
+                .collect::<Result<Vec<_>>>()?,
+            0,
+        ),
+        Ask::Generate { max_tokens } => (Vec::new(), *max_tokens),
+    };
+    Ok(Encoded {
+        context: ids,
+        continuations,
+        max_tokens,
+    })
+}
+
+/// The model's identity for the run record: the SHA-256 of its file, or of a folder's
+/// config and weight files.
+pub fn model_identity(model: &Model) -> Result<serde_json::Value> {
+    use sha2::{Digest, Sha256};
+    let source = std::path::Path::new(&model.info.source);
+    let mut files = Vec::new();
+    if source.is_file() {
+        files.push(source.to_path_buf());
+    } else if source.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(source)
+            .with_context(|| format!("{}: cannot list", source.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                n == "config.json" || n.ends_with(".safetensors")
+            })
+            .collect();
+        entries.sort();
+        files = entries;
+    }
+    let mut h = Sha256::new();
+    for f in &files {
+        let mut file =
+            std::fs::File::open(f).with_context(|| format!("{}: cannot read", f.display()))?;
+        std::io::copy(&mut file, &mut h)
+            .with_context(|| format!("{}: cannot read", f.display()))?;
+    }
+    Ok(serde_json::json!({
+        "source": model.info.source,
+        "format": model.info.format,
+        "weights": model.info.weights,
+        "dtype": format!("{:?}", model.info.dtype).to_lowercase(),
+        "sha256": crate::data::hex(&h.finalize()),
+    }))
+}
+
+/// Runs `bench` on `model`, resuming from `opts.output` when it holds this run's items, and
+/// writes `results.json` there. Returns the results.
+pub fn run(
+    model: &Model,
+    bench: &dyn Benchmark,
+    dataset_sha256: &str,
+    opts: &RunOptions,
+) -> Result<Results> {
+    check_selection(bench, opts)?;
+    let started = Instant::now();
+    let identity = RunIdentity {
+        benchmark: bench.name().to_string(),
+        model: model_identity(model)?,
+        dataset_sha256: dataset_sha256.to_string(),
+    };
+    let mut log = RunLog::open(&opts.output, &identity)?;
+    let n_items = opts.limit.unwrap_or(usize::MAX).min(bench.len());
+    let mut selected = Vec::new();
+    for item in 0..n_items {
+        for condition in &opts.conditions {
+            for format in &opts.formats {
+                if bench.applies(item, condition, format) {
+                    selected.push(Task {
+                        item,
+                        condition: condition.clone(),
+                        format: format.clone(),
+                    });
+                }
+            }
+        }
+    }
+    let pending: Vec<&Task> = selected
+        .iter()
+        .filter(|t| {
+            !log.records.contains_key(&(
+                bench.item_id(t.item),
+                t.condition.clone(),
+                t.format.clone(),
+            ))
+        })
+        .collect();
+    let bar = if opts.progress {
+        let b = ProgressBar::new(selected.len() as u64);
+        b.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} items  {per_sec}  ETA {eta}  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b.set_position((selected.len() - pending.len()) as u64);
+        b.reset_eta();
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let chat_available = model.chat_template.is_some();
+    let max_positions = model.decoder.max_positions();
+    let score_opts = ScoreOptions {
+        batch_requests: opts.batch.max(1),
+        ..Default::default()
+    };
+    let mut tokens = 0usize;
+    let work_started = Instant::now();
+    for chunk in pending.chunks(opts.batch.max(1) * 4) {
+        // Encode every prompt of the chunk; remember which task each belongs to.
+        let mut encoded: Vec<Vec<Encoded>> = Vec::with_capacity(chunk.len());
+        for t in chunk {
+            let prompts = bench.prompts(t.item, &t.condition, &t.format, chat_available)?;
+            let id = bench.item_id(t.item);
+            let mut e = Vec::with_capacity(prompts.len());
+            for p in &prompts {
+                let enc = encode(model, p).with_context(|| {
+                    format!("{} item {id} ({}, {})", bench.name(), t.condition, t.format)
+                })?;
+                let longest = enc.continuations.iter().map(Vec::len).max().unwrap_or(0);
+                let need = enc.context.len() + longest.max(enc.max_tokens);
+                if need > max_positions {
+                    bail!(
+                        "{} item {id}: the prompt needs {need} positions, over the context length {max_positions}",
+                        bench.name()
+                    );
+                }
+                e.push(enc);
+            }
+            encoded.push(e);
+        }
+        let requests: Vec<ScoreRequest> = encoded
+            .iter()
+            .flatten()
+            .filter(|e| !e.continuations.is_empty())
+            .map(|e| ScoreRequest {
+                context: e.context.clone(),
+                continuations: e.continuations.clone(),
+            })
+            .collect();
+        let mut scored = score(&model.decoder, &requests, &score_opts, None)?.into_iter();
+        let mut records = Vec::with_capacity(chunk.len());
+        for (t, encs) in chunk.iter().zip(&encoded) {
+            let mut answers = Vec::with_capacity(encs.len());
+            for e in encs {
+                tokens += e.context.len();
+                if e.continuations.is_empty() {
+                    let g = generate(
+                        model,
+                        &e.context,
+                        &SamplingParams::greedy(),
+                        None,
+                        &GenerateOptions {
+                            max_tokens: e.max_tokens,
+                            ..Default::default()
+                        },
+                        None,
+                        &mut |_| {},
+                    )?;
+                    tokens += g.token_ids.len();
+                    answers.push(Answer::Text(g.text));
+                } else {
+                    let s = scored
+                        .next()
+                        .context("scoring returned fewer results than requests")?;
+                    tokens += s.iter().map(|c| c.token_ids.len()).sum::<usize>();
+                    answers.push(Answer::Options(s.iter().map(|c| c.logprob).collect()));
+                }
+            }
+            let judgement = bench.judge(t.item, &t.condition, &t.format, &answers)?;
+            records.push(ItemRecord {
+                id: bench.item_id(t.item),
+                condition: t.condition.clone(),
+                format: t.format.clone(),
+                judgement,
+                groups: bench
+                    .groups(t.item)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+            });
+        }
+        log.append(records)?;
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let work_seconds = work_started.elapsed().as_secs_f64();
+    let run = results::RunFacts {
+        identity,
+        seed: opts.seed,
+        conditions: opts.conditions.clone(),
+        formats: opts.formats.clone(),
+        items: n_items,
+        tasks: selected.len(),
+        computed: pending.len(),
+        resumed: selected.len() - pending.len(),
+        wall_seconds: started.elapsed().as_secs_f64(),
+        tokens,
+        tokens_per_second: if work_seconds > 0.0 {
+            tokens as f64 / work_seconds
+        } else {
+            0.0
+        },
+        reference: bench.reference(),
+    };
+    let keys: Vec<_> = selected
+        .iter()
+        .map(|t| (bench.item_id(t.item), t.condition.clone(), t.format.clone()))
+        .collect();
+    let records: Vec<&ItemRecord> = keys.iter().filter_map(|k| log.records.get(k)).collect();
+    let res = results::compute(&run, &records);
+    let path = log.dir.join("results.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&res)? + "\n")
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_space_moves_to_the_continuation() {
+        assert_eq!(split_trailing_space("Answer: "), ("Answer:", " "));
+        assert_eq!(split_trailing_space("Answer:"), ("Answer:", ""));
+        assert_eq!(split_trailing_space("x \n "), ("x", " \n "));
+    }
+}
