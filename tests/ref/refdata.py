@@ -37,3 +37,25 @@ def dataset_texts():
             if line.strip():
                 r = json.loads(line)
                 yield "normad", r["ID"], "Story", r["Story"]
+
+
+def smollm_tokenizer(folder, gguf_file):
+    """The HF tokenizer of a SmolLM GGUF. transformers' GGUF converter ignores
+    `tokenizer.ggml.pre = "smollm"` and builds a plain ByteLevel pre-tokenizer; SmolLM2's own
+    tokenizer.json (and llama.cpp's LLAMA_VOCAB_PRE_TYPE_SMOLLM) split every digit first. The
+    two differ where whitespace ends right before a digit ("Yes \\n2)": " \\n" is one token
+    upstream, two after the converter), so the upstream pre-tokenizer is put back."""
+    import gguf
+    from tokenizers import pre_tokenizers
+    from transformers import AutoTokenizer
+
+    reader = gguf.GGUFReader(os.path.join(folder, gguf_file))
+    field = reader.fields["tokenizer.ggml.pre"]
+    pre = bytes(field.parts[field.data[0]]).decode()
+    assert pre == "smollm", f"{gguf_file}: tokenizer.ggml.pre is {pre!r}, not smollm"
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
+    ])
+    return tok

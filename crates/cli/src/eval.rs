@@ -86,7 +86,10 @@ pub fn run(a: Args) -> Result<()> {
         print_json(&res)?;
     } else {
         print!("{}", ethos_evals::results::table(&res));
-        println!("written: {}/results.json, items.jsonl", output.display());
+        println!(
+            "written: {}/results.json, items.jsonl, report.html",
+            output.display()
+        );
     }
     Ok(())
 }

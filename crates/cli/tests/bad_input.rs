@@ -256,3 +256,47 @@ fn malformed_score_input_names_the_line() {
     let e = fails(&["score", "--model", s(&model), "--input", s(&p)]);
     assert!(e.contains("req.jsonl:2"), "{e}");
 }
+
+// `ethos eval`: the selection and the data are checked before any model loads.
+
+#[test]
+fn eval_unknown_benchmark_format_and_condition() {
+    let e = fails(&["eval", "mmlu"]);
+    assert!(e.contains("unknown benchmark `mmlu`"), "{e}");
+    let e = fails(&["eval", "culturalbench", "--formats", "harness,sideways"]);
+    assert!(e.contains("unknown format `sideways`"), "{e}");
+    let e = fails(&["eval", "culturalbench", "--formats", "orig.roman.label.raw"]);
+    assert!(e.contains("unknown label style `roman`"), "{e}");
+    let e = fails(&["eval", "normad", "--conditions", "none,planet"]);
+    assert!(
+        e.contains("unknown condition `planet`") && e.contains("none, country, value, rot"),
+        "{e}"
+    );
+}
+
+#[test]
+fn eval_data_with_a_missing_column_or_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("easy.csv");
+    std::fs::write(
+        &bad,
+        "data_idx,question_idx,prompt_question,prompt_option_a,prompt_option_b,prompt_option_c,prompt_option_d,country\n0,0,q,a,b,c,d,X\n",
+    )
+    .unwrap();
+    let e = fails(&["eval", "culturalbench", "--data", s(&bad)]);
+    assert!(
+        e.contains("easy.csv") && e.contains("missing column `answer`"),
+        "{e}"
+    );
+    let empty = dir.path().join("normad.csv");
+    std::fs::write(&empty, "").unwrap();
+    let e = fails(&["eval", "normad", "--data", s(&empty)]);
+    assert!(e.contains("normad.csv: the file is empty"), "{e}");
+    let e = fails(&[
+        "eval",
+        "normad",
+        "--data",
+        s(&dir.path().join("absent.csv")),
+    ]);
+    assert!(e.contains("absent.csv: cannot read"), "{e}");
+}

@@ -125,3 +125,81 @@ fn generate_json_is_reproducible_and_tokenize_roundtrips() {
     );
     assert_eq!(info["kv_cache_bytes_per_token"], 30 * 2 * 3 * 64 * 4);
 }
+
+/// Runs `ethos ARGS` expecting failure; returns stderr.
+fn ethos_fails(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ethos"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "ethos {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn eval_resumes_an_interrupted_run_and_refuses_another_runs_folder() {
+    let Some(m) = model() else { return };
+    let m = m.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = out.to_str().unwrap();
+    ethos(
+        &[
+            "eval",
+            "culturalbench",
+            "--model",
+            m,
+            "--limit",
+            "3",
+            "--conditions",
+            "easy",
+            "-o",
+            o,
+        ],
+        None,
+    );
+    let items = out.join("items.jsonl");
+    let first = std::fs::read_to_string(&items).unwrap();
+    assert_eq!(first.lines().count(), 3);
+    // Interrupted mid-write: a half line at the end.
+    std::fs::write(&items, format!("{first}{{\"id\": \"3\", \"cond")).unwrap();
+    let res: serde_json::Value = serde_json::from_str(&ethos(
+        &[
+            "eval",
+            "culturalbench",
+            "--model",
+            m,
+            "--limit",
+            "5",
+            "--conditions",
+            "easy",
+            "-o",
+            o,
+            "--json",
+        ],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(res["resumed"], 3);
+    assert_eq!(res["computed_this_run"], 2);
+    let text = std::fs::read_to_string(&items).unwrap();
+    assert!(text.starts_with(&first), "earlier items kept as they were");
+    let ids: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids, ["0", "1", "2", "3", "4"]);
+    assert_eq!(res["metrics"]["easy"]["harness"]["n"], 5);
+    // Another benchmark into the same folder: refused, nothing touched.
+    let e = ethos_fails(&["eval", "normad", "--model", m, "--limit", "1", "-o", o]);
+    assert!(
+        e.contains("holds the items of another run (benchmark `culturalbench`"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_to_string(&items).unwrap(), text);
+}

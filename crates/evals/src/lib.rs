@@ -9,6 +9,7 @@ pub mod data;
 pub mod formats;
 pub mod log;
 pub mod metrics;
+pub mod report;
 pub mod results;
 pub mod runner;
 

@@ -317,6 +317,9 @@ pub fn run(
     let path = log.dir.join("results.json");
     std::fs::write(&path, serde_json::to_string_pretty(&res)? + "\n")
         .with_context(|| format!("{}: cannot write", path.display()))?;
+    let page = log.dir.join("report.html");
+    std::fs::write(&page, crate::report::html(&res, &records))
+        .with_context(|| format!("{}: cannot write", page.display()))?;
     Ok(res)
 }
 

@@ -1,0 +1,230 @@
+//! `report.html`: one self-contained page (inline CSS and SVG, no scripts, no external
+//! resources) with the headline table, accuracy per group as bar charts, and the robustness
+//! heatmap (format x group accuracy).
+
+use crate::log::ItemRecord;
+use crate::results::Results;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:.1}", 100.0 * x)
+    } else {
+        "-".into()
+    }
+}
+
+/// Horizontal bars, one per (label, accuracy, n), sorted as given.
+fn bars(rows: &[(String, f64, usize)], reference: Option<f64>) -> String {
+    let row_h = 16;
+    let label_w = 220;
+    let bar_w = 360;
+    let h = row_h * rows.len() + 24;
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{h}" role="img">"#,
+        label_w + bar_w + 90
+    );
+    for (i, (label, acc, n)) in rows.iter().enumerate() {
+        let y = 4 + i * row_h;
+        let w = (acc.clamp(0.0, 1.0) * bar_w as f64).round();
+        let _ = write!(
+            s,
+            r##"<text x="{}" y="{}" text-anchor="end" font-size="11">{}</text><rect x="{}" y="{}" width="{w}" height="{}" fill="#4a7ab5"><title>{}: {}% of {n}</title></rect><text x="{}" y="{}" font-size="11">{}% (n={n})</text>"##,
+            label_w - 6,
+            y + 11,
+            esc(label),
+            label_w,
+            y + 2,
+            row_h - 4,
+            esc(label),
+            pct(*acc),
+            label_w as f64 + w + 4.0,
+            y + 11,
+            pct(*acc)
+        );
+    }
+    if let Some(r) = reference {
+        let x = label_w as f64 + r * bar_w as f64;
+        let _ = write!(
+            s,
+            r##"<line x1="{x}" y1="0" x2="{x}" y2="{}" stroke="#c0392b" stroke-dasharray="4 3"/><text x="{x}" y="{}" font-size="10" fill="#c0392b">reference {}%</text>"##,
+            h - 14,
+            h - 3,
+            pct(r)
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// Format x group heatmap of accuracy.
+fn heatmap(formats: &[String], groups: &[String], acc: &BTreeMap<(String, String), f64>) -> String {
+    let cell = 18;
+    let left = 230;
+    let top = 110;
+    let w = left + cell * groups.len() + 10;
+    let h = top + cell * formats.len() + 10;
+    let mut s =
+        format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img">"#);
+    for (j, g) in groups.iter().enumerate() {
+        let x = left + j * cell + cell / 2;
+        let _ = write!(
+            s,
+            r#"<text transform="translate({x},{}) rotate(-60)" font-size="10">{}</text>"#,
+            top - 4,
+            esc(g)
+        );
+    }
+    for (i, f) in formats.iter().enumerate() {
+        let y = top + i * cell;
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="end" font-size="10">{}</text>"#,
+            left - 4,
+            y + 13,
+            esc(f)
+        );
+        for (j, g) in groups.iter().enumerate() {
+            let Some(&a) = acc.get(&(f.clone(), g.clone())) else {
+                continue;
+            };
+            // White (0 %) to dark blue (100 %).
+            let t = a.clamp(0.0, 1.0);
+            let (r, gr, b) = (
+                (255.0 - t * 200.0) as u8,
+                (255.0 - t * 140.0) as u8,
+                (255.0 - t * 60.0) as u8,
+            );
+            let _ = write!(
+                s,
+                r##"<rect x="{}" y="{y}" width="{cell}" height="{cell}" fill="rgb({r},{gr},{b})" stroke="#fff"><title>{} / {}: {}%</title></rect>"##,
+                left + j * cell,
+                esc(f),
+                esc(g),
+                pct(a)
+            );
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// The page for `results` and the `records` behind it.
+pub fn html(results: &Results, records: &[&ItemRecord]) -> String {
+    let mut body = String::new();
+    let model = results
+        .model
+        .get("source")
+        .and_then(|v| v.as_str())
+        .unwrap_or("?");
+    let _ = write!(
+        body,
+        "<h1>{} on {}</h1><p>{} items; {} tasks ({} resumed); {:.1} s; {:.0} tokens/s; ethos {}; model sha256 <code>{}</code>; data sha256 <code>{}</code>; bootstrap seed {}.</p>",
+        esc(&results.benchmark),
+        esc(model),
+        results.items,
+        results.tasks,
+        results.resumed,
+        results.wall_seconds,
+        results.tokens_per_second,
+        results.ethos_version,
+        esc(results.model.get("sha256").and_then(|v| v.as_str()).unwrap_or("")),
+        esc(&results.dataset_sha256),
+        results.seed
+    );
+    body.push_str("<h2>Accuracy</h2><table><tr><th>condition</th><th>format</th><th>n</th><th>acc %</th><th>95 % CI</th><th>acc_norm %</th></tr>");
+    for (c, fs) in &results.metrics {
+        for (f, m) in fs {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>[{}, {}]</td><td>{}</td></tr>",
+                esc(c),
+                esc(f),
+                m.n,
+                pct(m.acc.value),
+                pct(m.acc.ci95[0]),
+                pct(m.acc.ci95[1]),
+                m.acc_norm.map_or("-".into(), |a| pct(a.value))
+            );
+        }
+    }
+    body.push_str("</table>");
+    let reference = results
+        .reference
+        .as_ref()
+        .and_then(|r| r["accuracy"].as_f64());
+    if let Some(r) = &results.reference {
+        let _ = write!(
+            body,
+            "<p>Reference: {} {} %.</p>",
+            esc(r["name"].as_str().unwrap_or("")),
+            pct(reference.unwrap_or(f64::NAN))
+        );
+    }
+    for (c, fs) in &results.metrics {
+        for (f, m) in fs {
+            for (kind, groups) in &m.by {
+                let mut rows: Vec<(String, f64, usize)> = groups
+                    .iter()
+                    .map(|(g, a)| (g.clone(), a.acc, a.n))
+                    .collect();
+                rows.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                let _ = write!(
+                    body,
+                    "<h2>By {} ({}, {})</h2>{}",
+                    esc(kind),
+                    esc(c),
+                    esc(f),
+                    bars(&rows, reference)
+                );
+            }
+        }
+    }
+    for (c, rb) in &results.robustness {
+        let _ = write!(
+            body,
+            "<h2>Robustness ({}): {} formats, {} items</h2><p>Spread of accuracy across formats {} points (95 % CI [{}, {}]); the answer changes with the format for {} % of items.</p>",
+            esc(c),
+            rb.formats.len(),
+            rb.items,
+            pct(rb.spread.value),
+            pct(rb.spread.ci95[0]),
+            pct(rb.spread.ci95[1]),
+            pct(rb.changed_share)
+        );
+        // Heatmap over the first group kind (country for every benchmark here).
+        let mut acc: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
+        let mut groups: Vec<String> = Vec::new();
+        for r in records
+            .iter()
+            .filter(|r| &r.condition == c && rb.formats.contains(&r.format))
+        {
+            if let Some((_, g)) = r.groups.iter().next() {
+                let e = acc.entry((r.format.clone(), g.clone())).or_default();
+                e.0 += 1;
+                e.1 += r.judgement.correct as usize;
+                if !groups.contains(g) {
+                    groups.push(g.clone());
+                }
+            }
+        }
+        groups.sort();
+        let acc = acc
+            .into_iter()
+            .map(|(k, (n, ok))| (k, ok as f64 / n as f64))
+            .collect();
+        body.push_str(&heatmap(&rb.formats, &groups, &acc));
+    }
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ethos eval: {}</title><style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}code{{font-size:90%}}</style></head><body>{body}</body></html>\n",
+        esc(&results.benchmark)
+    )
+}
