@@ -203,3 +203,71 @@ fn eval_resumes_an_interrupted_run_and_refuses_another_runs_folder() {
     );
     assert_eq!(std::fs::read_to_string(&items).unwrap(), text);
 }
+
+/// Chromium's headless run of a page: (the DOM it rendered, the console lines it logged).
+fn chromium_render(page: &Path) -> Option<(String, Vec<String>)> {
+    let bin = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let Some(bin) = bin else {
+        assert!(
+            std::env::var("ETHOS_REQUIRE_REAL_MODEL").as_deref() != Ok("1"),
+            "chromium is missing (the Debian package `chromium`; .ci/run installs it)"
+        );
+        eprintln!("SKIPPED: chromium is absent (apt-get install chromium); CI runs this test");
+        return None;
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chromium failed on {}", page.display());
+    let console = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .map(str::to_string)
+        .collect();
+    Some((String::from_utf8_lossy(&out.stdout).to_string(), console))
+}
+
+#[test]
+fn report_html_renders_in_headless_chromium_without_console_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    // The check itself must be able to fail: a page that logs an error is caught.
+    let bad = dir.path().join("bad.html");
+    std::fs::write(&bad, "<!DOCTYPE html><html><body><script>console.error('boom')</script></body></html>").unwrap();
+    let Some((_, console)) = chromium_render(&bad) else { return };
+    assert!(console.iter().any(|l| l.contains("boom")), "{console:?}");
+
+    let Some(m) = model() else { return };
+    let out = dir.path().join("run");
+    ethos(
+        &[
+            "eval", "culturalbench", "--model", m.to_str().unwrap(), "--limit", "6",
+            "--formats", "harness,rev.numbers.text.raw", "-o", out.to_str().unwrap(),
+        ],
+        None,
+    );
+    let page = out.join("report.html");
+    let (dom, console) = chromium_render(&page).unwrap();
+    assert!(console.is_empty(), "console output: {console:?}");
+    assert!(dom.contains("<h1>culturalbench on"), "{dom}");
+    assert!(dom.contains("By country (easy, harness)"));
+    assert!(dom.contains("Robustness (easy): 2 formats, 6 items"));
+    assert!(dom.matches("<svg").count() >= 3, "bar charts and the heatmap");
+}
