@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// culturalbench or normad.
+    /// civics, culturalbench or normad.
     pub benchmark: String,
     #[command(flatten)]
     pub model: ModelArgs,
@@ -17,10 +17,12 @@ pub struct Args {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Comma-separated formats (culturalbench: harness, paper, grid, all, or grid points
-    /// such as rev.numbers.text.chat; normad: logprob, logprob-chat, generate).
+    /// such as rev.numbers.text.chat; normad: logprob, logprob-chat, generate; civics: yesno,
+    /// likert4, yesno-chat, likert4-chat).
     #[arg(long, value_delimiter = ',')]
     pub formats: Vec<String>,
-    /// Comma-separated conditions (culturalbench: easy, hard; normad: none, country, value, rot).
+    /// Comma-separated conditions (culturalbench: easy, hard; normad: none, country, value,
+    /// rot; civics: original, english).
     #[arg(long, value_delimiter = ',')]
     pub conditions: Vec<String>,
     /// Only the first N items.

@@ -236,7 +236,11 @@ fn chromium_render(page: &Path) -> Option<(String, Vec<String>)> {
         .arg(format!("file://{}", page.display()))
         .output()
         .unwrap();
-    assert!(out.status.success(), "chromium failed on {}", page.display());
+    assert!(
+        out.status.success(),
+        "chromium failed on {}",
+        page.display()
+    );
     let console = String::from_utf8_lossy(&out.stderr)
         .lines()
         .filter(|l| l.contains(":CONSOLE"))
@@ -250,16 +254,30 @@ fn report_html_renders_in_headless_chromium_without_console_errors() {
     let dir = tempfile::tempdir().unwrap();
     // The check itself must be able to fail: a page that logs an error is caught.
     let bad = dir.path().join("bad.html");
-    std::fs::write(&bad, "<!DOCTYPE html><html><body><script>console.error('boom')</script></body></html>").unwrap();
-    let Some((_, console)) = chromium_render(&bad) else { return };
+    std::fs::write(
+        &bad,
+        "<!DOCTYPE html><html><body><script>console.error('boom')</script></body></html>",
+    )
+    .unwrap();
+    let Some((_, console)) = chromium_render(&bad) else {
+        return;
+    };
     assert!(console.iter().any(|l| l.contains("boom")), "{console:?}");
 
     let Some(m) = model() else { return };
     let out = dir.path().join("run");
     ethos(
         &[
-            "eval", "culturalbench", "--model", m.to_str().unwrap(), "--limit", "6",
-            "--formats", "harness,rev.numbers.text.raw", "-o", out.to_str().unwrap(),
+            "eval",
+            "culturalbench",
+            "--model",
+            m.to_str().unwrap(),
+            "--limit",
+            "6",
+            "--formats",
+            "harness,rev.numbers.text.raw",
+            "-o",
+            out.to_str().unwrap(),
         ],
         None,
     );
@@ -269,5 +287,8 @@ fn report_html_renders_in_headless_chromium_without_console_errors() {
     assert!(dom.contains("<h1>culturalbench on"), "{dom}");
     assert!(dom.contains("By country (easy, harness)"));
     assert!(dom.contains("Robustness (easy): 2 formats, 6 items"));
-    assert!(dom.matches("<svg").count() >= 3, "bar charts and the heatmap");
+    assert!(
+        dom.matches("<svg").count() >= 3,
+        "bar charts and the heatmap"
+    );
 }

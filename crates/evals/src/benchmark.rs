@@ -56,6 +56,9 @@ pub struct Judgement {
     pub option_logprobs: Value,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub generated: Option<String>,
+    /// A graded answer in [-1, 1] (CIVICS agreement), for benchmarks without gold answers.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub score: Option<f64>,
 }
 
 pub trait Benchmark {
@@ -67,8 +70,22 @@ pub trait Benchmark {
     }
     /// The dataset's own id of item `i` (CulturalBench `question_idx`, NormAd `ID`).
     fn item_id(&self, i: usize) -> String;
-    /// Breakdown keys of item `i`, e.g. `[("country", "Japan")]`.
+    /// Breakdown keys of item `i`, e.g. `[("country", "Japan")]`; a key may repeat (an item
+    /// with several value labels belongs to each).
     fn groups(&self, i: usize) -> Vec<(&'static str, String)>;
+    /// Whether items have gold answers (accuracy); CIVICS has none, only scores.
+    fn has_gold(&self) -> bool {
+        true
+    }
+    /// Two conditions whose scores are compared item by item (CIVICS: original language vs
+    /// English), and the group kind the difference is broken down by.
+    fn paired_conditions(&self) -> Option<(&'static str, &'static str, &'static str)> {
+        None
+    }
+    /// Whether item `i` takes part in that comparison (CIVICS: not the English originals).
+    fn paired(&self, _i: usize) -> bool {
+        true
+    }
     /// All conditions, and those run when none is asked for.
     fn conditions(&self) -> &'static [&'static str];
     fn default_conditions(&self) -> Vec<String> {

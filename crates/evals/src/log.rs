@@ -26,7 +26,8 @@ pub struct ItemRecord {
     pub format: String,
     #[serde(flatten)]
     pub judgement: Judgement,
-    pub groups: BTreeMap<String, String>,
+    /// Group kind -> the item's groups of that kind.
+    pub groups: BTreeMap<String, Vec<String>>,
 }
 
 pub type Key = (String, String, String);
@@ -181,8 +182,9 @@ mod tests {
                 correct_norm: Some(false),
                 option_logprobs: json!({"A": -1.0, "B": -2.0}),
                 generated: None,
+                score: None,
             },
-            groups: BTreeMap::from([("country".to_string(), "X".to_string())]),
+            groups: BTreeMap::from([("country".to_string(), vec!["X".to_string()])]),
         }
     }
 

@@ -143,15 +143,21 @@ pub fn html(results: &Results, records: &[&ItemRecord]) -> String {
     body.push_str("<h2>Accuracy</h2><table><tr><th>condition</th><th>format</th><th>n</th><th>acc %</th><th>95 % CI</th><th>acc_norm %</th></tr>");
     for (c, fs) in &results.metrics {
         for (f, m) in fs {
+            let (value, lo, hi) = match (m.acc, m.score) {
+                (Some(a), _) => (pct(a.value), pct(a.ci95[0]), pct(a.ci95[1])),
+                (None, Some(s)) => (
+                    format!("score {:+.3}", s.value),
+                    format!("{:+.3}", s.ci95[0]),
+                    format!("{:+.3}", s.ci95[1]),
+                ),
+                (None, None) => ("-".into(), "-".into(), "-".into()),
+            };
             let _ = write!(
                 body,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>[{}, {}]</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{value}</td><td>[{lo}, {hi}]</td><td>{}</td></tr>",
                 esc(c),
                 esc(f),
                 m.n,
-                pct(m.acc.value),
-                pct(m.acc.ci95[0]),
-                pct(m.acc.ci95[1]),
                 m.acc_norm.map_or("-".into(), |a| pct(a.value))
             );
         }
@@ -172,9 +178,16 @@ pub fn html(results: &Results, records: &[&ItemRecord]) -> String {
     for (c, fs) in &results.metrics {
         for (f, m) in fs {
             for (kind, groups) in &m.by {
+                // Accuracy, or a score in [-1, 1] shown on [0, 1].
                 let mut rows: Vec<(String, f64, usize)> = groups
                     .iter()
-                    .map(|(g, a)| (g.clone(), a.acc, a.n))
+                    .map(|(g, a)| {
+                        let v = a
+                            .acc
+                            .or(a.score.map(|s| (s + 1.0) / 2.0))
+                            .unwrap_or(f64::NAN);
+                        (g.clone(), v, a.n)
+                    })
                     .collect();
                 rows.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
                 let _ = write!(
@@ -207,7 +220,7 @@ pub fn html(results: &Results, records: &[&ItemRecord]) -> String {
             .iter()
             .filter(|r| &r.condition == c && rb.formats.contains(&r.format))
         {
-            if let Some((_, g)) = r.groups.iter().next() {
+            if let Some(g) = r.groups.values().next().and_then(|v| v.first()) {
                 let e = acc.entry((r.format.clone(), g.clone())).or_default();
                 e.0 += 1;
                 e.1 += r.judgement.correct as usize;
@@ -222,6 +235,56 @@ pub fn html(results: &Results, records: &[&ItemRecord]) -> String {
             .map(|(k, (n, ok))| (k, ok as f64 / n as f64))
             .collect();
         body.push_str(&heatmap(&rb.formats, &groups, &acc));
+    }
+    for (f, g) in &results.gaps {
+        let _ = write!(
+            body,
+            "<h2>Gap {} minus {} ({}, {} items)</h2><p>Mean difference of scores {:+.3} (95 % CI [{:+.3}, {:+.3}]).</p><table><tr><th>{}</th><th>mean difference</th><th>95 % CI</th></tr>",
+            esc(&g.conditions[0]),
+            esc(&g.conditions[1]),
+            esc(f),
+            g.items,
+            g.overall.value,
+            g.overall.ci95[0],
+            g.overall.ci95[1],
+            esc(&g.by_kind)
+        );
+        for (k, v) in &g.by {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{:+.3}</td><td>[{:+.3}, {:+.3}]</td></tr>",
+                esc(k),
+                v.value,
+                v.ci95[0],
+                v.ci95[1]
+            );
+        }
+        body.push_str("</table>");
+    }
+    for (c, fs) in &results.metrics {
+        for (f, m) in fs {
+            if let Some(h) = &m.score_histogram {
+                let rows: Vec<(String, f64, usize)> = h
+                    .iter()
+                    .enumerate()
+                    .map(|(b, &n)| {
+                        let lo = -1.0 + 0.2 * b as f64;
+                        (
+                            format!("[{lo:+.1}, {:+.1})", lo + 0.2),
+                            n as f64 / m.n.max(1) as f64,
+                            n,
+                        )
+                    })
+                    .collect();
+                let _ = write!(
+                    body,
+                    "<h2>Distribution of scores ({}, {})</h2>{}",
+                    esc(c),
+                    esc(f),
+                    bars(&rows, None)
+                );
+            }
+        }
     }
     format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ethos eval: {}</title><style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}code{{font-size:90%}}</style></head><body>{body}</body></html>\n",

@@ -3,7 +3,7 @@
 //! robustness summary across formats. Also the short terminal table.
 
 use crate::log::{ItemRecord, RunIdentity};
-use crate::metrics::{accuracy, changed_share, spread, Interval};
+use crate::metrics::{accuracy, bootstrap, changed_share, mean_of, spread, Interval};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -21,22 +21,48 @@ pub struct RunFacts {
     pub tokens: usize,
     pub tokens_per_second: f64,
     pub reference: Option<(&'static str, f64)>,
+    pub has_gold: bool,
+    /// (condition a, condition b, group kind) compared item by item, and the items taking part.
+    pub paired: Option<(&'static str, &'static str, &'static str)>,
+    pub paired_ids: std::collections::HashSet<String>,
 }
 
 #[derive(Serialize, Debug)]
 pub struct GroupAccuracy {
     pub n: usize,
-    pub acc: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acc: Option<f64>,
+    /// Mean graded score, for benchmarks that give one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
 }
 
 #[derive(Serialize, Debug)]
 pub struct FormatMetrics {
     pub n: usize,
-    pub acc: Interval,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acc: Option<Interval>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acc_norm: Option<Interval>,
-    /// Group kind (country, gold, …) -> group -> accuracy.
+    /// Mean graded score in [-1, 1] with its interval (benchmarks without gold answers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<Interval>,
+    /// Counts of scores in ten equal bins over [-1, 1].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score_histogram: Option<Vec<usize>>,
+    /// Group kind (country, gold, …) -> group -> accuracy / mean score.
     pub by: BTreeMap<String, BTreeMap<String, GroupAccuracy>>,
+}
+
+/// Condition a minus condition b, per item, for one format.
+#[derive(Serialize, Debug)]
+pub struct Gap {
+    pub conditions: [String; 2],
+    pub items: usize,
+    pub overall: Interval,
+    /// Group -> mean difference with its interval.
+    pub by: BTreeMap<String, Interval>,
+    pub by_kind: String,
 }
 
 #[derive(Serialize, Debug)]
@@ -73,6 +99,9 @@ pub struct Results {
     pub metrics: BTreeMap<String, BTreeMap<String, FormatMetrics>>,
     /// condition -> robustness across the formats run (two or more)
     pub robustness: BTreeMap<String, Robustness>,
+    /// format -> the paired-condition difference (CIVICS: original language minus English)
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub gaps: BTreeMap<String, Gap>,
 }
 
 pub fn compute(run: &RunFacts, records: &[&ItemRecord]) -> Results {
@@ -91,16 +120,21 @@ pub fn compute(run: &RunFacts, records: &[&ItemRecord]) -> Results {
             }
             let correct: Vec<bool> = rs.iter().map(|r| r.judgement.correct).collect();
             let norm: Option<Vec<bool>> = rs.iter().map(|r| r.judgement.correct_norm).collect();
-            let mut by: BTreeMap<String, BTreeMap<String, (usize, usize)>> = BTreeMap::new();
+            let scores: Option<Vec<f64>> = rs.iter().map(|r| r.judgement.score).collect();
+            // kind -> group -> (n, correct, score sum)
+            let mut by: BTreeMap<String, BTreeMap<String, (usize, usize, f64)>> = BTreeMap::new();
             for r in &rs {
-                for (k, v) in &r.groups {
-                    let e = by
-                        .entry(k.clone())
-                        .or_default()
-                        .entry(v.clone())
-                        .or_default();
-                    e.0 += 1;
-                    e.1 += r.judgement.correct as usize;
+                for (k, vs) in &r.groups {
+                    for v in vs {
+                        let e = by
+                            .entry(k.clone())
+                            .or_default()
+                            .entry(v.clone())
+                            .or_default();
+                        e.0 += 1;
+                        e.1 += r.judgement.correct as usize;
+                        e.2 += r.judgement.score.unwrap_or(0.0);
+                    }
                 }
             }
             let by = by
@@ -108,14 +142,13 @@ pub fn compute(run: &RunFacts, records: &[&ItemRecord]) -> Results {
                 .map(|(k, groups)| {
                     let g = groups
                         .into_iter()
-                        .map(|(v, (n, ok))| {
-                            (
-                                v,
-                                GroupAccuracy {
-                                    n,
-                                    acc: ok as f64 / n as f64,
-                                },
-                            )
+                        .map(|(v, (n, ok, sum))| {
+                            let a = GroupAccuracy {
+                                n,
+                                acc: run.has_gold.then(|| ok as f64 / n as f64),
+                                score: scores.as_ref().map(|_| sum / n as f64),
+                            };
+                            (v, a)
                         })
                         .collect();
                     (k, g)
@@ -125,14 +158,22 @@ pub fn compute(run: &RunFacts, records: &[&ItemRecord]) -> Results {
                 f.clone(),
                 FormatMetrics {
                     n: rs.len(),
-                    acc: accuracy(&correct, run.seed),
-                    acc_norm: norm.map(|n| accuracy(&n, run.seed)),
+                    acc: run.has_gold.then(|| accuracy(&correct, run.seed)),
+                    acc_norm: if run.has_gold {
+                        norm.map(|n| accuracy(&n, run.seed))
+                    } else {
+                        None
+                    },
+                    score: scores
+                        .as_ref()
+                        .map(|x| bootstrap(x.len(), run.seed, |idx| mean_of(x, idx))),
+                    score_histogram: scores.as_ref().map(|x| histogram(x)),
                     by,
                 },
             );
             per_format.push((f.clone(), rs.iter().map(|r| (r.id.as_str(), *r)).collect()));
         }
-        if per_format.len() >= 2 {
+        if per_format.len() >= 2 && run.has_gold {
             let mut ids: Vec<&str> = per_format[0].1.keys().copied().collect();
             ids.retain(|id| per_format.iter().all(|(_, m)| m.contains_key(id)));
             ids.sort_by_key(|id| (id.parse::<u64>().unwrap_or(u64::MAX), id.to_string()));
@@ -170,6 +211,9 @@ pub fn compute(run: &RunFacts, records: &[&ItemRecord]) -> Results {
             );
         }
     }
+    let gaps = run
+        .paired
+        .map_or_else(BTreeMap::new, |p| gaps(run, records, p));
     Results {
         benchmark: run.identity.benchmark.clone(),
         ethos_version: env!("CARGO_PKG_VERSION"),
@@ -190,7 +234,70 @@ pub fn compute(run: &RunFacts, records: &[&ItemRecord]) -> Results {
             .map(|(name, acc)| serde_json::json!({"name": name, "accuracy": acc})),
         metrics,
         robustness,
+        gaps,
     }
+}
+
+fn histogram(xs: &[f64]) -> Vec<usize> {
+    let mut h = vec![0; 10];
+    for &x in xs {
+        let b = (((x + 1.0) / 2.0 * 10.0).floor() as isize).clamp(0, 9) as usize;
+        h[b] += 1;
+    }
+    h
+}
+
+/// Per format: score under condition a minus under condition b, item by item, over the items
+/// that take part, overall and per group of `kind`.
+fn gaps(
+    run: &RunFacts,
+    records: &[&ItemRecord],
+    (a, b, kind): (&str, &str, &str),
+) -> BTreeMap<String, Gap> {
+    let mut out = BTreeMap::new();
+    for f in &run.formats {
+        let pick = |c: &str| -> HashMap<&str, &ItemRecord> {
+            records
+                .iter()
+                .filter(|r| r.condition == c && &r.format == f && run.paired_ids.contains(&r.id))
+                .map(|r| (r.id.as_str(), *r))
+                .collect()
+        };
+        let (ma, mb) = (pick(a), pick(b));
+        let mut ids: Vec<&str> = ma
+            .keys()
+            .copied()
+            .filter(|id| mb.contains_key(id))
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        ids.sort_by_key(|id| (id.parse::<u64>().unwrap_or(u64::MAX), id.to_string()));
+        let diff = |id: &str| {
+            ma[id].judgement.score.unwrap_or(0.0) - mb[id].judgement.score.unwrap_or(0.0)
+        };
+        let all: Vec<f64> = ids.iter().map(|id| diff(id)).collect();
+        let mut by_group: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for id in &ids {
+            for g in ma[id].groups.get(kind).into_iter().flatten() {
+                by_group.entry(g.clone()).or_default().push(diff(id));
+            }
+        }
+        out.insert(
+            f.clone(),
+            Gap {
+                conditions: [a.to_string(), b.to_string()],
+                items: ids.len(),
+                overall: bootstrap(all.len(), run.seed, |idx| mean_of(&all, idx)),
+                by: by_group
+                    .into_iter()
+                    .map(|(g, d)| (g, bootstrap(d.len(), run.seed, |idx| mean_of(&d, idx))))
+                    .collect(),
+                by_kind: kind.to_string(),
+            },
+        );
+    }
+    out
 }
 
 fn pct(x: f64) -> String {
@@ -209,26 +316,61 @@ pub fn table(r: &Results) -> String {
         r.wall_seconds,
         r.tokens_per_second
     );
-    out.push_str(&format!(
-        "{:<10} {:<26} {:>6} {:>7} {:>15} {:>8}\n",
-        "condition", "format", "n", "acc %", "95% CI", "norm %"
-    ));
+    let scored = r
+        .metrics
+        .values()
+        .flat_map(|m| m.values())
+        .any(|m| m.score.is_some());
+    if scored {
+        out.push_str(&format!(
+            "{:<10} {:<26} {:>6} {:>7} {:>17}\n",
+            "condition", "format", "n", "score", "95% CI"
+        ));
+    } else {
+        out.push_str(&format!(
+            "{:<10} {:<26} {:>6} {:>7} {:>15} {:>8}\n",
+            "condition", "format", "n", "acc %", "95% CI", "norm %"
+        ));
+    }
     for (c, fs) in &r.metrics {
         for (f, m) in fs {
-            out.push_str(&format!(
-                "{:<10} {:<26} {:>6} {:>7} {:>15} {:>8}\n",
-                c,
-                f,
-                m.n,
-                pct(m.acc.value),
-                format!(
-                    "[{}, {}]",
-                    pct(m.acc.ci95[0]).trim(),
-                    pct(m.acc.ci95[1]).trim()
-                ),
-                m.acc_norm.map_or("-".to_string(), |a| pct(a.value)),
-            ));
+            if let (Some(s), true) = (m.score, scored) {
+                out.push_str(&format!(
+                    "{:<10} {:<26} {:>6} {:>+7.3} {:>17}\n",
+                    c,
+                    f,
+                    m.n,
+                    s.value,
+                    format!("[{:+.3}, {:+.3}]", s.ci95[0], s.ci95[1])
+                ));
+            } else if let Some(acc) = m.acc {
+                out.push_str(&format!(
+                    "{:<10} {:<26} {:>6} {:>7} {:>15} {:>8}\n",
+                    c,
+                    f,
+                    m.n,
+                    pct(acc.value),
+                    format!("[{}, {}]", pct(acc.ci95[0]).trim(), pct(acc.ci95[1]).trim()),
+                    m.acc_norm.map_or("-".to_string(), |a| pct(a.value)),
+                ));
+            }
         }
+    }
+    for (f, g) in &r.gaps {
+        out.push_str(&format!(
+            "gap {} - {} ({f}, {} items): {:+.3} [{:+.3}, {:+.3}]; by {}: {}\n",
+            g.conditions[0],
+            g.conditions[1],
+            g.items,
+            g.overall.value,
+            g.overall.ci95[0],
+            g.overall.ci95[1],
+            g.by_kind,
+            g.by.iter()
+                .map(|(k, v)| format!("{k} {:+.3}", v.value))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     for (c, rb) in &r.robustness {
         out.push_str(&format!(

@@ -278,11 +278,13 @@ pub fn run(
                 condition: t.condition.clone(),
                 format: t.format.clone(),
                 judgement,
-                groups: bench
-                    .groups(t.item)
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect(),
+                groups: bench.groups(t.item).into_iter().fold(
+                    std::collections::BTreeMap::new(),
+                    |mut m: std::collections::BTreeMap<String, Vec<String>>, (k, v)| {
+                        m.entry(k.to_string()).or_default().push(v);
+                        m
+                    },
+                ),
             });
         }
         log.append(records)?;
@@ -307,6 +309,12 @@ pub fn run(
             0.0
         },
         reference: bench.reference(),
+        has_gold: bench.has_gold(),
+        paired: bench.paired_conditions(),
+        paired_ids: (0..n_items)
+            .filter(|&i| bench.paired(i))
+            .map(|i| bench.item_id(i))
+            .collect(),
     };
     let keys: Vec<_> = selected
         .iter()

@@ -321,6 +321,7 @@ impl Benchmark for CulturalBench {
                 correct_norm: Some(pick_norm == e.answer),
                 option_logprobs: Value::Object(by_letter),
                 generated: None,
+                score: None,
             });
         }
         let h = q.hard.as_ref().expect("applies() checked");
@@ -352,6 +353,7 @@ impl Benchmark for CulturalBench {
             gold,
             option_logprobs: Value::Object(per_option),
             generated: None,
+            score: None,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The benchmarks, one file each, and how to get one by name (with the built-in data or a
 //! user's own copy in the upstream schema).
 
+pub mod civics;
 pub mod culturalbench;
 pub mod normad;
 
@@ -9,7 +10,7 @@ use crate::data::{combined_sha256, Source};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
-pub const NAMES: &[&str] = &["culturalbench", "normad"];
+pub const NAMES: &[&str] = &["civics", "culturalbench", "normad"];
 
 /// A benchmark ready to run, and the SHA-256 of the data it holds.
 pub struct Loaded {
@@ -19,7 +20,8 @@ pub struct Loaded {
 
 /// Benchmark `name` with its built-in data, or the data at `path`: for CulturalBench an Easy
 /// or Hard CSV (upstream columns) or a folder holding `CulturalBench-Easy.csv` and/or
-/// `CulturalBench-Hard.csv`; for NormAd a CSV with the vendored file's columns.
+/// `CulturalBench-Hard.csv`; for NormAd a CSV with the vendored file's columns; for CIVICS
+/// the upstream `civics_dataset.json`.
 pub fn load(name: &str, path: Option<&Path>) -> Result<Loaded> {
     match name {
         "culturalbench" => {
@@ -55,6 +57,17 @@ pub fn load(name: &str, path: Option<&Path>) -> Result<Loaded> {
                     Source::read(p)
                         .with_context(|| "normad --data wants one CSV file".to_string())?,
                 )?,
+            };
+            let sha = combined_sha256(&b.sources.iter().collect::<Vec<_>>());
+            Ok(Loaded {
+                bench: Box::new(b),
+                dataset_sha256: sha,
+            })
+        }
+        "civics" => {
+            let b = match path {
+                None => civics::Civics::builtin()?,
+                Some(p) => civics::Civics::from_source(Source::read(p)?)?,
             };
             let sha = combined_sha256(&b.sources.iter().collect::<Vec<_>>());
             Ok(Loaded {
@@ -103,7 +116,10 @@ mod tests {
     #[test]
     fn unknown_benchmark_is_named() {
         let e = load("mmlu", None).err().unwrap().to_string();
-        assert_eq!(e, "unknown benchmark `mmlu` (known: culturalbench, normad)");
+        assert_eq!(
+            e,
+            "unknown benchmark `mmlu` (known: civics, culturalbench, normad)"
+        );
     }
 
     #[test]

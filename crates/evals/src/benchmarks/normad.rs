@@ -184,6 +184,7 @@ impl Benchmark for NormAd {
             correct_norm: None,
             option_logprobs,
             generated,
+            score: None,
         })
     }
 
