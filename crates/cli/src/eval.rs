@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// civics, culturalbench or normad.
+    /// civics, culturalbench, normad or utility.
     pub benchmark: String,
     #[command(flatten)]
     pub model: ModelArgs,
@@ -40,9 +40,66 @@ pub struct Args {
     /// Print results.json instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// utility: the outcome set, hierarchical (510, the paper's) or testing (61).
+    #[arg(long, default_value = "hierarchical")]
+    pub options: String,
+}
+
+fn default_output(a: &Args) -> PathBuf {
+    let stem = a
+        .model
+        .model
+        .as_deref()
+        .map(|m| {
+            let base = m
+                .trim_end_matches('/')
+                .rsplit(['/', ':'])
+                .next()
+                .unwrap_or(m);
+            base.trim_end_matches(".gguf").to_string()
+        })
+        .unwrap_or_else(|| "SmolLM2-135M-Instruct.Q4_1".into());
+    PathBuf::from("runs").join(format!("{}-{stem}", a.benchmark))
+}
+
+/// Utility Engineering: pairs chosen adaptively, so it has its own loop.
+fn run_utility(a: Args) -> Result<()> {
+    let chat = match a.formats.as_slice() {
+        [] => false,
+        [f] if f == "raw" => false,
+        [f] if f == "chat" => true,
+        _ => anyhow::bail!("utility takes one format: raw or chat"),
+    };
+    if !a.conditions.is_empty() {
+        anyhow::bail!("utility has no conditions");
+    }
+    // Check the outcome set before the model loads.
+    ethos_evals::benchmarks::utility::load_outcomes(&a.options, a.data.as_deref())?;
+    let output = a.output.clone().unwrap_or_else(|| default_output(&a));
+    let opts = ethos_evals::benchmarks::utility::UtilityOptions {
+        set: a.options.clone(),
+        data: a.data.clone(),
+        chat,
+        output: output.clone(),
+        seed: a.seed,
+        batch: a.batch,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let model = a.model.load()?;
+    let res = ethos_evals::benchmarks::utility::run_utility(&model, &opts)?;
+    if a.json {
+        print_json(&res)?;
+    } else {
+        print!("{}", ethos_evals::benchmarks::utility::table(&res));
+        println!("written: {}/results.json, items.jsonl", output.display());
+    }
+    Ok(())
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if a.benchmark == "utility" {
+        return run_utility(a);
+    }
     // Everything about the selection is checked before the model loads.
     let loaded = benchmarks::load(&a.benchmark, a.data.as_deref())?;
     let bench = loaded.bench.as_ref();
@@ -56,22 +113,7 @@ pub fn run(a: Args) -> Result<()> {
     } else {
         a.conditions.clone()
     };
-    let output = a.output.clone().unwrap_or_else(|| {
-        let stem = a
-            .model
-            .model
-            .as_deref()
-            .map(|m| {
-                let base = m
-                    .trim_end_matches('/')
-                    .rsplit(['/', ':'])
-                    .next()
-                    .unwrap_or(m);
-                base.trim_end_matches(".gguf").to_string()
-            })
-            .unwrap_or_else(|| "SmolLM2-135M-Instruct.Q4_1".into());
-        PathBuf::from("runs").join(format!("{}-{stem}", a.benchmark))
-    });
+    let output = a.output.clone().unwrap_or_else(|| default_output(&a));
     let opts = ethos_evals::RunOptions {
         conditions,
         formats,

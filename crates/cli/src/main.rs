@@ -31,7 +31,7 @@ enum Command {
     Chat(chat::Args),
     /// Log-probs of continuations given contexts (JSONL), or of every token of a text.
     Score(score::Args),
-    /// Run a culture benchmark (civics, culturalbench, normad) and write its results.
+    /// Run a culture benchmark (civics, culturalbench, normad, utility) and write its results.
     Eval(eval::Args),
     /// Token ids and pieces of a text, as JSON.
     Tokenize(tokenize::Args),

@@ -300,3 +300,19 @@ fn eval_data_with_a_missing_column_or_empty() {
     ]);
     assert!(e.contains("absent.csv: cannot read"), "{e}");
 }
+
+#[test]
+fn eval_utility_bad_outcome_sets() {
+    let e = fails(&["eval", "utility", "--options", "everything"]);
+    assert!(e.contains("unknown outcome set `everything`"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("outcomes.json");
+    std::fs::write(&empty, "").unwrap();
+    let e = fails(&["eval", "utility", "--data", s(&empty)]);
+    assert!(e.contains("outcomes.json: the file is empty"), "{e}");
+    std::fs::write(&empty, r#"{"a": ["x", 3]}"#).unwrap();
+    let e = fails(&["eval", "utility", "--data", s(&empty)]);
+    assert!(e.contains("outcomes.json: invalid type"), "{e}");
+    let e = fails(&["eval", "utility", "--formats", "raw,chat"]);
+    assert!(e.contains("utility takes one format"), "{e}");
+}

@@ -9,9 +9,11 @@ pub mod data;
 pub mod formats;
 pub mod log;
 pub mod metrics;
+pub mod pyrandom;
 pub mod report;
 pub mod results;
 pub mod runner;
+pub mod thurstonian;
 
 pub use benchmark::{Answer, Ask, Benchmark, Judgement, Prompt};
 pub use runner::{run, RunOptions};

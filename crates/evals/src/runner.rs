@@ -35,10 +35,10 @@ struct Task {
 }
 
 /// A prompt as token ids: the context and, when it is scored, each option's continuation.
-struct Encoded {
-    context: Vec<u32>,
-    continuations: Vec<Vec<u32>>,
-    max_tokens: usize,
+pub(crate) struct Encoded {
+    pub(crate) context: Vec<u32>,
+    pub(crate) continuations: Vec<Vec<u32>>,
+    pub(crate) max_tokens: usize,
 }
 
 /// Checks the conditions and formats asked for against the benchmark.
@@ -68,7 +68,7 @@ fn split_trailing_space(context: &str) -> (&str, &str) {
     (trimmed, &context[trimmed.len()..])
 }
 
-fn encode(model: &Model, p: &Prompt) -> Result<Encoded> {
+pub(crate) fn encode(model: &Model, p: &Prompt) -> Result<Encoded> {
     let tok = model.tokenizer()?;
     let (context, prefix, with_bos) = if p.chat {
         let Some(t) = &model.chat_template else {

@@ -4,6 +4,7 @@
 pub mod civics;
 pub mod culturalbench;
 pub mod normad;
+pub mod utility;
 
 use crate::benchmark::Benchmark;
 use crate::data::{combined_sha256, Source};
@@ -75,7 +76,10 @@ pub fn load(name: &str, path: Option<&Path>) -> Result<Loaded> {
                 dataset_sha256: sha,
             })
         }
-        other => bail!("unknown benchmark `{other}` (known: {})", NAMES.join(", ")),
+        other => bail!(
+            "unknown benchmark `{other}` (known: {}, utility)",
+            NAMES.join(", ")
+        ),
     }
 }
 
@@ -118,7 +122,7 @@ mod tests {
         let e = load("mmlu", None).err().unwrap().to_string();
         assert_eq!(
             e,
-            "unknown benchmark `mmlu` (known: civics, culturalbench, normad)"
+            "unknown benchmark `mmlu` (known: civics, culturalbench, normad, utility)"
         );
     }
 
