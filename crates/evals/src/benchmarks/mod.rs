@@ -83,8 +83,8 @@ pub fn load(name: &str, path: Option<&Path>) -> Result<Loaded> {
     }
 }
 
-/// Expands the format names a user may give: `grid` (every grid point) and `all`
-/// (`harness`, `paper` and the grid) for CulturalBench.
+/// Expands the format names a user may give: `grid` (every grid point; CulturalBench and
+/// NormAd) and `all` (`harness`, `paper` and the grid) for CulturalBench.
 pub fn expand_formats(bench: &dyn Benchmark, names: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for n in names {
@@ -101,6 +101,10 @@ pub fn expand_formats(bench: &dyn Benchmark, names: &[String]) -> Vec<String> {
                         .map(|p| p.name())
                         .filter(|n| n != "orig.letters.label.raw"),
                 )
+                .collect(),
+            ("normad", "grid") => crate::formats::GridPoint::all(3)
+                .iter()
+                .map(|p| p.name())
                 .collect(),
             _ => vec![n.clone()],
         };

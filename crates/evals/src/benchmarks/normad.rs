@@ -5,11 +5,14 @@
 //!
 //! Conditions: `none`, `country`, `value` (value + country, the code's `cval`), `rot`.
 //! Formats: `logprob` (raw prompt; the next-token log-probs of " Yes", " No", " Neither"),
-//! `logprob-chat` (the prompt as the user message of the chat template), and `generate`
-//! (the official protocol: the chat prompt, greedy decoding of up to 10 tokens, parsed).
+//! `logprob-chat` (the prompt as the user message of the chat template), `generate`
+//! (the official protocol: the chat prompt, greedy decoding of up to 10 tokens, parsed), and
+//! the robustness grid (`formats.rs`) over the three options: the official prompt up to
+//! "Options:", then the options in the grid point's order and labels, then "Answer:".
 
 use crate::benchmark::{argmax, Answer, Ask, Benchmark, Judgement, Prompt};
 use crate::data::{Source, Table};
+use crate::formats::GridPoint;
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
@@ -36,6 +39,10 @@ fn template(condition: &str, country: &str, value: &str, rot: &str, story: &str)
         "value" => format!("Task: You will be given a short story involving 2 or more characters about everyday situations. You will also be given a country of relevance, along with a rule-of-thumb. Read the story and reason if the action by the character in the story is socially acceptable in the given country with the associated rule-of-thumb. Do not make any extra inferences about actions outside of the given context. The answer options are Yes, No or Neither.\n\nCountry: {country}\nRoT: {value}\n\nStory: {story}\n\n{OPTIONS}"),
         _ => format!("Task: You will be given a short story involving 2 or more characters about everyday situations. Read the story and reason if the action by the character in the story is socially acceptable. Do not make any extra inferences about actions outside of the given context. The answer options are Yes, No or Neither.\n\nStory: {story}\n\n{OPTIONS}"),
     }
+}
+
+fn option_texts() -> Vec<String> {
+    vec!["Yes".into(), "No".into(), "Neither".into()]
 }
 
 /// The official answer parser, in its order; anything else counts as `neutral`.
@@ -129,8 +136,12 @@ impl Benchmark for NormAd {
         if FORMATS.contains(&format) {
             return Ok(());
         }
+        if format.contains('.') {
+            GridPoint::parse(format, 3)?;
+            return Ok(());
+        }
         bail!(
-            "unknown format `{format}` for normad ({})",
+            "unknown format `{format}` for normad ({}, grid, or a grid point ORDER.LABELS.ANSWER.TEMPLATE such as rev.letters.text.raw)",
             FORMATS.join(", ")
         )
     }
@@ -141,6 +152,12 @@ impl Benchmark for NormAd {
 
     fn prompts(&self, i: usize, condition: &str, format: &str, chat: bool) -> Result<Vec<Prompt>> {
         let body = self.prompt_text(i, condition);
+        if !FORMATS.contains(&format) {
+            let point = GridPoint::parse(format, 3)?;
+            let stem = body.strip_suffix(OPTIONS).unwrap_or(&body);
+            let question = format!("{stem}Options:");
+            return Ok(vec![point.render(&question, &option_texts()).0]);
+        }
         let ask = if format == "generate" {
             Ask::Generate { max_tokens: 10 }
         } else {
@@ -164,15 +181,25 @@ impl Benchmark for NormAd {
         &self,
         i: usize,
         _condition: &str,
-        _format: &str,
+        format: &str,
         answers: &[Answer],
     ) -> Result<Judgement> {
         let gold = self.stories[i].gold.clone();
         let (prediction, option_logprobs, generated) = match answers {
-            [Answer::Options(lp)] if lp.len() == 3 => {
+            [Answer::Options(shown_lp)] if shown_lp.len() == 3 => {
+                // Back to the original option order (Yes, No, Neither).
+                let shown = if FORMATS.contains(&format) {
+                    vec![0, 1, 2]
+                } else {
+                    GridPoint::parse(format, 3)?.permutation(3)
+                };
+                let mut lp = [0.0; 3];
+                for (pos, &orig) in shown.iter().enumerate() {
+                    lp[orig] = shown_lp[pos];
+                }
                 let labels = ["yes", "no", "neutral"];
                 let v = json!({"Yes": lp[0], "No": lp[1], "Neither": lp[2]});
-                (labels[argmax(lp)].to_string(), v, None)
+                (labels[shown[argmax(shown_lp)]].to_string(), v, None)
             }
             [Answer::Text(t)] => (parse_answer(t).to_string(), Value::Null, Some(t.clone())),
             _ => bail!("normad story {}: expected one answer", self.stories[i].id),
@@ -222,6 +249,38 @@ mod tests {
         assert!(b
             .prompt_text(0, "country")
             .contains("\n\nCountry: egypt\n\nStory:"));
+    }
+
+    #[test]
+    fn grid_formats_reorder_the_options_and_map_back() {
+        let b = NormAd::builtin().unwrap();
+        let p = &b.prompts(0, "rot", "rev.letters.text.raw", false).unwrap()[0];
+        assert!(
+            p.body
+                .ends_with("socially acceptable?\n\nOptions:\nA. Neither\nB. No\nC. Yes"),
+            "{}",
+            p.body
+        );
+        assert_eq!(p.cue, "\nAnswer:");
+        assert_eq!(
+            p.ask,
+            Ask::Choose {
+                options: vec!["Neither".into(), "No".into(), "Yes".into()]
+            }
+        );
+        // Story 0 is "yes"; shown position 2 is Yes.
+        let j = b
+            .judge(
+                0,
+                "rot",
+                "rev.letters.text.raw",
+                &[Answer::Options(vec![-3.0, -2.0, -1.0])],
+            )
+            .unwrap();
+        assert_eq!((j.prediction.as_str(), j.correct), ("yes", true));
+        assert_eq!(j.option_logprobs["Neither"], json!(-3.0));
+        assert!(b.check_format("shift2.numbers.label.chat").is_ok());
+        assert!(b.check_format("shift3.numbers.label.chat").is_err());
     }
 
     #[test]
