@@ -91,7 +91,10 @@ fn run_utility(a: Args) -> Result<()> {
         print_json(&res)?;
     } else {
         print!("{}", ethos_evals::benchmarks::utility::table(&res));
-        println!("written: {}/results.json, items.jsonl", output.display());
+        println!(
+            "written: {}/results.json, items.jsonl, report.html",
+            output.display()
+        );
     }
     Ok(())
 }

@@ -346,6 +346,13 @@ fn eval_utility_fits_asks_both_orders_and_resumes_without_asking_again() {
     }
     // Rerun into the same folder: nothing is asked again and the fit is the same.
     let again: serde_json::Value = serde_json::from_str(&ethos(&args, None)).unwrap();
+    if let Some((dom, console)) = chromium_render(&out.join("report.html")) {
+        assert!(console.is_empty(), "{console:?}");
+        assert!(
+            dom.contains("<h1>utility on") && dom.contains("<svg"),
+            "{dom}"
+        );
+    }
     assert_eq!(again["prompts_scored_this_run"], 0);
     // (The labels come back from JSON, which may move them by an ulp.)
     for (x, y) in again["utilities"]

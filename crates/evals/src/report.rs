@@ -291,3 +291,59 @@ pub fn html(results: &Results, records: &[&ItemRecord]) -> String {
         esc(&results.benchmark)
     )
 }
+
+/// The Utility Engineering page: fit quality, and every outcome's utility as a bar (the
+/// means span about -3..3 after standardisation; bars show them on [0, 1] from -3 to 3).
+pub fn utility_html(r: &crate::benchmarks::utility::UtilityResults) -> String {
+    let mut body = String::new();
+    let model = r
+        .model
+        .get("source")
+        .and_then(|v| v.as_str())
+        .unwrap_or("?");
+    let _ = write!(
+        body,
+        "<h1>utility on {}</h1><p>{} outcomes, {} format; {} training pairs asked in both orders over {} rounds, {} pseudolabels; {:.1} s; ethos {}; model sha256 <code>{}</code>; outcomes sha256 <code>{}</code>; seed {}.</p>",
+        esc(model),
+        r.outcomes,
+        r.format,
+        r.training_edges_queried,
+        r.rounds,
+        r.pseudolabels,
+        r.wall_seconds,
+        r.ethos_version,
+        esc(r.model.get("sha256").and_then(|v| v.as_str()).unwrap_or("")),
+        esc(&r.dataset_sha256),
+        r.seed
+    );
+    let _ = write!(
+        body,
+        "<table><tr><th></th><th>pairs</th><th>accuracy %</th><th>log loss</th></tr><tr><td>held out</td><td>{}</td><td>{}</td><td>{:.4}</td></tr><tr><td>training</td><td>{}</td><td>{}</td><td>{:.4}</td></tr></table>",
+        r.holdout_edges,
+        pct(r.holdout_accuracy),
+        r.holdout_log_loss,
+        r.training_edges_queried + r.pseudolabels,
+        pct(r.train_accuracy),
+        r.train_log_loss
+    );
+    let rows: Vec<(String, f64, usize)> = r
+        .utilities
+        .iter()
+        .map(|u| {
+            let label: String = u.outcome.chars().take(40).collect();
+            (
+                format!("{label} ({:+.2})", u.mean),
+                ((u.mean + 3.0) / 6.0).clamp(0.0, 1.0),
+                u.id,
+            )
+        })
+        .collect();
+    let _ = write!(
+        body,
+        "<h2>Utilities, best first (bar: mean from -3 to +3)</h2>{}",
+        bars(&rows, None)
+    );
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ethos eval: utility</title><style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}code{{font-size:90%}}</style></head><body>{body}</body></html>\n"
+    )
+}

@@ -537,6 +537,9 @@ pub fn run_utility(model: &Model, opts: &UtilityOptions) -> Result<UtilityResult
     let path = opts.output.join("results.json");
     std::fs::write(&path, serde_json::to_string_pretty(&res)? + "\n")
         .with_context(|| format!("{}: cannot write", path.display()))?;
+    let page = opts.output.join("report.html");
+    std::fs::write(&page, crate::report::utility_html(&res))
+        .with_context(|| format!("{}: cannot write", page.display()))?;
     Ok(res)
 }
 
