@@ -22,22 +22,23 @@ fn pct(x: f64) -> String {
     }
 }
 
-/// Horizontal bars, one per (label, accuracy, n), sorted as given.
-fn bars(rows: &[(String, f64, usize)], reference: Option<f64>) -> String {
+/// Horizontal bars, one per (label, fraction of the full bar, text after the bar), in the
+/// order given.
+fn bars(rows: &[(String, f64, String)], reference: Option<f64>) -> String {
     let row_h = 16;
-    let label_w = 220;
+    let label_w = 300;
     let bar_w = 360;
     let h = row_h * rows.len() + 24;
     let mut s = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{h}" role="img">"#,
-        label_w + bar_w + 90
+        label_w + bar_w + 160
     );
-    for (i, (label, acc, n)) in rows.iter().enumerate() {
+    for (i, (label, acc, note)) in rows.iter().enumerate() {
         let y = 4 + i * row_h;
         let w = (acc.clamp(0.0, 1.0) * bar_w as f64).round();
         let _ = write!(
             s,
-            r##"<text x="{}" y="{}" text-anchor="end" font-size="11">{}</text><rect x="{}" y="{}" width="{w}" height="{}" fill="#4a7ab5"><title>{}: {}% of {n}</title></rect><text x="{}" y="{}" font-size="11">{}% (n={n})</text>"##,
+            r##"<text x="{}" y="{}" text-anchor="end" font-size="11">{}</text><rect x="{}" y="{}" width="{w}" height="{}" fill="#4a7ab5"><title>{}: {}</title></rect><text x="{}" y="{}" font-size="11">{}</text>"##,
             label_w - 6,
             y + 11,
             esc(label),
@@ -45,10 +46,10 @@ fn bars(rows: &[(String, f64, usize)], reference: Option<f64>) -> String {
             y + 2,
             row_h - 4,
             esc(label),
-            pct(*acc),
+            esc(note),
             label_w as f64 + w + 4.0,
             y + 11,
-            pct(*acc)
+            esc(note)
         );
     }
     if let Some(r) = reference {
@@ -179,14 +180,14 @@ pub fn html(results: &Results, records: &[&ItemRecord]) -> String {
         for (f, m) in fs {
             for (kind, groups) in &m.by {
                 // Accuracy, or a score in [-1, 1] shown on [0, 1].
-                let mut rows: Vec<(String, f64, usize)> = groups
+                let mut rows: Vec<(String, f64, String)> = groups
                     .iter()
-                    .map(|(g, a)| {
-                        let v = a
-                            .acc
-                            .or(a.score.map(|s| (s + 1.0) / 2.0))
-                            .unwrap_or(f64::NAN);
-                        (g.clone(), v, a.n)
+                    .map(|(g, a)| match (a.acc, a.score) {
+                        (Some(acc), _) => (g.clone(), acc, format!("{}% (n={})", pct(acc), a.n)),
+                        (None, Some(sc)) => {
+                            (g.clone(), (sc + 1.0) / 2.0, format!("{sc:+.3} (n={})", a.n))
+                        }
+                        (None, None) => (g.clone(), f64::NAN, format!("n={}", a.n)),
                     })
                     .collect();
                 rows.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -264,7 +265,7 @@ pub fn html(results: &Results, records: &[&ItemRecord]) -> String {
     for (c, fs) in &results.metrics {
         for (f, m) in fs {
             if let Some(h) = &m.score_histogram {
-                let rows: Vec<(String, f64, usize)> = h
+                let rows: Vec<(String, f64, String)> = h
                     .iter()
                     .enumerate()
                     .map(|(b, &n)| {
@@ -272,7 +273,7 @@ pub fn html(results: &Results, records: &[&ItemRecord]) -> String {
                         (
                             format!("[{lo:+.1}, {:+.1})", lo + 0.2),
                             n as f64 / m.n.max(1) as f64,
-                            n,
+                            format!("{n}"),
                         )
                     })
                     .collect();
@@ -326,15 +327,15 @@ pub fn utility_html(r: &crate::benchmarks::utility::UtilityResults) -> String {
         pct(r.train_accuracy),
         r.train_log_loss
     );
-    let rows: Vec<(String, f64, usize)> = r
+    let rows: Vec<(String, f64, String)> = r
         .utilities
         .iter()
         .map(|u| {
-            let label: String = u.outcome.chars().take(40).collect();
+            let label: String = u.outcome.chars().take(48).collect();
             (
-                format!("{label} ({:+.2})", u.mean),
+                label,
                 ((u.mean + 3.0) / 6.0).clamp(0.0, 1.0),
-                u.id,
+                format!("{:+.3} (variance {:.3})", u.mean, u.variance),
             )
         })
         .collect();
