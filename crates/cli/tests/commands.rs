@@ -365,3 +365,47 @@ fn eval_utility_fits_asks_both_orders_and_resumes_without_asking_again() {
         assert!((x["mean"].as_f64().unwrap() - y["mean"].as_f64().unwrap()).abs() < 1e-6);
     }
 }
+
+#[test]
+fn eval_normad_generate_mode_parses_what_the_model_says() {
+    let Some(m) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    ethos(
+        &[
+            "eval",
+            "normad",
+            "--model",
+            m.to_str().unwrap(),
+            "--limit",
+            "3",
+            "--conditions",
+            "rot",
+            "--formats",
+            "generate,logprob",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    let items = std::fs::read_to_string(out.join("items.jsonl")).unwrap();
+    let generated: Vec<serde_json::Value> = items
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["format"] == "generate")
+        .collect();
+    assert_eq!(generated.len(), 3);
+    for v in generated {
+        let text = v["generated"].as_str().unwrap();
+        // The official parser: "Yes"/"option 1" first, then "No"/"option 2", else neutral.
+        let want = if text.contains("Yes") || text.contains("option 1") {
+            "yes"
+        } else if text.contains("No") || text.contains("option 2") {
+            "no"
+        } else {
+            "neutral"
+        };
+        assert_eq!(v["prediction"], want, "{text:?}");
+        assert_eq!(v["correct"], v["prediction"] == v["gold"]);
+    }
+}
