@@ -10,7 +10,7 @@
 use crate::benchmark::{argmax, argmax_norm, Answer, Ask, Benchmark, Judgement, Prompt};
 use crate::data::{Source, Table};
 use crate::formats::GridPoint;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -297,7 +297,10 @@ impl Benchmark for CulturalBench {
             Ask::Generate { .. } => Vec::new(),
         };
         if condition == "easy" {
-            let e = q.easy.as_ref().expect("applies() checked");
+            let e = q
+                .easy
+                .as_ref()
+                .with_context(|| format!("question {}: no easy data", q.idx))?;
             let shown = if format == "paper" {
                 vec![0, 1, 2, 3]
             } else {
@@ -324,7 +327,10 @@ impl Benchmark for CulturalBench {
                 score: None,
             });
         }
-        let h = q.hard.as_ref().expect("applies() checked");
+        let h = q
+            .hard
+            .as_ref()
+            .with_context(|| format!("question {}: no hard data", q.idx))?;
         let mut pred = String::new();
         let mut pred_norm = String::new();
         let mut gold = String::new();
