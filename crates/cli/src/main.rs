@@ -7,6 +7,7 @@ mod eval;
 mod generate;
 mod info;
 mod score;
+mod steer;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +40,11 @@ enum Command {
     Info(info::Args),
     /// Fetch a model (the default one when --model is absent) without running it.
     Pull(info::PullArgs),
+    /// Value steering: solve a MAP palette on a reward table.
+    Steer {
+        #[command(subcommand)]
+        which: steer::Which,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -56,6 +62,7 @@ fn main() -> ExitCode {
         Command::Tokenize(a) => tokenize::run(a),
         Command::Info(a) => info::run(a),
         Command::Pull(a) => info::pull(a),
+        Command::Steer { which } => steer::run(which),
         Command::Bench { which } => bench::run(which),
     };
     match result {

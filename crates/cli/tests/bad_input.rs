@@ -316,3 +316,69 @@ fn eval_utility_bad_outcome_sets() {
     let e = fails(&["eval", "utility", "--formats", "raw,chat"]);
     assert!(e.contains("utility takes one format"), "{e}");
 }
+
+// `ethos steer solve`
+
+fn map_table() -> PathBuf {
+    repo().join("tests/fixtures/map/opt1.3b-anthropic-harmless.csv")
+}
+
+#[test]
+fn steer_palette_with_an_unknown_reward_or_a_bad_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.toml");
+    let t = map_table();
+    for (text, want) in [
+        (
+            "[[value]]\nname = \"kindness\"\ntarget = 1.0\n",
+            "unknown reward `kindness`",
+        ),
+        (
+            "[[value]]\nname = \"humor\"\ntarget = nan\n",
+            "target NaN is not finite",
+        ),
+        (
+            "[[value]]\nname = \"humor\"\ntarget = -inf\n",
+            "target -inf is not finite",
+        ),
+        (
+            "[[value]]\nname = \"humor\"\ntarget = 1.0\nweight = -2\n",
+            "unknown field `weight`",
+        ),
+        ("", "missing field `value`"),
+    ] {
+        std::fs::write(&p, text).unwrap();
+        let e = fails(&["steer", "solve", "--rewards", s(&t), "--palette", s(&p)]);
+        assert!(e.contains("p.toml") && e.contains(want), "{e}");
+    }
+    std::fs::write(&p, "[[value]]\nname = \"humor\"\ntarget = 1.0\n").unwrap();
+    let e = fails(&[
+        "steer",
+        "solve",
+        "--rewards",
+        s(&t),
+        "--palette",
+        s(&p),
+        "--solver",
+        "sgd",
+    ]);
+    assert!(e.contains("unknown solver `sgd`"), "{e}");
+    let e = fails(&[
+        "steer",
+        "solve",
+        "--rewards",
+        s(&t),
+        "--palette",
+        s(&p),
+        "--objective",
+        "per-prompt",
+    ]);
+    assert!(e.contains("needs a `prompt` column"), "{e}");
+    let bad = dir.path().join("r.csv");
+    std::fs::write(&bad, "humor,helpful\n1.0,2.0\n1.5,abc\n").unwrap();
+    let e = fails(&["steer", "solve", "--rewards", s(&bad), "--palette", s(&p)]);
+    assert!(
+        e.contains("r.csv: row 3, column `helpful`: `abc` is not a number"),
+        "{e}"
+    );
+}

@@ -409,3 +409,42 @@ fn eval_normad_generate_mode_parses_what_the_model_says() {
         assert_eq!(v["correct"], v["prediction"] == v["gold"]);
     }
 }
+
+#[test]
+fn steer_solve_json_and_lambda_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("harmless80.toml");
+    std::fs::write(&p, "[[value]]\nname = \"gpt2-harmless\"\ntarget = \"q80\"\n[[value]]\nname = \"perplexity\"\ntarget = \"keep\"\n").unwrap();
+    let table = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/map/opt1.3b-anthropic-harmless.csv");
+    let lam = dir.path().join("lambda.json");
+    let out: serde_json::Value = serde_json::from_str(&ethos(
+        &[
+            "steer",
+            "solve",
+            "--rewards",
+            table.to_str().unwrap(),
+            "--palette",
+            p.to_str().unwrap(),
+            "--json",
+            "--lambda-out",
+            lam.to_str().unwrap(),
+        ],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(out["status"], "feasible");
+    // The harmless-80 palette of the reference: lambda* 0.9524 (perplexity inactive).
+    assert!((out["lambda"]["gpt2-harmless"].as_f64().unwrap() - 0.9524).abs() < 1e-3);
+    assert_eq!(out["lambda"]["perplexity"], 0.0);
+    assert!(
+        out["levels"]["gpt2-harmless"].as_f64().unwrap()
+            >= out["targets"]["gpt2-harmless"].as_f64().unwrap() - 1e-9
+    );
+    for k in ["status", "lambda", "levels", "kl", "ess"] {
+        assert!(out.get(k).is_some(), "{k}");
+    }
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lam).unwrap()).unwrap();
+    assert_eq!(file["lambda"], out["lambda"]);
+}

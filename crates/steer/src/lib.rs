@@ -4,6 +4,7 @@
 //! logits-processor chain.
 
 pub mod generate;
+pub mod palette;
 pub mod rng;
 pub mod sampler;
 

@@ -1,0 +1,270 @@
+//! Value palettes (MAP): a palette file names values and their targets; the solver
+//! (`solver.rs`) finds the lambda that reaches them with the least KL from the base model.
+//!
+//! Palette file (TOML):
+//!
+//! ```toml
+//! [[value]]
+//! name = "gpt2-harmless"   # a column of the reward table
+//! target = "q80"           # a number, a quantile of the base rewards ("q70"), or "keep" (the base mean)
+//! ```
+
+pub mod solver;
+
+use serde::Deserialize;
+use solver::RewardTable;
+use std::collections::HashMap;
+use std::path::Path;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PaletteFile {
+    value: Vec<ValueEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValueEntry {
+    name: String,
+    target: toml::Value,
+}
+
+/// A palette target before it meets the base rewards.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    Level(f64),
+    /// Quantile q in [0, 1] of the base rewards.
+    Quantile(f64),
+    /// The base mean: "do not degrade".
+    Keep,
+}
+
+#[derive(Clone, Debug)]
+pub struct Palette {
+    pub values: Vec<(String, Target)>,
+}
+
+fn err(file: &str, msg: String) -> String {
+    format!("{file}: {msg}")
+}
+
+impl Palette {
+    pub fn parse(text: &str, file: &str) -> Result<Self, String> {
+        let p: PaletteFile = toml::from_str(text).map_err(|e| {
+            // toml's message is several lines: where, a source excerpt, then what.
+            let text = e.to_string();
+            let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            let what = lines.last().copied().unwrap_or("");
+            err(
+                file,
+                format!("{}: {what}", lines.first().copied().unwrap_or("")),
+            )
+        })?;
+        if p.value.is_empty() {
+            return Err(err(file, "no [[value]] tables".into()));
+        }
+        let mut values = Vec::new();
+        for v in p.value {
+            let target = match &v.target {
+                toml::Value::Float(x) => Target::Level(*x),
+                toml::Value::Integer(x) => Target::Level(*x as f64),
+                toml::Value::String(s) if s == "keep" => Target::Keep,
+                toml::Value::String(s) if s.starts_with('q') => match s[1..].parse::<f64>() {
+                    Ok(q) if (0.0..=100.0).contains(&q) => Target::Quantile(q / 100.0),
+                    _ => {
+                        return Err(err(
+                            file,
+                            format!(
+                                "value `{}`: target `{s}` is not a quantile q0..q100",
+                                v.name
+                            ),
+                        ))
+                    }
+                },
+                other => {
+                    return Err(err(
+                        file,
+                        format!(
+                            "value `{}`: target `{other}` is not a number, `qNN` or `keep`",
+                            v.name
+                        ),
+                    ))
+                }
+            };
+            if let Target::Level(x) = target {
+                if !x.is_finite() {
+                    return Err(err(
+                        file,
+                        format!("value `{}`: target {x} is not finite", v.name),
+                    ));
+                }
+            }
+            if values.iter().any(|(n, _): &(String, Target)| n == &v.name) {
+                return Err(err(file, format!("value `{}` appears twice", v.name)));
+            }
+            values.push((v.name, target));
+        }
+        Ok(Self { values })
+    }
+
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// (column index, target level) for each value, against the base rewards of `table`.
+    pub fn resolve(&self, table: &RewardTable, file: &str) -> Result<Vec<(usize, f64)>, String> {
+        self.values
+            .iter()
+            .map(|(name, t)| {
+                let Some(k) = table.values.iter().position(|v| v == name) else {
+                    return Err(err(
+                        file,
+                        format!(
+                            "unknown reward `{name}` (the table has: {})",
+                            table.values.join(", ")
+                        ),
+                    ));
+                };
+                let level = match t {
+                    Target::Level(x) => *x,
+                    Target::Quantile(q) => solver::quantile(table, k, *q),
+                    Target::Keep => solver::mean(table, k),
+                };
+                // The paper's quantile palettes never ask for less than the base mean.
+                let level = match t {
+                    Target::Quantile(_) => level.max(solver::mean(table, k)),
+                    _ => level,
+                };
+                Ok((k, level))
+            })
+            .collect()
+    }
+}
+
+/// A reward table: a CSV whose columns are values (one row per base sample) and, optionally,
+/// a `prompt` column grouping samples by prompt (for the per-prompt objective).
+pub fn read_table(path: &Path) -> Result<RewardTable, String> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| format!("{name}: {e}"))?;
+    let mut r = csv::Reader::from_reader(bytes.as_slice());
+    let header: Vec<String> = r
+        .headers()
+        .map_err(|e| format!("{name}: {e}"))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let prompt_col = header.iter().position(|h| h == "prompt");
+    let values: Vec<String> = header.iter().filter(|h| *h != "prompt").cloned().collect();
+    if values.is_empty() {
+        return Err(format!("{name}: no reward columns"));
+    }
+    let mut rows = Vec::new();
+    let mut groups = Vec::new();
+    let mut group_ids: HashMap<String, usize> = HashMap::new();
+    for (n, rec) in r.records().enumerate() {
+        let rec = rec.map_err(|e| format!("{name}: row {}: {e}", n + 2))?;
+        let mut row = Vec::with_capacity(values.len());
+        for (c, field) in rec.iter().enumerate() {
+            if Some(c) == prompt_col {
+                let next = group_ids.len();
+                groups.push(*group_ids.entry(field.to_string()).or_insert(next));
+                continue;
+            }
+            let x: f64 = field.trim().parse().map_err(|_| {
+                format!(
+                    "{name}: row {}, column `{}`: `{field}` is not a number",
+                    n + 2,
+                    header[c]
+                )
+            })?;
+            if !x.is_finite() {
+                return Err(format!(
+                    "{name}: row {}, column `{}`: {x} is not finite",
+                    n + 2,
+                    header[c]
+                ));
+            }
+            row.push(x);
+        }
+        if prompt_col.is_none() {
+            groups.push(0);
+        }
+        rows.push(row);
+    }
+    if rows.len() < 2 {
+        return Err(format!(
+            "{name}: {} rows; the solver needs base samples",
+            rows.len()
+        ));
+    }
+    let n_groups = group_ids.len().max(1);
+    Ok(RewardTable {
+        values,
+        rows,
+        groups,
+        n_groups,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn palette_targets_and_their_errors() {
+        let p = Palette::parse(
+            "[[value]]\nname = \"a\"\ntarget = \"q70\"\n[[value]]\nname = \"b\"\ntarget = 1.5\n[[value]]\nname = \"c\"\ntarget = \"keep\"\n",
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            p.values,
+            vec![
+                ("a".into(), Target::Quantile(0.7)),
+                ("b".into(), Target::Level(1.5)),
+                ("c".into(), Target::Keep)
+            ]
+        );
+        for (text, want) in [
+            (
+                "[[value]]\nname = \"a\"\ntarget = nan\n",
+                "target NaN is not finite",
+            ),
+            (
+                "[[value]]\nname = \"a\"\ntarget = inf\n",
+                "target inf is not finite",
+            ),
+            (
+                "[[value]]\nname = \"a\"\ntarget = \"q170\"\n",
+                "not a quantile",
+            ),
+            (
+                "[[value]]\nname = \"a\"\ntarget = \"more\"\n",
+                "is not a number, `qNN` or `keep`",
+            ),
+            (
+                "[[value]]\nname = \"a\"\ntarget = 1\n[[value]]\nname = \"a\"\ntarget = 2\n",
+                "appears twice",
+            ),
+            (
+                "[[value]]\nname = \"a\"\ntarget = 1\nweight = 2\n",
+                "unknown field `weight`",
+            ),
+        ] {
+            let e = Palette::parse(text, "p.toml").unwrap_err();
+            assert!(e.starts_with("p.toml: ") && e.contains(want), "{e}");
+        }
+        let table = RewardTable {
+            values: vec!["x".into()],
+            rows: vec![vec![1.0], vec![2.0]],
+            groups: vec![0, 0],
+            n_groups: 1,
+        };
+        let e = Palette::parse("[[value]]\nname = \"hum\"\ntarget = 1\n", "p.toml")
+            .unwrap()
+            .resolve(&table, "p.toml")
+            .unwrap_err();
+        assert!(e.contains("unknown reward `hum` (the table has: x)"), "{e}");
+    }
+}

@@ -1,0 +1,377 @@
+//! The MAP dual (Wang et al., "MAP: Multi-Human-Value Alignment Palette", ICLR 2025): find
+//! lambda >= 0 maximising g(lambda) = lambda.c - log mean_j exp(lambda.r_j) over base samples
+//! r_j, so that the tilted distribution w_j ∝ exp(lambda.r_j) reaches every target c_i with
+//! the least KL from the base model (min KL = g(lambda*)).
+//!
+//! Two solvers: projected Newton in f64 (the default: exact zeros for inactive values, KKT
+//! residual below 1e-10), and `adam150`, the reference repository's own procedure (Adam, lr
+//! 0.1, on tau = log lambda from lambda = 1, 150 steps, float32 `exp`, so any lambda.r_j above
+//! 88.72 overflows and the palette is reported infeasible) for reproducing its numbers.
+//! Two objectives: `joint` (one normaliser over all samples, what the paper optimises) and
+//! `per-prompt` (one normaliser per prompt, what a per-prompt decoder realises).
+
+use serde::Serialize;
+
+/// Rewards of base samples: `rows[j][k]` is value k of sample j; `groups[j]` the prompt of
+/// sample j (all 0 for the joint objective).
+pub struct RewardTable {
+    pub values: Vec<String>,
+    pub rows: Vec<Vec<f64>>,
+    pub groups: Vec<usize>,
+    pub n_groups: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Objective {
+    Joint,
+    PerPrompt,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Solver {
+    Newton,
+    Adam150,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Feasible,
+    Infeasible,
+    /// Feasible, but the effective sample size at lambda* is below the floor asked for.
+    FeasibleLowEss,
+}
+
+#[derive(Clone, Debug)]
+pub struct Solution {
+    pub status: Status,
+    /// One per value of the table (0 for values without a target).
+    pub lambda: Vec<f64>,
+    /// Predicted level of every value under the tilt (targeted or not).
+    pub levels: Vec<f64>,
+    /// The dual value at lambda: the KL from the base distribution, in nats.
+    pub kl: f64,
+    pub ess: f64,
+    pub iterations: usize,
+}
+
+/// The dual and its derivatives at lambda, restricted to the targeted values `t`.
+struct Eval {
+    g: f64,
+    grad: Vec<f64>,
+    hess: Vec<Vec<f64>>,
+    levels: Vec<f64>,
+    ess: f64,
+}
+
+fn evaluate(
+    table: &RewardTable,
+    targets: &[(usize, f64)],
+    lambda: &[f64],
+    objective: Objective,
+) -> Eval {
+    let m = table.values.len();
+    let s: Vec<f64> = table
+        .rows
+        .iter()
+        .map(|r| targets.iter().map(|&(k, _)| lambda[k] * r[k]).sum())
+        .collect();
+    let n_groups = if objective == Objective::Joint {
+        1
+    } else {
+        table.n_groups
+    };
+    let group_of = |j: usize| {
+        if objective == Objective::Joint {
+            0
+        } else {
+            table.groups[j]
+        }
+    };
+    // Per group: max, normaliser, count.
+    let mut gmax = vec![f64::NEG_INFINITY; n_groups];
+    let mut count = vec![0usize; n_groups];
+    for (j, &sj) in s.iter().enumerate() {
+        let g = group_of(j);
+        gmax[g] = gmax[g].max(sj);
+        count[g] += 1;
+    }
+    let mut z = vec![0.0; n_groups];
+    for (j, &sj) in s.iter().enumerate() {
+        let g = group_of(j);
+        z[g] += (sj - gmax[g]).exp();
+    }
+    let used: Vec<usize> = (0..n_groups).filter(|&g| count[g] > 0).collect();
+    let ng = used.len() as f64;
+    // log-normaliser averaged over groups; weights w_j = e^{s_j} / Z_g / (number of groups)
+    let log_z: f64 = used
+        .iter()
+        .map(|&g| gmax[g] + (z[g] / count[g] as f64).ln())
+        .sum::<f64>()
+        / ng;
+    let w: Vec<f64> = s
+        .iter()
+        .enumerate()
+        .map(|(j, &sj)| {
+            let g = group_of(j);
+            (sj - gmax[g]).exp() / z[g] / ng
+        })
+        .collect();
+    let mut levels = vec![0.0; m];
+    for (j, r) in table.rows.iter().enumerate() {
+        for k in 0..m {
+            levels[k] += w[j] * r[k];
+        }
+    }
+    // Hessian: minus the (group-averaged) weighted covariance of the targeted rewards.
+    let t = targets.len();
+    let mut group_mean = vec![vec![0.0; t]; n_groups];
+    for (j, r) in table.rows.iter().enumerate() {
+        let g = group_of(j);
+        for (a, &(k, _)) in targets.iter().enumerate() {
+            group_mean[g][a] += w[j] * ng * r[k];
+        }
+    }
+    let mut hess = vec![vec![0.0; t]; t];
+    for (j, r) in table.rows.iter().enumerate() {
+        let g = group_of(j);
+        for a in 0..t {
+            let da = r[targets[a].0] - group_mean[g][a];
+            for b in 0..t {
+                let db = r[targets[b].0] - group_mean[g][b];
+                hess[a][b] -= w[j] * da * db;
+            }
+        }
+    }
+    let g = targets.iter().map(|&(k, c)| lambda[k] * c).sum::<f64>() - log_z;
+    let grad = targets.iter().map(|&(k, c)| c - levels[k]).collect();
+    let sum_w: f64 = w.iter().sum();
+    let sum_w2: f64 = w.iter().map(|x| x * x).sum();
+    Eval {
+        g,
+        grad,
+        hess,
+        levels,
+        ess: sum_w * sum_w / sum_w2,
+    }
+}
+
+/// Solves `a x = b` for a symmetric positive definite `a` (Cholesky), or None.
+fn solve_spd(a: &[Vec<f64>], b: &[f64]) -> Option<Vec<f64>> {
+    let n = b.len();
+    let mut l = vec![vec![0.0; n]; n];
+    for i in 0..n {
+        for j in 0..=i {
+            let mut sum = a[i][j];
+            for k in 0..j {
+                sum -= l[i][k] * l[j][k];
+            }
+            if i == j {
+                if sum <= 0.0 {
+                    return None;
+                }
+                l[i][i] = sum.sqrt();
+            } else {
+                l[i][j] = sum / l[j][j];
+            }
+        }
+    }
+    let mut y = vec![0.0; n];
+    for i in 0..n {
+        y[i] = (b[i] - (0..i).map(|k| l[i][k] * y[k]).sum::<f64>()) / l[i][i];
+    }
+    let mut x = vec![0.0; n];
+    for i in (0..n).rev() {
+        x[i] = (y[i] - (i + 1..n).map(|k| l[k][i] * x[k]).sum::<f64>()) / l[i][i];
+    }
+    Some(x)
+}
+
+/// Largest lambda before the palette is called infeasible (the dual diverges there).
+const LAMBDA_CAP: f64 = 1e3;
+const KKT_TOL: f64 = 1e-10;
+
+fn kkt_residual(lambda: &[f64], targets: &[(usize, f64)], grad: &[f64]) -> f64 {
+    targets
+        .iter()
+        .zip(grad)
+        .map(|(&(k, _), &g)| if lambda[k] > 0.0 { g.abs() } else { g.max(0.0) })
+        .fold(0.0, f64::max)
+}
+
+fn newton(
+    table: &RewardTable,
+    targets: &[(usize, f64)],
+    objective: Objective,
+) -> (Vec<f64>, bool, usize) {
+    let m = table.values.len();
+    let mut lambda = vec![0.0; m];
+    for it in 0..200 {
+        let e = evaluate(table, targets, &lambda, objective);
+        if kkt_residual(&lambda, targets, &e.grad) < KKT_TOL {
+            return (lambda, true, it);
+        }
+        // Free set: positive lambda, or a gradient pushing up from zero.
+        let free: Vec<usize> = (0..targets.len())
+            .filter(|&a| lambda[targets[a].0] > 0.0 || e.grad[a] > 0.0)
+            .collect();
+        let h: Vec<Vec<f64>> = free
+            .iter()
+            .map(|&a| free.iter().map(|&b| -e.hess[a][b]).collect())
+            .collect();
+        let gf: Vec<f64> = free.iter().map(|&a| e.grad[a]).collect();
+        // Newton direction on the free set (gradient ascent if the covariance is singular).
+        let dir = solve_spd(&h, &gf).unwrap_or_else(|| gf.clone());
+        let mut step = 1.0;
+        let mut moved = false;
+        for _ in 0..60 {
+            let mut trial = lambda.clone();
+            for (i, &a) in free.iter().enumerate() {
+                let k = targets[a].0;
+                trial[k] = (lambda[k] + step * dir[i]).max(0.0);
+            }
+            if evaluate(table, targets, &trial, objective).g >= e.g - 1e-15 * e.g.abs().max(1.0) {
+                lambda = trial;
+                moved = true;
+                break;
+            }
+            step *= 0.5;
+        }
+        if !moved || lambda.iter().any(|&l| l > LAMBDA_CAP || !l.is_finite()) {
+            return (lambda, false, it);
+        }
+    }
+    let e = evaluate(table, targets, &lambda, objective);
+    let ok = kkt_residual(&lambda, targets, &e.grad) < 1e-6;
+    (lambda, ok, 200)
+}
+
+/// The reference procedure: Adam(lr 0.1) on tau = log lambda from tau = 0, 150 steps; the
+/// lambda computed at the start of the last step is returned; float32 `exp` overflow (any
+/// lambda.r_j > 88.72) turns everything NaN, which the reference reports as infeasible.
+fn adam150(
+    table: &RewardTable,
+    targets: &[(usize, f64)],
+    objective: Objective,
+) -> (Vec<f64>, bool) {
+    let m = table.values.len();
+    let t = targets.len();
+    let mut tau = vec![0.0f64; t];
+    let (mut mom, mut vel) = (vec![0.0; t], vec![0.0; t]);
+    let (b1, b2, eps, lr) = (0.9f64, 0.999f64, 1e-8, 0.1);
+    let mut lambda = vec![0.0; m];
+    for step in 1..=150 {
+        for (a, &(k, _)) in targets.iter().enumerate() {
+            lambda[k] = tau[a].exp();
+        }
+        let overflow = table
+            .rows
+            .iter()
+            .any(|r| targets.iter().map(|&(k, _)| lambda[k] * r[k]).sum::<f64>() > 88.72);
+        if overflow || lambda.iter().any(|l| !l.is_finite()) {
+            return (vec![f64::NAN; m], false);
+        }
+        if step == 150 {
+            break;
+        }
+        let e = evaluate(table, targets, &lambda, objective);
+        for a in 0..t {
+            // d(-g)/d tau = -grad * lambda
+            let gr = -e.grad[a] * lambda[targets[a].0];
+            mom[a] = b1 * mom[a] + (1.0 - b1) * gr;
+            vel[a] = b2 * vel[a] + (1.0 - b2) * gr * gr;
+            let mh = mom[a] / (1.0 - b1.powi(step));
+            let vh = vel[a] / (1.0 - b2.powi(step));
+            tau[a] -= lr * mh / (vh.sqrt() + eps);
+        }
+    }
+    (lambda, true)
+}
+
+/// Solves the palette `targets` (value index, target level) on `table`. `min_ess` is the
+/// floor below which a feasible palette is flagged.
+pub fn solve(
+    table: &RewardTable,
+    targets: &[(usize, f64)],
+    solver: Solver,
+    objective: Objective,
+    min_ess: f64,
+) -> Solution {
+    let (lambda, ok, iterations) = match solver {
+        Solver::Newton => newton(table, targets, objective),
+        Solver::Adam150 => {
+            let (l, ok) = adam150(table, targets, objective);
+            (l, ok, 150)
+        }
+    };
+    if !ok {
+        // The dual diverges: there is no lambda to report.
+        return Solution {
+            status: Status::Infeasible,
+            levels: vec![f64::NAN; table.values.len()],
+            lambda: vec![f64::NAN; table.values.len()],
+            kl: f64::NAN,
+            ess: f64::NAN,
+            iterations,
+        };
+    }
+    let e = evaluate(table, targets, &lambda, objective);
+    let status = if e.ess < min_ess {
+        Status::FeasibleLowEss
+    } else {
+        Status::Feasible
+    };
+    Solution {
+        status,
+        lambda,
+        levels: e.levels,
+        kl: e.g,
+        ess: e.ess,
+        iterations,
+    }
+}
+
+/// The paper's automatic palette adjustment (Algorithm 2): bisect rho in [0, 1] along
+/// c(rho) = base + rho (target - base) for the furthest feasible palette; the bracket stops
+/// at 1e-3 in palette distance. Returns (rho, palette).
+pub fn nearest_feasible(
+    table: &RewardTable,
+    targets: &[(usize, f64)],
+    base: &[f64],
+    objective: Objective,
+) -> (f64, Vec<(usize, f64)>) {
+    let at = |rho: f64| -> Vec<(usize, f64)> {
+        targets
+            .iter()
+            .map(|&(k, c)| (k, base[k] + rho * (c - base[k])))
+            .collect()
+    };
+    let dist: f64 = targets
+        .iter()
+        .map(|&(k, c)| (c - base[k]).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let (mut lo, mut hi) = (0.0f64, 1.0f64);
+    while (hi - lo) * dist > 1e-3 {
+        let mid = 0.5 * (lo + hi);
+        if newton(table, &at(mid), objective).1 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo, at(lo))
+}
+
+/// numpy.quantile (linear) of a column.
+pub fn quantile(table: &RewardTable, k: usize, q: f64) -> f64 {
+    let mut v: Vec<f64> = table.rows.iter().map(|r| r[k]).collect();
+    v.sort_by(f64::total_cmp);
+    let pos = q * (v.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+}
+
+pub fn mean(table: &RewardTable, k: usize) -> f64 {
+    table.rows.iter().map(|r| r[k]).sum::<f64>() / table.rows.len() as f64
+}
