@@ -107,12 +107,13 @@ pub trait Benchmark {
         format: &str,
         chat_available: bool,
     ) -> Result<Vec<Prompt>>;
-    /// Judges the answers to the prompts of item `i`.
+    /// Judges `answers`, one per prompt of `prompts` (those `prompts` returned for item `i`).
     fn judge(
         &self,
         i: usize,
         condition: &str,
         format: &str,
+        prompts: &[Prompt],
         answers: &[Answer],
     ) -> Result<Judgement>;
     /// Human or published reference accuracy to print beside the model's, if any.
@@ -140,4 +141,12 @@ pub fn argmax_norm(logprobs: &[f64], options: &[String]) -> usize {
         .map(|(lp, o)| lp / (o.chars().count().max(1) as f64))
         .collect();
     argmax(&normed)
+}
+
+/// Softmax of the options' log-probs: their probabilities given that one of them is said.
+pub fn renormalise(logprobs: &[f64]) -> Vec<f64> {
+    let m = logprobs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = logprobs.iter().map(|x| (x - m).exp()).collect();
+    let z: f64 = e.iter().sum();
+    e.iter().map(|x| x / z).collect()
 }

@@ -12,7 +12,8 @@ pub struct Interval {
     pub ci95: [f64; 2],
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+/// Quantile q in [0, 1] of sorted values, numpy's linear interpolation.
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

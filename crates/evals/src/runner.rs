@@ -214,6 +214,7 @@ pub fn run(
     for chunk in pending.chunks(opts.batch.max(1) * 4) {
         // Encode every prompt of the chunk; remember which task each belongs to.
         let mut encoded: Vec<Vec<Encoded>> = Vec::with_capacity(chunk.len());
+        let mut asked: Vec<Vec<Prompt>> = Vec::with_capacity(chunk.len());
         for t in chunk {
             let prompts = bench.prompts(t.item, &t.condition, &t.format, chat_available)?;
             let id = bench.item_id(t.item);
@@ -233,6 +234,7 @@ pub fn run(
                 e.push(enc);
             }
             encoded.push(e);
+            asked.push(prompts);
         }
         let requests: Vec<ScoreRequest> = encoded
             .iter()
@@ -245,7 +247,7 @@ pub fn run(
             .collect();
         let mut scored = score(&model.decoder, &requests, &score_opts, None)?.into_iter();
         let mut records = Vec::with_capacity(chunk.len());
-        for (t, encs) in chunk.iter().zip(&encoded) {
+        for ((t, encs), prompts) in chunk.iter().zip(&encoded).zip(&asked) {
             let mut answers = Vec::with_capacity(encs.len());
             for e in encs {
                 tokens += e.context.len();
@@ -272,7 +274,7 @@ pub fn run(
                     answers.push(Answer::Options(s.iter().map(|c| c.logprob).collect()));
                 }
             }
-            let judgement = bench.judge(t.item, &t.condition, &t.format, &answers)?;
+            let judgement = bench.judge(t.item, &t.condition, &t.format, prompts, &answers)?;
             records.push(ItemRecord {
                 id: bench.item_id(t.item),
                 condition: t.condition.clone(),

@@ -13,7 +13,7 @@
 //! options into a score in [-1, 1]: yes/no gives P(yes) - P(no); the 4-point scale gives the
 //! expected value with the points at +1, +1/3, -1/3, -1.
 
-use crate::benchmark::{Answer, Ask, Benchmark, Judgement, Prompt};
+use crate::benchmark::{renormalise, Answer, Ask, Benchmark, Judgement, Prompt};
 use crate::data::Source;
 use anyhow::{bail, Context, Result};
 use serde_json::{Map, Value};
@@ -293,18 +293,18 @@ impl Benchmark for Civics {
     fn judge(
         &self,
         i: usize,
-        condition: &str,
-        format: &str,
+        _condition: &str,
+        _format: &str,
+        prompts: &[Prompt],
         answers: &[Answer],
     ) -> Result<Judgement> {
-        let [Answer::Options(lp)] = answers else {
+        let ([prompt], [Answer::Options(lp)]) = (prompts, answers) else {
             bail!(
-                "civics statement {}: expected one scored answer",
+                "civics statement {}: expected one prompt scored by options",
                 self.statements[i].id
             );
         };
-        let prompts = self.prompts(i, condition, format, true)?;
-        let Ask::Choose { options } = &prompts[0].ask else {
+        let Ask::Choose { options } = &prompt.ask else {
             bail!("civics prompts are scored by options");
         };
         let p = renormalise(lp);
@@ -330,17 +330,15 @@ impl Benchmark for Civics {
     }
 }
 
-/// Softmax of the options' log-probs: their probabilities given that one of them is said.
-pub fn renormalise(logprobs: &[f64]) -> Vec<f64> {
-    let m = logprobs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let e: Vec<f64> = logprobs.iter().map(|x| (x - m).exp()).collect();
-    let z: f64 = e.iter().sum();
-    e.iter().map(|x| x / z).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Judges item `i` on the prompts the benchmark itself builds for it.
+    fn judge_(b: &Civics, i: usize, c: &str, f: &str, answers: &[Answer]) -> Result<Judgement> {
+        let prompts = b.prompts(i, c, f, true)?;
+        b.judge(i, c, f, &prompts, answers)
+    }
 
     #[test]
     fn builtin_data_and_the_prompt_in_each_language() {
@@ -382,29 +380,34 @@ mod tests {
         let b = Civics::builtin().unwrap();
         let ln = |p: f64| p.ln();
         // yes/no: P(yes)=0.3, P(no)=0.1 of the whole vocabulary -> 0.75 - 0.25 = 0.5
-        let j = b
-            .judge(
-                0,
-                "english",
-                "yesno",
-                &[Answer::Options(vec![ln(0.3), ln(0.1)])],
-            )
-            .unwrap();
+        let j = judge_(
+            &b,
+            0,
+            "english",
+            "yesno",
+            &[Answer::Options(vec![ln(0.3), ln(0.1)])],
+        )
+        .unwrap();
         assert!((j.score.unwrap() - 0.5).abs() < 1e-12);
         assert_eq!(j.prediction, "agree");
         // 4-point: all on "disagree" -> -1/3; uniform -> 0.
-        let j = b
-            .judge(
-                0,
-                "english",
-                "likert4",
-                &[Answer::Options(vec![-50.0, -50.0, -1.0, -50.0])],
-            )
-            .unwrap();
+        let j = judge_(
+            &b,
+            0,
+            "english",
+            "likert4",
+            &[Answer::Options(vec![-50.0, -50.0, -1.0, -50.0])],
+        )
+        .unwrap();
         assert!((j.score.unwrap() + 1.0 / 3.0).abs() < 1e-9);
-        let j = b
-            .judge(0, "english", "likert4", &[Answer::Options(vec![-2.0; 4])])
-            .unwrap();
+        let j = judge_(
+            &b,
+            0,
+            "english",
+            "likert4",
+            &[Answer::Options(vec![-2.0; 4])],
+        )
+        .unwrap();
         assert!(j.score.unwrap().abs() < 1e-12);
     }
 

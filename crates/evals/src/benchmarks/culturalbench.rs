@@ -273,10 +273,10 @@ impl Benchmark for CulturalBench {
         i: usize,
         condition: &str,
         format: &str,
+        prompts: &[Prompt],
         answers: &[Answer],
     ) -> Result<Judgement> {
         let q = self.question(i);
-        let prompts = self.prompts(i, condition, format, true)?;
         let mut lps = Vec::new();
         for a in answers {
             match a {
@@ -309,13 +309,11 @@ impl Benchmark for CulturalBench {
             let lp = &lps[0];
             let pick = shown[argmax(lp)];
             let pick_norm = shown[argmax_norm(lp, &options_of(&prompts[0]))];
-            let mut by_letter = Map::new();
-            for (pos, &orig) in shown.iter().enumerate() {
-                by_letter.insert(LETTERS[orig].to_string(), json!(lp[pos]));
-            }
-            let by_letter: Map<String, Value> = LETTERS
+            // Keyed by the original letters (serde_json's map keeps them sorted).
+            let by_letter: Map<String, Value> = shown
                 .iter()
-                .map(|l| (l.to_string(), by_letter[*l].clone()))
+                .enumerate()
+                .map(|(pos, &orig)| (LETTERS[orig].to_string(), json!(lp[pos])))
                 .collect();
             return Ok(Judgement {
                 prediction: LETTERS[pick].into(),
@@ -376,6 +374,18 @@ fn grid_point(format: &str) -> Result<GridPoint> {
 mod tests {
     use super::*;
 
+    /// Judges item `i` on the prompts the benchmark itself builds for it.
+    fn judge_(
+        b: &CulturalBench,
+        i: usize,
+        c: &str,
+        f: &str,
+        answers: &[Answer],
+    ) -> Result<Judgement> {
+        let prompts = b.prompts(i, c, f, true)?;
+        b.judge(i, c, f, &prompts, answers)
+    }
+
     #[test]
     fn builtin_data_has_the_v1_release() {
         let b = CulturalBench::builtin().unwrap();
@@ -421,14 +431,14 @@ mod tests {
         let b = CulturalBench::builtin().unwrap();
         // Question 0: the answer is C. Reversed order shows D C B A; the model's best is
         // position 1 (C).
-        let j = b
-            .judge(
-                0,
-                "easy",
-                "rev.letters.label.raw",
-                &[Answer::Options(vec![-3.0, -1.0, -2.0, -4.0])],
-            )
-            .unwrap();
+        let j = judge_(
+            &b,
+            0,
+            "easy",
+            "rev.letters.label.raw",
+            &[Answer::Options(vec![-3.0, -1.0, -2.0, -4.0])],
+        )
+        .unwrap();
         assert_eq!(
             (j.prediction.as_str(), j.gold.as_str(), j.correct),
             ("C", "C", true)
@@ -443,7 +453,7 @@ mod tests {
             ft(-2.0, -0.1),
             ft(-0.1, -2.0),
         ];
-        let j = b.judge(0, "hard", "harness", &right).unwrap();
+        let j = judge_(&b, 0, "hard", "harness", &right).unwrap();
         assert_eq!(
             (j.prediction.as_str(), j.gold.as_str(), j.correct),
             ("FFTF", "FFTF", true)
@@ -454,21 +464,25 @@ mod tests {
             ft(-2.0, -0.1),
             ft(-0.1, -2.0),
         ];
-        assert!(!b.judge(0, "hard", "harness", &one_wrong).unwrap().correct);
+        assert!(
+            !judge_(&b, 0, "hard", "harness", &one_wrong)
+                .unwrap()
+                .correct
+        );
         // acc_norm divides by characters: "False" (5) vs "True" (4).
-        let j = b
-            .judge(
-                0,
-                "hard",
-                "harness",
-                &[
-                    ft(-5.0, -4.5),
-                    ft(-0.1, -2.0),
-                    ft(-2.0, -0.1),
-                    ft(-0.1, -2.0),
-                ],
-            )
-            .unwrap();
+        let j = judge_(
+            &b,
+            0,
+            "hard",
+            "harness",
+            &[
+                ft(-5.0, -4.5),
+                ft(-0.1, -2.0),
+                ft(-2.0, -0.1),
+                ft(-0.1, -2.0),
+            ],
+        )
+        .unwrap();
         assert_eq!(j.prediction.chars().next(), Some('T'));
         assert_eq!(j.correct_norm, Some(true), "-5/5 = -1 beats -4.5/4");
     }

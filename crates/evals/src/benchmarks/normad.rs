@@ -182,6 +182,7 @@ impl Benchmark for NormAd {
         i: usize,
         _condition: &str,
         format: &str,
+        _prompts: &[Prompt],
         answers: &[Answer],
     ) -> Result<Judgement> {
         let gold = self.stories[i].gold.clone();
@@ -223,6 +224,12 @@ impl Benchmark for NormAd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Judges item `i` on the prompts the benchmark itself builds for it.
+    fn judge_(b: &NormAd, i: usize, c: &str, f: &str, answers: &[Answer]) -> Result<Judgement> {
+        let prompts = b.prompts(i, c, f, true)?;
+        b.judge(i, c, f, &prompts, answers)
+    }
 
     #[test]
     fn builtin_data_and_labels() {
@@ -269,14 +276,14 @@ mod tests {
             }
         );
         // Story 0 is "yes"; shown position 2 is Yes.
-        let j = b
-            .judge(
-                0,
-                "rot",
-                "rev.letters.text.raw",
-                &[Answer::Options(vec![-3.0, -2.0, -1.0])],
-            )
-            .unwrap();
+        let j = judge_(
+            &b,
+            0,
+            "rot",
+            "rev.letters.text.raw",
+            &[Answer::Options(vec![-3.0, -2.0, -1.0])],
+        )
+        .unwrap();
         assert_eq!((j.prediction.as_str(), j.correct), ("yes", true));
         assert_eq!(j.option_logprobs["Neither"], json!(-3.0));
         assert!(b.check_format("shift2.numbers.label.chat").is_ok());

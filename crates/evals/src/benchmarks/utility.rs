@@ -19,7 +19,7 @@
 //! again. The random draws of the graph and the rounds use ethos' own seeded generator
 //! (`--seed`); the reference draws them from an unseeded generator.
 
-use crate::benchmark::{Ask, Judgement, Prompt};
+use crate::benchmark::{renormalise, Ask, Judgement, Prompt};
 use crate::data::Source;
 use crate::log::{ItemRecord, RunIdentity, RunLog};
 use crate::pyrandom::PyRandom;
@@ -243,8 +243,8 @@ impl Asker<'_> {
                 let orig = [scores[2 * k][0].logprob, scores[2 * k][1].logprob];
                 let flip = [scores[2 * k + 1][0].logprob, scores[2 * k + 1][1].logprob];
                 // P(a) when a is option A, and when a is option B (flipped), each renormalised.
-                let p_orig = 1.0 / (1.0 + (orig[1] - orig[0]).exp());
-                let p_flip = 1.0 / (1.0 + (flip[0] - flip[1]).exp());
+                let p_orig = renormalise(&orig)[0];
+                let p_flip = renormalise(&flip)[1];
                 let p = 0.5 * (p_orig + p_flip);
                 let (id, condition, format) = self.key(a, b, kind);
                 records.push(ItemRecord {
@@ -284,13 +284,11 @@ impl Asker<'_> {
     }
 }
 
-/// numpy.percentile (linear) of unsorted values.
+/// numpy.percentile (linear) of unsorted values, q in percent.
 fn percentile(xs: &[f64], q: f64) -> f64 {
     let mut v = xs.to_vec();
     v.sort_by(f64::total_cmp);
-    let pos = q / 100.0 * (v.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+    crate::metrics::percentile(&v, q / 100.0)
 }
 
 /// `k` distinct elements of `xs`, drawn with `rng`.

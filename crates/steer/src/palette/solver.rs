@@ -55,11 +55,12 @@ pub struct Solution {
     pub iterations: usize,
 }
 
-/// The dual and its derivatives at lambda, restricted to the targeted values `t`.
+/// The dual and its gradient at lambda (over the targeted values), the tilted weights, the
+/// predicted levels of every value and the ESS.
 struct Eval {
     g: f64,
     grad: Vec<f64>,
-    hess: Vec<Vec<f64>>,
+    w: Vec<f64>,
     levels: Vec<f64>,
     ess: f64,
 }
@@ -123,13 +124,50 @@ fn evaluate(
             levels[k] += w[j] * r[k];
         }
     }
-    // Hessian: minus the (group-averaged) weighted covariance of the targeted rewards.
+    let g = targets.iter().map(|&(k, c)| lambda[k] * c).sum::<f64>() - log_z;
+    let grad = targets.iter().map(|&(k, c)| c - levels[k]).collect();
+    let sum_w: f64 = w.iter().sum();
+    let sum_w2: f64 = w.iter().map(|x| x * x).sum();
+    Eval {
+        g,
+        grad,
+        w,
+        levels,
+        ess: sum_w * sum_w / sum_w2,
+    }
+}
+
+/// The Hessian of the dual over the targeted values: minus the (group-averaged) covariance of
+/// their rewards under the tilted weights `w`. Only Newton's step needs it, not its line search.
+fn hessian(
+    table: &RewardTable,
+    targets: &[(usize, f64)],
+    objective: Objective,
+    w: &[f64],
+) -> Vec<Vec<f64>> {
+    let n_groups = if objective == Objective::Joint {
+        1
+    } else {
+        table.n_groups
+    };
+    let group_of = |j: usize| {
+        if objective == Objective::Joint {
+            0
+        } else {
+            table.groups[j]
+        }
+    };
+    // Weights sum to 1/(groups used) within each group.
+    let mut group_w = vec![0.0; n_groups];
+    for (j, &wj) in w.iter().enumerate() {
+        group_w[group_of(j)] += wj;
+    }
     let t = targets.len();
     let mut group_mean = vec![vec![0.0; t]; n_groups];
     for (j, r) in table.rows.iter().enumerate() {
         let g = group_of(j);
         for (a, &(k, _)) in targets.iter().enumerate() {
-            group_mean[g][a] += w[j] * ng * r[k];
+            group_mean[g][a] += w[j] / group_w[g] * r[k];
         }
     }
     let mut hess = vec![vec![0.0; t]; t];
@@ -143,17 +181,7 @@ fn evaluate(
             }
         }
     }
-    let g = targets.iter().map(|&(k, c)| lambda[k] * c).sum::<f64>() - log_z;
-    let grad = targets.iter().map(|&(k, c)| c - levels[k]).collect();
-    let sum_w: f64 = w.iter().sum();
-    let sum_w2: f64 = w.iter().map(|x| x * x).sum();
-    Eval {
-        g,
-        grad,
-        hess,
-        levels,
-        ess: sum_w * sum_w / sum_w2,
-    }
+    hess
 }
 
 /// Solves `a x = b` for a symmetric positive definite `a` (Cholesky), or None.
@@ -215,9 +243,10 @@ fn newton(
         let free: Vec<usize> = (0..targets.len())
             .filter(|&a| lambda[targets[a].0] > 0.0 || e.grad[a] > 0.0)
             .collect();
+        let hess = hessian(table, targets, objective, &e.w);
         let h: Vec<Vec<f64>> = free
             .iter()
-            .map(|&a| free.iter().map(|&b| -e.hess[a][b]).collect())
+            .map(|&a| free.iter().map(|&b| -hess[a][b]).collect())
             .collect();
         let gf: Vec<f64> = free.iter().map(|&a| e.grad[a]).collect();
         // Newton direction on the free set (gradient ascent if the covariance is singular).
