@@ -4,6 +4,7 @@
 
 use crate::common::{print_json, ModelArgs};
 use anyhow::{bail, Context, Result};
+use ethos_model::device::{copy_bandwidth, device_info, nominal_bandwidth};
 use ethos_model::scoring::{score, ScoreOptions, ScoreRequest};
 use ethos_model::{Logits, LogitsMode};
 use std::process::Command;
@@ -37,6 +38,13 @@ pub struct SpeedArgs {
     /// Path of llama.cpp's llama-bench, run on the same GGUF with the same thread count.
     #[arg(long)]
     pub llama_bench: Option<String>,
+    /// `dummy`: random weights in the shapes of `--arch`, built on the device (no download);
+    /// `file`: load `--model`.
+    #[arg(long, default_value = "file", value_parser = ["file", "dummy"])]
+    pub load_format: String,
+    /// The shapes of `--load-format dummy`: smollm2-135m, llama-3-8b.
+    #[arg(long)]
+    pub arch: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -76,8 +84,22 @@ pub fn run(w: Which) -> Result<()> {
     if a.repetitions == 0 || a.prompt_tokens == 0 || a.gen_tokens == 0 {
         bail!("--repetitions, --prompt-tokens and --gen-tokens must be at least 1");
     }
-    let model = a.model.load()?;
+    let model = match (a.load_format.as_str(), &a.arch) {
+        ("dummy", Some(arch)) => {
+            if a.model.model.is_some() || a.llama_bench.is_some() {
+                bail!("--load-format dummy builds random weights: drop --model and --llama-bench");
+            }
+            ethos_model::loader::load_dummy(arch, &a.model.options()?)?
+        }
+        ("dummy", None) => bail!(
+            "--load-format dummy needs --arch ({})",
+            ethos_model::weights::dummy::PRESETS
+        ),
+        (_, Some(_)) => bail!("--arch needs --load-format dummy"),
+        _ => a.model.load()?,
+    };
     let d = &model.decoder;
+    let device_before = device_info(&d.device);
     let vocab = model.config().vocab_size;
     let threads: usize = std::env::var("RAYON_NUM_THREADS")
         .ok()
@@ -99,6 +121,8 @@ pub fn run(w: Which) -> Result<()> {
             &LogitsMode::Last,
             None,
         )?;
+        // GPU work is queued: wait for it before reading the clock.
+        d.device.synchronize()?;
         let s = t.elapsed().as_secs_f64();
         // The first run also dequantizes the batched-path weights: reported apart.
         if r == 0 {
@@ -108,6 +132,7 @@ pub fn run(w: Which) -> Result<()> {
         }
     }
     let prefill_mem = peak_rss_mib();
+    let device_after_prefill = device_info(&d.device);
 
     // Decode: gen_tokens greedy steps from an empty context, one token at a time.
     let mut decode = Vec::new();
@@ -147,7 +172,33 @@ pub fn run(w: Which) -> Result<()> {
         score(d, &requests, &ScoreOptions::default(), None)?;
         scoring.push((a.score_seqs * a.score_len) as f64 / t.elapsed().as_secs_f64());
     }
+    let decode_tps = median(decode.clone());
+    let device_after = device_info(&d.device);
+    let device_memory = device_before.total_bytes.map(|total| {
+        let least_free = [device_after_prefill.free_bytes, device_after.free_bytes]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(total);
+        (total - least_free) as f64 / (1 << 20) as f64
+    });
+    let bytes_per_token = decode_bytes_per_token(&model, a.gen_tokens);
+    let nominal = nominal_bandwidth(&device_before.name);
+    let copy = if d.device.is_cpu() {
+        None
+    } else {
+        Some(copy_bandwidth(&d.device, 2 << 30, 5)?)
+    };
+    let fraction = |bw: Option<f64>| bw.map(|bw| decode_tps * bytes_per_token / bw);
     let ours = serde_json::json!({
+        "device": device_before.name,
+        "device_memory_total_mib": device_before.total_bytes.map(|b| b as f64 / (1 << 20) as f64),
+        "device_memory_used_mib": device_memory,
+        "decode_bytes_per_token": bytes_per_token,
+        "bandwidth_nominal_bytes_per_second": nominal,
+        "bandwidth_copy_bytes_per_second": copy,
+        "decode_fraction_of_nominal_bandwidth": fraction(nominal),
+        "decode_fraction_of_copy_bandwidth": fraction(copy),
         "engine": "ethos",
         "model": model.info.source,
         "weights": model.info.weights,
@@ -155,7 +206,7 @@ pub fn run(w: Which) -> Result<()> {
         "load_seconds": model.info.load_seconds,
         "prefill_first_call_seconds": prefill_first,
         "prefill_tokens_per_second": median(prefill),
-        "decode_tokens_per_second": median(decode),
+        "decode_tokens_per_second": decode_tps,
         "scoring_tokens_per_second": median(scoring),
         "peak_rss_mib_after_prefill": prefill_mem,
         "peak_rss_mib": peak_rss_mib(),
@@ -173,8 +224,8 @@ pub fn run(w: Which) -> Result<()> {
     }
     let f = |k: &str| ours[k].as_f64().unwrap_or(0.0);
     println!(
-        "ethos bench speed: {} ({}), {} threads, median of {}",
-        model.info.source, model.info.weights, threads, a.repetitions
+        "ethos bench speed: {} ({}) on {}, {} threads, median of {}",
+        model.info.source, model.info.weights, device_before.name, threads, a.repetitions
     );
     println!(
         "{:<28} {:>12} {:>14} {:>8}",
@@ -211,7 +262,43 @@ pub fn run(w: Which) -> Result<()> {
         f("prefill_first_call_seconds")
     );
     println!("{:<28} {:>12.0}", "peak RSS MiB", f("peak_rss_mib"));
+    if let Some(m) = device_memory {
+        println!("{:<28} {:>12.0}", "device memory used MiB", m);
+    }
+    println!("{:<28} {:>12.3e}", "decode bytes/token", bytes_per_token);
+    for (name, bw) in [("datasheet", nominal), ("measured copy", copy)] {
+        if let (Some(bw), Some(fr)) = (bw, fraction(bw)) {
+            println!(
+                "decode at {:.1} % of the {name} bandwidth ({:.2} TB/s)",
+                100.0 * fr,
+                bw / 1e12
+            );
+        }
+    }
     Ok(())
+}
+
+/// Bytes one decode step reads: every matrix once (the embedding only as the head when tied,
+/// one row otherwise, which is left out), plus the KV cache at the mean context of the test.
+fn decode_bytes_per_token(model: &ethos_model::Model, gen_tokens: usize) -> f64 {
+    let c = model.config();
+    let untied_embedding = if c.tie_word_embeddings {
+        0
+    } else {
+        (c.vocab_size * c.hidden_size) as u64
+    };
+    let params = (c.parameter_count() - untied_embedding) as f64;
+    let matrices = if model.info.format == "gguf" && !model.info.weights.contains("dequantized") {
+        // Quantized: the file's bytes per parameter.
+        model.info.file_bytes as f64 / c.parameter_count() as f64 * params
+    } else {
+        params * model.info.dtype.size_in_bytes() as f64
+    };
+    let kv = (c.num_layers * 2 * c.num_kv_heads * c.head_dim * model.info.dtype.size_in_bytes())
+        as f64
+        * gen_tokens as f64
+        / 2.0;
+    matrices + kv
 }
 
 /// Runs llama-bench (`-o json`) and returns its pp and tg throughput.

@@ -74,20 +74,23 @@ pub struct Block {
 }
 
 impl Block {
+    /// One block on the residual `x`, whose input-normed form `xn` the caller has made (fused
+    /// with the previous boundary's add). Returns the residual after attention `h` and the
+    /// feed-forward output `y`; the block's output is `h + y`.
     fn forward(
         &self,
         x: &Tensor,
+        xn: &Tensor,
         step: &StepContext,
         cache: &mut KvCache,
         layer: usize,
-    ) -> Result<Tensor> {
-        let h = (x + self
-            .attn
-            .forward(&self.attn_norm.forward(x)?, step, cache, layer)?)?;
+    ) -> Result<(Tensor, Tensor)> {
+        let a = self.attn.forward(xn, step, cache, layer)?;
+        let (h, hn) = self.mlp_norm.add_forward(x, &a)?;
         let y = match &self.ffn {
-            FeedForward::Dense(mlp) => mlp.forward(&self.mlp_norm.forward(&h)?)?,
+            FeedForward::Dense(mlp) => mlp.forward(&hn)?,
         };
-        Ok((h + y)?)
+        Ok((h, y))
     }
 }
 
@@ -195,6 +198,9 @@ impl Decoder {
         let (cos, sin) = self
             .rope
             .tables(&Positions::new(positions, &self.device)?)?;
+        // In the compute dtype once per step, not once per layer and projection (as HF, the
+        // tables are made in f32 and rounded to the activations' dtype).
+        let (cos, sin) = (cos.to_dtype(self.dtype)?, sin.to_dtype(self.dtype)?);
         let cpu_kernel =
             self.fused_cpu_attention && self.device.is_cpu() && self.dtype == DType::F32;
         let mask = if cpu_kernel {
@@ -217,16 +223,28 @@ impl Decoder {
             query_positions: positions,
             window: self.config.sliding_window,
         };
+        // Each boundary adds the block's output to the residual and applies the next norm
+        // (the next block's input norm, or the final norm) in one step, unless a hook must
+        // see (and may replace) the residual in between.
+        let mut xn = match self.blocks.first() {
+            Some(b) => b.attn_norm.forward(&x)?,
+            None => self.norm.forward(&x)?,
+        };
         for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward(&x, &step, cache, i)?;
-            if let Some(h) = hook.as_deref_mut() {
-                if let Some(replaced) = h.after_block(i, &x)? {
-                    x = replaced;
+            let (h, y) = block.forward(&x, &xn, &step, cache, i)?;
+            let next_norm = self.blocks.get(i + 1).map_or(&self.norm, |b| &b.attn_norm);
+            match hook.as_deref_mut() {
+                None => (x, xn) = next_norm.add_forward(&h, &y)?,
+                Some(hk) => {
+                    x = (h + y)?;
+                    if let Some(replaced) = hk.after_block(i, &x)? {
+                        x = replaced;
+                    }
+                    xn = next_norm.forward(&x)?;
                 }
             }
         }
-        let x = self.norm.forward(&x)?;
-        self.head(&x, positions, mode)
+        self.head(&xn, positions, mode)
     }
 
     fn head(&self, x: &Tensor, positions: &[Vec<i32>], mode: &LogitsMode) -> Result<Logits> {

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod decoder;
+pub mod device;
 pub mod error;
 pub mod fetch;
 pub mod hooks;
@@ -49,8 +50,19 @@ pub fn parse_device(name: &str) -> Result<Device> {
     };
     match kind {
         "cpu" => Ok(Device::Cpu),
-        "cuda" => Device::new_cuda(ordinal)
-            .map_err(|e| Error::Unsupported(format!("device `{name}`: {}", error::one_line(&e)))),
+        "cuda" => {
+            let device = Device::new_cuda(ordinal).map_err(|e| {
+                Error::Unsupported(format!("device `{name}`: {}", error::one_line(&e)))
+            })?;
+            #[cfg(feature = "cuda")]
+            if let Device::Cuda(d) = &device {
+                // Every tensor of a device lives on its one stream, where work is ordered
+                // anyway, so the per-tensor events that order work across streams are pure
+                // overhead: several driver calls per op, which dominates decode.
+                unsafe { d.disable_event_tracking() };
+            }
+            Ok(device)
+        }
         "metal" => Device::new_metal(ordinal)
             .map_err(|e| Error::Unsupported(format!("device `{name}`: {}", error::one_line(&e)))),
         other => Err(Error::Unsupported(format!(

@@ -236,6 +236,30 @@ pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<Model> {
     })
 }
 
+/// A model of the named architecture's shapes with random weights (`weights::dummy`), for
+/// speed and memory at realistic sizes; it has no tokenizer.
+pub fn load_dummy(arch_name: &str, opts: &LoadOptions) -> Result<Model> {
+    let start = Instant::now();
+    let cfg = crate::weights::dummy::preset(arch_name)?;
+    let dtype = opts.dtype.unwrap_or_else(|| default_dtype(&opts.device));
+    let mut src = crate::weights::dummy::DummySource::new(arch_name, &opts.device, dtype);
+    let decoder = arch::build(&cfg, &mut src, dtype, context_len(&cfg, opts))?;
+    Ok(Model {
+        decoder,
+        tokenizer: None,
+        chat_template: None,
+        generation: GenerationDefaults::default(),
+        info: ModelInfo {
+            source: format!("dummy:{arch_name}"),
+            format: "dummy",
+            weights: format!("{dtype:?} (random)").to_lowercase(),
+            dtype,
+            load_seconds: start.elapsed().as_secs_f64(),
+            file_bytes: 0,
+        },
+    })
+}
+
 pub fn load_folder(folder: &Path, opts: &LoadOptions) -> Result<Model> {
     let start = Instant::now();
     let config_path = folder.join("config.json");

@@ -1,7 +1,15 @@
-//! RMSNorm in f32, the formula of HF's `LlamaRMSNorm`.
+//! RMSNorm in f32, the formula of HF's `LlamaRMSNorm`, and the residual add before it.
 
 use crate::error::Result;
 use candle_core::{DType, Tensor};
+use std::sync::OnceLock;
+
+/// Whether GPU block boundaries take our fused kernel (`ethos_kernels`); `ETHOS_FUSED_KERNELS=0`
+/// turns it off, for measuring what it saves. CPU results do not depend on it.
+fn fused_kernels() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("ETHOS_FUSED_KERNELS").map_or(true, |v| v != "0"))
+}
 
 pub struct RmsNorm {
     weight: Tensor,
@@ -14,6 +22,28 @@ impl RmsNorm {
             weight,
             eps: eps as f32,
         }
+    }
+
+    /// `(x + delta, RMSNorm(x + delta))`: the residual add at a block boundary and the norm
+    /// that follows it. On CUDA one kernel does both (same arithmetic: the sum is rounded to
+    /// the residual's dtype, then normalised in f32).
+    pub fn add_forward(&self, x: &Tensor, delta: &Tensor) -> Result<(Tensor, Tensor)> {
+        if x.device().is_cuda()
+            && fused_kernels()
+            && matches!(x.dtype(), DType::F32 | DType::BF16)
+            && x.dtype() == delta.dtype()
+        {
+            return Ok(ethos_kernels::residual_steer_rmsnorm(
+                x,
+                delta,
+                None,
+                &self.weight,
+                self.eps,
+            )?);
+        }
+        let h = (x + delta)?;
+        let n = self.forward(&h)?;
+        Ok((h, n))
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {

@@ -2,6 +2,7 @@
 //! those to its own layout (GGUF through the table in `names`), checks shapes before loading,
 //! and decides whether a matrix stays quantized.
 
+pub mod dummy;
 pub mod gguf;
 pub mod names;
 pub mod safetensors;

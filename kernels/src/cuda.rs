@@ -1,0 +1,203 @@
+//! Launches of `cuda/*.cu` on candle's CUDA tensors (PTX compiled by build.rs).
+
+use crate::WeightedTopK;
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaSlice, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg,
+};
+use candle_core::cuda_backend::{CudaDType, CudaDevice, CudaStorage, WrapErr};
+use candle_core::op::BackpropOp;
+use candle_core::{DType, Error, Result, Shape, Storage, Tensor};
+use half::bf16;
+
+const STEER_NORM_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/steer_norm.ptx"));
+const LOGIT_WEIGHT_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/logit_weight.ptx"));
+
+/// Threads per block: one block per row, strided over the row.
+const BLOCK: u32 = 256;
+
+fn row_config(rows: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (rows as u32, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// The device pointer of a contiguous CUDA tensor of element type `T`, from its first element.
+fn ptr<T: CudaDType>(t: &Tensor, dev: &CudaDevice) -> Result<u64> {
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cuda(cs) = &*storage else {
+        return Err(Error::Msg("expected a CUDA tensor".into()));
+    };
+    if !layout.is_contiguous() {
+        return Err(Error::Msg("expected a contiguous tensor".into()));
+    }
+    let slice = cs.as_cuda_slice::<T>()?;
+    let stream = dev.cuda_stream();
+    let (p, _sync) = slice.device_ptr(&stream);
+    Ok(p + (layout.start_offset() * std::mem::size_of::<T>()) as u64)
+}
+
+fn wrap<T: CudaDType>(slice: CudaSlice<T>, dev: &CudaDevice, shape: Shape) -> Tensor {
+    let storage = CudaStorage::wrap_cuda_slice(slice, dev.clone());
+    Tensor::from_storage(Storage::Cuda(storage), shape, BackpropOp::none(), false)
+}
+
+pub fn residual_steer_rmsnorm(
+    dev: &CudaDevice,
+    residual: &Tensor,
+    delta: &Tensor,
+    steer: Option<(&Tensor, f32)>,
+    weight: &Tensor,
+    eps: f32,
+) -> Result<(Tensor, Tensor)> {
+    match residual.dtype() {
+        DType::F32 => launch_steer_norm::<f32>(
+            dev,
+            "residual_steer_rmsnorm_f32",
+            residual,
+            delta,
+            steer,
+            weight,
+            eps,
+        ),
+        DType::BF16 => launch_steer_norm::<bf16>(
+            dev,
+            "residual_steer_rmsnorm_bf16",
+            residual,
+            delta,
+            steer,
+            weight,
+            eps,
+        ),
+        dt => Err(Error::Msg(format!("residual_steer_rmsnorm: dtype {dt:?}"))),
+    }
+}
+
+fn launch_steer_norm<T: CudaDType + DeviceRepr>(
+    dev: &CudaDevice,
+    name: &str,
+    residual: &Tensor,
+    delta: &Tensor,
+    steer: Option<(&Tensor, f32)>,
+    weight: &Tensor,
+    eps: f32,
+) -> Result<(Tensor, Tensor)> {
+    let shape = residual.shape().clone();
+    let d = residual.dim(candle_core::D::Minus1)?;
+    let rows = shape.elem_count() / d;
+    let residual = residual.contiguous()?;
+    let delta = delta.contiguous()?;
+    let weight = weight.to_dtype(DType::F32)?.contiguous()?;
+    let steer_t = steer
+        .map(|(s, _)| s.to_dtype(DType::F32)?.contiguous())
+        .transpose()?;
+    let scale = steer.map_or(0.0, |s| s.1);
+    let out_residual = unsafe { dev.alloc::<T>(shape.elem_count()) }?;
+    let out_normed = unsafe { dev.alloc::<T>(shape.elem_count()) }?;
+    let out_residual = wrap(out_residual, dev, shape.clone());
+    let out_normed = wrap(out_normed, dev, shape);
+    let args: [u64; 6] = [
+        ptr::<T>(&residual, dev)?,
+        ptr::<T>(&delta, dev)?,
+        steer_t
+            .as_ref()
+            .map(|s| ptr::<f32>(s, dev))
+            .transpose()?
+            .unwrap_or(0),
+        ptr::<f32>(&weight, dev)?,
+        ptr::<T>(&out_residual, dev)?,
+        ptr::<T>(&out_normed, dev)?,
+    ];
+    let d_i32 = d as i32;
+    let func = dev.get_or_load_custom_func(name, "ethos_steer_norm", STEER_NORM_PTX)?;
+    let mut b = func.builder();
+    b.arg(&args[0]).arg(&args[1]).arg(&args[2]).arg(&scale);
+    b.arg(&args[3])
+        .arg(&args[4])
+        .arg(&args[5])
+        .arg(&d_i32)
+        .arg(&eps);
+    unsafe { b.launch(row_config(rows)) }.w()?;
+    // The inputs must outlive the launch, which is ordered on the device's stream.
+    drop((residual, delta, weight, steer_t));
+    Ok((out_residual, out_normed))
+}
+
+pub fn logit_weight_topk(
+    dev: &CudaDevice,
+    logits: &Tensor,
+    rewards: &Tensor,
+    per_row: bool,
+    lambda: &[f32],
+    k: usize,
+) -> Result<WeightedTopK> {
+    let (rows, vocab) = logits.dims2()?;
+    let name = match logits.dtype() {
+        DType::F32 => "logit_weight_topk_f32",
+        DType::BF16 => "logit_weight_topk_bf16",
+        dt => return Err(Error::Msg(format!("logit_weight_topk: dtype {dt:?}"))),
+    };
+    let logits = logits.contiguous()?;
+    let rewards = rewards.contiguous()?;
+    let n = lambda.len();
+    // A zero-length device buffer has no pointer: give the kernel a one-element table.
+    let lambda_t = Tensor::from_slice(
+        if n == 0 { &[0f32][..] } else { lambda },
+        (n.max(1),),
+        logits.device(),
+    )?;
+    let rewards_t = if n == 0 {
+        Tensor::zeros((1,), DType::F32, logits.device())?
+    } else {
+        rewards
+    };
+    let stride: i64 = if per_row { (n * vocab) as i64 } else { 0 };
+    let logprobs = wrap(
+        unsafe { dev.alloc::<f32>(rows * vocab) }?,
+        dev,
+        (rows, vocab).into(),
+    );
+    let top_ids = wrap(
+        unsafe { dev.alloc::<u32>(rows * k) }?,
+        dev,
+        (rows, k).into(),
+    );
+    let top_logprobs = wrap(
+        unsafe { dev.alloc::<f32>(rows * k) }?,
+        dev,
+        (rows, k).into(),
+    );
+    let logits_ptr = match logits.dtype() {
+        DType::F32 => ptr::<f32>(&logits, dev)?,
+        _ => ptr::<bf16>(&logits, dev)?,
+    };
+    let args: [u64; 6] = [
+        logits_ptr,
+        ptr::<f32>(&rewards_t, dev)?,
+        ptr::<f32>(&lambda_t, dev)?,
+        ptr::<f32>(&logprobs, dev)?,
+        ptr::<u32>(&top_ids, dev)?,
+        ptr::<f32>(&top_logprobs, dev)?,
+    ];
+    let (n_i32, vocab_i32, k_i32) = (n as i32, vocab as i32, k as i32);
+    let func = dev.get_or_load_custom_func(name, "ethos_logit_weight", LOGIT_WEIGHT_PTX)?;
+    let mut b = func.builder();
+    b.arg(&args[0])
+        .arg(&args[1])
+        .arg(&stride)
+        .arg(&args[2])
+        .arg(&n_i32);
+    b.arg(&vocab_i32)
+        .arg(&k_i32)
+        .arg(&args[3])
+        .arg(&args[4])
+        .arg(&args[5]);
+    unsafe { b.launch(row_config(rows)) }.w()?;
+    drop((logits, rewards_t, lambda_t));
+    Ok(WeightedTopK {
+        logprobs,
+        top_ids,
+        top_logprobs,
+    })
+}

@@ -1,0 +1,98 @@
+//! Plain-loop CPU implementations of the kernels, written for clarity: the definition the
+//! CUDA kernels and the composed candle path are both tested against. Accumulation in f64.
+
+use half::bf16;
+
+/// A storage type of the residual stream.
+pub trait Element: Copy {
+    fn to_f32(self) -> f32;
+    /// Rounds to nearest even, as the CUDA kernels and candle's casts do.
+    fn from_f32(x: f32) -> Self;
+}
+
+impl Element for f32 {
+    fn to_f32(self) -> f32 {
+        self
+    }
+    fn from_f32(x: f32) -> Self {
+        x
+    }
+}
+
+impl Element for bf16 {
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
+    }
+    fn from_f32(x: f32) -> Self {
+        bf16::from_f32(x)
+    }
+}
+
+/// Rows of `d`: returns `(residual + delta + scale * steer, RMSNorm of it with weight)`.
+pub fn residual_steer_rmsnorm<T: Element>(
+    residual: &[T],
+    delta: &[T],
+    steer: Option<(&[f32], f32)>,
+    weight: &[f32],
+    eps: f32,
+) -> (Vec<T>, Vec<T>) {
+    let d = weight.len();
+    let mut out_residual = Vec::with_capacity(residual.len());
+    let mut normed = Vec::with_capacity(residual.len());
+    for (x, dl) in residual.chunks(d).zip(delta.chunks(d)) {
+        let row: Vec<T> = (0..d)
+            .map(|i| {
+                let mut h = x[i].to_f32() + dl[i].to_f32();
+                if let Some((s, scale)) = steer {
+                    h += scale * s[i];
+                }
+                T::from_f32(h)
+            })
+            .collect();
+        let mean_sq = row.iter().map(|r| (r.to_f32() as f64).powi(2)).sum::<f64>() / d as f64;
+        let inv = 1.0 / (mean_sq + eps as f64).sqrt();
+        normed.extend(
+            row.iter()
+                .zip(weight)
+                .map(|(r, w)| T::from_f32((r.to_f32() as f64 * inv * *w as f64) as f32)),
+        );
+        out_residual.extend(row);
+    }
+    (out_residual, normed)
+}
+
+/// One row: `(logprobs, top-k ids and log-probs)` of `logits + sum_j lambda[j] * rewards[j]`.
+pub fn logit_weight_topk(
+    logits: &[f32],
+    rewards: &[&[f32]],
+    lambda: &[f32],
+    k: usize,
+) -> (Vec<f32>, Vec<(u32, f32)>) {
+    let z: Vec<f64> = (0..logits.len())
+        .map(|i| {
+            logits[i] as f64
+                + rewards
+                    .iter()
+                    .zip(lambda)
+                    .map(|(r, l)| *l as f64 * r[i] as f64)
+                    .sum::<f64>()
+        })
+        .collect();
+    let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+    let logprobs: Vec<f32> = z.iter().map(|v| (v - lse) as f32).collect();
+    let top = top_k(&logprobs, k);
+    (logprobs, top)
+}
+
+/// The `k` largest values, best first; equal values in id order.
+pub fn top_k(values: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut idx: Vec<u32> = (0..values.len() as u32).collect();
+    idx.sort_by(|&a, &b| {
+        values[b as usize]
+            .total_cmp(&values[a as usize])
+            .then(a.cmp(&b))
+    });
+    idx.truncate(k);
+    idx.into_iter().map(|i| (i, values[i as usize])).collect()
+}
