@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const KERNELS: [&str; 2] = ["steer_norm", "logit_weight"];
+const KERNELS: [&str; 4] = ["steer_norm", "logit_weight", "gemv", "decode_attention"];
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");

@@ -11,6 +11,8 @@ use half::bf16;
 
 const STEER_NORM_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/steer_norm.ptx"));
 const LOGIT_WEIGHT_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/logit_weight.ptx"));
+const GEMV_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/gemv.ptx"));
+const DECODE_ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decode_attention.ptx"));
 
 /// Threads per block: one block per row, strided over the row.
 const BLOCK: u32 = 256;
@@ -32,6 +34,18 @@ fn ptr<T: CudaDType>(t: &Tensor, dev: &CudaDevice) -> Result<u64> {
     if !layout.is_contiguous() {
         return Err(Error::Msg("expected a contiguous tensor".into()));
     }
+    let slice = cs.as_cuda_slice::<T>()?;
+    let stream = dev.cuda_stream();
+    let (p, _sync) = slice.device_ptr(&stream);
+    Ok(p + (layout.start_offset() * std::mem::size_of::<T>()) as u64)
+}
+
+/// The device pointer of the first element of a (possibly strided) view.
+fn view_ptr<T: CudaDType>(t: &Tensor, dev: &CudaDevice) -> Result<u64> {
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cuda(cs) = &*storage else {
+        return Err(Error::Msg("expected a CUDA tensor".into()));
+    };
     let slice = cs.as_cuda_slice::<T>()?;
     let stream = dev.cuda_stream();
     let (p, _sync) = slice.device_ptr(&stream);
@@ -200,4 +214,115 @@ pub fn logit_weight_topk(
         top_ids,
         top_logprobs,
     })
+}
+
+/// Warps (one output row each) per block of `gemv.cu`.
+const GEMV_WARPS: usize = 8;
+
+pub fn gemv(dev: &CudaDevice, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let (m, k) = x.dims2()?;
+    let n = w.dim(0)?;
+    let x = x.contiguous()?;
+    let w = w.contiguous()?;
+    let (name, xp, wp, y) = match x.dtype() {
+        DType::F32 => (
+            format!("gemv_f32_{m}"),
+            ptr::<f32>(&x, dev)?,
+            ptr::<f32>(&w, dev)?,
+            wrap(unsafe { dev.alloc::<f32>(m * n) }?, dev, (m, n).into()),
+        ),
+        DType::BF16 => (
+            format!("gemv_bf16_{m}"),
+            ptr::<bf16>(&x, dev)?,
+            ptr::<bf16>(&w, dev)?,
+            wrap(unsafe { dev.alloc::<bf16>(m * n) }?, dev, (m, n).into()),
+        ),
+        dt => return Err(Error::Msg(format!("gemv: dtype {dt:?}"))),
+    };
+    if xp % 16 != 0 || wp % 16 != 0 {
+        // A view starting mid-row: the 16-byte loads need aligned rows.
+        return x.matmul(&w.t()?);
+    }
+    let yp = match y.dtype() {
+        DType::F32 => ptr::<f32>(&y, dev)?,
+        _ => ptr::<bf16>(&y, dev)?,
+    };
+    let (n_i32, k_i32) = (n as i32, k as i32);
+    let func = dev.get_or_load_custom_func(&name, "ethos_gemv", GEMV_PTX)?;
+    let mut b = func.builder();
+    b.arg(&xp).arg(&wp).arg(&yp).arg(&n_i32).arg(&k_i32);
+    let cfg = LaunchConfig {
+        grid_dim: (n.div_ceil(GEMV_WARPS) as u32, 1, 1),
+        block_dim: (32 * GEMV_WARPS as u32, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    unsafe { b.launch(cfg) }.w()?;
+    drop((x, w));
+    Ok(y)
+}
+
+/// Warps per block of `decode_attention.cu`.
+const ATT_WARPS: u32 = 4;
+
+pub fn decode_attention(
+    dev: &CudaDevice,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f32,
+) -> Result<Tensor> {
+    let (b, h, d) = q.dims3()?;
+    let (_, kvh, s, _) = k.dims4()?;
+    let st = k.stride();
+    let (batch_stride, head_stride) = (st[0] as i64, st[1] as i64);
+    let (name, qp, kp, vp, out) = match q.dtype() {
+        DType::F32 => (
+            "decode_attention_f32",
+            ptr::<f32>(q, dev)?,
+            view_ptr::<f32>(k, dev)?,
+            view_ptr::<f32>(v, dev)?,
+            wrap(
+                unsafe { dev.alloc::<f32>(b * h * d) }?,
+                dev,
+                (b, h, d).into(),
+            ),
+        ),
+        DType::BF16 => (
+            "decode_attention_bf16",
+            ptr::<bf16>(q, dev)?,
+            view_ptr::<bf16>(k, dev)?,
+            view_ptr::<bf16>(v, dev)?,
+            wrap(
+                unsafe { dev.alloc::<bf16>(b * h * d) }?,
+                dev,
+                (b, h, d).into(),
+            ),
+        ),
+        dt => return Err(Error::Msg(format!("decode_attention: dtype {dt:?}"))),
+    };
+    let op = match out.dtype() {
+        DType::F32 => ptr::<f32>(&out, dev)?,
+        _ => ptr::<bf16>(&out, dev)?,
+    };
+    let (h_i32, kvh_i32, s_i32, d_i32) = (h as i32, kvh as i32, s as i32, d as i32);
+    let func = dev.get_or_load_custom_func(name, "ethos_decode_attention", DECODE_ATTENTION_PTX)?;
+    let mut bld = func.builder();
+    bld.arg(&qp)
+        .arg(&kp)
+        .arg(&vp)
+        .arg(&op)
+        .arg(&h_i32)
+        .arg(&kvh_i32);
+    bld.arg(&s_i32)
+        .arg(&d_i32)
+        .arg(&batch_stride)
+        .arg(&head_stride)
+        .arg(&scale);
+    let cfg = LaunchConfig {
+        grid_dim: ((b * h) as u32, 1, 1),
+        block_dim: (32 * ATT_WARPS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    unsafe { bld.launch(cfg) }.w()?;
+    Ok(out)
 }

@@ -96,3 +96,43 @@ pub fn top_k(values: &[f32], k: usize) -> Vec<(u32, f32)> {
     idx.truncate(k);
     idx.into_iter().map(|i| (i, values[i as usize])).collect()
 }
+
+/// `x (m, k) . w (n, k)^T`, accumulated in f64, rounded once to `T`.
+pub fn gemv<T: Element>(x: &[T], w: &[T], m: usize, n: usize, k: usize) -> Vec<T> {
+    let mut y = Vec::with_capacity(m * n);
+    for r in 0..m {
+        for c in 0..n {
+            let dot: f64 = (0..k)
+                .map(|i| x[r * k + i].to_f32() as f64 * w[c * k + i].to_f32() as f64)
+                .sum();
+            y.push(T::from_f32(dot as f32));
+        }
+    }
+    y
+}
+
+/// One query row `q (d)` against `keys`/`values` (`s` rows of `d`): softmax(scale q.K^T).V in f64.
+pub fn attention_row(q: &[f32], keys: &[f32], values: &[f32], d: usize, scale: f32) -> Vec<f32> {
+    let scores: Vec<f64> = keys
+        .chunks(d)
+        .map(|kr| {
+            scale as f64
+                * kr.iter()
+                    .zip(q)
+                    .map(|(a, b)| *a as f64 * *b as f64)
+                    .sum::<f64>()
+        })
+        .collect();
+    let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let p: Vec<f64> = scores.iter().map(|x| (x - m).exp()).collect();
+    let total: f64 = p.iter().sum();
+    (0..d)
+        .map(|e| {
+            (p.iter()
+                .zip(values.chunks(d))
+                .map(|(pj, vr)| pj * vr[e] as f64)
+                .sum::<f64>()
+                / total) as f32
+        })
+        .collect()
+}

@@ -392,3 +392,175 @@ fn cuda_logit_weighting_matches_reference() {
     let want = reference_logits(&c, 10, true);
     check_logits(&c, run_logits(&c, &dev, DType::BF16, 10, true), &want, 2e-5);
 }
+
+fn run_gemv(device: &Device, dtype: DType, m: usize, n: usize, k: usize) -> (Vec<f32>, Vec<f32>) {
+    let xs = noise(m * k, 21, 1.0);
+    let ws = noise(n * k, 22, 0.05);
+    let x = Tensor::from_slice(&xs, (m, k), device)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap();
+    let w = Tensor::from_slice(&ws, (n, k), device)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap();
+    let got = ethos_kernels::gemv(&x, &w)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let want = match dtype {
+        DType::F32 => reference::gemv(&xs, &ws, m, n, k),
+        _ => {
+            let b = |v: &[f32]| v.iter().map(|x| bf16::from_f32(*x)).collect::<Vec<_>>();
+            reference::gemv(&b(&xs), &b(&ws), m, n, k)
+                .iter()
+                .map(|v| v.to_f32())
+                .collect()
+        }
+    };
+    (got, want)
+}
+
+/// f32: accumulation order only; bf16: one rounding of the output (half an ulp each side).
+fn gemv_close(got: &[f32], want: &[f32], dtype: DType) -> f32 {
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| {
+            let tol = if dtype == DType::F32 {
+                1e-5 + 1e-5 * w.abs()
+            } else {
+                1e-6 + w.abs() / 128.0
+            };
+            (g - w).abs() / tol
+        })
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn gemv_matches_reference_on_cpu() {
+    for dtype in [DType::F32, DType::BF16] {
+        let (got, want) = run_gemv(&Device::Cpu, dtype, 3, 50, 64);
+        assert!(gemv_close(&got, &want, dtype) <= 1.0, "{dtype:?}");
+    }
+    let x = Tensor::zeros((9, 64), DType::F32, &Device::Cpu).unwrap();
+    let w = Tensor::zeros((4, 64), DType::F32, &Device::Cpu).unwrap();
+    let e = ethos_kernels::gemv(&x, &w).unwrap_err().to_string();
+    assert!(e.contains("at most 8 rows"), "{e}");
+}
+
+#[test]
+fn cuda_gemv_matches_reference() {
+    let Some(dev) = cuda_device() else { return };
+    for (m, n, k) in [
+        (1, 1536, 576),
+        (1, 4096, 4096),
+        (3, 14336, 4096),
+        (8, 40, 64),
+        (5, 1000, 128),
+    ] {
+        for dtype in [DType::F32, DType::BF16] {
+            let (got, want) = run_gemv(&dev, dtype, m, n, k);
+            let worst = gemv_close(&got, &want, dtype);
+            println!("cuda gemv {m}x{k} . {n}x{k} {dtype:?}: worst error / tolerance {worst:.3}");
+            assert!(worst <= 1.0);
+        }
+    }
+}
+
+/// q (b, h, d) and a cache of capacity `cap` holding `s` keys: returns (got, want) as f32.
+fn run_decode_attention(
+    device: &Device,
+    dtype: DType,
+    b: usize,
+    h: usize,
+    kvh: usize,
+    s: usize,
+    cap: usize,
+    d: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let round = |v: Vec<f32>| -> Vec<f32> {
+        if dtype == DType::BF16 {
+            v.iter().map(|x| bf16::from_f32(*x).to_f32()).collect()
+        } else {
+            v
+        }
+    };
+    let qs = round(noise(b * h * d, 31, 1.0));
+    let ks = round(noise(b * kvh * cap * d, 32, 1.0));
+    let vs = round(noise(b * kvh * cap * d, 33, 1.0));
+    let t = |v: &[f32], shape: &[usize]| {
+        Tensor::from_slice(v, shape, device)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap()
+    };
+    let q = t(&qs, &[b, h, d]);
+    let k = t(&ks, &[b, kvh, cap, d]).narrow(2, 0, s).unwrap();
+    let v = t(&vs, &[b, kvh, cap, d]).narrow(2, 0, s).unwrap();
+    let scale = 1.0 / (d as f32).sqrt();
+    let got = ethos_kernels::decode_attention(&q, &k, &v, scale)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let mut want = Vec::new();
+    for bi in 0..b {
+        for hi in 0..h {
+            let g = hi / (h / kvh);
+            let base = (bi * kvh + g) * cap * d;
+            let row = reference::attention_row(
+                &qs[(bi * h + hi) * d..][..d],
+                &ks[base..base + s * d],
+                &vs[base..base + s * d],
+                d,
+                scale,
+            );
+            want.extend(round(row));
+        }
+    }
+    (got, want)
+}
+
+#[test]
+fn decode_attention_matches_reference_on_cpu() {
+    let (got, want) = run_decode_attention(&Device::Cpu, DType::F32, 2, 6, 2, 7, 10, 64);
+    assert!(
+        max_abs_diff(&got, &want) < 1e-5,
+        "{}",
+        max_abs_diff(&got, &want)
+    );
+    let q = Tensor::zeros((1, 4, 48), DType::F32, &Device::Cpu).unwrap();
+    let k = Tensor::zeros((1, 2, 3, 48), DType::F32, &Device::Cpu).unwrap();
+    let e = ethos_kernels::decode_attention(&q, &k, &k, 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("decode_attention") && e.contains("48"), "{e}");
+}
+
+#[test]
+fn cuda_decode_attention_matches_reference() {
+    let Some(dev) = cuda_device() else { return };
+    for (b, h, kvh, s, cap, d) in [
+        (1, 9, 3, 1, 8, 64),
+        (1, 9, 3, 130, 256, 64),
+        (2, 32, 8, 517, 600, 128),
+        (3, 4, 4, 3, 3, 256),
+    ] {
+        for dtype in [DType::F32, DType::BF16] {
+            let (got, want) = run_decode_attention(&dev, dtype, b, h, kvh, s, cap, d);
+            let diff = max_abs_diff(&got, &want);
+            println!(
+                "cuda decode_attention b{b} h{h} kv{kvh} s{s} d{d} {dtype:?}: max |diff| {diff:e}"
+            );
+            // bf16: the output is rounded once (|out| <= max |v| = 1, so half an ulp <= 2^-9).
+            assert!(diff <= if dtype == DType::F32 { 1e-5 } else { 4e-3 });
+        }
+    }
+}

@@ -192,6 +192,7 @@ pub fn run(w: Which) -> Result<()> {
     let fraction = |bw: Option<f64>| bw.map(|bw| decode_tps * bytes_per_token / bw);
     let ours = serde_json::json!({
         "device": device_before.name,
+        "device_async_alloc": device_before.async_alloc,
         "device_memory_total_mib": device_before.total_bytes.map(|b| b as f64 / (1 << 20) as f64),
         "device_memory_used_mib": device_memory,
         "decode_bytes_per_token": bytes_per_token,

@@ -11,6 +11,36 @@ pub struct DeviceInfo {
     pub name: String,
     pub total_bytes: Option<u64>,
     pub free_bytes: Option<u64>,
+    /// Stream-ordered allocation (memory pools): without it every free synchronises the device.
+    pub async_alloc: Option<bool>,
+}
+
+/// Keeps memory that tensors free in the device's pool instead of returning it to the driver
+/// at every synchronisation (the pool's default release threshold is 0), so that each decode
+/// step reuses the previous step's buffers rather than mapping new ones.
+/// `ETHOS_CUDA_POOL_RELEASE=1` keeps the driver's default.
+#[cfg(feature = "cuda")]
+pub fn keep_freed_memory(d: &candle_core::cuda_backend::CudaDevice) {
+    use candle_core::cuda_backend::cudarc::driver::{result, sys};
+    if std::env::var("ETHOS_CUDA_POOL_RELEASE").is_ok_and(|v| v == "1") {
+        return;
+    }
+    let stream = d.cuda_stream();
+    let ctx = stream.context();
+    if !ctx.has_async_alloc() {
+        return;
+    }
+    // Failure only costs speed: the pool keeps its default.
+    unsafe {
+        if let Ok(pool) = result::device::get_default_mem_pool(ctx.cu_device()) {
+            let mut threshold = u64::MAX;
+            let _ = result::mem_pool::set_attribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                (&mut threshold as *mut u64).cast(),
+            );
+        }
+    }
 }
 
 pub fn device_info(device: &Device) -> DeviceInfo {
@@ -24,6 +54,7 @@ pub fn device_info(device: &Device) -> DeviceInfo {
                 name: ctx.name().unwrap_or_else(|_| "CUDA device".into()),
                 total_bytes: Some(total as u64),
                 free_bytes: Some(free as u64),
+                async_alloc: Some(ctx.has_async_alloc()),
             }
         }
         Device::Cpu => DeviceInfo {

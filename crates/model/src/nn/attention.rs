@@ -141,6 +141,20 @@ impl Attention {
             let y = self.cpu_attention(&q, &k_all, &v_all, step, cache, t)?;
             return self.o.forward(&y);
         }
+        // Decode on CUDA: one kernel for the whole attention of the new token.
+        if t == 1
+            && step.mask.is_none()
+            && !step.f16_attention
+            && q.device().is_cuda()
+            && super::own_cuda_kernels()
+        {
+            let q3 = q.reshape((b, h, d))?;
+            if ethos_kernels::decode_attention_supported(&q3, &k_all, &v_all) {
+                let scale = 1.0 / (d as f32).sqrt();
+                let y = ethos_kernels::decode_attention(&q3, &k_all, &v_all, scale)?;
+                return self.o.forward(&y.reshape((b, 1, h * d))?);
+            }
+        }
         let s = k_all.dim(2)?;
         // Query heads sharing a kv head are stacked along the rows, so K/V are never repeated.
         let n_rep = h / kvh;

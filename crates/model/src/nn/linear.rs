@@ -170,6 +170,14 @@ impl Linear {
     fn batched_forward(&self, x2: &Tensor) -> Result<Tensor> {
         let sgemm_ok = sgemm::AVAILABLE && x2.device().is_cpu() && x2.dtype() == DType::F32;
         if let (false, Weight::Dense(w)) = (sgemm_ok, &self.weight) {
+            // Decode on CUDA: our matrix-vector kernel streams the weights once (cuBLAS's
+            // general GEMM reaches well under the memory bandwidth at one row).
+            if x2.device().is_cuda()
+                && super::own_cuda_kernels()
+                && ethos_kernels::gemv_supported(x2, w)
+            {
+                return Ok(ethos_kernels::gemv(&x2.contiguous()?, w)?);
+            }
             return Ok(x2.matmul(&w.t()?)?);
         }
         match self.batched_weights(sgemm_ok)? {

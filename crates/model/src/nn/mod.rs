@@ -4,3 +4,11 @@ pub mod linear;
 pub mod mlp;
 pub mod norm;
 pub mod rope;
+
+/// Whether CUDA forward passes take our own kernels (`ethos_kernels`: the fused block boundary,
+/// the decode matrix-vector product); `ETHOS_FUSED_KERNELS=0` turns them off, for measuring
+/// what they save. CPU results never depend on it.
+pub(crate) fn own_cuda_kernels() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("ETHOS_FUSED_KERNELS").map_or(true, |v| v != "0"))
+}

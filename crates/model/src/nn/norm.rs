@@ -2,14 +2,6 @@
 
 use crate::error::Result;
 use candle_core::{DType, Tensor};
-use std::sync::OnceLock;
-
-/// Whether GPU block boundaries take our fused kernel (`ethos_kernels`); `ETHOS_FUSED_KERNELS=0`
-/// turns it off, for measuring what it saves. CPU results do not depend on it.
-fn fused_kernels() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("ETHOS_FUSED_KERNELS").map_or(true, |v| v != "0"))
-}
 
 pub struct RmsNorm {
     weight: Tensor,
@@ -29,7 +21,7 @@ impl RmsNorm {
     /// the residual's dtype, then normalised in f32).
     pub fn add_forward(&self, x: &Tensor, delta: &Tensor) -> Result<(Tensor, Tensor)> {
         if x.device().is_cuda()
-            && fused_kernels()
+            && super::own_cuda_kernels()
             && matches!(x.dtype(), DType::F32 | DType::BF16)
             && x.dtype() == delta.dtype()
         {
