@@ -9,7 +9,7 @@ use common::*;
 use ethos::model::hooks::{AddVector, Capture};
 use ethos::model::{loader, DType, Decoder, Device, Logits, LogitsMode, Tensor};
 
-const MODELS: [&str; 3] = ["llama", "mistral", "qwen2"];
+const MODELS: [&str; 4] = ["llama", "mistral", "qwen2", "gemma3"];
 
 fn reference(name: &str) -> (Vec<Vec<u32>>, Vec<Vec<Vec<f32>>>) {
     let v = read_json(&fixtures().join("tiny").join(name).join("reference.json"));

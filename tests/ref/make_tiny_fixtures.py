@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Golden fixtures for tiny random Llama / Mistral / Qwen2 models.
+"""Golden fixtures for tiny random Llama / Mistral / Qwen2 / Gemma 3 models.
 
 Run from the repository root:
 
     /work/pyref/bin/python tests/ref/make_tiny_fixtures.py [--out tests/fixtures/tiny] [--no-check]
 
-For each of "llama", "mistral", "qwen2" this writes, under <out>/<name>/:
+For each of "llama", "mistral", "qwen2", "gemma3" this writes, under <out>/<name>/:
 
   config.json, generation_config.json, model.safetensors   (HF save_pretrained, float32)
   model-f32.gguf      F32 GGUF laid out like llama.cpp's convert_hf_to_gguf.py
@@ -72,8 +72,48 @@ def rope_kwargs(theta, scaling):
     return kw
 
 
+# Gemma 3: sliding layers 0, 1, 3 and a global layer 2 (pattern 3, which GGUF can express),
+# a 5-token window (the 17- and 25-token sequences cross it), two rotary bases, head_dim 32
+# (q wider than hidden), tied head. query_pre_attn_scalar equals head_dim because llama.cpp's
+# GGUF does not carry it (the GGUF reload must agree); its parsing is unit-tested.
+GEMMA3 = dict(
+    vocab_size=320,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=32,
+    query_pre_attn_scalar=32,
+    max_position_embeddings=256,
+    rms_norm_eps=1e-6,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=0,
+    sliding_window=5,
+    layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
+    tie_word_embeddings=True,
+    hidden_activation="gelu_pytorch_tanh",
+    attention_dropout=0.0,
+)
+GEMMA3_THETA, GEMMA3_LOCAL_THETA = 1000000.0, 10000.0
+
+
 def build_config(name):
     from transformers import LlamaConfig, MistralConfig, Qwen2Config
+
+    if name == "gemma3":
+        from transformers import Gemma3TextConfig
+        import transformers
+
+        if int(transformers.__version__.split(".")[0]) >= 5:
+            rope = {"rope_parameters": {
+                "full_attention": {"rope_type": "default", "rope_theta": GEMMA3_THETA},
+                "sliding_attention": {"rope_type": "default", "rope_theta": GEMMA3_LOCAL_THETA},
+            }}
+        else:
+            rope = {"rope_theta": GEMMA3_THETA, "rope_local_base_freq": GEMMA3_LOCAL_THETA}
+        return Gemma3TextConfig(**GEMMA3, **rope)
 
     if name == "llama":
         return LlamaConfig(
@@ -102,9 +142,10 @@ def build_config(name):
 
 
 def model_class(name):
-    from transformers import LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM
+    from transformers import Gemma3ForCausalLM, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM
 
-    return {"llama": LlamaForCausalLM, "mistral": MistralForCausalLM, "qwen2": Qwen2ForCausalLM}[name]
+    return {"llama": LlamaForCausalLM, "mistral": MistralForCausalLM, "qwen2": Qwen2ForCausalLM,
+            "gemma3": Gemma3ForCausalLM}[name]
 
 
 def randomize_(model, gen):
@@ -188,6 +229,60 @@ HF_TO_GGUF_LAYER = {
     "mlp.up_proj.weight": "ffn_up.weight",
     "mlp.down_proj.weight": "ffn_down.weight",
 }
+
+# Gemma 3 (conversion/gemma.py): four block norms and q/k norms, each stored as 1 + w.
+HF_TO_GGUF_GEMMA3 = {
+    "input_layernorm.weight": "attn_norm.weight",
+    "self_attn.q_proj.weight": "attn_q.weight",
+    "self_attn.k_proj.weight": "attn_k.weight",
+    "self_attn.v_proj.weight": "attn_v.weight",
+    "self_attn.o_proj.weight": "attn_output.weight",
+    "self_attn.q_norm.weight": "attn_q_norm.weight",
+    "self_attn.k_norm.weight": "attn_k_norm.weight",
+    "post_attention_layernorm.weight": "post_attention_norm.weight",
+    "pre_feedforward_layernorm.weight": "ffn_norm.weight",
+    "mlp.gate_proj.weight": "ffn_gate.weight",
+    "mlp.up_proj.weight": "ffn_up.weight",
+    "mlp.down_proj.weight": "ffn_down.weight",
+    "post_feedforward_layernorm.weight": "post_ffw_norm.weight",
+}
+
+
+def write_gguf_gemma3(cfg, state_dict, path):
+    import gguf
+
+    w = gguf.GGUFWriter(path, "gemma3")
+    w.add_name("ethos-tiny-gemma3")
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_key_length(cfg.head_dim)
+    w.add_value_length(cfg.head_dim)
+    w.add_rope_freq_base(GEMMA3_THETA)
+    w.add_layer_norm_rms_eps(float(cfg.rms_norm_eps))
+    w.add_sliding_window(cfg.sliding_window)
+    w.add_uint32("gemma3.attention.sliding_window_pattern", 3)
+    w.add_float32("gemma3.rope.freq_base_swa", GEMMA3_LOCAL_THETA)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    sd = {k: v.detach().to(torch.float32).numpy() for k, v in state_dict.items()}
+    plus_one = lambda k, t: t + 1.0 if k.endswith("norm.weight") else t
+    tensors = [("token_embd.weight", sd["model.embed_tokens.weight"])]
+    for i in range(cfg.num_hidden_layers):
+        for hf_suffix, g_suffix in HF_TO_GGUF_GEMMA3.items():
+            key = f"model.layers.{i}.{hf_suffix}"
+            tensors.append((f"blk.{i}.{g_suffix}", plus_one(key, sd[key])))
+    tensors.append(("output_norm.weight", plus_one("model.norm.weight", sd["model.norm.weight"])))
+    for tname, t in tensors:
+        w.add_tensor(tname, np.ascontiguousarray(t, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return [(n, t.shape) for n, t in tensors]
 
 
 def write_gguf(name, cfg, state_dict, path, scaling, theta):
@@ -298,6 +393,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="tests/fixtures/tiny")
     ap.add_argument("--no-check", action="store_true")
+    ap.add_argument("--only", help="comma-separated fixture names (default: all)")
     args = ap.parse_args()
 
     torch.set_num_threads(2)
@@ -307,7 +403,11 @@ def main():
 
     print("torch", torch.__version__, "transformers", transformers.__version__)
     summary = {}
-    for idx, name in enumerate(["llama", "mistral", "qwen2"]):
+    names = ["llama", "mistral", "qwen2", "gemma3"]
+    if args.only:
+        names = [n for n in names if n in args.only.split(",")]
+    for name in names:
+        idx = ["llama", "mistral", "qwen2", "gemma3"].index(name)
         folder = os.path.join(args.out, name)
         os.makedirs(folder, exist_ok=True)
         torch.manual_seed(SEED + idx)
@@ -318,7 +418,7 @@ def main():
         model = model_class(name)(cfg).to(torch.float32)
         model.eval()
         randomize_(model, gen)
-        if cfg.tie_word_embeddings:
+        if cfg.tie_word_embeddings and name != "gemma3":
             assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
 
         model.save_pretrained(folder, safe_serialization=True)
@@ -338,11 +438,15 @@ def main():
             scaling, theta = None, 10000.0
         else:
             scaling, theta = None, 1000000.0
-        expected = write_gguf(name, cfg, model.state_dict(), os.path.join(folder, "model-f32.gguf"), scaling, theta)
+        gguf_path = os.path.join(folder, "model-f32.gguf")
+        if name == "gemma3":
+            expected = write_gguf_gemma3(cfg, model.state_dict(), gguf_path)
+        else:
+            expected = write_gguf(name, cfg, model.state_dict(), gguf_path, scaling, theta)
 
         total = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
         print(f"{name}: max|logit|={maxabs:.3f} std={std:.3f} folder={total/1e6:.3f} MB")
-        assert total < 1.5e6, f"{folder} too large: {total}"
+        assert total < (2.0e6 if name == "gemma3" else 1.5e6), f"{folder} too large: {total}"
         if scaling is not None:
             print("  rope_freqs factors:", llama3_rope_factors(16, theta, scaling).tolist())
         summary[name] = {"max_abs_logit": maxabs, "bytes": total}

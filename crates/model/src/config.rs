@@ -12,10 +12,12 @@ pub enum Arch {
     Llama,
     Mistral,
     Qwen2,
+    Gemma3,
 }
 
 impl Arch {
-    pub const SUPPORTED: &'static str = "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM";
+    pub const SUPPORTED: &'static str =
+        "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Gemma3ForCausalLM";
 
     /// From an HF `architectures` entry or `model_type`.
     pub fn from_hf_name(name: &str) -> Option<Arch> {
@@ -23,6 +25,7 @@ impl Arch {
             "LlamaForCausalLM" | "llama" => Some(Arch::Llama),
             "MistralForCausalLM" | "mistral" => Some(Arch::Mistral),
             "Qwen2ForCausalLM" | "qwen2" => Some(Arch::Qwen2),
+            "Gemma3ForCausalLM" | "gemma3_text" => Some(Arch::Gemma3),
             _ => None,
         }
     }
@@ -32,6 +35,7 @@ impl Arch {
             Arch::Llama => "llama",
             Arch::Mistral => "mistral",
             Arch::Qwen2 => "qwen2",
+            Arch::Gemma3 => "gemma3",
         }
     }
 }
@@ -69,6 +73,14 @@ pub struct RopeConfig {
     pub freq_factors: Option<Vec<f32>>,
 }
 
+/// The gate activation of the gated MLP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Silu,
+    /// The tanh approximation of GELU (HF `gelu_pytorch_tanh`).
+    GeluTanh,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelConfig {
     pub arch: Arch,
@@ -86,11 +98,37 @@ pub struct ModelConfig {
     /// q/k/v projections carry a bias (Qwen2).
     pub attention_bias: bool,
     pub sliding_window: Option<usize>,
+    /// Which layers use `sliding_window`; `None`: all of them (when a window is set).
+    pub sliding_layers: Option<Vec<bool>>,
+    /// Rotary settings of the sliding-window layers where they differ (Gemma 3: base 10k).
+    pub rope_local: Option<RopeConfig>,
+    /// Attention scores are scaled by `1/sqrt(this)`; `None`: `head_dim`.
+    pub query_pre_attn_scalar: Option<f64>,
+    /// Embeddings are multiplied by this (Gemma: sqrt(hidden_size)), rounded to the compute dtype.
+    pub embed_scale: Option<f64>,
+    pub hidden_act: Activation,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
 }
 
 impl ModelConfig {
+    /// Whether layer `l` attends through the sliding window.
+    pub fn layer_is_sliding(&self, l: usize) -> bool {
+        self.sliding_window.is_some()
+            && self
+                .sliding_layers
+                .as_ref()
+                .map_or(true, |v| v.get(l).copied().unwrap_or(false))
+    }
+
+    /// The scale applied to attention scores.
+    pub fn attention_scale(&self) -> f64 {
+        1.0 / self
+            .query_pre_attn_scalar
+            .unwrap_or(self.head_dim as f64)
+            .sqrt()
+    }
+
     /// Checks the invariants the decoder relies on; `source` names the file in errors.
     pub fn validate(&self, source: &Path) -> Result<()> {
         let positive = [
@@ -157,6 +195,35 @@ impl ModelConfig {
                         f.len(),
                         self.head_dim / 2
                     ),
+                ));
+            }
+        }
+        if let Some(v) = &self.sliding_layers {
+            if v.len() != self.num_layers {
+                return Err(Error::config(
+                    source,
+                    "layer_types",
+                    format!(
+                        "has {} entries, num_hidden_layers is {}",
+                        v.len(),
+                        self.num_layers
+                    ),
+                ));
+            }
+        }
+        if self.sliding_window == Some(0) {
+            return Err(Error::config(
+                source,
+                "sliding_window",
+                "must be at least 1",
+            ));
+        }
+        if let Some(q) = self.query_pre_attn_scalar {
+            if !(q > 0.0 && q.is_finite()) {
+                return Err(Error::config(
+                    source,
+                    "query_pre_attn_scalar",
+                    format!("{q} is not a positive number"),
                 ));
             }
         }
@@ -235,7 +302,21 @@ pub struct HfConfig {
     pub bos_token_id: Option<TokenIds>,
     pub eos_token_id: Option<TokenIds>,
     pub hidden_act: Option<String>,
+    /// Gemma's name for `hidden_act`.
+    pub hidden_activation: Option<String>,
     pub mlp_bias: Option<bool>,
+    /// Gemma 3: the attention scale is 1/sqrt(query_pre_attn_scalar).
+    pub query_pre_attn_scalar: Option<f64>,
+    /// Gemma 3: `sliding_attention` / `full_attention` per layer (transformers 4.5x and 5).
+    pub layer_types: Option<Vec<String>>,
+    /// Gemma 3 without `layer_types`: every n-th layer is global.
+    pub sliding_window_pattern: Option<usize>,
+    #[serde(rename = "_sliding_window_pattern")]
+    pub sliding_window_pattern_private: Option<usize>,
+    /// Gemma 3 (transformers 4): the rope base of the sliding layers.
+    pub rope_local_base_freq: Option<f64>,
+    pub final_logit_softcapping: Option<f64>,
+    pub attn_logit_softcapping: Option<f64>,
 }
 
 impl HfConfig {
@@ -298,12 +379,34 @@ impl HfConfig {
                 "must be greater than 0",
             ));
         }
-        if let Some(act) = self.hidden_act.as_deref().filter(|a| *a != "silu") {
-            return Err(Error::config(
-                path,
-                "hidden_act",
-                format!("`{act}` is not supported (silu)"),
-            ));
+        let (act_field, act_name) = match (&self.hidden_activation, &self.hidden_act) {
+            (Some(a), _) => ("hidden_activation", a.as_str()),
+            (None, Some(a)) => ("hidden_act", a.as_str()),
+            (None, None) if arch == Arch::Gemma3 => ("hidden_activation", "gelu_pytorch_tanh"),
+            (None, None) => ("hidden_act", "silu"),
+        };
+        let hidden_act = match act_name {
+            "silu" => Activation::Silu,
+            "gelu_pytorch_tanh" | "gelu_tanh" => Activation::GeluTanh,
+            other => {
+                return Err(Error::config(
+                    path,
+                    act_field,
+                    format!("`{other}` is not supported (silu, gelu_pytorch_tanh)"),
+                ))
+            }
+        };
+        for (field, v) in [
+            ("final_logit_softcapping", self.final_logit_softcapping),
+            ("attn_logit_softcapping", self.attn_logit_softcapping),
+        ] {
+            if let Some(v) = v {
+                return Err(Error::config(
+                    path,
+                    field,
+                    format!("{v}: logit soft-capping is not supported"),
+                ));
+            }
         }
         if self.mlp_bias == Some(true) {
             return Err(Error::config(
@@ -313,12 +416,48 @@ impl HfConfig {
             ));
         }
         let (theta, scaling) = parse_rope(&self, path)?;
+        let num_layers = req(self.num_hidden_layers, "num_hidden_layers")?;
+        let gemma = arch == Arch::Gemma3;
+        let (sliding_layers, rope_local) = if gemma {
+            let layers = match &self.layer_types {
+                Some(types) => types
+                    .iter()
+                    .map(|t| match t.as_str() {
+                        "sliding_attention" => Ok(true),
+                        "full_attention" => Ok(false),
+                        other => Err(Error::config(
+                            path,
+                            "layer_types",
+                            format!("`{other}` (sliding_attention or full_attention)"),
+                        )),
+                    })
+                    .collect::<Result<Vec<bool>>>()?,
+                None => {
+                    let n = self
+                        .sliding_window_pattern
+                        .or(self.sliding_window_pattern_private)
+                        .unwrap_or(6);
+                    (0..num_layers)
+                        .map(|i| n == 0 || (i + 1) % n != 0)
+                        .collect()
+                }
+            };
+            let local = RopeConfig {
+                theta: local_rope_theta(&self).unwrap_or(10_000.0),
+                style: RopeStyle::Half,
+                scaling: RopeScaling::None,
+                freq_factors: None,
+            };
+            (Some(layers), Some(local))
+        } else {
+            (None, None)
+        };
         let cfg = ModelConfig {
             arch,
             vocab_size: req(self.vocab_size, "vocab_size")?,
             hidden_size,
             intermediate_size: req(self.intermediate_size, "intermediate_size")?,
-            num_layers: req(self.num_hidden_layers, "num_hidden_layers")?,
+            num_layers,
             num_heads,
             num_kv_heads: self.num_key_value_heads.unwrap_or(num_heads),
             head_dim: self.head_dim.unwrap_or(hidden_size / num_heads),
@@ -330,7 +469,7 @@ impl HfConfig {
                 freq_factors: None,
             },
             max_position_embeddings: self.max_position_embeddings.unwrap_or(4096),
-            tie_word_embeddings: self.tie_word_embeddings.unwrap_or(false),
+            tie_word_embeddings: self.tie_word_embeddings.unwrap_or(gemma),
             attention_bias: match arch {
                 Arch::Qwen2 => true,
                 _ => self.attention_bias.unwrap_or(false),
@@ -338,8 +477,18 @@ impl HfConfig {
             sliding_window: match arch {
                 Arch::Mistral => self.sliding_window,
                 Arch::Qwen2 if self.use_sliding_window == Some(true) => self.sliding_window,
+                Arch::Gemma3 => self.sliding_window,
                 _ => None,
             },
+            sliding_layers,
+            rope_local,
+            query_pre_attn_scalar: if gemma {
+                Some(self.query_pre_attn_scalar.unwrap_or(256.0))
+            } else {
+                None
+            },
+            embed_scale: gemma.then(|| (hidden_size as f64).sqrt()),
+            hidden_act,
             bos_token_id: self
                 .bos_token_id
                 .as_ref()
@@ -355,10 +504,23 @@ impl HfConfig {
     }
 }
 
+/// The rope base of Gemma 3's sliding layers: `rope_local_base_freq` (transformers 4) or
+/// `rope_parameters.sliding_attention.rope_theta` (transformers 5).
+fn local_rope_theta(cfg: &HfConfig) -> Option<f64> {
+    cfg.rope_parameters
+        .as_ref()
+        .and_then(|p| p.get("sliding_attention"))
+        .and_then(|p| p.get("rope_theta"))
+        .and_then(|v| v.as_f64())
+        .or(cfg.rope_local_base_freq)
+}
+
 /// Reads rope theta and scaling from either `rope_theta` + `rope_scaling` (transformers 4 and
 /// the official checkpoints) or `rope_parameters` (transformers 5).
 fn parse_rope(cfg: &HfConfig, path: &Path) -> Result<(f64, RopeScaling)> {
     let params = cfg.rope_parameters.as_ref().filter(|v| !v.is_null());
+    // transformers 5 writes Gemma 3's as {"full_attention": {...}, "sliding_attention": {...}}.
+    let params = params.map(|p| p.get("full_attention").unwrap_or(p));
     let scaling = cfg
         .rope_scaling
         .as_ref()
@@ -474,6 +636,66 @@ mod tests {
         assert_eq!(a.rope, b.rope);
         assert_eq!(a.rope.theta, 500000.0);
         assert!(matches!(a.rope.scaling, RopeScaling::Llama3 { .. }));
+    }
+
+    const GEMMA_V4: &str = r#"{"architectures":["Gemma3ForCausalLM"],"vocab_size":100,"hidden_size":64,
+        "intermediate_size":128,"num_hidden_layers":7,"num_attention_heads":4,"num_key_value_heads":1,
+        "head_dim":32,"query_pre_attn_scalar":24,"rope_theta":1000000.0,"rope_local_base_freq":10000.0,
+        "sliding_window":512,"_sliding_window_pattern":6,"rope_scaling":null,"final_logit_softcapping":null,
+        "hidden_activation":"gelu_pytorch_tanh","max_position_embeddings":256}"#;
+
+    #[test]
+    fn reads_both_gemma3_config_shapes() {
+        let v5 = GEMMA_V4
+            .replace(
+                r#""rope_theta":1000000.0,"rope_local_base_freq":10000.0,"#,
+                r#""rope_parameters":{"full_attention":{"rope_type":"default","rope_theta":1000000.0},"sliding_attention":{"rope_type":"default","rope_theta":10000.0}},"#,
+            )
+            .replace(
+                r#""_sliding_window_pattern":6"#,
+                r#""layer_types":["sliding_attention","sliding_attention","sliding_attention","sliding_attention","sliding_attention","full_attention","sliding_attention"]"#,
+            );
+        let (a, b) = (parse(GEMMA_V4).unwrap(), parse(&v5).unwrap());
+        assert_eq!(a, b);
+        assert_eq!(a.arch, Arch::Gemma3);
+        assert_eq!(a.rope.theta, 1e6);
+        assert_eq!(a.rope_local.as_ref().unwrap().theta, 1e4);
+        // Every sixth layer is global: layer 5 of 0..7.
+        let sliding: Vec<bool> = (0..7).map(|l| a.layer_is_sliding(l)).collect();
+        assert_eq!(sliding, [true, true, true, true, true, false, true]);
+        assert_eq!(a.attention_scale(), 1.0 / 24f64.sqrt());
+        assert_eq!(a.embed_scale, Some(8.0));
+        assert_eq!(a.hidden_act, Activation::GeluTanh);
+        assert!(a.tie_word_embeddings);
+    }
+
+    #[test]
+    fn gemma3_bad_fields_are_named() {
+        let e = parse(&GEMMA_V4.replace(
+            r#""final_logit_softcapping":null"#,
+            r#""final_logit_softcapping":30.0"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("final_logit_softcapping"), "{e}");
+        let e = parse(&GEMMA_V4.replace("gelu_pytorch_tanh", "relu"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hidden_activation") && e.contains("relu"), "{e}");
+        let e = parse(&GEMMA_V4.replace(
+            r#""_sliding_window_pattern":6"#,
+            r#""layer_types":["sliding_attention","full_attention"]"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("layer_types") && e.contains("2 entries"), "{e}");
+        let e = parse(&GEMMA_V4.replace(
+            r#""_sliding_window_pattern":6"#,
+            r#""layer_types":["sliding_attention","local","sliding_attention","sliding_attention","sliding_attention","full_attention","sliding_attention"]"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("layer_types") && e.contains("local"), "{e}");
     }
 
     #[test]

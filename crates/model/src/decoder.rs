@@ -69,8 +69,14 @@ pub enum FeedForward {
 pub struct Block {
     pub attn_norm: RmsNorm,
     pub attn: Attention,
+    /// Gemma 3: a norm on the attention output before it joins the residual.
+    pub post_attn_norm: Option<RmsNorm>,
     pub mlp_norm: RmsNorm,
     pub ffn: FeedForward,
+    /// Gemma 3: a norm on the feed-forward output before it joins the residual.
+    pub post_ffn_norm: Option<RmsNorm>,
+    /// Attends through the sliding window.
+    pub sliding: bool,
 }
 
 impl Block {
@@ -85,11 +91,17 @@ impl Block {
         cache: &mut KvCache,
         layer: usize,
     ) -> Result<(Tensor, Tensor)> {
-        let a = self.attn.forward(xn, step, cache, layer)?;
+        let mut a = self.attn.forward(xn, step, cache, layer, self.sliding)?;
+        if let Some(n) = &self.post_attn_norm {
+            a = n.forward(&a)?;
+        }
         let (h, hn) = self.mlp_norm.add_forward(x, &a)?;
-        let y = match &self.ffn {
-            FeedForward::Dense(mlp) => mlp.forward(&hn)?,
+        let mut y = match &self.ffn {
+            FeedForward::Dense(mlp) => mlp.forward(&hn, step.f16_attention)?,
         };
+        if let Some(n) = &self.post_ffn_norm {
+            y = n.forward(&y)?;
+        }
         Ok((h, y))
     }
 }
@@ -101,6 +113,8 @@ pub struct Decoder {
     pub norm: RmsNorm,
     pub head: Linear,
     pub rope: Rope,
+    /// Rotary of the sliding-window layers where it differs (Gemma 3's local base).
+    pub rope_local: Option<Rope>,
     pub dtype: DType,
     pub device: Device,
     /// Attention operands rounded to f16 as in llama.cpp (quantized GGUF models only).
@@ -195,29 +209,44 @@ impl Decoder {
         let flat: Vec<u32> = ids.iter().flatten().copied().collect();
         let ids_t = Tensor::from_vec(flat, (b, t), &self.device)?;
         let mut x = self.embed.forward(&ids_t, self.dtype)?;
-        let (cos, sin) = self
-            .rope
-            .tables(&Positions::new(positions, &self.device)?)?;
+        if let Some(scale) = self.config.embed_scale {
+            // As HF: the scale rounded to the compute dtype (sqrt(640) is 25.25 in bf16).
+            let scale = Tensor::new(scale as f32, &Device::Cpu)?
+                .to_dtype(self.dtype)?
+                .to_dtype(DType::F32)?
+                .to_scalar::<f32>()?;
+            x = x.affine(scale as f64, 0.0)?;
+        }
+        let pos = Positions::new(positions, &self.device)?;
         // In the compute dtype once per step, not once per layer and projection (as HF, the
         // tables are made in f32 and rounded to the activations' dtype).
-        let (cos, sin) = (cos.to_dtype(self.dtype)?, sin.to_dtype(self.dtype)?);
+        let in_dtype = |(c, s): (Tensor, Tensor)| -> Result<(Tensor, Tensor)> {
+            Ok((c.to_dtype(self.dtype)?, s.to_dtype(self.dtype)?))
+        };
+        let (cos, sin) = in_dtype(self.rope.tables(&pos)?)?;
+        let sliding_tables = match &self.rope_local {
+            Some(r) => Some(in_dtype(r.tables(&pos)?)?),
+            None => None,
+        };
         let cpu_kernel =
             self.fused_cpu_attention && self.device.is_cpu() && self.dtype == DType::F32;
-        let mask = if cpu_kernel {
-            None
-        } else {
-            attention_mask(
-                positions,
-                cache.key_positions(),
-                self.config.sliding_window,
-                &self.device,
-            )?
+        let any_sliding = self.blocks.iter().any(|b| b.sliding);
+        let any_global = self.blocks.iter().any(|b| !b.sliding);
+        let mask_for = |window: Option<usize>, needed: bool| -> Result<Option<Tensor>> {
+            if cpu_kernel || !needed {
+                return Ok(None);
+            }
+            attention_mask(positions, cache.key_positions(), window, &self.device)
         };
+        let mask = mask_for(None, any_global)?;
+        let sliding_mask = mask_for(self.config.sliding_window, any_sliding)?;
         let step = StepContext {
             rope: &self.rope,
             cos,
             sin,
+            sliding_tables,
             mask,
+            sliding_mask,
             f16_attention: self.f16_attention,
             cpu_kernel,
             query_positions: positions,

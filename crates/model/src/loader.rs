@@ -202,6 +202,16 @@ pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<Model> {
             piece("tokenizer.ggml.eos_token_id"),
         )
     });
+    // Gemma GGUF files may carry no template: Gemma's turn format is known.
+    let chat_template = chat_template.or_else(|| {
+        (cfg.arch == crate::config::Arch::Gemma3).then(|| {
+            ChatTemplate::new(
+                crate::chat::GEMMA_TEMPLATE.to_string(),
+                "<bos>".into(),
+                "<eos>".into(),
+            )
+        })
+    });
     let main_type = file
         .main_type()
         .map(|t| format!("{t:?}").to_lowercase())
@@ -215,7 +225,15 @@ pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<Model> {
     // kernels, f16 attention operands); an explicit dtype is the exact dequantized path.
     decoder.f16_attention = dense.is_none();
     let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let eos_ids = cfg.eos_token_ids.clone();
+    let mut eos_ids = cfg.eos_token_ids.clone();
+    // Instruction-tuned Gemma ends its turn with <end_of_turn>, not <eos>.
+    if cfg.arch == crate::config::Arch::Gemma3 {
+        if let Some(eot) = tokenizer.as_ref().and_then(|t| t.token_id("<end_of_turn>")) {
+            if !eos_ids.contains(&eot) {
+                eos_ids.push(eot);
+            }
+        }
+    }
     Ok(Model {
         decoder,
         tokenizer,

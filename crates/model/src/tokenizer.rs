@@ -239,15 +239,19 @@ impl Tokenizer {
         }
     }
 
-    /// Encodes a prompt: BOS first when the model asks for it.
+    /// Encodes a prompt: BOS first when the model asks for it, unless the text already begins
+    /// with it (chat templates such as Gemma's write `<bos>` themselves).
     pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
         let mut ids = Vec::new();
+        let body = self.encode(text)?;
         if self.add_bos {
             if let Some(b) = self.bos_id {
-                ids.push(b);
+                if body.first() != Some(&b) {
+                    ids.push(b);
+                }
             }
         }
-        ids.extend(self.encode(text)?);
+        ids.extend(body);
         Ok(ids)
     }
 

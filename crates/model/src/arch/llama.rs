@@ -52,17 +52,22 @@ pub fn load(
                 cfg.num_heads,
                 cfg.num_kv_heads,
                 cfg.head_dim,
-            )?;
+            )?
+            .with_scale(cfg.attention_scale());
             let mlp = Mlp::new(
                 proj(src, "mlp.gate_proj", i, h, false)?,
                 proj(src, "mlp.up_proj", i, h, false)?,
                 proj(src, "mlp.down_proj", h, i, false)?,
+                cfg.hidden_act,
             )?;
             Ok(Block {
                 attn_norm: norm(src, "input_layernorm")?,
                 attn,
+                post_attn_norm: None,
                 mlp_norm: norm(src, "post_attention_layernorm")?,
                 ffn: FeedForward::Dense(mlp),
+                post_ffn_norm: None,
+                sliding: cfg.layer_is_sliding(l),
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -83,6 +88,7 @@ pub fn load(
         norm,
         head,
         rope,
+        rope_local: None,
         dtype,
         device: src.device().clone(),
         f16_attention: false,

@@ -1,4 +1,5 @@
 //! One short file per architecture family: which parts its blocks use and under which names.
+pub mod gemma3;
 pub mod llama;
 pub mod mistral;
 pub mod qwen2;
@@ -21,5 +22,6 @@ pub fn build(
         Arch::Llama => llama::load(cfg, src, dtype, max_positions),
         Arch::Mistral => mistral::load(cfg, src, dtype, max_positions),
         Arch::Qwen2 => qwen2::load(cfg, src, dtype, max_positions),
+        Arch::Gemma3 => gemma3::load(cfg, src, dtype, max_positions),
     }
 }

@@ -1,6 +1,7 @@
 //! Grouped-query self-attention (multi-head when kv_heads == heads) over the KV cache.
 
 use super::linear::{Linear, MultiLinear};
+use super::norm::RmsNorm;
 use super::rope::Rope;
 use crate::cache::KvCache;
 use crate::error::Result;
@@ -12,21 +13,32 @@ pub struct Attention {
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
+    /// RMSNorm over each head of q and k before rotary (Gemma 3).
+    qk_norm: Option<(RmsNorm, RmsNorm)>,
+    /// Scores are multiplied by this (1/sqrt(head_dim) unless the config says otherwise).
+    scale: f64,
 }
 
-/// What every layer of one step shares: rotary tables and the attention mask.
+/// What every layer of one step shares: rotary tables and the attention masks.
 pub struct StepContext<'a> {
     pub rope: &'a Rope,
     pub cos: Tensor,
     pub sin: Tensor,
+    /// The sliding-window layers' rotary tables, where their base differs (Gemma 3).
+    pub sliding_tables: Option<(Tensor, Tensor)>,
+    /// Mask of the global layers (`None`: nothing masked).
     pub mask: Option<Tensor>,
-    /// Round q, k, v and the attention probabilities to f16 as llama.cpp's default f16 KV
+    /// Mask of the sliding-window layers (`None`: nothing masked).
+    pub sliding_mask: Option<Tensor>,
+    /// llama.cpp's arithmetic, for quantized GGUF models (also its table GELU in the MLP):
+    /// round q, k, v and the attention probabilities to f16 as llama.cpp's default f16 KV
     /// cache does (its non-flash path converts q and the probabilities to f16 for the two
     /// products, accumulating in f32), so quantized GGUF models match llama.cpp's numbers.
     pub f16_attention: bool,
     /// Use our fused CPU kernel (f32 on the CPU); `mask` is then not built.
     pub cpu_kernel: bool,
     pub query_positions: &'a [Vec<i32>],
+    /// The window of the sliding-window layers.
     pub window: Option<usize>,
 }
 
@@ -53,6 +65,7 @@ impl Attention {
         step: &StepContext,
         cache: &KvCache,
         t: usize,
+        window: Option<usize>,
     ) -> Result<Tensor> {
         let (b, _, kv_len, d) = k_all.dims4()?;
         let q = q.contiguous()?;
@@ -82,8 +95,8 @@ impl Attention {
             cpu_f32(&vg, vl)?,
             step.query_positions,
             cache.key_positions(),
-            step.window,
-            1.0 / (d as f32).sqrt(),
+            window,
+            self.scale as f32,
             step.f16_attention,
             &mut out,
         );
@@ -105,7 +118,20 @@ impl Attention {
             heads,
             kv_heads,
             head_dim,
+            qk_norm: None,
+            scale: 1.0 / (head_dim as f64).sqrt(),
         })
+    }
+
+    /// Normalises each head of q and k (over `head_dim`) before rotary.
+    pub fn with_qk_norm(mut self, q_norm: RmsNorm, k_norm: RmsNorm) -> Self {
+        self.qk_norm = Some((q_norm, k_norm));
+        self
+    }
+
+    pub fn with_scale(mut self, scale: f64) -> Self {
+        self.scale = scale;
+        self
     }
 
     pub fn into_dense(self, dtype: DType) -> Result<Self> {
@@ -117,41 +143,56 @@ impl Attention {
     }
 
     /// `x` is `(b, t, hidden)`; writes this step's keys/values to `cache` at `layer`.
+    /// `sliding`: this layer attends through the sliding window (its mask, window and rotary).
     pub fn forward(
         &self,
         x: &Tensor,
         step: &StepContext,
         cache: &mut KvCache,
         layer: usize,
+        sliding: bool,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (h, kvh, d) = (self.heads, self.kv_heads, self.head_dim);
+        let (cos, sin) = match (&step.sliding_tables, sliding) {
+            (Some((c, s)), true) => (c, s),
+            _ => (&step.cos, &step.sin),
+        };
+        let (mask, window) = if sliding {
+            (&step.sliding_mask, step.window)
+        } else {
+            (&step.mask, None)
+        };
         let qkv = self.qkv.forward(x)?;
-        let q = qkv[0].reshape((b, t, h, d))?.transpose(1, 2)?;
-        let k = qkv[1].reshape((b, t, kvh, d))?.transpose(1, 2)?;
+        let mut q = qkv[0].reshape((b, t, h, d))?;
+        let mut k = qkv[1].reshape((b, t, kvh, d))?;
+        if let Some((qn, kn)) = &self.qk_norm {
+            (q, k) = (qn.forward(&q)?, kn.forward(&k)?);
+        }
+        let q = q.transpose(1, 2)?;
+        let k = k.transpose(1, 2)?;
         let v = qkv[2].reshape((b, t, kvh, d))?.transpose(1, 2)?;
-        let mut q = step.rope.apply(&q, &step.cos, &step.sin)?;
-        let mut k = step.rope.apply(&k, &step.cos, &step.sin)?;
+        let mut q = step.rope.apply(&q, cos, sin)?;
+        let mut k = step.rope.apply(&k, cos, sin)?;
         let mut v = v;
         if step.f16_attention {
             (q, k, v) = (round_f16(&q)?, round_f16(&k)?, round_f16(&v)?);
         }
         let (k_all, v_all) = cache.append(layer, &k, &v)?;
         if step.cpu_kernel {
-            let y = self.cpu_attention(&q, &k_all, &v_all, step, cache, t)?;
+            let y = self.cpu_attention(&q, &k_all, &v_all, step, cache, t, window)?;
             return self.o.forward(&y);
         }
         // Decode on CUDA: one kernel for the whole attention of the new token.
         if t == 1
-            && step.mask.is_none()
+            && mask.is_none()
             && !step.f16_attention
             && q.device().is_cuda()
             && super::own_cuda_kernels()
         {
             let q3 = q.reshape((b, h, d))?;
             if ethos_kernels::decode_attention_supported(&q3, &k_all, &v_all) {
-                let scale = 1.0 / (d as f32).sqrt();
-                let y = ethos_kernels::decode_attention(&q3, &k_all, &v_all, scale)?;
+                let y = ethos_kernels::decode_attention(&q3, &k_all, &v_all, self.scale as f32)?;
                 return self.o.forward(&y.reshape((b, 1, h * d))?);
             }
         }
@@ -159,8 +200,8 @@ impl Attention {
         // Query heads sharing a kv head are stacked along the rows, so K/V are never repeated.
         let n_rep = h / kvh;
         let q = q.reshape((b, kvh, n_rep * t, d))?;
-        let scores = (q.matmul(&k_all.t()?)? * (1.0 / (d as f64).sqrt()))?;
-        let scores = match &step.mask {
+        let scores = (q.matmul(&k_all.t()?)? * self.scale)?;
+        let scores = match mask {
             Some(mask) => scores
                 .reshape((b, kvh, n_rep, t, s))?
                 .broadcast_add(&mask.unsqueeze(2)?.to_dtype(scores.dtype())?)?

@@ -3,7 +3,7 @@
 //! model computes mean nothing; the work it does is the real model's.
 
 use super::TensorSource;
-use crate::config::{Arch, ModelConfig, RopeConfig, RopeScaling, RopeStyle};
+use crate::config::{Activation, Arch, ModelConfig, RopeConfig, RopeScaling, RopeStyle};
 use crate::decoder::Embedding;
 use crate::error::{Error, Result};
 use crate::nn::linear::Linear;
@@ -34,6 +34,11 @@ pub fn preset(name: &str) -> Result<ModelConfig> {
         tie_word_embeddings: tie,
         attention_bias: false,
         sliding_window: None,
+        sliding_layers: None,
+        rope_local: None,
+        query_pre_attn_scalar: None,
+        embed_scale: None,
+        hidden_act: Activation::Silu,
         bos_token_id: None,
         eos_token_ids: vec![],
     };

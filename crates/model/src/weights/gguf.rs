@@ -5,7 +5,7 @@
 
 use super::names::gguf_name;
 use super::TensorSource;
-use crate::config::{Arch, ModelConfig, RopeConfig, RopeScaling, RopeStyle};
+use crate::config::{Activation, Arch, ModelConfig, RopeConfig, RopeScaling, RopeStyle};
 use crate::decoder::Embedding;
 use crate::error::{one_line, Error, Result};
 use crate::nn::linear::Linear;
@@ -159,9 +159,10 @@ impl GgufFile {
         let arch = match arch_name.as_str() {
             "llama" => Arch::Llama,
             "qwen2" => Arch::Qwen2,
+            "gemma3" => Arch::Gemma3,
             other => {
                 return Err(Error::Unsupported(format!(
-                    "{}: GGUF architecture `{other}` (supported: llama, qwen2)",
+                    "{}: GGUF architecture `{other}` (supported: llama, qwen2, gemma3)",
                     self.path.display()
                 )))
             }
@@ -208,12 +209,47 @@ impl GgufFile {
             None
         };
         let eos = self.eos_ids();
+        let gemma = arch == Arch::Gemma3;
+        let num_layers = self.get_usize(&k("block_count"))?;
+        // Gemma 3 as llama.cpp reads it: a window only if the key is there; every
+        // `sliding_window_pattern`-th layer (default 6) global; the local rope base from
+        // `rope.freq_base_swa`, else 10000; scores scaled by 1/sqrt(head_dim) (the 62-layer
+        // 27B by 1/sqrt(hidden/heads)), since the converter does not store
+        // query_pre_attn_scalar.
+        let sliding_window = if gemma {
+            self.get_usize(&k("attention.sliding_window"))
+                .ok()
+                .filter(|&w| w > 0)
+        } else {
+            None
+        };
+        let sliding_layers = if gemma && sliding_window.is_some() {
+            let n = self
+                .get_usize(&k("attention.sliding_window_pattern"))
+                .unwrap_or(6);
+            Some((0..num_layers).map(|i| n == 0 || i % n < n - 1).collect())
+        } else {
+            None
+        };
+        let rope_local = gemma.then(|| RopeConfig {
+            theta: self.get_f64(&k("rope.freq_base_swa")).unwrap_or(10_000.0),
+            style: RopeStyle::Half,
+            scaling: RopeScaling::None,
+            freq_factors: None,
+        });
+        let query_pre_attn_scalar = gemma.then(|| {
+            if num_layers == 62 {
+                (hidden_size / num_heads) as f64
+            } else {
+                head_dim as f64
+            }
+        });
         let cfg = ModelConfig {
             arch,
             vocab_size,
             hidden_size,
             intermediate_size: self.get_usize(&k("feed_forward_length"))?,
-            num_layers: self.get_usize(&k("block_count"))?,
+            num_layers,
             num_heads,
             num_kv_heads,
             head_dim,
@@ -233,7 +269,16 @@ impl GgufFile {
             max_position_embeddings: self.get_usize(&k("context_length"))?,
             tie_word_embeddings: !self.content.tensor_infos.contains_key("output.weight"),
             attention_bias: self.content.tensor_infos.contains_key("blk.0.attn_q.bias"),
-            sliding_window: None,
+            sliding_window,
+            sliding_layers,
+            rope_local,
+            query_pre_attn_scalar,
+            embed_scale: gemma.then(|| (hidden_size as f64).sqrt()),
+            hidden_act: if gemma {
+                Activation::GeluTanh
+            } else {
+                Activation::Silu
+            },
             bos_token_id: self
                 .get_u64("tokenizer.ggml.bos_token_id")
                 .ok()
@@ -251,20 +296,24 @@ pub struct GgufSource {
     pub file: GgufFile,
     device: Device,
     dense: Option<DType>,
+    /// Gemma 3's norm names (see `names::gguf_name`).
+    gemma: bool,
 }
 
 impl GgufSource {
     pub fn new(file: GgufFile, device: &Device, dense: Option<DType>) -> Self {
+        let gemma = file.architecture().is_ok_and(|a| a == "gemma3");
         Self {
             file,
             device: device.clone(),
             dense,
+            gemma,
         }
     }
 
     fn qtensor(&mut self, hf: &str, shape: &[usize]) -> Result<QTensor> {
-        let name =
-            gguf_name(hf).ok_or_else(|| Error::Msg(format!("no GGUF name for tensor {hf}")))?;
+        let name = gguf_name(hf, self.gemma)
+            .ok_or_else(|| Error::Msg(format!("no GGUF name for tensor {hf}")))?;
         let got = self
             .file
             .tensor_shape(&name)
@@ -308,7 +357,10 @@ impl TensorSource for GgufSource {
         &self.device
     }
     fn contains(&self, name: &str) -> bool {
-        gguf_name(name).is_some_and(|n| self.file.content.tensor_infos.contains_key(&n))
+        gguf_name(name, self.gemma).is_some_and(|n| self.file.content.tensor_infos.contains_key(&n))
+    }
+    fn is_gguf(&self) -> bool {
+        true
     }
     fn dense(&mut self, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
         let q = self.qtensor(name, shape)?;

@@ -25,4 +25,8 @@ pub trait TensorSource {
     fn embedding(&mut self, name: &str, shape: [usize; 2]) -> Result<Embedding>;
     /// The output head tied to the embedding matrix `name`.
     fn tied_head(&mut self, name: &str, shape: [usize; 2]) -> Result<Linear>;
+    /// GGUF files from llama.cpp's converter store Gemma's norm weights as `1 + w`.
+    fn is_gguf(&self) -> bool {
+        false
+    }
 }

@@ -1,7 +1,9 @@
 //! The one table from HF tensor names to llama.cpp's GGUF names.
 
-/// GGUF name of an HF tensor name, or `None` when the name has no GGUF counterpart.
-pub fn gguf_name(hf: &str) -> Option<String> {
+/// GGUF name of an HF tensor name, or `None` when the name has no GGUF counterpart. Gemma 3
+/// (`gemma`) names its four block norms differently: HF's `post_attention_layernorm` is a
+/// norm after attention there, not the norm before the MLP.
+pub fn gguf_name(hf: &str, gemma: bool) -> Option<String> {
     let fixed = match hf {
         "model.embed_tokens.weight" => Some("token_embd.weight"),
         "model.norm.weight" => Some("output_norm.weight"),
@@ -17,7 +19,12 @@ pub fn gguf_name(hf: &str) -> Option<String> {
     let (module, suffix) = part.rsplit_once('.')?;
     let gguf = match module {
         "input_layernorm" => "attn_norm",
+        "post_attention_layernorm" if gemma => "post_attention_norm",
         "post_attention_layernorm" => "ffn_norm",
+        "pre_feedforward_layernorm" => "ffn_norm",
+        "post_feedforward_layernorm" => "post_ffw_norm",
+        "self_attn.q_norm" => "attn_q_norm",
+        "self_attn.k_norm" => "attn_k_norm",
         "self_attn.q_proj" => "attn_q",
         "self_attn.k_proj" => "attn_k",
         "self_attn.v_proj" => "attn_v",
@@ -37,21 +44,33 @@ mod tests {
     #[test]
     fn maps_layer_and_global_names() {
         assert_eq!(
-            gguf_name("model.layers.12.self_attn.q_proj.weight").unwrap(),
+            gguf_name("model.layers.12.self_attn.q_proj.weight", false).unwrap(),
             "blk.12.attn_q.weight"
         );
         assert_eq!(
-            gguf_name("model.layers.0.self_attn.k_proj.bias").unwrap(),
+            gguf_name("model.layers.0.self_attn.k_proj.bias", false).unwrap(),
             "blk.0.attn_k.bias"
         );
         assert_eq!(
-            gguf_name("model.layers.3.mlp.down_proj.weight").unwrap(),
+            gguf_name("model.layers.3.mlp.down_proj.weight", false).unwrap(),
             "blk.3.ffn_down.weight"
         );
         assert_eq!(
-            gguf_name("model.embed_tokens.weight").unwrap(),
+            gguf_name("model.embed_tokens.weight", false).unwrap(),
             "token_embd.weight"
         );
-        assert!(gguf_name("model.layers.x.mlp.down_proj.weight").is_none());
+        assert!(gguf_name("model.layers.x.mlp.down_proj.weight", false).is_none());
+        assert_eq!(
+            gguf_name("model.layers.1.post_attention_layernorm.weight", false).unwrap(),
+            "blk.1.ffn_norm.weight"
+        );
+        assert_eq!(
+            gguf_name("model.layers.1.post_attention_layernorm.weight", true).unwrap(),
+            "blk.1.post_attention_norm.weight"
+        );
+        assert_eq!(
+            gguf_name("model.layers.1.pre_feedforward_layernorm.weight", true).unwrap(),
+            "blk.1.ffn_norm.weight"
+        );
     }
 }
