@@ -45,6 +45,46 @@ impl ModelArgs {
     }
 }
 
+/// Control vectors applied through the residual hook (llama.cpp's file format and layer
+/// convention: `direction.N` is added to the output of block N at every position).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ControlArgs {
+    /// A control-vector GGUF (llama.cpp / repeng format), optionally times a scale:
+    /// FILE or FILE:SCALE. Repeatable; the vectors are summed.
+    #[arg(long = "control-vector", value_name = "FILE[:SCALE]")]
+    pub control_vector: Vec<String>,
+    /// Apply the control vectors only to blocks START..=END (default: all their layers).
+    #[arg(long, num_args = 2, value_names = ["START", "END"])]
+    pub control_vector_layer_range: Option<Vec<usize>>,
+}
+
+impl ControlArgs {
+    /// The hook for `model`, or `None` without `--control-vector`.
+    pub fn hook(&self, model: &Model) -> Result<Option<ethos_steer::control::ControlHook>> {
+        if self.control_vector.is_empty() {
+            return Ok(None);
+        }
+        let files = self
+            .control_vector
+            .iter()
+            .map(|s| ethos_steer::control::parse_spec(s).map_err(anyhow::Error::msg))
+            .collect::<Result<Vec<_>>>()?;
+        let range = self
+            .control_vector_layer_range
+            .as_ref()
+            .map(|r| (r[0], r[1]));
+        if let Some((a, b)) = range {
+            if a > b {
+                anyhow::bail!("--control-vector-layer-range {a} {b}: START is after END");
+            }
+        }
+        let c = model.config();
+        let set =
+            ethos_steer::control::ControlSet::load(&files, range, c.hidden_size, c.num_layers)?;
+        Ok(Some(set.hook(&model.decoder.device)?))
+    }
+}
+
 /// Prints a value as one line of JSON.
 pub fn print_json(v: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string(v)?);

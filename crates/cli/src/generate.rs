@@ -1,6 +1,6 @@
 //! `ethos generate`
 
-use crate::common::{print_json, ModelArgs};
+use crate::common::{print_json, ControlArgs, ModelArgs};
 use anyhow::{bail, Context, Result};
 use ethos_model::chat::Message;
 use ethos_steer::{generate, GenerateOptions, SamplingParams};
@@ -12,6 +12,8 @@ pub struct Args {
     pub model: ModelArgs,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub control: ControlArgs,
     /// The prompt text (raw, or the user turn with --chat).
     #[arg(long, short = 'p')]
     pub prompt: String,
@@ -125,13 +127,15 @@ pub fn run(a: Args) -> Result<()> {
     let ids = tok.encode_prompt(&text)?;
     let mut out = std::io::stdout();
     let json = a.json;
+    let mut hook = a.control.hook(&model)?;
     let g = generate(
         &model,
         &ids,
         &params,
         None,
         &a.sampling.options(),
-        None,
+        hook.as_mut()
+            .map(|h| h as &mut dyn ethos_model::hooks::ResidualHook),
         &mut |piece| {
             if !json {
                 let _ = out.write_all(piece.as_bytes());

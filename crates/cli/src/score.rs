@@ -6,7 +6,7 @@
 //! whole (when the context's tokens are not a prefix of the whole, the continuation is
 //! tokenized alone). With `--text`, every token of one text is scored.
 
-use crate::common::{print_json, ModelArgs};
+use crate::common::{print_json, ControlArgs, ModelArgs};
 use anyhow::{bail, Context, Result};
 use ethos_model::scoring::{continuation_tokens, score, score_text, ScoreOptions, ScoreRequest};
 use serde::Deserialize;
@@ -16,6 +16,8 @@ use std::io::{BufRead, BufReader, IsTerminal};
 pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub control: ControlArgs,
     /// JSONL requests ("-" = standard input).
     #[arg(long, short = 'i', default_value = "-")]
     pub input: String,
@@ -42,9 +44,15 @@ struct Line {
 pub fn run(a: Args) -> Result<()> {
     let model = a.model.load()?;
     let tok = model.tokenizer()?;
+    let mut hook = a.control.hook(&model)?;
     if let Some(text) = &a.text {
         let ids = tok.encode_prompt(text)?;
-        let s = score_text(&model.decoder, &ids, None)?;
+        let s = score_text(
+            &model.decoder,
+            &ids,
+            hook.as_mut()
+                .map(|h| h as &mut dyn ethos_model::hooks::ResidualHook),
+        )?;
         let pieces = tok.pieces(&ids);
         if a.json {
             return print_json(&serde_json::json!({
@@ -107,7 +115,13 @@ pub fn run(a: Args) -> Result<()> {
     };
     let chunk = (a.batch * 8).max(1);
     for (k, (reqs, ls)) in requests.chunks(chunk).zip(lines.chunks(chunk)).enumerate() {
-        let scores = score(&model.decoder, reqs, &opts, None)?;
+        let scores = score(
+            &model.decoder,
+            reqs,
+            &opts,
+            hook.as_mut()
+                .map(|h| h as &mut dyn ethos_model::hooks::ResidualHook),
+        )?;
         for ((l, r), s) in ls.iter().zip(reqs).zip(scores) {
             let conts: Vec<serde_json::Value> = l
                 .continuations

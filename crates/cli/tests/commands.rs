@@ -448,3 +448,79 @@ fn steer_solve_json_and_lambda_file() {
         serde_json::from_str(&std::fs::read_to_string(&lam).unwrap()).unwrap();
     assert_eq!(file["lambda"], out["lambda"]);
 }
+
+/// `--control-vector FILE:SCALE` moves `score`'s log-probs (scale 0 leaves them as they are);
+/// a vector of the wrong width is a one-line error naming the file.
+#[test]
+fn control_vectors_steer_score_and_bad_files_fail() {
+    use ethos_steer::control::ControlVector;
+    let Some(m) = model() else { return };
+    let m = m.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cv = dir.path().join("cv.gguf");
+    ControlVector {
+        model_hint: Some("llama".into()),
+        directions: [(10, vec![0.5f32; 576])].into_iter().collect(),
+    }
+    .write(&cv)
+    .unwrap();
+    let text = "Respect for elders is a core value in many cultures.";
+    let lp = |extra: &[&str]| -> Vec<f64> {
+        let mut args = vec!["score", "-m", m, "--text", text, "--json"];
+        args.extend(extra);
+        let v: serde_json::Value = serde_json::from_str(&ethos(&args, None)).unwrap();
+        v["token_logprobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .skip(1)
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let plain = lp(&[]);
+    let spec0 = format!("{}:0", cv.display());
+    let spec2 = format!("{}:2", cv.display());
+    assert_eq!(lp(&["--control-vector", &spec0]), plain);
+    let steered = lp(&["--control-vector", &spec2]);
+    let moved = plain
+        .iter()
+        .zip(&steered)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        moved > 1e-3,
+        "a scale-2 vector moved log-probs by only {moved}"
+    );
+    // Outside the layer range the vector does nothing.
+    assert_eq!(
+        lp(&[
+            "--control-vector",
+            &spec2,
+            "--control-vector-layer-range",
+            "11",
+            "20"
+        ]),
+        plain
+    );
+    ControlVector {
+        model_hint: None,
+        directions: [(1, vec![1.0f32; 4])].into_iter().collect(),
+    }
+    .write(&cv)
+    .unwrap();
+    let err = ethos_fails(&[
+        "score",
+        "-m",
+        m,
+        "--text",
+        text,
+        "--control-vector",
+        cv.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("cv.gguf")
+            && err.contains("hidden size is 576")
+            && err.trim().lines().count() == 1,
+        "{err}"
+    );
+}

@@ -3,6 +3,7 @@
 //! Steering enters generation in exactly two places: the model's residual hook and the
 //! logits-processor chain.
 
+pub mod control;
 pub mod generate;
 pub mod palette;
 pub mod rng;
