@@ -12,6 +12,9 @@
 // at each position; for the prompt, "greedy" and N_GREEDY greedy ids, then "margins": at each
 // greedy step the logit gap between the chosen token and the runner-up.
 // Flash attention is off (ethos implements the non-flash path); the KV cache is f16 (default).
+// With CVEC=FILE:SCALE in the environment, llama.cpp's own loader (common_control_vector_load)
+// reads the control vector and it is applied to every layer it has (link libllama-common.a).
+#include "common.h"
 #include "llama.h"
 #include <cmath>
 #include <cstdio>
@@ -74,6 +77,13 @@ int main(int argc, char** argv) {
     cp.n_threads = n_threads;
     cp.n_threads_batch = n_threads;
     cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    common_control_vector_data cvec{-1, {}};
+    if (const char* spec = getenv("CVEC")) {
+        std::string s(spec);
+        const size_t colon = s.rfind(':');
+        cvec = common_control_vector_load({{std::stof(s.substr(colon + 1)), s.substr(0, colon)}});
+        if (cvec.n_embd == -1) return 1;
+    }
 
     std::vector<std::vector<llama_token>> seqs;
     std::string line;
@@ -91,6 +101,10 @@ int main(int argc, char** argv) {
         // part included) can reach the next.
         llama_context* ctx = llama_init_from_model(model, cp);
         if (!ctx) return 1;
+        if (cvec.n_embd > 0 &&
+            llama_set_adapter_cvec(ctx, cvec.data.data(), cvec.data.size(), cvec.n_embd, 1,
+                                   llama_model_n_layer(model)) != 0)
+            return 1;
         if (s + 1 < seqs.size()) {
             std::ostringstream lp, top;
             lp.precision(17);
