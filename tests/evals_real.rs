@@ -48,9 +48,16 @@ fn run(
         output: dir.path().to_path_buf(),
         batch: 16,
         progress: false,
+        steering: None,
     };
-    let res =
-        ethos::evals::run(model, loaded.bench.as_ref(), &loaded.dataset_sha256, &opts).unwrap();
+    let res = ethos::evals::run(
+        model,
+        loaded.bench.as_ref(),
+        &loaded.dataset_sha256,
+        &opts,
+        None,
+    )
+    .unwrap();
     let text = std::fs::read_to_string(dir.path().join("items.jsonl")).unwrap();
     let items = text
         .lines()

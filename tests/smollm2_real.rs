@@ -308,14 +308,24 @@ fn control_vector_logprobs_agree_with_llama_cpp() {
         let ids: Vec<u32> = serde_json::from_value(t["ids"].clone()).unwrap();
         let want: Vec<f64> = serde_json::from_value(t["logprobs"].clone()).unwrap();
         let mut hook = set.hook(&m.decoder.device).unwrap();
-        let got = score_text(&m.decoder, &ids, Some(&mut hook)).unwrap().token_logprobs;
+        let got = score_text(&m.decoder, &ids, Some(&mut hook))
+            .unwrap()
+            .token_logprobs;
         let (max, mean) = diff_stats(&got, &want);
         let (umax, umean) = diff_stats(&got, &u.logprobs);
         eprintln!(
             "{}: steered vs llama.cpp steered max {max:.4} mean {mean:.4}; vs unsteered max {umax:.4} mean {umean:.4}",
             t["name"]
         );
-        assert!(max < 0.75 && mean < 0.10, "{}: max {max} mean {mean}", t["name"]);
-        assert!(umean > 2.0 * mean, "{}: the vector did not move the log-probs", t["name"]);
+        assert!(
+            max < 0.75 && mean < 0.10,
+            "{}: max {max} mean {mean}",
+            t["name"]
+        );
+        assert!(
+            umean > 2.0 * mean,
+            "{}: the vector did not move the log-probs",
+            t["name"]
+        );
     }
 }

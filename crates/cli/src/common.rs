@@ -59,6 +59,30 @@ pub struct ControlArgs {
 }
 
 impl ControlArgs {
+    /// What a run records of its steering: each file with its SHA-256 and scale, and the
+    /// layer range; `None` without `--control-vector`.
+    pub fn describe(&self) -> Result<Option<serde_json::Value>> {
+        if self.control_vector.is_empty() {
+            return Ok(None);
+        }
+        let mut files = Vec::new();
+        for spec in &self.control_vector {
+            let (path, scale) =
+                ethos_steer::control::parse_spec(spec).map_err(anyhow::Error::msg)?;
+            let bytes =
+                std::fs::read(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            files.push(serde_json::json!({
+                "file": path.display().to_string(),
+                "sha256": ethos_evals::data::Source::embedded("cv", &bytes).sha256(),
+                "scale": scale,
+            }));
+        }
+        Ok(Some(serde_json::json!({
+            "control_vectors": files,
+            "layer_range": self.control_vector_layer_range,
+        })))
+    }
+
     /// The hook for `model`, or `None` without `--control-vector`.
     pub fn hook(&self, model: &Model) -> Result<Option<ethos_steer::control::ControlHook>> {
         if self.control_vector.is_empty() {

@@ -1,7 +1,7 @@
 //! `ethos eval BENCHMARK`: run a culture benchmark on a model, writing `results.json` and
 //! `items.jsonl` into the output folder (and resuming from it when interrupted).
 
-use crate::common::{print_json, ModelArgs};
+use crate::common::{print_json, ControlArgs, ModelArgs};
 use anyhow::Result;
 use ethos_evals::benchmarks;
 use std::io::IsTerminal;
@@ -13,6 +13,8 @@ pub struct Args {
     pub benchmark: String,
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub control: ControlArgs,
     /// Your own copy of the data in the upstream schema (default: the built-in copy).
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -101,6 +103,9 @@ fn run_utility(a: Args) -> Result<()> {
 
 pub fn run(a: Args) -> Result<()> {
     if a.benchmark == "utility" {
+        if !a.control.control_vector.is_empty() {
+            anyhow::bail!("--control-vector is not supported by `eval utility` yet (civics, culturalbench and normad take it)");
+        }
         return run_utility(a);
     }
     // Everything about the selection is checked before the model loads.
@@ -125,10 +130,19 @@ pub fn run(a: Args) -> Result<()> {
         output: output.clone(),
         batch: a.batch,
         progress: std::io::stderr().is_terminal(),
+        steering: a.control.describe()?,
     };
     ethos_evals::runner::check_selection(bench, &opts)?;
     let model = a.model.load()?;
-    let res = ethos_evals::run(&model, bench, &loaded.dataset_sha256, &opts)?;
+    let mut hook = a.control.hook(&model)?;
+    let res = ethos_evals::run(
+        &model,
+        bench,
+        &loaded.dataset_sha256,
+        &opts,
+        hook.as_mut()
+            .map(|h| h as &mut dyn ethos_model::hooks::ResidualHook),
+    )?;
     if a.json {
         print_json(&res)?;
     } else {

@@ -491,6 +491,39 @@ fn control_vectors_steer_score_and_bad_files_fail() {
         moved > 1e-3,
         "a scale-2 vector moved log-probs by only {moved}"
     );
+    // `eval` records the steering; a steered run folder never takes an unsteered rerun.
+    let out = dir.path().join("run");
+    let out_s = out.to_str().unwrap();
+    let eval = [
+        "eval",
+        "culturalbench",
+        "-m",
+        m,
+        "--limit",
+        "2",
+        "--conditions",
+        "easy",
+        "--formats",
+        "harness",
+        "-o",
+        out_s,
+        "--json",
+    ];
+    let mut steered_eval = eval.to_vec();
+    steered_eval.extend(["--control-vector", &spec2]);
+    let res: serde_json::Value = serde_json::from_str(&ethos(&steered_eval, None)).unwrap();
+    assert_eq!(res["steering"]["control_vectors"][0]["scale"], 2.0);
+    assert_eq!(
+        res["steering"]["control_vectors"][0]["sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    let err = ethos_fails(&eval);
+    assert!(err.contains("another run"), "{err}");
+    let err = ethos_fails(&["eval", "utility", "-m", m, "--control-vector", &spec2]);
+    assert!(err.contains("not supported by `eval utility`"), "{err}");
     // Outside the layer range the vector does nothing.
     assert_eq!(
         lp(&[

@@ -17,6 +17,10 @@ pub struct RunIdentity {
     pub benchmark: String,
     pub model: Value,
     pub dataset_sha256: String,
+    /// Control vectors (files, SHA-256s, scales, layer range) of a steered run: a steered run
+    /// never resumes into an unsteered folder or the other way round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steering: Option<Value>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -164,6 +168,7 @@ mod tests {
 
     fn ident(b: &str) -> RunIdentity {
         RunIdentity {
+            steering: None,
             benchmark: b.into(),
             model: json!({"source": "m.gguf", "sha256": "abcdef0123456789"}),
             dataset_sha256: "d".repeat(64),

@@ -83,6 +83,9 @@ pub struct Results {
     pub ethos_version: &'static str,
     pub model: Value,
     pub dataset_sha256: String,
+    /// The control vectors that steered the run (absent: unsteered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steering: Option<Value>,
     pub seed: u64,
     pub conditions: Vec<String>,
     pub formats: Vec<String>,
@@ -219,6 +222,7 @@ pub fn compute(run: &RunFacts, records: &[&ItemRecord]) -> Results {
         ethos_version: env!("CARGO_PKG_VERSION"),
         model: run.identity.model.clone(),
         dataset_sha256: run.identity.dataset_sha256.clone(),
+        steering: run.identity.steering.clone(),
         seed: run.seed,
         conditions: run.conditions.clone(),
         formats: run.formats.clone(),

@@ -7,6 +7,7 @@ use crate::log::{ItemRecord, RunIdentity, RunLog};
 use crate::results::{self, Results};
 use anyhow::{bail, Context, Result};
 use ethos_model::chat::Message;
+use ethos_model::hooks::ResidualHook;
 use ethos_model::scoring::{continuation_tokens, score, ScoreOptions, ScoreRequest};
 use ethos_model::Model;
 use ethos_steer::{generate, GenerateOptions, SamplingParams};
@@ -26,6 +27,8 @@ pub struct RunOptions {
     /// Prompts whose contexts run in one batch.
     pub batch: usize,
     pub progress: bool,
+    /// What steers the run (recorded in run.json and results.json), with the hook `run` gets.
+    pub steering: Option<serde_json::Value>,
 }
 
 struct Task {
@@ -152,15 +155,19 @@ pub fn model_identity(model: &Model) -> Result<serde_json::Value> {
 
 /// Runs `bench` on `model`, resuming from `opts.output` when it holds this run's items, and
 /// writes `results.json` there. Returns the results.
-pub fn run(
+/// Runs `bench`; `hook` (control vectors, described by `opts.steering`) acts on every forward
+/// pass of the run.
+pub fn run<'h>(
     model: &Model,
     bench: &dyn Benchmark,
     dataset_sha256: &str,
     opts: &RunOptions,
+    mut hook: Option<&mut (dyn ResidualHook + 'h)>,
 ) -> Result<Results> {
     check_selection(bench, opts)?;
     let started = Instant::now();
     let identity = RunIdentity {
+        steering: opts.steering.clone(),
         benchmark: bench.name().to_string(),
         model: model_identity(model)?,
         dataset_sha256: dataset_sha256.to_string(),
@@ -245,7 +252,8 @@ pub fn run(
                 continuations: e.continuations.clone(),
             })
             .collect();
-        let mut scored = score(&model.decoder, &requests, &score_opts, None)?.into_iter();
+        let mut scored =
+            score(&model.decoder, &requests, &score_opts, hook.as_deref_mut())?.into_iter();
         let mut records = Vec::with_capacity(chunk.len());
         for ((t, encs), prompts) in chunk.iter().zip(&encoded).zip(&asked) {
             let mut answers = Vec::with_capacity(encs.len());
@@ -261,7 +269,7 @@ pub fn run(
                             max_tokens: e.max_tokens,
                             ..Default::default()
                         },
-                        None,
+                        hook.as_deref_mut(),
                         &mut |_| {},
                     )?;
                     tokens += g.token_ids.len();

@@ -398,6 +398,7 @@ pub fn run_utility(model: &Model, opts: &UtilityOptions) -> Result<UtilityResult
     };
 
     let identity = RunIdentity {
+        steering: None,
         benchmark: "utility".into(),
         model: model_identity(model)?,
         dataset_sha256: source.sha256(),
