@@ -9,6 +9,7 @@ mod info;
 mod score;
 mod steer;
 mod tokenize;
+mod vectors;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -45,6 +46,11 @@ enum Command {
         #[command(subcommand)]
         which: steer::Which,
     },
+    /// Control vectors: train one from contrastive prompt pairs (llama.cpp's GGUF format).
+    Vectors {
+        #[command(subcommand)]
+        which: vectors::Which,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -63,6 +69,7 @@ fn main() -> ExitCode {
         Command::Info(a) => info::run(a),
         Command::Pull(a) => info::pull(a),
         Command::Steer { which } => steer::run(which),
+        Command::Vectors { which } => vectors::run(which),
         Command::Bench { which } => bench::run(which),
     };
     match result {

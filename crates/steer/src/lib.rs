@@ -8,6 +8,7 @@ pub mod generate;
 pub mod palette;
 pub mod rng;
 pub mod sampler;
+pub mod vectors;
 
 pub use generate::{generate, FinishReason, GenerateOptions, Generation};
 pub use sampler::{LogitsProcessor, Sampler, SamplingParams};
