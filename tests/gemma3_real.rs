@@ -10,56 +10,11 @@ mod common;
 use common::*;
 use ethos::model::chat::Message;
 use ethos::model::scoring::score_text;
-use ethos::model::{loader, DType, LoadOptions, Model, ModelSpec};
+use ethos::model::{DType, Model};
 use ethos::steer::{generate, GenerateOptions, SamplingParams};
 
 fn load(dtype: Option<DType>) -> Option<Model> {
-    let path = real_model("gemma-3-270m-q4_k_m.gguf")?;
-    Some(
-        loader::load(
-            &ModelSpec::Gguf(path),
-            &LoadOptions {
-                dtype,
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    )
-}
-
-struct RefText {
-    name: String,
-    ids: Vec<u32>,
-    logprobs: Vec<f64>,
-}
-
-fn ref_texts(file: &str) -> (Vec<RefText>, serde_json::Value) {
-    let v = read_json(&fixtures().join("gemma3").join(file));
-    let texts = v["texts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| RefText {
-            name: t["name"].as_str().unwrap().to_string(),
-            ids: serde_json::from_value(t["ids"].clone()).unwrap(),
-            logprobs: serde_json::from_value(t["logprobs"].clone()).unwrap(),
-        })
-        .collect();
-    (texts, v["greedy"].clone())
-}
-
-/// (max, mean) absolute difference.
-fn diff_stats(a: &[f32], b: &[f64]) -> (f64, f64) {
-    assert_eq!(a.len(), b.len());
-    let d: Vec<f64> = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - y).abs())
-        .collect();
-    (
-        d.iter().cloned().fold(0.0, f64::max),
-        d.iter().sum::<f64>() / d.len() as f64,
-    )
+    load_real("gemma-3-270m-q4_k_m.gguf", dtype)
 }
 
 /// The GGUF dequantized to f32 against transformers on the same dequantized weights: the
@@ -69,7 +24,7 @@ fn dequantized_f32_logprobs_match_transformers() {
     let Some(m) = load(Some(DType::F32)) else {
         return;
     };
-    for t in &ref_texts("hf_f32_logprobs.json").0 {
+    for t in &ref_texts("gemma3/hf_f32_logprobs.json").0 {
         let got = score_text(&m.decoder, &t.ids, None).unwrap().token_logprobs;
         let (max, mean) = diff_stats(&got, &t.logprobs);
         eprintln!(
@@ -87,8 +42,8 @@ fn dequantized_f32_logprobs_match_transformers() {
 #[test]
 fn quantized_logprobs_agree_with_llama_cpp() {
     let Some(m) = load(None) else { return };
-    let (texts, _) = ref_texts("llamacpp_q4km.json");
-    let (hf, _) = ref_texts("hf_f32_logprobs.json");
+    let (texts, _) = ref_texts("gemma3/llamacpp_q4km.json");
+    let (hf, _) = ref_texts("gemma3/hf_f32_logprobs.json");
     for (t, h) in texts.iter().zip(&hf) {
         assert_eq!(t.ids, h.ids);
         let got = score_text(&m.decoder, &t.ids, None).unwrap().token_logprobs;
@@ -115,7 +70,7 @@ fn quantized_logprobs_agree_with_llama_cpp() {
 #[test]
 fn greedy_continuation_matches_llama_cpp() {
     let Some(m) = load(None) else { return };
-    let (_, greedy) = ref_texts("llamacpp_q4km.json");
+    let (_, greedy) = ref_texts("gemma3/llamacpp_q4km.json");
     let prompt: Vec<u32> = serde_json::from_value(greedy["prompt_ids"].clone()).unwrap();
     let want: Vec<u32> = serde_json::from_value(greedy["ids"].clone()).unwrap();
     let tok = m.tokenizer().unwrap();

@@ -7,42 +7,11 @@ mod common;
 
 use common::*;
 use ethos::model::scoring::score_text;
-use ethos::model::{loader, DType, LoadOptions, Model, ModelSpec};
+use ethos::model::{DType, Model};
 use ethos::steer::{generate, GenerateOptions, SamplingParams};
 
 fn load(dtype: Option<DType>) -> Option<Model> {
-    let path = smollm2_path()?;
-    Some(
-        loader::load(
-            &ModelSpec::Gguf(path),
-            &LoadOptions {
-                dtype,
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    )
-}
-
-struct RefText {
-    name: String,
-    ids: Vec<u32>,
-    logprobs: Vec<f64>,
-}
-
-fn ref_texts(file: &str) -> (Vec<RefText>, serde_json::Value) {
-    let v = read_json(&fixtures().join("smollm2").join(file));
-    let texts = v["texts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| RefText {
-            name: t["name"].as_str().unwrap().to_string(),
-            ids: serde_json::from_value(t["ids"].clone()).unwrap(),
-            logprobs: serde_json::from_value(t["logprobs"].clone()).unwrap(),
-        })
-        .collect();
-    (texts, v["greedy"].clone())
+    load_real("SmolLM2-135M-Instruct.Q4_1.gguf", dtype)
 }
 
 fn our_logprobs(m: &Model, ids: &[u32]) -> Vec<f32> {
@@ -99,7 +68,7 @@ fn dequantized_f32_logprobs_match_transformers() {
     let Some(m) = load(Some(DType::F32)) else {
         return;
     };
-    let (texts, _) = ref_texts("hf_f32_logprobs.json");
+    let (texts, _) = ref_texts("smollm2/hf_f32_logprobs.json");
     for t in &texts {
         let got = our_logprobs(&m, &t.ids);
         let diff = got
@@ -109,20 +78,6 @@ fn dequantized_f32_logprobs_match_transformers() {
             .fold(0.0, f64::max);
         assert!(diff < 1e-3, "{}: max |logprob diff| {diff}", t.name);
     }
-}
-
-/// Differences of two log-prob sequences: (max, mean) absolute.
-fn diff_stats(a: &[f32], b: &[f64]) -> (f64, f64) {
-    assert_eq!(a.len(), b.len());
-    let d: Vec<f64> = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - y).abs())
-        .collect();
-    (
-        d.iter().cloned().fold(0.0, f64::max),
-        d.iter().sum::<f64>() / d.len() as f64,
-    )
 }
 
 /// The Q4_1 file as ethos runs it by default against llama.cpp on the same file.
@@ -137,8 +92,8 @@ fn diff_stats(a: &[f32], b: &[f64]) -> (f64, f64) {
 #[test]
 fn q4_1_logprobs_agree_with_llama_cpp() {
     let Some(m) = load(None) else { return };
-    let (texts, _) = ref_texts("llamacpp_q41.json");
-    let (hf, _) = ref_texts("hf_f32_logprobs.json");
+    let (texts, _) = ref_texts("smollm2/llamacpp_q41.json");
+    let (hf, _) = ref_texts("smollm2/hf_f32_logprobs.json");
     for (t, h) in texts.iter().zip(&hf) {
         assert_eq!(t.ids, h.ids, "{}: both references tokenize alike", t.name);
         let got = our_logprobs(&m, &t.ids);
@@ -160,7 +115,7 @@ fn q4_1_logprobs_agree_with_llama_cpp() {
 #[test]
 fn greedy_continuation_matches_llama_cpp() {
     let Some(m) = load(None) else { return };
-    let (_, greedy) = ref_texts("llamacpp_q41.json");
+    let (_, greedy) = ref_texts("smollm2/llamacpp_q41.json");
     let prompt: Vec<u32> = serde_json::from_value(greedy["prompt_ids"].clone()).unwrap();
     let want: Vec<u32> = serde_json::from_value(greedy["ids"].clone()).unwrap();
     let tok = m.tokenizer().unwrap();
@@ -303,7 +258,7 @@ fn control_vector_logprobs_agree_with_llama_cpp() {
     let cv = fixtures().join("control/smollm2_cv.gguf");
     let c = m.config();
     let set = ControlSet::load(&[(cv, scale)], None, c.hidden_size, c.num_layers).unwrap();
-    let (unsteered, _) = ref_texts("llamacpp_q41.json");
+    let (unsteered, _) = ref_texts("smollm2/llamacpp_q41.json");
     for (t, u) in refs["texts"].as_array().unwrap().iter().zip(&unsteered) {
         let ids: Vec<u32> = serde_json::from_value(t["ids"].clone()).unwrap();
         let want: Vec<f64> = serde_json::from_value(t["logprobs"].clone()).unwrap();

@@ -60,3 +60,57 @@ pub fn real_model(file: &str) -> Option<PathBuf> {
 pub fn smollm2_path() -> Option<PathBuf> {
     real_model("SmolLM2-135M-Instruct.Q4_1.gguf")
 }
+
+/// A real GGUF model under `models/` (see `real_model`), loaded with `dtype` (None: as stored).
+pub fn load_real(file: &str, dtype: Option<ethos::model::DType>) -> Option<ethos::model::Model> {
+    use ethos::model::{loader, LoadOptions, ModelSpec};
+    let path = real_model(file)?;
+    Some(
+        loader::load(
+            &ModelSpec::Gguf(path),
+            &LoadOptions {
+                dtype,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    )
+}
+
+/// One reference text: its ids and the log-prob of each next token.
+pub struct RefText {
+    pub name: String,
+    pub ids: Vec<u32>,
+    pub logprobs: Vec<f64>,
+}
+
+/// The `texts` of a reference file under `tests/fixtures/` (e.g. `gemma3/llamacpp_q4km.json`),
+/// and its `greedy` entry.
+pub fn ref_texts(file: &str) -> (Vec<RefText>, serde_json::Value) {
+    let v = read_json(&fixtures().join(file));
+    let texts = v["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| RefText {
+            name: t["name"].as_str().unwrap().to_string(),
+            ids: serde_json::from_value(t["ids"].clone()).unwrap(),
+            logprobs: serde_json::from_value(t["logprobs"].clone()).unwrap(),
+        })
+        .collect();
+    (texts, v["greedy"].clone())
+}
+
+/// Differences of two log-prob sequences: (max, mean) absolute.
+pub fn diff_stats(a: &[f32], b: &[f64]) -> (f64, f64) {
+    assert_eq!(a.len(), b.len());
+    let d: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - y).abs())
+        .collect();
+    (
+        d.iter().cloned().fold(0.0, f64::max),
+        d.iter().sum::<f64>() / d.len() as f64,
+    )
+}
