@@ -15,34 +15,6 @@ pub struct DeviceInfo {
     pub async_alloc: Option<bool>,
 }
 
-/// Keeps memory that tensors free in the device's pool instead of returning it to the driver
-/// at every synchronisation (the pool's default release threshold is 0), so that each decode
-/// step reuses the previous step's buffers rather than mapping new ones.
-/// `ETHOS_CUDA_POOL_RELEASE=1` keeps the driver's default.
-#[cfg(feature = "cuda")]
-pub fn keep_freed_memory(d: &candle_core::cuda_backend::CudaDevice) {
-    use candle_core::cuda_backend::cudarc::driver::{result, sys};
-    if std::env::var("ETHOS_CUDA_POOL_RELEASE").is_ok_and(|v| v == "1") {
-        return;
-    }
-    let stream = d.cuda_stream();
-    let ctx = stream.context();
-    if !ctx.has_async_alloc() {
-        return;
-    }
-    // Failure only costs speed: the pool keeps its default.
-    unsafe {
-        if let Ok(pool) = result::device::get_default_mem_pool(ctx.cu_device()) {
-            let mut threshold = u64::MAX;
-            let _ = result::mem_pool::set_attribute(
-                pool,
-                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
-                (&mut threshold as *mut u64).cast(),
-            );
-        }
-    }
-}
-
 pub fn device_info(device: &Device) -> DeviceInfo {
     match device {
         #[cfg(feature = "cuda")]

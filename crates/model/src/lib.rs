@@ -60,7 +60,6 @@ pub fn parse_device(name: &str) -> Result<Device> {
                 // anyway, so the per-tensor events that order work across streams are pure
                 // overhead: several driver calls per op, which dominates decode.
                 unsafe { d.disable_event_tracking() };
-                device::keep_freed_memory(d);
             }
             Ok(device)
         }
