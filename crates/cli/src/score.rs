@@ -5,6 +5,9 @@
 //! after the context's own tokens, so the model sees the text as it would be tokenized
 //! whole (when the context's tokens are not a prefix of the whole, the continuation is
 //! tokenized alone). With `--text`, every token of one text is scored.
+//!
+//! With `--control-vector`, the output is steered (`"steered": true`) and carries the
+//! unsteered numbers beside the steered ones (`unsteered_logprob`, `unsteered_token_logprobs`).
 
 use crate::common::{print_json, ControlArgs, ModelArgs};
 use anyhow::{bail, Context, Result};
@@ -47,18 +50,54 @@ pub fn run(a: Args) -> Result<()> {
     let mut hook = a.control.hook(&model)?;
     if let Some(text) = &a.text {
         let ids = tok.encode_prompt(text)?;
-        let s = score_text(
-            &model.decoder,
-            &ids,
-            hook.as_mut()
-                .map(|h| h as &mut dyn ethos_model::hooks::ResidualHook),
-        )?;
+        let raw = score_text(&model.decoder, &ids, None)?;
+        // With control vectors: the steered numbers, and the raw ones beside them.
+        let steered = match hook.as_mut() {
+            Some(h) => Some(score_text(
+                &model.decoder,
+                &ids,
+                Some(h as &mut dyn ethos_model::hooks::ResidualHook),
+            )?),
+            None => None,
+        };
+        let s = steered.as_ref().unwrap_or(&raw);
         let pieces = tok.pieces(&ids);
+        let with_first = |v: &[f32]| {
+            std::iter::once(None)
+                .chain(v.iter().map(|&x| Some(x)))
+                .collect::<Vec<_>>()
+        };
         if a.json {
-            return print_json(&serde_json::json!({
-                "token_ids": ids, "pieces": pieces, "token_logprobs": std::iter::once(None).chain(s.token_logprobs.iter().map(|&x| Some(x))).collect::<Vec<_>>(),
-                "logprob": s.logprob, "greedy": s.greedy,
-            }));
+            let mut out = serde_json::json!({
+                "token_ids": ids, "pieces": pieces, "token_logprobs": with_first(&s.token_logprobs),
+                "logprob": s.logprob, "greedy": s.greedy, "steered": steered.is_some(),
+            });
+            if steered.is_some() {
+                out["unsteered_token_logprobs"] =
+                    serde_json::json!(with_first(&raw.token_logprobs));
+                out["unsteered_logprob"] = serde_json::json!(raw.logprob);
+            }
+            return print_json(&out);
+        }
+        if steered.is_some() {
+            println!("{:>8}  {:>10}  {:>10}  piece", "id", "steered", "unsteered");
+            println!("{:>8}  {:>10}  {:>10}  {:?}", ids[0], "-", "-", pieces[0]);
+            for (i, (lp, r)) in s.token_logprobs.iter().zip(&raw.token_logprobs).enumerate() {
+                println!(
+                    "{:>8}  {:>10.4}  {:>10.4}  {:?}",
+                    ids[i + 1],
+                    lp,
+                    r,
+                    pieces[i + 1]
+                );
+            }
+            println!(
+                "total log-prob {:.4} steered, {:.4} unsteered, over {} tokens",
+                s.logprob,
+                raw.logprob,
+                s.token_logprobs.len()
+            );
+            return Ok(());
         }
         println!("{:>8}  {:>10}  piece", "id", "logprob");
         println!("{:>8}  {:>10}  {:?}", ids[0], "-", pieces[0]);
@@ -115,22 +154,36 @@ pub fn run(a: Args) -> Result<()> {
     };
     let chunk = (a.batch * 8).max(1);
     for (k, (reqs, ls)) in requests.chunks(chunk).zip(lines.chunks(chunk)).enumerate() {
-        let scores = score(
-            &model.decoder,
-            reqs,
-            &opts,
-            hook.as_mut()
-                .map(|h| h as &mut dyn ethos_model::hooks::ResidualHook),
-        )?;
-        for ((l, r), s) in ls.iter().zip(reqs).zip(scores) {
+        // With control vectors each continuation carries the steered numbers and, beside them,
+        // the unsteered ones.
+        let raw = score(&model.decoder, reqs, &opts, None)?;
+        let steered = match hook.as_mut() {
+            Some(h) => Some(score(
+                &model.decoder,
+                reqs,
+                &opts,
+                Some(h as &mut dyn ethos_model::hooks::ResidualHook),
+            )?),
+            None => None,
+        };
+        for (i, (l, r)) in ls.iter().zip(reqs).enumerate() {
+            let shown = steered.as_ref().unwrap_or(&raw);
             let conts: Vec<serde_json::Value> = l
                 .continuations
                 .iter()
-                .zip(s)
-                .map(|(text, c)| serde_json::json!({"text": text, "logprob": c.logprob, "greedy": c.greedy, "token_ids": c.token_ids, "token_logprobs": c.token_logprobs}))
+                .enumerate()
+                .map(|(j, text)| {
+                    let c = &shown[i][j];
+                    let mut v = serde_json::json!({"text": text, "logprob": c.logprob, "greedy": c.greedy, "token_ids": c.token_ids, "token_logprobs": c.token_logprobs});
+                    if steered.is_some() {
+                        v["unsteered_logprob"] = serde_json::json!(raw[i][j].logprob);
+                        v["unsteered_token_logprobs"] = serde_json::json!(raw[i][j].token_logprobs);
+                    }
+                    v
+                })
                 .collect();
             print_json(
-                &serde_json::json!({"id": l.id, "context_tokens": r.context.len(), "continuations": conts}),
+                &serde_json::json!({"id": l.id, "context_tokens": r.context.len(), "steered": steered.is_some(), "continuations": conts}),
             )?;
         }
         if progress {

@@ -482,6 +482,40 @@ fn control_vectors_steer_score_and_bad_files_fail() {
     let spec2 = format!("{}:2", cv.display());
     assert_eq!(lp(&["--control-vector", &spec0]), plain);
     let steered = lp(&["--control-vector", &spec2]);
+    // The steered output says so and carries the unsteered numbers beside its own.
+    let v: serde_json::Value = serde_json::from_str(&ethos(
+        &[
+            "score",
+            "-m",
+            m,
+            "--text",
+            text,
+            "--json",
+            "--control-vector",
+            &spec2,
+        ],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(v["steered"], true);
+    let raw: Vec<f64> = v["unsteered_token_logprobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(raw, plain);
+    let line = ethos(
+        &["score", "-m", m, "--control-vector", &spec2],
+        Some(
+            "{\"context\": \"Is it polite to be late?\", \"continuations\": [\" Yes\", \" No\"]}\n",
+        ),
+    );
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(v["steered"], true);
+    let c = &v["continuations"][0];
+    assert!(c["logprob"].as_f64().unwrap() != c["unsteered_logprob"].as_f64().unwrap());
     let moved = plain
         .iter()
         .zip(&steered)
