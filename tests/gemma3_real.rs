@@ -11,7 +11,6 @@ use common::*;
 use ethos::model::chat::Message;
 use ethos::model::scoring::score_text;
 use ethos::model::{DType, Model};
-use ethos::steer::{generate, GenerateOptions, SamplingParams};
 
 fn load(dtype: Option<DType>) -> Option<Model> {
     load_real("gemma-3-270m-q4_k_m.gguf", dtype)
@@ -71,38 +70,7 @@ fn quantized_logprobs_agree_with_llama_cpp() {
 fn greedy_continuation_matches_llama_cpp() {
     let Some(m) = load(None) else { return };
     let (_, greedy) = ref_texts("gemma3/llamacpp_q4km.json");
-    let prompt: Vec<u32> = serde_json::from_value(greedy["prompt_ids"].clone()).unwrap();
-    let want: Vec<u32> = serde_json::from_value(greedy["ids"].clone()).unwrap();
-    let tok = m.tokenizer().unwrap();
-    assert_eq!(
-        tok.encode_prompt(greedy["prompt"].as_str().unwrap())
-            .unwrap(),
-        prompt
-    );
-    let opts = GenerateOptions {
-        max_tokens: want.len(),
-        ignore_eos: true,
-        ..Default::default()
-    };
-    let g = generate(
-        &m,
-        &prompt,
-        &SamplingParams::greedy(),
-        None,
-        &opts,
-        None,
-        &mut |_| {},
-    )
-    .unwrap();
-    let agree = g
-        .token_ids
-        .iter()
-        .zip(&want)
-        .take_while(|(a, b)| a == b)
-        .count();
-    eprintln!("greedy: {agree}/{} agree; ours: {:?}", want.len(), g.text);
-    assert_eq!(g.token_ids, want, "first difference at token {agree}");
-    assert_eq!(g.text, greedy["text"].as_str().unwrap());
+    assert_greedy_matches(&m, greedy["prompt"].as_str().unwrap(), &greedy);
 }
 
 /// The GGUF has no chat template: ethos supplies Gemma's turn format, whose control tokens

@@ -31,6 +31,7 @@ fn routing_matches_transformers_for_every_method() {
         let flat: Vec<f32> = logits.concat();
         let got = route(&flat, bias.as_deref(), &cfg).unwrap();
         let want: Vec<Vec<(u32, f32)>> = serde_json::from_value(c["chosen"].clone()).unwrap();
+        assert_eq!(got.len(), want.len(), "{}: tokens routed", c["name"]);
         for (t, (g, w)) in got.iter().zip(&want).enumerate() {
             let ids = |v: &Vec<(u32, f32)>| v.iter().map(|p| p.0).collect::<Vec<_>>();
             assert_eq!(ids(g), ids(w), "{} token {t}: experts", c["name"]);

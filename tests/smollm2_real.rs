@@ -116,43 +116,8 @@ fn q4_1_logprobs_agree_with_llama_cpp() {
 fn greedy_continuation_matches_llama_cpp() {
     let Some(m) = load(None) else { return };
     let (_, greedy) = ref_texts("smollm2/llamacpp_q41.json");
-    let prompt: Vec<u32> = serde_json::from_value(greedy["prompt_ids"].clone()).unwrap();
-    let want: Vec<u32> = serde_json::from_value(greedy["ids"].clone()).unwrap();
-    let tok = m.tokenizer().unwrap();
     let text = read_json(&fixtures().join("smollm2/texts.json"));
-    assert_eq!(
-        tok.encode_prompt(text["greedy_prompt"].as_str().unwrap())
-            .unwrap(),
-        prompt
-    );
-    let opts = GenerateOptions {
-        max_tokens: want.len(),
-        ignore_eos: true,
-        ..Default::default()
-    };
-    let g = generate(
-        &m,
-        &prompt,
-        &SamplingParams::greedy(),
-        None,
-        &opts,
-        None,
-        &mut |_| {},
-    )
-    .unwrap();
-    let agree = g
-        .token_ids
-        .iter()
-        .zip(&want)
-        .take_while(|(a, b)| a == b)
-        .count();
-    eprintln!(
-        "greedy: {agree}/{} tokens agree; ours: {:?}",
-        want.len(),
-        g.text
-    );
-    assert_eq!(g.token_ids, want, "first difference at token {agree}");
-    assert_eq!(g.text, greedy["text"].as_str().unwrap());
+    assert_greedy_matches(&m, text["greedy_prompt"].as_str().unwrap(), &greedy);
 }
 
 /// A per-request seed: the same seed gives the same tokens, another seed other tokens;

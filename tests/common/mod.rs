@@ -114,3 +114,43 @@ pub fn diff_stats(a: &[f32], b: &[f64]) -> (f64, f64) {
         d.iter().sum::<f64>() / d.len() as f64,
     )
 }
+
+/// The golden greedy check: `prompt` encodes to the reference's `prompt_ids`, and greedy
+/// decoding from them gives the reference's `ids` token for token and its `text`.
+pub fn assert_greedy_matches(m: &ethos::model::Model, prompt: &str, greedy: &serde_json::Value) {
+    use ethos::steer::{generate, GenerateOptions, SamplingParams};
+    let prompt_ids: Vec<u32> = serde_json::from_value(greedy["prompt_ids"].clone()).unwrap();
+    let want: Vec<u32> = serde_json::from_value(greedy["ids"].clone()).unwrap();
+    assert_eq!(
+        m.tokenizer().unwrap().encode_prompt(prompt).unwrap(),
+        prompt_ids
+    );
+    let opts = GenerateOptions {
+        max_tokens: want.len(),
+        ignore_eos: true,
+        ..Default::default()
+    };
+    let g = generate(
+        m,
+        &prompt_ids,
+        &SamplingParams::greedy(),
+        None,
+        &opts,
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    let agree = g
+        .token_ids
+        .iter()
+        .zip(&want)
+        .take_while(|(a, b)| a == b)
+        .count();
+    eprintln!(
+        "greedy: {agree}/{} tokens agree; ours: {:?}",
+        want.len(),
+        g.text
+    );
+    assert_eq!(g.token_ids, want, "first difference at token {agree}");
+    assert_eq!(g.text, greedy["text"].as_str().unwrap());
+}

@@ -77,24 +77,16 @@ def rope_kwargs(theta, scaling):
 # (q wider than hidden), tied head. query_pre_attn_scalar equals head_dim because llama.cpp's
 # GGUF does not carry it (the GGUF reload must agree); its parsing is unit-tested.
 GEMMA3 = dict(
-    vocab_size=320,
-    hidden_size=64,
-    intermediate_size=128,
+    COMMON,
     num_hidden_layers=4,
-    num_attention_heads=4,
-    num_key_value_heads=2,
     head_dim=32,
     query_pre_attn_scalar=32,
-    max_position_embeddings=256,
     rms_norm_eps=1e-6,
-    bos_token_id=1,
-    eos_token_id=2,
     pad_token_id=0,
     sliding_window=5,
     layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
     tie_word_embeddings=True,
     hidden_activation="gelu_pytorch_tanh",
-    attention_dropout=0.0,
 )
 GEMMA3_THETA, GEMMA3_LOCAL_THETA = 1000000.0, 10000.0
 

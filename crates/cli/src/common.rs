@@ -69,11 +69,9 @@ impl ControlArgs {
         for spec in &self.control_vector {
             let (path, scale) =
                 ethos_steer::control::parse_spec(spec).map_err(anyhow::Error::msg)?;
-            let bytes =
-                std::fs::read(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             files.push(serde_json::json!({
                 "file": path.display().to_string(),
-                "sha256": ethos_evals::data::Source::embedded("cv", &bytes).sha256(),
+                "sha256": ethos_evals::data::Source::read(&path)?.sha256(),
                 "scale": scale,
             }));
         }

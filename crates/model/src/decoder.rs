@@ -42,6 +42,16 @@ pub enum Logits {
     Gathered(Vec<Vec<Option<TargetScore>>>),
 }
 
+/// `x` as the compute dtype holds it (HF rounds Gemma's embedding scale so: sqrt(640) is
+/// 25.25 in bf16).
+fn rounded_to(x: f64, dtype: DType) -> f64 {
+    match dtype {
+        DType::BF16 => half::bf16::from_f64(x).to_f64(),
+        DType::F16 => half::f16::from_f64(x).to_f64(),
+        _ => x as f32 as f64,
+    }
+}
+
 /// Rows of hidden states projected to the vocabulary at once in gather mode.
 const GATHER_CHUNK: usize = 64;
 
@@ -210,12 +220,7 @@ impl Decoder {
         let ids_t = Tensor::from_vec(flat, (b, t), &self.device)?;
         let mut x = self.embed.forward(&ids_t, self.dtype)?;
         if let Some(scale) = self.config.embed_scale {
-            // As HF: the scale rounded to the compute dtype (sqrt(640) is 25.25 in bf16).
-            let scale = Tensor::new(scale as f32, &Device::Cpu)?
-                .to_dtype(self.dtype)?
-                .to_dtype(DType::F32)?
-                .to_scalar::<f32>()?;
-            x = x.affine(scale as f64, 0.0)?;
+            x = x.affine(rounded_to(scale, self.dtype), 0.0)?;
         }
         let pos = Positions::new(positions, &self.device)?;
         // In the compute dtype once per step, not once per layer and projection (as HF, the
@@ -339,5 +344,18 @@ impl Decoder {
                 Ok(Logits::Gathered(out))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedding_scale_is_rounded_to_the_compute_dtype() {
+        let s = 640f64.sqrt();
+        assert_eq!(rounded_to(s, DType::BF16), 25.25);
+        assert_eq!(rounded_to(s, DType::F32), 25.298221281347036f32 as f64);
+        assert_eq!(rounded_to(s, DType::F16), 25.296875);
     }
 }
