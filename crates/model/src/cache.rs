@@ -6,9 +6,11 @@ use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 
 pub struct LayerKv {
-    /// `(batch, kv_heads, capacity, head_dim)`
+    /// `(batch, kv_heads, capacity, head_dim)`; for latent attention `(batch, 1, capacity,
+    /// kv_lora_rank + qk_rope_head_dim)`: the compressed kv and the rotary key of each token.
     k: Tensor,
-    v: Tensor,
+    /// `None` for latent attention, whose values are read from the latent.
+    v: Option<Tensor>,
 }
 
 pub struct KvCache {
@@ -25,6 +27,17 @@ pub struct KvShape {
     pub layers: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
+    /// One latent per token (DeepSeek's MLA: `kv_heads` 1, `head_dim` kv_lora_rank +
+    /// qk_rope_head_dim) instead of separate keys and values.
+    pub latent: bool,
+}
+
+impl KvShape {
+    /// Bytes the cache holds per token (all layers, one batch row).
+    pub fn bytes_per_token(&self, dtype: DType) -> usize {
+        let tensors = if self.latent { 1 } else { 2 };
+        self.layers * tensors * self.kv_heads * self.head_dim * dtype.size_in_bytes()
+    }
 }
 
 impl KvCache {
@@ -35,13 +48,7 @@ impl KvCache {
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
-        let bytes = shape.layers
-            * 2
-            * batch
-            * shape.kv_heads
-            * capacity
-            * shape.head_dim
-            * dtype.size_in_bytes();
+        let bytes = (shape.bytes_per_token(dtype) as u128) * batch as u128 * capacity as u128;
         // A cache larger than 64 GiB is a request error, not something to try to allocate.
         if bytes > 64 << 30 {
             return Err(Error::Limit(format!(
@@ -56,10 +63,8 @@ impl KvCache {
                     dtype,
                     device,
                 )?;
-                Ok(LayerKv {
-                    k: z.clone(),
-                    v: z.copy()?,
-                })
+                let v = if shape.latent { None } else { Some(z.copy()?) };
+                Ok(LayerKv { k: z, v })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
@@ -82,6 +87,15 @@ impl KvCache {
     pub fn capacity(&self) -> usize {
         self.capacity
     }
+    /// Bytes the cache's tensors hold (all layers, all rows, full capacity).
+    pub fn bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .flat_map(|l| std::iter::once(&l.k).chain(l.v.as_ref()))
+            .map(|t| t.elem_count() * t.dtype().size_in_bytes())
+            .sum()
+    }
+
     pub fn key_positions(&self) -> &[Vec<i32>] {
         &self.key_positions
     }
@@ -113,10 +127,27 @@ impl KvCache {
     pub fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         let t = k.dim(2)?;
         let l = &mut self.layers[layer];
+        let Some(lv) = &l.v else {
+            return Err(Error::Msg("append on a latent cache layer".into()));
+        };
         l.k.slice_set(&k.contiguous()?, 2, self.len)?;
-        l.v.slice_set(&v.contiguous()?, 2, self.len)?;
+        lv.slice_set(&v.contiguous()?, 2, self.len)?;
         let total = self.len + t;
-        Ok((l.k.narrow(2, 0, total)?, l.v.narrow(2, 0, total)?))
+        Ok((l.k.narrow(2, 0, total)?, lv.narrow(2, 0, total)?))
+    }
+
+    /// Latent attention: writes this step's latents `(b, 1, t, dim)` for `layer` and returns
+    /// the view over every cached latent.
+    pub fn append_latent(&mut self, layer: usize, latent: &Tensor) -> Result<Tensor> {
+        let t = latent.dim(2)?;
+        let l = &mut self.layers[layer];
+        if l.v.is_some() {
+            return Err(Error::Msg(
+                "append_latent on a key/value cache layer".into(),
+            ));
+        }
+        l.k.slice_set(&latent.contiguous()?, 2, self.len)?;
+        Ok(l.k.narrow(2, 0, self.len + t)?)
     }
 
     /// Ends the step once every layer has appended `t` tokens.
@@ -163,7 +194,7 @@ impl KvCache {
                 };
                 Ok(LayerKv {
                     k: fork(&l.k)?,
-                    v: fork(&l.v)?,
+                    v: l.v.as_ref().map(fork).transpose()?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -319,6 +350,7 @@ mod tests {
             layers: 1,
             kv_heads: 1,
             head_dim: 2,
+            latent: false,
         };
         let mut c = KvCache::new(shape, 1, 2, DType::F32, &Device::Cpu).unwrap();
         assert!(c.begin_step(&[vec![0, 1, 2]]).is_err());

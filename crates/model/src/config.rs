@@ -3,6 +3,7 @@
 //! GGUF metadata is turned into the same `ModelConfig` in `weights::gguf`.
 
 use crate::error::{Error, Result};
+use crate::nn::moe::{RouterConfig, ScoringFunc, TopkMethod};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -13,11 +14,13 @@ pub enum Arch {
     Mistral,
     Qwen2,
     Gemma3,
+    DeepseekV2,
+    DeepseekV3,
 }
 
 impl Arch {
-    pub const SUPPORTED: &'static str =
-        "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Gemma3ForCausalLM";
+    pub const SUPPORTED: &'static str = "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, \
+         Gemma3ForCausalLM, DeepseekV2ForCausalLM, DeepseekV3ForCausalLM";
 
     /// From an HF `architectures` entry or `model_type`.
     pub fn from_hf_name(name: &str) -> Option<Arch> {
@@ -26,6 +29,8 @@ impl Arch {
             "MistralForCausalLM" | "mistral" => Some(Arch::Mistral),
             "Qwen2ForCausalLM" | "qwen2" => Some(Arch::Qwen2),
             "Gemma3ForCausalLM" | "gemma3_text" => Some(Arch::Gemma3),
+            "DeepseekV2ForCausalLM" | "deepseek_v2" => Some(Arch::DeepseekV2),
+            "DeepseekV3ForCausalLM" | "deepseek_v3" => Some(Arch::DeepseekV3),
             _ => None,
         }
     }
@@ -36,7 +41,13 @@ impl Arch {
             Arch::Mistral => "mistral",
             Arch::Qwen2 => "qwen2",
             Arch::Gemma3 => "gemma3",
+            Arch::DeepseekV2 => "deepseek_v2",
+            Arch::DeepseekV3 => "deepseek_v3",
         }
+    }
+
+    pub fn is_deepseek(&self) -> bool {
+        matches!(self, Arch::DeepseekV2 | Arch::DeepseekV3)
     }
 }
 
@@ -62,6 +73,49 @@ pub enum RopeScaling {
         high_freq_factor: f64,
         original_max_position_embeddings: usize,
     },
+    /// YaRN (DeepSeek-V2/V3): frequencies blended between interpolation and extrapolation by
+    /// a ramp over `beta_fast..beta_slow` rotations; cos/sin scaled by
+    /// `mscale(factor, mscale) / mscale(factor, mscale_all_dim)`.
+    Yarn {
+        factor: f64,
+        original_max_position_embeddings: usize,
+        beta_fast: f64,
+        beta_slow: f64,
+        mscale: f64,
+        mscale_all_dim: f64,
+        /// Round the ramp's ends to whole dimensions (transformers' default).
+        truncate: bool,
+    },
+}
+
+/// YaRN's magnitude correction `0.1 * m * ln(scale) + 1` (1 when not extending).
+pub fn yarn_mscale(scale: f64, m: f64) -> f64 {
+    if scale <= 1.0 {
+        1.0
+    } else {
+        0.1 * m * scale.ln() + 1.0
+    }
+}
+
+impl RopeScaling {
+    /// The factor cos/sin are multiplied by.
+    pub fn cos_sin_factor(&self) -> f64 {
+        match self {
+            RopeScaling::Yarn {
+                factor,
+                mscale,
+                mscale_all_dim,
+                ..
+            } => {
+                if *mscale != 0.0 && *mscale_all_dim != 0.0 {
+                    yarn_mscale(*factor, *mscale) / yarn_mscale(*factor, *mscale_all_dim)
+                } else {
+                    yarn_mscale(*factor, 1.0)
+                }
+            }
+            _ => 1.0,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -79,6 +133,34 @@ pub enum Activation {
     Silu,
     /// The tanh approximation of GELU (HF `gelu_pytorch_tanh`).
     GeluTanh,
+}
+
+/// Multi-head latent attention (DeepSeek-V2/V3): queries through an optional low-rank
+/// bottleneck, keys and values from one compressed latent of `kv_lora_rank` plus a shared
+/// rotary key of `qk_rope_head_dim`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MlaConfig {
+    pub q_lora_rank: Option<usize>,
+    pub kv_lora_rank: usize,
+    pub qk_nope_head_dim: usize,
+    pub qk_rope_head_dim: usize,
+    pub v_head_dim: usize,
+}
+
+impl MlaConfig {
+    pub fn qk_head_dim(&self) -> usize {
+        self.qk_nope_head_dim + self.qk_rope_head_dim
+    }
+}
+
+/// DeepSeek's mixture of experts: which layers have one, its router and expert sizes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MoeConfig {
+    pub router: RouterConfig,
+    pub moe_intermediate_size: usize,
+    pub n_shared_experts: usize,
+    pub first_k_dense_replace: usize,
+    pub moe_layer_freq: usize,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -109,9 +191,21 @@ pub struct ModelConfig {
     pub hidden_act: Activation,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
+    /// DeepSeek: latent attention (then `head_dim` is the rotary part, `qk_rope_head_dim`).
+    pub mla: Option<MlaConfig>,
+    /// DeepSeek: mixture-of-experts layers.
+    pub moe: Option<MoeConfig>,
 }
 
 impl ModelConfig {
+    /// Whether layer `l`'s feed-forward is a mixture of experts (DeepSeek's rule: after the
+    /// first `first_k_dense_replace` layers, every `moe_layer_freq`-th).
+    pub fn layer_is_moe(&self, l: usize) -> bool {
+        self.moe
+            .as_ref()
+            .is_some_and(|m| l >= m.first_k_dense_replace && l % m.moe_layer_freq.max(1) == 0)
+    }
+
     /// Whether layer `l` attends through the sliding window.
     pub fn layer_is_sliding(&self, l: usize) -> bool {
         self.sliding_window.is_some()
@@ -123,6 +217,18 @@ impl ModelConfig {
 
     /// The scale applied to attention scores.
     pub fn attention_scale(&self) -> f64 {
+        if let Some(m) = &self.mla {
+            // DeepSeek corrects the scale for YaRN by mscale(factor, mscale_all_dim)^2.
+            let base = 1.0 / (m.qk_head_dim() as f64).sqrt();
+            return match self.rope.scaling {
+                RopeScaling::Yarn {
+                    factor,
+                    mscale_all_dim,
+                    ..
+                } if mscale_all_dim != 0.0 => base * yarn_mscale(factor, mscale_all_dim).powi(2),
+                _ => base,
+            };
+        }
         1.0 / self
             .query_pre_attn_scalar
             .unwrap_or(self.head_dim as f64)
@@ -227,6 +333,71 @@ impl ModelConfig {
                 ));
             }
         }
+        if let Some(m) = &self.mla {
+            let dims = [
+                ("kv_lora_rank", m.kv_lora_rank),
+                ("qk_nope_head_dim", m.qk_nope_head_dim),
+                ("qk_rope_head_dim", m.qk_rope_head_dim),
+                ("v_head_dim", m.v_head_dim),
+                ("q_lora_rank", m.q_lora_rank.unwrap_or(1)),
+            ];
+            for (field, v) in dims {
+                if v == 0 || v > 1 << 16 {
+                    return Err(Error::config(
+                        source,
+                        field,
+                        format!("{v} is not in 1..=65536"),
+                    ));
+                }
+            }
+            if m.qk_rope_head_dim % 2 != 0 {
+                return Err(Error::config(
+                    source,
+                    "qk_rope_head_dim",
+                    format!("{} is odd; rotary needs pairs", m.qk_rope_head_dim),
+                ));
+            }
+        }
+        if let Some(m) = &self.moe {
+            m.router
+                .validate()
+                .map_err(|(field, msg)| Error::config(source, field, msg))?;
+            if m.moe_intermediate_size == 0 || m.moe_intermediate_size > 1 << 24 {
+                return Err(Error::config(
+                    source,
+                    "moe_intermediate_size",
+                    format!("{} is not in 1..=2^24", m.moe_intermediate_size),
+                ));
+            }
+            if m.router.n_experts > 1 << 16 {
+                return Err(Error::config(
+                    source,
+                    "n_routed_experts",
+                    format!("{} exceeds the limit 65536", m.router.n_experts),
+                ));
+            }
+            if m.moe_layer_freq == 0 {
+                return Err(Error::config(
+                    source,
+                    "moe_layer_freq",
+                    "must be at least 1",
+                ));
+            }
+        }
+        if let RopeScaling::Yarn {
+            factor,
+            original_max_position_embeddings,
+            ..
+        } = self.rope.scaling
+        {
+            if !(factor > 0.0 && factor.is_finite()) || original_max_position_embeddings == 0 {
+                return Err(Error::config(
+                    source,
+                    "rope_scaling",
+                    "yarn needs a positive factor and original_max_position_embeddings",
+                ));
+            }
+        }
         for &e in &self.eos_token_ids {
             if e as usize >= self.vocab_size {
                 return Err(Error::config(
@@ -251,11 +422,34 @@ impl ModelConfig {
             (self.num_kv_heads * self.head_dim) as u64,
         );
         let bias = if self.attention_bias { q + 2 * kv } else { 0 };
-        let attn = h * q + 2 * h * kv + q * h + bias;
-        let mlp = 3 * h * i;
-        let per_layer = attn + mlp + 2 * h;
+        let attn = match &self.mla {
+            None => h * q + 2 * h * kv + q * h + bias,
+            Some(m) => {
+                let heads = self.num_heads as u64;
+                let qk = m.qk_head_dim() as u64;
+                let (r, rope) = (m.kv_lora_rank as u64, m.qk_rope_head_dim as u64);
+                let q_part = match m.q_lora_rank {
+                    Some(ql) => h * ql as u64 + ql as u64 + ql as u64 * heads * qk,
+                    None => h * heads * qk,
+                };
+                let kv_part =
+                    h * (r + rope) + r + r * heads * (m.qk_nope_head_dim + m.v_head_dim) as u64;
+                q_part + kv_part + heads * m.v_head_dim as u64 * h
+            }
+        };
+        let ffn: u64 = (0..self.num_layers)
+            .map(|l| match &self.moe {
+                Some(m) if self.layer_is_moe(l) => {
+                    let mi = m.moe_intermediate_size as u64;
+                    let experts = (m.router.n_experts + m.n_shared_experts) as u64;
+                    experts * 3 * h * mi + m.router.n_experts as u64 * h
+                }
+                _ => 3 * h * i,
+            })
+            .sum();
+        let per_layer = attn + 2 * h;
         let head = if self.tie_word_embeddings { 0 } else { v * h };
-        v * h + self.num_layers as u64 * per_layer + h + head
+        v * h + self.num_layers as u64 * per_layer + ffn + h + head
     }
 }
 
@@ -317,6 +511,27 @@ pub struct HfConfig {
     pub rope_local_base_freq: Option<f64>,
     pub final_logit_softcapping: Option<f64>,
     pub attn_logit_softcapping: Option<f64>,
+    // DeepSeek-V2/V3: latent attention.
+    pub q_lora_rank: Option<usize>,
+    pub kv_lora_rank: Option<usize>,
+    pub qk_nope_head_dim: Option<usize>,
+    pub qk_rope_head_dim: Option<usize>,
+    pub v_head_dim: Option<usize>,
+    /// DeepSeek-V3 (transformers 5): false pairs rotary dimensions by halves.
+    pub rope_interleave: Option<bool>,
+    // DeepSeek-V2/V3: mixture of experts.
+    pub n_routed_experts: Option<usize>,
+    pub n_shared_experts: Option<usize>,
+    pub num_experts_per_tok: Option<usize>,
+    pub moe_intermediate_size: Option<usize>,
+    pub first_k_dense_replace: Option<usize>,
+    pub moe_layer_freq: Option<usize>,
+    pub routed_scaling_factor: Option<f64>,
+    pub norm_topk_prob: Option<bool>,
+    pub topk_method: Option<String>,
+    pub scoring_func: Option<String>,
+    pub n_group: Option<usize>,
+    pub topk_group: Option<usize>,
 }
 
 impl HfConfig {
@@ -452,6 +667,11 @@ impl HfConfig {
         } else {
             (None, None)
         };
+        let (mla, moe) = if arch.is_deepseek() {
+            (Some(self.mla(path)?), self.moe(arch, path)?)
+        } else {
+            (None, None)
+        };
         let cfg = ModelConfig {
             arch,
             vocab_size: req(self.vocab_size, "vocab_size")?,
@@ -459,12 +679,24 @@ impl HfConfig {
             intermediate_size: req(self.intermediate_size, "intermediate_size")?,
             num_layers,
             num_heads,
-            num_kv_heads: self.num_key_value_heads.unwrap_or(num_heads),
-            head_dim: self.head_dim.unwrap_or(hidden_size / num_heads),
+            // Latent attention has one latent per token, shared by all heads.
+            num_kv_heads: match &mla {
+                Some(_) => num_heads,
+                None => self.num_key_value_heads.unwrap_or(num_heads),
+            },
+            head_dim: match &mla {
+                Some(m) => m.qk_rope_head_dim,
+                None => self.head_dim.unwrap_or(hidden_size / num_heads),
+            },
             rms_norm_eps: self.rms_norm_eps.unwrap_or(1e-6),
             rope: RopeConfig {
                 theta,
-                style: RopeStyle::Half,
+                // DeepSeek's rotary pairs adjacent dimensions (transformers 5 may say otherwise).
+                style: if arch.is_deepseek() && self.rope_interleave != Some(false) {
+                    RopeStyle::Interleaved
+                } else {
+                    RopeStyle::Half
+                },
                 scaling,
                 freq_factors: None,
             },
@@ -498,9 +730,78 @@ impl HfConfig {
                 .as_ref()
                 .map(TokenIds::to_vec)
                 .unwrap_or_default(),
+            mla,
+            moe,
         };
         cfg.validate(path)?;
         Ok(cfg)
+    }
+
+    fn mla(&self, path: &Path) -> Result<MlaConfig> {
+        let req =
+            |v: Option<usize>, field: &str| v.ok_or_else(|| Error::config(path, field, "missing"));
+        Ok(MlaConfig {
+            q_lora_rank: self.q_lora_rank,
+            kv_lora_rank: req(self.kv_lora_rank, "kv_lora_rank")?,
+            qk_nope_head_dim: req(self.qk_nope_head_dim, "qk_nope_head_dim")?,
+            qk_rope_head_dim: req(self.qk_rope_head_dim, "qk_rope_head_dim")?,
+            v_head_dim: req(self.v_head_dim, "v_head_dim")?,
+        })
+    }
+
+    /// DeepSeek's experts; `None` for a checkpoint without routed experts (all layers dense).
+    /// V2 defaults to `greedy` routing on softmax scores, V3 to `noaux_tc` on sigmoid scores
+    /// (transformers 5 writes neither field).
+    fn moe(&self, arch: Arch, path: &Path) -> Result<Option<MoeConfig>> {
+        let Some(n_experts) = self.n_routed_experts else {
+            return Ok(None);
+        };
+        let v3 = arch == Arch::DeepseekV3;
+        let method_name =
+            self.topk_method
+                .as_deref()
+                .unwrap_or(if v3 { "noaux_tc" } else { "greedy" });
+        let method = TopkMethod::parse(method_name).ok_or_else(|| {
+            Error::config(
+                path,
+                "topk_method",
+                format!(
+                    "`{method_name}` is not supported (greedy, group_limited_greedy, noaux_tc)"
+                ),
+            )
+        })?;
+        let scoring_name =
+            self.scoring_func
+                .as_deref()
+                .unwrap_or(if v3 { "sigmoid" } else { "softmax" });
+        let scoring = ScoringFunc::parse(scoring_name).ok_or_else(|| {
+            Error::config(
+                path,
+                "scoring_func",
+                format!("`{scoring_name}` is not supported (softmax, sigmoid)"),
+            )
+        })?;
+        let top_k = self
+            .num_experts_per_tok
+            .ok_or_else(|| Error::config(path, "num_experts_per_tok", "missing"))?;
+        Ok(Some(MoeConfig {
+            router: RouterConfig {
+                method,
+                scoring,
+                n_experts,
+                top_k,
+                n_group: self.n_group.unwrap_or(1),
+                topk_group: self.topk_group.unwrap_or(1),
+                norm_topk_prob: self.norm_topk_prob.unwrap_or(false),
+                routed_scaling_factor: self.routed_scaling_factor.unwrap_or(1.0) as f32,
+            },
+            moe_intermediate_size: self
+                .moe_intermediate_size
+                .ok_or_else(|| Error::config(path, "moe_intermediate_size", "missing"))?,
+            n_shared_experts: self.n_shared_experts.unwrap_or(0),
+            first_k_dense_replace: self.first_k_dense_replace.unwrap_or(0),
+            moe_layer_freq: self.moe_layer_freq.unwrap_or(1),
+        }))
     }
 }
 
@@ -560,11 +861,28 @@ fn parse_rope(cfg: &HfConfig, path: &Path) -> Result<(f64, RopeScaling)> {
             high_freq_factor: num("high_freq_factor")?,
             original_max_position_embeddings: num("original_max_position_embeddings")? as usize,
         },
+        "yarn" => {
+            let or = |k: &str, default: f64| -> Result<f64> {
+                match s.get(k) {
+                    None | Some(serde_json::Value::Null) => Ok(default),
+                    Some(_) => num(k),
+                }
+            };
+            RopeScaling::Yarn {
+                factor: num("factor")?,
+                original_max_position_embeddings: num("original_max_position_embeddings")? as usize,
+                beta_fast: or("beta_fast", 32.0)?,
+                beta_slow: or("beta_slow", 1.0)?,
+                mscale: or("mscale", 0.0)?,
+                mscale_all_dim: or("mscale_all_dim", 0.0)?,
+                truncate: s.get("truncate").and_then(|v| v.as_bool()).unwrap_or(true),
+            }
+        }
         other => {
             return Err(Error::config(
                 path,
                 &format!("{field}.rope_type"),
-                format!("`{other}` is not supported (default, linear, llama3)"),
+                format!("`{other}` is not supported (default, linear, llama3, yarn)"),
             ))
         }
     };

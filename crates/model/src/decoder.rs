@@ -9,7 +9,9 @@ use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::hooks::ResidualHook;
 use crate::nn::attention::{Attention, StepContext};
+use crate::nn::experts::MoeFfn;
 use crate::nn::linear::Linear;
+use crate::nn::mla::LatentAttention;
 use crate::nn::mlp::Mlp;
 use crate::nn::norm::RmsNorm;
 use crate::nn::rope::{Positions, Rope};
@@ -74,11 +76,20 @@ impl Embedding {
 
 pub enum FeedForward {
     Dense(Mlp),
+    /// DeepSeek's routed and shared experts.
+    Moe(MoeFfn),
+}
+
+pub enum SelfAttention {
+    /// Grouped-query (or multi-head) attention over per-head keys and values.
+    Grouped(Attention),
+    /// DeepSeek's multi-head latent attention over a latent cache.
+    Latent(LatentAttention),
 }
 
 pub struct Block {
     pub attn_norm: RmsNorm,
-    pub attn: Attention,
+    pub attn: SelfAttention,
     /// Gemma 3: a norm on the attention output before it joins the residual.
     pub post_attn_norm: Option<RmsNorm>,
     pub mlp_norm: RmsNorm,
@@ -101,13 +112,17 @@ impl Block {
         cache: &mut KvCache,
         layer: usize,
     ) -> Result<(Tensor, Tensor)> {
-        let mut a = self.attn.forward(xn, step, cache, layer, self.sliding)?;
+        let mut a = match &self.attn {
+            SelfAttention::Grouped(at) => at.forward(xn, step, cache, layer, self.sliding)?,
+            SelfAttention::Latent(at) => at.forward(xn, step, cache, layer)?,
+        };
         if let Some(n) = &self.post_attn_norm {
             a = n.forward(&a)?;
         }
         let (h, hn) = self.mlp_norm.add_forward(x, &a)?;
         let mut y = match &self.ffn {
             FeedForward::Dense(mlp) => mlp.forward(&hn, step.f16_attention)?,
+            FeedForward::Moe(moe) => moe.forward(&hn, step.moe_per_token)?,
         };
         if let Some(n) = &self.post_ffn_norm {
             y = n.forward(&y)?;
@@ -132,14 +147,26 @@ pub struct Decoder {
     /// Use the fused CPU attention kernel when computing in f32 on the CPU (on by default;
     /// off runs candle's ops, the path GPUs take).
     pub fused_cpu_attention: bool,
+    /// Run each token through its experts alone instead of grouping tokens by expert (the
+    /// baseline `ethos bench speed` measures grouping against; same numbers, slower).
+    pub moe_per_token: bool,
 }
 
 impl Decoder {
     pub fn kv_shape(&self) -> KvShape {
-        KvShape {
-            layers: self.blocks.len(),
-            kv_heads: self.config.num_kv_heads,
-            head_dim: self.config.head_dim,
+        match &self.config.mla {
+            Some(m) => KvShape {
+                layers: self.blocks.len(),
+                kv_heads: 1,
+                head_dim: m.kv_lora_rank + m.qk_rope_head_dim,
+                latent: true,
+            },
+            None => KvShape {
+                layers: self.blocks.len(),
+                kv_heads: self.config.num_kv_heads,
+                head_dim: self.config.head_dim,
+                latent: false,
+            },
         }
     }
 
@@ -256,6 +283,7 @@ impl Decoder {
             cpu_kernel,
             query_positions: positions,
             window: self.config.sliding_window,
+            moe_per_token: self.moe_per_token,
         };
         // Each boundary adds the block's output to the residual and applies the next norm
         // (the next block's input norm, or the final norm) in one step, unless a hook must

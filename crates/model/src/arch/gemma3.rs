@@ -8,7 +8,7 @@
 //! Reference: transformers' `models/gemma3/modeling_gemma3.py`.
 
 use crate::config::ModelConfig;
-use crate::decoder::{Block, Decoder, FeedForward};
+use crate::decoder::{Block, Decoder, FeedForward, SelfAttention};
 use crate::error::{Error, Result};
 use crate::nn::attention::Attention;
 use crate::nn::mlp::Mlp;
@@ -80,7 +80,7 @@ pub fn load(
             };
             Ok(Block {
                 attn_norm: norm(src, "input_layernorm")?,
-                attn,
+                attn: SelfAttention::Grouped(attn),
                 post_attn_norm: Some(norm(src, "post_attention_layernorm")?),
                 mlp_norm: norm(src, "pre_feedforward_layernorm")?,
                 ffn: FeedForward::Dense(mlp),
@@ -109,5 +109,6 @@ pub fn load(
         device: src.device().clone(),
         f16_attention: false,
         fused_cpu_attention: true,
+        moe_per_token: false,
     })
 }

@@ -4,7 +4,7 @@
 //! Reference: transformers' `models/llama/modeling_llama.py`.
 
 use crate::config::ModelConfig;
-use crate::decoder::{Block, Decoder, FeedForward};
+use crate::decoder::{Block, Decoder, FeedForward, SelfAttention};
 use crate::error::Result;
 use crate::nn::attention::Attention;
 use crate::nn::mlp::Mlp;
@@ -62,7 +62,7 @@ pub fn load(
             )?;
             Ok(Block {
                 attn_norm: norm(src, "input_layernorm")?,
-                attn,
+                attn: SelfAttention::Grouped(attn),
                 post_attn_norm: None,
                 mlp_norm: norm(src, "post_attention_layernorm")?,
                 ffn: FeedForward::Dense(mlp),
@@ -93,5 +93,6 @@ pub fn load(
         device: src.device().clone(),
         f16_attention: false,
         fused_cpu_attention: true,
+        moe_per_token: false,
     })
 }

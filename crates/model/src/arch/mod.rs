@@ -1,4 +1,5 @@
 //! One short file per architecture family: which parts its blocks use and under which names.
+pub mod deepseek;
 pub mod gemma3;
 pub mod llama;
 pub mod mistral;
@@ -23,5 +24,6 @@ pub fn build(
         Arch::Mistral => mistral::load(cfg, src, dtype, max_positions),
         Arch::Qwen2 => qwen2::load(cfg, src, dtype, max_positions),
         Arch::Gemma3 => gemma3::load(cfg, src, dtype, max_positions),
+        Arch::DeepseekV2 | Arch::DeepseekV3 => deepseek::load(cfg, src, dtype, max_positions),
     }
 }

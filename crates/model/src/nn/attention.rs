@@ -40,9 +40,11 @@ pub struct StepContext<'a> {
     pub query_positions: &'a [Vec<i32>],
     /// The window of the sliding-window layers.
     pub window: Option<usize>,
+    /// See `Decoder::moe_per_token`.
+    pub moe_per_token: bool,
 }
 
-fn round_f16(x: &Tensor) -> Result<Tensor> {
+pub(crate) fn round_f16(x: &Tensor) -> Result<Tensor> {
     Ok(x.to_dtype(DType::F16)?.to_dtype(x.dtype())?)
 }
 
@@ -55,54 +57,114 @@ fn cpu_f32<'a>(g: &'a candle_core::StorageRef<'_>, l: &candle_core::Layout) -> R
     }
 }
 
-impl Attention {
-    /// The fused kernel (`kernels::attention`) reading K/V from the cache in place.
-    fn cpu_attention(
-        &self,
-        q: &Tensor,
-        k_all: &Tensor,
-        v_all: &Tensor,
-        step: &StepContext,
-        cache: &KvCache,
-        t: usize,
-        window: Option<usize>,
-    ) -> Result<Tensor> {
-        let (b, _, kv_len, d) = k_all.dims4()?;
-        let q = q.contiguous()?;
-        let (qg, ql) = q.storage_and_layout();
-        let (kg, kl) = k_all.storage_and_layout();
-        let (vg, vl) = v_all.storage_and_layout();
-        let st = kl.stride();
-        if vl.stride() != st || st[3] != 1 {
-            return Err(crate::error::Error::Msg(
-                "cache views must share a contiguous-row layout".into(),
-            ));
-        }
-        let shape = crate::kernels::attention::AttentionShape {
-            batch: b,
-            heads: self.heads,
-            kv_heads: self.kv_heads,
-            q_len: t,
-            kv_len,
-            head_dim: d,
-            kv_strides: [st[0], st[1], st[2]],
-        };
-        let mut out = vec![0f32; b * t * self.heads * d];
-        crate::kernels::attention::attention(
-            &shape,
-            cpu_f32(&qg, ql)?,
-            cpu_f32(&kg, kl)?,
-            cpu_f32(&vg, vl)?,
-            step.query_positions,
-            cache.key_positions(),
-            window,
-            self.scale as f32,
-            step.f16_attention,
-            &mut out,
-        );
-        Ok(Tensor::from_vec(out, (b, t, self.heads * d), q.device())?)
-    }
+/// How one layer's queries meet the cached keys: head counts, score scale and window.
+#[derive(Clone, Copy, Debug)]
+pub struct AttendShape {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub scale: f64,
+    /// The sliding window, when this layer attends through it.
+    pub window: Option<usize>,
+}
 
+/// The fused kernel (`kernels::attention`) reading K/V from the cache in place.
+fn cpu_attention(
+    q: &Tensor,
+    k_all: &Tensor,
+    v_all: &Tensor,
+    a: AttendShape,
+    step: &StepContext,
+    cache: &KvCache,
+    t: usize,
+) -> Result<Tensor> {
+    let (b, _, kv_len, d) = k_all.dims4()?;
+    let q = q.contiguous()?;
+    let (qg, ql) = q.storage_and_layout();
+    let (kg, kl) = k_all.storage_and_layout();
+    let (vg, vl) = v_all.storage_and_layout();
+    let st = kl.stride();
+    if vl.stride() != st || st[3] != 1 {
+        return Err(crate::error::Error::Msg(
+            "cache views must share a contiguous-row layout".into(),
+        ));
+    }
+    let shape = crate::kernels::attention::AttentionShape {
+        batch: b,
+        heads: a.heads,
+        kv_heads: a.kv_heads,
+        q_len: t,
+        kv_len,
+        head_dim: d,
+        kv_strides: [st[0], st[1], st[2]],
+    };
+    let mut out = vec![0f32; b * t * a.heads * d];
+    crate::kernels::attention::attention(
+        &shape,
+        cpu_f32(&qg, ql)?,
+        cpu_f32(&kg, kl)?,
+        cpu_f32(&vg, vl)?,
+        step.query_positions,
+        cache.key_positions(),
+        a.window,
+        a.scale as f32,
+        step.f16_attention,
+        &mut out,
+    );
+    Ok(Tensor::from_vec(out, (b, t, a.heads * d), q.device())?)
+}
+
+/// Softmax attention of `q` `(b, heads, t, d)` over every cached key and value
+/// `(b, kv_heads, S, d)` (the step's own already appended): `(b, t, heads * d)`.
+pub fn attend(
+    q: &Tensor,
+    k_all: &Tensor,
+    v_all: &Tensor,
+    mask: &Option<Tensor>,
+    a: AttendShape,
+    step: &StepContext,
+    cache: &KvCache,
+) -> Result<Tensor> {
+    let (b, h, t, d) = q.dims4()?;
+    let kvh = a.kv_heads;
+    if step.cpu_kernel {
+        return cpu_attention(q, k_all, v_all, a, step, cache, t);
+    }
+    // Decode on CUDA: one kernel for the whole attention of the new token.
+    if t == 1
+        && mask.is_none()
+        && !step.f16_attention
+        && q.device().is_cuda()
+        && super::own_cuda_kernels()
+    {
+        let q3 = q.reshape((b, h, d))?;
+        if ethos_kernels::decode_attention_supported(&q3, k_all, v_all) {
+            let y = ethos_kernels::decode_attention(&q3, k_all, v_all, a.scale as f32)?;
+            return Ok(y.reshape((b, 1, h * d))?);
+        }
+    }
+    let s = k_all.dim(2)?;
+    // Query heads sharing a kv head are stacked along the rows, so K/V are never repeated.
+    let n_rep = h / kvh;
+    let q = q.reshape((b, kvh, n_rep * t, d))?;
+    let scores = (q.matmul(&k_all.t()?)? * a.scale)?;
+    let scores = match mask {
+        Some(mask) => scores
+            .reshape((b, kvh, n_rep, t, s))?
+            .broadcast_add(&mask.unsqueeze(2)?.to_dtype(scores.dtype())?)?
+            .reshape((b, kvh, n_rep * t, s))?,
+        None => scores,
+    };
+    let mut probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    if step.f16_attention {
+        probs = round_f16(&probs)?;
+    }
+    let y = probs.matmul(v_all)?; // (b, kvh, n_rep * t, d)
+    Ok(y.reshape((b, h, t, d))?
+        .transpose(1, 2)?
+        .reshape((b, t, h * d))?)
+}
+
+impl Attention {
     pub fn new(
         q: Linear,
         k: Linear,
@@ -179,44 +241,13 @@ impl Attention {
             (q, k, v) = (round_f16(&q)?, round_f16(&k)?, round_f16(&v)?);
         }
         let (k_all, v_all) = cache.append(layer, &k, &v)?;
-        if step.cpu_kernel {
-            let y = self.cpu_attention(&q, &k_all, &v_all, step, cache, t, window)?;
-            return self.o.forward(&y);
-        }
-        // Decode on CUDA: one kernel for the whole attention of the new token.
-        if t == 1
-            && mask.is_none()
-            && !step.f16_attention
-            && q.device().is_cuda()
-            && super::own_cuda_kernels()
-        {
-            let q3 = q.reshape((b, h, d))?;
-            if ethos_kernels::decode_attention_supported(&q3, &k_all, &v_all) {
-                let y = ethos_kernels::decode_attention(&q3, &k_all, &v_all, self.scale as f32)?;
-                return self.o.forward(&y.reshape((b, 1, h * d))?);
-            }
-        }
-        let s = k_all.dim(2)?;
-        // Query heads sharing a kv head are stacked along the rows, so K/V are never repeated.
-        let n_rep = h / kvh;
-        let q = q.reshape((b, kvh, n_rep * t, d))?;
-        let scores = (q.matmul(&k_all.t()?)? * self.scale)?;
-        let scores = match mask {
-            Some(mask) => scores
-                .reshape((b, kvh, n_rep, t, s))?
-                .broadcast_add(&mask.unsqueeze(2)?.to_dtype(scores.dtype())?)?
-                .reshape((b, kvh, n_rep * t, s))?,
-            None => scores,
+        let shape = AttendShape {
+            heads: h,
+            kv_heads: kvh,
+            scale: self.scale,
+            window,
         };
-        let mut probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        if step.f16_attention {
-            probs = round_f16(&probs)?;
-        }
-        let y = probs.matmul(&v_all)?; // (b, kvh, n_rep * t, d)
-        let y = y
-            .reshape((b, h, t, d))?
-            .transpose(1, 2)?
-            .reshape((b, t, h * d))?;
+        let y = attend(&q, &k_all, &v_all, mask, shape, step, cache)?;
         self.o.forward(&y)
     }
 }

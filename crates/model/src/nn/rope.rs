@@ -40,6 +40,37 @@ pub fn inverse_frequencies(cfg: &RopeConfig, dim: usize) -> Vec<f64> {
                 }
             }
         }
+        RopeScaling::Yarn {
+            factor,
+            original_max_position_embeddings,
+            beta_fast,
+            beta_slow,
+            truncate,
+            ..
+        } => {
+            // The dimension at which a frequency turns `rotations` times over the original
+            // context; frequencies below the ramp are interpolated, above it extrapolated.
+            let d = dim as f64;
+            let correction_dim = |rotations: f64| {
+                d * (*original_max_position_embeddings as f64
+                    / (rotations * 2.0 * std::f64::consts::PI))
+                    .ln()
+                    / (2.0 * cfg.theta.ln())
+            };
+            let (mut low, mut high) = (correction_dim(*beta_fast), correction_dim(*beta_slow));
+            if *truncate {
+                (low, high) = (low.floor(), high.ceil());
+            }
+            let (low, mut high) = (low.max(0.0), high.min(d - 1.0));
+            if low == high {
+                high += 0.001;
+            }
+            for (i, f) in inv.iter_mut().enumerate() {
+                let ramp = ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
+                let extrapolation = 1.0 - ramp;
+                *f = *f / factor * (1.0 - extrapolation) + *f * extrapolation;
+            }
+        }
     }
     if let Some(factors) = &cfg.freq_factors {
         for (f, d) in inv.iter_mut().zip(factors) {
@@ -58,13 +89,14 @@ impl Rope {
     ) -> Result<Self> {
         let inv = inverse_frequencies(cfg, head_dim);
         let half = head_dim / 2;
+        let scale = cfg.scaling.cos_sin_factor();
         let mut cos = Vec::with_capacity(max_positions * half);
         let mut sin = Vec::with_capacity(max_positions * half);
         for p in 0..max_positions {
             for f in &inv {
                 let a = p as f64 * f;
-                cos.push(a.cos() as f32);
-                sin.push(a.sin() as f32);
+                cos.push((a.cos() * scale) as f32);
+                sin.push((a.sin() * scale) as f32);
             }
         }
         Ok(Self {
@@ -194,6 +226,27 @@ mod tests {
             })
             .unwrap();
         assert!(scaled[mid] < base[mid] && scaled[mid] > base[mid] / 8.0);
+    }
+
+    /// YaRN as transformers computes it (`_compute_yarn_parameters`, values printed by it for
+    /// this config: head 8, base 1e4, factor 4, original context 64, mscale 1 and 0.5).
+    #[test]
+    fn yarn_frequencies_and_factor_match_transformers() {
+        let s = RopeScaling::Yarn {
+            factor: 4.0,
+            original_max_position_embeddings: 64,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
+            mscale: 1.0,
+            mscale_all_dim: 0.5,
+            truncate: true,
+        };
+        let want = [1.0, 0.0625, 0.0024999999441206455, 0.0002500000118743628];
+        let got = inverse_frequencies(&cfg(s.clone(), RopeStyle::Interleaved), 8);
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-9 * w.max(1e-3), "{got:?}");
+        }
+        assert!((s.cos_sin_factor() - 1.0648216253695715).abs() < 1e-12);
     }
 
     /// Half and interleaved styles are the same rotation on permuted dimensions: permuting the

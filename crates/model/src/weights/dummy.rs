@@ -41,6 +41,8 @@ pub fn preset(name: &str) -> Result<ModelConfig> {
         hidden_act: Activation::Silu,
         bos_token_id: None,
         eos_token_ids: vec![],
+        mla: None,
+        moe: None,
     };
     match name {
         // HuggingFaceTB/SmolLM2-135M-Instruct

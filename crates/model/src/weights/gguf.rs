@@ -284,6 +284,8 @@ impl GgufFile {
                 .ok()
                 .map(|x| x as u32),
             eos_token_ids: eos,
+            mla: None,
+            moe: None,
         };
         cfg.validate(&self.path)?;
         Ok(cfg)

@@ -3,6 +3,7 @@
 //! and decides whether a matrix stays quantized.
 
 pub mod dummy;
+pub mod fp8;
 pub mod gguf;
 pub mod names;
 pub mod safetensors;

@@ -1,6 +1,6 @@
 //! Memory-mapped safetensors, one file or sharded through `model.safetensors.index.json`.
 
-use super::TensorSource;
+use super::{fp8, TensorSource};
 use crate::decoder::Embedding;
 use crate::error::{Error, Result};
 use crate::nn::linear::Linear;
@@ -106,6 +106,9 @@ impl SafetensorsSource {
                 ),
             ));
         }
+        if matches!(DType::try_from(view.dtype()), Ok(DType::F8E4M3)) {
+            return self.load_fp8(name, view.shape(), view.data(), dtype);
+        }
         let t = self.st.load(name, &self.device).map_err(|e| {
             Error::format(
                 &self.folder,
@@ -113,6 +116,51 @@ impl SafetensorsSource {
             )
         })?;
         Ok(t.to_dtype(dtype)?)
+    }
+}
+
+impl SafetensorsSource {
+    /// An FP8 (e4m3) matrix as DeepSeek-V3 ships it: dequantized with its
+    /// `<name>_scale_inv` block scales into `dtype`.
+    fn load_fp8(&self, name: &str, shape: &[usize], data: &[u8], dtype: DType) -> Result<Tensor> {
+        let &[rows, cols] = shape else {
+            return Err(Error::format(
+                &self.folder,
+                format!("FP8 tensor {name} has shape {shape:?}, not a matrix"),
+            ));
+        };
+        let scale_name = format!("{name}_scale_inv");
+        let scale_view = self.st.get(&scale_name).map_err(|_| {
+            Error::format(
+                &self.folder,
+                format!("FP8 tensor {name} has no scale tensor {scale_name}"),
+            )
+        })?;
+        let blocks = fp8::block_grid(rows, cols);
+        if scale_view.shape() != [blocks.0, blocks.1] {
+            return Err(Error::format(
+                &self.folder,
+                format!(
+                    "tensor {scale_name} has shape {:?}, {rows}x{cols} in {}x{} blocks needs {:?}",
+                    scale_view.shape(),
+                    fp8::BLOCK,
+                    fp8::BLOCK,
+                    [blocks.0, blocks.1]
+                ),
+            ));
+        }
+        let scale = self
+            .st
+            .load(&scale_name, &candle_core::Device::Cpu)
+            .and_then(|t| t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>())
+            .map_err(|e| {
+                Error::format(
+                    &self.folder,
+                    format!("tensor {scale_name}: {}", crate::error::one_line(&e)),
+                )
+            })?;
+        let w = fp8::dequantize_blocks(data, rows, cols, &scale);
+        Ok(Tensor::from_vec(w, (rows, cols), &self.device)?.to_dtype(dtype)?)
     }
 }
 
