@@ -84,7 +84,7 @@ pub fn run(w: Which) -> Result<()> {
     if a.repetitions == 0 || a.prompt_tokens == 0 || a.gen_tokens == 0 {
         bail!("--repetitions, --prompt-tokens and --gen-tokens must be at least 1");
     }
-    let model = match (a.load_format.as_str(), &a.arch) {
+    let mut model = match (a.load_format.as_str(), &a.arch) {
         ("dummy", Some(arch)) => {
             if a.model.model.is_some() || a.llama_bench.is_some() {
                 bail!("--load-format dummy builds random weights: drop --model and --llama-bench");
@@ -108,29 +108,7 @@ pub fn run(w: Which) -> Result<()> {
 
     // Prefill: one sequence of prompt_tokens, last-position logits.
     let prompt = synthetic_ids(a.prompt_tokens, vocab, 1);
-    let pos: Vec<i32> = (0..prompt.len() as i32).collect();
-    let mut prefill = Vec::new();
-    let mut prefill_first = 0.0;
-    for r in 0..=a.repetitions {
-        let mut cache = d.new_cache(1, prompt.len())?;
-        let t = Instant::now();
-        d.forward(
-            &[prompt.clone()],
-            &[pos.clone()],
-            &mut cache,
-            &LogitsMode::Last,
-            None,
-        )?;
-        // GPU work is queued: wait for it before reading the clock.
-        d.device.synchronize()?;
-        let s = t.elapsed().as_secs_f64();
-        // The first run also dequantizes the batched-path weights: reported apart.
-        if r == 0 {
-            prefill_first = s;
-        } else {
-            prefill.push(a.prompt_tokens as f64 / s);
-        }
-    }
+    let (prefill_first, prefill) = prefill_rates(d, &prompt, a.repetitions)?;
     let prefill_mem = peak_rss_mib();
     let device_after_prefill = device_info(&d.device);
 
@@ -183,11 +161,25 @@ pub fn run(w: Which) -> Result<()> {
         (total - least_free) as f64 / (1 << 20) as f64
     });
     let bytes_per_token = decode_bytes_per_token(&model, a.gen_tokens);
+    let c = model.config().clone();
+    let elem = model.info.dtype.size_in_bytes();
+    let kv_cache_bytes = model.decoder.kv_shape().bytes_per_token(model.info.dtype);
+    let kv_expanded_bytes = c.expanded_kv_bytes_per_token(elem);
+    let prefill_tps = median(prefill);
+    // Mixture of experts: the same prefill with each token run through its experts alone.
+    let moe_per_token_tps = if c.moe.is_some() {
+        model.decoder.moe_per_token = true;
+        let r = prefill_rates(&model.decoder, &prompt, a.repetitions);
+        model.decoder.moe_per_token = false;
+        Some(median(r?.1))
+    } else {
+        None
+    };
     let nominal = nominal_bandwidth(&device_before.name);
-    let copy = if d.device.is_cpu() {
+    let copy = if model.decoder.device.is_cpu() {
         None
     } else {
-        Some(copy_bandwidth(&d.device, 2 << 30, 5)?)
+        Some(copy_bandwidth(&model.decoder.device, 2 << 30, 5)?)
     };
     let fraction = |bw: Option<f64>| bw.map(|bw| decode_tps * bytes_per_token / bw);
     let ours = serde_json::json!({
@@ -206,7 +198,12 @@ pub fn run(w: Which) -> Result<()> {
         "threads": threads,
         "load_seconds": model.info.load_seconds,
         "prefill_first_call_seconds": prefill_first,
-        "prefill_tokens_per_second": median(prefill),
+        "prefill_tokens_per_second": prefill_tps,
+        "moe_per_token_prefill_tokens_per_second": moe_per_token_tps,
+        "moe_grouped_vs_per_token_prefill": moe_per_token_tps.map(|p| prefill_tps / p),
+        "kv_cache_bytes_per_token": kv_cache_bytes,
+        "kv_cache_layout": if c.mla.is_some() { "latent" } else { "per-head keys and values" },
+        "kv_expanded_bytes_per_token": kv_expanded_bytes,
         "decode_tokens_per_second": decode_tps,
         "scoring_tokens_per_second": median(scoring),
         "peak_rss_mib_after_prefill": prefill_mem,
@@ -256,6 +253,26 @@ pub fn run(w: Which) -> Result<()> {
         peer_tg,
     );
     row("scoring tok/s", f("scoring_tokens_per_second"), None);
+    if let Some(p) = moe_per_token_tps {
+        println!(
+            "{:<28} {:>12.1}   grouped by expert is {:.2}x the per-token loop",
+            "prefill, per-token experts",
+            p,
+            prefill_tps / p
+        );
+    }
+    println!(
+        "{:<28} {:>12}   ({}; {} bytes if every head's K and V were cached: {:.1}x)",
+        "KV cache bytes/token",
+        kv_cache_bytes,
+        if c.mla.is_some() {
+            "latent"
+        } else {
+            "per-head K and V"
+        },
+        kv_expanded_bytes,
+        kv_expanded_bytes as f64 / kv_cache_bytes as f64
+    );
     println!("{:<28} {:>12.2}", "load s", f("load_seconds"));
     println!(
         "{:<28} {:>12.2}",
@@ -279,6 +296,38 @@ pub fn run(w: Which) -> Result<()> {
     Ok(())
 }
 
+/// The first prefill call's seconds and the tokens/s of `repetitions` more.
+fn prefill_rates(
+    d: &ethos_model::Decoder,
+    prompt: &[u32],
+    repetitions: usize,
+) -> Result<(f64, Vec<f64>)> {
+    let pos: Vec<i32> = (0..prompt.len() as i32).collect();
+    let mut rates = Vec::new();
+    let mut first = 0.0;
+    for r in 0..=repetitions {
+        let mut cache = d.new_cache(1, prompt.len())?;
+        let t = Instant::now();
+        d.forward(
+            &[prompt.to_vec()],
+            &[pos.clone()],
+            &mut cache,
+            &LogitsMode::Last,
+            None,
+        )?;
+        // GPU work is queued: wait for it before reading the clock.
+        d.device.synchronize()?;
+        let s = t.elapsed().as_secs_f64();
+        // The first run also dequantizes the batched-path weights: reported apart.
+        if r == 0 {
+            first = s;
+        } else {
+            rates.push(prompt.len() as f64 / s);
+        }
+    }
+    Ok((first, rates))
+}
+
 /// Bytes one decode step reads: every matrix once (the embedding only as the head when tied,
 /// one row otherwise, which is left out), plus the KV cache at the mean context of the test.
 fn decode_bytes_per_token(model: &ethos_model::Model, gen_tokens: usize) -> f64 {
@@ -288,17 +337,15 @@ fn decode_bytes_per_token(model: &ethos_model::Model, gen_tokens: usize) -> f64 
     } else {
         (c.vocab_size * c.hidden_size) as u64
     };
-    let params = (c.parameter_count() - untied_embedding) as f64;
+    let params = (c.active_parameter_count() - untied_embedding) as f64;
     let matrices = if model.info.format == "gguf" && !model.info.weights.contains("dequantized") {
         // Quantized: the file's bytes per parameter.
         model.info.file_bytes as f64 / c.parameter_count() as f64 * params
     } else {
         params * model.info.dtype.size_in_bytes() as f64
     };
-    let kv = (c.num_layers * 2 * c.num_kv_heads * c.head_dim * model.info.dtype.size_in_bytes())
-        as f64
-        * gen_tokens as f64
-        / 2.0;
+    let kv =
+        model.decoder.kv_shape().bytes_per_token(model.info.dtype) as f64 * gen_tokens as f64 / 2.0;
     matrices + kv
 }
 

@@ -15,8 +15,22 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let m = a.model.load()?;
     let c = m.config();
-    let kv_per_token =
-        2 * c.num_layers * c.num_kv_heads * c.head_dim * m.info.dtype.size_in_bytes();
+    let kv_per_token = m.decoder.kv_shape().bytes_per_token(m.info.dtype);
+    let kv_layout = if c.mla.is_some() {
+        "latent (kv_lora_rank + qk_rope_head_dim per layer)"
+    } else {
+        "per-head keys and values"
+    };
+    let experts = c.moe.as_ref().map(|e| {
+        format!(
+            "{} routed ({} per token, {}), {} shared; first {} layers dense",
+            e.router.n_experts,
+            e.router.top_k,
+            e.router.method.name(),
+            e.n_shared_experts,
+            e.first_k_dense_replace
+        )
+    });
     let v = serde_json::json!({
         "source": m.info.source,
         "format": m.info.format,
@@ -39,6 +53,9 @@ pub fn run(a: Args) -> Result<()> {
         "bos_token_id": c.bos_token_id,
         "eos_token_ids": m.eos_ids(),
         "kv_cache_bytes_per_token": kv_per_token,
+        "kv_cache_layout": kv_layout,
+        "active_parameters": c.active_parameter_count(),
+        "experts": experts,
         "file_bytes": m.info.file_bytes,
         "load_seconds": m.info.load_seconds,
     });
@@ -85,7 +102,11 @@ pub fn run(a: Args) -> Result<()> {
             },
         ),
         ("eos ids", format!("{:?}", m.eos_ids())),
-        ("KV cache per token", format!("{} bytes", kv_per_token)),
+        (
+            "KV cache per token",
+            format!("{kv_per_token} bytes, {kv_layout}"),
+        ),
+        ("experts", experts.clone().unwrap_or_else(|| "none".into())),
         ("load time", format!("{:.2} s", m.info.load_seconds)),
     ];
     for (k, v) in rows {

@@ -410,6 +410,32 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// Parameters one token's forward pass reads: all of them, less the routed experts a
+    /// token is not sent to.
+    pub fn active_parameter_count(&self) -> u64 {
+        let Some(m) = &self.moe else {
+            return self.parameter_count();
+        };
+        let idle = (m.router.n_experts - m.router.top_k) as u64
+            * 3
+            * self.hidden_size as u64
+            * m.moe_intermediate_size as u64;
+        let moe_layers = (0..self.num_layers)
+            .filter(|&l| self.layer_is_moe(l))
+            .count() as u64;
+        self.parameter_count() - moe_layers * idle
+    }
+
+    /// Bytes per token of a cache holding every head's keys and values, expanded (what
+    /// multi-head attention without a latent would cache), in elements of `elem` bytes.
+    pub fn expanded_kv_bytes_per_token(&self, elem: usize) -> usize {
+        let per_layer = match &self.mla {
+            Some(m) => self.num_heads * (m.qk_head_dim() + m.v_head_dim),
+            None => 2 * self.num_kv_heads * self.head_dim,
+        };
+        self.num_layers * per_layer * elem
+    }
+
     /// Parameters of the transformer (embeddings counted once when tied).
     pub fn parameter_count(&self) -> u64 {
         let (h, i, v) = (

@@ -34,6 +34,15 @@ impl TopkMethod {
             _ => None,
         }
     }
+
+    /// The config's spelling.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Greedy => "greedy",
+            Self::GroupLimitedGreedy => "group_limited_greedy",
+            Self::NoauxTc => "noaux_tc",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,7 +11,37 @@ use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
 
 /// The shapes `--arch` names, from each model's own `config.json`.
-pub const PRESETS: &str = "smollm2-135m, llama-3-8b";
+pub const PRESETS: &str = "smollm2-135m, llama-3-8b, deepseek-v2-lite, deepseek-moe-mini";
+
+/// deepseek-ai/DeepSeek-V2-Lite's config.json (15.7B parameters, 2.4B active).
+const DEEPSEEK_V2_LITE: &str = r#"{"architectures":["DeepseekV2ForCausalLM"],"bos_token_id":100000,
+ "eos_token_id":100001,"first_k_dense_replace":1,"hidden_act":"silu","hidden_size":2048,
+ "intermediate_size":10944,"kv_lora_rank":512,"max_position_embeddings":163840,
+ "moe_intermediate_size":1408,"moe_layer_freq":1,"n_group":1,"n_routed_experts":64,
+ "n_shared_experts":2,"norm_topk_prob":false,"num_attention_heads":16,"num_experts_per_tok":6,
+ "num_hidden_layers":27,"num_key_value_heads":16,"q_lora_rank":null,"qk_nope_head_dim":128,
+ "qk_rope_head_dim":64,"rms_norm_eps":1e-06,"rope_scaling":{"beta_fast":32,"beta_slow":1,
+ "factor":40,"mscale":0.707,"mscale_all_dim":0.707,"original_max_position_embeddings":4096,
+ "type":"yarn"},"rope_theta":10000,"routed_scaling_factor":1.0,"scoring_func":"softmax",
+ "tie_word_embeddings":false,"topk_group":1,"topk_method":"greedy","v_head_dim":128,
+ "vocab_size":102400}"#;
+
+/// DeepSeek-V2-Lite's block design (64 routed experts, 6 chosen, 2 shared, a dense first
+/// layer, latent attention) at a quarter of its width and 4 layers: big enough that grouping
+/// tokens by expert matters, small enough for a 2-core CPU (about 110M parameters).
+const DEEPSEEK_MOE_MINI: &str = r#"{"architectures":["DeepseekV2ForCausalLM"],
+ "first_k_dense_replace":1,"hidden_act":"silu","hidden_size":512,"intermediate_size":2736,
+ "kv_lora_rank":128,"max_position_embeddings":4096,"moe_intermediate_size":352,
+ "moe_layer_freq":1,"n_group":1,"n_routed_experts":64,"n_shared_experts":2,
+ "norm_topk_prob":false,"num_attention_heads":8,"num_experts_per_tok":6,"num_hidden_layers":4,
+ "q_lora_rank":null,"qk_nope_head_dim":64,"qk_rope_head_dim":32,"rms_norm_eps":1e-06,
+ "rope_theta":10000,"routed_scaling_factor":1.0,"scoring_func":"softmax",
+ "tie_word_embeddings":false,"topk_method":"greedy","v_head_dim":64,"vocab_size":32000}"#;
+
+fn from_config_json(name: &str, json: &str) -> Result<ModelConfig> {
+    let path = PathBuf::from(format!("dummy:{name}"));
+    crate::config::HfConfig::from_json(json, &path)?.into_config(&path)
+}
 
 pub fn preset(name: &str) -> Result<ModelConfig> {
     let llama = |vocab, hidden, inter, layers, heads, kv, theta, max_pos, tie| ModelConfig {
@@ -48,11 +78,11 @@ pub fn preset(name: &str) -> Result<ModelConfig> {
         // HuggingFaceTB/SmolLM2-135M-Instruct
         "smollm2-135m" => Ok(llama(49152, 576, 1536, 30, 9, 3, 100_000.0, 8192, true)),
         // meta-llama/Meta-Llama-3-8B
-        "llama-3-8b" => Ok(llama(128_256, 4096, 14336, 32, 32, 8, 500_000.0, 8192, false)),
-        "deepseek-v2-lite" => Err(Error::Unsupported(
-            "--arch deepseek-v2-lite: the DeepSeek-V2 architecture (MLA, MoE) is not implemented yet"
-                .into(),
+        "llama-3-8b" => Ok(llama(
+            128_256, 4096, 14336, 32, 32, 8, 500_000.0, 8192, false,
         )),
+        "deepseek-v2-lite" => from_config_json(name, DEEPSEEK_V2_LITE),
+        "deepseek-moe-mini" => from_config_json(name, DEEPSEEK_MOE_MINI),
         other => Err(Error::Unsupported(format!(
             "--arch {other}: no such shape (known: {PRESETS})"
         ))),
