@@ -3,14 +3,17 @@
 //! Every tensor's extent is checked against the file size before anything is read, so a
 //! corrupt or hostile header fails with one line instead of a huge allocation.
 
-use super::names::gguf_name;
+use super::names::{expert_tensor, gguf_name};
 use super::TensorSource;
-use crate::config::{Activation, Arch, ModelConfig, RopeConfig, RopeScaling, RopeStyle};
+use crate::config::{
+    Activation, Arch, MlaConfig, ModelConfig, MoeConfig, RopeConfig, RopeScaling, RopeStyle,
+};
 use crate::decoder::Embedding;
 use crate::error::{one_line, Error, Result};
 use crate::nn::linear::Linear;
+use crate::nn::moe::{RouterConfig, ScoringFunc, TopkMethod};
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{DType, Device, Tensor};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -160,9 +163,14 @@ impl GgufFile {
             "llama" => Arch::Llama,
             "qwen2" => Arch::Qwen2,
             "gemma3" => Arch::Gemma3,
+            // V2 and V3 share llama.cpp's architecture; V3 routes on sigmoid scores.
+            "deepseek2" => match self.get_u64("deepseek2.expert_gating_func") {
+                Ok(2) => Arch::DeepseekV3,
+                _ => Arch::DeepseekV2,
+            },
             other => {
                 return Err(Error::Unsupported(format!(
-                    "{}: GGUF architecture `{other}` (supported: llama, qwen2, gemma3)",
+                    "{}: GGUF architecture `{other}` (supported: llama, qwen2, gemma3, deepseek2)",
                     self.path.display()
                 )))
             }
@@ -192,6 +200,27 @@ impl GgufFile {
             Ok("linear") => RopeScaling::Linear {
                 factor: self.get_f64(&k("rope.scaling.factor"))?,
             },
+            // DeepSeek's converter stores 0.1 * mscale_all_dim as the log multiplier and no
+            // mscale: llama.cpp takes the two as equal (true of every DeepSeek release).
+            Ok("yarn") => {
+                let m = self
+                    .get_f64(&k("rope.scaling.yarn_log_multiplier"))
+                    .map_or(0.0, |x| x / 0.1);
+                RopeScaling::Yarn {
+                    factor: self.get_f64(&k("rope.scaling.factor"))?,
+                    original_max_position_embeddings: self
+                        .get_usize(&k("rope.scaling.original_context_length"))?,
+                    beta_fast: self
+                        .get_f64(&k("rope.scaling.yarn_beta_fast"))
+                        .unwrap_or(32.0),
+                    beta_slow: self
+                        .get_f64(&k("rope.scaling.yarn_beta_slow"))
+                        .unwrap_or(1.0),
+                    mscale: m,
+                    mscale_all_dim: m,
+                    truncate: true,
+                }
+            }
             Ok("none") | Err(_) => RopeScaling::None,
             Ok(other) => {
                 return Err(self.field_err(
@@ -244,6 +273,12 @@ impl GgufFile {
                 head_dim as f64
             }
         });
+        let (mla, moe) = if arch.is_deepseek() {
+            let (mla, moe) = self.deepseek2(arch)?;
+            (Some(mla), moe)
+        } else {
+            (None, None)
+        };
         let cfg = ModelConfig {
             arch,
             vocab_size,
@@ -251,14 +286,19 @@ impl GgufFile {
             intermediate_size: self.get_usize(&k("feed_forward_length"))?,
             num_layers,
             num_heads,
-            num_kv_heads,
-            head_dim,
+            // Latent attention: the converter writes MQA-shaped sizes; ethos keeps the heads.
+            num_kv_heads: if mla.is_some() {
+                num_heads
+            } else {
+                num_kv_heads
+            },
+            head_dim: mla.as_ref().map_or(head_dim, |m| m.qk_rope_head_dim),
             rms_norm_eps: self.get_f64(&k("attention.layer_norm_rms_epsilon"))?,
             rope: RopeConfig {
                 theta: self.get_f64(&k("rope.freq_base")).unwrap_or(10000.0),
                 // llama.cpp's converter permutes llama Q/K rows for its adjacent-pair rope;
                 // qwen2 keeps HF's layout and llama.cpp runs it with NeoX (half) rope.
-                style: if arch == Arch::Llama {
+                style: if arch == Arch::Llama || arch.is_deepseek() {
                     RopeStyle::Interleaved
                 } else {
                     RopeStyle::Half
@@ -284,11 +324,73 @@ impl GgufFile {
                 .ok()
                 .map(|x| x as u32),
             eos_token_ids: eos,
-            mla: None,
-            moe: None,
+            mla,
+            moe,
         };
         cfg.validate(&self.path)?;
         Ok(cfg)
+    }
+
+    /// DeepSeek's latent-attention and expert sizes from `deepseek2.*`. Both converter
+    /// generations: with `key_length_mla` (kv_b split into `attn_k_b`/`attn_v_b`, key and
+    /// value lengths MQA-shaped) and without (`attn_kv_b`, per-head lengths).
+    fn deepseek2(&self, arch: Arch) -> Result<(MlaConfig, Option<MoeConfig>)> {
+        let k = |s: &str| format!("deepseek2.{s}");
+        let rope = self.get_usize(&k("rope.dimension_count"))?;
+        let key_len = match self.get_usize(&k("attention.key_length_mla")) {
+            Ok(n) => n,
+            Err(_) => self.get_usize(&k("attention.key_length"))?,
+        };
+        let nope = key_len.checked_sub(rope).ok_or_else(|| {
+            self.field_err(
+                &k("attention.key_length"),
+                &format!("{key_len} is smaller than the rotary part {rope}"),
+            )
+        })?;
+        let v_head_dim = match self.get_usize(&k("attention.value_length_mla")) {
+            Ok(n) => n,
+            Err(_) => self.get_usize(&k("attention.value_length"))?,
+        };
+        let mla = MlaConfig {
+            q_lora_rank: self.get_usize(&k("attention.q_lora_rank")).ok(),
+            kv_lora_rank: self.get_usize(&k("attention.kv_lora_rank"))?,
+            qk_nope_head_dim: nope,
+            qk_rope_head_dim: rope,
+            v_head_dim,
+        };
+        let Ok(n_experts) = self.get_usize(&k("expert_count")) else {
+            return Ok((mla, None));
+        };
+        let n_group = self.get_usize(&k("expert_group_count")).unwrap_or(1);
+        // GGUF does not name the method: V3's sigmoid scores come with noaux_tc, V2's softmax
+        // with group-limited greedy when experts are grouped.
+        let method = match (arch, n_group) {
+            (Arch::DeepseekV3, _) => TopkMethod::NoauxTc,
+            (_, 1) => TopkMethod::Greedy,
+            _ => TopkMethod::GroupLimitedGreedy,
+        };
+        let moe = MoeConfig {
+            router: RouterConfig {
+                method,
+                scoring: if arch == Arch::DeepseekV3 {
+                    ScoringFunc::Sigmoid
+                } else {
+                    ScoringFunc::Softmax
+                },
+                n_experts,
+                top_k: self.get_usize(&k("expert_used_count"))?,
+                n_group,
+                topk_group: self.get_usize(&k("expert_group_used_count")).unwrap_or(1),
+                norm_topk_prob: self.get_bool(&k("expert_weights_norm")).unwrap_or(false),
+                routed_scaling_factor: self.get_f64(&k("expert_weights_scale")).unwrap_or(1.0)
+                    as f32,
+            },
+            moe_intermediate_size: self.get_usize(&k("expert_feed_forward_length"))?,
+            n_shared_experts: self.get_usize(&k("expert_shared_count")).unwrap_or(0),
+            first_k_dense_replace: self.get_usize(&k("leading_dense_block_count")).unwrap_or(0),
+            moe_layer_freq: 1,
+        };
+        Ok((mla, Some(moe)))
     }
 }
 
@@ -300,6 +402,8 @@ pub struct GgufSource {
     dense: Option<DType>,
     /// Gemma 3's norm names (see `names::gguf_name`).
     gemma: bool,
+    /// The stacked expert tensor last read, kept while its experts are asked for one by one.
+    experts: Option<(String, Arc<QTensor>)>,
 }
 
 impl GgufSource {
@@ -310,7 +414,83 @@ impl GgufSource {
             device: device.clone(),
             dense,
             gemma,
+            experts: None,
         }
+    }
+
+    /// Expert `e` of the stacked `(experts, out, in)` tensor `name`, as its own `(out, in)`
+    /// tensor (a contiguous run of its blocks).
+    fn expert(&mut self, name: &str, e: usize, shape: [usize; 2]) -> Result<QTensor> {
+        if self.experts.as_ref().is_none_or(|(n, _)| n != name) {
+            let got = self.file.tensor_shape(name).ok_or_else(|| {
+                Error::format(&self.file.path, format!("tensor {name} is missing"))
+            })?;
+            if got.len() != 3 || got[1..] != shape {
+                return Err(Error::format(
+                    &self.file.path,
+                    format!(
+                        "tensor {name} has shape {got:?}, the metadata implies [experts, {}, {}]",
+                        shape[0], shape[1]
+                    ),
+                ));
+            }
+            let device = self.device.clone();
+            let t = self.file.tensor(name, &device)?;
+            self.experts = Some((name.to_string(), Arc::new(t)));
+        }
+        let Some((_, stacked)) = &self.experts else {
+            unreachable!("set above")
+        };
+        let n = stacked.shape().dims()[0];
+        if e >= n {
+            return Err(Error::format(
+                &self.file.path,
+                format!("tensor {name} holds {n} experts, expert {e} is asked for"),
+            ));
+        }
+        let data = stacked.data()?;
+        let per = data.len() / n;
+        let bytes = data[e * per..(e + 1) * per].to_vec();
+        let storage = QStorage::from_data(
+            std::borrow::Cow::Owned(bytes),
+            &self.device,
+            stacked.dtype(),
+        )?;
+        Ok(QTensor::new(storage, (shape[0], shape[1]))?)
+    }
+
+    /// DeepSeek's `kv_b_proj` `(heads * (nope + v), rank)` from the split `attn_k_b`
+    /// `(heads, rank, nope)` and `attn_v_b` `(heads, v, rank)` of newer conversions.
+    fn kv_b_from_split(&mut self, hf: &str, shape: [usize; 2]) -> Result<Linear> {
+        let prefix = gguf_name(hf, false)
+            .and_then(|n| n.strip_suffix("attn_kv_b.weight").map(String::from))
+            .ok_or_else(|| Error::Msg(format!("no GGUF name for tensor {hf}")))?;
+        let load = |s: &mut Self, name: String| -> Result<Tensor> {
+            let device = s.device.clone();
+            if s.file.tensor_shape(&name).is_none() {
+                return Err(Error::format(
+                    &s.file.path,
+                    format!("tensor {name} is missing (and no attn_kv_b)"),
+                ));
+            }
+            Ok(s.file.tensor(&name, &device)?.dequantize(&device)?)
+        };
+        let k_b = load(self, format!("{prefix}attn_k_b.weight"))?;
+        let v_b = load(self, format!("{prefix}attn_v_b.weight"))?;
+        let (heads, rank, nope) = k_b.dims3()?;
+        let (vh, v, vr) = v_b.dims3()?;
+        if vh != heads || vr != rank || heads * (nope + v) != shape[0] || rank != shape[1] {
+            return Err(Error::format(
+                &self.file.path,
+                format!(
+                    "tensors {prefix}attn_k_b {:?} and attn_v_b {:?} do not make kv_b {shape:?}",
+                    k_b.dims(),
+                    v_b.dims()
+                ),
+            ));
+        }
+        let kv = Tensor::cat(&[&k_b.transpose(1, 2)?, &v_b], 1)?.reshape((shape[0], shape[1]))?;
+        Linear::dense(kv.to_dtype(self.dense.unwrap_or(DType::F32))?, None)
     }
 
     fn qtensor(&mut self, hf: &str, shape: &[usize]) -> Result<QTensor> {
@@ -331,7 +511,13 @@ impl GgufSource {
     }
 
     fn matrix(&mut self, hf: &str, shape: [usize; 2], bias: Option<Tensor>) -> Result<Linear> {
-        let q = self.qtensor(hf, &shape)?;
+        if hf.ends_with("kv_b_proj.weight") && !self.contains(hf) {
+            return self.kv_b_from_split(hf, shape);
+        }
+        let q = match expert_tensor(hf) {
+            Some((name, e)) => self.expert(&name, e, shape)?,
+            None => self.qtensor(hf, &shape)?,
+        };
         let linear = if q.dtype() == GgmlDType::F32
             || q.dtype() == GgmlDType::F16
             || q.dtype() == GgmlDType::BF16

@@ -16,6 +16,9 @@ pub fn gguf_name(hf: &str, gemma: bool) -> Option<String> {
     let rest = hf.strip_prefix("model.layers.")?;
     let (layer, part) = rest.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
+    if part == "mlp.gate.e_score_correction_bias" {
+        return Some(format!("blk.{layer}.exp_probs_b.bias"));
+    }
     let (module, suffix) = part.rsplit_once('.')?;
     let gguf = match module {
         "input_layernorm" => "attn_norm",
@@ -32,14 +35,65 @@ pub fn gguf_name(hf: &str, gemma: bool) -> Option<String> {
         "mlp.gate_proj" => "ffn_gate",
         "mlp.up_proj" => "ffn_up",
         "mlp.down_proj" => "ffn_down",
+        // DeepSeek (`deepseek2`): latent attention and experts. Routed experts are stored
+        // stacked, one 3-D tensor per projection (see `expert_tensor`).
+        "self_attn.q_a_proj" => "attn_q_a",
+        "self_attn.q_a_layernorm" => "attn_q_a_norm",
+        "self_attn.q_b_proj" => "attn_q_b",
+        "self_attn.kv_a_proj_with_mqa" => "attn_kv_a_mqa",
+        "self_attn.kv_a_layernorm" => "attn_kv_a_norm",
+        "self_attn.kv_b_proj" => "attn_kv_b",
+        "mlp.gate" => "ffn_gate_inp",
+        "mlp.shared_experts.gate_proj" => "ffn_gate_shexp",
+        "mlp.shared_experts.up_proj" => "ffn_up_shexp",
+        "mlp.shared_experts.down_proj" => "ffn_down_shexp",
         _ => return None,
     };
     Some(format!("blk.{layer}.{gguf}.{suffix}"))
 }
 
+/// A routed expert's matrix `model.layers.L.mlp.experts.E.{gate,up,down}_proj.weight` as
+/// (the stacked GGUF tensor `blk.L.ffn_{gate,up,down}_exps.weight`, E).
+pub fn expert_tensor(hf: &str) -> Option<(String, usize)> {
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, part) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let part = part.strip_prefix("mlp.experts.")?;
+    let (expert, proj) = part.split_once('.')?;
+    let expert: usize = expert.parse().ok()?;
+    let kind = match proj {
+        "gate_proj.weight" => "gate",
+        "up_proj.weight" => "up",
+        "down_proj.weight" => "down",
+        _ => return None,
+    };
+    Some((format!("blk.{layer}.ffn_{kind}_exps.weight"), expert))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::gguf_name;
+    use super::{expert_tensor, gguf_name};
+
+    #[test]
+    fn maps_deepseek_names() {
+        assert_eq!(
+            expert_tensor("model.layers.3.mlp.experts.17.down_proj.weight").unwrap(),
+            ("blk.3.ffn_down_exps.weight".to_string(), 17)
+        );
+        assert!(expert_tensor("model.layers.3.mlp.shared_experts.down_proj.weight").is_none());
+        assert_eq!(
+            gguf_name("model.layers.2.mlp.gate.e_score_correction_bias", false).unwrap(),
+            "blk.2.exp_probs_b.bias"
+        );
+        assert_eq!(
+            gguf_name("model.layers.2.mlp.gate.weight", false).unwrap(),
+            "blk.2.ffn_gate_inp.weight"
+        );
+        assert_eq!(
+            gguf_name("model.layers.2.self_attn.kv_a_proj_with_mqa.weight", false).unwrap(),
+            "blk.2.attn_kv_a_mqa.weight"
+        );
+    }
 
     #[test]
     fn maps_layer_and_global_names() {
