@@ -4,7 +4,8 @@ llama.cpp's log-probs on them.
 
     /work/pyref/bin/python tests/ref/make_deepseek_gguf.py \
         --llama-cpp /work/peers/llama_cpp_python-0.3.36/vendor/llama.cpp \
-        --logprobs /tmp/llamacpp_logprobs
+        --logprobs /tmp/llamacpp_logprobs \
+        --quantize /work/peers/llama.cpp-build/bin/llama-quantize
 
 `--llama-cpp` is llama.cpp's source tree (the one inside the `llama-cpp-python` sdist on PyPI);
 its `convert_hf_to_gguf.py` converts each fixture folder to `model-f32.gguf` (architecture
@@ -122,6 +123,7 @@ def main():
     ap.add_argument("--llama-cpp", required=True)
     ap.add_argument("--logprobs", required=True)
     ap.add_argument("--fixtures", default="tests/fixtures/tiny")
+    ap.add_argument("--quantize", help="llama.cpp's llama-quantize: also write deepseek_v3/model-q8_0.gguf")
     args = ap.parse_args()
     worst = 0.0
     for name in NAMES:
@@ -150,6 +152,19 @@ def main():
             print(f"  transformers with llama.cpp's group score (top-2 sum): max |diff| "
                   f"{top2_sum_check(folder, got):.2e}")
     print("worst", worst)
+    if args.quantize:
+        # The quantized path: Q8_0 (tensors whose rows are not a multiple of 32 fall back to
+        # f16 in llama-quantize), and llama.cpp's log-probs on it.
+        folder = os.path.join(args.fixtures, "deepseek_v3")
+        q8 = os.path.join(folder, "model-q8_0.gguf")
+        subprocess.run([args.quantize, os.path.join(folder, "model-f32.gguf"), q8, "Q8_0"], check=True,
+                       capture_output=True)
+        with open(os.path.join(folder, "reference.json")) as f:
+            ref = json.load(f)
+        got = llamacpp_logprobs(args.logprobs, q8, ref["input_ids"])
+        with open(os.path.join(folder, "llamacpp-q8_0.json"), "w") as f:
+            json.dump({"input_ids": ref["input_ids"], "logprobs": got}, f, separators=(",", ":"))
+        print(f"deepseek_v3 Q8_0: {os.path.getsize(q8) / 1e6:.2f} MB")
 
 
 if __name__ == "__main__":

@@ -24,9 +24,19 @@ use candle_core::DType;
 /// config's.
 const LATENT_NORM_EPS: f64 = 1e-6;
 
-fn mlp(src: &mut dyn TensorSource, p: &str, h: usize, i: usize, cfg: &ModelConfig) -> Result<Mlp> {
+/// A gated MLP; `routed`: a routed expert, whose quantized weights stay quantized however
+/// many tokens it gets (a dense copy per expert would hold the whole mixture in f32).
+fn mlp(
+    src: &mut dyn TensorSource,
+    p: &str,
+    h: usize,
+    i: usize,
+    cfg: &ModelConfig,
+    routed: bool,
+) -> Result<Mlp> {
     let w = |src: &mut dyn TensorSource, name: &str, shape: [usize; 2]| -> Result<Linear> {
-        src.linear(&format!("{p}.{name}.weight"), shape, None)
+        let l = src.linear(&format!("{p}.{name}.weight"), shape, None)?;
+        Ok(if routed { l.without_dense_batches() } else { l })
     };
     Mlp::new(
         w(src, "gate_proj", [i, h])?,
@@ -105,11 +115,14 @@ pub fn load(
             let ffn = match &cfg.moe {
                 Some(moe) if cfg.layer_is_moe(l) => {
                     let r = &moe.router;
-                    let router = src.dense(
-                        &format!("{p}.mlp.gate.weight"),
-                        &[r.n_experts, h],
-                        DType::F32,
-                    )?;
+                    let name = format!("{p}.mlp.gate.weight");
+                    // GGUF: as stored (llama.cpp quantizes the router too); else f32.
+                    let router = if src.is_gguf() {
+                        src.linear(&name, [r.n_experts, h], None)?
+                            .without_dense_batches()
+                    } else {
+                        Linear::dense(src.dense(&name, &[r.n_experts, h], DType::F32)?, None)?
+                    };
                     let bias = if r.method == TopkMethod::NoauxTc {
                         let name = format!("{p}.mlp.gate.e_score_correction_bias");
                         Some(
@@ -121,11 +134,18 @@ pub fn load(
                     };
                     let i = moe.moe_intermediate_size;
                     let experts = (0..r.n_experts)
-                        .map(|e| mlp(src, &format!("{p}.mlp.experts.{e}"), h, i, cfg))
+                        .map(|e| mlp(src, &format!("{p}.mlp.experts.{e}"), h, i, cfg, true))
                         .collect::<Result<Vec<_>>>()?;
                     let shared = match moe.n_shared_experts {
                         0 => None,
-                        n => Some(mlp(src, &format!("{p}.mlp.shared_experts"), h, i * n, cfg)?),
+                        n => Some(mlp(
+                            src,
+                            &format!("{p}.mlp.shared_experts"),
+                            h,
+                            i * n,
+                            cfg,
+                            false,
+                        )?),
                     };
                     FeedForward::Moe(MoeFfn::new(router, bias, r.clone(), experts, shared)?)
                 }
@@ -135,6 +155,7 @@ pub fn load(
                     h,
                     cfg.intermediate_size,
                     cfg,
+                    false,
                 )?),
             };
             Ok(Block {

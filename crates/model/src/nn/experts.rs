@@ -6,14 +6,16 @@
 //! (in expert order, as transformers sums them). `per_token` runs the naive loop (each token
 //! through each of its experts alone), which `ethos bench speed` compares against.
 
+use super::linear::Linear;
 use super::mlp::Mlp;
 use super::moe::{route, RouterConfig};
 use crate::error::Result;
 use candle_core::{DType, Tensor};
 
 pub struct MoeFfn {
-    /// `(n_experts, hidden)`, f32: routing is computed in f32 whatever the compute dtype.
-    router: Tensor,
+    /// `(n_experts, hidden)`: f32 (routing is computed in f32 whatever the compute dtype),
+    /// or quantized as a GGUF file stores it (then computed as llama.cpp does).
+    router: Linear,
     /// V3's `e_score_correction_bias`.
     bias: Option<Vec<f32>>,
     cfg: RouterConfig,
@@ -23,14 +25,14 @@ pub struct MoeFfn {
 
 impl MoeFfn {
     pub fn new(
-        router: Tensor,
+        router: Linear,
         bias: Option<Vec<f32>>,
         cfg: RouterConfig,
         experts: Vec<Mlp>,
         shared: Option<Mlp>,
     ) -> Result<Self> {
         Ok(Self {
-            router: router.to_dtype(DType::F32)?,
+            router,
             bias,
             cfg,
             experts,
@@ -42,8 +44,11 @@ impl MoeFfn {
     pub fn forward(&self, x: &Tensor, per_token: bool) -> Result<Tensor> {
         let (b, t, hidden) = x.dims3()?;
         let x2 = x.reshape((b * t, hidden))?;
-        let logits = x2.to_dtype(DType::F32)?.matmul(&self.router.t()?)?;
-        let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+        let logits = self.router.forward(&x2.to_dtype(DType::F32)?)?;
+        let logits = logits
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         let routes = route(&logits, self.bias.as_deref(), &self.cfg)?;
         let mut y = if per_token {
             self.per_token(&x2, &routes)?

@@ -62,6 +62,9 @@ pub struct Linear {
     /// The weights as batched calls use them, made on first use: packed for our AVX-512
     /// GEMM (f32 on CPU), else a dense tensor (quantized weights only).
     batched: OnceLock<Batched>,
+    /// Quantized weights may switch to that dense copy for batched calls (see the module
+    /// comment); off for routed experts, whose dense copies would hold every expert in f32.
+    dense_batches: bool,
 }
 
 impl Linear {
@@ -73,6 +76,7 @@ impl Linear {
             out_features,
             in_features,
             batched: OnceLock::new(),
+            dense_batches: true,
         })
     }
 
@@ -103,7 +107,14 @@ impl Linear {
             out_features,
             in_features,
             batched: OnceLock::new(),
+            dense_batches: true,
         })
+    }
+
+    /// Keeps quantized weights quantized for calls of any size.
+    pub fn without_dense_batches(mut self) -> Self {
+        self.dense_batches = false;
+        self
     }
 
     pub fn out_features(&self) -> usize {
@@ -206,7 +217,7 @@ impl Linear {
         let x2 = x.reshape((rows, self.in_features))?;
         let y = match &self.weight {
             Weight::Dense(_) => self.batched_forward(&x2)?,
-            _ if rows >= DENSE_MIN_ROWS => self.batched_forward(&x2)?,
+            _ if rows >= DENSE_MIN_ROWS && self.dense_batches => self.batched_forward(&x2)?,
             Weight::Own {
                 kind,
                 bytes,
@@ -312,6 +323,7 @@ impl Linear {
             out_features: out,
             in_features: first.in_features,
             batched: OnceLock::new(),
+            dense_batches: true,
         }))
     }
 }
