@@ -243,8 +243,9 @@ mod tests {
         };
         let want = [1.0, 0.0625, 0.0024999999441206455, 0.0002500000118743628];
         let got = inverse_frequencies(&cfg(s.clone(), RopeStyle::Interleaved), 8);
+        // transformers computes in f32: equal to its precision.
         for (g, w) in got.iter().zip(want) {
-            assert!((g - w).abs() < 1e-9 * w.max(1e-3), "{got:?}");
+            assert!((g - w).abs() < 1e-6 * w, "{got:?}");
         }
         assert!((s.cos_sin_factor() - 1.0648216253695715).abs() < 1e-12);
     }
