@@ -170,6 +170,31 @@ fn config_with_a_wrong_field() {
     );
 }
 
+/// DeepSeek through the binary: an unknown routing method and a kv_lora_rank that disagrees
+/// with the tensors each give one line naming the field or tensor (the library-level cases,
+/// FP8 scales and missing experts among them, are in tests/deepseek_errors.rs).
+#[test]
+fn deepseek_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(tiny("deepseek_v3").join(f), dir.path().join(f)).unwrap();
+    }
+    edit_config(dir.path(), |v| {
+        v["topk_method"] = serde_json::json!("top_p")
+    });
+    let e = fails(&["info", "--model", s(dir.path())]);
+    assert!(e.contains("topk_method") && e.contains("top_p"), "{e}");
+    edit_config(dir.path(), |v| {
+        v["topk_method"] = serde_json::json!("noaux_tc");
+        v["kv_lora_rank"] = serde_json::json!(16);
+    });
+    let e = fails(&["info", "--model", s(dir.path())]);
+    assert!(
+        e.contains("kv_a_proj_with_mqa") && e.contains("shape"),
+        "{e}"
+    );
+}
+
 #[test]
 fn unknown_architecture() {
     let dir = copy_folder("llama");
