@@ -6,6 +6,7 @@
 pub mod control;
 pub mod generate;
 pub mod palette;
+pub mod rewards;
 pub mod rng;
 pub mod sampler;
 pub mod vectors;
