@@ -53,10 +53,77 @@ fn perplexity_and_judge_match_transformers_on_smollm2() {
     let ppl = Perplexity::new(&m).score(&pairs).unwrap();
     let j = judge.score(&pairs).unwrap();
     for (i, c) in cases.iter().enumerate() {
-        let (wp, wj) = (c["perplexity"].as_f64().unwrap(), c["judge"].as_f64().unwrap());
-        assert!((ppl[i] - wp).abs() < 1e-3, "perplexity {i}: {} vs {wp}", ppl[i]);
+        let (wp, wj) = (
+            c["perplexity"].as_f64().unwrap(),
+            c["judge"].as_f64().unwrap(),
+        );
+        assert!(
+            (ppl[i] - wp).abs() < 1e-3,
+            "perplexity {i}: {} vs {wp}",
+            ppl[i]
+        );
         assert!((j[i] - wj).abs() < 1e-3, "judge {i}: {} vs {wj}", j[i]);
     }
     // The judge prefers the polite response to each prompt.
     assert!(j[0] > j[1] && j[2] > j[3], "{j:?}");
+}
+
+/// `steer fit`'s sampling is reproducible sample by sample (seed + i * samples + j), and the
+/// table holds every reward of every sample, grouped by prompt.
+#[test]
+fn fit_samples_are_reproducible_and_tabled() {
+    use ethos::steer::palette::fit::{sample_responses, score_table, FitOptions};
+    use ethos::steer::rewards::{lexicon::Lexicon, Diversity};
+    use ethos::steer::{generate, GenerateOptions, SamplingParams};
+    let Some(m) = load_real("SmolLM2-135M-Instruct.Q4_1.gguf", None) else {
+        return;
+    };
+    let prompts = vec![
+        "The best way to greet".to_string(),
+        "Respect means".to_string(),
+    ];
+    let opts = FitOptions {
+        samples: 2,
+        max_tokens: 8,
+        params: SamplingParams {
+            top_k: 50,
+            seed: 7,
+            ..Default::default()
+        },
+        chat: false,
+    };
+    let pairs = sample_responses(&m, &prompts, &opts).unwrap();
+    assert_eq!(pairs.len(), 4);
+    // Sample 1 of prompt 1 alone, with seed 7 + 1 * 2 + 1.
+    let ids = m.tokenizer().unwrap().encode_prompt(&prompts[1]).unwrap();
+    let alone = generate(
+        &m,
+        &ids,
+        &SamplingParams {
+            seed: 10,
+            ..opts.params.clone()
+        },
+        None,
+        &GenerateOptions {
+            max_tokens: 8,
+            ..Default::default()
+        },
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(pairs[3].response, alone.text);
+    let mut rewards: Vec<Box<dyn Reward>> = vec![
+        Box::new(Diversity),
+        Box::new(Lexicon::new("greet", vec![("greet".into(), 1.0)])),
+    ];
+    let table = score_table(&mut rewards, &pairs).unwrap();
+    assert_eq!(table.values, ["diversity", "greet"]);
+    assert_eq!(table.groups, [0, 0, 1, 1]);
+    assert_eq!(table.n_groups, 2);
+    assert_eq!(table.rows.len(), 4);
+    assert_eq!(
+        table.rows[3][0],
+        diversity(&format!("{}{}", pairs[3].prompt, pairs[3].response))
+    );
 }

@@ -1,9 +1,13 @@
 //! `ethos steer solve`: the MAP palette solver on an existing reward table.
 
-use crate::common::print_json;
+use crate::common::{print_json, ModelArgs};
 use anyhow::{anyhow, bail, Result};
-use ethos_steer::palette::solver::{nearest_feasible, solve, Objective, Solver, Status};
+use ethos_steer::palette::fit::{sample_responses, score_table, write_table, FitOptions};
+use ethos_steer::palette::solver::{
+    nearest_feasible, solve, Objective, RewardTable, Solver, Status,
+};
 use ethos_steer::palette::{read_table, Palette};
+use ethos_steer::SamplingParams;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -12,6 +16,9 @@ pub enum Which {
     /// Solve a palette on a reward table (CSV: one column per value, one row per base
     /// sample; an optional `prompt` column groups samples for --objective per-prompt).
     Solve(SolveArgs),
+    /// Sample the base model on prompts, score the palette's rewards on the samples, and
+    /// solve: the reward table is written beside the result for `steer solve` to reuse.
+    Fit(FitArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -21,6 +28,45 @@ pub struct SolveArgs {
     /// TOML: [[value]] tables with `name` (a column) and `target` (number, qNN or keep).
     #[arg(long)]
     pub palette: PathBuf,
+    #[command(flatten)]
+    pub solve: SolveOptions,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FitArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// TOML: [[value]] tables (name, target) and the [[reward]] tables that define them.
+    #[arg(long)]
+    pub palette: PathBuf,
+    /// One prompt per line (a .jsonl file: objects with a "prompt" field).
+    #[arg(long)]
+    pub prompts: PathBuf,
+    /// Responses sampled per prompt (MAP's M).
+    #[arg(long, default_value_t = 16)]
+    pub samples: usize,
+    /// Tokens per response (MAP: 50).
+    #[arg(long, default_value_t = 50)]
+    pub max_tokens: usize,
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    /// MAP samples with top-k 50.
+    #[arg(long, default_value_t = 50)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Put prompts in the model's chat template.
+    #[arg(long)]
+    pub chat: bool,
+    /// The reward table (CSV, with the responses beside it as .responses.jsonl).
+    #[arg(long, default_value = "rewards.csv")]
+    pub rewards_out: PathBuf,
+    #[command(flatten)]
+    pub solve: SolveOptions,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SolveOptions {
     /// newton (projected Newton, f64, exact) or adam150 (the MAP repository's procedure).
     #[arg(long, default_value = "newton")]
     pub solver: String,
@@ -39,11 +85,83 @@ pub struct SolveArgs {
 
 pub fn run(w: Which) -> Result<()> {
     match w {
-        Which::Solve(a) => solve_cmd(a),
+        Which::Solve(a) => {
+            let table = read_table(&a.rewards).map_err(|e| anyhow!(e))?;
+            let palette = Palette::read(&a.palette).map_err(|e| anyhow!(e))?;
+            report(&table, &palette, &a.palette, &a.rewards, &a.solve)
+        }
+        Which::Fit(a) => fit_cmd(a),
     }
 }
 
-fn solve_cmd(a: SolveArgs) -> Result<()> {
+fn read_prompts(path: &PathBuf) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let jsonl = path.extension().is_some_and(|x| x == "jsonl");
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if jsonl {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .map_err(|e| anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+            match v["prompt"].as_str() {
+                Some(p) => out.push(p.to_string()),
+                None => bail!("{}:{}: no \"prompt\" string", path.display(), i + 1),
+            }
+        } else {
+            out.push(line.to_string());
+        }
+    }
+    if out.is_empty() {
+        bail!("{}: no prompts", path.display());
+    }
+    Ok(out)
+}
+
+fn fit_cmd(a: FitArgs) -> Result<()> {
+    let palette = Palette::read(&a.palette).map_err(|e| anyhow!(e))?;
+    let specs = palette
+        .reward_specs(&a.palette.display().to_string())
+        .map_err(|e| anyhow!(e))?;
+    let prompts = read_prompts(&a.prompts)?;
+    // Fail before the sampling, not after it, when the table cannot be written.
+    if let Some(dir) = a.rewards_out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(&a.rewards_out, "").map_err(|e| anyhow!("{}: {e}", a.rewards_out.display()))?;
+    let model = a.model.load()?;
+    let mut rewards = ethos_steer::rewards::build(&specs, &model, &palette.dir)?;
+    let opts = FitOptions {
+        samples: a.samples,
+        max_tokens: a.max_tokens,
+        params: SamplingParams {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            seed: a.seed,
+            ..Default::default()
+        },
+        chat: a.chat,
+    };
+    let pairs = sample_responses(&model, &prompts, &opts)?;
+    eprintln!(
+        "scoring {} responses with {} rewards",
+        pairs.len(),
+        rewards.len()
+    );
+    let table = score_table(&mut rewards, &pairs)?;
+    write_table(&a.rewards_out, &table, &pairs)?;
+    eprintln!("reward table written to {}", a.rewards_out.display());
+    report(&table, &palette, &a.palette, &a.rewards_out, &a.solve)
+}
+
+fn report(
+    table: &RewardTable,
+    palette: &Palette,
+    palette_path: &PathBuf,
+    rewards_path: &PathBuf,
+    a: &SolveOptions,
+) -> Result<()> {
     let solver = match a.solver.as_str() {
         "newton" => Solver::Newton,
         "adam150" => Solver::Adam150,
@@ -57,19 +175,17 @@ fn solve_cmd(a: SolveArgs) -> Result<()> {
     if !(a.min_ess >= 0.0) {
         bail!("--min-ess must be a number >= 0");
     }
-    let table = read_table(&a.rewards).map_err(|e| anyhow!(e))?;
     if objective == Objective::PerPrompt && table.n_groups < 2 {
         bail!(
             "{}: --objective per-prompt needs a `prompt` column with several prompts",
-            a.rewards.display()
+            rewards_path.display()
         );
     }
-    let palette = Palette::read(&a.palette).map_err(|e| anyhow!(e))?;
-    let pfile = a.palette.display().to_string();
-    let targets = palette.resolve(&table, &pfile).map_err(|e| anyhow!(e))?;
-    let s = solve(&table, &targets, solver, objective, a.min_ess);
+    let pfile = palette_path.display().to_string();
+    let targets = palette.resolve(table, &pfile).map_err(|e| anyhow!(e))?;
+    let s = solve(table, &targets, solver, objective, a.min_ess);
     let base: Vec<f64> = (0..table.values.len())
-        .map(|k| ethos_steer::palette::solver::mean(&table, k))
+        .map(|k| ethos_steer::palette::solver::mean(table, k))
         .collect();
     let by_name = |xs: &[f64]| -> BTreeMap<String, f64> {
         table
@@ -84,7 +200,7 @@ fn solve_cmd(a: SolveArgs) -> Result<()> {
         .map(|&(k, c)| (table.values[k].clone(), c))
         .collect();
     let nearest = (s.status == Status::Infeasible)
-        .then(|| nearest_feasible(&table, &targets, &base, objective));
+        .then(|| nearest_feasible(table, &targets, &base, objective));
     let out = serde_json::json!({
         "status": s.status,
         "lambda": by_name(&s.lambda),
@@ -103,7 +219,7 @@ fn solve_cmd(a: SolveArgs) -> Result<()> {
     if let Some(path) = &a.lambda_out {
         let file = serde_json::json!({
             "lambda": by_name(&s.lambda), "status": s.status, "palette": pfile,
-            "rewards": a.rewards.display().to_string(), "solver": a.solver, "objective": a.objective,
+            "rewards": rewards_path.display().to_string(), "solver": a.solver, "objective": a.objective,
         });
         std::fs::write(path, serde_json::to_string_pretty(&file)? + "\n")
             .map_err(|e| anyhow!("{}: {e}", path.display()))?;

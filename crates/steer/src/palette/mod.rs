@@ -5,10 +5,23 @@
 //!
 //! ```toml
 //! [[value]]
-//! name = "gpt2-harmless"   # a column of the reward table
+//! name = "gpt2-harmless"   # a column of the reward table, or a reward defined below
 //! target = "q80"           # a number, a quantile of the base rewards ("q70"), or "keep" (the base mean)
+//!
+//! # Rewards `ethos steer fit` computes (see `rewards`); `perplexity` and `diversity` need
+//! # no table.
+//! [[reward]]
+//! name = "respect"
+//! kind = "lm-judge"        # lm-judge, lexicon, perplexity, diversity
+//! question = "Is the response respectful of local norms?"
+//!
+//! [[reward]]
+//! name = "polite-words"
+//! kind = "lexicon"
+//! file = "polite.csv"      # phrase,weight; relative to the palette file
 //! ```
 
+pub mod fit;
 pub mod solver;
 
 use serde::Deserialize;
@@ -20,7 +33,24 @@ use std::path::Path;
 #[serde(deny_unknown_fields)]
 struct PaletteFile {
     value: Vec<ValueEntry>,
+    #[serde(default)]
+    reward: Vec<RewardSpec>,
 }
+
+/// A reward a palette defines (`[[reward]]`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RewardSpec {
+    pub name: String,
+    pub kind: String,
+    /// lm-judge: the yes/no question asked about each response.
+    pub question: Option<String>,
+    /// lexicon: the phrase,weight CSV (relative to the palette file).
+    pub file: Option<std::path::PathBuf>,
+}
+
+/// The reward kinds a palette may define.
+pub const REWARD_KINDS: &str = "lm-judge, lexicon, perplexity, diversity";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +72,9 @@ pub enum Target {
 #[derive(Clone, Debug)]
 pub struct Palette {
     pub values: Vec<(String, Target)>,
+    pub rewards: Vec<RewardSpec>,
+    /// The palette file's folder: reward files are relative to it.
+    pub dir: std::path::PathBuf,
 }
 
 fn err(file: &str, msg: String) -> String {
@@ -62,6 +95,33 @@ impl Palette {
         })?;
         if p.value.is_empty() {
             return Err(err(file, "no [[value]] tables".into()));
+        }
+        for (i, r) in p.reward.iter().enumerate() {
+            let missing = |field: &str| {
+                err(
+                    file,
+                    format!("reward `{}` ({}) needs `{field}`", r.name, r.kind),
+                )
+            };
+            match r.kind.as_str() {
+                "lm-judge" if r.question.as_deref().is_none_or(str::is_empty) => {
+                    return Err(missing("question"))
+                }
+                "lexicon" if r.file.is_none() => return Err(missing("file")),
+                "lm-judge" | "lexicon" | "perplexity" | "diversity" => {}
+                other => {
+                    return Err(err(
+                        file,
+                        format!(
+                            "reward `{}`: kind `{other}` is not one of {REWARD_KINDS}",
+                            r.name
+                        ),
+                    ))
+                }
+            }
+            if p.reward[..i].iter().any(|q| q.name == r.name) {
+                return Err(err(file, format!("reward `{}` is defined twice", r.name)));
+            }
         }
         let mut values = Vec::new();
         for v in p.value {
@@ -104,7 +164,47 @@ impl Palette {
             }
             values.push((v.name, target));
         }
-        Ok(Self { values })
+        Ok(Self {
+            values,
+            rewards: p.reward,
+            dir: Path::new(file)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The rewards `steer fit` computes: every value's (defined here, or the built-in
+    /// `perplexity` and `diversity`), then the defined ones no value targets.
+    pub fn reward_specs(&self, file: &str) -> Result<Vec<RewardSpec>, String> {
+        let mut out: Vec<RewardSpec> = Vec::new();
+        for (name, _) in &self.values {
+            let spec = match self.rewards.iter().find(|r| &r.name == name) {
+                Some(r) => r.clone(),
+                None if name == "perplexity" || name == "diversity" => RewardSpec {
+                    name: name.clone(),
+                    kind: name.clone(),
+                    question: None,
+                    file: None,
+                },
+                None => {
+                    return Err(err(
+                        file,
+                        format!(
+                            "value `{name}` names no reward: define it in a [[reward]] table \
+                             (kinds: {REWARD_KINDS}) or use perplexity or diversity"
+                        ),
+                    ))
+                }
+            };
+            out.push(spec);
+        }
+        for r in &self.rewards {
+            if !out.iter().any(|o| o.name == r.name) {
+                out.push(r.clone());
+            }
+        }
+        Ok(out)
     }
 
     pub fn read(path: &Path) -> Result<Self, String> {
@@ -210,6 +310,49 @@ pub fn read_table(path: &Path) -> Result<RewardTable, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const VALUES: &str = "[[value]]\nname = \"respect\"\ntarget = \"q70\"\n";
+
+    #[test]
+    fn reward_tables_are_checked() {
+        let ok = format!(
+            "{VALUES}[[reward]]\nname = \"respect\"\nkind = \"lm-judge\"\nquestion = \"Polite?\"\n"
+        );
+        let p = Palette::parse(&ok, "p.toml").unwrap();
+        let specs = p.reward_specs("p.toml").unwrap();
+        assert_eq!(specs[0].kind, "lm-judge");
+        let e = Palette::parse(
+            &format!("{VALUES}[[reward]]\nname = \"respect\"\nkind = \"lm-judge\"\n"),
+            "p.toml",
+        )
+        .unwrap_err();
+        assert!(e.contains("p.toml") && e.contains("question"), "{e}");
+        let e = Palette::parse(
+            &format!("{VALUES}[[reward]]\nname = \"respect\"\nkind = \"oracle\"\n"),
+            "p.toml",
+        )
+        .unwrap_err();
+        assert!(e.contains("oracle") && e.contains("lm-judge"), "{e}");
+        let e = Palette::parse(
+            &format!("{VALUES}[[reward]]\nname = \"x\"\nkind = \"lexicon\"\n"),
+            "p.toml",
+        )
+        .unwrap_err();
+        assert!(e.contains("`x`") && e.contains("file"), "{e}");
+        // A value that names no reward (nor a built-in one) is refused by `steer fit`.
+        let p = Palette::parse(VALUES, "p.toml").unwrap();
+        let e = p.reward_specs("p.toml").unwrap_err();
+        assert!(
+            e.contains("respect") && e.contains("names no reward"),
+            "{e}"
+        );
+        let p = Palette::parse(
+            "[[value]]\nname = \"perplexity\"\ntarget = \"keep\"\n",
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(p.reward_specs("p.toml").unwrap()[0].kind, "perplexity");
+    }
 
     #[test]
     fn palette_targets_and_their_errors() {

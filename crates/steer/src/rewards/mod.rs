@@ -12,7 +12,9 @@ pub mod judge;
 pub mod lexicon;
 pub mod perplexity;
 
-use ethos_model::Result;
+use crate::palette::RewardSpec;
+use ethos_model::{Error, Model, Result};
+use std::path::Path;
 
 /// One prompt and a response to it.
 #[derive(Clone, Debug, PartialEq)]
@@ -53,5 +55,52 @@ impl Reward for Diversity {
             .iter()
             .map(|s| diversity::diversity(&format!("{}{}{s}", pair.prompt, pair.response)))
             .collect()))
+    }
+}
+
+/// The rewards of `specs`, model-based ones run on `model`; files are relative to `dir`.
+pub fn build<'m>(
+    specs: &[RewardSpec],
+    model: &'m Model,
+    dir: &Path,
+) -> Result<Vec<Box<dyn Reward + 'm>>> {
+    specs
+        .iter()
+        .map(|s| -> Result<Box<dyn Reward + 'm>> {
+            Ok(match s.kind.as_str() {
+                "lm-judge" => Box::new(judge::LmJudge::new(
+                    &s.name,
+                    model,
+                    s.question.as_deref().unwrap_or(""),
+                )),
+                "lexicon" => {
+                    let f = s.file.as_deref().unwrap_or(Path::new(""));
+                    Box::new(lexicon::Lexicon::read(&s.name, &dir.join(f))?)
+                }
+                "perplexity" => Box::new(Named(s.name.clone(), perplexity::Perplexity::new(model))),
+                "diversity" => Box::new(Named(s.name.clone(), Diversity)),
+                other => {
+                    return Err(Error::Msg(format!(
+                        "reward `{}`: unknown kind `{other}`",
+                        s.name
+                    )))
+                }
+            })
+        })
+        .collect()
+}
+
+/// A built-in reward under the name a palette gives it.
+struct Named<R>(String, R);
+
+impl<R: Reward> Reward for Named<R> {
+    fn name(&self) -> &str {
+        &self.0
+    }
+    fn score(&mut self, pairs: &[Pair]) -> Result<Vec<f64>> {
+        self.1.score(pairs)
+    }
+    fn score_extensions(&mut self, pair: &Pair, pieces: &[String]) -> Option<Result<Vec<f64>>> {
+        self.1.score_extensions(pair, pieces)
     }
 }
