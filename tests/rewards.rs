@@ -127,3 +127,59 @@ fn fit_samples_are_reproducible_and_tabled() {
         diversity(&format!("{}{}", pairs[3].prompt, pairs[3].response))
     );
 }
+
+/// Palette decoding on SmolLM2 with a lexicon value: best-of-n takes the largest lambda . r,
+/// resample's weights are softmax(lambda . r), and with a large lambda resample takes the
+/// best candidate too; the same seed gives the same choice.
+#[test]
+fn palette_decoding_picks_by_lambda_dot_r() {
+    use ethos::steer::palette::decode::{LambdaFile, PaletteDecoder, PaletteMode};
+    use ethos::steer::{GenerateOptions, SamplingParams};
+    let Some(m) = load_real("SmolLM2-135M-Instruct.Q4_1.gguf", None) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("l.csv"), "phrase,weight\nthe,1\nand,1\n").unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "[[value]]\nname = \"common\"\ntarget = 1.0\n[[reward]]\nname = \"common\"\nkind = \"lexicon\"\nfile = \"l.csv\"\n",
+    )
+    .unwrap();
+    let ids = m
+        .tokenizer()
+        .unwrap()
+        .encode_prompt("Once upon a time")
+        .unwrap();
+    let params = SamplingParams {
+        top_k: 50,
+        seed: 3,
+        ..Default::default()
+    };
+    let opts = GenerateOptions {
+        max_tokens: 12,
+        ..Default::default()
+    };
+    let run = |lambda: f64, mode| {
+        let lf = LambdaFile {
+            lambda: vec![("common".into(), lambda)],
+            palette: dir.path().join("p.toml"),
+        };
+        let mut d = PaletteDecoder::new(&lf, &m, mode, 6).unwrap();
+        d.generate(&m, "Once upon a time", &ids, &params, &opts, None)
+            .unwrap()
+    };
+    let (c, pick) = run(0.7, PaletteMode::BestOfN);
+    let best = c.iter().map(|x| x.score).fold(f64::MIN, f64::max);
+    assert_eq!(c[pick].score, best);
+    assert!(c.iter().any(|x| x.score != best), "candidates all tie");
+    let (c, _) = run(0.7, PaletteMode::Resample);
+    let z: f64 = c.iter().map(|x| (x.score).exp()).sum();
+    for x in &c {
+        assert!((x.weight - x.score.exp() / z).abs() < 1e-12);
+        assert!((x.score - 0.7 * x.rewards[0]).abs() < 1e-12);
+    }
+    let (c, pick) = run(50.0, PaletteMode::Resample);
+    let best = c.iter().map(|x| x.score).fold(f64::MIN, f64::max);
+    assert_eq!(c[pick].score, best);
+    assert_eq!(run(50.0, PaletteMode::Resample).1, pick);
+}

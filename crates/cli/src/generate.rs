@@ -26,6 +26,17 @@ pub struct Args {
     /// Print one JSON object (text, token ids, timings) instead of streaming text.
     #[arg(long)]
     pub json: bool,
+    /// Decode with a palette: the lambda file of `steer solve/fit --lambda-out` (its
+    /// palette defines the rewards).
+    #[arg(long)]
+    pub lambda: Option<std::path::PathBuf>,
+    /// resample (MAP: one of the candidates drawn with probability proportional to
+    /// exp(lambda . r)) or best-of-n (the candidate with the largest lambda . r).
+    #[arg(long, default_value = "resample")]
+    pub palette_mode: String,
+    /// Candidates sampled per prompt with --lambda (candidate j uses seed + j).
+    #[arg(long, default_value_t = 16)]
+    pub candidates: usize,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -125,6 +136,9 @@ pub fn run(a: Args) -> Result<()> {
         a.prompt.clone()
     };
     let ids = tok.encode_prompt(&text)?;
+    if let Some(path) = &a.lambda {
+        return palette_generate(&a, path, &model, &ids, &params);
+    }
     let mut out = std::io::stdout();
     let json = a.json;
     let mut hook = a.control.hook(&model)?;
@@ -157,5 +171,50 @@ pub fn run(a: Args) -> Result<()> {
     } else {
         println!();
     }
+    Ok(())
+}
+
+fn palette_generate(
+    a: &Args,
+    path: &std::path::Path,
+    model: &ethos_model::Model,
+    ids: &[u32],
+    params: &SamplingParams,
+) -> Result<()> {
+    use ethos_steer::palette::decode::{LambdaFile, PaletteDecoder, PaletteMode};
+    let Some(mode) = PaletteMode::parse(&a.palette_mode) else {
+        bail!(
+            "--palette-mode {}: not one of resample, best-of-n",
+            a.palette_mode
+        );
+    };
+    let lambda = LambdaFile::read(path)?;
+    let mut dec = PaletteDecoder::new(&lambda, model, mode, a.candidates)?;
+    let mut hook = a.control.hook(model)?;
+    let (cands, pick) = dec.generate(
+        model,
+        &a.prompt,
+        ids,
+        params,
+        &a.sampling.options(),
+        hook.as_mut()
+            .map(|h| h as &mut dyn ethos_model::hooks::ResidualHook),
+    )?;
+    if a.json {
+        let values = dec.values();
+        return print_json(&serde_json::json!({
+            "text": cands[pick].generation.text,
+            "chosen": pick,
+            "mode": a.palette_mode,
+            "seed": params.seed,
+            "candidates": cands.iter().map(|c| serde_json::json!({
+                "text": c.generation.text,
+                "rewards": values.iter().cloned().zip(c.rewards.iter().copied()).collect::<std::collections::BTreeMap<_, _>>(),
+                "score": c.score,
+                "weight": c.weight,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    println!("{}", cands[pick].generation.text);
     Ok(())
 }

@@ -218,7 +218,9 @@ fn report(
     });
     if let Some(path) = &a.lambda_out {
         let file = serde_json::json!({
-            "lambda": by_name(&s.lambda), "status": s.status, "palette": pfile,
+            // Absolute, so that generate --lambda finds it from anywhere.
+            "lambda": by_name(&s.lambda), "status": s.status,
+            "palette": std::fs::canonicalize(palette_path).unwrap_or(palette_path.clone()),
             "rewards": rewards_path.display().to_string(), "solver": a.solver, "objective": a.objective,
         });
         std::fs::write(path, serde_json::to_string_pretty(&file)? + "\n")

@@ -21,6 +21,7 @@
 //! file = "polite.csv"      # phrase,weight; relative to the palette file
 //! ```
 
+pub mod decode;
 pub mod fit;
 pub mod solver;
 

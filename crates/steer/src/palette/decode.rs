@@ -1,0 +1,235 @@
+//! Decoding with a palette: the lambda a solve found, turned into a choice among sampled
+//! candidates.
+//!
+//! - `resample`: M candidates from the base model, one drawn with probability proportional to
+//!   exp(lambda . r): MAP's own decoding (sampling-importance-resampling; exact as M grows);
+//! - `best-of-n`: the candidate with the largest lambda . r (MAP's refactored code).
+//!
+//! Candidate j is sampled with seed `seed + j`; the draw uses its own stream of the request's
+//! seed, so one seed gives one answer.
+
+use crate::generate::{generate, GenerateOptions, Generation};
+use crate::rewards::{build, Pair, Reward};
+use crate::rng::Rng;
+use crate::sampler::SamplingParams;
+use ethos_model::hooks::ResidualHook;
+use ethos_model::{Error, Model, Result};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaletteMode {
+    Resample,
+    BestOfN,
+}
+
+impl PaletteMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "resample" => Some(Self::Resample),
+            "best-of-n" => Some(Self::BestOfN),
+            _ => None,
+        }
+    }
+}
+
+/// A lambda file (`steer solve/fit --lambda-out`): lambda per value and the palette that
+/// defines their rewards.
+#[derive(Clone, Debug)]
+pub struct LambdaFile {
+    pub lambda: Vec<(String, f64)>,
+    pub palette: PathBuf,
+}
+
+impl LambdaFile {
+    pub fn read(path: &Path) -> Result<Self> {
+        let file = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Msg(format!("{file}: not JSON: {e}")))?;
+        let map = v["lambda"]
+            .as_object()
+            .ok_or_else(|| Error::Msg(format!("{file}: no \"lambda\" object")))?;
+        let mut lambda = Vec::new();
+        for (k, x) in map {
+            let x = x
+                .as_f64()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .ok_or_else(|| {
+                    Error::Msg(format!("{file}: lambda of `{k}` is not a number >= 0"))
+                })?;
+            lambda.push((k.clone(), x));
+        }
+        let palette = v["palette"]
+            .as_str()
+            .ok_or_else(|| Error::Msg(format!("{file}: no \"palette\" path")))?;
+        // Relative palette paths are relative to the lambda file.
+        let palette = path.parent().unwrap_or(Path::new("")).join(palette);
+        Ok(Self { lambda, palette })
+    }
+}
+
+pub struct Candidate {
+    pub generation: Generation,
+    /// Rewards in the order of `PaletteDecoder::values`.
+    pub rewards: Vec<f64>,
+    /// lambda . r
+    pub score: f64,
+    /// The probability `resample` gave it.
+    pub weight: f64,
+}
+
+pub struct PaletteDecoder<'m> {
+    values: Vec<String>,
+    lambda: Vec<f64>,
+    rewards: Vec<Box<dyn Reward + 'm>>,
+    pub mode: PaletteMode,
+    pub candidates: usize,
+}
+
+impl<'m> PaletteDecoder<'m> {
+    /// The rewards of every value with a positive lambda, as the lambda file's palette defines
+    /// them, run on `model` where they need one.
+    pub fn new(
+        lambda: &LambdaFile,
+        model: &'m Model,
+        mode: PaletteMode,
+        candidates: usize,
+    ) -> Result<Self> {
+        if candidates == 0 {
+            return Err(Error::Msg("--candidates must be at least 1".into()));
+        }
+        let pfile = lambda.palette.display().to_string();
+        let palette = super::Palette::read(&lambda.palette).map_err(Error::Msg)?;
+        let specs = palette.reward_specs(&pfile).map_err(Error::Msg)?;
+        let active: Vec<&(String, f64)> = lambda.lambda.iter().filter(|(_, x)| *x > 0.0).collect();
+        let mut chosen = Vec::new();
+        for (name, _) in &active {
+            let spec = specs.iter().find(|s| &s.name == name).ok_or_else(|| {
+                Error::Msg(format!(
+                    "{pfile}: value `{name}` has a lambda but no reward definition to decode with"
+                ))
+            })?;
+            chosen.push(spec.clone());
+        }
+        Ok(Self {
+            values: active.iter().map(|(n, _)| n.clone()).collect(),
+            lambda: active.iter().map(|(_, x)| *x).collect(),
+            rewards: build(&chosen, model, &palette.dir)?,
+            mode,
+            candidates,
+        })
+    }
+
+    pub fn values(&self) -> &[String] {
+        &self.values
+    }
+
+    /// Samples the candidates for `prompt` (whose tokens, as the model reads them, are
+    /// `ids`) and picks one: (the candidates, the index picked).
+    #[allow(clippy::too_many_arguments)]
+    pub fn generate<'h>(
+        &mut self,
+        model: &Model,
+        prompt: &str,
+        ids: &[u32],
+        params: &SamplingParams,
+        opts: &GenerateOptions,
+        mut hook: Option<&mut (dyn ResidualHook + 'h)>,
+    ) -> Result<(Vec<Candidate>, usize)> {
+        let mut gens = Vec::with_capacity(self.candidates);
+        for j in 0..self.candidates {
+            let p = SamplingParams {
+                seed: params.seed.wrapping_add(j as u64),
+                ..params.clone()
+            };
+            gens.push(generate(
+                model,
+                ids,
+                &p,
+                None,
+                opts,
+                hook.as_deref_mut(),
+                &mut |_| {},
+            )?);
+        }
+        let pairs: Vec<Pair> = gens
+            .iter()
+            .map(|g| Pair {
+                prompt: prompt.to_string(),
+                response: g.text.clone(),
+            })
+            .collect();
+        let columns = self
+            .rewards
+            .iter_mut()
+            .map(|r| r.score(&pairs))
+            .collect::<Result<Vec<_>>>()?;
+        let scores: Vec<f64> = (0..gens.len())
+            .map(|j| {
+                self.lambda
+                    .iter()
+                    .zip(&columns)
+                    .map(|(l, c)| l * c[j])
+                    .sum()
+            })
+            .collect();
+        let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let exp: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+        let total: f64 = exp.iter().sum();
+        let weights: Vec<f64> = exp.iter().map(|e| e / total).collect();
+        let pick = match self.mode {
+            PaletteMode::BestOfN => scores
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
+                .map_or(0, |(j, _)| j),
+            PaletteMode::Resample => {
+                // A stream of its own, apart from the candidates' samplers.
+                let u = Rng::new(params.seed ^ 0x5EED_0F_7A11E77E).uniform();
+                let mut acc = 0.0;
+                weights
+                    .iter()
+                    .position(|w| {
+                        acc += w;
+                        u < acc
+                    })
+                    .unwrap_or(weights.len() - 1)
+            }
+        };
+        let candidates = gens
+            .into_iter()
+            .enumerate()
+            .map(|(j, generation)| Candidate {
+                generation,
+                rewards: columns.iter().map(|c| c[j]).collect(),
+                score: scores[j],
+                weight: weights[j],
+            })
+            .collect();
+        Ok((candidates, pick))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lambda_files_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("lambda.json");
+        std::fs::write(&p, r#"{"lambda": {"a": 0.5, "b": 0}, "palette": "p.toml"}"#).unwrap();
+        let l = LambdaFile::read(&p).unwrap();
+        assert_eq!(
+            l.lambda,
+            vec![("a".to_string(), 0.5), ("b".to_string(), 0.0)]
+        );
+        assert_eq!(l.palette, dir.path().join("p.toml"));
+        std::fs::write(&p, r#"{"lambda": {"a": -1}, "palette": "p.toml"}"#).unwrap();
+        let e = LambdaFile::read(&p).err().unwrap().to_string();
+        assert!(e.contains("lambda.json") && e.contains("`a`"), "{e}");
+        std::fs::write(&p, r#"{"lambda": {"a": 1}}"#).unwrap();
+        let e = LambdaFile::read(&p).err().unwrap().to_string();
+        assert!(e.contains("palette"), "{e}");
+    }
+}
