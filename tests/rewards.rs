@@ -183,3 +183,46 @@ fn palette_decoding_picks_by_lambda_dot_r() {
     assert_eq!(c[pick].score, best);
     assert_eq!(run(50.0, PaletteMode::Resample).1, pick);
 }
+
+/// A tiny random `LlamaForSequenceClassification` (one label, word-level tokenizer) from
+/// `tests/ref/make_classifier_fixture.py`: our ids equal the HF tokenizer's, and the reward
+/// equals transformers' score of each text, alone and in a right-padded batch.
+#[test]
+fn classifier_reward_matches_transformers() {
+    use ethos::steer::rewards::classifier::Classifier;
+    let folder = fixtures().join("tiny/llama_classifier");
+    let v = read_json(&folder.join("reference.json"));
+    let texts: Vec<String> = serde_json::from_value(v["texts"].clone()).unwrap();
+    let ids: Vec<Vec<u32>> = serde_json::from_value(v["ids"].clone()).unwrap();
+    let alone: Vec<f64> = serde_json::from_value(v["scores"].clone()).unwrap();
+    let mut c = Classifier::load("rm", &folder, None, Some("{response}")).unwrap();
+    let pairs: Vec<Pair> = texts
+        .iter()
+        .map(|t| Pair {
+            prompt: "ignored".into(),
+            response: t.clone(),
+        })
+        .collect();
+    // All five texts in one right-padded batch.
+    let got = c.score(&pairs).unwrap();
+    for (i, (g, w)) in got.iter().zip(&alone).enumerate() {
+        assert!((g - w).abs() < 1e-4, "text {i}: {g} vs {w}");
+    }
+    let tok = c.model().tokenizer().unwrap();
+    for (i, x) in ids.iter().enumerate() {
+        assert_eq!(&tok.encode_prompt(&texts[i]).unwrap(), x);
+        let one = c.score_ids(std::slice::from_ref(x)).unwrap()[0];
+        assert!((one - alone[i]).abs() < 1e-4, "text {i} alone: {one}");
+    }
+    // A label the model does not have, and a folder that is not a classifier.
+    let e = Classifier::load("rm", &folder, Some(1), None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("label 1") && e.contains("1 labels"), "{e}");
+    let e = Classifier::load("rm", &fixtures().join("tiny/llama"), None, None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("not a sequence classifier"), "{e}");
+}

@@ -25,9 +25,11 @@ impl Arch {
     /// From an HF `architectures` entry or `model_type`.
     pub fn from_hf_name(name: &str) -> Option<Arch> {
         match name {
-            "LlamaForCausalLM" | "llama" => Some(Arch::Llama),
-            "MistralForCausalLM" | "mistral" => Some(Arch::Mistral),
-            "Qwen2ForCausalLM" | "qwen2" => Some(Arch::Qwen2),
+            "LlamaForCausalLM" | "LlamaForSequenceClassification" | "llama" => Some(Arch::Llama),
+            "MistralForCausalLM" | "MistralForSequenceClassification" | "mistral" => {
+                Some(Arch::Mistral)
+            }
+            "Qwen2ForCausalLM" | "Qwen2ForSequenceClassification" | "qwen2" => Some(Arch::Qwen2),
             "Gemma3ForCausalLM" | "gemma3_text" => Some(Arch::Gemma3),
             "DeepseekV2ForCausalLM" | "deepseek_v2" => Some(Arch::DeepseekV2),
             "DeepseekV3ForCausalLM" | "deepseek_v3" => Some(Arch::DeepseekV3),
@@ -195,6 +197,9 @@ pub struct ModelConfig {
     pub mla: Option<MlaConfig>,
     /// DeepSeek: mixture-of-experts layers.
     pub moe: Option<MoeConfig>,
+    /// A sequence classifier (`...ForSequenceClassification`, e.g. a reward model): the head
+    /// is `score.weight` with this many outputs instead of the vocabulary.
+    pub num_labels: Option<usize>,
 }
 
 impl ModelConfig {
@@ -558,6 +563,9 @@ pub struct HfConfig {
     pub scoring_func: Option<String>,
     pub n_group: Option<usize>,
     pub topk_group: Option<usize>,
+    // Sequence classifiers: `num_labels`, or as many labels as `id2label` names.
+    pub num_labels: Option<usize>,
+    pub id2label: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl HfConfig {
@@ -698,6 +706,27 @@ impl HfConfig {
         } else {
             (None, None)
         };
+        let classifier = self
+            .architectures
+            .iter()
+            .flatten()
+            .any(|a| a.ends_with("ForSequenceClassification"));
+        let num_labels = if classifier {
+            let n = self
+                .num_labels
+                .or(self.id2label.as_ref().map(|m| m.len()))
+                .unwrap_or(2);
+            if n == 0 || n > 1 << 16 {
+                return Err(Error::config(
+                    path,
+                    "num_labels",
+                    format!("{n} is not in 1..=65536"),
+                ));
+            }
+            Some(n)
+        } else {
+            None
+        };
         let cfg = ModelConfig {
             arch,
             vocab_size: req(self.vocab_size, "vocab_size")?,
@@ -758,6 +787,7 @@ impl HfConfig {
                 .unwrap_or_default(),
             mla,
             moe,
+            num_labels,
         };
         cfg.validate(path)?;
         Ok(cfg)

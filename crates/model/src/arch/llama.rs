@@ -75,7 +75,9 @@ pub fn load(
         src.dense("model.norm.weight", &[h], DType::F32)?,
         cfg.rms_norm_eps,
     );
-    let head = if cfg.tie_word_embeddings || !src.contains("lm_head.weight") {
+    let head = if let Some(labels) = cfg.num_labels {
+        src.linear("score.weight", [labels, h], None)?
+    } else if cfg.tie_word_embeddings || !src.contains("lm_head.weight") {
         src.tied_head("model.embed_tokens.weight", [v, h])?
     } else {
         src.linear("lm_head.weight", [v, h], None)?

@@ -19,6 +19,15 @@ pub fn build(
     dtype: DType,
     max_positions: usize,
 ) -> Result<Decoder> {
+    if cfg.num_labels.is_some()
+        && matches!(cfg.arch, Arch::Gemma3 | Arch::DeepseekV2 | Arch::DeepseekV3)
+    {
+        return Err(crate::error::Error::Unsupported(format!(
+            "{}: sequence classification on {} (supported: Llama, Mistral, Qwen2)",
+            src.path().display(),
+            cfg.arch.name()
+        )));
+    }
     match cfg.arch {
         Arch::Llama => llama::load(cfg, src, dtype, max_positions),
         Arch::Mistral => mistral::load(cfg, src, dtype, max_positions),

@@ -73,6 +73,7 @@ pub fn preset(name: &str) -> Result<ModelConfig> {
         eos_token_ids: vec![],
         mla: None,
         moe: None,
+        num_labels: None,
     };
     match name {
         // HuggingFaceTB/SmolLM2-135M-Instruct

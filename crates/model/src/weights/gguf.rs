@@ -326,6 +326,7 @@ impl GgufFile {
             eos_token_ids: eos,
             mla,
             moe,
+            num_labels: None,
         };
         cfg.validate(&self.path)?;
         Ok(cfg)

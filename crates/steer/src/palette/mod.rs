@@ -9,10 +9,11 @@
 //! target = "q80"           # a number, a quantile of the base rewards ("q70"), or "keep" (the base mean)
 //!
 //! # Rewards `ethos steer fit` computes (see `rewards`); `perplexity` and `diversity` need
-//! # no table.
+//! # no table. A `classifier` names an HF folder (`model`), optionally `label` and
+//! # `template` ("{prompt}{response}" by default).
 //! [[reward]]
 //! name = "respect"
-//! kind = "lm-judge"        # lm-judge, lexicon, perplexity, diversity
+//! kind = "lm-judge"        # lm-judge, lexicon, classifier, perplexity, diversity
 //! question = "Is the response respectful of local norms?"
 //!
 //! [[reward]]
@@ -48,10 +49,16 @@ pub struct RewardSpec {
     pub question: Option<String>,
     /// lexicon: the phrase,weight CSV (relative to the palette file).
     pub file: Option<std::path::PathBuf>,
+    /// classifier: the HF folder of a sequence-classification model (relative to the palette).
+    pub model: Option<std::path::PathBuf>,
+    /// classifier: which label's logit (default: the last).
+    pub label: Option<usize>,
+    /// classifier: the text it reads, with `{prompt}` and `{response}` (default both joined).
+    pub template: Option<String>,
 }
 
 /// The reward kinds a palette may define.
-pub const REWARD_KINDS: &str = "lm-judge, lexicon, perplexity, diversity";
+pub const REWARD_KINDS: &str = "lm-judge, lexicon, classifier, perplexity, diversity";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -109,7 +116,8 @@ impl Palette {
                     return Err(missing("question"))
                 }
                 "lexicon" if r.file.is_none() => return Err(missing("file")),
-                "lm-judge" | "lexicon" | "perplexity" | "diversity" => {}
+                "classifier" if r.model.is_none() => return Err(missing("model")),
+                "lm-judge" | "lexicon" | "classifier" | "perplexity" | "diversity" => {}
                 other => {
                     return Err(err(
                         file,
@@ -187,6 +195,9 @@ impl Palette {
                     kind: name.clone(),
                     question: None,
                     file: None,
+                    model: None,
+                    label: None,
+                    template: None,
                 },
                 None => {
                     return Err(err(

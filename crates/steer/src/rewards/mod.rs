@@ -5,8 +5,10 @@
 //! - `lexicon`: weighted words and phrases from a file;
 //! - `diversity` and `perplexity`: MAP's definitions;
 //! - `lm-judge`: log-odds of "Yes" over "No" from a local model asked a question about the
-//!   response.
+//!   response;
+//! - `classifier`: a sequence-classification reward model's logit.
 
+pub mod classifier;
 pub mod diversity;
 pub mod judge;
 pub mod lexicon;
@@ -76,6 +78,15 @@ pub fn build<'m>(
                 "lexicon" => {
                     let f = s.file.as_deref().unwrap_or(Path::new(""));
                     Box::new(lexicon::Lexicon::read(&s.name, &dir.join(f))?)
+                }
+                "classifier" => {
+                    let f = s.model.as_deref().unwrap_or(Path::new(""));
+                    Box::new(classifier::Classifier::load(
+                        &s.name,
+                        &dir.join(f),
+                        s.label,
+                        s.template.as_deref(),
+                    )?)
                 }
                 "perplexity" => Box::new(Named(s.name.clone(), perplexity::Perplexity::new(model))),
                 "diversity" => Box::new(Named(s.name.clone(), Diversity)),
