@@ -210,42 +210,54 @@ fn chat_template_from_gguf_renders_chatml() {
     assert_eq!(got, want);
 }
 
-/// A control vector written by gguf-py as repeng writes it (`direction.5` .. `direction.20`),
-/// at scale 2, through the residual hook: log-probs agree with llama.cpp applying the same
-/// file with its own loader, within the same envelope as unsteered; and the vector really
-/// moves them (the unsteered llama.cpp numbers are further away).
+/// Control vectors at work through the residual hook, against llama.cpp applying the same
+/// file with its own loader: one written by gguf-py as repeng writes it (`direction.5` ..
+/// `direction.20`, scale 2), and one llama.cpp's `llama-cvector-generator` trained itself
+/// (`--method mean` on the acceptance pairs, unit directions on all 29 layers 1..29, scale
+/// 0.5). The repeng-style file agrees within the unsteered envelope (max 0.75, mean 0.10 per
+/// text) and moves the log-probs well past it (the unsteered llama.cpp numbers are over twice
+/// as far). llama.cpp's own file, steering every layer, amplifies the engines' rounding
+/// differences: on one text of five (civics_fr) the mean reaches 0.12, so its envelope is
+/// mean 0.15, and ethos must land closer to llama.cpp steered than to llama.cpp unsteered.
 #[test]
 fn control_vector_logprobs_agree_with_llama_cpp() {
     use ethos::steer::control::ControlSet;
     let Some(m) = load(None) else { return };
-    let refs = read_json(&fixtures().join("control/llamacpp_cv.json"));
-    let scale = refs["scale"].as_f64().unwrap() as f32;
-    let cv = fixtures().join("control/smollm2_cv.gguf");
-    let c = m.config();
-    let set = ControlSet::load(&[(cv, scale)], None, c.hidden_size, c.num_layers).unwrap();
     let (unsteered, _) = ref_texts("smollm2/llamacpp_q41.json");
-    for (t, u) in refs["texts"].as_array().unwrap().iter().zip(&unsteered) {
-        let ids: Vec<u32> = serde_json::from_value(t["ids"].clone()).unwrap();
-        let want: Vec<f64> = serde_json::from_value(t["logprobs"].clone()).unwrap();
-        let mut hook = set.hook(&m.decoder.device).unwrap();
-        let got = score_text(&m.decoder, &ids, Some(&mut hook))
-            .unwrap()
-            .token_logprobs;
-        let (max, mean) = diff_stats(&got, &want);
-        let (umax, umean) = diff_stats(&got, &u.logprobs);
-        eprintln!(
-            "{}: steered vs llama.cpp steered max {max:.4} mean {mean:.4}; vs unsteered max {umax:.4} mean {umean:.4}",
-            t["name"]
-        );
-        assert!(
-            max < 0.75 && mean < 0.10,
-            "{}: max {max} mean {mean}",
-            t["name"]
-        );
-        assert!(
-            umean > 2.0 * mean,
-            "{}: the vector did not move the log-probs",
-            t["name"]
-        );
+    for (refs_file, mean_tol, moved_factor) in [
+        ("control/llamacpp_cv.json", 0.10, 2.0),
+        ("control/llamacpp_cvgen.json", 0.15, 1.0),
+    ] {
+        let refs = read_json(&fixtures().join(refs_file));
+        let scale = refs["scale"].as_f64().unwrap() as f32;
+        let cv = fixtures()
+            .join("control")
+            .join(refs["control_vector"].as_str().unwrap());
+        let c = m.config();
+        let set = ControlSet::load(&[(cv, scale)], None, c.hidden_size, c.num_layers).unwrap();
+        for (t, u) in refs["texts"].as_array().unwrap().iter().zip(&unsteered) {
+            let ids: Vec<u32> = serde_json::from_value(t["ids"].clone()).unwrap();
+            let want: Vec<f64> = serde_json::from_value(t["logprobs"].clone()).unwrap();
+            let mut hook = set.hook(&m.decoder.device).unwrap();
+            let got = score_text(&m.decoder, &ids, Some(&mut hook))
+                .unwrap()
+                .token_logprobs;
+            let (max, mean) = diff_stats(&got, &want);
+            let (umax, umean) = diff_stats(&got, &u.logprobs);
+            eprintln!(
+                "{refs_file} {}: steered vs llama.cpp steered max {max:.4} mean {mean:.4}; vs unsteered max {umax:.4} mean {umean:.4}",
+                t["name"]
+            );
+            assert!(
+                max < 0.75 && mean < mean_tol,
+                "{refs_file} {}: max {max} mean {mean}",
+                t["name"]
+            );
+            assert!(
+                umean > moved_factor * mean,
+                "{refs_file} {}: the vector did not move the log-probs",
+                t["name"]
+            );
+        }
     }
 }
