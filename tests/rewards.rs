@@ -165,7 +165,7 @@ fn palette_decoding_picks_by_lambda_dot_r() {
             palette: dir.path().join("p.toml"),
         };
         let mut d = PaletteDecoder::new(&lf, &m, mode, 6).unwrap();
-        d.generate(&m, "Once upon a time", &ids, &params, &opts, None)
+        d.generate("Once upon a time", &ids, &params, &opts, None)
             .unwrap()
     };
     let (c, pick) = run(0.7, PaletteMode::BestOfN);
@@ -225,4 +225,67 @@ fn classifier_reward_matches_transformers() {
         .unwrap()
         .to_string();
     assert!(e.contains("not a sequence classifier"), "{e}");
+}
+
+/// The token-level processor: the top K logits get lambda . r(response + candidate) added
+/// (here a lexicon that rewards "thank"), every other token is dropped.
+#[test]
+fn token_palette_weights_the_top_k() {
+    use ethos::model::tokenizer::Tokenizer;
+    use ethos::steer::palette::token::TokenPalette;
+    use ethos::steer::rewards::lexicon::Lexicon;
+    use ethos::steer::LogitsProcessor;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let tok =
+        Tokenizer::from_file(&fixtures().join("tiny/llama_classifier/tokenizer.json")).unwrap();
+    let id = |w: &str| tok.encode(w).unwrap()[0];
+    let (please, thank, rude) = (id("please"), id("thank"), id("rude"));
+    let rewards: Vec<Box<dyn Reward>> = vec![Box::new(Lexicon::new(
+        "polite",
+        vec![("thank".into(), 1.0)],
+    ))];
+    let mut tp = TokenPalette::new(&tok, "p", 1, vec![2.0], Rc::new(RefCell::new(rewards)), 2);
+    let mut logits = vec![0.0f32; 320];
+    logits[please as usize] = 3.0;
+    logits[thank as usize] = 2.5;
+    logits[rude as usize] = 2.0;
+    // Context: one prompt token, then the response so far ("please").
+    tp.process(&[id("the"), please], &mut logits);
+    assert_eq!(logits[thank as usize], 2.5 + 2.0);
+    assert_eq!(logits[please as usize], 3.0);
+    assert_eq!(logits[rude as usize], f32::NEG_INFINITY);
+    assert_eq!(logits.iter().filter(|l| l.is_finite()).count(), 2);
+    assert!(tp.error_slot().borrow().is_none());
+}
+
+/// The lm-judge scores candidate pieces from one judge context (prefix reuse); at word
+/// boundaries that equals judging each extended response whole (f32, where the split of the
+/// work into batches does not change the arithmetic).
+#[test]
+fn judge_extensions_equal_whole_scores() {
+    let Some(m) = load_real("SmolLM2-135M-Instruct.Q4_1.gguf", Some(DType::F32)) else {
+        return;
+    };
+    let mut judge = LmJudge::new("respect", &m, "Is the response respectful and polite?");
+    let pair = Pair {
+        prompt: "How do I greet an older relative?".into(),
+        response: " Greet them".into(),
+    };
+    let pieces: Vec<String> = [" politely", " rudely", " first", " with"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let ext = judge.score_extensions(&pair, &pieces).unwrap().unwrap();
+    let whole: Vec<Pair> = pieces
+        .iter()
+        .map(|p| Pair {
+            prompt: pair.prompt.clone(),
+            response: format!("{}{p}", pair.response),
+        })
+        .collect();
+    let want = judge.score(&whole).unwrap();
+    for (i, (a, b)) in ext.iter().zip(&want).enumerate() {
+        assert!((a - b).abs() < 2e-3, "piece {i}: {a} vs {b}");
+    }
 }

@@ -31,12 +31,16 @@ pub struct Args {
     #[arg(long)]
     pub lambda: Option<std::path::PathBuf>,
     /// resample (MAP: one of the candidates drawn with probability proportional to
-    /// exp(lambda . r)) or best-of-n (the candidate with the largest lambda . r).
+    /// exp(lambda . r)), best-of-n (the candidate with the largest lambda . r), or token (the
+    /// top --token-candidates tokens weighted by lambda . r at every step).
     #[arg(long, default_value = "resample")]
     pub palette_mode: String,
     /// Candidates sampled per prompt with --lambda (candidate j uses seed + j).
     #[arg(long, default_value_t = 16)]
     pub candidates: usize,
+    /// --palette-mode token: candidate tokens weighted per step (the top K by logit).
+    #[arg(long, default_value_t = 10)]
+    pub token_candidates: usize,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -182,9 +186,9 @@ fn palette_generate(
     params: &SamplingParams,
 ) -> Result<()> {
     use ethos_steer::palette::decode::{LambdaFile, PaletteDecoder, PaletteMode};
-    let Some(mode) = PaletteMode::parse(&a.palette_mode) else {
+    let Some(mode) = PaletteMode::parse(&a.palette_mode, a.token_candidates) else {
         bail!(
-            "--palette-mode {}: not one of resample, best-of-n",
+            "--palette-mode {}: not one of resample, best-of-n, token",
             a.palette_mode
         );
     };
@@ -192,7 +196,6 @@ fn palette_generate(
     let mut dec = PaletteDecoder::new(&lambda, model, mode, a.candidates)?;
     let mut hook = a.control.hook(model)?;
     let (cands, pick) = dec.generate(
-        model,
         &a.prompt,
         ids,
         params,

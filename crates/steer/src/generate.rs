@@ -40,7 +40,7 @@ pub fn generate<'h>(
     model: &Model,
     prompt_ids: &[u32],
     params: &SamplingParams,
-    sampler: Option<Sampler>,
+    sampler: Option<Sampler<'_>>,
     opts: &GenerateOptions,
     mut hook: Option<&mut (dyn ResidualHook + 'h)>,
     on_text: &mut dyn FnMut(&str),

@@ -99,15 +99,15 @@ impl SamplingParams {
     }
 }
 
-pub struct Sampler {
+pub struct Sampler<'a> {
     params: SamplingParams,
     rng: Rng,
-    processors: Vec<Box<dyn LogitsProcessor>>,
+    processors: Vec<Box<dyn LogitsProcessor + 'a>>,
     /// Generated tokens so far (for presence/frequency penalties).
     generated: Vec<u32>,
 }
 
-impl Sampler {
+impl<'a> Sampler<'a> {
     pub fn new(params: SamplingParams) -> Self {
         let rng = Rng::new(params.seed);
         Self {
@@ -119,7 +119,7 @@ impl Sampler {
     }
 
     /// Appends a processor to step 4 of the chain.
-    pub fn push_processor(&mut self, p: Box<dyn LogitsProcessor>) {
+    pub fn push_processor(&mut self, p: Box<dyn LogitsProcessor + 'a>) {
         self.processors.push(p);
     }
 

@@ -3,30 +3,42 @@
 //!
 //! - `resample`: M candidates from the base model, one drawn with probability proportional to
 //!   exp(lambda . r): MAP's own decoding (sampling-importance-resampling; exact as M grows);
-//! - `best-of-n`: the candidate with the largest lambda . r (MAP's refactored code).
+//! - `best-of-n`: the candidate with the largest lambda . r (MAP's refactored code);
+//! - `token`: one response, its top-K candidate tokens weighted by lambda . r at every step
+//!   (`token.rs`); its lambda is usually recalibrated (`calibrate`) since a token-level tilt
+//!   does not realise MAP's sequence-level one.
 //!
 //! Candidate j is sampled with seed `seed + j`; the draw uses its own stream of the request's
 //! seed, so one seed gives one answer.
 
+use super::token::TokenPalette;
 use crate::generate::{generate, GenerateOptions, Generation};
 use crate::rewards::{build, Pair, Reward};
 use crate::rng::Rng;
-use crate::sampler::SamplingParams;
+use crate::sampler::{Sampler, SamplingParams};
 use ethos_model::hooks::ResidualHook;
 use ethos_model::{Error, Model, Result};
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PaletteMode {
     Resample,
     BestOfN,
+    /// Logit weighting of the top `k` candidates at every step.
+    Token {
+        k: usize,
+    },
 }
 
 impl PaletteMode {
-    pub fn parse(s: &str) -> Option<Self> {
+    /// `resample`, `best-of-n` or `token` (with `token_k` candidates per step).
+    pub fn parse(s: &str, token_k: usize) -> Option<Self> {
         match s {
             "resample" => Some(Self::Resample),
             "best-of-n" => Some(Self::BestOfN),
+            "token" => Some(Self::Token { k: token_k }),
             _ => None,
         }
     }
@@ -79,9 +91,10 @@ pub struct Candidate {
 }
 
 pub struct PaletteDecoder<'m> {
+    model: &'m Model,
     values: Vec<String>,
-    lambda: Vec<f64>,
-    rewards: Vec<Box<dyn Reward + 'm>>,
+    pub lambda: Vec<f64>,
+    rewards: Rc<RefCell<Vec<Box<dyn Reward + 'm>>>>,
     pub mode: PaletteMode,
     pub candidates: usize,
 }
@@ -112,9 +125,10 @@ impl<'m> PaletteDecoder<'m> {
             chosen.push(spec.clone());
         }
         Ok(Self {
+            model,
             values: active.iter().map(|(n, _)| n.clone()).collect(),
             lambda: active.iter().map(|(_, x)| *x).collect(),
-            rewards: build(&chosen, model, &palette.dir)?,
+            rewards: Rc::new(RefCell::new(build(&chosen, model, &palette.dir)?)),
             mode,
             candidates,
         })
@@ -124,46 +138,64 @@ impl<'m> PaletteDecoder<'m> {
         &self.values
     }
 
+    /// The rewards of each response to `prompt`, in the order of `values`.
+    pub fn rewards_of(&self, prompt: &str, responses: &[String]) -> Result<Vec<Vec<f64>>> {
+        let pairs: Vec<Pair> = responses
+            .iter()
+            .map(|r| Pair {
+                prompt: prompt.to_string(),
+                response: r.clone(),
+            })
+            .collect();
+        self.rewards
+            .borrow_mut()
+            .iter_mut()
+            .map(|r| r.score(&pairs))
+            .collect()
+    }
+
     /// Samples the candidates for `prompt` (whose tokens, as the model reads them, are
-    /// `ids`) and picks one: (the candidates, the index picked).
-    #[allow(clippy::too_many_arguments)]
+    /// `ids`) and picks one: (the candidates, the index picked). In `token` mode there is one
+    /// candidate, decoded with the weighting.
     pub fn generate<'h>(
         &mut self,
-        model: &Model,
         prompt: &str,
         ids: &[u32],
         params: &SamplingParams,
         opts: &GenerateOptions,
         mut hook: Option<&mut (dyn ResidualHook + 'h)>,
     ) -> Result<(Vec<Candidate>, usize)> {
+        let model = self.model;
         let mut gens = Vec::with_capacity(self.candidates);
-        for j in 0..self.candidates {
-            let p = SamplingParams {
-                seed: params.seed.wrapping_add(j as u64),
-                ..params.clone()
-            };
-            gens.push(generate(
-                model,
-                ids,
-                &p,
-                None,
-                opts,
-                hook.as_deref_mut(),
-                &mut |_| {},
-            )?);
+        if let PaletteMode::Token { k } = self.mode {
+            let tp = TokenPalette::new(
+                model.tokenizer()?,
+                prompt,
+                ids.len(),
+                self.lambda.clone(),
+                self.rewards.clone(),
+                k,
+            );
+            let error = tp.error_slot();
+            let mut sampler = Sampler::new(params.clone());
+            sampler.push_processor(Box::new(tp));
+            let g = generate(model, ids, params, Some(sampler), opts, hook, &mut |_| {})?;
+            if let Some(e) = error.borrow_mut().take() {
+                return Err(e);
+            }
+            gens.push(g);
+        } else {
+            for j in 0..self.candidates {
+                let p = SamplingParams {
+                    seed: params.seed.wrapping_add(j as u64),
+                    ..params.clone()
+                };
+                let g = generate(model, ids, &p, None, opts, hook.as_deref_mut(), &mut |_| {})?;
+                gens.push(g);
+            }
         }
-        let pairs: Vec<Pair> = gens
-            .iter()
-            .map(|g| Pair {
-                prompt: prompt.to_string(),
-                response: g.text.clone(),
-            })
-            .collect();
-        let columns = self
-            .rewards
-            .iter_mut()
-            .map(|r| r.score(&pairs))
-            .collect::<Result<Vec<_>>>()?;
+        let texts: Vec<String> = gens.iter().map(|g| g.text.clone()).collect();
+        let columns = self.rewards_of(prompt, &texts)?;
         let scores: Vec<f64> = (0..gens.len())
             .map(|j| {
                 self.lambda
@@ -178,6 +210,7 @@ impl<'m> PaletteDecoder<'m> {
         let total: f64 = exp.iter().sum();
         let weights: Vec<f64> = exp.iter().map(|e| e / total).collect();
         let pick = match self.mode {
+            PaletteMode::Token { .. } => 0,
             PaletteMode::BestOfN => scores
                 .iter()
                 .enumerate()

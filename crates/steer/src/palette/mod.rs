@@ -25,6 +25,7 @@
 pub mod decode;
 pub mod fit;
 pub mod solver;
+pub mod token;
 
 use serde::Deserialize;
 use solver::RewardTable;

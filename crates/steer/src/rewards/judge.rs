@@ -34,6 +34,27 @@ impl<'m> LmJudge<'m> {
             None => Ok(format!("{ask}\nAnswer:")),
         }
     }
+
+    /// The judge prompt split around the response: (text before it, text after it).
+    fn around_response(&self, prompt: &str) -> Result<(String, String)> {
+        const MARK: &str = "\u{1}ETHOS-RESPONSE\u{1}";
+        let text = self.judge_prompt(&Pair {
+            prompt: prompt.to_string(),
+            response: MARK.to_string(),
+        })?;
+        let (head, tail) = text.split_once(MARK).ok_or_else(|| {
+            ethos_model::Error::Msg("the judge template dropped the response".into())
+        })?;
+        Ok((head.to_string(), tail.to_string()))
+    }
+
+    fn answers(&self) -> [&'static str; 2] {
+        if self.model.chat_template.is_none() {
+            [" Yes", " No"]
+        } else {
+            ["Yes", "No"]
+        }
+    }
 }
 
 impl Reward for LmJudge<'_> {
@@ -43,32 +64,48 @@ impl Reward for LmJudge<'_> {
 
     fn score(&mut self, pairs: &[Pair]) -> Result<Vec<f64>> {
         let tok = self.model.tokenizer()?;
-        let spaced = self.model.chat_template.is_none();
+        let [yes, no] = self.answers();
         let requests = pairs
             .iter()
             .map(|p| {
                 let text = self.judge_prompt(p)?;
                 let ctx = tok.encode_prompt(&text)?;
-                let answer = |a: &str| {
-                    let a = if spaced {
-                        format!(" {a}")
-                    } else {
-                        a.to_string()
-                    };
-                    continuation_tokens(tok, &ctx, &text, &a, true)
-                };
+                let answer = |a: &str| continuation_tokens(tok, &ctx, &text, a, true);
                 Ok(ScoreRequest {
-                    continuations: vec![answer("Yes")?, answer("No")?],
+                    continuations: vec![answer(yes)?, answer(no)?],
                     context: ctx,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let scores = score(
-            &self.model.decoder,
-            &requests,
-            &ScoreOptions::default(),
-            None,
-        )?;
+        let opts = ScoreOptions::default();
+        let scores = score(&self.model.decoder, &requests, &opts, None)?;
         Ok(scores.iter().map(|s| s[0].logprob - s[1].logprob).collect())
+    }
+
+    /// Every candidate from one judge context: the judge prompt up to the response so far runs
+    /// once; each piece continues it with the rest of the prompt and each answer.
+    fn score_extensions(&mut self, pair: &Pair, pieces: &[String]) -> Option<Result<Vec<f64>>> {
+        Some((|| {
+            let tok = self.model.tokenizer()?;
+            let (head, tail) = self.around_response(&pair.prompt)?;
+            let context = format!("{head}{}", pair.response);
+            let ctx = tok.encode_prompt(&context)?;
+            let mut continuations = Vec::with_capacity(2 * pieces.len());
+            for piece in pieces {
+                for a in self.answers() {
+                    let cont = format!("{piece}{tail}{a}");
+                    continuations.push(continuation_tokens(tok, &ctx, &context, &cont, true)?);
+                }
+            }
+            let req = ScoreRequest {
+                context: ctx,
+                continuations,
+            };
+            let s = score(&self.model.decoder, &[req], &ScoreOptions::default(), None)?;
+            Ok(s[0]
+                .chunks(2)
+                .map(|yn| yn[0].logprob - yn[1].logprob)
+                .collect())
+        })())
     }
 }
