@@ -163,6 +163,7 @@ fn palette_decoding_picks_by_lambda_dot_r() {
         let lf = LambdaFile {
             lambda: vec![("common".into(), lambda)],
             palette: dir.path().join("p.toml"),
+            targets: vec![],
         };
         let mut d = PaletteDecoder::new(&lf, &m, mode, 6).unwrap();
         d.generate("Once upon a time", &ids, &params, &opts, None)
@@ -287,5 +288,68 @@ fn judge_extensions_equal_whole_scores() {
     let want = judge.score(&whole).unwrap();
     for (i, (a, b)) in ext.iter().zip(&want).enumerate() {
         assert!((a - b).abs() < 2e-3, "piece {i}: {a} vs {b}");
+    }
+}
+
+/// `steer evaluate`: base mode is plain sampling (candidate 0 of every other mode), so for a
+/// one-value palette best-of-n realises at least the base reward on every prompt; levels
+/// carry 95 % intervals.
+#[test]
+fn evaluate_best_of_n_dominates_base_per_prompt() {
+    use ethos::steer::palette::decode::LambdaFile;
+    use ethos::steer::palette::evaluate::{evaluate, EvaluateOptions, Level};
+    use ethos::steer::{GenerateOptions, SamplingParams};
+    let l = Level::of(&[1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(l.mean, 2.5);
+    assert!((l.half_width - 1.96 * (5.0f64 / 3.0 / 4.0).sqrt()).abs() < 1e-12);
+    let Some(m) = load_real("SmolLM2-135M-Instruct.Q4_1.gguf", None) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("l.csv"),
+        "phrase,weight\nthe,1\nand,1\na,1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "[[value]]\nname = \"common\"\ntarget = 3.0\n[[reward]]\nname = \"common\"\nkind = \"lexicon\"\nfile = \"l.csv\"\n",
+    )
+    .unwrap();
+    let lf = LambdaFile {
+        lambda: vec![("common".into(), 1.0)],
+        palette: dir.path().join("p.toml"),
+        targets: vec![("common".into(), 3.0)],
+    };
+    let prompts = vec![
+        "Once upon a time".to_string(),
+        "The city at night".to_string(),
+    ];
+    let o = EvaluateOptions {
+        chat: false,
+        params: SamplingParams {
+            top_k: 50,
+            seed: 5,
+            ..Default::default()
+        },
+        generate: GenerateOptions {
+            max_tokens: 12,
+            ..Default::default()
+        },
+        candidates: 4,
+        token_k: 5,
+        modes: vec!["base".into(), "best-of-n".into()],
+        calibration_prompts: vec![],
+        calibration_rounds: 0,
+        calibration_step: 0.5,
+    };
+    let ev = evaluate(&m, &lf, &prompts, &o).unwrap();
+    let (base, best) = (&ev.modes[0], &ev.modes[1]);
+    assert_eq!(ev.targets, vec![Some(3.0)]);
+    assert!(best.levels[0].mean >= base.levels[0].mean);
+    let lex =
+        ethos::steer::rewards::lexicon::Lexicon::read("c", &dir.path().join("l.csv")).unwrap();
+    for (b, s) in base.responses.iter().zip(&best.responses) {
+        assert!(lex.value(s) >= lex.value(b), "{s:?} vs base {b:?}");
     }
 }

@@ -19,6 +19,50 @@ pub enum Which {
     /// Sample the base model on prompts, score the palette's rewards on the samples, and
     /// solve: the reward table is written beside the result for `steer solve` to reuse.
     Fit(FitArgs),
+    /// Decode held-out prompts in each mode with a lambda file and report the realised level
+    /// of every value (95 % intervals) next to the base model's and the targets, and tokens/s.
+    Evaluate(EvaluateArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EvaluateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The lambda file of `steer solve/fit --lambda-out`.
+    #[arg(long)]
+    pub lambda: PathBuf,
+    /// Held-out prompts, one per line (or .jsonl with "prompt").
+    #[arg(long)]
+    pub prompts: PathBuf,
+    /// Comma-separated: base, resample, best-of-n, token.
+    #[arg(long, default_value = "base,resample,best-of-n,token")]
+    pub modes: String,
+    /// Candidates per prompt for resample and best-of-n.
+    #[arg(long, default_value_t = 16)]
+    pub candidates: usize,
+    /// Candidate tokens weighted per step in token mode.
+    #[arg(long, default_value_t = 10)]
+    pub token_candidates: usize,
+    /// Prompts token mode calibrates lambda on (apart from the held-out ones).
+    #[arg(long)]
+    pub calibration_prompts: Option<PathBuf>,
+    /// Dual-ascent rounds for token mode (0: decode with the file's lambda).
+    #[arg(long, default_value_t = 3)]
+    pub calibration_rounds: usize,
+    #[arg(long, default_value_t = 0.5)]
+    pub calibration_step: f64,
+    #[arg(long, default_value_t = 50)]
+    pub max_tokens: usize,
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 50)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub chat: bool,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -91,7 +135,90 @@ pub fn run(w: Which) -> Result<()> {
             report(&table, &palette, &a.palette, &a.rewards, &a.solve)
         }
         Which::Fit(a) => fit_cmd(a),
+        Which::Evaluate(a) => evaluate_cmd(a),
     }
+}
+
+fn evaluate_cmd(a: EvaluateArgs) -> Result<()> {
+    use ethos_steer::palette::decode::LambdaFile;
+    use ethos_steer::palette::evaluate::{evaluate, EvaluateOptions};
+    let lambda = LambdaFile::read(&a.lambda)?;
+    let prompts = read_prompts(&a.prompts)?;
+    let calibration_prompts = match &a.calibration_prompts {
+        Some(p) => read_prompts(p)?,
+        None => Vec::new(),
+    };
+    let modes: Vec<String> = a.modes.split(',').map(|m| m.trim().to_string()).collect();
+    for m in &modes {
+        if !["base", "resample", "best-of-n", "token"].contains(&m.as_str()) {
+            bail!("--modes: `{m}` is not one of base, resample, best-of-n, token");
+        }
+    }
+    let calibration_rounds = if calibration_prompts.is_empty() {
+        if modes.iter().any(|m| m == "token") && a.calibration_prompts.is_none() {
+            eprintln!("token mode decodes with the file's lambda: no --calibration-prompts");
+        }
+        0
+    } else {
+        a.calibration_rounds
+    };
+    let model = a.model.load()?;
+    let o = EvaluateOptions {
+        chat: a.chat,
+        params: SamplingParams {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            seed: a.seed,
+            ..Default::default()
+        },
+        generate: ethos_steer::GenerateOptions {
+            max_tokens: a.max_tokens,
+            ..Default::default()
+        },
+        candidates: a.candidates,
+        token_k: a.token_candidates,
+        modes,
+        calibration_prompts,
+        calibration_rounds,
+        calibration_step: a.calibration_step,
+    };
+    let ev = evaluate(&model, &lambda, &prompts, &o)?;
+    if a.json {
+        return print_json(&serde_json::to_value(&ev)?);
+    }
+    print!("{:<16} {:>10}", "value", "target");
+    for m in &ev.modes {
+        print!(" {:>20}", m.mode);
+    }
+    println!();
+    for (k, v) in ev.values.iter().enumerate() {
+        let t = ev.targets[k].map_or("-".to_string(), |t| format!("{t:.3}"));
+        print!("{v:<16} {t:>10}");
+        for m in &ev.modes {
+            let l = m.levels[k];
+            print!(" {:>20}", format!("{:.3} ± {:.3}", l.mean, l.half_width));
+        }
+        println!();
+    }
+    print!("{:<16} {:>10}", "tokens/s", "");
+    for m in &ev.modes {
+        print!(" {:>20.1}", m.tokens_per_second);
+    }
+    println!();
+    for m in ev.modes.iter().filter(|m| m.mode == "token") {
+        let l: Vec<String> = ev
+            .values
+            .iter()
+            .zip(&m.lambda)
+            .map(|(v, x)| format!("{v} {x:.3}"))
+            .collect();
+        println!("token mode lambda: {}", l.join(", "));
+    }
+    println!(
+        "{} held-out prompts; ± is the 95 % interval of the mean over prompts",
+        prompts.len()
+    );
+    Ok(())
 }
 
 fn read_prompts(path: &PathBuf) -> Result<Vec<String>> {
@@ -219,7 +346,7 @@ fn report(
     if let Some(path) = &a.lambda_out {
         let file = serde_json::json!({
             // Absolute, so that generate --lambda finds it from anywhere.
-            "lambda": by_name(&s.lambda), "status": s.status,
+            "lambda": by_name(&s.lambda), "status": s.status, "targets": target_of, "levels": by_name(&s.levels),
             "palette": std::fs::canonicalize(palette_path).unwrap_or(palette_path.clone()),
             "rewards": rewards_path.display().to_string(), "solver": a.solver, "objective": a.objective,
         });

@@ -50,6 +50,8 @@ impl PaletteMode {
 pub struct LambdaFile {
     pub lambda: Vec<(String, f64)>,
     pub palette: PathBuf,
+    /// The target level of each targeted value, when the file records them.
+    pub targets: Vec<(String, f64)>,
 }
 
 impl LambdaFile {
@@ -76,7 +78,19 @@ impl LambdaFile {
             .ok_or_else(|| Error::Msg(format!("{file}: no \"palette\" path")))?;
         // Relative palette paths are relative to the lambda file.
         let palette = path.parent().unwrap_or(Path::new("")).join(palette);
-        Ok(Self { lambda, palette })
+        let targets = v["targets"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, x)| x.as_f64().map(|x| (k.clone(), x)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Self {
+            lambda,
+            palette,
+            targets,
+        })
     }
 }
 
@@ -108,13 +122,29 @@ impl<'m> PaletteDecoder<'m> {
         mode: PaletteMode,
         candidates: usize,
     ) -> Result<Self> {
+        Self::with_values(lambda, model, mode, candidates, &[])
+    }
+
+    /// As `new`, also computing the rewards of `also` (values whose lambda may be 0 now but
+    /// may change, as calibration does).
+    pub fn with_values(
+        lambda: &LambdaFile,
+        model: &'m Model,
+        mode: PaletteMode,
+        candidates: usize,
+        also: &[String],
+    ) -> Result<Self> {
         if candidates == 0 {
             return Err(Error::Msg("--candidates must be at least 1".into()));
         }
         let pfile = lambda.palette.display().to_string();
         let palette = super::Palette::read(&lambda.palette).map_err(Error::Msg)?;
         let specs = palette.reward_specs(&pfile).map_err(Error::Msg)?;
-        let active: Vec<&(String, f64)> = lambda.lambda.iter().filter(|(_, x)| *x > 0.0).collect();
+        let active: Vec<&(String, f64)> = lambda
+            .lambda
+            .iter()
+            .filter(|(n, x)| *x > 0.0 || also.contains(n))
+            .collect();
         let mut chosen = Vec::new();
         for (name, _) in &active {
             let spec = specs.iter().find(|s| &s.name == name).ok_or_else(|| {

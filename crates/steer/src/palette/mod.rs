@@ -23,6 +23,7 @@
 //! ```
 
 pub mod decode;
+pub mod evaluate;
 pub mod fit;
 pub mod solver;
 pub mod token;
