@@ -135,6 +135,9 @@ pub fn run(a: Args) -> Result<()> {
     ethos_evals::runner::check_selection(bench, &opts)?;
     let model = a.model.load()?;
     let mut hook = a.control.hook(&model)?;
+    if hook.is_some() {
+        return steered_and_unsteered(&a, &model, bench, &loaded.dataset_sha256, opts, hook);
+    }
     let res = ethos_evals::run(
         &model,
         bench,
@@ -152,5 +155,70 @@ pub fn run(a: Args) -> Result<()> {
             output.display()
         );
     }
+    Ok(())
+}
+
+/// With control vectors: the benchmark unsteered (`OUTPUT/unsteered`) and steered
+/// (`OUTPUT/steered`), each resumable on its own, and the item-by-item difference
+/// (`OUTPUT/steering.json`).
+fn steered_and_unsteered(
+    a: &Args,
+    model: &ethos_model::Model,
+    bench: &dyn ethos_evals::Benchmark,
+    dataset_sha256: &str,
+    opts: ethos_evals::RunOptions,
+    mut hook: Option<ethos_steer::control::ControlHook>,
+) -> Result<()> {
+    let root = opts.output.clone();
+    let unsteered_opts = ethos_evals::RunOptions {
+        output: root.join("unsteered"),
+        steering: None,
+        ..opts.clone()
+    };
+    let steered_opts = ethos_evals::RunOptions {
+        output: root.join("steered"),
+        ..opts
+    };
+    eprintln!("unsteered run:");
+    let unsteered = ethos_evals::run(model, bench, dataset_sha256, &unsteered_opts, None)?;
+    eprintln!("steered run:");
+    let steered = ethos_evals::run(
+        model,
+        bench,
+        dataset_sha256,
+        &steered_opts,
+        hook.as_mut()
+            .map(|h| h as &mut dyn ethos_model::hooks::ResidualHook),
+    )?;
+    let diffs = ethos_evals::compare::steering_effect(
+        &unsteered_opts.output,
+        &steered_opts.output,
+        !bench.has_gold(),
+        a.seed,
+    )?;
+    let comparison = serde_json::json!({
+        "steering": steered_opts.steering,
+        "unsteered": unsteered_opts.output.display().to_string(),
+        "steered": steered_opts.output.display().to_string(),
+        "differences": diffs,
+    });
+    let path = root.join("steering.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&comparison)? + "\n")
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if a.json {
+        return print_json(&serde_json::json!({
+            "unsteered": unsteered, "steered": steered, "comparison": comparison,
+        }));
+    }
+    println!("unsteered:");
+    print!("{}", ethos_evals::results::table(&unsteered));
+    println!("steered:");
+    print!("{}", ethos_evals::results::table(&steered));
+    println!("steered - unsteered, item by item:");
+    print!("{}", ethos_evals::compare::table(&diffs));
+    println!(
+        "written: {0}/unsteered/, {0}/steered/ (results.json, items.jsonl, report.html each), {0}/steering.json",
+        root.display()
+    );
     Ok(())
 }

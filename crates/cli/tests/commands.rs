@@ -525,7 +525,9 @@ fn control_vectors_steer_score_and_bad_files_fail() {
         moved > 1e-3,
         "a scale-2 vector moved log-probs by only {moved}"
     );
-    // `eval` records the steering; a steered run folder never takes an unsteered rerun.
+    // A steered `eval` runs the benchmark unsteered and steered (each folder records its
+    // steering), and compares them item by item; a steered run folder never takes an
+    // unsteered rerun.
     let out = dir.path().join("run");
     let out_s = out.to_str().unwrap();
     let eval = [
@@ -545,7 +547,8 @@ fn control_vectors_steer_score_and_bad_files_fail() {
     ];
     let mut steered_eval = eval.to_vec();
     steered_eval.extend(["--control-vector", &spec2]);
-    let res: serde_json::Value = serde_json::from_str(&ethos(&steered_eval, None)).unwrap();
+    let both: serde_json::Value = serde_json::from_str(&ethos(&steered_eval, None)).unwrap();
+    let res = &both["steered"];
     assert_eq!(res["steering"]["control_vectors"][0]["scale"], 2.0);
     assert_eq!(
         res["steering"]["control_vectors"][0]["sha256"]
@@ -554,7 +557,23 @@ fn control_vectors_steer_score_and_bad_files_fail() {
             .len(),
         64
     );
-    let err = ethos_fails(&eval);
+    assert!(both["unsteered"].get("steering").is_none());
+    let d = &both["comparison"]["differences"][0];
+    assert_eq!(
+        (d["condition"].as_str(), d["n"].as_u64()),
+        (Some("easy"), Some(2))
+    );
+    let (u, st) = (
+        d["unsteered"].as_f64().unwrap(),
+        d["steered"].as_f64().unwrap(),
+    );
+    assert!((d["difference"]["value"].as_f64().unwrap() - (st - u)).abs() < 1e-12);
+    assert!(out.join("steering.json").exists() && out.join("unsteered/results.json").exists());
+    let steered_dir = out.join("steered");
+    let mut into_steered = eval.to_vec();
+    let pos = into_steered.iter().position(|x| *x == out_s).unwrap();
+    into_steered[pos] = steered_dir.to_str().unwrap();
+    let err = ethos_fails(&into_steered);
     assert!(err.contains("another run"), "{err}");
     let err = ethos_fails(&["eval", "utility", "-m", m, "--control-vector", &spec2]);
     assert!(err.contains("not supported by `eval utility`"), "{err}");

@@ -5,6 +5,7 @@
 
 pub mod benchmark;
 pub mod benchmarks;
+pub mod compare;
 pub mod data;
 pub mod formats;
 pub mod log;
