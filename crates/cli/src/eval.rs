@@ -86,9 +86,62 @@ fn run_utility(a: Args) -> Result<()> {
         seed: a.seed,
         batch: a.batch,
         progress: std::io::stderr().is_terminal(),
+        steering: None,
     };
+    let steering = a.control.describe()?;
     let model = a.model.load()?;
-    let res = ethos_evals::benchmarks::utility::run_utility(&model, &opts)?;
+    let mut hook = a.control.hook(&model)?;
+    if hook.is_some() {
+        // Unsteered and steered, then how the utilities moved.
+        use ethos_evals::benchmarks::utility::{run_utility as run_u, table};
+        let u_opts = ethos_evals::benchmarks::utility::UtilityOptions {
+            output: output.join("unsteered"),
+            ..opts.clone()
+        };
+        let s_opts = ethos_evals::benchmarks::utility::UtilityOptions {
+            output: output.join("steered"),
+            steering,
+            ..opts
+        };
+        eprintln!("unsteered run:");
+        let unsteered = run_u(&model, &u_opts, None)?;
+        eprintln!("steered run:");
+        let steered = run_u(
+            &model,
+            &s_opts,
+            hook.as_mut()
+                .map(|h| h as &mut dyn ethos_model::hooks::ResidualHook),
+        )?;
+        let shift = ethos_evals::compare::utility_shift(&unsteered, &steered, 5);
+        let path = output.join("steering.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&shift)? + "\n")
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if a.json {
+            return print_json(&serde_json::json!({
+                "unsteered": unsteered, "steered": steered, "shift": shift,
+            }));
+        }
+        println!("unsteered:");
+        print!("{}", table(&unsteered));
+        println!("steered:");
+        print!("{}", table(&steered));
+        println!(
+            "utilities, steered against unsteered: Pearson r {:.3} over {} outcomes, mean |change| {:.3}",
+            shift.pearson, shift.outcomes, shift.mean_abs_change
+        );
+        for (label, rows) in [("rose most", &shift.rose), ("fell most", &shift.fell)] {
+            println!("{label}:");
+            for (o, u, s) in rows {
+                println!("  {u:+.3} -> {s:+.3}  {o}");
+            }
+        }
+        println!(
+            "written: {0}/unsteered/, {0}/steered/, {0}/steering.json",
+            output.display()
+        );
+        return Ok(());
+    }
+    let res = ethos_evals::benchmarks::utility::run_utility(&model, &opts, None)?;
     if a.json {
         print_json(&res)?;
     } else {
@@ -103,9 +156,6 @@ fn run_utility(a: Args) -> Result<()> {
 
 pub fn run(a: Args) -> Result<()> {
     if a.benchmark == "utility" {
-        if !a.control.control_vector.is_empty() {
-            anyhow::bail!("--control-vector is not supported by `eval utility` yet (civics, culturalbench and normad take it)");
-        }
         return run_utility(a);
     }
     // Everything about the selection is checked before the model loads.

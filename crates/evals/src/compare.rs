@@ -91,6 +91,59 @@ pub fn steering_effect(
         .collect())
 }
 
+/// How steering moved a Utility Engineering run: the correlation of the outcomes' utility
+/// means between the runs, and the outcomes that moved most each way.
+#[derive(Serialize, Debug)]
+pub struct UtilityShift {
+    pub outcomes: usize,
+    /// Pearson correlation of the utility means, unsteered against steered.
+    pub pearson: f64,
+    pub mean_abs_change: f64,
+    /// (outcome, unsteered mean, steered mean), largest rises first.
+    pub rose: Vec<(String, f64, f64)>,
+    /// Largest falls first.
+    pub fell: Vec<(String, f64, f64)>,
+}
+
+pub fn utility_shift(
+    unsteered: &crate::benchmarks::utility::UtilityResults,
+    steered: &crate::benchmarks::utility::UtilityResults,
+    top: usize,
+) -> UtilityShift {
+    let by_id: HashMap<usize, &crate::benchmarks::utility::RankedOutcome> =
+        steered.utilities.iter().map(|o| (o.id, o)).collect();
+    let mut rows: Vec<(String, f64, f64)> = unsteered
+        .utilities
+        .iter()
+        .filter_map(|o| {
+            by_id
+                .get(&o.id)
+                .map(|s| (o.outcome.clone(), o.mean, s.mean))
+        })
+        .collect();
+    let n = rows.len() as f64;
+    let (mu, ms) = (
+        rows.iter().map(|r| r.1).sum::<f64>() / n,
+        rows.iter().map(|r| r.2).sum::<f64>() / n,
+    );
+    let cov: f64 = rows.iter().map(|r| (r.1 - mu) * (r.2 - ms)).sum();
+    let (vu, vs): (f64, f64) = (
+        rows.iter().map(|r| (r.1 - mu).powi(2)).sum(),
+        rows.iter().map(|r| (r.2 - ms).powi(2)).sum(),
+    );
+    let mean_abs_change = rows.iter().map(|r| (r.2 - r.1).abs()).sum::<f64>() / n;
+    rows.sort_by(|a, b| (b.2 - b.1).total_cmp(&(a.2 - a.1)));
+    let rose = rows.iter().take(top).cloned().collect();
+    let fell = rows.iter().rev().take(top).cloned().collect();
+    UtilityShift {
+        outcomes: rows.len(),
+        pearson: cov / (vu * vs).sqrt(),
+        mean_abs_change,
+        rose,
+        fell,
+    }
+}
+
 /// The comparison as a terminal table.
 pub fn table(diffs: &[Difference]) -> String {
     let mut out = format!(

@@ -26,6 +26,7 @@ use crate::pyrandom::PyRandom;
 use crate::runner::{encode, model_identity};
 use crate::thurstonian::{self, Edge, Fit};
 use anyhow::{bail, Context, Result};
+use ethos_model::hooks::ResidualHook;
 use ethos_model::scoring::{score, ScoreOptions, ScoreRequest};
 use ethos_model::Model;
 use ethos_steer::rng::Rng;
@@ -127,6 +128,8 @@ pub struct UtilityOptions {
     pub seed: u64,
     pub batch: usize,
     pub progress: bool,
+    /// What steers the run (recorded in run.json and results.json; `None`: unsteered).
+    pub steering: Option<serde_json::Value>,
 }
 
 #[derive(Serialize, Debug)]
@@ -141,6 +144,9 @@ pub struct RankedOutcome {
 #[derive(Serialize, Debug)]
 pub struct UtilityResults {
     pub benchmark: &'static str,
+    /// The control vectors that steered the run (absent: unsteered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steering: Option<serde_json::Value>,
     pub ethos_version: &'static str,
     pub model: serde_json::Value,
     pub dataset_sha256: String,
@@ -166,8 +172,9 @@ pub struct UtilityResults {
 }
 
 /// The pairs of one question asked both ways, and their answers.
-struct Asker<'a> {
+struct Asker<'a, 'h> {
     model: &'a Model,
+    hook: Option<&'a mut (dyn ResidualHook + 'h)>,
     outcomes: &'a [Outcome],
     chat: bool,
     log: RunLog,
@@ -177,7 +184,7 @@ struct Asker<'a> {
     scored: usize,
 }
 
-impl Asker<'_> {
+impl Asker<'_, '_> {
     fn prompt(&self, a: usize, b: usize) -> Prompt {
         Prompt {
             system: self.chat.then(|| SYSTEM.to_string()),
@@ -236,7 +243,7 @@ impl Asker<'_> {
                     });
                 }
             }
-            let scores = score(&self.model.decoder, &reqs, &opts, None)?;
+            let scores = score(&self.model.decoder, &reqs, &opts, self.hook.as_deref_mut())?;
             self.scored += reqs.len();
             let mut records = Vec::with_capacity(chunk.len());
             for (k, &(a, b)) in chunk.iter().enumerate() {
@@ -372,7 +379,11 @@ fn regular_graph(n: usize, rng: &mut Rng) -> Vec<(usize, usize)> {
         .collect()
 }
 
-pub fn run_utility(model: &Model, opts: &UtilityOptions) -> Result<UtilityResults> {
+pub fn run_utility<'h>(
+    model: &Model,
+    opts: &UtilityOptions,
+    hook: Option<&mut (dyn ResidualHook + 'h)>,
+) -> Result<UtilityResults> {
     let started = Instant::now();
     let (outcomes, source) = load_outcomes(&opts.set, opts.data.as_deref())?;
     if opts.chat && model.chat_template.is_none() {
@@ -398,7 +409,7 @@ pub fn run_utility(model: &Model, opts: &UtilityOptions) -> Result<UtilityResult
     };
 
     let identity = RunIdentity {
-        steering: None,
+        steering: opts.steering.clone(),
         benchmark: "utility".into(),
         model: model_identity(model)?,
         dataset_sha256: source.sha256(),
@@ -416,6 +427,7 @@ pub fn run_utility(model: &Model, opts: &UtilityOptions) -> Result<UtilityResult
     };
     let mut asker = Asker {
         model,
+        hook,
         outcomes: &outcomes,
         chat: opts.chat,
         log,
@@ -507,6 +519,7 @@ pub fn run_utility(model: &Model, opts: &UtilityOptions) -> Result<UtilityResult
     let k = 10.min(n);
     let res = UtilityResults {
         benchmark: "utility",
+        steering: opts.steering.clone(),
         ethos_version: env!("CARGO_PKG_VERSION"),
         model: identity.model.clone(),
         dataset_sha256: identity.dataset_sha256.clone(),
