@@ -286,7 +286,7 @@ fn report(
     table: &RewardTable,
     palette: &Palette,
     palette_path: &PathBuf,
-    rewards_path: &PathBuf,
+    rewards_path: &std::path::Path,
     a: &SolveOptions,
 ) -> Result<()> {
     let solver = match a.solver.as_str() {
