@@ -42,9 +42,17 @@ pub struct SpeedArgs {
     /// `file`: load `--model`.
     #[arg(long, default_value = "file", value_parser = ["file", "dummy"])]
     pub load_format: String,
-    /// The shapes of `--load-format dummy`: smollm2-135m, llama-3-8b.
+    /// The shapes of `--load-format dummy`: smollm2-135m, llama-3-8b, deepseek-v2-lite,
+    /// deepseek-moe-mini.
     #[arg(long)]
     pub arch: Option<String>,
+    /// Also time palette decoding with this lambda file (resample and best-of-n with
+    /// --palette-candidates candidates, token mode with 10 candidate tokens per step), as
+    /// generated tokens per second next to plain decoding of the same prompt.
+    #[arg(long)]
+    pub lambda: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 8)]
+    pub palette_candidates: usize,
     #[arg(long)]
     pub json: bool,
 }
@@ -213,6 +221,20 @@ pub fn run(w: Which) -> Result<()> {
         "score_tokens": a.score_seqs * a.score_len,
         "repetitions": a.repetitions,
     });
+    let palette = match &a.lambda {
+        Some(path) => Some(palette_rates(
+            &model,
+            path,
+            a.gen_tokens,
+            a.palette_candidates,
+        )?),
+        None => None,
+    };
+    let ours = {
+        let mut o = ours;
+        o["palette_decoding"] = serde_json::to_value(&palette)?;
+        o
+    };
     let peer = match &a.llama_bench {
         Some(path) => Some(llama_bench(path, &model.info.source, threads, &a)?),
         None => None,
@@ -273,6 +295,16 @@ pub fn run(w: Which) -> Result<()> {
         kv_expanded_bytes,
         kv_expanded_bytes as f64 / kv_cache_bytes as f64
     );
+    if let Some(p) = &palette {
+        for r in p {
+            println!(
+                "{:<28} {:>12.1}   {:.3}x plain decoding",
+                format!("palette {} tok/s", r["mode"].as_str().unwrap_or("")),
+                r["tokens_per_second"].as_f64().unwrap_or(0.0),
+                r["ratio_to_plain"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
     println!("{:<28} {:>12.2}", "load s", f("load_seconds"));
     println!(
         "{:<28} {:>12.2}",
@@ -294,6 +326,53 @@ pub fn run(w: Which) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Generated tokens per second of plain decoding and of each palette mode on one chat
+/// prompt (`gen_tokens` per response, EOS ignored so every mode makes the same length).
+fn palette_rates(
+    model: &ethos_model::Model,
+    lambda: &std::path::Path,
+    gen_tokens: usize,
+    candidates: usize,
+) -> Result<Vec<serde_json::Value>> {
+    use ethos_steer::palette::decode::{LambdaFile, PaletteDecoder, PaletteMode};
+    let lf = LambdaFile::read(lambda)?;
+    let prompt = "How should I greet an older relative at a family dinner?";
+    let ids = model.tokenizer()?.encode_prompt(prompt)?;
+    let params = ethos_steer::SamplingParams {
+        top_k: 50,
+        seed: 1,
+        ..Default::default()
+    };
+    let opts = ethos_steer::GenerateOptions {
+        max_tokens: gen_tokens,
+        ignore_eos: true,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let g = ethos_steer::generate(model, &ids, &params, None, &opts, None, &mut |_| {})?;
+    let plain = g.token_ids.len() as f64 / t.elapsed().as_secs_f64();
+    let mut out = vec![
+        serde_json::json!({"mode": "plain", "tokens_per_second": plain, "ratio_to_plain": 1.0}),
+    ];
+    for (name, mode) in [
+        ("resample", PaletteMode::Resample),
+        ("best-of-n", PaletteMode::BestOfN),
+        ("token", PaletteMode::Token { k: 10 }),
+    ] {
+        let mut dec = PaletteDecoder::new(&lf, model, mode, candidates)?;
+        let t = Instant::now();
+        let (cands, pick) = dec.generate(prompt, &ids, &params, &opts, None)?;
+        let secs = t.elapsed().as_secs_f64();
+        // Tokens the user gets per second: one response, however many were sampled for it.
+        let tps = cands[pick].generation.token_ids.len() as f64 / secs;
+        out.push(serde_json::json!({
+            "mode": name, "tokens_per_second": tps, "ratio_to_plain": tps / plain,
+            "candidates": cands.len(),
+        }));
+    }
+    Ok(out)
 }
 
 /// The first prefill call's seconds and the tokens/s of `repetitions` more.

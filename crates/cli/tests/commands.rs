@@ -638,3 +638,55 @@ fn control_vectors_steer_score_and_bad_files_fail() {
         "{err}"
     );
 }
+
+/// `bench speed --lambda` times each palette mode against plain decoding of the same prompt.
+#[test]
+fn bench_times_palette_modes_against_plain_decoding() {
+    let Some(m) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("l.csv"), "phrase,weight\nplease,1\n").unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "[[value]]\nname = \"polite\"\ntarget = 1.0\n[[reward]]\nname = \"polite\"\nkind = \"lexicon\"\nfile = \"l.csv\"\n",
+    )
+    .unwrap();
+    let lambda = dir.path().join("lambda.json");
+    std::fs::write(
+        &lambda,
+        r#"{"lambda": {"polite": 1.0}, "palette": "p.toml"}"#,
+    )
+    .unwrap();
+    let out = ethos(
+        &[
+            "bench",
+            "speed",
+            "-m",
+            m.to_str().unwrap(),
+            "--prompt-tokens",
+            "16",
+            "--gen-tokens",
+            "6",
+            "-r",
+            "1",
+            "--score-seqs",
+            "1",
+            "--score-len",
+            "8",
+            "--lambda",
+            lambda.to_str().unwrap(),
+            "--palette-candidates",
+            "2",
+            "--json",
+        ],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let p = v["ethos"]["palette_decoding"].as_array().unwrap();
+    let modes: Vec<&str> = p.iter().map(|r| r["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["plain", "resample", "best-of-n", "token"]);
+    assert_eq!(p[0]["ratio_to_plain"], 1.0);
+    for r in p {
+        assert!(r["tokens_per_second"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(p[1]["candidates"], 2);
+}
