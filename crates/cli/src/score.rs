@@ -8,6 +8,11 @@
 //!
 //! With `--control-vector`, the output is steered (`"steered": true`) and carries the
 //! unsteered numbers beside the steered ones (`unsteered_logprob`, `unsteered_token_logprobs`).
+//!
+//! With `--lambda` (a palette's lambda file), each continuation also carries its rewards,
+//! `palette_score` = lambda . r(context, continuation) and `tilted_logprob` = logprob +
+//! palette_score: log p_lambda(continuation | context) up to the context's normaliser log Z,
+//! which is the same for every continuation of a line, so comparisons among them are exact.
 
 use crate::common::{print_json, ControlArgs, ModelArgs};
 use anyhow::{bail, Context, Result};
@@ -33,6 +38,9 @@ pub struct Args {
     /// JSON output for --text (JSONL requests always answer in JSON).
     #[arg(long)]
     pub json: bool,
+    /// A palette's lambda file: add each continuation's lambda . r (JSONL requests).
+    #[arg(long)]
+    pub lambda: Option<std::path::PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +119,14 @@ pub fn run(a: Args) -> Result<()> {
         );
         return Ok(());
     }
+    let mut palette = match &a.lambda {
+        Some(path) => {
+            use ethos_steer::palette::decode::{LambdaFile, PaletteDecoder, PaletteMode};
+            let lf = LambdaFile::read(path)?;
+            Some(PaletteDecoder::new(&lf, &model, PaletteMode::BestOfN, 1)?)
+        }
+        None => None,
+    };
     let reader: Box<dyn BufRead> = if a.input == "-" {
         Box::new(BufReader::new(std::io::stdin()))
     } else {
@@ -168,6 +184,18 @@ pub fn run(a: Args) -> Result<()> {
         };
         for (i, (l, r)) in ls.iter().zip(reqs).enumerate() {
             let shown = steered.as_ref().unwrap_or(&raw);
+            // Rows: continuations; columns: the palette's values.
+            let rewards = match palette.as_mut() {
+                Some(p) => {
+                    let cols = p.rewards_of(&l.context, &l.continuations)?;
+                    Some(
+                        (0..l.continuations.len())
+                            .map(|j| cols.iter().map(|c| c[j]).collect::<Vec<f64>>())
+                            .collect::<Vec<_>>(),
+                    )
+                }
+                None => None,
+            };
             let conts: Vec<serde_json::Value> = l
                 .continuations
                 .iter()
@@ -178,6 +206,12 @@ pub fn run(a: Args) -> Result<()> {
                     if steered.is_some() {
                         v["unsteered_logprob"] = serde_json::json!(raw[i][j].logprob);
                         v["unsteered_token_logprobs"] = serde_json::json!(raw[i][j].token_logprobs);
+                    }
+                    if let (Some(p), Some(rw)) = (palette.as_ref(), rewards.as_ref()) {
+                        let bonus: f64 = p.lambda.iter().zip(&rw[j]).map(|(l, x)| l * x).sum();
+                        v["rewards"] = serde_json::json!(p.values().iter().cloned().zip(rw[j].iter().copied()).collect::<std::collections::BTreeMap<_, _>>());
+                        v["palette_score"] = serde_json::json!(bonus);
+                        v["tilted_logprob"] = serde_json::json!(c.logprob + bonus);
                     }
                     v
                 })

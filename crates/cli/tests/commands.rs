@@ -690,3 +690,47 @@ fn bench_times_palette_modes_against_plain_decoding() {
     }
     assert_eq!(p[1]["candidates"], 2);
 }
+
+/// `score --lambda`: each continuation carries its rewards, lambda . r and the tilted log-prob
+/// (log-prob + lambda . r); the raw log-prob is unchanged.
+#[test]
+fn score_with_a_lambda_file_adds_the_palette_tilt() {
+    let Some(m) = model() else { return };
+    let m = m.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("l.csv"),
+        "phrase,weight\nplease,2\nwhatever,-1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "[[value]]\nname = \"polite\"\ntarget = 1.0\n[[reward]]\nname = \"polite\"\nkind = \"lexicon\"\nfile = \"l.csv\"\n",
+    )
+    .unwrap();
+    let lambda = dir.path().join("lambda.json");
+    std::fs::write(
+        &lambda,
+        r#"{"lambda": {"polite": 0.5}, "palette": "p.toml"}"#,
+    )
+    .unwrap();
+    let line = "{\"context\": \"Greet him\", \"continuations\": [\" please\", \" whatever\"]}\n";
+    let plain: serde_json::Value =
+        serde_json::from_str(ethos(&["score", "-m", m], Some(line)).trim()).unwrap();
+    let v: serde_json::Value = serde_json::from_str(
+        ethos(
+            &["score", "-m", m, "--lambda", lambda.to_str().unwrap()],
+            Some(line),
+        )
+        .trim(),
+    )
+    .unwrap();
+    for (j, bonus) in [(0, 1.0), (1, -0.5)] {
+        let c = &v["continuations"][j];
+        let lp = c["logprob"].as_f64().unwrap();
+        assert_eq!(lp, plain["continuations"][j]["logprob"].as_f64().unwrap());
+        assert_eq!(c["palette_score"].as_f64().unwrap(), bonus);
+        assert_eq!(c["tilted_logprob"].as_f64().unwrap(), lp + bonus);
+        assert_eq!(c["rewards"]["polite"].as_f64().unwrap(), 2.0 * bonus);
+    }
+}
