@@ -45,6 +45,23 @@ pub struct Args {
     /// utility: the outcome set, hierarchical (510, the paper's) or testing (61).
     #[arg(long, default_value = "hierarchical")]
     pub options: String,
+    /// A palette's lambda file: options are ranked by log-prob + lambda . r(prompt, option),
+    /// i.e. by log p_lambda (civics, culturalbench, normad log-prob formats); the run is
+    /// reported beside an untilted one.
+    #[arg(long)]
+    pub lambda: Option<PathBuf>,
+}
+
+/// A palette's tilt of option log-probs (`--lambda`).
+struct PaletteTilt<'m>(ethos_steer::palette::decode::PaletteDecoder<'m>);
+
+impl ethos_evals::OptionTilt for PaletteTilt<'_> {
+    fn bonus(&mut self, prompt: &str, options: &[String]) -> Result<Vec<f64>> {
+        let cols = self.0.rewards_of(prompt, options)?;
+        Ok((0..options.len())
+            .map(|j| self.0.lambda.iter().zip(&cols).map(|(l, c)| l * c[j]).sum())
+            .collect())
+    }
 }
 
 fn default_output(a: &Args) -> PathBuf {
@@ -156,6 +173,9 @@ fn run_utility(a: Args) -> Result<()> {
 
 pub fn run(a: Args) -> Result<()> {
     if a.benchmark == "utility" {
+        if a.lambda.is_some() {
+            anyhow::bail!("--lambda: utility asks for preferences between outcomes, not answers a palette could tilt (civics, culturalbench and normad take it)");
+        }
         return run_utility(a);
     }
     // Everything about the selection is checked before the model loads.
@@ -180,13 +200,28 @@ pub fn run(a: Args) -> Result<()> {
         output: output.clone(),
         batch: a.batch,
         progress: std::io::stderr().is_terminal(),
-        steering: a.control.describe()?,
+        steering: steering_record(&a)?,
     };
     ethos_evals::runner::check_selection(bench, &opts)?;
+    let lambda = match &a.lambda {
+        Some(p) => Some(ethos_steer::palette::decode::LambdaFile::read(p)?),
+        None => None,
+    };
     let model = a.model.load()?;
     let mut hook = a.control.hook(&model)?;
-    if hook.is_some() {
-        return steered_and_unsteered(&a, &model, bench, &loaded.dataset_sha256, opts, hook);
+    let tilt = match &lambda {
+        Some(lf) => Some(PaletteTilt(
+            ethos_steer::palette::decode::PaletteDecoder::new(
+                lf,
+                &model,
+                ethos_steer::palette::decode::PaletteMode::BestOfN,
+                1,
+            )?,
+        )),
+        None => None,
+    };
+    if hook.is_some() || tilt.is_some() {
+        return steered_and_unsteered(&a, &model, bench, &loaded.dataset_sha256, opts, hook, tilt);
     }
     let res = ethos_evals::run(
         &model,
@@ -208,7 +243,21 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
-/// With control vectors: the benchmark unsteered (`OUTPUT/unsteered`) and steered
+/// What steers a run: its control vectors and its lambda file (with their SHA-256s).
+fn steering_record(a: &Args) -> Result<Option<serde_json::Value>> {
+    let mut v = a.control.describe()?;
+    if let Some(p) = &a.lambda {
+        let rec = serde_json::json!({
+            "file": p.display().to_string(),
+            "sha256": ethos_evals::data::Source::read(p)?.sha256(),
+        });
+        let obj = v.get_or_insert_with(|| serde_json::json!({}));
+        obj["lambda"] = rec;
+    }
+    Ok(v)
+}
+
+/// With control vectors or a lambda file: the benchmark unsteered (`OUTPUT/unsteered`) and steered
 /// (`OUTPUT/steered`), each resumable on its own, and the item-by-item difference
 /// (`OUTPUT/steering.json`).
 fn steered_and_unsteered(
@@ -218,6 +267,7 @@ fn steered_and_unsteered(
     dataset_sha256: &str,
     opts: ethos_evals::RunOptions,
     mut hook: Option<ethos_steer::control::ControlHook>,
+    mut tilt: Option<PaletteTilt<'_>>,
 ) -> Result<()> {
     let root = opts.output.clone();
     let unsteered_opts = ethos_evals::RunOptions {
@@ -232,13 +282,14 @@ fn steered_and_unsteered(
     eprintln!("unsteered run:");
     let unsteered = ethos_evals::run(model, bench, dataset_sha256, &unsteered_opts, None)?;
     eprintln!("steered run:");
-    let steered = ethos_evals::run(
+    let steered = ethos_evals::run_tilted(
         model,
         bench,
         dataset_sha256,
         &steered_opts,
         hook.as_mut()
             .map(|h| h as &mut dyn ethos_model::hooks::ResidualHook),
+        tilt.as_mut().map(|t| t as &mut dyn ethos_evals::OptionTilt),
     )?;
     let diffs = ethos_evals::compare::steering_effect(
         &unsteered_opts.output,

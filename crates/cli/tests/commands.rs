@@ -734,3 +734,60 @@ fn score_with_a_lambda_file_adds_the_palette_tilt() {
         assert_eq!(c["rewards"]["polite"].as_f64().unwrap(), 2.0 * bonus);
     }
 }
+
+/// `eval --lambda`: options are ranked by log-prob + lambda . r; a palette that rewards the
+/// word "yes" a hundredfold makes every NormAd answer "yes", beside an untilted run.
+#[test]
+fn eval_with_a_lambda_file_tilts_the_options() {
+    let Some(m) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("l.csv"), "phrase,weight\nyes,100\n").unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "[[value]]\nname = \"yes\"\ntarget = 1.0\n[[reward]]\nname = \"yes\"\nkind = \"lexicon\"\nfile = \"l.csv\"\n",
+    )
+    .unwrap();
+    let lambda = dir.path().join("lambda.json");
+    std::fs::write(&lambda, r#"{"lambda": {"yes": 1.0}, "palette": "p.toml"}"#).unwrap();
+    let out = dir.path().join("run");
+    let v: serde_json::Value = serde_json::from_str(&ethos(
+        &[
+            "eval",
+            "normad",
+            "-m",
+            m.to_str().unwrap(),
+            "--limit",
+            "6",
+            "--conditions",
+            "none",
+            "--lambda",
+            lambda.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--json",
+        ],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(
+        v["steered"]["steering"]["lambda"]["sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    assert!(v["unsteered"].get("steering").is_none());
+    let items = std::fs::read_to_string(out.join("steered/items.jsonl")).unwrap();
+    let preds: Vec<String> = items
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["prediction"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+        })
+        .collect();
+    assert_eq!(preds.len(), 6);
+    assert!(preds.iter().all(|p| p == "yes"), "{preds:?}");
+    assert_eq!(v["comparison"]["differences"][0]["n"], 6);
+}

@@ -17,4 +17,4 @@ pub mod runner;
 pub mod thurstonian;
 
 pub use benchmark::{Answer, Ask, Benchmark, Judgement, Prompt};
-pub use runner::{run, RunOptions};
+pub use runner::{run, run_tilted, OptionTilt, RunOptions};

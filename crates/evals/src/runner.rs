@@ -157,12 +157,31 @@ pub fn model_identity(model: &Model) -> Result<serde_json::Value> {
 /// writes `results.json` there. Returns the results.
 /// Runs `bench`; `hook` (control vectors, described by `opts.steering`) acts on every forward
 /// pass of the run.
+/// Adds to each option's log-prob before judging: a palette's lambda . r(prompt, option), so
+/// that options are ranked by log p_lambda (the prompt's normaliser is the same for all of
+/// them).
+pub trait OptionTilt {
+    fn bonus(&mut self, prompt: &str, options: &[String]) -> Result<Vec<f64>>;
+}
+
 pub fn run<'h>(
     model: &Model,
     bench: &dyn Benchmark,
     dataset_sha256: &str,
     opts: &RunOptions,
+    hook: Option<&mut (dyn ResidualHook + 'h)>,
+) -> Result<Results> {
+    run_tilted(model, bench, dataset_sha256, opts, hook, None)
+}
+
+/// `run`, with option log-probs tilted by `tilt` (see `OptionTilt`).
+pub fn run_tilted<'h>(
+    model: &Model,
+    bench: &dyn Benchmark,
+    dataset_sha256: &str,
+    opts: &RunOptions,
     mut hook: Option<&mut (dyn ResidualHook + 'h)>,
+    mut tilt: Option<&mut dyn OptionTilt>,
 ) -> Result<Results> {
     check_selection(bench, opts)?;
     let started = Instant::now();
@@ -257,7 +276,7 @@ pub fn run<'h>(
         let mut records = Vec::with_capacity(chunk.len());
         for ((t, encs), prompts) in chunk.iter().zip(&encoded).zip(&asked) {
             let mut answers = Vec::with_capacity(encs.len());
-            for e in encs {
+            for (e, p) in encs.iter().zip(prompts) {
                 tokens += e.context.len();
                 if e.continuations.is_empty() {
                     let g = generate(
@@ -279,7 +298,13 @@ pub fn run<'h>(
                         .next()
                         .context("scoring returned fewer results than requests")?;
                     tokens += s.iter().map(|c| c.token_ids.len()).sum::<usize>();
-                    answers.push(Answer::Options(s.iter().map(|c| c.logprob).collect()));
+                    let mut lps: Vec<f64> = s.iter().map(|c| c.logprob).collect();
+                    if let (Some(t), Ask::Choose { options }) = (tilt.as_deref_mut(), &p.ask) {
+                        for (lp, b) in lps.iter_mut().zip(t.bonus(&p.body, options)?) {
+                            *lp += b;
+                        }
+                    }
+                    answers.push(Answer::Options(lps));
                 }
             }
             let judgement = bench.judge(t.item, &t.condition, &t.format, prompts, &answers)?;
