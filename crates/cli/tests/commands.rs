@@ -639,23 +639,26 @@ fn control_vectors_steer_score_and_bad_files_fail() {
     );
 }
 
+/// A palette of one lexicon value `name` (CSV rows `rows`) in `dir`, and a lambda file giving
+/// it `lambda`: the lambda file's path.
+fn lexicon_palette(dir: &Path, name: &str, rows: &str, lambda: f64) -> PathBuf {
+    std::fs::write(dir.join("l.csv"), format!("phrase,weight\n{rows}")).unwrap();
+    let palette = format!(
+        "[[value]]\nname = \"{name}\"\ntarget = 1.0\n[[reward]]\nname = \"{name}\"\nkind = \"lexicon\"\nfile = \"l.csv\"\n"
+    );
+    std::fs::write(dir.join("p.toml"), palette).unwrap();
+    let path = dir.join("lambda.json");
+    let file = format!(r#"{{"lambda": {{"{name}": {lambda}}}, "palette": "p.toml"}}"#);
+    std::fs::write(&path, file).unwrap();
+    path
+}
+
 /// `bench speed --lambda` times each palette mode against plain decoding of the same prompt.
 #[test]
 fn bench_times_palette_modes_against_plain_decoding() {
     let Some(m) = model() else { return };
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("l.csv"), "phrase,weight\nplease,1\n").unwrap();
-    std::fs::write(
-        dir.path().join("p.toml"),
-        "[[value]]\nname = \"polite\"\ntarget = 1.0\n[[reward]]\nname = \"polite\"\nkind = \"lexicon\"\nfile = \"l.csv\"\n",
-    )
-    .unwrap();
-    let lambda = dir.path().join("lambda.json");
-    std::fs::write(
-        &lambda,
-        r#"{"lambda": {"polite": 1.0}, "palette": "p.toml"}"#,
-    )
-    .unwrap();
+    let lambda = lexicon_palette(dir.path(), "polite", "please,1\n", 1.0);
     let out = ethos(
         &[
             "bench",
@@ -698,22 +701,7 @@ fn score_with_a_lambda_file_adds_the_palette_tilt() {
     let Some(m) = model() else { return };
     let m = m.to_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("l.csv"),
-        "phrase,weight\nplease,2\nwhatever,-1\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("p.toml"),
-        "[[value]]\nname = \"polite\"\ntarget = 1.0\n[[reward]]\nname = \"polite\"\nkind = \"lexicon\"\nfile = \"l.csv\"\n",
-    )
-    .unwrap();
-    let lambda = dir.path().join("lambda.json");
-    std::fs::write(
-        &lambda,
-        r#"{"lambda": {"polite": 0.5}, "palette": "p.toml"}"#,
-    )
-    .unwrap();
+    let lambda = lexicon_palette(dir.path(), "polite", "please,2\nwhatever,-1\n", 0.5);
     let line = "{\"context\": \"Greet him\", \"continuations\": [\" please\", \" whatever\"]}\n";
     let plain: serde_json::Value =
         serde_json::from_str(ethos(&["score", "-m", m], Some(line)).trim()).unwrap();
@@ -741,14 +729,7 @@ fn score_with_a_lambda_file_adds_the_palette_tilt() {
 fn eval_with_a_lambda_file_tilts_the_options() {
     let Some(m) = model() else { return };
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("l.csv"), "phrase,weight\nyes,100\n").unwrap();
-    std::fs::write(
-        dir.path().join("p.toml"),
-        "[[value]]\nname = \"yes\"\ntarget = 1.0\n[[reward]]\nname = \"yes\"\nkind = \"lexicon\"\nfile = \"l.csv\"\n",
-    )
-    .unwrap();
-    let lambda = dir.path().join("lambda.json");
-    std::fs::write(&lambda, r#"{"lambda": {"yes": 1.0}, "palette": "p.toml"}"#).unwrap();
+    let lambda = lexicon_palette(dir.path(), "yes", "yes,100\n", 1.0);
     let out = dir.path().join("run");
     let v: serde_json::Value = serde_json::from_str(&ethos(
         &[

@@ -153,6 +153,36 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// A decoder of these parts, with the runtime switches at their defaults (exact f32
+    /// attention, the fused CPU kernel on, experts grouped); the loader adjusts them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: ModelConfig,
+        embed: Embedding,
+        blocks: Vec<Block>,
+        norm: RmsNorm,
+        head: Linear,
+        rope: Rope,
+        rope_local: Option<Rope>,
+        dtype: DType,
+        device: Device,
+    ) -> Self {
+        Self {
+            config,
+            embed,
+            blocks,
+            norm,
+            head,
+            rope,
+            rope_local,
+            dtype,
+            device,
+            f16_attention: false,
+            fused_cpu_attention: true,
+            moe_per_token: false,
+        }
+    }
+
     pub fn kv_shape(&self) -> KvShape {
         match &self.config.mla {
             Some(m) => KvShape {

@@ -173,24 +173,18 @@ pub fn load(
         src.dense("model.norm.weight", &[h], DType::F32)?,
         cfg.rms_norm_eps,
     );
-    let head = if cfg.tie_word_embeddings || !src.contains("lm_head.weight") {
-        src.tied_head("model.embed_tokens.weight", [v, h])?
-    } else {
-        src.linear("lm_head.weight", [v, h], None)?
-    };
+    let head = super::lm_head(cfg, src)?;
     let rope = Rope::new(&cfg.rope, m.qk_rope_head_dim, max_positions, src.device())?;
-    Ok(Decoder {
-        config: cfg.clone(),
+    let device = src.device().clone();
+    Ok(Decoder::new(
+        cfg.clone(),
         embed,
         blocks,
         norm,
         head,
         rope,
-        rope_local: None,
+        None,
         dtype,
-        device: src.device().clone(),
-        f16_attention: false,
-        fused_cpu_attention: true,
-        moe_per_token: false,
-    })
+        device,
+    ))
 }

@@ -90,15 +90,12 @@ pub fn load(
         })
         .collect::<Result<Vec<_>>>()?;
     let norm = gemma_norm(src, "model.norm.weight", h, eps)?;
-    let head = if cfg.tie_word_embeddings || !src.contains("lm_head.weight") {
-        src.tied_head("model.embed_tokens.weight", [v, h])?
-    } else {
-        src.linear("lm_head.weight", [v, h], None)?
-    };
+    let head = super::lm_head(cfg, src)?;
     let rope = Rope::new(&cfg.rope, d, max_positions, src.device())?;
     let rope_local = Some(Rope::new(local, d, max_positions, src.device())?);
-    Ok(Decoder {
-        config: cfg.clone(),
+    let device = src.device().clone();
+    Ok(Decoder::new(
+        cfg.clone(),
         embed,
         blocks,
         norm,
@@ -106,9 +103,6 @@ pub fn load(
         rope,
         rope_local,
         dtype,
-        device: src.device().clone(),
-        f16_attention: false,
-        fused_cpu_attention: true,
-        moe_per_token: false,
-    })
+        device,
+    ))
 }

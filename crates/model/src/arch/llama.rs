@@ -77,24 +77,20 @@ pub fn load(
     );
     let head = if let Some(labels) = cfg.num_labels {
         src.linear("score.weight", [labels, h], None)?
-    } else if cfg.tie_word_embeddings || !src.contains("lm_head.weight") {
-        src.tied_head("model.embed_tokens.weight", [v, h])?
     } else {
-        src.linear("lm_head.weight", [v, h], None)?
+        super::lm_head(cfg, src)?
     };
     let rope = Rope::new(&cfg.rope, cfg.head_dim, max_positions, src.device())?;
-    Ok(Decoder {
-        config: cfg.clone(),
+    let device = src.device().clone();
+    Ok(Decoder::new(
+        cfg.clone(),
         embed,
         blocks,
         norm,
         head,
         rope,
-        rope_local: None,
+        None,
         dtype,
-        device: src.device().clone(),
-        f16_attention: false,
-        fused_cpu_attention: true,
-        moe_per_token: false,
-    })
+        device,
+    ))
 }

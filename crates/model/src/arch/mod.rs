@@ -8,8 +8,20 @@ pub mod qwen2;
 use crate::config::{Arch, ModelConfig};
 use crate::decoder::Decoder;
 use crate::error::Result;
+use crate::nn::linear::Linear;
 use crate::weights::TensorSource;
 use candle_core::DType;
+
+/// The output head: tied to the embeddings (when the config says so or the checkpoint has no
+/// `lm_head.weight`), else its own matrix.
+pub(crate) fn lm_head(cfg: &ModelConfig, src: &mut dyn TensorSource) -> Result<Linear> {
+    let shape = [cfg.vocab_size, cfg.hidden_size];
+    if cfg.tie_word_embeddings || !src.contains("lm_head.weight") {
+        src.tied_head("model.embed_tokens.weight", shape)
+    } else {
+        src.linear("lm_head.weight", shape, None)
+    }
+}
 
 /// Builds the decoder of `cfg` from `src`, computing in `dtype`, with a rotary table of
 /// `max_positions` entries.

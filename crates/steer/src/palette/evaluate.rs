@@ -8,9 +8,9 @@
 //! variance makes one step size fit rewards of any scale; see `dual_step` for its guards).
 
 use super::decode::{LambdaFile, PaletteDecoder, PaletteMode};
+use super::fit::prompt_ids;
 use crate::generate::GenerateOptions;
 use crate::sampler::SamplingParams;
-use ethos_model::chat::Message;
 use ethos_model::{Error, Model, Result};
 use std::time::Instant;
 
@@ -69,15 +69,6 @@ pub struct Evaluation {
     pub modes: Vec<ModeResult>,
     /// Token mode's lambda after each calibration round, and the levels it realised.
     pub calibration: Vec<(Vec<f64>, Vec<f64>)>,
-}
-
-fn prompt_ids(model: &Model, prompt: &str, chat: bool) -> Result<Vec<u32>> {
-    let text = match (&model.chat_template, chat) {
-        (Some(t), true) => t.render(&[Message::new("user", prompt)], true)?,
-        (None, true) => return Err(Error::Msg("--chat: the model has no chat template".into())),
-        _ => prompt.to_string(),
-    };
-    model.tokenizer()?.encode_prompt(&text)
 }
 
 /// Decodes every prompt in `mode` with `lambda`; the rewards of every value of `lambda` for

@@ -25,6 +25,17 @@ pub struct FitOptions {
     pub chat: bool,
 }
 
+/// The tokens the model reads for `prompt`: as one user turn of its chat template with
+/// `chat`, else the text itself.
+pub fn prompt_ids(model: &Model, prompt: &str, chat: bool) -> Result<Vec<u32>> {
+    let text = match (&model.chat_template, chat) {
+        (Some(t), true) => t.render(&[Message::new("user", prompt)], true)?,
+        (None, true) => return Err(Error::Msg("--chat: the model has no chat template".into())),
+        _ => prompt.to_string(),
+    };
+    model.tokenizer()?.encode_prompt(&text)
+}
+
 /// The base model's responses: `samples` per prompt, in prompt order.
 pub fn sample_responses(model: &Model, prompts: &[String], opts: &FitOptions) -> Result<Vec<Pair>> {
     if opts.samples == 0 || opts.max_tokens == 0 {
@@ -32,7 +43,6 @@ pub fn sample_responses(model: &Model, prompts: &[String], opts: &FitOptions) ->
             "--samples and --max-tokens must be at least 1".into(),
         ));
     }
-    let tok = model.tokenizer()?;
     let bar = ProgressBar::new((prompts.len() * opts.samples) as u64);
     bar.set_style(
         ProgressStyle::with_template("sampling {bar:30} {pos}/{len} responses, {eta} left")
@@ -40,14 +50,7 @@ pub fn sample_responses(model: &Model, prompts: &[String], opts: &FitOptions) ->
     );
     let mut pairs = Vec::with_capacity(prompts.len() * opts.samples);
     for (i, prompt) in prompts.iter().enumerate() {
-        let text = match (&model.chat_template, opts.chat) {
-            (Some(t), true) => t.render(&[Message::new("user", prompt)], true)?,
-            (None, true) => {
-                return Err(Error::Msg("--chat: the model has no chat template".into()))
-            }
-            _ => prompt.clone(),
-        };
-        let ids = tok.encode_prompt(&text)?;
+        let ids = prompt_ids(model, prompt, opts.chat)?;
         for j in 0..opts.samples {
             let params = SamplingParams {
                 seed: opts.params.seed + (i * opts.samples + j) as u64,

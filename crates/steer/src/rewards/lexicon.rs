@@ -7,6 +7,7 @@
 //! overlap. Scoring a response extended by a candidate piece is exact: the text is rescored.
 
 use super::{Pair, Reward};
+use ethos_model::error::one_line;
 use ethos_model::{Error, Result};
 use std::path::Path;
 
@@ -108,10 +109,6 @@ fn count(text: &str, phrase: &str) -> usize {
         }
     }
     n
-}
-
-fn one_line(e: &dyn std::fmt::Display) -> String {
-    e.to_string().lines().next().unwrap_or("").to_string()
 }
 
 impl Reward for Lexicon {
