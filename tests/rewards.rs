@@ -260,34 +260,55 @@ fn token_palette_weights_the_top_k() {
     assert!(tp.error_slot().borrow().is_none());
 }
 
-/// The lm-judge scores candidate pieces from one judge context (prefix reuse); at word
-/// boundaries that equals judging each extended response whole (f32, where the split of the
-/// work into batches does not change the arithmetic).
+/// Token mode's rewards of candidate pieces equal judging each extended response whole, for
+/// the lm-judge (one judge context, cached across steps) and perplexity (the text so far,
+/// cached across steps), over a response that grows, changes its last word (the cache backs
+/// up) and grows again (f32, where batch shapes change the arithmetic only in the last bits).
 #[test]
-fn judge_extensions_equal_whole_scores() {
+fn reward_extensions_equal_whole_scores_across_steps() {
     let Some(m) = load_real("SmolLM2-135M-Instruct.Q4_1.gguf", Some(DType::F32)) else {
         return;
     };
     let mut judge = LmJudge::new("respect", &m, "Is the response respectful and polite?");
-    let pair = Pair {
-        prompt: "How do I greet an older relative?".into(),
-        response: " Greet them".into(),
-    };
-    let pieces: Vec<String> = [" politely", " rudely", " first", " with"]
+    let mut ppl = Perplexity::new(&m);
+    let pieces: Vec<String> = [" politely", " rudely", " first", " with", "."]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let ext = judge.score_extensions(&pair, &pieces).unwrap().unwrap();
-    let whole: Vec<Pair> = pieces
-        .iter()
-        .map(|p| Pair {
-            prompt: pair.prompt.clone(),
-            response: format!("{}{p}", pair.response),
-        })
-        .collect();
-    let want = judge.score(&whole).unwrap();
-    for (i, (a, b)) in ext.iter().zip(&want).enumerate() {
-        assert!((a - b).abs() < 2e-3, "piece {i}: {a} vs {b}");
+    for response in [
+        " Greet",
+        " Greet them",
+        " Greet them warmly",
+        " Greet them kindly",
+        " Greet them kindly and",
+    ] {
+        let pair = Pair {
+            prompt: "How do I greet an older relative?".into(),
+            response: response.into(),
+        };
+        let whole: Vec<Pair> = pieces
+            .iter()
+            .map(|p| Pair {
+                prompt: pair.prompt.clone(),
+                response: format!("{}{p}", pair.response),
+            })
+            .collect();
+        let ext = judge.score_extensions(&pair, &pieces).unwrap().unwrap();
+        let want = judge.score(&whole).unwrap();
+        for (i, (a, b)) in ext.iter().zip(&want).enumerate() {
+            assert!(
+                (a - b).abs() < 2e-3,
+                "judge {response:?} piece {i}: {a} vs {b}"
+            );
+        }
+        let ext = ppl.score_extensions(&pair, &pieces).unwrap().unwrap();
+        let want = ppl.score(&whole).unwrap();
+        for (i, (a, b)) in ext.iter().zip(&want).enumerate() {
+            assert!(
+                (a - b).abs() < 1e-3,
+                "perplexity {response:?} piece {i}: {a} vs {b}"
+            );
+        }
     }
 }
 

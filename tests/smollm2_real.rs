@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use ethos::model::scoring::score_text;
 use ethos::model::{DType, Model};
-use ethos::steer::{generate, GenerateOptions, SamplingParams};
+use ethos::steer::{generate, generate_batch, FinishReason, GenerateOptions, SamplingParams};
 
 fn load(dtype: Option<DType>) -> Option<Model> {
     load_real("SmolLM2-135M-Instruct.Q4_1.gguf", dtype)
@@ -178,6 +178,75 @@ fn seeded_sampling_is_reproducible_and_stops_on_stop_strings() {
         );
         assert_eq!(streamed, s.text);
     }
+}
+
+/// Batched sampling (the palette's candidates): below the dense-GEMM threshold every row is
+/// the same draw as `generate` alone with its seed, rows that hit EOS or a stop string leave
+/// the batch without disturbing the others, and a batch of 20 rows (the f32 GEMM path) gives
+/// 20 complete generations of which the seeds make distinct ones.
+#[test]
+fn batched_sampling_equals_single_rows_and_rows_leave_on_their_own() {
+    let Some(m) = load(None) else { return };
+    let prompt = m
+        .tokenizer()
+        .unwrap()
+        .encode_prompt("My neighbour plays loud music at night. I")
+        .unwrap();
+    let params = |seed| SamplingParams {
+        temperature: 1.0,
+        top_k: 50,
+        seed,
+        ..Default::default()
+    };
+    let opts = GenerateOptions {
+        max_tokens: 20,
+        stop: vec![".".into()],
+        ..Default::default()
+    };
+    let seeds: Vec<u64> = (0..6).collect();
+    let batch = generate_batch(
+        &m,
+        &prompt,
+        &seeds.iter().map(|&s| params(s)).collect::<Vec<_>>(),
+        &opts,
+        None,
+    )
+    .unwrap();
+    for (&seed, b) in seeds.iter().zip(&batch) {
+        let alone = generate(&m, &prompt, &params(seed), None, &opts, None, &mut |_| {}).unwrap();
+        assert_eq!(b.token_ids, alone.token_ids, "seed {seed}");
+        assert_eq!(b.text, alone.text, "seed {seed}");
+        assert_eq!(b.finish_reason, alone.finish_reason, "seed {seed}");
+    }
+    // Some rows stop early (a full stop within 20 tokens) while others run to the budget.
+    let reasons: Vec<FinishReason> = batch.iter().map(|g| g.finish_reason).collect();
+    assert!(
+        reasons.contains(&FinishReason::Stop) && reasons.contains(&FinishReason::Length),
+        "{reasons:?}"
+    );
+    let wide = generate_batch(
+        &m,
+        &prompt,
+        &(100..120).map(params).collect::<Vec<_>>(),
+        &GenerateOptions {
+            max_tokens: 12,
+            ..Default::default()
+        },
+        None,
+    )
+    .unwrap();
+    assert_eq!(wide.len(), 20);
+    for g in &wide {
+        assert!(!g.token_ids.is_empty() && g.token_ids.len() <= 12);
+        let n = if g.finish_reason == FinishReason::Length {
+            12
+        } else {
+            g.token_ids.len()
+        };
+        assert_eq!(g.token_ids.len(), n);
+    }
+    let distinct: std::collections::HashSet<&str> = wide.iter().map(|g| g.text.as_str()).collect();
+    assert!(distinct.len() >= 15, "{distinct:?}");
 }
 
 /// The model's own chat template (from the GGUF) renders the ChatML prompt of the fixtures.

@@ -309,3 +309,65 @@ fn scoring_with_prefix_reuse_equals_full_sequence_logprobs() {
         assert_eq!(scores[0].token_ids, seq[4..].to_vec());
     }
 }
+
+/// The prefix scorer (token-level reward guidance) against transformers' logits: a sequence
+/// grown token by token, then changed in its last token (a re-tokenized text), gives every
+/// token's log-prob; branches off its end give their tokens' log-probs and the distribution
+/// after them; the cache grows past its first capacity without changing anything.
+#[test]
+fn prefix_scorer_grows_backs_up_and_branches_like_full_passes() {
+    use ethos::model::prefix::PrefixScorer;
+    for name in ["llama", "gemma3"] {
+        let d = load_folder(name);
+        let (ids, want) = reference(name);
+        let seq = &ids[0];
+        let lsm: Vec<Vec<f64>> = want[0].iter().map(|r| log_softmax(r)).collect();
+        let upto = |n: usize| -> f64 { (1..n).map(|i| lsm[i - 1][seq[i] as usize]).sum() };
+        let mut p = PrefixScorer::new(&d);
+        for n in 1..=seq.len() {
+            p.advance(&seq[..n]).unwrap();
+            assert!((p.logprob() - upto(n)).abs() < 1e-3, "{name} n={n}");
+            let next = p.next_logprobs();
+            assert!(
+                (next[7] as f64 - lsm[n - 1][7]).abs() < 1e-4,
+                "{name} n={n}"
+            );
+        }
+        // Change the last token, then go back to the true sequence: only the tail reruns.
+        let n = seq.len();
+        let mut other = seq.to_vec();
+        other[n - 1] = (seq[n - 1] + 1) % 64;
+        p.advance(&other).unwrap();
+        let want_other = upto(n - 1) + lsm[n - 2][other[n - 1] as usize];
+        assert!((p.logprob() - want_other).abs() < 1e-3, "{name}");
+        // Branches off the first 4 tokens: the true continuation, a shorter one, none.
+        p.advance(&seq[..4]).unwrap();
+        let branches = vec![seq[4..].to_vec(), seq[4..6].to_vec(), vec![]];
+        let got = p.branch_logprobs(&branches).unwrap();
+        assert!((got[0] - (upto(n) - upto(4))).abs() < 1e-3, "{name}");
+        assert!((got[1] - (upto(6) - upto(4))).abs() < 1e-3, "{name}");
+        assert_eq!(got[2], 0.0);
+        let at = [3u32, 11];
+        let ends = p.branch_end_logprobs(&branches[1..], &at).unwrap();
+        for (k, &a) in at.iter().enumerate() {
+            assert!(
+                (ends[0][k] as f64 - lsm[5][a as usize]).abs() < 1e-4,
+                "{name}"
+            );
+            assert!(
+                (ends[1][k] as f64 - lsm[3][a as usize]).abs() < 1e-4,
+                "{name}"
+            );
+        }
+    }
+    // Growing past the first capacity (the sequence plus 128 tokens) keeps the numbers.
+    let d = load_folder("llama");
+    let long: Vec<u32> = (0..250u32).map(|i| (i * 7 + 3) % 320).collect();
+    let mut grown = PrefixScorer::new(&d);
+    grown.advance(&long[..10]).unwrap();
+    grown.advance(&long[..200]).unwrap();
+    grown.advance(&long).unwrap();
+    let mut once = PrefixScorer::new(&d);
+    once.advance(&long).unwrap();
+    assert!((grown.logprob() - once.logprob()).abs() < 1e-3);
+}

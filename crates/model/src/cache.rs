@@ -162,6 +162,16 @@ impl KvCache {
         }
     }
 
+    /// Forgets every token from `len` on (their slots are overwritten by the next steps).
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len {
+            self.len = len;
+            for row in &mut self.key_positions {
+                row.truncate(len);
+            }
+        }
+    }
+
     /// A new cache whose row i is a copy of row `rows[i]` of this one, with room for `extra`
     /// more tokens: the shared-context fork used by scoring.
     pub fn fork_rows(&self, rows: &[usize], extra: usize) -> Result<Self> {
@@ -184,10 +194,15 @@ impl KvCache {
                 let fork = |src: &Tensor| -> Result<Tensor> {
                     let dst = Tensor::zeros((rows.len(), h, capacity, d), src.dtype(), &device)?;
                     if self.len > 0 {
-                        let part = src
-                            .narrow(2, 0, self.len)?
-                            .index_select(&index, 0)?
-                            .contiguous()?;
+                        // index_select needs contiguous input, which a cache with spare
+                        // capacity is not once narrowed to its length.
+                        let part = if self.len == self.capacity {
+                            src.index_select(&index, 0)?
+                        } else {
+                            src.narrow(2, 0, self.len)?
+                                .contiguous()?
+                                .index_select(&index, 0)?
+                        };
                         dst.slice_set(&part, 2, 0)?;
                     }
                     Ok(dst)

@@ -13,6 +13,7 @@ pub mod hooks;
 pub mod kernels;
 pub mod loader;
 pub mod nn;
+pub mod prefix;
 pub mod scoring;
 pub mod spm;
 pub mod tokenizer;

@@ -126,6 +126,129 @@ pub fn generate<'h>(
     })
 }
 
+/// Generates one continuation of `prompt_ids` per entry of `params` (each with its own seed
+/// and sampler) in one batch: the prompt runs once, its cache is copied to every row, and the
+/// rows decode together, leaving the batch as they finish. Row j is the same draw as
+/// `generate` with `params[j]` while fewer than `ethos_model::nn::linear::DENSE_MIN_ROWS`
+/// rows decode together; larger batches run the f32 GEMM on dequantized weights, whose
+/// logits differ from the quantized path's in the last bits.
+pub fn generate_batch<'h>(
+    model: &Model,
+    prompt_ids: &[u32],
+    params: &[SamplingParams],
+    opts: &GenerateOptions,
+    mut hook: Option<&mut (dyn ResidualHook + 'h)>,
+) -> Result<Vec<Generation>> {
+    for p in params {
+        p.validate().map_err(Error::Msg)?;
+    }
+    if prompt_ids.is_empty() {
+        return Err(Error::Msg("the prompt is empty".into()));
+    }
+    let ctx = model.decoder.max_positions();
+    if prompt_ids.len() + opts.max_tokens > ctx {
+        return Err(Error::Limit(format!(
+            "prompt of {} tokens + max_tokens {} exceeds the context length {ctx}",
+            prompt_ids.len(),
+            opts.max_tokens
+        )));
+    }
+    if params.is_empty() || opts.max_tokens == 0 {
+        return Ok(params
+            .iter()
+            .map(|_| Generation {
+                text: String::new(),
+                token_ids: vec![],
+                prompt_tokens: prompt_ids.len(),
+                finish_reason: FinishReason::Length,
+                prefill_seconds: 0.0,
+                decode_seconds: 0.0,
+            })
+            .collect());
+    }
+    let tokenizer = model.tokenizer()?;
+    let t0 = Instant::now();
+    let mut prompt_cache = model.decoder.new_cache(1, prompt_ids.len())?;
+    let positions: Vec<i32> = (0..prompt_ids.len() as i32).collect();
+    let first = last_logits(model.decoder.forward(
+        &[prompt_ids.to_vec()],
+        &[positions],
+        &mut prompt_cache,
+        &LogitsMode::Last,
+        hook.as_deref_mut(),
+    )?)?;
+    let prefill_seconds = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let n = params.len();
+    let mut cache = prompt_cache.fork_rows(&vec![0; n], opts.max_tokens)?;
+    let mut samplers: Vec<Sampler> = params.iter().map(|p| Sampler::new(p.clone())).collect();
+    let mut streams: Vec<StreamDecoder> = (0..n).map(|_| StreamDecoder::new()).collect();
+    let mut texts = vec![String::new(); n];
+    let mut generated: Vec<Vec<u32>> = vec![Vec::new(); n];
+    let mut finish = vec![FinishReason::Length; n];
+    // The rows still decoding, in the order of the cache's rows, and their logits.
+    let mut active: Vec<usize> = (0..n).collect();
+    let mut logits: Vec<Vec<f32>> = vec![first; n];
+    let mut context: Vec<u32> = prompt_ids.to_vec();
+    for step in 0..opts.max_tokens {
+        let mut next = Vec::with_capacity(active.len());
+        let mut still = Vec::with_capacity(active.len());
+        for (slot, &r) in active.iter().enumerate() {
+            context.truncate(prompt_ids.len());
+            context.extend_from_slice(&generated[r]);
+            let tok = samplers[r].sample(&context, &mut logits[slot]);
+            if !opts.ignore_eos && model.eos_ids().contains(&tok) {
+                finish[r] = FinishReason::Eos;
+                continue;
+            }
+            generated[r].push(tok);
+            texts[r].push_str(&streams[r].push(tokenizer, tok)?);
+            if let Some(cut) = opts
+                .stop
+                .iter()
+                .filter_map(|s| texts[r].find(s.as_str()))
+                .min()
+            {
+                texts[r].truncate(cut);
+                finish[r] = FinishReason::Stop;
+                continue;
+            }
+            next.push(tok);
+            still.push(slot);
+        }
+        if still.is_empty() || step + 1 == opts.max_tokens {
+            break;
+        }
+        if still.len() < active.len() {
+            cache = cache.fork_rows(&still, opts.max_tokens - step - 1)?;
+            active = still.iter().map(|&slot| active[slot]).collect();
+        }
+        let pos = (prompt_ids.len() + step) as i32;
+        let out = model.decoder.forward(
+            &next.iter().map(|&t| vec![t]).collect::<Vec<_>>(),
+            &vec![vec![pos]; next.len()],
+            &mut cache,
+            &LogitsMode::Last,
+            hook.as_deref_mut(),
+        )?;
+        logits = match out {
+            Logits::Last(t) => t.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?,
+            _ => return Err(Error::Msg("expected last-position logits".into())),
+        };
+    }
+    let decode_seconds = t1.elapsed().as_secs_f64();
+    Ok((0..n)
+        .map(|r| Generation {
+            text: std::mem::take(&mut texts[r]),
+            token_ids: std::mem::take(&mut generated[r]),
+            prompt_tokens: prompt_ids.len(),
+            finish_reason: finish[r],
+            prefill_seconds,
+            decode_seconds,
+        })
+        .collect())
+}
+
 fn last_logits(l: Logits) -> Result<Vec<f32>> {
     match l {
         Logits::Last(t) => Ok(t.squeeze(0)?.to_vec1::<f32>()?),

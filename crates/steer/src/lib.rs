@@ -11,5 +11,5 @@ pub mod rng;
 pub mod sampler;
 pub mod vectors;
 
-pub use generate::{generate, FinishReason, GenerateOptions, Generation};
+pub use generate::{generate, generate_batch, FinishReason, GenerateOptions, Generation};
 pub use sampler::{LogitsProcessor, Sampler, SamplingParams};

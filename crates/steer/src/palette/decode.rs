@@ -9,10 +9,11 @@
 //!   does not realise MAP's sequence-level one.
 //!
 //! Candidate j is sampled with seed `seed + j`; the draw uses its own stream of the request's
-//! seed, so one seed gives one answer.
+//! seed, so one seed gives one answer. The candidates decode together in one batch
+//! (`generate_batch`): the prompt runs once and each step is one batched forward pass.
 
 use super::token::TokenPalette;
-use crate::generate::{generate, GenerateOptions, Generation};
+use crate::generate::{generate, generate_batch, GenerateOptions, Generation};
 use crate::rewards::{build, Pair, Reward};
 use crate::rng::Rng;
 use crate::sampler::{Sampler, SamplingParams};
@@ -215,14 +216,13 @@ impl<'m> PaletteDecoder<'m> {
             }
             gens.push(g);
         } else {
-            for j in 0..self.candidates {
-                let p = SamplingParams {
+            let params: Vec<SamplingParams> = (0..self.candidates)
+                .map(|j| SamplingParams {
                     seed: params.seed.wrapping_add(j as u64),
                     ..params.clone()
-                };
-                let g = generate(model, ids, &p, None, opts, hook.as_deref_mut(), &mut |_| {})?;
-                gens.push(g);
-            }
+                })
+                .collect();
+            gens = generate_batch(model, ids, &params, opts, hook.as_deref_mut())?;
         }
         let texts: Vec<String> = gens.iter().map(|g| g.text.clone()).collect();
         let columns = self.rewards_of(prompt, &texts)?;

@@ -1,11 +1,12 @@
 //! `ethos steer fit`'s first half: sample the base model on prompts, score every reward of
 //! the palette on the samples, and make the reward table the solver reads.
 //!
-//! Sample j of prompt i is drawn with seed `seed + i * samples + j`, so a fit is reproducible
-//! and any one sample can be regenerated alone.
+//! Sample j of prompt i is drawn with seed `seed + i * samples + j`, so a fit is reproducible.
+//! A prompt's samples decode in one batch (`generate_batch`); with fewer than 16 samples any
+//! one of them can be regenerated alone with `generate` and its seed.
 
 use super::solver::RewardTable;
-use crate::generate::{generate, GenerateOptions};
+use crate::generate::{generate_batch, GenerateOptions};
 use crate::rewards::{Pair, Reward};
 use crate::sampler::SamplingParams;
 use ethos_model::chat::Message;
@@ -51,29 +52,29 @@ pub fn sample_responses(model: &Model, prompts: &[String], opts: &FitOptions) ->
     let mut pairs = Vec::with_capacity(prompts.len() * opts.samples);
     for (i, prompt) in prompts.iter().enumerate() {
         let ids = prompt_ids(model, prompt, opts.chat)?;
-        for j in 0..opts.samples {
-            let params = SamplingParams {
+        let params: Vec<SamplingParams> = (0..opts.samples)
+            .map(|j| SamplingParams {
                 seed: opts.params.seed + (i * opts.samples + j) as u64,
                 ..opts.params.clone()
-            };
-            let g = generate(
-                model,
-                &ids,
-                &params,
-                None,
-                &GenerateOptions {
-                    max_tokens: opts.max_tokens,
-                    ..Default::default()
-                },
-                None,
-                &mut |_| {},
-            )?;
+            })
+            .collect();
+        let gens = generate_batch(
+            model,
+            &ids,
+            &params,
+            &GenerateOptions {
+                max_tokens: opts.max_tokens,
+                ..Default::default()
+            },
+            None,
+        )?;
+        for g in gens {
             pairs.push(Pair {
                 prompt: prompt.clone(),
                 response: g.text,
             });
-            bar.inc(1);
         }
+        bar.inc(opts.samples as u64);
     }
     bar.finish_and_clear();
     Ok(pairs)

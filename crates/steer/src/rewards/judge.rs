@@ -5,6 +5,7 @@
 
 use super::{Pair, Reward};
 use ethos_model::chat::Message;
+use ethos_model::prefix::PrefixScorer;
 use ethos_model::scoring::{continuation_tokens, score, ScoreOptions, ScoreRequest};
 use ethos_model::{Model, Result};
 
@@ -12,6 +13,8 @@ pub struct LmJudge<'m> {
     name: String,
     model: &'m Model,
     question: String,
+    /// The judge prompt up to the response so far, cached across decoding steps.
+    prefix: PrefixScorer<'m>,
 }
 
 impl<'m> LmJudge<'m> {
@@ -20,6 +23,7 @@ impl<'m> LmJudge<'m> {
             name: name.to_string(),
             model,
             question: question.to_string(),
+            prefix: PrefixScorer::new(&model.decoder),
         }
     }
 
@@ -82,20 +86,42 @@ impl Reward for LmJudge<'_> {
         Ok(scores.iter().map(|s| s[0].logprob - s[1].logprob).collect())
     }
 
-    /// Every candidate from one judge context: the judge prompt up to the response so far runs
-    /// once; each piece continues it with the rest of the prompt and each answer.
+    /// Every candidate from one judge context: the judge prompt up to the response so far is
+    /// kept in a cache across steps (each step runs only its new tokens); each candidate
+    /// continues it with the rest of the prompt in one batched pass, and both answers are read
+    /// from that pass's last position. Where an answer does not follow the prompt as one token
+    /// of its own, every candidate and answer is scored as a continuation instead.
     fn score_extensions(&mut self, pair: &Pair, pieces: &[String]) -> Option<Result<Vec<f64>>> {
         Some((|| {
             let tok = self.model.tokenizer()?;
             let (head, tail) = self.around_response(&pair.prompt)?;
             let context = format!("{head}{}", pair.response);
             let ctx = tok.encode_prompt(&context)?;
+            let answers = self.answers();
+            let mut branches = Vec::with_capacity(pieces.len());
             let mut continuations = Vec::with_capacity(2 * pieces.len());
+            let mut answer_ids: Option<[u32; 2]> = None;
+            let mut one_token_answers = true;
             for piece in pieces {
-                for a in self.answers() {
-                    let cont = format!("{piece}{tail}{a}");
-                    continuations.push(continuation_tokens(tok, &ctx, &context, &cont, true)?);
+                let body = format!("{piece}{tail}");
+                let branch = continuation_tokens(tok, &ctx, &context, &body, true)?;
+                let mut ids = [0u32; 2];
+                for (k, a) in answers.iter().enumerate() {
+                    let full =
+                        continuation_tokens(tok, &ctx, &context, &format!("{body}{a}"), true)?;
+                    match full.split_last() {
+                        Some((&last, rest)) if rest == branch.as_slice() => ids[k] = last,
+                        _ => one_token_answers = false,
+                    }
+                    continuations.push(full);
                 }
+                one_token_answers &= *answer_ids.get_or_insert(ids) == ids;
+                branches.push(branch);
+            }
+            if let (true, Some(ids)) = (one_token_answers, answer_ids) {
+                self.prefix.advance(&ctx)?;
+                let ends = self.prefix.branch_end_logprobs(&branches, &ids)?;
+                return Ok(ends.iter().map(|e| (e[0] - e[1]) as f64).collect());
             }
             let req = ScoreRequest {
                 context: ctx,
