@@ -13,6 +13,9 @@ use crate::decoder::{Decoder, Logits, LogitsMode};
 use crate::error::{Error, Result};
 use candle_core::D;
 
+/// A cache forked per branch, with the branches' padded ids and positions.
+type Forked = (KvCache, Vec<Vec<u32>>, Vec<Vec<i32>>);
+
 /// Extra room allocated whenever the cache must grow, so growth is rare.
 const GROWTH: usize = 128;
 
@@ -125,7 +128,7 @@ impl<'d> PrefixScorer<'d> {
         Ok(())
     }
 
-    fn forked(&self, branches: &[&[u32]]) -> Result<(KvCache, Vec<Vec<u32>>, Vec<Vec<i32>>)> {
+    fn forked(&self, branches: &[&[u32]]) -> Result<Forked> {
         let cache = self
             .cache
             .as_ref()

@@ -222,7 +222,7 @@ impl<'m> PaletteDecoder<'m> {
                     ..params.clone()
                 })
                 .collect();
-            gens = generate_batch(model, ids, &params, opts, hook.as_deref_mut())?;
+            gens = generate_batch(model, ids, &params, opts, hook)?;
         }
         let texts: Vec<String> = gens.iter().map(|g| g.text.clone()).collect();
         let columns = self.rewards_of(prompt, &texts)?;
