@@ -371,3 +371,44 @@ fn prefix_scorer_grows_backs_up_and_branches_like_full_passes() {
     once.advance(&long).unwrap();
     assert!((grown.logprob() - once.logprob()).abs() < 1e-3);
 }
+
+/// Requests that open with the same 16+ tokens are batched as a family and run that opening
+/// once; their log-probs still equal transformers' (contexts of 18, 20 and 22 tokens of one
+/// reference sequence, batched with requests that share nothing).
+#[test]
+fn scoring_with_a_shared_opening_equals_full_sequence_logprobs() {
+    use ethos::model::scoring::{score, ScoreOptions, ScoreRequest};
+    for name in ["llama", "gemma3"] {
+        let d = load_folder(name);
+        let (ids, want) = reference(name);
+        let long = &ids[2];
+        assert!(long.len() >= 24);
+        let mut requests = Vec::new();
+        for c in [22, 18, 20] {
+            requests.push(ScoreRequest {
+                context: long[..c].to_vec(),
+                continuations: vec![long[c..].to_vec(), vec![long[c]]],
+            });
+        }
+        for seq in &ids[..2] {
+            requests.push(ScoreRequest {
+                context: seq[..4].to_vec(),
+                continuations: vec![seq[4..].to_vec()],
+            });
+        }
+        let got = score(&d, &requests, &ScoreOptions::default(), None).unwrap();
+        for (r, scores) in requests.iter().zip(&got) {
+            let k = ids.iter().position(|s| s.starts_with(&r.context)).unwrap();
+            let c = r.context.len();
+            for s in scores {
+                for (j, &tok) in s.token_ids.iter().enumerate() {
+                    let lp = log_softmax(&want[k][c - 1 + j])[tok as usize];
+                    assert!(
+                        (s.token_logprobs[j] as f64 - lp).abs() < 1e-4,
+                        "{name} context {c} token {j}"
+                    );
+                }
+            }
+        }
+    }
+}

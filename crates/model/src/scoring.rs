@@ -1,6 +1,9 @@
 //! `score(context, continuations)`: the log-probability of each continuation given a shared
 //! context. The context runs once per request; its KV cache is copied to one row per
-//! continuation and all continuations run as one batch. Requests are batched too.
+//! continuation and all continuations run as one batch. Requests are batched too, and
+//! requests that open with the same tokens (a benchmark's instructions, a judge's template)
+//! run that shared prefix once per batch: its cache is copied to every row, and only the
+//! rest of each context runs in the batch.
 
 use crate::decoder::{Decoder, Logits, LogitsMode};
 use crate::error::{Error, Result};
@@ -63,17 +66,57 @@ pub fn score<'h>(
             )));
         }
     }
-    // Similar context lengths run together, so little is padding.
-    let mut order: Vec<usize> = (0..requests.len()).collect();
-    order.sort_by_key(|&i| requests[i].context.len());
     let mut results: Vec<Vec<ContinuationScore>> = vec![Vec::new(); requests.len()];
-    for group in order.chunks(opts.batch_requests.max(1)) {
-        let scored = score_group(decoder, requests, group, opts, hook.as_deref_mut())?;
+    for group in batch_groups(requests, opts.batch_requests.max(1)) {
+        let scored = score_group(decoder, requests, &group, opts, hook.as_deref_mut())?;
         for (&i, s) in group.iter().zip(scored) {
             results[i] = s;
         }
     }
     Ok(results)
+}
+
+/// Shortest common opening worth running once for a whole batch.
+const MIN_SHARED_PREFIX: usize = 16;
+
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Batches of request indices. Requests whose contexts share an opening of at least
+/// `MIN_SHARED_PREFIX` tokens with a neighbour in sorted order form a family and are batched
+/// together (so the opening runs once per batch); within a family, and among the rest,
+/// similar context lengths run together, so little is padding.
+fn batch_groups(requests: &[ScoreRequest], batch: usize) -> Vec<Vec<usize>> {
+    let mut sorted: Vec<usize> = (0..requests.len()).collect();
+    sorted.sort_by(|&a, &b| requests[a].context.cmp(&requests[b].context));
+    let mut families: Vec<Vec<usize>> = Vec::new();
+    let mut rest: Vec<usize> = Vec::new();
+    let mut run: Vec<usize> = Vec::new();
+    let mut flush = |run: &mut Vec<usize>| {
+        if run.len() > 1 {
+            families.push(std::mem::take(run));
+        } else {
+            rest.append(run);
+        }
+    };
+    for &i in &sorted {
+        if let Some(&prev) = run.last() {
+            let shared = common_prefix(&requests[prev].context, &requests[i].context);
+            if shared < MIN_SHARED_PREFIX {
+                flush(&mut run);
+            }
+        }
+        run.push(i);
+    }
+    flush(&mut run);
+    families.push(rest);
+    let mut groups = Vec::new();
+    for mut family in families {
+        family.sort_by_key(|&i| requests[i].context.len());
+        groups.extend(family.chunks(batch).map(<[usize]>::to_vec));
+    }
+    groups
 }
 
 fn right_pad(rows: &[&[u32]], start: &[usize]) -> (Vec<Vec<u32>>, Vec<Vec<i32>>) {
@@ -106,8 +149,31 @@ fn score_group<'h>(
         .map(|&i| requests[i].context.as_slice())
         .collect();
     let ctx_len = contexts.iter().map(|c| c.len()).max().unwrap_or(0);
-    let (ids, pos) = right_pad(&contexts, &vec![0; contexts.len()]);
-    let mut cache = decoder.new_cache(contexts.len(), ctx_len)?;
+    // The opening every context shares runs once (each row keeps at least one token of its
+    // own, whose logits predict the continuations).
+    let min_len = contexts.iter().map(|c| c.len()).min().unwrap_or(0);
+    let shared = contexts
+        .iter()
+        .skip(1)
+        .fold(min_len.saturating_sub(1), |n, c| {
+            n.min(common_prefix(contexts[0], c))
+        });
+    let mut cache = if contexts.len() > 1 && shared >= MIN_SHARED_PREFIX {
+        let mut prefix = decoder.new_cache(1, shared)?;
+        decoder.forward(
+            &[contexts[0][..shared].to_vec()],
+            &[(0..shared as i32).collect()],
+            &mut prefix,
+            &LogitsMode::Last,
+            hook.as_deref_mut(),
+        )?;
+        prefix.fork_rows(&vec![0; contexts.len()], ctx_len - shared)?
+    } else {
+        decoder.new_cache(contexts.len(), ctx_len)?
+    };
+    let start = if cache.is_empty() { 0 } else { shared };
+    let rests: Vec<&[u32]> = contexts.iter().map(|c| &c[start..]).collect();
+    let (ids, pos) = right_pad(&rests, &vec![start; contexts.len()]);
     // The last context position predicts each continuation's first token.
     let last = match decoder.forward(
         &ids,

@@ -194,7 +194,7 @@ impl<'m> PaletteDecoder<'m> {
         ids: &[u32],
         params: &SamplingParams,
         opts: &GenerateOptions,
-        mut hook: Option<&mut (dyn ResidualHook + 'h)>,
+        hook: Option<&mut (dyn ResidualHook + 'h)>,
     ) -> Result<(Vec<Candidate>, usize)> {
         let model = self.model;
         let mut gens = Vec::with_capacity(self.candidates);
