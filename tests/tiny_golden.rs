@@ -373,7 +373,7 @@ fn prefix_scorer_grows_backs_up_and_branches_like_full_passes() {
 }
 
 /// Requests that open with the same 16+ tokens are batched as a family and run that opening
-/// once; their log-probs still equal transformers' (contexts of 18, 20 and 22 tokens of one
+/// once; their log-probs still equal transformers' (contexts of 17 to 24 tokens of one
 /// reference sequence, batched with requests that share nothing).
 #[test]
 fn scoring_with_a_shared_opening_equals_full_sequence_logprobs() {
@@ -384,7 +384,7 @@ fn scoring_with_a_shared_opening_equals_full_sequence_logprobs() {
         let long = &ids[2];
         assert!(long.len() >= 24);
         let mut requests = Vec::new();
-        for c in [22, 18, 20] {
+        for c in [22, 18, 20, 17, 24, 19, 23, 21] {
             requests.push(ScoreRequest {
                 context: long[..c].to_vec(),
                 continuations: vec![long[c..].to_vec(), vec![long[c]]],

@@ -8,6 +8,7 @@
 use crate::decoder::{Decoder, Logits, LogitsMode};
 use crate::error::{Error, Result};
 use crate::hooks::ResidualHook;
+use crate::nn::linear::DENSE_MIN_ROWS;
 use crate::tokenizer::Tokenizer;
 use candle_core::D;
 
@@ -83,13 +84,58 @@ fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-/// Batches of request indices. Requests whose contexts share an opening of at least
-/// `MIN_SHARED_PREFIX` tokens with a neighbour in sorted order form a family and are batched
-/// together (so the opening runs once per batch); within a family, and among the rest,
-/// similar context lengths run together, so little is padding.
+/// Tokens every context of a batch shares (each row keeps at least one token of its own,
+/// whose logits predict the continuations); 0 when too short to be worth a pass of its own.
+fn shared_opening(contexts: &[&[u32]]) -> usize {
+    let min_len = contexts.iter().map(|c| c.len()).min().unwrap_or(0);
+    let shared = contexts
+        .iter()
+        .skip(1)
+        .fold(min_len.saturating_sub(1), |n, c| {
+            n.min(common_prefix(contexts[0], c))
+        });
+    let longest = contexts.iter().map(|c| c.len()).max().unwrap_or(0);
+    // Too few rows left after the opening would switch quantized layers to their one-row
+    // path, whose numbers differ from the batched path's in the last digits.
+    let rows_after = contexts.len() * (longest - shared);
+    if contexts.len() > 1 && shared >= MIN_SHARED_PREFIX && rows_after >= DENSE_MIN_ROWS {
+        shared
+    } else {
+        0
+    }
+}
+
+/// What a forward call costs beyond its tokens (thread wake-ups, small ops, the output head),
+/// in token positions.
+const CALL_COST: usize = 64;
+
+/// Token positions a batching computes: per batch its shared opening once, then every row
+/// padded to the longest rest, plus `CALL_COST` per forward call.
+fn plan_cost(requests: &[ScoreRequest], groups: &[Vec<usize>]) -> usize {
+    groups
+        .iter()
+        .map(|g| {
+            let contexts: Vec<&[u32]> = g.iter().map(|&i| requests[i].context.as_slice()).collect();
+            let shared = shared_opening(&contexts);
+            let longest = contexts.iter().map(|c| c.len()).max().unwrap_or(0);
+            let calls = if shared > 0 { 2 } else { 1 };
+            calls * CALL_COST + shared + g.len() * (longest - shared)
+        })
+        .sum()
+}
+
+/// Batches of request indices: the cheapest (by `plan_cost`) of three plans. By context
+/// length (little padding); in sorted token order (requests that open alike run their
+/// opening once per batch); or families (runs of that order whose neighbours share at least
+/// `MIN_SHARED_PREFIX` tokens) each batched by length, with the rest batched by length.
 fn batch_groups(requests: &[ScoreRequest], batch: usize) -> Vec<Vec<usize>> {
+    let by_length = |mut idx: Vec<usize>| -> Vec<Vec<usize>> {
+        idx.sort_by_key(|&i| requests[i].context.len());
+        idx.chunks(batch).map(<[usize]>::to_vec).collect()
+    };
     let mut sorted: Vec<usize> = (0..requests.len()).collect();
     sorted.sort_by(|&a, &b| requests[a].context.cmp(&requests[b].context));
+    let by_tokens: Vec<Vec<usize>> = sorted.chunks(batch).map(<[usize]>::to_vec).collect();
     let mut families: Vec<Vec<usize>> = Vec::new();
     let mut rest: Vec<usize> = Vec::new();
     let mut run: Vec<usize> = Vec::new();
@@ -102,21 +148,23 @@ fn batch_groups(requests: &[ScoreRequest], batch: usize) -> Vec<Vec<usize>> {
     };
     for &i in &sorted {
         if let Some(&prev) = run.last() {
-            let shared = common_prefix(&requests[prev].context, &requests[i].context);
-            if shared < MIN_SHARED_PREFIX {
+            if common_prefix(&requests[prev].context, &requests[i].context) < MIN_SHARED_PREFIX {
                 flush(&mut run);
             }
         }
         run.push(i);
     }
     flush(&mut run);
-    families.push(rest);
-    let mut groups = Vec::new();
-    for mut family in families {
-        family.sort_by_key(|&i| requests[i].context.len());
-        groups.extend(family.chunks(batch).map(<[usize]>::to_vec));
-    }
-    groups
+    let mut by_family: Vec<Vec<usize>> = families.into_iter().flat_map(by_length).collect();
+    by_family.extend(by_length(rest));
+    [
+        by_length((0..requests.len()).collect()),
+        by_tokens,
+        by_family,
+    ]
+    .into_iter()
+    .min_by_key(|plan| plan_cost(requests, plan))
+    .unwrap_or_default()
 }
 
 fn right_pad(rows: &[&[u32]], start: &[usize]) -> (Vec<Vec<u32>>, Vec<Vec<i32>>) {
@@ -149,16 +197,9 @@ fn score_group<'h>(
         .map(|&i| requests[i].context.as_slice())
         .collect();
     let ctx_len = contexts.iter().map(|c| c.len()).max().unwrap_or(0);
-    // The opening every context shares runs once (each row keeps at least one token of its
-    // own, whose logits predict the continuations).
-    let min_len = contexts.iter().map(|c| c.len()).min().unwrap_or(0);
-    let shared = contexts
-        .iter()
-        .skip(1)
-        .fold(min_len.saturating_sub(1), |n, c| {
-            n.min(common_prefix(contexts[0], c))
-        });
-    let mut cache = if contexts.len() > 1 && shared >= MIN_SHARED_PREFIX {
+    // The opening every context shares runs once.
+    let shared = shared_opening(&contexts);
+    let mut cache = if shared > 0 {
         let mut prefix = decoder.new_cache(1, shared)?;
         decoder.forward(
             &[contexts[0][..shared].to_vec()],
@@ -171,9 +212,8 @@ fn score_group<'h>(
     } else {
         decoder.new_cache(contexts.len(), ctx_len)?
     };
-    let start = if cache.is_empty() { 0 } else { shared };
-    let rests: Vec<&[u32]> = contexts.iter().map(|c| &c[start..]).collect();
-    let (ids, pos) = right_pad(&rests, &vec![start; contexts.len()]);
+    let rests: Vec<&[u32]> = contexts.iter().map(|c| &c[shared..]).collect();
+    let (ids, pos) = right_pad(&rests, &vec![shared; contexts.len()]);
     // The last context position predicts each continuation's first token.
     let last = match decoder.forward(
         &ids,
