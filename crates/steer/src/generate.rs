@@ -46,17 +46,7 @@ pub fn generate<'h>(
     on_text: &mut dyn FnMut(&str),
 ) -> Result<Generation> {
     params.validate().map_err(Error::Msg)?;
-    if prompt_ids.is_empty() {
-        return Err(Error::Msg("the prompt is empty".into()));
-    }
-    let ctx = model.decoder.max_positions();
-    if prompt_ids.len() + opts.max_tokens > ctx {
-        return Err(Error::Limit(format!(
-            "prompt of {} tokens + max_tokens {} exceeds the context length {ctx}",
-            prompt_ids.len(),
-            opts.max_tokens
-        )));
-    }
+    check_prompt(model, prompt_ids, opts)?;
     let tokenizer = model.tokenizer()?;
     let mut sampler = sampler.unwrap_or_else(|| Sampler::new(params.clone()));
     let mut cache = model
@@ -142,17 +132,7 @@ pub fn generate_batch<'h>(
     for p in params {
         p.validate().map_err(Error::Msg)?;
     }
-    if prompt_ids.is_empty() {
-        return Err(Error::Msg("the prompt is empty".into()));
-    }
-    let ctx = model.decoder.max_positions();
-    if prompt_ids.len() + opts.max_tokens > ctx {
-        return Err(Error::Limit(format!(
-            "prompt of {} tokens + max_tokens {} exceeds the context length {ctx}",
-            prompt_ids.len(),
-            opts.max_tokens
-        )));
-    }
+    check_prompt(model, prompt_ids, opts)?;
     if params.is_empty() || opts.max_tokens == 0 {
         return Ok(params
             .iter()
@@ -247,6 +227,22 @@ pub fn generate_batch<'h>(
             decode_seconds,
         })
         .collect())
+}
+
+/// A prompt that is empty, or leaves no room for `max_tokens` in the context, is refused.
+fn check_prompt(model: &Model, prompt_ids: &[u32], opts: &GenerateOptions) -> Result<()> {
+    if prompt_ids.is_empty() {
+        return Err(Error::Msg("the prompt is empty".into()));
+    }
+    let ctx = model.decoder.max_positions();
+    if prompt_ids.len() + opts.max_tokens > ctx {
+        return Err(Error::Limit(format!(
+            "prompt of {} tokens + max_tokens {} exceeds the context length {ctx}",
+            prompt_ids.len(),
+            opts.max_tokens
+        )));
+    }
+    Ok(())
 }
 
 fn last_logits(l: Logits) -> Result<Vec<f32>> {
