@@ -47,8 +47,9 @@ pub struct Args {
     pub options: String,
     /// A palette's lambda file: options are ranked by log-prob + lambda . r(prompt, option),
     /// i.e. by log p_lambda (civics, culturalbench, normad log-prob formats); the run is
-    /// reported beside an untilted one.
-    #[arg(long)]
+    /// reported beside an untilted one. `--palette` names the same file: a palette is applied
+    /// as its solved lambda.
+    #[arg(long, visible_alias = "palette")]
     pub lambda: Option<PathBuf>,
 }
 

@@ -38,8 +38,9 @@ pub struct Args {
     /// JSON output for --text (JSONL requests always answer in JSON).
     #[arg(long)]
     pub json: bool,
-    /// A palette's lambda file: add each continuation's lambda . r (JSONL requests).
-    #[arg(long)]
+    /// A palette's lambda file: add each continuation's lambda . r (JSONL requests). `--palette`
+    /// names the same file: a palette is applied as its solved lambda.
+    #[arg(long, visible_alias = "palette")]
     pub lambda: Option<std::path::PathBuf>,
 }
 

@@ -59,6 +59,11 @@ impl LambdaFile {
     pub fn read(path: &Path) -> Result<Self> {
         let file = path.display();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        if path.extension().is_some_and(|e| e == "toml") {
+            return Err(Error::Msg(format!(
+                "{file}: a palette file, not a lambda file; solve it first (`ethos steer fit` or `steer solve` with --lambda-out L.json) and pass L.json"
+            )));
+        }
         let v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::Msg(format!("{file}: not JSON: {e}")))?;
         let map = v["lambda"]
@@ -294,5 +299,10 @@ mod tests {
         std::fs::write(&p, r#"{"lambda": {"a": 1}}"#).unwrap();
         let e = LambdaFile::read(&p).err().unwrap().to_string();
         assert!(e.contains("palette"), "{e}");
+        // A palette passed where its solved lambda belongs says what to do.
+        let t = dir.path().join("respect.toml");
+        std::fs::write(&t, "[[value]]\nname = \"a\"\ntarget = 1\n").unwrap();
+        let e = LambdaFile::read(&t).err().unwrap().to_string();
+        assert!(e.contains("respect.toml") && e.contains("--lambda-out"), "{e}");
     }
 }
