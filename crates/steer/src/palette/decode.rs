@@ -303,6 +303,9 @@ mod tests {
         let t = dir.path().join("respect.toml");
         std::fs::write(&t, "[[value]]\nname = \"a\"\ntarget = 1\n").unwrap();
         let e = LambdaFile::read(&t).err().unwrap().to_string();
-        assert!(e.contains("respect.toml") && e.contains("--lambda-out"), "{e}");
+        assert!(
+            e.contains("respect.toml") && e.contains("--lambda-out"),
+            "{e}"
+        );
     }
 }
