@@ -3,6 +3,7 @@
 //! quantized path reproduces llama.cpp's numbers (its golden greedy text token for token).
 pub mod attention;
 pub mod q4_1;
+pub mod q4_1_gemm;
 pub mod q8;
 pub mod q8_0;
 pub mod sgemm;
