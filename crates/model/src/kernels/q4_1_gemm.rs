@@ -14,6 +14,7 @@
 
 use super::q4_1::BLOCK_BYTES;
 use super::q8::{Q8Rows, QK};
+use super::sgemm::for_each_tile;
 use half::f16;
 
 /// Whether this build has the VNNI kernel.
@@ -29,8 +30,6 @@ const LANES: usize = 16;
 const BLOCK_Q: usize = QK * LANES;
 /// Activation rows per register tile.
 const MR: usize = 6;
-/// Activation rows processed against every panel before moving on.
-const M_CHUNK: usize = 96;
 
 pub struct PackedQ4_1 {
     pub n: usize,
@@ -45,7 +44,7 @@ impl PackedQ4_1 {
     /// Repacks `n` rows of `k` Q4_1 values (GGUF blocks, row-major).
     pub fn pack(w: &[u8], n: usize, k: usize) -> Self {
         let nb = k / QK;
-        assert!(k % QK == 0 && w.len() >= n * nb * BLOCK_BYTES);
+        assert!(k.is_multiple_of(QK) && w.len() >= n * nb * BLOCK_BYTES);
         let panels = n.div_ceil(LANES);
         let mut scales = vec![0f32; panels * nb * 2 * LANES];
         let mut q = vec![0u8; panels * nb * BLOCK_Q];
@@ -68,41 +67,15 @@ impl PackedQ4_1 {
     }
 }
 
-struct SharedOut(*mut f32);
-// SAFETY: every (row, column) of the output is written by exactly one work item.
-unsafe impl Sync for SharedOut {}
-
 /// `out (m, n) = x · wᵀ` for activations quantized by `Q8Rows` (`x.k == w.k`).
 pub fn matmul(x: &Q8Rows, w: &PackedQ4_1, out: &mut [f32]) {
     let (m, n) = (x.rows(), w.n);
     assert!(x.k == w.k && out.len() >= m * n);
-    let panels = n.div_ceil(LANES);
-    let chunks = m.div_ceil(M_CHUNK);
-    let group = panels.div_ceil(8).max(1);
-    let groups = panels.div_ceil(group);
-    let dst = SharedOut(out.as_mut_ptr());
-    let work = |items: std::ops::Range<usize>| {
-        let dst = &dst;
-        for item in items {
-            let (chunk, g) = (item / groups, item % groups);
-            let rows = chunk * M_CHUNK..((chunk + 1) * M_CHUNK).min(m);
-            for p in g * group..((g + 1) * group).min(panels) {
-                let mut r = rows.start;
-                while r < rows.end {
-                    let mr = MR.min(rows.end - r);
-                    // SAFETY: rows r..r+mr and the panel's columns are in bounds (checked
-                    // above) and belong to this item alone.
-                    unsafe { tile(x, w, p, r, mr, dst.0, n) };
-                    r += mr;
-                }
-            }
-        }
-    };
-    if m * n * x.k < 1 << 18 {
-        work(0..chunks * groups);
-    } else {
-        candle_core::utils::barrier_pool().execute_chunked(chunks * groups, work);
-    }
+    for_each_tile(m, n.div_ceil(LANES), MR, m * n * x.k, out, |p, r, mr, c| {
+        // SAFETY: rows r..r+mr and the panel's columns are in bounds (checked above) and
+        // belong to this tile alone.
+        unsafe { tile(x, w, p, r, mr, c, n) };
+    });
 }
 
 unsafe fn tile(x: &Q8Rows, w: &PackedQ4_1, p: usize, r: usize, mr: usize, c: *mut f32, ldc: usize) {

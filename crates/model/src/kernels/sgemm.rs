@@ -45,50 +45,66 @@ struct SharedOut(*mut f32);
 // SAFETY: every (row, column) of the output is written by exactly one work item.
 unsafe impl Sync for SharedOut {}
 
-/// `out (m, n) = a (m, k) · wᵀ`.
-pub fn matmul(a: &[f32], m: usize, w: &PackedWeights, out: &mut [f32]) {
-    let (n, k) = (w.n, w.k);
-    assert!(a.len() >= m * k && out.len() >= m * n);
-    let panels = n.div_ceil(NR);
+/// Runs `tile(panel, first_row, rows, out)` over every tile of an `(m, panels)` product: rows
+/// in chunks of `M_CHUNK` (kept in L2 against every panel), tiles of at most `mr` rows, work
+/// items (row chunk, group of panels) spread over candle's spinning pool unless `work` (the
+/// multiply-adds) is too small to be worth waking it. Each tile writes only its own rows of
+/// its own panel's columns of `out`.
+pub(crate) fn for_each_tile(
+    m: usize,
+    panels: usize,
+    mr: usize,
+    work: usize,
+    out: &mut [f32],
+    tile: impl Fn(usize, usize, usize, *mut f32) + Sync,
+) {
     let chunks = m.div_ceil(M_CHUNK);
     // Panel groups small enough that two threads share every chunk.
     let group = panels.div_ceil(8).max(1);
     let groups = panels.div_ceil(group);
     let dst = SharedOut(out.as_mut_ptr());
-    let work = |items: std::ops::Range<usize>| {
+    let items = |range: std::ops::Range<usize>| {
         let dst = &dst;
-        for item in items {
+        for item in range {
             let (chunk, g) = (item / groups, item % groups);
             let rows = chunk * M_CHUNK..((chunk + 1) * M_CHUNK).min(m);
             for p in g * group..((g + 1) * group).min(panels) {
-                let panel = &w.data[p * k * NR..(p + 1) * k * NR];
-                let cols = NR.min(n - p * NR);
                 let mut r = rows.start;
                 while r < rows.end {
-                    let mr = MR.min(rows.end - r);
-                    // SAFETY: rows r..r+mr and columns p*NR..p*NR+cols are in bounds and
-                    // belong to this item alone.
-                    unsafe {
-                        tile(
-                            &a[r * k..],
-                            k,
-                            panel,
-                            dst.0.add(r * n + p * NR),
-                            n,
-                            mr,
-                            cols,
-                        )
-                    };
-                    r += mr;
+                    let n = mr.min(rows.end - r);
+                    tile(p, r, n, dst.0);
+                    r += n;
                 }
             }
         }
     };
-    if m * n * k < 1 << 18 {
-        work(0..chunks * groups);
+    if work < 1 << 18 {
+        items(0..chunks * groups);
     } else {
-        candle_core::utils::barrier_pool().execute_chunked(chunks * groups, work);
+        candle_core::utils::barrier_pool().execute_chunked(chunks * groups, items);
     }
+}
+
+/// `out (m, n) = a (m, k) · wᵀ`.
+pub fn matmul(a: &[f32], m: usize, w: &PackedWeights, out: &mut [f32]) {
+    let (n, k) = (w.n, w.k);
+    assert!(a.len() >= m * k && out.len() >= m * n);
+    for_each_tile(m, n.div_ceil(NR), MR, m * n * k, out, |p, r, mr, c| {
+        let panel = &w.data[p * k * NR..(p + 1) * k * NR];
+        // SAFETY: rows r..r+mr and columns p*NR..p*NR+cols are in bounds (checked above)
+        // and belong to this tile alone.
+        unsafe {
+            tile(
+                &a[r * k..],
+                k,
+                panel,
+                c.add(r * n + p * NR),
+                n,
+                mr,
+                NR.min(n - p * NR),
+            )
+        };
+    });
 }
 
 /// One `mr x cols` tile (mr <= 8, cols <= 32) of the output over the whole depth.
