@@ -11,6 +11,7 @@
 use crate::cache::KvCache;
 use crate::decoder::{Decoder, Logits, LogitsMode};
 use crate::error::{Error, Result};
+use crate::scoring::right_pad;
 use candle_core::D;
 
 /// A cache forked per branch, with the branches' padded ids and positions.
@@ -38,10 +39,6 @@ impl<'d> PrefixScorer<'d> {
             lp: Vec::new(),
             next: Vec::new(),
         }
-    }
-
-    pub fn ids(&self) -> &[u32] {
-        &self.ids
     }
 
     /// Sum of log p(ids[i] | ids[..i]) over i >= 1.
@@ -142,18 +139,7 @@ impl<'d> PrefixScorer<'d> {
             )));
         }
         let fork = cache.fork_rows(&vec![0; branches.len()], t)?;
-        let ids = branches
-            .iter()
-            .map(|b| (0..t).map(|j| b.get(j).copied().unwrap_or(0)).collect())
-            .collect();
-        let pos = branches
-            .iter()
-            .map(|b| {
-                (0..t)
-                    .map(|j| if j < b.len() { (base + j) as i32 } else { -1 })
-                    .collect()
-            })
-            .collect();
+        let (ids, pos) = right_pad(branches, &vec![base; branches.len()]);
         Ok((fork, ids, pos))
     }
 
