@@ -5,6 +5,7 @@
 //! candle ops per layer, whose per-op overhead dominated decode, and runs heads in parallel.
 
 use crate::cache::visible;
+use crate::kernels::vexp;
 use half::f16;
 
 /// Shapes and strides of one call. Keys/values are read from the cache buffers in place.
@@ -19,8 +20,24 @@ pub struct AttentionShape {
     pub kv_strides: [usize; 3],
 }
 
+/// `a · b`, in 16 lanes added pairwise at the end.
 #[inline]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    if a.len() % 16 == 0 {
+        use std::arch::x86_64::*;
+        // SAFETY: both slices hold a.len() (a multiple of 16) elements; loads are unaligned.
+        unsafe {
+            let mut acc = _mm512_setzero_ps();
+            for c in (0..a.len()).step_by(16) {
+                let x = _mm512_loadu_ps(a.as_ptr().add(c));
+                let y = _mm512_loadu_ps(b.as_ptr().add(c));
+                acc = _mm512_fmadd_ps(x, y, acc);
+            }
+            return _mm512_reduce_add_ps(acc);
+        }
+    }
     let mut acc = [0f32; 16];
     let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
     let (ra, rb) = (ca.remainder(), cb.remainder());
@@ -29,7 +46,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
             acc[l] += x[l] * y[l];
         }
     }
-    acc.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
+    vexp::reduce16(acc) + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
 }
 
 struct SharedOut(*mut f32);
@@ -80,14 +97,11 @@ pub fn attention(
                     } else {
                         f32::NEG_INFINITY
                     };
-                    max = max.max(*p);
+                    if *p > max {
+                        max = *p;
+                    }
                 }
-                let mut sum = 0f32;
-                for p in probs.iter_mut() {
-                    *p = (*p - max).exp();
-                    sum += *p;
-                }
-                let inv = 1.0 / sum;
+                let inv = 1.0 / vexp::exp_shifted_sum(&mut probs, max);
                 acc.iter_mut().for_each(|a| *a = 0.0);
                 for (j, p) in probs.iter().enumerate() {
                     let mut w = p * inv;

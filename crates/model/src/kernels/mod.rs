@@ -7,3 +7,4 @@ pub mod q4_1_gemm;
 pub mod q8;
 pub mod q8_0;
 pub mod sgemm;
+pub mod vexp;

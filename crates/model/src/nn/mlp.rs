@@ -34,6 +34,11 @@ impl Mlp {
     /// f16-rounded input, 0 below -10 and the identity above 10.
     pub fn forward(&self, x: &Tensor, llama_cpp_gelu: bool) -> Result<Tensor> {
         let gu = self.gate_up.forward(x)?;
+        if self.act == Activation::Silu {
+            if let Some(h) = cpu_silu_mul(&gu[0], &gu[1])? {
+                return self.down.forward(&h);
+            }
+        }
         let gate = match self.act {
             Activation::Silu => candle_nn::ops::silu(&gu[0])?,
             Activation::GeluTanh if llama_cpp_gelu => table_gelu(&gu[0])?,
@@ -42,6 +47,47 @@ impl Mlp {
         let h = (gate * &gu[1])?;
         self.down.forward(&h)
     }
+}
+
+/// Where `t` (f32, on the CPU) is rows of its last dim at a uniform stride (as the gate and
+/// up halves of the fused projection are): its storage, offset and row stride.
+fn strided_rows(t: &Tensor) -> Option<(usize, usize)> {
+    let l = t.layout();
+    let (dims, st) = (l.dims(), l.stride());
+    let r = dims.len();
+    if !t.device().is_cpu() || t.dtype() != DType::F32 || r < 2 || st[r - 1] != 1 {
+        return None;
+    }
+    let row = st[r - 2];
+    let uniform = (0..r - 2).all(|i| st[i] == st[i + 1] * dims[i + 1]);
+    (uniform && row >= dims[r - 1]).then_some((l.start_offset(), row))
+}
+
+/// `silu(gate) * up` in one pass on the CPU (`None` where the operands do not suit it):
+/// candle's two ops allocate and stream an intermediate and call libm's scalar exp.
+fn cpu_silu_mul(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
+    let (Some((g_off, g_row)), Some((u_off, u_row))) = (strided_rows(gate), strided_rows(up))
+    else {
+        return Ok(None);
+    };
+    let n = gate.dim(candle_core::D::Minus1)?;
+    if g_row != u_row || up.dims() != gate.dims() {
+        return Ok(None);
+    }
+    let rows = gate.elem_count() / n.max(1);
+    let (gs, _) = gate.storage_and_layout();
+    let (us, _) = up.storage_and_layout();
+    let (candle_core::Storage::Cpu(gc), candle_core::Storage::Cpu(uc)) = (&*gs, &*us) else {
+        return Ok(None);
+    };
+    let out = crate::kernels::vexp::silu_mul_rows(
+        &gc.as_slice::<f32>()?[g_off..],
+        &uc.as_slice::<f32>()?[u_off..],
+        g_row,
+        rows,
+        n,
+    );
+    Ok(Some(Tensor::from_vec(out, gate.dims(), gate.device())?))
 }
 
 /// ggml's `ggml_vec_geglu_f32` with `GGML_GELU_FP16`: `f16(gelu(f16(x)))` for |x| < 10.
