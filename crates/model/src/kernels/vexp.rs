@@ -53,17 +53,22 @@ pub fn exp_shifted_sum(xs: &mut [f32], shift: f32) -> f32 {
     sum(xs)
 }
 
-/// The sum of `xs`, added in 16 interleaved lanes (vectorizable), then pairwise.
+/// The sum of `xs`: element `j` is added into lane `j % 16` (vectorizable), then the lanes
+/// pairwise. Trailing zeros (masked keys past a row's end) leave every lane, hence the sum,
+/// bit for bit unchanged, so a padded row sums as it does alone.
 pub fn sum(xs: &[f32]) -> f32 {
     let mut lanes = [0f32; 16];
     let chunks = xs.chunks_exact(16);
-    let tail: f32 = chunks.remainder().iter().sum();
+    let tail = chunks.remainder();
     for c in chunks {
         for (l, v) in lanes.iter_mut().zip(c) {
             *l += v;
         }
     }
-    reduce16(lanes) + tail
+    for (l, v) in lanes.iter_mut().zip(tail) {
+        *l += v;
+    }
+    reduce16(lanes)
 }
 
 /// Pairwise sum of 16 lanes (a tree, not a chain of 15 dependent adds).
@@ -149,6 +154,16 @@ mod tests {
         assert_eq!(exp(f32::INFINITY), f32::INFINITY);
         assert_eq!(exp(89.0), f32::INFINITY);
         assert!(exp(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn trailing_zeros_leave_the_sum_bit_for_bit_unchanged() {
+        let xs: Vec<f32> = (0..45).map(|i| 1.0 / (i as f32 + 0.3)).collect();
+        for n in [1, 15, 16, 17, 45] {
+            let mut padded = xs[..n].to_vec();
+            padded.resize(n + 40, 0.0);
+            assert_eq!(sum(&xs[..n]).to_bits(), sum(&padded).to_bits(), "{n}");
+        }
     }
 
     #[test]
