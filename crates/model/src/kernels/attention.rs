@@ -5,7 +5,7 @@
 //! candle ops per layer, whose per-op overhead dominated decode, and runs heads in parallel.
 
 use crate::cache::visible;
-use crate::kernels::vexp;
+use crate::kernels::{sgemm, vexp};
 use half::f16;
 
 /// Shapes and strides of one call. Keys/values are read from the cache buffers in place.
@@ -18,6 +18,120 @@ pub struct AttentionShape {
     pub head_dim: usize,
     /// Element strides of the cache view (batch, kv head, position); the last dim is contiguous.
     pub kv_strides: [usize; 3],
+}
+
+/// From this many queries per call (prefill, scoring) a (row, kv head)'s attention runs as
+/// two matrix products on the packed GEMM (`sgemm`): scores = Q·Kᵀ for all of its query
+/// heads at once, then probabilities · V. A single query (decode) takes the per-query loop.
+/// The two round differently (a chain of fused multiply-adds against 16 lanes), so the
+/// threshold is 2, not a size where products start to pay: a text scored alone and padded
+/// into a longer batch then takes the same path unless it is one token long.
+pub const PRODUCTS_MIN_QUERIES: usize = 2;
+/// Query rows whose scores are held at once by the product path (bounds its buffer to
+/// `QUERY_CHUNK x kv_len`).
+const QUERY_CHUNK: usize = 128;
+
+/// Which keys a query sees: the cache's rule (`cache::visible`), and a padding query
+/// (position -1) sees only its own slot, so that its (ignored) output stays finite.
+struct Visibility<'a> {
+    query_positions: &'a [Vec<i32>],
+    key_positions: &'a [Vec<i32>],
+    window: Option<usize>,
+    /// Cache slot of the step's first query.
+    own_start: usize,
+}
+
+impl Visibility<'_> {
+    #[inline]
+    fn sees(&self, row: usize, query: usize, key: usize) -> bool {
+        let qp = self.query_positions[row][query];
+        if qp < 0 {
+            key == self.own_start + query
+        } else {
+            visible(qp, self.key_positions[row][key], self.window)
+        }
+    }
+}
+
+/// Softmax of one row of scores (masked keys at -inf) given its maximum, in place, with the
+/// probabilities rounded to f16 where llama.cpp's numerics are asked for.
+fn normalize(scores: &mut [f32], max: f32, round_f16: bool) {
+    let inv = 1.0 / vexp::exp_shifted_sum(scores, max);
+    for p in scores.iter_mut() {
+        *p *= inv;
+        if round_f16 {
+            *p = f16::from_f32(*p).to_f32();
+        }
+    }
+}
+
+/// The product path (see `PRODUCTS_MIN_QUERIES`); same arguments as `attention`.
+#[allow(clippy::too_many_arguments)]
+fn attention_by_products(
+    s: &AttentionShape,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    rule: &Visibility,
+    scale: f32,
+    round_f16: bool,
+    out: &mut [f32],
+) {
+    let (t, kv_len, d, h) = (s.q_len, s.kv_len, s.head_dim, s.heads);
+    let n_rep = h / s.kv_heads;
+    let rows = n_rep * t;
+    let dst = SharedOut(out.as_mut_ptr());
+    let work = |items: std::ops::Range<usize>| {
+        let dst = &dst;
+        let mut scores = vec![0f32; QUERY_CHUNK.min(rows) * kv_len];
+        let mut mixed = vec![0f32; QUERY_CHUNK.min(rows) * d];
+        for item in items {
+            let (bi, g) = (item / s.kv_heads, item % s.kv_heads);
+            let kv_base = bi * s.kv_strides[0] + g * s.kv_strides[1];
+            let keys = sgemm::PackedWeights::pack_rows(&k[kv_base..], kv_len, d, s.kv_strides[2]);
+            let values =
+                sgemm::PackedWeights::pack_transposed(&v[kv_base..], kv_len, d, s.kv_strides[2]);
+            // The query heads sharing kv head g are consecutive in q: one (rows, d) block.
+            let q_block = &q[(bi * h + g * n_rep) * t * d..][..rows * d];
+            for first in (0..rows).step_by(QUERY_CHUNK) {
+                let n = QUERY_CHUNK.min(rows - first);
+                let sc = &mut scores[..n * kv_len];
+                sgemm::matmul_on_this_thread(&q_block[first * d..], n, &keys, sc);
+                for (r, row) in sc.chunks_mut(kv_len).enumerate() {
+                    let i = (first + r) % t;
+                    let mut max = f32::NEG_INFINITY;
+                    for (j, x) in row.iter_mut().enumerate() {
+                        *x = if rule.sees(bi, i, j) {
+                            *x * scale
+                        } else {
+                            f32::NEG_INFINITY
+                        };
+                        if *x > max {
+                            max = *x;
+                        }
+                    }
+                    normalize(row, max, round_f16);
+                }
+                let mx = &mut mixed[..n * d];
+                sgemm::matmul_on_this_thread(sc, n, &values, mx);
+                for (r, o) in mx.chunks(d).enumerate() {
+                    let (head, i) = (g * n_rep + (first + r) / t, (first + r) % t);
+                    // SAFETY: in bounds (asserted by the caller); this item owns the query
+                    // heads of kv head g in row bi.
+                    let dst_row = unsafe {
+                        std::slice::from_raw_parts_mut(dst.0.add(((bi * t + i) * h + head) * d), d)
+                    };
+                    dst_row.copy_from_slice(o);
+                }
+            }
+        }
+    };
+    let items = s.batch * s.kv_heads;
+    if items * rows * kv_len * d < 1 << 16 {
+        work(0..items);
+    } else {
+        candle_core::utils::barrier_pool().execute_chunked(items, work);
+    }
 }
 
 /// `a · b`, in 16 lanes added pairwise at the end.
@@ -125,6 +239,15 @@ pub fn attention(
     let (t, kv_len, d, h) = (s.q_len, s.kv_len, s.head_dim, s.heads);
     let n_rep = h / s.kv_heads;
     assert!(q.len() >= s.batch * h * t * d && out.len() >= s.batch * t * h * d);
+    let rule = Visibility {
+        query_positions,
+        key_positions,
+        window,
+        own_start: kv_len - t,
+    };
+    if t >= PRODUCTS_MIN_QUERIES && sgemm::AVAILABLE {
+        return attention_by_products(s, q, k, v, &rule, scale, round_f16, out);
+    }
     let dst = SharedOut(out.as_mut_ptr());
     let work = |items: std::ops::Range<usize>| {
         let dst = &dst;
@@ -133,19 +256,11 @@ pub fn attention(
             let (bi, head) = (item / h, item % h);
             let g = head / n_rep;
             let kv_base = bi * s.kv_strides[0] + g * s.kv_strides[1];
-            let own_start = kv_len - t;
             for i in 0..t {
                 let qv = &q[((bi * h + head) * t + i) * d..][..d];
-                let qp = query_positions[bi][i];
                 let mut max = f32::NEG_INFINITY;
                 for (j, p) in probs.iter_mut().enumerate() {
-                    let kp = key_positions[bi][j];
-                    let ok = if qp < 0 {
-                        j == own_start + i
-                    } else {
-                        visible(qp, kp, window)
-                    };
-                    *p = if ok {
+                    *p = if rule.sees(bi, i, j) {
                         let kv = &k[kv_base + j * s.kv_strides[2]..][..d];
                         dot(qv, kv) * scale
                     } else {
@@ -155,13 +270,7 @@ pub fn attention(
                         max = *p;
                     }
                 }
-                let inv = 1.0 / vexp::exp_shifted_sum(&mut probs, max);
-                for p in probs.iter_mut() {
-                    *p *= inv;
-                    if round_f16 {
-                        *p = f16::from_f32(*p).to_f32();
-                    }
-                }
+                normalize(&mut probs, max, round_f16);
                 // SAFETY: in bounds (asserted above); this item owns head `head` of row (bi, i).
                 let o = unsafe {
                     std::slice::from_raw_parts_mut(dst.0.add(((bi * t + i) * h + head) * d), d)
@@ -175,5 +284,130 @@ pub fn attention(
         work(0..items);
     } else {
         candle_core::utils::barrier_pool().execute_chunked(items, work);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Softmax attention in f64 from the definition, for `attention`'s layouts.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        s: &AttentionShape,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        rule: &Visibility,
+        scale: f32,
+    ) -> Vec<f64> {
+        let (t, d, h) = (s.q_len, s.head_dim, s.heads);
+        let mut out = vec![0f64; s.batch * t * h * d];
+        for b in 0..s.batch {
+            for head in 0..h {
+                let base = b * s.kv_strides[0] + head / (h / s.kv_heads) * s.kv_strides[1];
+                for i in 0..t {
+                    let qv = &q[((b * h + head) * t + i) * d..][..d];
+                    let w: Vec<f64> = (0..s.kv_len)
+                        .map(|j| {
+                            if !rule.sees(b, i, j) {
+                                return 0.0;
+                            }
+                            let kv = &k[base + j * s.kv_strides[2]..][..d];
+                            let dot: f64 =
+                                qv.iter().zip(kv).map(|(&a, &c)| a as f64 * c as f64).sum();
+                            (dot * scale as f64).exp()
+                        })
+                        .collect();
+                    let z: f64 = w.iter().sum();
+                    for c in 0..d {
+                        out[((b * t + i) * h + head) * d + c] = (0..s.kv_len)
+                            .map(|j| w[j] / z * v[base + j * s.kv_strides[2] + c] as f64)
+                            .sum();
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Both paths (per query, and the two products) against the f64 definition, on grouped
+    /// heads, a cache with spare capacity, a left-padded row, a padding query and a window.
+    #[test]
+    fn both_paths_match_softmax_attention_from_its_definition() {
+        let (batch, heads, kv_heads, d, cap) = (2, 6, 2, 64, 40);
+        let kv_strides = [kv_heads * cap * d, cap * d, d];
+        let noise = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.5 - 1.0) * 0.8)
+                .collect()
+        };
+        let k = noise(batch * kv_heads * cap * d, 1);
+        let v = noise(batch * kv_heads * cap * d, 2);
+        for (t, kv_len, window) in [
+            (1, 30, None),
+            (5, 30, None),
+            (20, 36, None),
+            (20, 36, Some(7)),
+        ] {
+            let q = noise(batch * heads * t * d, 3 + t);
+            // Row 0: keys 0..kv_len at positions 0..; row 1: three padding slots first, and
+            // its last query is padding.
+            let key_positions: Vec<Vec<i32>> = vec![
+                (0..kv_len as i32).collect(),
+                (0..kv_len as i32)
+                    .map(|p| if p < 3 { -1 } else { p - 3 })
+                    .collect(),
+            ];
+            let query_positions: Vec<Vec<i32>> = (0..2)
+                .map(|r| {
+                    (0..t)
+                        .map(|i| {
+                            let p = key_positions[r][kv_len - t + i];
+                            if r == 1 && i == t - 1 && t > 1 {
+                                -1
+                            } else {
+                                p
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            let s = AttentionShape {
+                batch,
+                heads,
+                kv_heads,
+                q_len: t,
+                kv_len,
+                head_dim: d,
+                kv_strides,
+            };
+            let rule = Visibility {
+                query_positions: &query_positions,
+                key_positions: &key_positions,
+                window,
+                own_start: kv_len - t,
+            };
+            let want = reference(&s, &q, &k, &v, &rule, 0.125);
+            let mut got = vec![f32::NAN; batch * t * heads * d];
+            attention(
+                &s,
+                &q,
+                &k,
+                &v,
+                &query_positions,
+                &key_positions,
+                window,
+                0.125,
+                false,
+                &mut got,
+            );
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(&a, &b)| (a as f64 - b).abs())
+                .fold(0.0, f64::max);
+            assert!(worst < 1e-6, "t {t} window {window:?}: {worst}");
+        }
     }
 }

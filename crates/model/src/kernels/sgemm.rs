@@ -27,14 +27,38 @@ impl PackedWeights {
     /// Packs a row-major `(n, k)` matrix.
     pub fn pack(w: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(w.len(), n * k);
+        Self::pack_rows(w, n, k, k)
+    }
+
+    /// Packs an `(n, k)` matrix whose row `j` starts at `w[j * row_stride]` (attention's
+    /// keys, read from the cache in place).
+    pub fn pack_rows(w: &[f32], n: usize, k: usize, row_stride: usize) -> Self {
+        assert!(n == 0 || w.len() >= (n - 1) * row_stride + k);
         let panels = n.div_ceil(NR);
         let mut data = vec![0f32; panels * k * NR];
         for (p, panel) in data.chunks_mut(k * NR).enumerate() {
             for j in 0..NR.min(n - p * NR) {
-                let row = &w[(p * NR + j) * k..(p * NR + j + 1) * k];
+                let row = &w[(p * NR + j) * row_stride..][..k];
                 for (kk, &v) in row.iter().enumerate() {
                     panel[kk * NR + j] = v;
                 }
+            }
+        }
+        Self { n, k, data }
+    }
+
+    /// Packs the transpose of a `(k, n)` matrix whose row `r` starts at `m[r * row_stride]`,
+    /// i.e. `W = Mᵀ` (`n x k`), without forming it: attention's values as the weights of
+    /// the probability-times-values product.
+    pub fn pack_transposed(m: &[f32], k: usize, n: usize, row_stride: usize) -> Self {
+        assert!(k == 0 || m.len() >= (k - 1) * row_stride + n);
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0f32; panels * k * NR];
+        for (p, panel) in data.chunks_mut(k * NR).enumerate() {
+            let cols = NR.min(n - p * NR);
+            for kk in 0..k {
+                panel[kk * NR..kk * NR + cols]
+                    .copy_from_slice(&m[kk * row_stride + p * NR..][..cols]);
             }
         }
         Self { n, k, data }
@@ -87,9 +111,19 @@ pub(crate) fn for_each_tile(
 
 /// `out (m, n) = a (m, k) · wᵀ`.
 pub fn matmul(a: &[f32], m: usize, w: &PackedWeights, out: &mut [f32]) {
+    matmul_with(a, m, w, out, m * w.n * w.k)
+}
+
+/// `matmul` on the calling thread alone (for callers already running on candle's pool).
+pub fn matmul_on_this_thread(a: &[f32], m: usize, w: &PackedWeights, out: &mut [f32]) {
+    matmul_with(a, m, w, out, 0)
+}
+
+/// `work` below `for_each_tile`'s threshold keeps the product on this thread.
+fn matmul_with(a: &[f32], m: usize, w: &PackedWeights, out: &mut [f32], work: usize) {
     let (n, k) = (w.n, w.k);
     assert!(a.len() >= m * k && out.len() >= m * n);
-    for_each_tile(m, n.div_ceil(NR), MR, m * n * k, out, |p, r, mr, c| {
+    for_each_tile(m, n.div_ceil(NR), MR, work, out, |p, r, mr, c| {
         let panel = &w.data[p * k * NR..(p + 1) * k * NR];
         // SAFETY: rows r..r+mr and columns p*NR..p*NR+cols are in bounds (checked above)
         // and belong to this tile alone.
@@ -221,6 +255,18 @@ mod tests {
             let packed = PackedWeights::pack(&w, n, k);
             let mut out = vec![f32::NAN; m * n];
             matmul(&a, m, &packed, &mut out);
+            // The same weights given as their transpose (k, n) with padded rows.
+            let stride = n + 3;
+            let mut wt = vec![f32::NAN; k * stride];
+            for j in 0..n {
+                for kk in 0..k {
+                    wt[kk * stride + j] = w[j * k + kk];
+                }
+            }
+            let from_t = PackedWeights::pack_transposed(&wt, k, n, stride);
+            let mut out_t = vec![f32::NAN; m * n];
+            matmul_on_this_thread(&a, m, &from_t, &mut out_t);
+            assert_eq!(out, out_t, "({m},{n},{k}) transposed packing");
             for i in 0..m {
                 for j in 0..n {
                     let want: f32 = (0..k).map(|kk| a[i * k + kk] * w[j * k + kk]).sum();
