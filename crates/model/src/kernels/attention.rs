@@ -20,12 +20,16 @@ pub struct AttentionShape {
     pub kv_strides: [usize; 3],
 }
 
-/// From this many queries per call (prefill, scoring) a (row, kv head)'s attention runs as
-/// two matrix products on the packed GEMM (`sgemm`): scores = Q·Kᵀ for all of its query
+/// From this many queries per call (prefill, scoring) a (row, kv head)'s f32 attention runs
+/// as two matrix products on the packed GEMM (`sgemm`): scores = Q·Kᵀ for all of its query
 /// heads at once, then probabilities · V. A single query (decode) takes the per-query loop.
 /// The two round differently (a chain of fused multiply-adds against 16 lanes), so the
 /// threshold is 2, not a size where products start to pay: a text scored alone and padded
 /// into a longer batch then takes the same path unless it is one token long.
+///
+/// llama.cpp's f16 numerics (quantized GGUF models) always take the per-query loop: with the
+/// GEMM's order of additions in the scores, Gemma 3's greedy text leaves llama.cpp's at its
+/// 14th token (`greedy_continuation_matches_llama_cpp`); with the loop's it matches.
 pub const PRODUCTS_MIN_QUERIES: usize = 2;
 /// Query rows whose scores are held at once by the product path (bounds its buffer to
 /// `QUERY_CHUNK x kv_len`).
@@ -245,7 +249,7 @@ pub fn attention(
         window,
         own_start: kv_len - t,
     };
-    if t >= PRODUCTS_MIN_QUERIES && sgemm::AVAILABLE {
+    if t >= PRODUCTS_MIN_QUERIES && sgemm::AVAILABLE && !round_f16 {
         return attention_by_products(s, q, k, v, &rule, scale, round_f16, out);
     }
     let dst = SharedOut(out.as_mut_ptr());
