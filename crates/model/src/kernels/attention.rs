@@ -143,7 +143,7 @@ fn attention_by_products(
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-    if a.len() % 16 == 0 {
+    if a.len().is_multiple_of(16) {
         use std::arch::x86_64::*;
         // SAFETY: both slices hold a.len() (a multiple of 16) elements; loads are unaligned.
         unsafe {
@@ -296,7 +296,6 @@ mod tests {
     use super::*;
 
     /// Softmax attention in f64 from the definition, for `attention`'s layouts.
-    #[allow(clippy::too_many_arguments)]
     fn reference(
         s: &AttentionShape,
         q: &[f32],

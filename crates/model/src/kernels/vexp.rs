@@ -17,6 +17,7 @@ const UNDERFLOW: f32 = -87.336_55;
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     // max/min (not clamp) so that NaN becomes a number here and n converts safely below.
+    #[allow(clippy::manual_clamp)]
     let xc = x.max(UNDERFLOW).min(OVERFLOW);
     let n = (xc * LOG2E).round_ties_even();
     let r = xc - n * LN2_HI - n * LN2_LO;
