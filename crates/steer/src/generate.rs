@@ -34,6 +34,23 @@ pub struct Generation {
     pub decode_seconds: f64,
 }
 
+/// Runs the prompt through `cache` (one row, from position 0): the logits after its last token.
+fn prefill<'h>(
+    model: &Model,
+    prompt_ids: &[u32],
+    cache: &mut ethos_model::cache::KvCache,
+    hook: Option<&mut (dyn ResidualHook + 'h)>,
+) -> Result<Vec<f32>> {
+    let positions: Vec<i32> = (0..prompt_ids.len() as i32).collect();
+    last_logits(model.decoder.forward(
+        &[prompt_ids.to_vec()],
+        &[positions],
+        cache,
+        &LogitsMode::Last,
+        hook,
+    )?)
+}
+
 /// Generates from `prompt_ids`. `on_text` receives each piece of final text as it is known
 /// (text after a stop string is never emitted).
 pub fn generate<'h>(
@@ -59,14 +76,7 @@ pub fn generate<'h>(
     let hold = opts.stop.iter().map(String::len).max().unwrap_or(0);
 
     let t0 = Instant::now();
-    let positions: Vec<i32> = (0..prompt_ids.len() as i32).collect();
-    let mut logits = last_logits(model.decoder.forward(
-        &[prompt_ids.to_vec()],
-        &[positions],
-        &mut cache,
-        &LogitsMode::Last,
-        hook.as_deref_mut(),
-    )?)?;
+    let mut logits = prefill(model, prompt_ids, &mut cache, hook.as_deref_mut())?;
     let prefill_seconds = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let mut generated = Vec::new();
@@ -149,14 +159,7 @@ pub fn generate_batch<'h>(
     let tokenizer = model.tokenizer()?;
     let t0 = Instant::now();
     let mut prompt_cache = model.decoder.new_cache(1, prompt_ids.len())?;
-    let positions: Vec<i32> = (0..prompt_ids.len() as i32).collect();
-    let first = last_logits(model.decoder.forward(
-        &[prompt_ids.to_vec()],
-        &[positions],
-        &mut prompt_cache,
-        &LogitsMode::Last,
-        hook.as_deref_mut(),
-    )?)?;
+    let first = prefill(model, prompt_ids, &mut prompt_cache, hook.as_deref_mut())?;
     let prefill_seconds = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let n = params.len();
