@@ -19,25 +19,24 @@ pub struct Q8Rows {
 }
 
 impl Q8Rows {
-    /// Quantizes `m` rows of `k` values (k a multiple of 32).
+    /// Quantizes `m` rows of `k` values (k a multiple of 32); large inputs (batched calls)
+    /// on rayon's threads, each block on its own as before.
     pub fn quantize(x: &[f32], k: usize) -> Self {
+        use rayon::prelude::*;
         debug_assert!(k % QK == 0 && x.len() % k == 0);
         let nblocks = x.len() / QK;
-        let mut d = Vec::with_capacity(nblocks);
-        let mut s = Vec::with_capacity(nblocks);
+        let mut d = vec![0f32; nblocks];
+        let mut s = vec![0f32; nblocks];
         let mut qs = vec![0i8; x.len()];
-        for (xb, qb) in x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)) {
-            let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let db = amax / 127.0;
-            let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-            let mut sum = 0i32;
-            for (q, v) in qb.iter_mut().zip(xb) {
-                let r = (v * id).round_ties_even() as i32;
-                *q = r as i8;
-                sum += r;
-            }
-            d.push(f16::from_f32(db).to_f32());
-            s.push(f16::from_f32(db * sum as f32).to_f32());
+        // Blocks per parallel task.
+        const TASK: usize = 256;
+        if x.len() >= 1 << 16 {
+            x.par_chunks(QK * TASK)
+                .zip(qs.par_chunks_mut(QK * TASK))
+                .zip(d.par_chunks_mut(TASK).zip(s.par_chunks_mut(TASK)))
+                .for_each(|((xc, qc), (dc, sc))| quantize_blocks(xc, qc, dc, sc));
+        } else {
+            quantize_blocks(x, &mut qs, &mut d, &mut s);
         }
         Self { k, d, s, qs }
     }
@@ -49,6 +48,28 @@ impl Q8Rows {
     /// The value each quantized activation stands for.
     pub fn dequantized(&self, i: usize) -> f32 {
         self.d[i / QK] * self.qs[i] as f32
+    }
+}
+
+/// llama.cpp's `quantize_row_q8_1` on whole blocks: values, scales and scaled sums.
+fn quantize_blocks(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
+    for (((xb, qb), db_out), sb_out) in x
+        .chunks_exact(QK)
+        .zip(qs.chunks_exact_mut(QK))
+        .zip(d.iter_mut())
+        .zip(s.iter_mut())
+    {
+        let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let db = amax / 127.0;
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        let mut sum = 0i32;
+        for (q, v) in qb.iter_mut().zip(xb) {
+            let r = (v * id).round_ties_even() as i32;
+            *q = r as i8;
+            sum += r;
+        }
+        *db_out = f16::from_f32(db).to_f32();
+        *sb_out = f16::from_f32(db * sum as f32).to_f32();
     }
 }
 
@@ -145,5 +166,23 @@ mod tests {
         assert_eq!((q.qs[0], q.qs[1], q.qs[2], q.qs[3]), (127, 0, 0, 2));
         assert_eq!(q.d[0], 1.0);
         assert_eq!(q.s[0], 129.0);
+    }
+
+    /// A batch large enough to be quantized on several threads equals its rows done alone.
+    #[test]
+    fn parallel_batches_equal_rows_quantized_alone() {
+        let k = 576;
+        let x: Vec<f32> = (0..300 * k)
+            .map(|i| ((i * 7919 % 1009) as f32 - 504.0) / (1.0 + (i % 13) as f32))
+            .collect();
+        let all = Q8Rows::quantize(&x, k);
+        assert!(x.len() >= 1 << 16);
+        for (r, row) in x.chunks(k).enumerate() {
+            let one = Q8Rows::quantize(row, k);
+            let b = r * k / QK..(r + 1) * k / QK;
+            assert_eq!(&all.qs[r * k..(r + 1) * k], &one.qs[..], "row {r}");
+            assert_eq!(&all.d[b.clone()], &one.d[..], "row {r}");
+            assert_eq!(&all.s[b], &one.s[..], "row {r}");
+        }
     }
 }

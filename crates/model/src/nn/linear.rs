@@ -242,8 +242,14 @@ impl Linear {
                 .to_dtype(x2.dtype())?),
             Batched::Int8(p) => {
                 let rows = x2.dim(0)?;
-                let a = x2.flatten_all()?.to_vec1::<f32>()?;
-                let xq = q8::Q8Rows::quantize(&a, self.in_features);
+                let x2 = x2.contiguous()?;
+                let (storage, layout) = x2.storage_and_layout();
+                let candle_core::Storage::Cpu(cpu) = &*storage else {
+                    return Err(Error::Msg("the integer GEMM needs CPU tensors".into()));
+                };
+                let a = &cpu.as_slice::<f32>()?[layout.start_offset()..][..rows * self.in_features];
+                let xq = q8::Q8Rows::quantize(a, self.in_features);
+                drop(storage);
                 let mut out = vec![0f32; rows * self.out_features];
                 q4_1_gemm::matmul(&xq, p, &mut out);
                 Ok(Tensor::from_vec(
