@@ -23,7 +23,7 @@ impl Q8Rows {
     /// on rayon's threads, each block on its own as before.
     pub fn quantize(x: &[f32], k: usize) -> Self {
         use rayon::prelude::*;
-        debug_assert!(k % QK == 0 && x.len() % k == 0);
+        debug_assert!(k.is_multiple_of(QK) && x.len().is_multiple_of(k));
         let nblocks = x.len() / QK;
         let mut d = vec![0f32; nblocks];
         let mut s = vec![0f32; nblocks];
