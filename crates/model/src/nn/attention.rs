@@ -48,15 +48,6 @@ pub(crate) fn round_f16(x: &Tensor) -> Result<Tensor> {
     Ok(x.to_dtype(DType::F16)?.to_dtype(x.dtype())?)
 }
 
-fn cpu_f32<'a>(g: &'a candle_core::StorageRef<'_>, l: &candle_core::Layout) -> Result<&'a [f32]> {
-    match &**g {
-        candle_core::Storage::Cpu(c) => Ok(&c.as_slice::<f32>()?[l.start_offset()..]),
-        _ => Err(crate::error::Error::Msg(
-            "the CPU attention kernel needs CPU tensors".into(),
-        )),
-    }
-}
-
 /// How one layer's queries meet the cached keys: head counts, score scale and window.
 #[derive(Clone, Copy, Debug)]
 pub struct AttendShape {
@@ -100,9 +91,9 @@ fn cpu_attention(
     let mut out = vec![0f32; b * t * a.heads * d];
     crate::kernels::attention::attention(
         &shape,
-        cpu_f32(&qg, ql)?,
-        cpu_f32(&kg, kl)?,
-        cpu_f32(&vg, vl)?,
+        super::cpu_f32(&qg, ql)?,
+        super::cpu_f32(&kg, kl)?,
+        super::cpu_f32(&vg, vl)?,
         step.query_positions,
         cache.key_positions(),
         a.window,

@@ -224,11 +224,7 @@ impl Linear {
                 // eval).
                 let x2 = x2.contiguous()?;
                 let (storage, layout) = x2.storage_and_layout();
-                let candle_core::Storage::Cpu(cpu) = &*storage else {
-                    return Err(Error::Msg("the AVX-512 GEMM needs CPU tensors".into()));
-                };
-                let a = &cpu.as_slice::<f32>()?[layout.start_offset()..];
-                sgemm::matmul(a, rows, p, &mut out);
+                sgemm::matmul(super::cpu_f32(&storage, layout)?, rows, p, &mut out);
                 drop(storage);
                 Ok(Tensor::from_vec(
                     out,
@@ -244,10 +240,7 @@ impl Linear {
                 let rows = x2.dim(0)?;
                 let x2 = x2.contiguous()?;
                 let (storage, layout) = x2.storage_and_layout();
-                let candle_core::Storage::Cpu(cpu) = &*storage else {
-                    return Err(Error::Msg("the integer GEMM needs CPU tensors".into()));
-                };
-                let a = &cpu.as_slice::<f32>()?[layout.start_offset()..][..rows * self.in_features];
+                let a = &super::cpu_f32(&storage, layout)?[..rows * self.in_features];
                 let xq = q8::Q8Rows::quantize(a, self.in_features);
                 drop(storage);
                 let mut out = vec![0f32; rows * self.out_features];

@@ -50,8 +50,8 @@ impl Mlp {
 }
 
 /// Where `t` (f32, on the CPU) is rows of its last dim at a uniform stride (as the gate and
-/// up halves of the fused projection are): its storage, offset and row stride.
-fn strided_rows(t: &Tensor) -> Option<(usize, usize)> {
+/// up halves of the fused projection are): that row stride.
+fn strided_rows(t: &Tensor) -> Option<usize> {
     let l = t.layout();
     let (dims, st) = (l.dims(), l.stride());
     let r = dims.len();
@@ -60,14 +60,13 @@ fn strided_rows(t: &Tensor) -> Option<(usize, usize)> {
     }
     let row = st[r - 2];
     let uniform = (0..r - 2).all(|i| st[i] == st[i + 1] * dims[i + 1]);
-    (uniform && row >= dims[r - 1]).then_some((l.start_offset(), row))
+    (uniform && row >= dims[r - 1]).then_some(row)
 }
 
 /// `silu(gate) * up` in one pass on the CPU (`None` where the operands do not suit it):
 /// candle's two ops allocate and stream an intermediate and call libm's scalar exp.
 fn cpu_silu_mul(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
-    let (Some((g_off, g_row)), Some((u_off, u_row))) = (strided_rows(gate), strided_rows(up))
-    else {
+    let (Some(g_row), Some(u_row)) = (strided_rows(gate), strided_rows(up)) else {
         return Ok(None);
     };
     let n = gate.dim(candle_core::D::Minus1)?;
@@ -75,14 +74,11 @@ fn cpu_silu_mul(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
         return Ok(None);
     }
     let rows = gate.elem_count() / n.max(1);
-    let (gs, _) = gate.storage_and_layout();
-    let (us, _) = up.storage_and_layout();
-    let (candle_core::Storage::Cpu(gc), candle_core::Storage::Cpu(uc)) = (&*gs, &*us) else {
-        return Ok(None);
-    };
+    let (gs, gl) = gate.storage_and_layout();
+    let (us, ul) = up.storage_and_layout();
     let out = crate::kernels::vexp::silu_mul_rows(
-        &gc.as_slice::<f32>()?[g_off..],
-        &uc.as_slice::<f32>()?[u_off..],
+        super::cpu_f32(&gs, gl)?,
+        super::cpu_f32(&us, ul)?,
         g_row,
         rows,
         n,

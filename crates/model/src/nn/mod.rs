@@ -15,3 +15,17 @@ pub(crate) fn own_cuda_kernels() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var("ETHOS_FUSED_KERNELS").map_or(true, |v| v != "0"))
 }
+
+/// The f32 elements of a CPU tensor's storage from its layout's start (our kernels read
+/// tensors in place rather than copying them out).
+pub(crate) fn cpu_f32<'a>(
+    g: &'a candle_core::StorageRef<'_>,
+    l: &candle_core::Layout,
+) -> crate::error::Result<&'a [f32]> {
+    match &**g {
+        candle_core::Storage::Cpu(c) => Ok(&c.as_slice::<f32>()?[l.start_offset()..]),
+        _ => Err(crate::error::Error::Msg(
+            "this CPU kernel needs CPU tensors".into(),
+        )),
+    }
+}
