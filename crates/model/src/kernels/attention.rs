@@ -167,6 +167,47 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     vexp::reduce16(acc) + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
 }
 
+/// `dot(q, key u)` for the 4 keys starting at `k[0]`, `k[stride]`, ...: the same products and
+/// the same tree of additions as `dot` (so the same bits), with the four horizontal sums
+/// done together, which is where one key at a time spends most of its time.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+#[inline]
+fn dot4(q: &[f32], k: &[f32], stride: usize) -> [f32; 4] {
+    use std::arch::x86_64::*;
+    let d = q.len();
+    assert!(d.is_multiple_of(16) && k.len() >= 3 * stride + d);
+    // SAFETY: every load is within q or within key u's d values (asserted above).
+    unsafe {
+        let mut acc = [_mm512_setzero_ps(); 4];
+        for c in (0..d).step_by(16) {
+            let x = _mm512_loadu_ps(q.as_ptr().add(c));
+            for (u, a) in acc.iter_mut().enumerate() {
+                *a = _mm512_fmadd_ps(x, _mm512_loadu_ps(k.as_ptr().add(u * stride + c)), *a);
+            }
+        }
+        // `_mm512_reduce_add_ps` adds lane l to l + 8, then l + 4, then l + 2, then l + 1;
+        // the same pairs, for four vectors at once.
+        let [a, b, c, e] = acc;
+        let ab = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x44>(a, b),
+            _mm512_shuffle_f32x4::<0xEE>(a, b),
+        );
+        let ce = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x44>(c, e),
+            _mm512_shuffle_f32x4::<0xEE>(c, e),
+        );
+        let s = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x88>(ab, ce),
+            _mm512_shuffle_f32x4::<0xDD>(ab, ce),
+        );
+        let t = _mm512_add_ps(s, _mm512_permute_ps::<0x4E>(s));
+        let r = _mm512_add_ps(t, _mm512_permute_ps::<0xB1>(t));
+        let mut lanes = [0f32; 16];
+        _mm512_storeu_ps(lanes.as_mut_ptr(), r);
+        [lanes[0], lanes[4], lanes[8], lanes[12]]
+    }
+}
+
 /// `out = Σ_j w[j] · v[j * stride..][..d]`, skipping zero weights (masked keys), each term
 /// multiplied then added (no fused multiply-add, as in the portable loop). Head sizes of 64,
 /// 128 and 256 keep the sum in AVX-512 registers across all keys.
@@ -263,16 +304,35 @@ pub fn attention(
             for i in 0..t {
                 let qv = &q[((bi * h + head) * t + i) * d..][..d];
                 let mut max = f32::NEG_INFINITY;
-                for (j, p) in probs.iter_mut().enumerate() {
-                    *p = if rule.sees(bi, i, j) {
-                        let kv = &k[kv_base + j * s.kv_strides[2]..][..d];
-                        dot(qv, kv) * scale
+                let stride = s.kv_strides[2];
+                let mut j = 0;
+                while j < kv_len {
+                    // Four visible keys at once where the kernel has it (same bits as one
+                    // at a time).
+                    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+                    if j + 4 <= kv_len
+                        && d.is_multiple_of(16)
+                        && (j..j + 4).all(|u| rule.sees(bi, i, u))
+                    {
+                        let four = dot4(qv, &k[kv_base + j * stride..], stride);
+                        for (p, x) in probs[j..j + 4].iter_mut().zip(four) {
+                            *p = x * scale;
+                            if *p > max {
+                                max = *p;
+                            }
+                        }
+                        j += 4;
+                        continue;
+                    }
+                    probs[j] = if rule.sees(bi, i, j) {
+                        dot(qv, &k[kv_base + j * stride..][..d]) * scale
                     } else {
                         f32::NEG_INFINITY
                     };
-                    if *p > max {
-                        max = *p;
+                    if probs[j] > max {
+                        max = probs[j];
                     }
+                    j += 1;
                 }
                 normalize(&mut probs, max, round_f16);
                 // SAFETY: in bounds (asserted above); this item owns head `head` of row (bi, i).
@@ -332,6 +392,27 @@ mod tests {
             }
         }
         out
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    #[test]
+    fn four_keys_at_once_give_the_bits_of_one_at_a_time() {
+        for d in [16, 64, 128, 256] {
+            let stride = d + 16;
+            for trial in 0..50usize {
+                let q: Vec<f32> = (0..d)
+                    .map(|i| (((i * 7919 + trial * 31) % 2003) as f32 / 1001.5 - 1.0) * 3.7)
+                    .collect();
+                let k: Vec<f32> = (0..4 * stride)
+                    .map(|i| (((i * 104_729 + trial * 17) % 4001) as f32 / 2000.5 - 1.0) * 1.3)
+                    .collect();
+                let four = dot4(&q, &k, stride);
+                for (u, &x) in four.iter().enumerate() {
+                    let one = dot(&q, &k[u * stride..][..d]);
+                    assert_eq!(x.to_bits(), one.to_bits(), "d {d} trial {trial} key {u}");
+                }
+            }
+        }
     }
 
     /// Both paths (per query, and the two products) against the f64 definition, on grouped
