@@ -2,6 +2,7 @@
 //! GEMM; our Q4_1/Q8_0 kernels also quantize activations exactly as llama.cpp does, so the
 //! quantized path reproduces llama.cpp's numbers (its golden greedy text token for token).
 pub mod attention;
+pub mod attention_products;
 pub mod q4_1;
 pub mod q4_1_gemm;
 pub mod q8;
