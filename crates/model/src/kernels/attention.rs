@@ -272,15 +272,10 @@ pub fn attention(
 mod tests {
     use super::*;
 
-    /// Softmax attention in f64 from the definition, for `attention`'s layouts.
-    fn reference(
-        s: &AttentionShape,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        rule: &Visibility,
-        scale: f32,
-    ) -> Vec<f64> {
+    /// Softmax attention in f64 from the definition, for `attention`'s layouts; `qkv` holds
+    /// the queries, then the cache's keys and values.
+    fn reference(s: &AttentionShape, qkv: [&[f32]; 3], rule: &Visibility, scale: f32) -> Vec<f64> {
+        let [q, k, v] = qkv;
         let (t, d, h) = (s.q_len, s.head_dim, s.heads);
         let mut out = vec![0f64; s.batch * t * h * d];
         for b in 0..s.batch {
@@ -389,7 +384,7 @@ mod tests {
                 window,
                 own_start: kv_len - t,
             };
-            let want = reference(&s, &q, &k, &v, &rule, 0.125);
+            let want = reference(&s, [&q, &k, &v], &rule, 0.125);
             let mut got = vec![f32::NAN; batch * t * heads * d];
             attention(
                 &s,
