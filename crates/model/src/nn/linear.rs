@@ -218,40 +218,39 @@ impl Linear {
         }
         match self.batched_weights(sgemm_ok)? {
             Batched::Packed(p) => {
-                let rows = x2.dim(0)?;
-                let mut out = vec![0f32; rows * self.out_features];
-                // The activations are read in place (a copy per product cost about 1 % of an
-                // eval).
-                let x2 = x2.contiguous()?;
-                let (storage, layout) = x2.storage_and_layout();
-                sgemm::matmul(super::cpu_f32(&storage, layout)?, rows, p, &mut out);
-                drop(storage);
-                Ok(Tensor::from_vec(
-                    out,
-                    (rows, self.out_features),
-                    x2.device(),
-                )?)
+                self.cpu_product(x2, |a, rows, out| sgemm::matmul(a, rows, p, out))
             }
             Batched::Dense(w) => Ok(x2
                 .to_dtype(w.dtype())?
                 .matmul(&w.t()?)?
                 .to_dtype(x2.dtype())?),
-            Batched::Int8(p) => {
-                let rows = x2.dim(0)?;
-                let x2 = x2.contiguous()?;
-                let (storage, layout) = x2.storage_and_layout();
-                let a = &super::cpu_f32(&storage, layout)?[..rows * self.in_features];
-                let xq = q8::Q8Rows::quantize(a, self.in_features);
-                drop(storage);
-                let mut out = vec![0f32; rows * self.out_features];
-                q4_1_gemm::matmul(&xq, p, &mut out);
-                Ok(Tensor::from_vec(
-                    out,
-                    (rows, self.out_features),
-                    x2.device(),
-                )?)
-            }
+            Batched::Int8(p) => self.cpu_product(x2, |a, _, out| {
+                q4_1_gemm::matmul(&q8::Q8Rows::quantize(a, self.in_features), p, out)
+            }),
         }
+    }
+
+    /// `(rows, out)` from one of our CPU kernels, `product(activations, rows, out)`, which
+    /// reads the activations `x2` `(rows, in)` in place (a copy per product cost about 1 %
+    /// of an eval).
+    fn cpu_product(
+        &self,
+        x2: &Tensor,
+        product: impl FnOnce(&[f32], usize, &mut [f32]),
+    ) -> Result<Tensor> {
+        let rows = x2.dim(0)?;
+        let x2 = x2.contiguous()?;
+        let mut out = vec![0f32; rows * self.out_features];
+        {
+            let (storage, layout) = x2.storage_and_layout();
+            let a = &super::cpu_f32(&storage, layout)?[..rows * self.in_features];
+            product(a, rows, &mut out);
+        }
+        Ok(Tensor::from_vec(
+            out,
+            (rows, self.out_features),
+            x2.device(),
+        )?)
     }
 
     /// `x` of shape `(..., in)` to `(..., out)`.

@@ -58,12 +58,13 @@ pub struct LambdaFile {
 impl LambdaFile {
     pub fn read(path: &Path) -> Result<Self> {
         let file = path.display();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        // Told from its name alone: no need to read a palette to refuse it.
         if path.extension().is_some_and(|e| e == "toml") {
             return Err(Error::Msg(format!(
                 "{file}: a palette file, not a lambda file; solve it first (`ethos steer fit` or `steer solve` with --lambda-out L.json) and pass L.json"
             )));
         }
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::Msg(format!("{file}: not JSON: {e}")))?;
         let map = v["lambda"]
