@@ -1,0 +1,523 @@
+//! `HfConfig`: a serde mirror of an HF `config.json`, and its conversion to `ModelConfig`.
+
+use super::rope::{local_rope_theta, parse_rope};
+use super::{
+    Activation, Arch, MlaConfig, ModelConfig, MoeConfig, RopeConfig, RopeScaling, RopeStyle,
+};
+use crate::error::{Error, Result};
+use crate::nn::moe::{RouterConfig, ScoringFunc, TopkMethod};
+use serde::Deserialize;
+use std::path::Path;
+
+/// `eos_token_id` is an int or a list of ints in the wild.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum TokenIds {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl TokenIds {
+    pub fn to_vec(&self) -> Vec<u32> {
+        match self {
+            TokenIds::One(x) => vec![*x],
+            TokenIds::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// Serde mirror of an HF `config.json` for the decoder-only families ethos supports.
+#[derive(Debug, Deserialize)]
+pub struct HfConfig {
+    pub architectures: Option<Vec<String>>,
+    pub model_type: Option<String>,
+    pub vocab_size: Option<usize>,
+    pub hidden_size: Option<usize>,
+    pub intermediate_size: Option<usize>,
+    pub num_hidden_layers: Option<usize>,
+    pub num_attention_heads: Option<usize>,
+    pub num_key_value_heads: Option<usize>,
+    pub head_dim: Option<usize>,
+    pub rms_norm_eps: Option<f64>,
+    pub rope_theta: Option<f64>,
+    /// transformers 4.x and the official checkpoints.
+    pub rope_scaling: Option<serde_json::Value>,
+    /// transformers 5.x.
+    pub rope_parameters: Option<serde_json::Value>,
+    pub max_position_embeddings: Option<usize>,
+    pub tie_word_embeddings: Option<bool>,
+    pub attention_bias: Option<bool>,
+    pub sliding_window: Option<usize>,
+    pub use_sliding_window: Option<bool>,
+    pub bos_token_id: Option<TokenIds>,
+    pub eos_token_id: Option<TokenIds>,
+    pub hidden_act: Option<String>,
+    /// Gemma's name for `hidden_act`.
+    pub hidden_activation: Option<String>,
+    pub mlp_bias: Option<bool>,
+    /// Gemma 3: the attention scale is 1/sqrt(query_pre_attn_scalar).
+    pub query_pre_attn_scalar: Option<f64>,
+    /// Gemma 3: `sliding_attention` / `full_attention` per layer (transformers 4.5x and 5).
+    pub layer_types: Option<Vec<String>>,
+    /// Gemma 3 without `layer_types`: every n-th layer is global.
+    pub sliding_window_pattern: Option<usize>,
+    #[serde(rename = "_sliding_window_pattern")]
+    pub sliding_window_pattern_private: Option<usize>,
+    /// Gemma 3 (transformers 4): the rope base of the sliding layers.
+    pub rope_local_base_freq: Option<f64>,
+    pub final_logit_softcapping: Option<f64>,
+    pub attn_logit_softcapping: Option<f64>,
+    // DeepSeek-V2/V3: latent attention.
+    pub q_lora_rank: Option<usize>,
+    pub kv_lora_rank: Option<usize>,
+    pub qk_nope_head_dim: Option<usize>,
+    pub qk_rope_head_dim: Option<usize>,
+    pub v_head_dim: Option<usize>,
+    /// DeepSeek-V3 (transformers 5): false pairs rotary dimensions by halves.
+    pub rope_interleave: Option<bool>,
+    // DeepSeek-V2/V3: mixture of experts.
+    pub n_routed_experts: Option<usize>,
+    pub n_shared_experts: Option<usize>,
+    pub num_experts_per_tok: Option<usize>,
+    pub moe_intermediate_size: Option<usize>,
+    pub first_k_dense_replace: Option<usize>,
+    pub moe_layer_freq: Option<usize>,
+    pub routed_scaling_factor: Option<f64>,
+    pub norm_topk_prob: Option<bool>,
+    pub topk_method: Option<String>,
+    pub scoring_func: Option<String>,
+    pub n_group: Option<usize>,
+    pub topk_group: Option<usize>,
+    // Sequence classifiers: `num_labels`, or as many labels as `id2label` names.
+    pub num_labels: Option<usize>,
+    pub id2label: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl HfConfig {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_json(&text, path)
+    }
+
+    pub fn from_json(text: &str, path: &Path) -> Result<Self> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let msg = crate::error::one_line(e.inner());
+            if field == "." {
+                Error::format(path, format!("not a valid config.json: {msg}"))
+            } else {
+                Error::config(path, &field, msg)
+            }
+        })
+    }
+
+    pub fn arch(&self, path: &Path) -> Result<Arch> {
+        let names: Vec<&str> = self
+            .architectures
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .chain(self.model_type.as_deref())
+            .collect();
+        if names.is_empty() {
+            return Err(Error::config(
+                path,
+                "architectures",
+                "missing (and no model_type)",
+            ));
+        }
+        names
+            .iter()
+            .find_map(|n| Arch::from_hf_name(n))
+            .ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "{}: architecture {} (supported: {})",
+                    path.display(),
+                    names.join("/"),
+                    Arch::SUPPORTED
+                ))
+            })
+    }
+
+    pub fn into_config(self, path: &Path) -> Result<ModelConfig> {
+        let arch = self.arch(path)?;
+        let req =
+            |v: Option<usize>, field: &str| v.ok_or_else(|| Error::config(path, field, "missing"));
+        let hidden_size = req(self.hidden_size, "hidden_size")?;
+        let num_heads = req(self.num_attention_heads, "num_attention_heads")?;
+        if num_heads == 0 {
+            return Err(Error::config(
+                path,
+                "num_attention_heads",
+                "must be greater than 0",
+            ));
+        }
+        let (act_field, act_name) = match (&self.hidden_activation, &self.hidden_act) {
+            (Some(a), _) => ("hidden_activation", a.as_str()),
+            (None, Some(a)) => ("hidden_act", a.as_str()),
+            (None, None) if arch == Arch::Gemma3 => ("hidden_activation", "gelu_pytorch_tanh"),
+            (None, None) => ("hidden_act", "silu"),
+        };
+        let hidden_act = match act_name {
+            "silu" => Activation::Silu,
+            "gelu_pytorch_tanh" | "gelu_tanh" => Activation::GeluTanh,
+            other => {
+                return Err(Error::config(
+                    path,
+                    act_field,
+                    format!("`{other}` is not supported (silu, gelu_pytorch_tanh)"),
+                ))
+            }
+        };
+        for (field, v) in [
+            ("final_logit_softcapping", self.final_logit_softcapping),
+            ("attn_logit_softcapping", self.attn_logit_softcapping),
+        ] {
+            if let Some(v) = v {
+                return Err(Error::config(
+                    path,
+                    field,
+                    format!("{v}: logit soft-capping is not supported"),
+                ));
+            }
+        }
+        if self.mlp_bias == Some(true) {
+            return Err(Error::config(
+                path,
+                "mlp_bias",
+                "MLP biases are not supported",
+            ));
+        }
+        let (theta, scaling) = parse_rope(&self, path)?;
+        let num_layers = req(self.num_hidden_layers, "num_hidden_layers")?;
+        let gemma = arch == Arch::Gemma3;
+        let (sliding_layers, rope_local) = if gemma {
+            let layers = match &self.layer_types {
+                Some(types) => types
+                    .iter()
+                    .map(|t| match t.as_str() {
+                        "sliding_attention" => Ok(true),
+                        "full_attention" => Ok(false),
+                        other => Err(Error::config(
+                            path,
+                            "layer_types",
+                            format!("`{other}` (sliding_attention or full_attention)"),
+                        )),
+                    })
+                    .collect::<Result<Vec<bool>>>()?,
+                None => {
+                    let n = self
+                        .sliding_window_pattern
+                        .or(self.sliding_window_pattern_private)
+                        .unwrap_or(6);
+                    (0..num_layers)
+                        .map(|i| n == 0 || (i + 1) % n != 0)
+                        .collect()
+                }
+            };
+            let local = RopeConfig {
+                theta: local_rope_theta(&self).unwrap_or(10_000.0),
+                style: RopeStyle::Half,
+                scaling: RopeScaling::None,
+                freq_factors: None,
+            };
+            (Some(layers), Some(local))
+        } else {
+            (None, None)
+        };
+        let (mla, moe) = if arch.is_deepseek() {
+            (Some(self.mla(path)?), self.moe(arch, path)?)
+        } else {
+            (None, None)
+        };
+        let classifier = self
+            .architectures
+            .iter()
+            .flatten()
+            .any(|a| a.ends_with("ForSequenceClassification"));
+        let num_labels = if classifier {
+            let n = self
+                .num_labels
+                .or(self.id2label.as_ref().map(|m| m.len()))
+                .unwrap_or(2);
+            if n == 0 || n > 1 << 16 {
+                return Err(Error::config(
+                    path,
+                    "num_labels",
+                    format!("{n} is not in 1..=65536"),
+                ));
+            }
+            Some(n)
+        } else {
+            None
+        };
+        let cfg = ModelConfig {
+            arch,
+            vocab_size: req(self.vocab_size, "vocab_size")?,
+            hidden_size,
+            intermediate_size: req(self.intermediate_size, "intermediate_size")?,
+            num_layers,
+            num_heads,
+            // Latent attention has one latent per token, shared by all heads.
+            num_kv_heads: match &mla {
+                Some(_) => num_heads,
+                None => self.num_key_value_heads.unwrap_or(num_heads),
+            },
+            head_dim: match &mla {
+                Some(m) => m.qk_rope_head_dim,
+                None => self.head_dim.unwrap_or(hidden_size / num_heads),
+            },
+            rms_norm_eps: self.rms_norm_eps.unwrap_or(1e-6),
+            rope: RopeConfig {
+                theta,
+                // DeepSeek's rotary pairs adjacent dimensions (transformers 5 may say otherwise).
+                style: if arch.is_deepseek() && self.rope_interleave != Some(false) {
+                    RopeStyle::Interleaved
+                } else {
+                    RopeStyle::Half
+                },
+                scaling,
+                freq_factors: None,
+            },
+            max_position_embeddings: self.max_position_embeddings.unwrap_or(4096),
+            tie_word_embeddings: self.tie_word_embeddings.unwrap_or(gemma),
+            attention_bias: match arch {
+                Arch::Qwen2 => true,
+                _ => self.attention_bias.unwrap_or(false),
+            },
+            sliding_window: match arch {
+                Arch::Mistral => self.sliding_window,
+                Arch::Qwen2 if self.use_sliding_window == Some(true) => self.sliding_window,
+                Arch::Gemma3 => self.sliding_window,
+                _ => None,
+            },
+            sliding_layers,
+            rope_local,
+            query_pre_attn_scalar: if gemma {
+                Some(self.query_pre_attn_scalar.unwrap_or(256.0))
+            } else {
+                None
+            },
+            embed_scale: gemma.then(|| (hidden_size as f64).sqrt()),
+            hidden_act,
+            bos_token_id: self
+                .bos_token_id
+                .as_ref()
+                .and_then(|t| t.to_vec().first().copied()),
+            eos_token_ids: self
+                .eos_token_id
+                .as_ref()
+                .map(TokenIds::to_vec)
+                .unwrap_or_default(),
+            mla,
+            moe,
+            num_labels,
+        };
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn mla(&self, path: &Path) -> Result<MlaConfig> {
+        let req =
+            |v: Option<usize>, field: &str| v.ok_or_else(|| Error::config(path, field, "missing"));
+        Ok(MlaConfig {
+            q_lora_rank: self.q_lora_rank,
+            kv_lora_rank: req(self.kv_lora_rank, "kv_lora_rank")?,
+            qk_nope_head_dim: req(self.qk_nope_head_dim, "qk_nope_head_dim")?,
+            qk_rope_head_dim: req(self.qk_rope_head_dim, "qk_rope_head_dim")?,
+            v_head_dim: req(self.v_head_dim, "v_head_dim")?,
+        })
+    }
+
+    /// DeepSeek's experts; `None` for a checkpoint without routed experts (all layers dense).
+    /// V2 defaults to `greedy` routing on softmax scores, V3 to `noaux_tc` on sigmoid scores
+    /// (transformers 5 writes neither field).
+    fn moe(&self, arch: Arch, path: &Path) -> Result<Option<MoeConfig>> {
+        let Some(n_experts) = self.n_routed_experts else {
+            return Ok(None);
+        };
+        let v3 = arch == Arch::DeepseekV3;
+        let method_name =
+            self.topk_method
+                .as_deref()
+                .unwrap_or(if v3 { "noaux_tc" } else { "greedy" });
+        let method = TopkMethod::parse(method_name).ok_or_else(|| {
+            Error::config(
+                path,
+                "topk_method",
+                format!(
+                    "`{method_name}` is not supported (greedy, group_limited_greedy, noaux_tc)"
+                ),
+            )
+        })?;
+        let scoring_name =
+            self.scoring_func
+                .as_deref()
+                .unwrap_or(if v3 { "sigmoid" } else { "softmax" });
+        let scoring = ScoringFunc::parse(scoring_name).ok_or_else(|| {
+            Error::config(
+                path,
+                "scoring_func",
+                format!("`{scoring_name}` is not supported (softmax, sigmoid)"),
+            )
+        })?;
+        let top_k = self
+            .num_experts_per_tok
+            .ok_or_else(|| Error::config(path, "num_experts_per_tok", "missing"))?;
+        Ok(Some(MoeConfig {
+            router: RouterConfig {
+                method,
+                scoring,
+                n_experts,
+                top_k,
+                n_group: self.n_group.unwrap_or(1),
+                topk_group: self.topk_group.unwrap_or(1),
+                norm_topk_prob: self.norm_topk_prob.unwrap_or(false),
+                routed_scaling_factor: self.routed_scaling_factor.unwrap_or(1.0) as f32,
+            },
+            moe_intermediate_size: self
+                .moe_intermediate_size
+                .ok_or_else(|| Error::config(path, "moe_intermediate_size", "missing"))?,
+            n_shared_experts: self.n_shared_experts.unwrap_or(0),
+            first_k_dense_replace: self.first_k_dense_replace.unwrap_or(0),
+            moe_layer_freq: self.moe_layer_freq.unwrap_or(1),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<ModelConfig> {
+        let p = Path::new("config.json");
+        HfConfig::from_json(json, p)?.into_config(p)
+    }
+
+    const BASE: &str = r#"{"architectures":["LlamaForCausalLM"],"vocab_size":100,"hidden_size":64,
+        "intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,
+        "rms_norm_eps":1e-5,"rope_theta":10000.0,"max_position_embeddings":256,"eos_token_id":[1,2]}"#;
+
+    #[test]
+    fn parses_a_llama_config() {
+        let c = parse(BASE).unwrap();
+        assert_eq!(c.arch, Arch::Llama);
+        assert_eq!(c.head_dim, 16);
+        assert_eq!(c.eos_token_ids, vec![1, 2]);
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let e = parse(&BASE.replace(r#""hidden_size":64,"#, ""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("config.json") && e.contains("hidden_size") && e.contains("missing"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = parse(&BASE.replace(r#""hidden_size":64"#, r#""hidden_size":"big""#))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hidden_size"), "{e}");
+    }
+
+    #[test]
+    fn unknown_architecture_is_rejected() {
+        let e = parse(&BASE.replace("LlamaForCausalLM", "GPTNeoXForCausalLM"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("GPTNeoXForCausalLM") && e.contains("unsupported"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn reads_both_rope_shapes() {
+        let v4 = BASE.replace(
+            r#""rope_theta":10000.0"#,
+            r#""rope_theta":500000.0,"rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}"#,
+        );
+        let v5 = BASE.replace(
+            r#""rope_theta":10000.0"#,
+            r#""rope_parameters":{"rope_type":"llama3","rope_theta":500000.0,"factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}"#,
+        );
+        let (a, b) = (parse(&v4).unwrap(), parse(&v5).unwrap());
+        assert_eq!(a.rope, b.rope);
+        assert_eq!(a.rope.theta, 500000.0);
+        assert!(matches!(a.rope.scaling, RopeScaling::Llama3 { .. }));
+    }
+
+    const GEMMA_V4: &str = r#"{"architectures":["Gemma3ForCausalLM"],"vocab_size":100,"hidden_size":64,
+        "intermediate_size":128,"num_hidden_layers":7,"num_attention_heads":4,"num_key_value_heads":1,
+        "head_dim":32,"query_pre_attn_scalar":24,"rope_theta":1000000.0,"rope_local_base_freq":10000.0,
+        "sliding_window":512,"_sliding_window_pattern":6,"rope_scaling":null,"final_logit_softcapping":null,
+        "hidden_activation":"gelu_pytorch_tanh","max_position_embeddings":256}"#;
+
+    #[test]
+    fn reads_both_gemma3_config_shapes() {
+        let v5 = GEMMA_V4
+            .replace(
+                r#""rope_theta":1000000.0,"rope_local_base_freq":10000.0,"#,
+                r#""rope_parameters":{"full_attention":{"rope_type":"default","rope_theta":1000000.0},"sliding_attention":{"rope_type":"default","rope_theta":10000.0}},"#,
+            )
+            .replace(
+                r#""_sliding_window_pattern":6"#,
+                r#""layer_types":["sliding_attention","sliding_attention","sliding_attention","sliding_attention","sliding_attention","full_attention","sliding_attention"]"#,
+            );
+        let (a, b) = (parse(GEMMA_V4).unwrap(), parse(&v5).unwrap());
+        assert_eq!(a, b);
+        assert_eq!(a.arch, Arch::Gemma3);
+        assert_eq!(a.rope.theta, 1e6);
+        assert_eq!(a.rope_local.as_ref().unwrap().theta, 1e4);
+        // Every sixth layer is global: layer 5 of 0..7.
+        let sliding: Vec<bool> = (0..7).map(|l| a.layer_is_sliding(l)).collect();
+        assert_eq!(sliding, [true, true, true, true, true, false, true]);
+        assert_eq!(a.attention_scale(), 1.0 / 24f64.sqrt());
+        assert_eq!(a.embed_scale, Some(8.0));
+        assert_eq!(a.hidden_act, Activation::GeluTanh);
+        assert!(a.tie_word_embeddings);
+    }
+
+    #[test]
+    fn gemma3_bad_fields_are_named() {
+        let e = parse(&GEMMA_V4.replace(
+            r#""final_logit_softcapping":null"#,
+            r#""final_logit_softcapping":30.0"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("final_logit_softcapping"), "{e}");
+        let e = parse(&GEMMA_V4.replace("gelu_pytorch_tanh", "relu"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hidden_activation") && e.contains("relu"), "{e}");
+        let e = parse(&GEMMA_V4.replace(
+            r#""_sliding_window_pattern":6"#,
+            r#""layer_types":["sliding_attention","full_attention"]"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("layer_types") && e.contains("2 entries"), "{e}");
+        let e = parse(&GEMMA_V4.replace(
+            r#""_sliding_window_pattern":6"#,
+            r#""layer_types":["sliding_attention","local","sliding_attention","sliding_attention","sliding_attention","full_attention","sliding_attention"]"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("layer_types") && e.contains("local"), "{e}");
+    }
+
+    #[test]
+    fn indivisible_heads_are_rejected() {
+        let e = parse(&BASE.replace(r#""num_key_value_heads":2"#, r#""num_key_value_heads":3"#))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("num_key_value_heads"), "{e}");
+    }
+}
