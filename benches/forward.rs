@@ -22,8 +22,8 @@ fn main() -> anyhow::Result<()> {
         let mut cache = d.new_cache(1, 160)?;
         let t = Instant::now();
         d.forward(
-            &[ids.clone()],
-            &[pos.clone()],
+            std::slice::from_ref(&ids),
+            std::slice::from_ref(&pos),
             &mut cache,
             &LogitsMode::Last,
             None,

@@ -180,7 +180,7 @@ fn gather_mode_equals_log_softmax_of_all_logits() {
     let pos: Vec<i32> = (0..seq.len() as i32).collect();
     let got = match d
         .forward(
-            &[seq.clone()],
+            std::slice::from_ref(seq),
             &[pos],
             &mut cache,
             &LogitsMode::Gather(vec![targets.clone()]),
@@ -221,8 +221,8 @@ fn residual_hook_adds_a_vector_over_a_layer_range() {
         let mut cache = d.new_cache(1, seq.len()).unwrap();
         match d
             .forward(
-                &[seq.clone()],
-                &[pos.clone()],
+                std::slice::from_ref(seq),
+                std::slice::from_ref(&pos),
                 &mut cache,
                 &LogitsMode::All,
                 hook,

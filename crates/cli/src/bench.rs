@@ -389,7 +389,7 @@ fn prefill_rates(
         let t = Instant::now();
         d.forward(
             &[prompt.to_vec()],
-            &[pos.clone()],
+            std::slice::from_ref(&pos),
             &mut cache,
             &LogitsMode::Last,
             None,

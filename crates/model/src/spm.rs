@@ -71,7 +71,7 @@ impl Spm {
                 ids.entry(p.clone()).or_insert(i as u32);
             }
         }
-        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        specials.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
         Self {
             pieces,
             scores,

@@ -366,8 +366,8 @@ mod tests {
             p.presence_penalty = 0.5;
             p.frequency_penalty = 1.0;
         }));
-        s.sample(&[], &mut vec![5.0, 0.0]); // generates 0
-        s.sample(&[], &mut vec![5.0, 0.0]); // generates 0 again
+        s.sample(&[], &mut [5.0, 0.0]); // generates 0
+        s.sample(&[], &mut [5.0, 0.0]); // generates 0 again
         let mut l = vec![5.0, 0.0];
         s.process(&[], &mut l);
         assert_eq!(l, vec![5.0 - 0.5 - 2.0, 0.0]);

@@ -7,6 +7,7 @@
 //! - `pca` (repeng's `pca_diff`): the first principal component of the centred `d_i`
 //!   (power iteration in f64), unit length, its sign chosen so that most positives project
 //!   above their negatives.
+//!
 //! The vector of block L is stored as `direction.L` and, as llama.cpp applies it, added to the
 //! output of block L: measured where it is applied (repeng's convention, not
 //! cvector-generator's one-block shift).
@@ -47,7 +48,7 @@ fn last_hidden(
         captured: Vec::new(),
     };
     d.forward(
-        &[ids.clone()],
+        std::slice::from_ref(&ids),
         &[pos],
         &mut cache,
         &LogitsMode::Last,

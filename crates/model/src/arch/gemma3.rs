@@ -5,6 +5,7 @@
 //! - sliding-window layers (5 of every 6) with rotary base 10k, global layers with 1M;
 //! - embeddings scaled by sqrt(hidden), scores by 1/sqrt(query_pre_attn_scalar);
 //! - a tanh-GELU gated MLP and a head tied to the embeddings.
+//!
 //! Reference: transformers' `models/gemma3/modeling_gemma3.py`.
 
 use crate::config::ModelConfig;

@@ -135,9 +135,9 @@ impl ModelConfig {
     /// Whether layer `l`'s feed-forward is a mixture of experts (DeepSeek's rule: after the
     /// first `first_k_dense_replace` layers, every `moe_layer_freq`-th).
     pub fn layer_is_moe(&self, l: usize) -> bool {
-        self.moe
-            .as_ref()
-            .is_some_and(|m| l >= m.first_k_dense_replace && l % m.moe_layer_freq.max(1) == 0)
+        self.moe.as_ref().is_some_and(|m| {
+            l >= m.first_k_dense_replace && l.is_multiple_of(m.moe_layer_freq.max(1))
+        })
     }
 
     /// Whether layer `l` attends through the sliding window.
@@ -146,7 +146,7 @@ impl ModelConfig {
             && self
                 .sliding_layers
                 .as_ref()
-                .map_or(true, |v| v.get(l).copied().unwrap_or(false))
+                .is_none_or(|v| v.get(l).copied().unwrap_or(false))
     }
 
     /// The scale applied to attention scores.

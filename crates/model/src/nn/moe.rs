@@ -82,7 +82,7 @@ impl RouterConfig {
                 format!("{} is not in 1..={}", self.top_k, self.n_experts),
             ));
         }
-        if self.n_group == 0 || self.n_experts % self.n_group != 0 {
+        if self.n_group == 0 || !self.n_experts.is_multiple_of(self.n_group) {
             return Err((
                 "n_group",
                 format!(
@@ -139,7 +139,7 @@ pub fn route(
     cfg: &RouterConfig,
 ) -> Result<Vec<Vec<(u32, f32)>>> {
     let n = cfg.n_experts;
-    if n == 0 || logits.len() % n != 0 {
+    if n == 0 || !logits.len().is_multiple_of(n) {
         return Err(Error::Msg(format!(
             "router logits: {} values are not rows of {n} experts",
             logits.len()
