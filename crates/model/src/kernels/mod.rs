@@ -5,6 +5,7 @@ pub mod attention;
 pub mod attention_products;
 pub mod q4_1;
 pub mod q4_1_gemm;
+pub mod q4_1_i16;
 pub mod q8;
 pub mod q8_0;
 pub mod sgemm;
