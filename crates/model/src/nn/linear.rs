@@ -451,3 +451,67 @@ impl MultiLinear {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Q4_1 layer gives the product of its dequantized weights on either path: a call of
+    /// few rows (llama.cpp's 8-bit kernel) and a batched call (the GEMM `q4_1_gemm()` picks).
+    #[test]
+    fn q4_1_layer_matches_its_dequantized_weights_on_both_paths() {
+        let (n, k, rows) = (40, 128, 24);
+        let wv: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 29 % 61) as f32 - 30.0) / 40.0)
+            .collect();
+        let w = Tensor::from_vec(wv, (n, k), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
+        let lin = Linear::quantized(Arc::new(q), None).unwrap();
+        let wd: Vec<f32> = lin
+            .dequantize()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let xv: Vec<f32> = (0..rows * k)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
+        let x = Tensor::from_vec(xv.clone(), (rows, k), &Device::Cpu).unwrap();
+        let batched: Vec<f32> = lin
+            .forward(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let few: Vec<f32> = lin
+            .forward(&x.narrow(0, 0, 2).unwrap())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for i in 0..rows {
+            for j in 0..n {
+                let exact: f64 = (0..k)
+                    .map(|e| wd[j * k + e] as f64 * xv[i * k + e] as f64)
+                    .sum();
+                let scale = 1.0 + exact.abs();
+                let b = batched[i * n + j] as f64;
+                assert!(
+                    (b - exact).abs() <= 1e-3 * scale,
+                    "batched [{i},{j}]: {b} vs {exact}"
+                );
+                if i < 2 {
+                    // 8-bit activations: a step of 1/127 of a block's largest value.
+                    let f = few[i * n + j] as f64;
+                    assert!(
+                        (f - exact).abs() <= 0.05 * scale,
+                        "few [{i},{j}]: {f} vs {exact}"
+                    );
+                }
+            }
+        }
+    }
+}
