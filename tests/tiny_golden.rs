@@ -412,3 +412,32 @@ fn scoring_with_a_shared_opening_equals_full_sequence_logprobs() {
         }
     }
 }
+
+/// An opening kept from an earlier call is reused, not run again, and gives the same bits as
+/// running it afresh (two calls whose batches open with the same 16 tokens).
+#[test]
+fn openings_kept_across_calls_give_the_same_bits() {
+    use ethos::model::scoring::{score, score_with_openings, Openings, ScoreOptions, ScoreRequest};
+    let d = load_folder("llama");
+    let (ids, _) = reference("llama");
+    let long = &ids[2];
+    let call = |lens: &[usize]| -> Vec<ScoreRequest> {
+        lens.iter()
+            .map(|&c| ScoreRequest {
+                context: long[..c].to_vec(),
+                continuations: vec![long[c..].to_vec()],
+            })
+            .collect()
+    };
+    let (first, second) = (call(&[22, 18, 20, 17]), call(&[24, 17, 23, 21]));
+    let opts = ScoreOptions {
+        batch_requests: 4,
+        ..Default::default()
+    };
+    let mut kept = Openings::default();
+    let a = score_with_openings(&d, &first, &opts, &mut kept, None).unwrap();
+    let b = score_with_openings(&d, &second, &opts, &mut kept, None).unwrap();
+    assert_eq!(kept.len(), 1, "both calls open with the same 16 tokens");
+    assert_eq!(a, score(&d, &first, &opts, None).unwrap());
+    assert_eq!(b, score(&d, &second, &opts, None).unwrap());
+}

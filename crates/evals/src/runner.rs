@@ -8,7 +8,9 @@ use crate::results::{self, Results};
 use anyhow::{bail, Context, Result};
 use ethos_model::chat::Message;
 use ethos_model::hooks::ResidualHook;
-use ethos_model::scoring::{continuation_tokens, score, ScoreOptions, ScoreRequest};
+use ethos_model::scoring::{
+    continuation_tokens, score_with_openings, Openings, ScoreOptions, ScoreRequest,
+};
 use ethos_model::Model;
 use ethos_steer::{generate, GenerateOptions, SamplingParams};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -235,6 +237,8 @@ pub fn run_tilted<'h>(
         batch_requests: opts.batch.max(1),
         ..Default::default()
     };
+    // Instructions shared by every prompt of a condition run once for the whole run.
+    let mut openings = Openings::default();
     let mut tokens = 0usize;
     let work_started = Instant::now();
     for chunk in pending.chunks(opts.batch.max(1) * 4) {
@@ -271,8 +275,14 @@ pub fn run_tilted<'h>(
                 continuations: e.continuations.clone(),
             })
             .collect();
-        let mut scored =
-            score(&model.decoder, &requests, &score_opts, hook.as_deref_mut())?.into_iter();
+        let mut scored = score_with_openings(
+            &model.decoder,
+            &requests,
+            &score_opts,
+            &mut openings,
+            hook.as_deref_mut(),
+        )?
+        .into_iter();
         let mut records = Vec::with_capacity(chunk.len());
         for ((t, encs), prompts) in chunk.iter().zip(&encoded).zip(&asked) {
             let mut answers = Vec::with_capacity(encs.len());

@@ -2,9 +2,10 @@
 //! context. The context runs once per request; its KV cache is copied to one row per
 //! continuation and all continuations run as one batch. Requests are batched too, and
 //! requests that open with the same tokens (a benchmark's instructions, a judge's template)
-//! run that shared prefix once per batch: its cache is copied to every row, and only the
-//! rest of each context runs in the batch.
+//! run that shared prefix once (`Openings` keeps it for later batches and calls): its cache
+//! is copied to every row, and only the rest of each context runs in the batch.
 
+use crate::cache::KvCache;
 use crate::decoder::{Decoder, Logits, LogitsMode};
 use crate::error::{Error, Result};
 use crate::hooks::ResidualHook;
@@ -50,6 +51,18 @@ pub fn score<'h>(
     decoder: &Decoder,
     requests: &[ScoreRequest],
     opts: &ScoreOptions,
+    hook: Option<&mut (dyn ResidualHook + 'h)>,
+) -> Result<Vec<Vec<ContinuationScore>>> {
+    score_with_openings(decoder, requests, opts, &mut Openings::default(), hook)
+}
+
+/// `score`, reusing (and adding to) the openings earlier calls ran: a benchmark run scored a
+/// chunk at a time runs its instructions once per condition instead of once per batch.
+pub fn score_with_openings<'h>(
+    decoder: &Decoder,
+    requests: &[ScoreRequest],
+    opts: &ScoreOptions,
+    openings: &mut Openings,
     mut hook: Option<&mut (dyn ResidualHook + 'h)>,
 ) -> Result<Vec<Vec<ContinuationScore>>> {
     for (i, r) in requests.iter().enumerate() {
@@ -69,12 +82,51 @@ pub fn score<'h>(
     }
     let mut results: Vec<Vec<ContinuationScore>> = vec![Vec::new(); requests.len()];
     for group in batch_groups(requests, opts.batch_requests.max(1)) {
-        let scored = score_group(decoder, requests, &group, opts, hook.as_deref_mut())?;
+        let scored = score_group(
+            decoder,
+            requests,
+            &group,
+            opts,
+            openings,
+            hook.as_deref_mut(),
+        )?;
         for (&i, s) in group.iter().zip(scored) {
             results[i] = s;
         }
     }
     Ok(results)
+}
+
+/// The caches of shared openings already run, so batches that open alike (a benchmark's
+/// instructions) run their opening once: the same tokens in the same call shape give the
+/// same bits. Neither used nor filled while a residual hook runs, which must see every pass;
+/// made for one model (and one set of control vectors).
+#[derive(Default)]
+pub struct Openings(Vec<(Vec<u32>, KvCache)>);
+
+/// Openings kept at once (each is one row of a few hundred tokens).
+const MAX_OPENINGS: usize = 8;
+
+impl Openings {
+    /// How many openings are kept.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn get(&self, ids: &[u32]) -> Option<&KvCache> {
+        self.0.iter().find(|(k, _)| k == ids).map(|(_, c)| c)
+    }
+
+    fn insert(&mut self, ids: &[u32], cache: KvCache) {
+        if self.0.len() == MAX_OPENINGS {
+            self.0.remove(0);
+        }
+        self.0.push((ids.to_vec(), cache));
+    }
 }
 
 /// Shortest common opening worth running once for a whole batch.
@@ -191,6 +243,7 @@ fn score_group<'h>(
     requests: &[ScoreRequest],
     group: &[usize],
     opts: &ScoreOptions,
+    openings: &mut Openings,
     mut hook: Option<&mut (dyn ResidualHook + 'h)>,
 ) -> Result<Vec<Vec<ContinuationScore>>> {
     let contexts: Vec<&[u32]> = group
@@ -201,15 +254,26 @@ fn score_group<'h>(
     // The opening every context shares runs once.
     let shared = shared_opening(&contexts);
     let mut cache = if shared > 0 {
-        let mut prefix = decoder.new_cache(1, shared)?;
-        decoder.forward(
-            &[contexts[0][..shared].to_vec()],
-            &[(0..shared as i32).collect()],
-            &mut prefix,
-            &LogitsMode::Last,
-            hook.as_deref_mut(),
-        )?;
-        prefix.fork_rows(&vec![0; contexts.len()], ctx_len - shared)?
+        let opening = &contexts[0][..shared];
+        let rows = vec![0; contexts.len()];
+        match openings.get(opening) {
+            Some(prefix) if hook.is_none() => prefix.fork_rows(&rows, ctx_len - shared)?,
+            _ => {
+                let mut prefix = decoder.new_cache(1, shared)?;
+                decoder.forward(
+                    &[opening.to_vec()],
+                    &[(0..shared as i32).collect()],
+                    &mut prefix,
+                    &LogitsMode::Last,
+                    hook.as_deref_mut(),
+                )?;
+                let forked = prefix.fork_rows(&rows, ctx_len - shared)?;
+                if hook.is_none() {
+                    openings.insert(opening, prefix);
+                }
+                forked
+            }
+        }
     } else {
         decoder.new_cache(contexts.len(), ctx_len)?
     };
@@ -278,7 +342,7 @@ fn score_group<'h>(
 #[allow(clippy::too_many_arguments)]
 fn score_continuations<'h>(
     decoder: &Decoder,
-    cache: &crate::cache::KvCache,
+    cache: &KvCache,
     contexts: &[&[u32]],
     chunk: &[(usize, usize)],
     conts: &[&[u32]],
