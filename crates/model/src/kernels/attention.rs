@@ -47,7 +47,27 @@ impl Visibility<'_> {
 /// probabilities rounded to f16 where llama.cpp's numerics are asked for.
 pub(super) fn normalize(scores: &mut [f32], max: f32, round_f16: bool) {
     let inv = 1.0 / vexp::exp_shifted_sum(scores, max);
-    for p in scores.iter_mut() {
+    let mut rest: &mut [f32] = scores;
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    {
+        use std::arch::x86_64::*;
+        let whole = rest.len() / 16 * 16;
+        let (body, tail) = rest.split_at_mut(whole);
+        for c in body.chunks_exact_mut(16) {
+            // SAFETY: `c` holds 16 floats; loads and stores are unaligned.
+            unsafe {
+                let mut p = _mm512_mul_ps(_mm512_loadu_ps(c.as_ptr()), _mm512_set1_ps(inv));
+                if round_f16 {
+                    // Round to nearest, ties to even, as `f16::from_f32`.
+                    const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+                    p = _mm512_cvtph_ps(_mm512_cvtps_ph::<NEAREST>(p));
+                }
+                _mm512_storeu_ps(c.as_mut_ptr(), p);
+            }
+        }
+        rest = tail;
+    }
+    for p in rest.iter_mut() {
         *p *= inv;
         if round_f16 {
             *p = f16::from_f32(*p).to_f32();
@@ -222,12 +242,18 @@ pub fn attention(
                 let qv = &q[((bi * h + head) * t + i) * d..][..d];
                 let mut max = f32::NEG_INFINITY;
                 let stride = s.kv_strides[2];
+                // Keys past the last visible one (the step's later queries) would only add
+                // zeros to the softmax's lanes and the weighted sum: same bits without them.
+                let end = (0..kv_len)
+                    .rposition(|j| rule.sees(bi, i, j))
+                    .map_or(kv_len, |e| e + 1);
+                let probs = &mut probs[..end];
                 let mut j = 0;
-                while j < kv_len {
+                while j < end {
                     // Four visible keys at once where the kernel has it (same bits as one
                     // at a time).
                     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-                    if j + 4 <= kv_len
+                    if j + 4 <= end
                         && d.is_multiple_of(16)
                         && (j..j + 4).all(|u| rule.sees(bi, i, u))
                     {
@@ -251,12 +277,12 @@ pub fn attention(
                     }
                     j += 1;
                 }
-                normalize(&mut probs, max, round_f16);
+                normalize(probs, max, round_f16);
                 // SAFETY: in bounds (asserted above); this item owns head `head` of row (bi, i).
                 let o = unsafe {
                     std::slice::from_raw_parts_mut(dst.0.add(((bi * t + i) * h + head) * d), d)
                 };
-                weighted_sum(&probs, &v[kv_base..], s.kv_strides[2], o);
+                weighted_sum(probs, &v[kv_base..], s.kv_strides[2], o);
             }
         }
     };
@@ -304,6 +330,41 @@ mod tests {
             }
         }
         out
+    }
+
+    /// The vectorized softmax gives the bits of the element-at-a-time definition, with and
+    /// without f16 rounding (probabilities down to f16's subnormals), masked keys included.
+    #[test]
+    fn normalize_gives_the_bits_of_the_scalar_definition() {
+        for n in [1, 15, 16, 37, 200] {
+            for round in [false, true] {
+                let scores: Vec<f32> = (0..n)
+                    .map(|j| {
+                        if j % 11 == 3 {
+                            f32::NEG_INFINITY
+                        } else {
+                            ((j * 7919 % 1009) as f32 / 1009.0 - 0.5) * 40.0
+                        }
+                    })
+                    .collect();
+                let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut want = scores.clone();
+                let inv = 1.0 / vexp::exp_shifted_sum(&mut want, max);
+                for p in want.iter_mut() {
+                    *p *= inv;
+                    if round {
+                        *p = f16::from_f32(*p).to_f32();
+                    }
+                }
+                let mut got = scores;
+                normalize(&mut got, max, round);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "n {n} round {round}");
+                if round && n == 200 {
+                    assert!(got.iter().any(|&p| p > 0.0 && p < 6.2e-5), "f16 subnormals");
+                }
+            }
+        }
     }
 
     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
