@@ -8,5 +8,6 @@ pub mod q4_1_gemm;
 pub mod q4_1_i16;
 pub mod q8;
 pub mod q8_0;
+pub mod rope;
 pub mod sgemm;
 pub mod vexp;

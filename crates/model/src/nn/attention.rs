@@ -48,6 +48,63 @@ pub(crate) fn round_f16(x: &Tensor) -> Result<Tensor> {
     Ok(x.to_dtype(DType::F16)?.to_dtype(x.dtype())?)
 }
 
+/// `x` `(b, t, heads, d)` as `(b, heads, t, d)`, rotated by `rotation`'s tables if given and
+/// rounded to f16 for llama.cpp's numerics, in one pass of `kernels::rope` (the same bits as
+/// candle's transpose, rotary op and conversions). `None` where that kernel does not apply:
+/// off the fused CPU path, or a layout whose heads are not contiguous rows.
+fn cpu_heads_first(
+    x: &Tensor,
+    rotation: Option<(&Rope, &Tensor, &Tensor)>,
+    step: &StepContext,
+) -> Result<Option<Tensor>> {
+    use crate::config::RopeStyle;
+    use crate::kernels::rope::{heads_first, Pairs, Rotation, Rows};
+    let (b, t, heads, d) = x.dims4()?;
+    if !step.cpu_kernel || x.dtype() != DType::F32 || !x.device().is_cpu() {
+        return Ok(None);
+    }
+    let (xg, xl) = x.storage_and_layout();
+    let st = xl.stride();
+    if st[3] != 1 || st[2] != d || (b > 1 && st[0] != t * st[1]) {
+        return Ok(None);
+    }
+    let rows = Rows {
+        batch: b,
+        t,
+        heads,
+        d,
+        row_stride: st[1],
+    };
+    let src = super::cpu_f32(&xg, xl)?;
+    let mut out = vec![0f32; b * heads * t * d];
+    match rotation {
+        None => heads_first(src, rows, None, step.f16_attention, &mut out),
+        Some((rope, cos, sin)) => {
+            let per_row = match cos.dims() {
+                [rt, h] if *rt == t && *h == d / 2 => false,
+                [rb, rt, h] if *rb == b && *rt == t && *h == d / 2 => true,
+                _ => return Ok(None),
+            };
+            if cos.dtype() != DType::F32 || !cos.is_contiguous() || !sin.is_contiguous() {
+                return Ok(None);
+            }
+            let (cg, cl) = cos.storage_and_layout();
+            let (sg, sl) = sin.storage_and_layout();
+            let rotation = Rotation {
+                cos: super::cpu_f32(&cg, cl)?,
+                sin: super::cpu_f32(&sg, sl)?,
+                per_row,
+                pairs: match rope.style() {
+                    RopeStyle::Interleaved => Pairs::Adjacent,
+                    RopeStyle::Half => Pairs::Halves,
+                },
+            };
+            heads_first(src, rows, Some(&rotation), step.f16_attention, &mut out);
+        }
+    }
+    Ok(Some(Tensor::from_vec(out, (b, heads, t, d), x.device())?))
+}
+
 /// How one layer's queries meet the cached keys: head counts, score scale and window.
 #[derive(Clone, Copy, Debug)]
 pub struct AttendShape {
@@ -222,15 +279,24 @@ impl Attention {
         if let Some((qn, kn)) = &self.qk_norm {
             (q, k) = (qn.forward(&q)?, kn.forward(&k)?);
         }
-        let q = q.transpose(1, 2)?;
-        let k = k.transpose(1, 2)?;
-        let v = qkv[2].reshape((b, t, kvh, d))?.transpose(1, 2)?;
-        let mut q = step.rope.apply(&q, cos, sin)?;
-        let mut k = step.rope.apply(&k, cos, sin)?;
-        let mut v = v;
-        if step.f16_attention {
-            (q, k, v) = (round_f16(&q)?, round_f16(&k)?, round_f16(&v)?);
-        }
+        let v = qkv[2].reshape((b, t, kvh, d))?;
+        let (q, k, v) = match (
+            cpu_heads_first(&q, Some((step.rope, cos, sin)), step)?,
+            cpu_heads_first(&k, Some((step.rope, cos, sin)), step)?,
+            cpu_heads_first(&v, None, step)?,
+        ) {
+            (Some(q), Some(k), Some(v)) => (q, k, v),
+            _ => {
+                let q = step.rope.apply(&q.transpose(1, 2)?, cos, sin)?;
+                let k = step.rope.apply(&k.transpose(1, 2)?, cos, sin)?;
+                let v = v.transpose(1, 2)?;
+                if step.f16_attention {
+                    (round_f16(&q)?, round_f16(&k)?, round_f16(&v)?)
+                } else {
+                    (q, k, v)
+                }
+            }
+        };
         let (k_all, v_all) = cache.append(layer, &k, &v)?;
         let shape = AttendShape {
             heads: h,

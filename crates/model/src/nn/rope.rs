@@ -107,6 +107,11 @@ impl Rope {
         })
     }
 
+    /// How a head's dimensions pair up for rotation.
+    pub fn style(&self) -> RopeStyle {
+        self.style
+    }
+
     pub fn max_positions(&self) -> usize {
         self.max_positions
     }
