@@ -1,6 +1,9 @@
 //! CPU kernels of our own. candle 0.11 has no SIMD path for Q4_1 and only AVX2 for f32
-//! GEMM; our Q4_1/Q8_0 kernels also quantize activations exactly as llama.cpp does, so the
-//! quantized path reproduces llama.cpp's numbers (its golden greedy text token for token).
+//! GEMM; our one-row Q4_1/Q8_0 kernels (decode) also quantize activations exactly as
+//! llama.cpp does, so the quantized path reproduces llama.cpp's numbers (its golden greedy
+//! text token for token). Batched Q4_1 products (prefill, scoring) use 16-bit activations
+//! (`q4_1_i16`), finer than llama.cpp's 8 bits; the attention kernels and `rope` keep
+//! llama.cpp's f16 rounding of q, k, v and the probabilities.
 pub mod attention;
 pub mod attention_products;
 pub mod q4_1;
