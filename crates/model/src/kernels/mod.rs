@@ -4,6 +4,19 @@
 //! text token for token). Batched Q4_1 products (prefill, scoring) use 16-bit activations
 //! (`q4_1_i16`), finer than llama.cpp's 8 bits; the attention kernels and `rope` keep
 //! llama.cpp's f16 rounding of q, k, v and the probabilities.
+/// `$tile::<R>(args)` with a tile's row count `$mr` as the const generic `R`: one arm per
+/// count listed, and 1 for the rest (the GEMM kernels keep their accumulators in registers,
+/// so each row count is its own function).
+macro_rules! by_rows {
+    ($mr:expr, [$($n:literal),*], $tile:ident $args:tt) => {
+        match $mr {
+            $($n => $tile::<$n> $args,)*
+            _ => $tile::<1> $args,
+        }
+    };
+}
+pub(crate) use by_rows;
+
 pub mod attention;
 pub mod attention_products;
 pub mod q4_1;

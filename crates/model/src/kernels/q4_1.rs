@@ -152,6 +152,25 @@ pub fn dequantize(w: &[u8], out: &mut [f32]) {
 }
 
 #[cfg(test)]
+/// Random-looking Q4_1 rows: f16 scales and minimums of both signs, every nibble value.
+pub(crate) fn sample_rows(n: usize, k: usize) -> Vec<u8> {
+    let nb = k / QK;
+    let mut w = Vec::with_capacity(n * nb * BLOCK_BYTES);
+    for j in 0..n {
+        for b in 0..nb {
+            let d = f16::from_f32(0.01 + ((j * 7 + b * 3) % 13) as f32 * 0.003);
+            let m = f16::from_f32(-0.05 + ((j * 5 + b) % 11) as f32 * 0.01);
+            w.extend_from_slice(&d.to_le_bytes());
+            w.extend_from_slice(&m.to_le_bytes());
+            for e in 0..16 {
+                w.push((((j * 31 + b * 17 + e * 7) % 256) as u8).rotate_left(3));
+            }
+        }
+    }
+    w
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -79,14 +79,7 @@ pub fn matmul(x: &Q8Rows, w: &PackedQ4_1, out: &mut [f32]) {
 }
 
 unsafe fn tile(x: &Q8Rows, w: &PackedQ4_1, p: usize, r: usize, mr: usize, c: *mut f32, ldc: usize) {
-    match mr {
-        6 => tile_mr::<6>(x, w, p, r, c, ldc),
-        5 => tile_mr::<5>(x, w, p, r, c, ldc),
-        4 => tile_mr::<4>(x, w, p, r, c, ldc),
-        3 => tile_mr::<3>(x, w, p, r, c, ldc),
-        2 => tile_mr::<2>(x, w, p, r, c, ldc),
-        _ => tile_mr::<1>(x, w, p, r, c, ldc),
-    }
+    super::by_rows!(mr, [6, 5, 4, 3, 2], tile_mr(x, w, p, r, c, ldc))
 }
 
 #[cfg(all(
@@ -179,30 +172,12 @@ unsafe fn tile_mr<const R: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::q4_1::row_dot_scalar;
-
-    /// Random-looking Q4_1 rows: f16 scales and minimums of both signs, every nibble value.
-    fn q4_1_rows(n: usize, k: usize) -> Vec<u8> {
-        let nb = k / QK;
-        let mut w = Vec::with_capacity(n * nb * BLOCK_BYTES);
-        for j in 0..n {
-            for b in 0..nb {
-                let d = f16::from_f32(0.01 + ((j * 7 + b * 3) % 13) as f32 * 0.003);
-                let m = f16::from_f32(-0.05 + ((j * 5 + b) % 11) as f32 * 0.01);
-                w.extend_from_slice(&d.to_le_bytes());
-                w.extend_from_slice(&m.to_le_bytes());
-                for e in 0..16 {
-                    w.push((((j * 31 + b * 17 + e * 7) % 256) as u8).rotate_left(3));
-                }
-            }
-        }
-        w
-    }
+    use crate::kernels::q4_1::{row_dot_scalar, sample_rows};
 
     #[test]
     fn matches_the_one_row_kernel_on_ragged_shapes() {
         for &(m, n, k) in &[(1, 5, 32), (7, 16, 64), (13, 40, 96), (100, 70, 576)] {
-            let w = q4_1_rows(n, k);
+            let w = sample_rows(n, k);
             let x: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
                 .collect();

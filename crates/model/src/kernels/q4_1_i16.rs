@@ -214,14 +214,7 @@ unsafe fn tile(
     c: *mut f32,
     ldc: usize,
 ) {
-    match mr {
-        6 => tile_mr::<6>(x, w, p, r, c, ldc),
-        5 => tile_mr::<5>(x, w, p, r, c, ldc),
-        4 => tile_mr::<4>(x, w, p, r, c, ldc),
-        3 => tile_mr::<3>(x, w, p, r, c, ldc),
-        2 => tile_mr::<2>(x, w, p, r, c, ldc),
-        _ => tile_mr::<1>(x, w, p, r, c, ldc),
-    }
+    super::by_rows!(mr, [6, 5, 4, 3, 2], tile_mr(x, w, p, r, c, ldc))
 }
 
 #[cfg(all(
@@ -339,25 +332,7 @@ unsafe fn tile_mr<const R: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::q4_1::dequantize;
-
-    /// Random-looking Q4_1 rows: f16 scales and minimums of both signs, every nibble value.
-    fn q4_1_rows(n: usize, k: usize) -> Vec<u8> {
-        let nb = k / QK;
-        let mut w = Vec::with_capacity(n * nb * BLOCK_BYTES);
-        for j in 0..n {
-            for b in 0..nb {
-                let d = f16::from_f32(0.01 + ((j * 7 + b * 3) % 13) as f32 * 0.003);
-                let m = f16::from_f32(-0.05 + ((j * 5 + b) % 11) as f32 * 0.01);
-                w.extend_from_slice(&d.to_le_bytes());
-                w.extend_from_slice(&m.to_le_bytes());
-                for e in 0..16 {
-                    w.push((((j * 31 + b * 17 + e * 7) % 256) as u8).rotate_left(3));
-                }
-            }
-        }
-        w
-    }
+    use crate::kernels::q4_1::{dequantize, sample_rows};
 
     /// Activations with an outlier every so often, as residual streams have.
     fn activations(m: usize, k: usize) -> Vec<f32> {
@@ -376,7 +351,7 @@ mod tests {
     #[test]
     fn kernel_gives_the_bits_of_the_reference_on_ragged_shapes() {
         for &(m, n, k) in &[(1, 5, 32), (7, 16, 64), (13, 40, 96), (100, 70, 576)] {
-            let w = q4_1_rows(n, k);
+            let w = sample_rows(n, k);
             let xq = Q16Rows::quantize(&activations(m, k), k);
             let packed = PackedQ4_1x16::pack(&w, n, k);
             let mut out = vec![f32::NAN; m * n];
@@ -400,7 +375,7 @@ mod tests {
     #[test]
     fn product_is_within_the_16_bit_rounding_of_the_exact_one() {
         let (m, n, k) = (9, 33, 576);
-        let w = q4_1_rows(n, k);
+        let w = sample_rows(n, k);
         let x = activations(m, k);
         let packed = PackedQ4_1x16::pack(&w, n, k);
         let mut out = vec![0f32; m * n];

@@ -152,20 +152,11 @@ unsafe fn tile(
     mr: usize,
     cols: usize,
 ) {
-    match mr {
-        12 => tile_mr::<12>(a, lda, panel, c, ldc, cols),
-        11 => tile_mr::<11>(a, lda, panel, c, ldc, cols),
-        10 => tile_mr::<10>(a, lda, panel, c, ldc, cols),
-        9 => tile_mr::<9>(a, lda, panel, c, ldc, cols),
-        8 => tile_mr::<8>(a, lda, panel, c, ldc, cols),
-        7 => tile_mr::<7>(a, lda, panel, c, ldc, cols),
-        6 => tile_mr::<6>(a, lda, panel, c, ldc, cols),
-        5 => tile_mr::<5>(a, lda, panel, c, ldc, cols),
-        4 => tile_mr::<4>(a, lda, panel, c, ldc, cols),
-        3 => tile_mr::<3>(a, lda, panel, c, ldc, cols),
-        2 => tile_mr::<2>(a, lda, panel, c, ldc, cols),
-        _ => tile_mr::<1>(a, lda, panel, c, ldc, cols),
-    }
+    super::by_rows!(
+        mr,
+        [12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2],
+        tile_mr(a, lda, panel, c, ldc, cols)
+    )
 }
 
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
