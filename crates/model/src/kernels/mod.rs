@@ -2,7 +2,7 @@
 //! GEMM; our one-row Q4_1/Q8_0 kernels (decode) also quantize activations exactly as
 //! llama.cpp does, so the quantized path reproduces llama.cpp's numbers (its golden greedy
 //! text token for token). Batched Q4_1 products (prefill, scoring) use 16-bit activations
-//! (`q4_1_i16`), finer than llama.cpp's 8 bits; the attention kernels and `rope` keep
+//! (`int16_gemm`), finer than llama.cpp's 8 bits; the attention kernels and `rope` keep
 //! llama.cpp's f16 rounding of q, k, v and the probabilities.
 /// `$tile::<R>(args)` with a tile's row count `$mr` as the const generic `R`: one arm per
 /// count listed, and 1 for the rest (the GEMM kernels keep their accumulators in registers,
@@ -19,11 +19,12 @@ pub(crate) use by_rows;
 
 pub mod attention;
 pub mod attention_products;
+pub mod int16_gemm;
 pub mod q4_1;
 pub mod q4_1_gemm;
-pub mod q4_1_i16;
 pub mod q8;
 pub mod q8_0;
 pub mod rope;
+pub mod runs;
 pub mod sgemm;
 pub mod vexp;

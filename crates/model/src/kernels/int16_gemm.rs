@@ -1,6 +1,8 @@
-//! Q4_1 weights times 16-bit activations for many rows at once (batched prefill and
+//! Quantized weights times 16-bit activations for many rows at once (batched prefill and
 //! scoring): integer multiply-adds with AVX-512 VNNI's `vpdpwssd`, twice the products per
-//! instruction of the f32 GEMM, with no dequantized copy of the weights.
+//! instruction of the f32 GEMM, with no dequantized copy of the weights. The weights are any
+//! GGUF type that stores runs of 32 values as `d * q + m` (`runs::RunFormat`: Q4_0, Q4_1,
+//! Q5_0, Q5_1, Q8_0, Q4_K), repacked as 16-bit integers with one `(d, m)` per run.
 //!
 //! Activations are quantized per block of 32 to 16 bits (`Q16Rows`): a step of 1/32767 of
 //! the block's largest magnitude, 256 times finer than llama.cpp's 8-bit blocks and finer
@@ -10,13 +12,12 @@
 //! not depend on which other rows share its call.
 //!
 //! Layout: weight rows in panels of 32 (two 512-bit registers of 16 lanes); per panel and
-//! block the 32 scales, the 32 minimums, then 16 pairs of `[2 halves][16 rows][2 values]`
+//! run the 32 scales, the 32 minimums, then 16 pairs of `[2 halves][16 rows][2 values]`
 //! 16-bit values, the operand order of `vpdpwssd` (two weights times two activations per
 //! lane).
 
-use super::q4_1::BLOCK_BYTES;
+use super::runs::{RunFormat, RUN};
 use super::sgemm::for_each_tile;
-use half::f16;
 
 /// Whether this build has the VNNI kernel.
 pub const AVAILABLE: bool = cfg!(all(
@@ -153,7 +154,7 @@ fn tree_sum(mut lanes: [f32; LANES]) -> f32 {
     lanes[0]
 }
 
-pub struct PackedQ4_1x16 {
+pub struct PackedInt16 {
     pub n: usize,
     pub k: usize,
     /// Per panel and block: 32 scales then 32 minimums.
@@ -168,25 +169,29 @@ fn slot(lane: usize, e: usize) -> usize {
     (e / 2) * NR * 2 + half * LANES * 2 + l * 2 + e % 2
 }
 
-impl PackedQ4_1x16 {
-    /// Repacks `n` rows of `k` Q4_1 values (GGUF blocks, row-major).
-    pub fn pack(w: &[u8], n: usize, k: usize) -> Self {
+impl PackedInt16 {
+    /// Repacks `n` rows of `k` values stored in `format`'s GGUF blocks (row-major).
+    pub fn pack(format: RunFormat, w: &[u8], n: usize, k: usize) -> Self {
+        let per_block = format.block_values();
+        let row_bytes = k / per_block * format.block_bytes();
+        assert!(k.is_multiple_of(per_block) && w.len() >= n * row_bytes);
         let nb = k / QK;
-        assert!(k.is_multiple_of(QK) && w.len() >= n * nb * BLOCK_BYTES);
         let panels = n.div_ceil(NR);
         let mut scales = vec![0f32; panels * nb * 2 * NR];
         let mut q = vec![0i16; panels * nb * BLOCK_Q];
+        let mut run = [0i16; RUN];
         for j in 0..n {
             let (p, lane) = (j / NR, j % NR);
+            let row = &w[j * row_bytes..(j + 1) * row_bytes];
             for b in 0..nb {
-                let blk = &w[(j * nb + b) * BLOCK_BYTES..(j * nb + b + 1) * BLOCK_BYTES];
+                let (block, r) = (b * QK / per_block, b % (per_block / QK));
+                let bytes = &row[block * format.block_bytes()..][..format.block_bytes()];
+                let (d, m) = format.run(bytes, r, &mut run);
                 let s = (p * nb + b) * 2 * NR;
-                scales[s + lane] = f16::from_le_bytes([blk[0], blk[1]]).to_f32();
-                scales[s + NR + lane] = f16::from_le_bytes([blk[2], blk[3]]).to_f32();
+                (scales[s + lane], scales[s + NR + lane]) = (d, m);
                 let qb = &mut q[(p * nb + b) * BLOCK_Q..(p * nb + b + 1) * BLOCK_Q];
-                for e in 0..QK {
-                    let byte = blk[4 + e % 16];
-                    qb[slot(lane, e)] = if e < 16 { byte & 0x0F } else { byte >> 4 } as i16;
+                for (e, &v) in run.iter().enumerate() {
+                    qb[slot(lane, e)] = v;
                 }
             }
         }
@@ -195,7 +200,7 @@ impl PackedQ4_1x16 {
 }
 
 /// `out (m, n) = x · wᵀ` for activations quantized by `Q16Rows` (`x.k == w.k`).
-pub fn matmul(x: &Q16Rows, w: &PackedQ4_1x16, out: &mut [f32]) {
+pub fn matmul(x: &Q16Rows, w: &PackedInt16, out: &mut [f32]) {
     let (m, n) = (x.rows(), w.n);
     assert!(x.k == w.k && out.len() >= m * n);
     for_each_tile(m, n.div_ceil(NR), MR, m * n * x.k, out, |p, r, mr, c| {
@@ -207,7 +212,7 @@ pub fn matmul(x: &Q16Rows, w: &PackedQ4_1x16, out: &mut [f32]) {
 
 unsafe fn tile(
     x: &Q16Rows,
-    w: &PackedQ4_1x16,
+    w: &PackedInt16,
     p: usize,
     r: usize,
     mr: usize,
@@ -226,7 +231,7 @@ unsafe fn tile(
 #[inline(always)]
 unsafe fn tile_mr<const R: usize>(
     x: &Q16Rows,
-    w: &PackedQ4_1x16,
+    w: &PackedInt16,
     p: usize,
     r0: usize,
     c: *mut f32,
@@ -291,7 +296,7 @@ unsafe fn tile_mr<const R: usize>(
         target_feature = "avx512vnni"
     ))
 ))]
-fn reference(x: &Q16Rows, w: &PackedQ4_1x16, row: usize, col: usize) -> f32 {
+fn reference(x: &Q16Rows, w: &PackedInt16, row: usize, col: usize) -> f32 {
     let nb = w.k / QK;
     let (p, lane) = (col / NR, col % NR);
     let mut acc = 0f32;
@@ -316,7 +321,7 @@ fn reference(x: &Q16Rows, w: &PackedQ4_1x16, row: usize, col: usize) -> f32 {
 )))]
 unsafe fn tile_mr<const R: usize>(
     x: &Q16Rows,
-    w: &PackedQ4_1x16,
+    w: &PackedInt16,
     p: usize,
     r0: usize,
     c: *mut f32,
@@ -332,7 +337,7 @@ unsafe fn tile_mr<const R: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::q4_1::{dequantize, sample_rows};
+    use crate::kernels::q4_1::{dequantize, sample_rows, BLOCK_BYTES};
 
     /// Activations with an outlier every so often, as residual streams have.
     fn activations(m: usize, k: usize) -> Vec<f32> {
@@ -353,7 +358,7 @@ mod tests {
         for &(m, n, k) in &[(1, 5, 32), (7, 16, 64), (13, 40, 96), (100, 70, 576)] {
             let w = sample_rows(n, k);
             let xq = Q16Rows::quantize(&activations(m, k), k);
-            let packed = PackedQ4_1x16::pack(&w, n, k);
+            let packed = PackedInt16::pack(RunFormat::Q4_1, &w, n, k);
             let mut out = vec![f32::NAN; m * n];
             matmul(&xq, &packed, &mut out);
             for i in 0..m {
@@ -377,7 +382,7 @@ mod tests {
         let (m, n, k) = (9, 33, 576);
         let w = sample_rows(n, k);
         let x = activations(m, k);
-        let packed = PackedQ4_1x16::pack(&w, n, k);
+        let packed = PackedInt16::pack(RunFormat::Q4_1, &w, n, k);
         let mut out = vec![0f32; m * n];
         matmul(&Q16Rows::quantize(&x, k), &packed, &mut out);
         let row_bytes = k / QK * BLOCK_BYTES;
