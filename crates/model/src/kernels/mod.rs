@@ -2,8 +2,8 @@
 //! GEMM; our one-row Q4_1/Q8_0 kernels (decode) also quantize activations exactly as
 //! llama.cpp does, so the quantized path reproduces llama.cpp's numbers (its golden greedy
 //! text token for token). Batched products (prefill, scoring) of the types `runs` reads use
-//! 16-bit activations (`int16_gemm`), finer than llama.cpp's 8 bits; the attention kernels and `rope` keep
-//! llama.cpp's f16 rounding of q, k, v and the probabilities.
+//! 16-bit activations (`int16_gemm`), finer than llama.cpp's 8 bits; the attention kernels
+//! and `rope` keep llama.cpp's f16 rounding of q, k, v and the probabilities.
 /// `$tile::<R>(args)` with a tile's row count `$mr` as the const generic `R`: one arm per
 /// count listed, and 1 for the rest (the GEMM kernels keep their accumulators in registers,
 /// so each row count is its own function).
