@@ -93,6 +93,16 @@ pub fn heads_first(
 
 fn rotate(x: &[f32], cos: &[f32], sin: &[f32], pairs: Pairs, out: &mut [f32]) {
     let half = x.len() / 2;
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    let whole_vectors = match pairs {
+        Pairs::Adjacent => x.len().is_multiple_of(16),
+        Pairs::Halves => half.is_multiple_of(16),
+    };
+    if whole_vectors && cos.len() >= half && sin.len() >= half && out.len() >= x.len() {
+        // SAFETY: every access is below x.len() (or half, for the tables), checked above.
+        unsafe { rotate_avx512(x, cos, sin, pairs, out) };
+        return;
+    }
     for i in 0..half {
         let (a, b) = match pairs {
             Pairs::Adjacent => (2 * i, 2 * i + 1),
@@ -100,6 +110,66 @@ fn rotate(x: &[f32], cos: &[f32], sin: &[f32], pairs: Pairs, out: &mut [f32]) {
         };
         out[a] = x[a] * cos[i] - x[b] * sin[i];
         out[b] = x[a] * sin[i] + x[b] * cos[i];
+    }
+}
+
+/// `rotate` 16 values at a time, with the same products and sums: `x0 * c - x1 * s` as
+/// `x0 * c + x1 * (-s)` (negation is exact), `x0 * s + x1 * c` with its terms swapped.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+unsafe fn rotate_avx512(x: &[f32], cos: &[f32], sin: &[f32], pairs: Pairs, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let half = x.len() / 2;
+    let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
+    match pairs {
+        Pairs::Adjacent => {
+            // Table entry i to lanes 2i and 2i + 1; the sine negated in the even lanes.
+            let dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+            let even_sign = _mm512_castsi512_ps(_mm512_setr_epi32(
+                i32::MIN,
+                0,
+                i32::MIN,
+                0,
+                i32::MIN,
+                0,
+                i32::MIN,
+                0,
+                i32::MIN,
+                0,
+                i32::MIN,
+                0,
+                i32::MIN,
+                0,
+                i32::MIN,
+                0,
+            ));
+            for c in (0..x.len()).step_by(16) {
+                let v = _mm512_loadu_ps(xp.add(c));
+                let table = |t: &[f32]| {
+                    let eight = _mm512_castps256_ps512(_mm256_loadu_ps(t.as_ptr().add(c / 2)));
+                    _mm512_permutexvar_ps(dup, eight)
+                };
+                let (cs, sn) = (table(cos), _mm512_xor_ps(table(sin), even_sign));
+                let swapped = _mm512_permute_ps::<0xB1>(v);
+                let r = _mm512_add_ps(_mm512_mul_ps(v, cs), _mm512_mul_ps(swapped, sn));
+                _mm512_storeu_ps(op.add(c), r);
+            }
+        }
+        Pairs::Halves => {
+            for i in (0..half).step_by(16) {
+                let (a, b) = (
+                    _mm512_loadu_ps(xp.add(i)),
+                    _mm512_loadu_ps(xp.add(i + half)),
+                );
+                let (c, s) = (
+                    _mm512_loadu_ps(cos.as_ptr().add(i)),
+                    _mm512_loadu_ps(sin.as_ptr().add(i)),
+                );
+                let lo = _mm512_sub_ps(_mm512_mul_ps(a, c), _mm512_mul_ps(b, s));
+                let hi = _mm512_add_ps(_mm512_mul_ps(a, s), _mm512_mul_ps(b, c));
+                _mm512_storeu_ps(op.add(i), lo);
+                _mm512_storeu_ps(op.add(i + half), hi);
+            }
+        }
     }
 }
 
@@ -147,15 +217,19 @@ mod tests {
     /// slice of a wider fused projection), with and without f16 rounding.
     #[test]
     fn matches_candles_rotary_ops_bit_for_bit() {
-        let (b, t, heads, d, wide) = (3, 5, 4, 16, 7 * 16);
+        // 16: vector path for adjacent pairs, scalar for halves; 64: vector for both.
+        for d in [16, 64] {
+            matches_candle_with_head_size(d);
+        }
+    }
+
+    fn matches_candle_with_head_size(d: usize) {
+        let (b, t, heads, wide) = (3, 5, 4, 7 * d);
         let dev = Device::Cpu;
         let fused = values(b * t * wide, 1);
         let x = Tensor::from_vec(fused.clone(), (b, t, wide), &dev).unwrap();
-        // The heads sit at columns 16.. of each fused row.
-        let x = x
-            .narrow(2, 16, heads * d)
-            .unwrap()
-            .reshape((b, t, heads, d));
+        // The heads sit at columns d.. of each fused row.
+        let x = x.narrow(2, d, heads * d).unwrap().reshape((b, t, heads, d));
         let x = x.unwrap().transpose(1, 2).unwrap().contiguous().unwrap();
         for per_row in [false, true] {
             let table_rows = if per_row { b * t } else { t };
@@ -192,12 +266,15 @@ mod tests {
                         pairs,
                     };
                     let mut got = vec![f32::NAN; want.len()];
-                    heads_first(&fused[16..], rows, Some(&rotation), round, &mut got);
+                    heads_first(&fused[d..], rows, Some(&rotation), round, &mut got);
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    let first_diff = bits(&got)
+                        .iter()
+                        .zip(bits(&want))
+                        .position(|(a, b)| *a != b);
                     assert_eq!(
-                        bits(&got),
-                        bits(&want),
-                        "{pairs:?} per_row {per_row} f16 {round}"
+                        first_diff, None,
+                        "d {d} {pairs:?} per_row {per_row} f16 {round}"
                     );
                 }
             }
@@ -211,7 +288,7 @@ mod tests {
             d,
             row_stride: wide,
         };
-        heads_first(&fused[16..], rows, None, false, &mut got);
+        heads_first(&fused[d..], rows, None, false, &mut got);
         assert_eq!(got, x.flatten_all().unwrap().to_vec1::<f32>().unwrap());
     }
 
