@@ -118,7 +118,7 @@ impl RunFormat {
                 let (d, dmin) = (f16_at(block, 0), f16_at(block, 2));
                 let (sc, mn) = scale_min_k4(r, &block[4..16]);
                 let qs = &block[16 + (r / 2) * RUN..][..RUN];
-                let shift = if r % 2 == 0 { 0 } else { 4 };
+                let shift = if r.is_multiple_of(2) { 0 } else { 4 };
                 for (v, &b) in q.iter_mut().zip(qs) {
                     *v = ((b >> shift) & 0x0F) as i16;
                 }
