@@ -7,7 +7,6 @@
 use crate::cache::visible;
 use crate::kernels::attention_products::{attention_by_products, PRODUCTS_MIN_QUERIES};
 use crate::kernels::{sgemm, vexp};
-use half::f16;
 
 /// Shapes and strides of one call. Keys/values are read from the cache buffers in place.
 pub struct AttentionShape {
@@ -47,31 +46,11 @@ impl Visibility<'_> {
 /// probabilities rounded to f16 where llama.cpp's numerics are asked for.
 pub(super) fn normalize(scores: &mut [f32], max: f32, round_f16: bool) {
     let inv = 1.0 / vexp::exp_shifted_sum(scores, max);
-    let mut rest: &mut [f32] = scores;
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-    {
-        use std::arch::x86_64::*;
-        let whole = rest.len() / 16 * 16;
-        let (body, tail) = rest.split_at_mut(whole);
-        for c in body.chunks_exact_mut(16) {
-            // SAFETY: `c` holds 16 floats; loads and stores are unaligned.
-            unsafe {
-                let mut p = _mm512_mul_ps(_mm512_loadu_ps(c.as_ptr()), _mm512_set1_ps(inv));
-                if round_f16 {
-                    // Round to nearest, ties to even, as `f16::from_f32`.
-                    const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-                    p = _mm512_cvtph_ps(_mm512_cvtps_ph::<NEAREST>(p));
-                }
-                _mm512_storeu_ps(c.as_mut_ptr(), p);
-            }
-        }
-        rest = tail;
-    }
-    for p in rest.iter_mut() {
+    for p in scores.iter_mut() {
         *p *= inv;
-        if round_f16 {
-            *p = f16::from_f32(*p).to_f32();
-        }
+    }
+    if round_f16 {
+        super::round_to_f16(scores);
     }
 }
 
@@ -297,6 +276,7 @@ pub fn attention(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use half::f16;
 
     /// Softmax attention in f64 from the definition, for `attention`'s layouts; `qkv` holds
     /// the queries, then the cache's keys and values.

@@ -5,8 +5,6 @@
 //! dtype conversions per tensor, with the same arithmetic: `x0 * cos - x1 * sin` and
 //! `x0 * sin + x1 * cos`, each product rounded, as candle computes it.
 
-use half::f16;
-
 /// Which dimensions of a head rotate together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pairs {
@@ -78,7 +76,7 @@ pub fn heads_first(
                     }
                 }
                 if round_f16 {
-                    round_to_f16(o);
+                    super::round_to_f16(o);
                 }
             }
         }
@@ -170,30 +168,6 @@ unsafe fn rotate_avx512(x: &[f32], cos: &[f32], sin: &[f32], pairs: Pairs, out: 
                 _mm512_storeu_ps(op.add(i + half), hi);
             }
         }
-    }
-}
-
-/// Rounds every value to the nearest f16 (ties to even), as candle's f32 -> f16 -> f32.
-pub fn round_to_f16(xs: &mut [f32]) {
-    let mut rest: &mut [f32] = xs;
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-    {
-        use std::arch::x86_64::*;
-        let whole = rest.len() / 16 * 16;
-        let (body, tail) = rest.split_at_mut(whole);
-        for c in body.chunks_exact_mut(16) {
-            const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-            // SAFETY: `c` holds 16 floats; loads and stores are unaligned.
-            unsafe {
-                let p = _mm512_loadu_ps(c.as_ptr());
-                let r = _mm512_cvtph_ps(_mm512_cvtps_ph::<NEAREST>(p));
-                _mm512_storeu_ps(c.as_mut_ptr(), r);
-            }
-        }
-        rest = tail;
-    }
-    for v in rest.iter_mut() {
-        *v = f16::from_f32(*v).to_f32();
     }
 }
 
@@ -290,23 +264,5 @@ mod tests {
         };
         heads_first(&fused[d..], rows, None, false, &mut got);
         assert_eq!(got, x.flatten_all().unwrap().to_vec1::<f32>().unwrap());
-    }
-
-    #[test]
-    fn rounding_matches_half_on_ties_and_subnormals() {
-        // The special values first, where the vector path takes them.
-        let mut xs = vec![
-            1.0 + 1.0 / 2048.0,
-            1.0 + 3.0 / 2048.0,
-            65520.0,
-            -3.0e-8,
-            0.0,
-            -0.0,
-        ];
-        xs.extend(values(100, 4).iter().map(|v| v * 1e-5));
-        let want: Vec<f32> = xs.iter().map(|&v| f16::from_f32(v).to_f32()).collect();
-        round_to_f16(&mut xs);
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&xs), bits(&want));
     }
 }

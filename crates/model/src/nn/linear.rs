@@ -44,11 +44,15 @@ pub enum OwnKind {
 }
 
 impl OwnKind {
-    fn block_bytes(self) -> usize {
+    fn run_format(self) -> RunFormat {
         match self {
-            OwnKind::Q4_1 => q4_1::BLOCK_BYTES,
-            OwnKind::Q8_0 => q8_0::BLOCK_BYTES,
+            OwnKind::Q4_1 => RunFormat::Q4_1,
+            OwnKind::Q8_0 => RunFormat::Q8_0,
         }
+    }
+
+    fn block_bytes(self) -> usize {
+        self.run_format().block_bytes()
     }
 }
 
@@ -193,14 +197,12 @@ impl Linear {
         if let Some(b) = self.batched.get() {
             return Ok(b);
         }
-        if packed {
+        // The f32 choice dequantizes below; only the integer GEMMs read the raw blocks.
+        if packed && quant_gemm() != QuantGemm::F32 {
             let (n, k) = (self.out_features, self.in_features);
             let raw = match &self.weight {
                 Weight::Own { kind, bytes, .. } => Some((
-                    match kind {
-                        OwnKind::Q4_1 => RunFormat::Q4_1,
-                        OwnKind::Q8_0 => RunFormat::Q8_0,
-                    },
+                    kind.run_format(),
                     std::borrow::Cow::Borrowed(bytes.as_slice()),
                 )),
                 Weight::Quant { q, .. } if q.device().is_cpu() => match RunFormat::of(q.dtype()) {
