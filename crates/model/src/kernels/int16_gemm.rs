@@ -355,6 +355,11 @@ mod tests {
 
     #[test]
     fn kernel_gives_the_bits_of_the_reference_on_ragged_shapes() {
+        if !AVAILABLE {
+            // The portable tile is the reference itself; the other tests still bound it.
+            eprintln!("skipped: this build has no AVX-512 VNNI kernel to compare");
+            return;
+        }
         for &(m, n, k) in &[(1, 5, 32), (7, 16, 64), (13, 40, 96), (100, 70, 576)] {
             let w = sample_rows(n, k);
             let xq = Q16Rows::quantize(&activations(m, k), k);
