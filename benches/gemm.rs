@@ -39,8 +39,15 @@ fn best_seconds(mut f: impl FnMut()) -> f64 {
 
 fn main() {
     let m = 1024;
-    let shapes = [("qkv", 960, 576), ("gate_up", 3072, 576), ("o", 576, 576), ("down", 576, 1536)];
-    let x: Vec<f32> = (0..m * 1536).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+    let shapes = [
+        ("qkv", 960, 576),
+        ("gate_up", 3072, 576),
+        ("o", 576, 576),
+        ("down", 576, 1536),
+    ];
+    let x: Vec<f32> = (0..m * 1536)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+        .collect();
     println!("{m} rows; GFLOP/s (best of 5)");
     let (mut t16, mut t32, mut flops) = (0.0, 0.0, 0.0);
     for (name, n, k) in shapes {

@@ -262,7 +262,7 @@ impl Attention {
         layer: usize,
         sliding: bool,
     ) -> Result<Tensor> {
-        let (b, t, _) = x.dims3()?;
+        x.dims3()?; // (batch, tokens, hidden)
         let (h, kvh, d) = (self.heads, self.kv_heads, self.head_dim);
         let (cos, sin) = match (&step.sliding_tables, sliding) {
             (Some((c, s)), true) => (c, s),
@@ -273,13 +273,12 @@ impl Attention {
         } else {
             (&step.mask, None)
         };
-        let qkv = self.qkv.forward(x)?;
-        let mut q = qkv[0].reshape((b, t, h, d))?;
-        let mut k = qkv[1].reshape((b, t, kvh, d))?;
+        let qkv = self.qkv.forward_heads(x, d)?;
+        let (mut q, mut k) = (qkv[0].clone(), qkv[1].clone());
         if let Some((qn, kn)) = &self.qk_norm {
             (q, k) = (qn.forward(&q)?, kn.forward(&k)?);
         }
-        let v = qkv[2].reshape((b, t, kvh, d))?;
+        let v = qkv[2].clone();
         let (q, k, v) = match (
             cpu_heads_first(&q, Some((step.rope, cos, sin)), step)?,
             cpu_heads_first(&k, Some((step.rope, cos, sin)), step)?,

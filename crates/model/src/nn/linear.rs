@@ -451,6 +451,38 @@ impl MultiLinear {
         }
     }
 
+    /// Each part's output `(..., n_i)` as heads `(..., n_i / head_dim, head_dim)`. The fused
+    /// product is viewed in place (a reshape of its narrowed parts would copy them).
+    pub fn forward_heads(&self, x: &Tensor, head_dim: usize) -> Result<Vec<Tensor>> {
+        let split = |t: &Tensor, n: usize| -> Result<Tensor> {
+            let mut dims = t.dims().to_vec();
+            dims.pop();
+            dims.extend([n / head_dim, head_dim]);
+            Ok(t.reshape(dims)?)
+        };
+        match &self.fused {
+            Some(l) if self.sizes.iter().all(|n| n % head_dim == 0) => {
+                let y = l.forward(x)?;
+                let total = y.dim(candle_core::D::Minus1)?;
+                let heads = split(&y, total)?;
+                let axis = heads.rank() - 2;
+                let mut start = 0;
+                let mut out = Vec::with_capacity(self.sizes.len());
+                for &n in &self.sizes {
+                    out.push(heads.narrow(axis, start / head_dim, n / head_dim)?);
+                    start += n;
+                }
+                Ok(out)
+            }
+            _ => self
+                .forward(x)?
+                .iter()
+                .zip(&self.sizes)
+                .map(|(t, &n)| split(t, n))
+                .collect(),
+        }
+    }
+
     pub fn into_dense(self, dtype: DType) -> Result<Self> {
         match self.fused {
             Some(l) => Ok(Self {
