@@ -24,6 +24,7 @@ pub mod q4_1;
 pub mod q4_1_gemm;
 pub mod q8;
 pub mod q8_0;
+pub mod rms_norm;
 pub mod rope;
 pub mod runs;
 pub mod sgemm;

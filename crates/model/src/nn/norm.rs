@@ -33,12 +33,62 @@ impl RmsNorm {
                 self.eps,
             )?);
         }
+        if let Some(pair) = self.cpu_forward(x, Some(delta))? {
+            return Ok(pair);
+        }
         let h = (x + delta)?;
         let n = self.forward(&h)?;
         Ok((h, n))
     }
 
+    /// `kernels::rms_norm` on f32 CPU tensors (candle's bits, on our thread pool): `(x +
+    /// delta, its norm)`, or `(x, its norm)` without `delta`. `None` off the CPU or f32.
+    fn cpu_forward(&self, x: &Tensor, delta: Option<&Tensor>) -> Result<Option<(Tensor, Tensor)>> {
+        let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+        if !f32_cpu(x) || !f32_cpu(&self.weight) || delta.is_some_and(|d| !f32_cpu(d)) {
+            return Ok(None);
+        }
+        let n = x.dim(candle_core::D::Minus1)?;
+        if self.weight.dims1()? != n || delta.is_some_and(|d| d.dims() != x.dims()) {
+            return Ok(None);
+        }
+        let x = x.contiguous()?;
+        let delta = delta.map(Tensor::contiguous).transpose()?;
+        let weight = self.weight.contiguous()?;
+        let len = x.elem_count();
+        let mut y = vec![0f32; len];
+        let mut h = delta.as_ref().map(|_| vec![0f32; len]);
+        {
+            let (xg, xl) = x.storage_and_layout();
+            let (wg, wl) = weight.storage_and_layout();
+            let dg = delta.as_ref().map(|d| d.storage_and_layout());
+            let d = match &dg {
+                Some((g, l)) => Some(&super::cpu_f32(g, l)?[..len]),
+                None => None,
+            };
+            crate::kernels::rms_norm::add_rms_norm(
+                &super::cpu_f32(&xg, xl)?[..len],
+                d,
+                &super::cpu_f32(&wg, wl)?[..n],
+                self.eps,
+                n,
+                h.as_deref_mut(),
+                &mut y,
+            );
+        }
+        let shape = x.shape().clone();
+        let y = Tensor::from_vec(y, shape.clone(), x.device())?;
+        let h = match h {
+            Some(h) => Tensor::from_vec(h, shape, x.device())?,
+            None => x,
+        };
+        Ok(Some((h, y)))
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some((_, y)) = self.cpu_forward(x, None)? {
+            return Ok(y);
+        }
         if x.dtype() == DType::F32 {
             return Ok(candle_nn::ops::rms_norm(
                 &x.contiguous()?,
