@@ -58,7 +58,7 @@ fn main() {
         let packed = int16_gemm::PackedInt16::pack(RunFormat::Q4_1, &w, n, k);
         let s16 = best_seconds(|| {
             let q = int16_gemm::Q16Rows::quantize(xs, k);
-            int16_gemm::matmul(&q, &packed, &mut out);
+            out = int16_gemm::matmul(&q, &packed);
         });
         let mut wf = vec![0f32; n * k];
         let row = k / 32 * q4_1::BLOCK_BYTES;

@@ -71,11 +71,18 @@ impl PackedQ4_1 {
 pub fn matmul(x: &Q8Rows, w: &PackedQ4_1, out: &mut [f32]) {
     let (m, n) = (x.rows(), w.n);
     assert!(x.k == w.k && out.len() >= m * n);
-    for_each_tile(m, n.div_ceil(LANES), MR, m * n * x.k, out, |p, r, mr, c| {
-        // SAFETY: rows r..r+mr and the panel's columns are in bounds (checked above) and
-        // belong to this tile alone.
-        unsafe { tile(x, w, p, r, mr, c, n) };
-    });
+    for_each_tile(
+        m,
+        n.div_ceil(LANES),
+        MR,
+        m * n * x.k,
+        out.as_mut_ptr(),
+        |p, r, mr, c| {
+            // SAFETY: rows r..r+mr and the panel's columns are in bounds (checked above) and
+            // belong to this tile alone.
+            unsafe { tile(x, w, p, r, mr, c, n) };
+        },
+    );
 }
 
 unsafe fn tile(x: &Q8Rows, w: &PackedQ4_1, p: usize, r: usize, mr: usize, c: *mut f32, ldc: usize) {

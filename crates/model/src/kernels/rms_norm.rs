@@ -8,6 +8,8 @@
 //! of additions per row, latency-bound. Here 16 rows are summed at once, one row per lane,
 //! so each row keeps its own order of additions and the result its bits.
 
+use std::mem::MaybeUninit;
+
 /// Rows summed side by side.
 const LANES: usize = 16;
 /// Rows per work item on the pool.
@@ -17,25 +19,24 @@ struct Shared(*mut f32, *mut f32);
 // SAFETY: each work item writes only its own rows of both outputs.
 unsafe impl Sync for Shared {}
 
-/// For `rows` rows of `n` values: `h = x + delta` (or `x` without `delta`, then `h` is not
-/// written) and `y = RMSNorm(h) * alpha`.
+/// For rows of `n` values `x`: `(h, y)` with `h = x + delta` (`None` without `delta`) and
+/// `y = RMSNorm(h) * alpha`. The outputs are not zero-filled first: every element is
+/// written once.
 pub fn add_rms_norm(
     x: &[f32],
     delta: Option<&[f32]>,
     alpha: &[f32],
     eps: f32,
     n: usize,
-    mut h: Option<&mut [f32]>,
-    y: &mut [f32],
-) {
-    let len = y.len();
-    assert!(n > 0 && len.is_multiple_of(n) && x.len() == len && alpha.len() == n);
+) -> (Option<Vec<f32>>, Vec<f32>) {
+    let len = x.len();
+    assert!(n > 0 && len.is_multiple_of(n) && alpha.len() == n);
     assert!(delta.is_none_or(|d| d.len() == len));
-    assert!(delta.is_none() || h.as_ref().is_some_and(|h| h.len() == len));
     let rows = len / n;
+    let mut y = Vec::<f32>::with_capacity(len);
+    let mut h = delta.map(|_| Vec::<f32>::with_capacity(len));
     let out = Shared(
-        h.as_deref_mut()
-            .map_or(std::ptr::null_mut(), |h| h.as_mut_ptr()),
+        h.as_mut().map_or(std::ptr::null_mut(), |h| h.as_mut_ptr()),
         y.as_mut_ptr(),
     );
     let items = |range: std::ops::Range<usize>| {
@@ -43,18 +44,17 @@ pub fn add_rms_norm(
         for t in range {
             let (r0, r1) = (t * TASK, ((t + 1) * TASK).min(rows));
             let span = r0 * n..r1 * n;
-            // SAFETY: rows r0..r1 of both outputs belong to this item alone and are in
-            // bounds (len checked above); h is only read when delta (hence h) is given.
-            let y = unsafe { std::slice::from_raw_parts_mut(out.1.add(span.start), span.len()) };
+            // SAFETY: rows r0..r1 of both outputs lie within their capacity (len) and belong
+            // to this item alone; h exists exactly when delta does.
+            let y = unsafe { uninit_rows(out.1, &span) };
             let src: &[f32] = match delta {
                 Some(d) => {
-                    let h = unsafe {
-                        std::slice::from_raw_parts_mut(out.0.add(span.start), span.len())
-                    };
+                    let h = unsafe { uninit_rows(out.0, &span) };
                     for ((h, a), b) in h.iter_mut().zip(&x[span.clone()]).zip(&d[span.clone()]) {
-                        *h = a + b;
+                        h.write(a + b);
                     }
-                    h
+                    // SAFETY: just written in full.
+                    unsafe { std::slice::from_raw_parts(out.0.add(span.start), span.len()) }
                 }
                 None => &x[span],
             };
@@ -67,10 +67,30 @@ pub fn add_rms_norm(
     } else {
         candle_core::utils::barrier_pool().execute_chunked(tasks, items);
     }
+    // SAFETY: every row of y (and of h, when given) was written in full by its item.
+    unsafe {
+        y.set_len(len);
+        if let Some(h) = h.as_mut() {
+            h.set_len(len);
+        }
+    }
+    (h, y)
 }
 
-/// `y = h / sqrt(mean(h^2) + eps) * alpha` for each row of `h`.
-fn norm_rows(h: &[f32], alpha: &[f32], eps: f32, n: usize, y: &mut [f32]) {
+/// The elements `span` of the buffer at `base`, not yet written.
+///
+/// # Safety
+/// `span` lies within the buffer's capacity and no other live slice covers it.
+unsafe fn uninit_rows<'a>(
+    base: *mut f32,
+    span: &std::ops::Range<usize>,
+) -> &'a mut [MaybeUninit<f32>] {
+    unsafe { std::slice::from_raw_parts_mut(base.add(span.start).cast(), span.len()) }
+}
+
+/// `y = h / sqrt(mean(h^2) + eps) * alpha` for each row of `h`, written into every element
+/// of `y`.
+fn norm_rows(h: &[f32], alpha: &[f32], eps: f32, n: usize, y: &mut [MaybeUninit<f32>]) {
     for (hs, ys) in h.chunks(LANES * n).zip(y.chunks_mut(LANES * n)) {
         let rows = hs.len() / n;
         let mut sums = [0f32; LANES];
@@ -90,7 +110,7 @@ fn norm_rows(h: &[f32], alpha: &[f32], eps: f32, n: usize, y: &mut [f32]) {
             let m = (s / n as f32 + eps).sqrt();
             let (hr, yr) = (&hs[r * n..(r + 1) * n], &mut ys[r * n..(r + 1) * n]);
             for ((y, v), a) in yr.iter_mut().zip(hr).zip(alpha) {
-                *y = v / m * a;
+                y.write(v / m * a);
             }
         }
     }
@@ -144,13 +164,12 @@ mod tests {
                     .unwrap()
             };
             let (want_y, want_plain) = (norm(&ht), norm(&xt));
-            let (mut h, mut y) = (vec![f32::NAN; rows * n], vec![f32::NAN; rows * n]);
-            add_rms_norm(&x, Some(&d), &alpha, eps, n, Some(&mut h), &mut y);
+            let (h, y) = add_rms_norm(&x, Some(&d), &alpha, eps, n);
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&h), bits(&want_h), "h, {rows} x {n}");
+            assert_eq!(bits(&h.unwrap()), bits(&want_h), "h, {rows} x {n}");
             assert_eq!(bits(&y), bits(&want_y), "y, {rows} x {n}");
-            let mut plain = vec![f32::NAN; rows * n];
-            add_rms_norm(&x, None, &alpha, eps, n, None, &mut plain);
+            let (none, plain) = add_rms_norm(&x, None, &alpha, eps, n);
+            assert!(none.is_none());
             assert_eq!(bits(&plain), bits(&want_plain), "norm alone, {rows} x {n}");
         }
     }

@@ -73,20 +73,22 @@ unsafe impl Sync for SharedOut {}
 /// in chunks of `M_CHUNK` (kept in L2 against every panel), tiles of at most `mr` rows, work
 /// items (row chunk, group of panels) spread over candle's spinning pool unless `work` (the
 /// multiply-adds) is too small to be worth waking it. Each tile writes only its own rows of
-/// its own panel's columns of `out`.
+/// its own panel's columns of `out`; together the tiles cover rows `0..m` of every panel, so
+/// tiles that write all their columns write all of `out` (`int16_gemm` relies on this).
+/// The caller has checked that `out` holds the `(m, n)` product.
 pub(crate) fn for_each_tile(
     m: usize,
     panels: usize,
     mr: usize,
     work: usize,
-    out: &mut [f32],
+    out: *mut f32,
     tile: impl Fn(usize, usize, usize, *mut f32) + Sync,
 ) {
     let chunks = m.div_ceil(M_CHUNK);
     // Panel groups small enough that two threads share every chunk.
     let group = panels.div_ceil(8).max(1);
     let groups = panels.div_ceil(group);
-    let dst = SharedOut(out.as_mut_ptr());
+    let dst = SharedOut(out);
     let items = |range: std::ops::Range<usize>| {
         let dst = &dst;
         for item in range {
@@ -123,22 +125,29 @@ pub fn matmul_on_this_thread(a: &[f32], m: usize, w: &PackedWeights, out: &mut [
 fn matmul_with(a: &[f32], m: usize, w: &PackedWeights, out: &mut [f32], work: usize) {
     let (n, k) = (w.n, w.k);
     assert!(a.len() >= m * k && out.len() >= m * n);
-    for_each_tile(m, n.div_ceil(NR), MR, work, out, |p, r, mr, c| {
-        let panel = &w.data[p * k * NR..(p + 1) * k * NR];
-        // SAFETY: rows r..r+mr and columns p*NR..p*NR+cols are in bounds (checked above)
-        // and belong to this tile alone.
-        unsafe {
-            tile(
-                &a[r * k..],
-                k,
-                panel,
-                c.add(r * n + p * NR),
-                n,
-                mr,
-                NR.min(n - p * NR),
-            )
-        };
-    });
+    for_each_tile(
+        m,
+        n.div_ceil(NR),
+        MR,
+        work,
+        out.as_mut_ptr(),
+        |p, r, mr, c| {
+            let panel = &w.data[p * k * NR..(p + 1) * k * NR];
+            // SAFETY: rows r..r+mr and columns p*NR..p*NR+cols are in bounds (checked above)
+            // and belong to this tile alone.
+            unsafe {
+                tile(
+                    &a[r * k..],
+                    k,
+                    panel,
+                    c.add(r * n + p * NR),
+                    n,
+                    mr,
+                    NR.min(n - p * NR),
+                )
+            };
+        },
+    );
 }
 
 /// One `mr x cols` tile (mr <= 8, cols <= 32) of the output over the whole depth.

@@ -5,6 +5,8 @@
 //! and `2^n` built from its exponent bits. Within 2 ulp of `f32::exp` (test below); results
 //! below `e^-87` (under f32's smallest normal) are 0, as llama.cpp's vectorized exp flushes.
 
+use std::mem::MaybeUninit;
+
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 split so that `n * LN2_HI` is exact for the `n` that occur.
 const LN2_HI: f32 = 0.693_359_4;
@@ -83,10 +85,11 @@ pub fn reduce16(l: [f32; 16]) -> f32 {
     (q[0] + q[2]) + (q[1] + q[3])
 }
 
-/// SwiGLU's product `out[i] = silu(gate[i]) * up[i]`, `silu(x) = x / (1 + e^-x)`.
-pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
+/// SwiGLU's product `out[i] = silu(gate[i]) * up[i]`, `silu(x) = x / (1 + e^-x)`, written
+/// into every element of `out` (which need not be initialized).
+fn silu_mul(gate: &[f32], up: &[f32], out: &mut [MaybeUninit<f32>]) {
     for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-        *o = g / (1.0 + exp(-g)) * u;
+        o.write(g / (1.0 + exp(-g)) * u);
     }
 }
 
@@ -95,18 +98,19 @@ struct SharedOut(*mut f32);
 unsafe impl Sync for SharedOut {}
 
 /// `silu_mul` over `rows` rows of `n`: row `r` of the gate starts at `gate[r * stride]`, of
-/// up at `up[r * stride]`; `out` is `(rows, n)`. Rows are spread over candle's pool.
+/// up at `up[r * stride]`; the result is `(rows, n)`. Rows are spread over candle's pool.
+/// The output is not zero-filled first, since every element is written.
 pub fn silu_mul_rows(gate: &[f32], up: &[f32], stride: usize, rows: usize, n: usize) -> Vec<f32> {
     assert!(
         rows == 0 || (gate.len() >= (rows - 1) * stride + n && up.len() >= (rows - 1) * stride + n)
     );
-    let mut out = vec![0f32; rows * n];
+    let mut out = Vec::<f32>::with_capacity(rows * n);
     let dst = SharedOut(out.as_mut_ptr());
     let work = |range: std::ops::Range<usize>| {
         let dst = &dst;
         for r in range {
-            // SAFETY: row r of out is in bounds and owned by this item.
-            let o = unsafe { std::slice::from_raw_parts_mut(dst.0.add(r * n), n) };
+            // SAFETY: row r lies within the capacity and is owned by this item.
+            let o = unsafe { std::slice::from_raw_parts_mut(dst.0.add(r * n).cast(), n) };
             silu_mul(&gate[r * stride..][..n], &up[r * stride..][..n], o);
         }
     };
@@ -115,6 +119,8 @@ pub fn silu_mul_rows(gate: &[f32], up: &[f32], stride: usize, rows: usize, n: us
     } else {
         candle_core::utils::barrier_pool().execute_chunked(rows, work);
     }
+    // SAFETY: every row 0..rows was written in full (`silu_mul` writes all n elements).
+    unsafe { out.set_len(rows * n) };
     out
 }
 
@@ -180,8 +186,7 @@ mod tests {
         assert!((s as f64 - want).abs() < 1e-6 * want, "{s} vs {want}");
         assert_eq!(e[37], 0.0);
         let up: Vec<f32> = xs.iter().map(|x| x * 0.3 - 1.0).collect();
-        let mut out = vec![0f32; xs.len()];
-        silu_mul(&xs, &up, &mut out);
+        let out = silu_mul_rows(&xs, &up, xs.len(), 1, xs.len());
         for ((&g, &u), &o) in xs.iter().zip(&up).zip(&out) {
             let want = g as f64 / (1.0 + (-g as f64).exp()) * u as f64;
             assert!(

@@ -257,38 +257,41 @@ impl Linear {
             return Ok(x2.matmul(&w.t()?)?);
         }
         match self.batched_weights(sgemm_ok)? {
-            Batched::Packed(p) => {
-                self.cpu_product(x2, |a, rows, out| sgemm::matmul(a, rows, p, out))
-            }
+            Batched::Packed(p) => self.cpu_product(x2, |a, rows| {
+                let mut out = vec![0f32; rows * self.out_features];
+                sgemm::matmul(a, rows, p, &mut out);
+                out
+            }),
             Batched::Dense(w) => Ok(x2
                 .to_dtype(w.dtype())?
                 .matmul(&w.t()?)?
                 .to_dtype(x2.dtype())?),
-            Batched::Int8(p) => self.cpu_product(x2, |a, _, out| {
-                q4_1_gemm::matmul(&q8::Q8Rows::quantize(a, self.in_features), p, out)
+            Batched::Int8(p) => self.cpu_product(x2, |a, rows| {
+                let mut out = vec![0f32; rows * self.out_features];
+                q4_1_gemm::matmul(&q8::Q8Rows::quantize(a, self.in_features), p, &mut out);
+                out
             }),
-            Batched::Int16(p) => self.cpu_product(x2, |a, _, out| {
-                int16_gemm::matmul(&int16_gemm::Q16Rows::quantize(a, self.in_features), p, out)
+            Batched::Int16(p) => self.cpu_product(x2, |a, _| {
+                int16_gemm::matmul(&int16_gemm::Q16Rows::quantize(a, self.in_features), p)
             }),
         }
     }
 
-    /// `(rows, out)` from one of our CPU kernels, `product(activations, rows, out)`, which
-    /// reads the activations `x2` `(rows, in)` in place (a copy per product cost about 1 %
-    /// of an eval).
+    /// `(rows, out)` from one of our CPU kernels, `product(activations, rows)`, which reads
+    /// the activations `x2` `(rows, in)` in place (a copy per product cost about 1 % of an
+    /// eval).
     fn cpu_product(
         &self,
         x2: &Tensor,
-        product: impl FnOnce(&[f32], usize, &mut [f32]),
+        product: impl FnOnce(&[f32], usize) -> Vec<f32>,
     ) -> Result<Tensor> {
         let rows = x2.dim(0)?;
         let x2 = x2.contiguous()?;
-        let mut out = vec![0f32; rows * self.out_features];
-        {
+        let out = {
             let (storage, layout) = x2.storage_and_layout();
             let a = &super::cpu_f32(&storage, layout)?[..rows * self.in_features];
-            product(a, rows, &mut out);
-        }
+            product(a, rows)
+        };
         Ok(Tensor::from_vec(
             out,
             (rows, self.out_features),

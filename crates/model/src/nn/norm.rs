@@ -56,9 +56,7 @@ impl RmsNorm {
         let delta = delta.map(Tensor::contiguous).transpose()?;
         let weight = self.weight.contiguous()?;
         let len = x.elem_count();
-        let mut y = vec![0f32; len];
-        let mut h = delta.as_ref().map(|_| vec![0f32; len]);
-        {
+        let (h, y) = {
             let (xg, xl) = x.storage_and_layout();
             let (wg, wl) = weight.storage_and_layout();
             let dg = delta.as_ref().map(|d| d.storage_and_layout());
@@ -72,10 +70,8 @@ impl RmsNorm {
                 &super::cpu_f32(&wg, wl)?[..n],
                 self.eps,
                 n,
-                h.as_deref_mut(),
-                &mut y,
-            );
-        }
+            )
+        };
         let shape = x.shape().clone();
         let y = Tensor::from_vec(y, shape.clone(), x.device())?;
         let h = match h {
