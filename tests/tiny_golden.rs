@@ -210,6 +210,88 @@ fn gather_mode_equals_log_softmax_of_all_logits() {
     }
 }
 
+/// A hook that leaves the residual alone; its presence keeps every row through the last block.
+struct Unchanged;
+
+impl ethos::model::hooks::ResidualHook for Unchanged {
+    fn after_block(&mut self, _: usize, _: &Tensor) -> ethos::model::error::Result<Option<Tensor>> {
+        Ok(None)
+    }
+}
+
+/// Without a hook the last block's feed-forward runs only on the rows the logits mode reads
+/// (padded to the batched products' minimum): the bits of running it on every row, and
+/// transformers' log-probs.
+#[test]
+fn last_block_on_the_rows_read_gives_the_bits_of_every_row() {
+    for name in MODELS {
+        let d = load_folder(name);
+        let (ids, want) = reference(name);
+        let t = ids.iter().map(Vec::len).max().unwrap();
+        let batch: Vec<Vec<u32>> = ids
+            .iter()
+            .map(|s| (0..t).map(|j| s.get(j).copied().unwrap_or(0)).collect())
+            .collect();
+        let pos: Vec<Vec<i32>> = ids
+            .iter()
+            .map(|s| {
+                (0..t)
+                    .map(|j| if j < s.len() { j as i32 } else { -1 })
+                    .collect()
+            })
+            .collect();
+        // Every third position predicts its next token: fewer rows than the minimum.
+        let targets: Vec<Vec<i64>> = ids
+            .iter()
+            .map(|s| {
+                (0..t)
+                    .map(|j| match s.get(j + 1) {
+                        Some(&next) if j % 3 == 1 => next as i64,
+                        _ => -1,
+                    })
+                    .collect()
+            })
+            .collect();
+        let run = |mode: &LogitsMode, hook: Option<&mut dyn ethos::model::hooks::ResidualHook>| {
+            let mut cache = d.new_cache(ids.len(), t).unwrap();
+            d.forward(&batch, &pos, &mut cache, mode, hook).unwrap()
+        };
+        let gathered = |l: Logits| match l {
+            Logits::Gathered(g) => g,
+            _ => unreachable!(),
+        };
+        let mode = LogitsMode::Gather(targets.clone());
+        let (read, every) = (
+            gathered(run(&mode, None)),
+            gathered(run(&mode, Some(&mut Unchanged))),
+        );
+        assert_eq!(read, every, "{name}: gathered");
+        for (r, row) in read.iter().enumerate() {
+            for (j, g) in row.iter().enumerate() {
+                let Some(g) = g else {
+                    assert_eq!(targets[r][j], -1, "{name} [{r}][{j}]");
+                    continue;
+                };
+                let lp = log_softmax(&want[r][j])[targets[r][j] as usize];
+                assert!((g.logprob as f64 - lp).abs() < 1e-4, "{name} [{r}][{j}]");
+            }
+        }
+        let last = |l: Logits| match l {
+            Logits::Last(x) => x.to_vec2::<f32>().unwrap(),
+            _ => unreachable!(),
+        };
+        let (read, every) = (
+            last(run(&LogitsMode::Last, None)),
+            last(run(&LogitsMode::Last, Some(&mut Unchanged))),
+        );
+        let bits = |v: &[Vec<f32>]| v.concat().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&read), bits(&every), "{name}: last");
+        for (r, s) in ids.iter().enumerate() {
+            assert!(max_diff(&read[r..r + 1], &want[r][s.len() - 1..s.len()]) < 1e-4);
+        }
+    }
+}
+
 /// The residual hook adds scale * vector after the chosen blocks only; capture sees them.
 #[test]
 fn residual_hook_adds_a_vector_over_a_layer_range() {

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::hooks::ResidualHook;
 use crate::nn::attention::{Attention, StepContext};
 use crate::nn::experts::MoeFfn;
-use crate::nn::linear::Linear;
+use crate::nn::linear::{Linear, DENSE_MIN_ROWS};
 use crate::nn::mla::LatentAttention;
 use crate::nn::mlp::Mlp;
 use crate::nn::norm::RmsNorm;
@@ -56,6 +56,14 @@ fn rounded_to(x: f64, dtype: DType) -> f64 {
 
 /// Rows of hidden states projected to the vocabulary at once in gather mode.
 const GATHER_CHUNK: usize = 64;
+
+/// The rows of a step the last block's feed-forward runs on (`Decoder::last_block_rows`).
+struct LastRows {
+    /// Flat positions `r * t + i`, ascending.
+    kept: Vec<u32>,
+    /// For each flat position, its row among `kept` (`u32::MAX` where not kept).
+    slot: Vec<u32>,
+}
 
 pub enum Embedding {
     Dense(Tensor),
@@ -112,6 +120,18 @@ impl Block {
         cache: &mut KvCache,
         layer: usize,
     ) -> Result<(Tensor, Tensor)> {
+        let a = self.attention(xn, step, cache, layer)?;
+        self.feed_forward(x, &a, step)
+    }
+
+    /// The attention half: what the block adds to the residual `x` before its feed-forward.
+    fn attention(
+        &self,
+        xn: &Tensor,
+        step: &StepContext,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> Result<Tensor> {
         let mut a = match &self.attn {
             SelfAttention::Grouped(at) => at.forward(xn, step, cache, layer, self.sliding)?,
             SelfAttention::Latent(at) => at.forward(xn, step, cache, layer)?,
@@ -119,7 +139,12 @@ impl Block {
         if let Some(n) = &self.post_attn_norm {
             a = n.forward(&a)?;
         }
-        let (h, hn) = self.mlp_norm.add_forward(x, &a)?;
+        Ok(a)
+    }
+
+    /// The feed-forward half on `x + a`, row by row: `(x + a, its feed-forward output)`.
+    fn feed_forward(&self, x: &Tensor, a: &Tensor, step: &StepContext) -> Result<(Tensor, Tensor)> {
+        let (h, hn) = self.mlp_norm.add_forward(x, a)?;
         let mut y = match &self.ffn {
             FeedForward::Dense(mlp) => mlp.forward(&hn, step.f16_attention)?,
             FeedForward::Moe(moe) => moe.forward(&hn, step.moe_per_token)?,
@@ -322,7 +347,24 @@ impl Decoder {
             Some(b) => b.attn_norm.forward(&x)?,
             None => self.norm.forward(&x)?,
         };
+        // After the last block's attention only the rows whose logits the mode reads matter
+        // (the keys and values of every row are cached by then).
+        let last_rows = match hook.is_none() {
+            true => self.last_block_rows(positions, mode),
+            false => None,
+        };
         for (i, block) in self.blocks.iter().enumerate() {
+            if let (Some(rows), true) = (&last_rows, i + 1 == self.blocks.len()) {
+                let a = block.attention(&xn, &step, cache, i)?;
+                let hidden = x.dim(D::Minus1)?;
+                let index = Tensor::from_vec(rows.kept.clone(), rows.kept.len(), &self.device)?;
+                let pick = |t: &Tensor| -> Result<Tensor> {
+                    Ok(t.reshape(((), hidden))?.index_select(&index, 0)?)
+                };
+                let (h, y) = block.feed_forward(&pick(&x)?, &pick(&a)?, &step)?;
+                let (_, xn) = self.norm.add_forward(&h, &y)?;
+                return self.head(&xn, &rows.slot, positions, mode);
+            }
             let (h, y) = block.forward(&x, &xn, &step, cache, i)?;
             let next_norm = self.blocks.get(i + 1).map_or(&self.norm, |b| &b.attn_norm);
             match hook.as_deref_mut() {
@@ -336,21 +378,83 @@ impl Decoder {
                 }
             }
         }
-        self.head(&xn, positions, mode)
+        let (b, t, hidden) = xn.dims3()?;
+        let every: Vec<u32> = (0..(b * t) as u32).collect();
+        self.head(&xn.reshape((b * t, hidden))?, &every, positions, mode)
     }
 
-    fn head(&self, x: &Tensor, positions: &[Vec<i32>], mode: &LogitsMode) -> Result<Logits> {
-        let (b, t, hidden) = x.dims3()?;
+    /// The rows the last block's feed-forward must run on: those `mode` reads, padded with
+    /// others to the batched products' minimum where the whole step reaches it (so that each
+    /// product takes the path, hence the bits, it takes on every row). `None`: every row.
+    fn last_block_rows(&self, positions: &[Vec<i32>], mode: &LogitsMode) -> Option<LastRows> {
+        let (b, t) = (positions.len(), positions.first().map_or(0, Vec::len));
+        if !matches!(self.blocks.last()?.ffn, FeedForward::Dense(_)) || b * t < DENSE_MIN_ROWS {
+            return None;
+        }
+        let mut needed = vec![false; b * t];
         match mode {
-            LogitsMode::All => Ok(Logits::All(self.head.forward(x)?.to_dtype(DType::F32)?)),
+            LogitsMode::All => return None,
+            LogitsMode::Last => {
+                for (r, p) in positions.iter().enumerate() {
+                    needed[r * t + p.iter().rposition(|&q| q >= 0).unwrap_or(t - 1)] = true;
+                }
+            }
+            LogitsMode::Gather(targets) => {
+                if targets.len() != b || targets.iter().any(|row| row.len() != t) {
+                    return None; // `head` reports it
+                }
+                for (r, row) in targets.iter().enumerate() {
+                    for (i, &id) in row.iter().enumerate() {
+                        needed[r * t + i] |= id >= 0;
+                    }
+                }
+            }
+        }
+        let count = needed.iter().filter(|&&n| n).count();
+        let mut pad = DENSE_MIN_ROWS.saturating_sub(count);
+        for n in needed.iter_mut() {
+            if pad > 0 && !*n {
+                (*n, pad) = (true, pad - 1);
+            }
+        }
+        let kept: Vec<u32> = (0..(b * t) as u32)
+            .filter(|&f| needed[f as usize])
+            .collect();
+        if kept.len() == b * t {
+            return None;
+        }
+        let mut slot = vec![u32::MAX; b * t];
+        for (k, &f) in kept.iter().enumerate() {
+            slot[f as usize] = k as u32;
+        }
+        Some(LastRows { kept, slot })
+    }
+
+    /// Logits per `mode` from the final hidden states `x` `(n, hidden)`, where flat position
+    /// `r * t + i` of the step is row `slot[r * t + i]` of `x`.
+    fn head(
+        &self,
+        x: &Tensor,
+        slot: &[u32],
+        positions: &[Vec<i32>],
+        mode: &LogitsMode,
+    ) -> Result<Logits> {
+        let (b, t) = (positions.len(), positions.first().map_or(0, Vec::len));
+        let hidden = x.dim(D::Minus1)?;
+        match mode {
+            LogitsMode::All => Ok(Logits::All(
+                self.head
+                    .forward(&x.reshape((b, t, hidden))?)?
+                    .to_dtype(DType::F32)?,
+            )),
             LogitsMode::Last => {
                 let last: Vec<u32> = positions
                     .iter()
                     .enumerate()
-                    .map(|(r, p)| (r * t + p.iter().rposition(|&q| q >= 0).unwrap_or(t - 1)) as u32)
+                    .map(|(r, p)| slot[r * t + p.iter().rposition(|&q| q >= 0).unwrap_or(t - 1)])
                     .collect();
                 let index = Tensor::from_vec(last, b, &self.device)?;
-                let rows = x.reshape((b * t, hidden))?.index_select(&index, 0)?;
+                let rows = x.index_select(&index, 0)?;
                 Ok(Logits::Last(
                     self.head.forward(&rows)?.to_dtype(DType::F32)?,
                 ))
@@ -376,12 +480,10 @@ impl Decoder {
                     )));
                 }
                 let mut out = vec![vec![None; t]; b];
-                let flat = x.reshape((b * t, hidden))?;
                 for chunk in wanted.chunks(GATHER_CHUNK) {
-                    let rows: Vec<u32> =
-                        chunk.iter().map(|&(r, i, _)| (r * t + i) as u32).collect();
+                    let rows: Vec<u32> = chunk.iter().map(|&(r, i, _)| slot[r * t + i]).collect();
                     let n = rows.len();
-                    let h = flat.index_select(&Tensor::from_vec(rows, n, &self.device)?, 0)?;
+                    let h = x.index_select(&Tensor::from_vec(rows, n, &self.device)?, 0)?;
                     let logits = self.head.forward(&h)?.to_dtype(DType::F32)?;
                     let lse = logits.log_sum_exp(D::Minus1)?;
                     let tgt = Tensor::from_vec(
