@@ -31,13 +31,39 @@ pub(super) struct Visibility<'a> {
 }
 
 impl Visibility<'_> {
+    #[cfg(test)]
+    fn sees(&self, row: usize, query: usize, key: usize) -> bool {
+        self.of_query(row, query).sees(key)
+    }
+
+    /// The rule for one query, its position and row looked up once (the kernels ask it
+    /// about every key, for every head).
     #[inline]
-    pub(super) fn sees(&self, row: usize, query: usize, key: usize) -> bool {
-        let qp = self.query_positions[row][query];
-        if qp < 0 {
-            key == self.own_start + query
+    pub(super) fn of_query(&self, row: usize, query: usize) -> QueryVisibility<'_> {
+        QueryVisibility {
+            position: self.query_positions[row][query],
+            key_positions: &self.key_positions[row],
+            window: self.window,
+            own_slot: self.own_start + query,
+        }
+    }
+}
+
+/// `Visibility` for one query.
+pub(super) struct QueryVisibility<'a> {
+    position: i32,
+    key_positions: &'a [i32],
+    window: Option<usize>,
+    own_slot: usize,
+}
+
+impl QueryVisibility<'_> {
+    #[inline]
+    pub(super) fn sees(&self, key: usize) -> bool {
+        if self.position < 0 {
+            key == self.own_slot
         } else {
-            visible(qp, self.key_positions[row][key], self.window)
+            visible(self.position, self.key_positions[key], self.window)
         }
     }
 }
@@ -221,10 +247,11 @@ pub fn attention(
                 let qv = &q[((bi * h + head) * t + i) * d..][..d];
                 let mut max = f32::NEG_INFINITY;
                 let stride = s.kv_strides[2];
+                let seen = rule.of_query(bi, i);
                 // Keys past the last visible one (the step's later queries) would only add
                 // zeros to the softmax's lanes and the weighted sum: same bits without them.
                 let end = (0..kv_len)
-                    .rposition(|j| rule.sees(bi, i, j))
+                    .rposition(|j| seen.sees(j))
                     .map_or(kv_len, |e| e + 1);
                 let probs = &mut probs[..end];
                 let mut j = 0;
@@ -232,10 +259,7 @@ pub fn attention(
                     // Four visible keys at once where the kernel has it (same bits as one
                     // at a time).
                     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-                    if j + 4 <= end
-                        && d.is_multiple_of(16)
-                        && (j..j + 4).all(|u| rule.sees(bi, i, u))
-                    {
+                    if j + 4 <= end && d.is_multiple_of(16) && (j..j + 4).all(|u| seen.sees(u)) {
                         let four = dot4(qv, &k[kv_base + j * stride..], stride);
                         for (p, x) in probs[j..j + 4].iter_mut().zip(four) {
                             *p = x * scale;
@@ -246,7 +270,7 @@ pub fn attention(
                         j += 4;
                         continue;
                     }
-                    probs[j] = if rule.sees(bi, i, j) {
+                    probs[j] = if seen.sees(j) {
                         dot(qv, &k[kv_base + j * stride..][..d]) * scale
                     } else {
                         f32::NEG_INFINITY

@@ -53,8 +53,9 @@ pub(super) fn attention_by_products(
                 for (r, row) in sc.chunks_mut(kv_len).enumerate() {
                     let i = (first + r) % t;
                     let mut max = f32::NEG_INFINITY;
+                    let seen = rule.of_query(bi, i);
                     for (j, x) in row.iter_mut().enumerate() {
-                        *x = if rule.sees(bi, i, j) {
+                        *x = if seen.sees(j) {
                             *x * scale
                         } else {
                             f32::NEG_INFINITY
