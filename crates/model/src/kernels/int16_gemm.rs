@@ -18,6 +18,7 @@
 
 use super::runs::{RunFormat, RUN};
 use super::sgemm::for_each_tile;
+use std::mem::MaybeUninit;
 
 /// Whether this build has the VNNI kernel.
 pub const AVAILABLE: bool = cfg!(all(
@@ -50,13 +51,14 @@ pub struct Q16Rows {
 
 impl Q16Rows {
     /// Quantizes `m` rows of `k` values (`k` a multiple of 32); large inputs on candle's pool.
-    /// Each block is quantized on its own, so the bits do not depend on the split.
+    /// Each block is quantized on its own, so the bits do not depend on the split. The values
+    /// are not zero-filled first (every block is written).
     pub fn quantize(x: &[f32], k: usize) -> Self {
         assert!(k.is_multiple_of(QK) && x.len().is_multiple_of(k.max(1)));
         let nblocks = x.len() / QK;
         let mut d = vec![0f32; nblocks];
         let mut s = vec![0f32; nblocks];
-        let mut qs = vec![0i16; x.len()];
+        let mut qs = Vec::<i16>::with_capacity(x.len());
         // Blocks per work item.
         const TASK: usize = 256;
         if x.len() >= 1 << 16 {
@@ -67,9 +69,9 @@ impl Q16Rows {
                     let blocks = t * TASK..((t + 1) * TASK).min(nblocks);
                     for b in blocks {
                         // SAFETY: block b's scale, sum and values are written by this
-                        // item alone, and lie in bounds (b < nblocks).
+                        // item alone, and lie in bounds (b < nblocks; qs's capacity).
                         unsafe {
-                            let q = std::slice::from_raw_parts_mut(out.2.add(b * QK), QK);
+                            let q = std::slice::from_raw_parts_mut(out.2.add(b * QK).cast(), QK);
                             (*out.0.add(b), *out.1.add(b)) =
                                 quantize_block(&x[b * QK..(b + 1) * QK], q);
                         }
@@ -77,10 +79,13 @@ impl Q16Rows {
                 }
             });
         } else {
-            for (b, q) in qs.chunks_exact_mut(QK).enumerate() {
+            let spare = &mut qs.spare_capacity_mut()[..x.len()];
+            for (b, q) in spare.chunks_exact_mut(QK).enumerate() {
                 (d[b], s[b]) = quantize_block(&x[b * QK..(b + 1) * QK], q);
             }
         }
+        // SAFETY: quantize_block wrote all QK values of every block.
+        unsafe { qs.set_len(x.len()) };
         Self { k, d, s, qs }
     }
 
@@ -93,10 +98,10 @@ struct SharedQ(*mut f32, *mut f32, *mut i16);
 // SAFETY: each block's entries are written by exactly one work item of `quantize`.
 unsafe impl Sync for SharedQ {}
 
-/// One block: its values rounded to the nearest multiple of the step (ties to even), the step,
-/// and the f32 sum of the block.
+/// One block: its values rounded to the nearest multiple of the step (ties to even), written
+/// into all of `q`; returns the step and the f32 sum of the block.
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-fn quantize_block(x: &[f32], q: &mut [i16]) -> (f32, f32) {
+fn quantize_block(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32) {
     use std::arch::x86_64::*;
     assert!(x.len() == QK && q.len() == QK);
     // SAFETY: both slices hold 32 elements (checked above); AVX-512F is compiled in.
@@ -122,13 +127,14 @@ fn quantize_block(x: &[f32], q: &mut [i16]) -> (f32, f32) {
     all(target_arch = "x86_64", target_feature = "avx512f"),
     allow(dead_code)
 )]
-fn quantize_block_scalar(x: &[f32], q: &mut [i16]) -> (f32, f32) {
+fn quantize_block_scalar(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32) {
+    assert_eq!(q.len(), x.len());
     let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
     let d = amax / Q_MAX;
     let id = if amax > 0.0 { Q_MAX / amax } else { 0.0 };
     for (q, v) in q.iter_mut().zip(x) {
         // |v * id| <= 32767 up to rounding; the cast saturates.
-        *q = (v * id).round_ties_even() as i16;
+        q.write((v * id).round_ties_even() as i16);
     }
     let mut lanes = [0f32; LANES];
     for (i, v) in x.iter().enumerate() {
@@ -138,7 +144,7 @@ fn quantize_block_scalar(x: &[f32], q: &mut [i16]) -> (f32, f32) {
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
-fn quantize_block(x: &[f32], q: &mut [i16]) -> (f32, f32) {
+fn quantize_block(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32) {
     quantize_block_scalar(x, q)
 }
 
@@ -452,9 +458,11 @@ mod tests {
         x.extend(ties);
         x.extend([1e-30f32; QK]); // a tiny scale
         for (b, xb) in x.chunks(QK).enumerate() {
-            let (mut q, mut want) = ([0i16; QK], [0i16; QK]);
+            let (mut q, mut want) = ([MaybeUninit::new(0i16); QK], [MaybeUninit::new(0i16); QK]);
             let got = quantize_block(xb, &mut q);
             let expected = quantize_block_scalar(xb, &mut want);
+            // SAFETY: both forms write all QK values (and the arrays start initialized).
+            let (q, want) = unsafe { (q.map(|v| v.assume_init()), want.map(|v| v.assume_init())) };
             assert_eq!(q, want, "block {b}");
             if b == 40 {
                 assert_eq!(q[..4], [32767, 2, 4, -2]);
