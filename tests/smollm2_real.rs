@@ -249,6 +249,62 @@ fn batched_sampling_equals_single_rows_and_rows_leave_on_their_own() {
     assert!(distinct.len() >= 15, "{distinct:?}");
 }
 
+/// On the quantized default, an option's log-prob does not depend on the batch its question
+/// lands in: 20 multiple-choice questions scored alone, in batches of 7 and of 16 (the last
+/// batch then has 4) give the same bits. The output head projects even a few rows as a batch
+/// (`LogitsMode::LastBatchInvariant`); with llama.cpp's one-row path for batches under 16
+/// rows, the 4 of the last batch moved by up to 0.15.
+#[test]
+fn option_logprobs_do_not_depend_on_the_batch() {
+    use ethos::model::scoring::{score, ScoreOptions, ScoreRequest};
+    let Some(m) = load(None) else { return };
+    let tok = m.tokenizer().unwrap();
+    let options: Vec<Vec<u32>> = [" A", " B", " C", " D"]
+        .iter()
+        .map(|o| tok.encode(o).unwrap())
+        .collect();
+    let requests: Vec<ScoreRequest> = (0..20)
+        .map(|i| {
+            let text = format!(
+                "Question {i}: in country number {}, which of these is a common greeting?\nA. A bow\nB. A handshake\nC. A kiss on the cheek{}\nD. A wave\nAnswer:",
+                i * 7 % 13,
+                " twice".repeat(i % 4)
+            );
+            ScoreRequest {
+                context: tok.encode_prompt(&text).unwrap(),
+                continuations: options.clone(),
+            }
+        })
+        .collect();
+    let run = |batch: usize| -> Vec<Vec<u64>> {
+        let opts = ScoreOptions {
+            batch_requests: batch,
+            ..Default::default()
+        };
+        score(&m.decoder, &requests, &opts, None)
+            .unwrap()
+            .iter()
+            .map(|r| r.iter().map(|c| c.logprob.to_bits()).collect())
+            .collect()
+    };
+    let alone: Vec<Vec<u64>> = requests
+        .iter()
+        .flat_map(|r| {
+            score(
+                &m.decoder,
+                std::slice::from_ref(r),
+                &ScoreOptions::default(),
+                None,
+            )
+            .unwrap()
+            .into_iter()
+            .map(|s| s.iter().map(|c| c.logprob.to_bits()).collect::<Vec<_>>())
+        })
+        .collect();
+    assert_eq!(run(16), alone);
+    assert_eq!(run(7), alone);
+}
+
 /// The model's own chat template (from the GGUF) renders the ChatML prompt of the fixtures.
 #[test]
 fn chat_template_from_gguf_renders_chatml() {

@@ -155,6 +155,11 @@ pub fn model_identity(model: &Model) -> Result<serde_json::Value> {
     }))
 }
 
+/// Tasks encoded and sorted by prompt length at a time. In the selection's order a batch of
+/// CulturalBench's prompts is about 22 % padding; sorted in windows of this size, about 1 %.
+/// The window bounds what is held encoded at once.
+const SORT_WINDOW: usize = 2048;
+
 /// Runs `bench` on `model`, resuming from `opts.output` when it holds this run's items, and
 /// writes `results.json` there. Returns the results.
 /// Runs `bench`; `hook` (control vectors, described by `opts.steering`) acts on every forward
@@ -241,11 +246,11 @@ pub fn run_tilted<'h>(
     let mut openings = Openings::default();
     let mut tokens = 0usize;
     let work_started = Instant::now();
-    for chunk in pending.chunks(opts.batch.max(1) * 4) {
-        // Encode every prompt of the chunk; remember which task each belongs to.
-        let mut encoded: Vec<Vec<Encoded>> = Vec::with_capacity(chunk.len());
-        let mut asked: Vec<Vec<Prompt>> = Vec::with_capacity(chunk.len());
-        for t in chunk {
+    for window in pending.chunks(SORT_WINDOW) {
+        // Encode every prompt of the window; remember which task each belongs to.
+        let mut prepared: Vec<(&Task, Vec<Prompt>, Vec<Encoded>)> =
+            Vec::with_capacity(window.len());
+        for &t in window {
             let prompts = bench.prompts(t.item, &t.condition, &t.format, chat_available)?;
             let id = bench.item_id(t.item);
             let mut e = Vec::with_capacity(prompts.len());
@@ -263,77 +268,81 @@ pub fn run_tilted<'h>(
                 }
                 e.push(enc);
             }
-            encoded.push(e);
-            asked.push(prompts);
+            prepared.push((t, prompts, e));
         }
-        let requests: Vec<ScoreRequest> = encoded
-            .iter()
-            .flatten()
-            .filter(|e| !e.continuations.is_empty())
-            .map(|e| ScoreRequest {
-                context: e.context.clone(),
-                continuations: e.continuations.clone(),
-            })
-            .collect();
-        let mut scored = score_with_openings(
-            &model.decoder,
-            &requests,
-            &score_opts,
-            &mut openings,
-            hook.as_deref_mut(),
-        )?
-        .into_iter();
-        let mut records = Vec::with_capacity(chunk.len());
-        for ((t, encs), prompts) in chunk.iter().zip(&encoded).zip(&asked) {
-            let mut answers = Vec::with_capacity(encs.len());
-            for (e, p) in encs.iter().zip(prompts) {
-                tokens += e.context.len();
-                if e.continuations.is_empty() {
-                    let g = generate(
-                        model,
-                        &e.context,
-                        &SamplingParams::greedy(),
-                        None,
-                        &GenerateOptions {
-                            max_tokens: e.max_tokens,
-                            ..Default::default()
-                        },
-                        hook.as_deref_mut(),
-                        &mut |_| {},
-                    )?;
-                    tokens += g.token_ids.len();
-                    answers.push(Answer::Text(g.text));
-                } else {
-                    let s = scored
-                        .next()
-                        .context("scoring returned fewer results than requests")?;
-                    tokens += s.iter().map(|c| c.token_ids.len()).sum::<usize>();
-                    let mut lps: Vec<f64> = s.iter().map(|c| c.logprob).collect();
-                    if let (Some(t), Ask::Choose { options }) = (tilt.as_deref_mut(), &p.ask) {
-                        for (lp, b) in lps.iter_mut().zip(t.bonus(&p.body, options)?) {
-                            *lp += b;
+        // By length, so that each batch pads its prompts little (stable: ties keep the
+        // selection's order).
+        prepared.sort_by_key(|(_, _, e)| e.iter().map(|x| x.context.len()).max().unwrap_or(0));
+        for part in prepared.chunks(opts.batch.max(1) * 4) {
+            let requests: Vec<ScoreRequest> = part
+                .iter()
+                .flat_map(|p| &p.2)
+                .filter(|e| !e.continuations.is_empty())
+                .map(|e| ScoreRequest {
+                    context: e.context.clone(),
+                    continuations: e.continuations.clone(),
+                })
+                .collect();
+            let mut scored = score_with_openings(
+                &model.decoder,
+                &requests,
+                &score_opts,
+                &mut openings,
+                hook.as_deref_mut(),
+            )?
+            .into_iter();
+            let mut records = Vec::with_capacity(part.len());
+            for (t, prompts, encs) in part {
+                let mut answers = Vec::with_capacity(encs.len());
+                for (e, p) in encs.iter().zip(prompts) {
+                    tokens += e.context.len();
+                    if e.continuations.is_empty() {
+                        let g = generate(
+                            model,
+                            &e.context,
+                            &SamplingParams::greedy(),
+                            None,
+                            &GenerateOptions {
+                                max_tokens: e.max_tokens,
+                                ..Default::default()
+                            },
+                            hook.as_deref_mut(),
+                            &mut |_| {},
+                        )?;
+                        tokens += g.token_ids.len();
+                        answers.push(Answer::Text(g.text));
+                    } else {
+                        let s = scored
+                            .next()
+                            .context("scoring returned fewer results than requests")?;
+                        tokens += s.iter().map(|c| c.token_ids.len()).sum::<usize>();
+                        let mut lps: Vec<f64> = s.iter().map(|c| c.logprob).collect();
+                        if let (Some(t), Ask::Choose { options }) = (tilt.as_deref_mut(), &p.ask) {
+                            for (lp, b) in lps.iter_mut().zip(t.bonus(&p.body, options)?) {
+                                *lp += b;
+                            }
                         }
+                        answers.push(Answer::Options(lps));
                     }
-                    answers.push(Answer::Options(lps));
                 }
+                let judgement = bench.judge(t.item, &t.condition, &t.format, prompts, &answers)?;
+                records.push(ItemRecord {
+                    id: bench.item_id(t.item),
+                    condition: t.condition.clone(),
+                    format: t.format.clone(),
+                    judgement,
+                    groups: bench.groups(t.item).into_iter().fold(
+                        std::collections::BTreeMap::new(),
+                        |mut m: std::collections::BTreeMap<String, Vec<String>>, (k, v)| {
+                            m.entry(k.to_string()).or_default().push(v);
+                            m
+                        },
+                    ),
+                });
             }
-            let judgement = bench.judge(t.item, &t.condition, &t.format, prompts, &answers)?;
-            records.push(ItemRecord {
-                id: bench.item_id(t.item),
-                condition: t.condition.clone(),
-                format: t.format.clone(),
-                judgement,
-                groups: bench.groups(t.item).into_iter().fold(
-                    std::collections::BTreeMap::new(),
-                    |mut m: std::collections::BTreeMap<String, Vec<String>>, (k, v)| {
-                        m.entry(k.to_string()).or_default().push(v);
-                        m
-                    },
-                ),
-            });
+            log.append(records)?;
+            bar.inc(part.len() as u64);
         }
-        log.append(records)?;
-        bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
     let work_seconds = work_started.elapsed().as_secs_f64();

@@ -24,6 +24,11 @@ use std::sync::Arc;
 pub enum LogitsMode {
     /// Logits of the last real token of each row: `(b, vocab)`.
     Last,
+    /// As `Last`, but in a batched step (`b * t` rows at least the batched products'
+    /// minimum) the output head projects the rows as one batch however few they are, so that
+    /// a row's logits do not depend on how many rows share its step (scoring). `Last` keeps
+    /// the head's one-row path for few rows, llama.cpp's numbers, which generation matches.
+    LastBatchInvariant,
     /// Logits at every position: `(b, t, vocab)`.
     All,
     /// For each `[row][position]`, the log-prob of the given target id (skip with -1) and the
@@ -56,6 +61,18 @@ fn rounded_to(x: f64, dtype: DType) -> f64 {
 
 /// Rows of hidden states projected to the vocabulary at once in gather mode.
 const GATHER_CHUNK: usize = 64;
+
+/// In a batched step (`step_rows` at least the batched products' minimum), pads the rows the
+/// output head projects with copies of the first up to that minimum, so that the head takes
+/// the path, hence the bits, it takes for many rows: a row's logits then do not depend on
+/// how many others share its call. The caller keeps only the first rows of the result.
+fn pad_to_batched(rows: &mut Vec<u32>, step_rows: usize) {
+    if let Some(&first) = rows.first() {
+        if step_rows >= DENSE_MIN_ROWS && rows.len() < DENSE_MIN_ROWS {
+            rows.resize(DENSE_MIN_ROWS, first);
+        }
+    }
+}
 
 /// The rows of a step the last block's feed-forward runs on (`Decoder::last_block_rows`).
 struct LastRows {
@@ -394,7 +411,7 @@ impl Decoder {
         let mut needed = vec![false; b * t];
         match mode {
             LogitsMode::All => return None,
-            LogitsMode::Last => {
+            LogitsMode::Last | LogitsMode::LastBatchInvariant => {
                 for (r, p) in positions.iter().enumerate() {
                     needed[r * t + p.iter().rposition(|&q| q >= 0).unwrap_or(t - 1)] = true;
                 }
@@ -447,16 +464,22 @@ impl Decoder {
                     .forward(&x.reshape((b, t, hidden))?)?
                     .to_dtype(DType::F32)?,
             )),
-            LogitsMode::Last => {
-                let last: Vec<u32> = positions
+            LogitsMode::Last | LogitsMode::LastBatchInvariant => {
+                let mut last: Vec<u32> = positions
                     .iter()
                     .enumerate()
                     .map(|(r, p)| slot[r * t + p.iter().rposition(|&q| q >= 0).unwrap_or(t - 1)])
                     .collect();
-                let index = Tensor::from_vec(last, b, &self.device)?;
-                let rows = x.index_select(&index, 0)?;
+                if matches!(mode, LogitsMode::LastBatchInvariant) {
+                    pad_to_batched(&mut last, b * t);
+                }
+                let n = last.len();
+                let rows = x.index_select(&Tensor::from_vec(last, n, &self.device)?, 0)?;
                 Ok(Logits::Last(
-                    self.head.forward(&rows)?.to_dtype(DType::F32)?,
+                    self.head
+                        .forward(&rows)?
+                        .narrow(0, 0, b)?
+                        .to_dtype(DType::F32)?,
                 ))
             }
             LogitsMode::Gather(targets) => {
@@ -481,10 +504,17 @@ impl Decoder {
                 }
                 let mut out = vec![vec![None; t]; b];
                 for chunk in wanted.chunks(GATHER_CHUNK) {
-                    let rows: Vec<u32> = chunk.iter().map(|&(r, i, _)| slot[r * t + i]).collect();
+                    let mut rows: Vec<u32> =
+                        chunk.iter().map(|&(r, i, _)| slot[r * t + i]).collect();
                     let n = rows.len();
-                    let h = x.index_select(&Tensor::from_vec(rows, n, &self.device)?, 0)?;
-                    let logits = self.head.forward(&h)?.to_dtype(DType::F32)?;
+                    pad_to_batched(&mut rows, b * t);
+                    let padded = rows.len();
+                    let h = x.index_select(&Tensor::from_vec(rows, padded, &self.device)?, 0)?;
+                    let logits = self
+                        .head
+                        .forward(&h)?
+                        .narrow(0, 0, n)?
+                        .to_dtype(DType::F32)?;
                     let lse = logits.log_sum_exp(D::Minus1)?;
                     let tgt = Tensor::from_vec(
                         chunk.iter().map(|w| w.2).collect::<Vec<_>>(),

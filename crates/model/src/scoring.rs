@@ -279,12 +279,13 @@ fn score_group<'h>(
     };
     let rests: Vec<&[u32]> = contexts.iter().map(|c| &c[shared..]).collect();
     let (ids, pos) = right_pad(&rests, &vec![shared; contexts.len()]);
-    // The last context position predicts each continuation's first token.
+    // The last context position predicts each continuation's first token (with the head's
+    // numbers independent of how many contexts share the batch).
     let last = match decoder.forward(
         &ids,
         &pos,
         &mut cache,
-        &LogitsMode::Last,
+        &LogitsMode::LastBatchInvariant,
         hook.as_deref_mut(),
     )? {
         Logits::Last(t) => candle_nn::ops::log_softmax(&t, D::Minus1)?,
