@@ -270,9 +270,13 @@ pub fn run_tilted<'h>(
             }
             prepared.push((t, prompts, e));
         }
-        // By length, so that each batch pads its prompts little (stable: ties keep the
-        // selection's order).
-        prepared.sort_by_key(|(_, _, e)| e.iter().map(|x| x.context.len()).max().unwrap_or(0));
+        // By condition and format (whose prompts share their instructions, run once per
+        // batch), then by length, so that each batch pads its prompts little (stable: ties
+        // keep the selection's order).
+        prepared.sort_by_cached_key(|(t, _, e)| {
+            let longest = e.iter().map(|x| x.context.len()).max().unwrap_or(0);
+            (t.condition.clone(), t.format.clone(), longest)
+        });
         for part in prepared.chunks(opts.batch.max(1) * 4) {
             let requests: Vec<ScoreRequest> = part
                 .iter()
