@@ -239,27 +239,41 @@ pub fn attention(
     let work = |items: std::ops::Range<usize>| {
         let dst = &dst;
         let mut probs = vec![0f32; kv_len];
+        // Per query of row `spans_of`: (keys visible from the first on, last visible + 1),
+        // found once for all the heads of the row that this thread takes in a row.
+        let mut spans: Vec<(usize, usize)> = Vec::with_capacity(t);
+        let mut spans_of = usize::MAX;
         for item in items {
             let (bi, head) = (item / h, item % h);
             let g = head / n_rep;
             let kv_base = bi * s.kv_strides[0] + g * s.kv_strides[1];
-            for i in 0..t {
+            if spans_of != bi {
+                spans.clear();
+                spans.extend((0..t).map(|i| {
+                    let seen = rule.of_query(bi, i);
+                    // Keys past the last visible one (the step's later queries) would only
+                    // add zeros to the softmax's lanes and the weighted sum: same bits
+                    // without them.
+                    let end = (0..kv_len)
+                        .rposition(|j| seen.sees(j))
+                        .map_or(kv_len, |e| e + 1);
+                    let dense = (0..end).position(|j| !seen.sees(j)).unwrap_or(end);
+                    (dense, end)
+                }));
+                spans_of = bi;
+            }
+            for (i, &(dense, end)) in spans.iter().enumerate() {
                 let qv = &q[((bi * h + head) * t + i) * d..][..d];
                 let mut max = f32::NEG_INFINITY;
                 let stride = s.kv_strides[2];
                 let seen = rule.of_query(bi, i);
-                // Keys past the last visible one (the step's later queries) would only add
-                // zeros to the softmax's lanes and the weighted sum: same bits without them.
-                let end = (0..kv_len)
-                    .rposition(|j| seen.sees(j))
-                    .map_or(kv_len, |e| e + 1);
                 let probs = &mut probs[..end];
                 let mut j = 0;
                 while j < end {
                     // Four visible keys at once where the kernel has it (same bits as one
                     // at a time).
                     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-                    if j + 4 <= end && d.is_multiple_of(16) && (j..j + 4).all(|u| seen.sees(u)) {
+                    if j + 4 <= dense && d.is_multiple_of(16) {
                         let four = dot4(qv, &k[kv_base + j * stride..], stride);
                         for (p, x) in probs[j..j + 4].iter_mut().zip(four) {
                             *p = x * scale;
@@ -270,7 +284,7 @@ pub fn attention(
                         j += 4;
                         continue;
                     }
-                    probs[j] = if seen.sees(j) {
+                    probs[j] = if j < dense || seen.sees(j) {
                         dot(qv, &k[kv_base + j * stride..][..d]) * scale
                     } else {
                         f32::NEG_INFINITY
