@@ -90,25 +90,32 @@ fn unfused_attention_path_matches_transformers() {
     }
 }
 
+/// The sequences right-padded to the longest (id 0, position -1): `(ids, positions)`.
+fn right_padded(ids: &[Vec<u32>]) -> (Vec<Vec<u32>>, Vec<Vec<i32>>) {
+    let t = ids.iter().map(Vec::len).max().unwrap();
+    let batch = ids
+        .iter()
+        .map(|s| (0..t).map(|j| s.get(j).copied().unwrap_or(0)).collect())
+        .collect();
+    let pos = ids
+        .iter()
+        .map(|s| {
+            (0..t)
+                .map(|j| if j < s.len() { j as i32 } else { -1 })
+                .collect()
+        })
+        .collect();
+    (batch, pos)
+}
+
 /// Right-padded batch of sequences of different lengths = each run alone, to 1e-5.
 #[test]
 fn padded_batch_equals_one_at_a_time() {
     for name in MODELS {
         let d = load_folder(name);
         let (ids, _) = reference(name);
-        let t = ids.iter().map(Vec::len).max().unwrap();
-        let batch: Vec<Vec<u32>> = ids
-            .iter()
-            .map(|s| (0..t).map(|j| s.get(j).copied().unwrap_or(0)).collect())
-            .collect();
-        let pos: Vec<Vec<i32>> = ids
-            .iter()
-            .map(|s| {
-                (0..t)
-                    .map(|j| if j < s.len() { j as i32 } else { -1 })
-                    .collect()
-            })
-            .collect();
+        let (batch, pos) = right_padded(&ids);
+        let t = batch[0].len();
         let mut cache = d.new_cache(ids.len(), t).unwrap();
         let all = match d
             .forward(&batch, &pos, &mut cache, &LogitsMode::All, None)
@@ -227,19 +234,8 @@ fn last_block_on_the_rows_read_gives_the_bits_of_every_row() {
     for name in MODELS {
         let d = load_folder(name);
         let (ids, want) = reference(name);
-        let t = ids.iter().map(Vec::len).max().unwrap();
-        let batch: Vec<Vec<u32>> = ids
-            .iter()
-            .map(|s| (0..t).map(|j| s.get(j).copied().unwrap_or(0)).collect())
-            .collect();
-        let pos: Vec<Vec<i32>> = ids
-            .iter()
-            .map(|s| {
-                (0..t)
-                    .map(|j| if j < s.len() { j as i32 } else { -1 })
-                    .collect()
-            })
-            .collect();
+        let (batch, pos) = right_padded(&ids);
+        let t = batch[0].len();
         // Every third position predicts its next token: fewer rows than the minimum.
         let targets: Vec<Vec<i64>> = ids
             .iter()
