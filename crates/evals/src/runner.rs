@@ -160,6 +160,47 @@ pub fn model_identity(model: &Model) -> Result<serde_json::Value> {
 /// The window bounds what is held encoded at once.
 const SORT_WINDOW: usize = 2048;
 
+/// A task with its prompts and their encodings.
+type Prepared<'t> = (&'t Task, Vec<Prompt>, Vec<Encoded>);
+
+/// Encodes every prompt of `window` (checking it fits the context), sorted by condition and
+/// format (whose prompts share their instructions, run once per batch), then by length, so
+/// that each batch pads its prompts little (stable: ties keep the selection's order).
+fn prepare_window<'t>(
+    model: &Model,
+    bench: &dyn Benchmark,
+    window: &[&'t Task],
+    chat_available: bool,
+) -> Result<Vec<Prepared<'t>>> {
+    let max_positions = model.decoder.max_positions();
+    let mut prepared = Vec::with_capacity(window.len());
+    for &t in window {
+        let prompts = bench.prompts(t.item, &t.condition, &t.format, chat_available)?;
+        let id = bench.item_id(t.item);
+        let mut e = Vec::with_capacity(prompts.len());
+        for p in &prompts {
+            let enc = encode(model, p).with_context(|| {
+                format!("{} item {id} ({}, {})", bench.name(), t.condition, t.format)
+            })?;
+            let longest = enc.continuations.iter().map(Vec::len).max().unwrap_or(0);
+            let need = enc.context.len() + longest.max(enc.max_tokens);
+            if need > max_positions {
+                bail!(
+                    "{} item {id}: the prompt needs {need} positions, over the context length {max_positions}",
+                    bench.name()
+                );
+            }
+            e.push(enc);
+        }
+        prepared.push((t, prompts, e));
+    }
+    prepared.sort_by_cached_key(|(t, _, e): &Prepared| {
+        let longest = e.iter().map(|x| x.context.len()).max().unwrap_or(0);
+        (t.condition.clone(), t.format.clone(), longest)
+    });
+    Ok(prepared)
+}
+
 /// Runs `bench` on `model`, resuming from `opts.output` when it holds this run's items, and
 /// writes `results.json` there. Returns the results.
 /// Runs `bench`; `hook` (control vectors, described by `opts.steering`) acts on every forward
@@ -237,7 +278,6 @@ pub fn run_tilted<'h>(
         ProgressBar::hidden()
     };
     let chat_available = model.chat_template.is_some();
-    let max_positions = model.decoder.max_positions();
     let score_opts = ScoreOptions {
         batch_requests: opts.batch.max(1),
         ..Default::default()
@@ -247,36 +287,7 @@ pub fn run_tilted<'h>(
     let mut tokens = 0usize;
     let work_started = Instant::now();
     for window in pending.chunks(SORT_WINDOW) {
-        // Encode every prompt of the window; remember which task each belongs to.
-        let mut prepared: Vec<(&Task, Vec<Prompt>, Vec<Encoded>)> =
-            Vec::with_capacity(window.len());
-        for &t in window {
-            let prompts = bench.prompts(t.item, &t.condition, &t.format, chat_available)?;
-            let id = bench.item_id(t.item);
-            let mut e = Vec::with_capacity(prompts.len());
-            for p in &prompts {
-                let enc = encode(model, p).with_context(|| {
-                    format!("{} item {id} ({}, {})", bench.name(), t.condition, t.format)
-                })?;
-                let longest = enc.continuations.iter().map(Vec::len).max().unwrap_or(0);
-                let need = enc.context.len() + longest.max(enc.max_tokens);
-                if need > max_positions {
-                    bail!(
-                        "{} item {id}: the prompt needs {need} positions, over the context length {max_positions}",
-                        bench.name()
-                    );
-                }
-                e.push(enc);
-            }
-            prepared.push((t, prompts, e));
-        }
-        // By condition and format (whose prompts share their instructions, run once per
-        // batch), then by length, so that each batch pads its prompts little (stable: ties
-        // keep the selection's order).
-        prepared.sort_by_cached_key(|(t, _, e)| {
-            let longest = e.iter().map(|x| x.context.len()).max().unwrap_or(0);
-            (t.condition.clone(), t.format.clone(), longest)
-        });
+        let prepared = prepare_window(model, bench, window, chat_available)?;
         for part in prepared.chunks(opts.batch.max(1) * 4) {
             let requests: Vec<ScoreRequest> = part
                 .iter()

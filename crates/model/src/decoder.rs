@@ -74,6 +74,14 @@ fn pad_to_batched(rows: &mut Vec<u32>, step_rows: usize) {
     }
 }
 
+/// The index of a row's last real token (its last position that is not padding).
+fn last_real(positions: &[i32]) -> usize {
+    positions
+        .iter()
+        .rposition(|&q| q >= 0)
+        .unwrap_or(positions.len().saturating_sub(1))
+}
+
 /// The rows of a step the last block's feed-forward runs on (`Decoder::last_block_rows`).
 struct LastRows {
     /// Flat positions `r * t + i`, ascending.
@@ -366,21 +374,22 @@ impl Decoder {
         };
         // After the last block's attention only the rows whose logits the mode reads matter
         // (the keys and values of every row are cached by then).
-        let last_rows = match hook.is_none() {
-            true => self.last_block_rows(positions, mode),
-            false => None,
+        let last_rows = if hook.is_none() {
+            self.last_block_rows(positions, mode)
+        } else {
+            None
         };
         for (i, block) in self.blocks.iter().enumerate() {
             if let (Some(rows), true) = (&last_rows, i + 1 == self.blocks.len()) {
                 let a = block.attention(&xn, &step, cache, i)?;
                 let hidden = x.dim(D::Minus1)?;
-                let index = Tensor::from_vec(rows.kept.clone(), rows.kept.len(), &self.device)?;
+                let index = Tensor::new(rows.kept.as_slice(), &self.device)?;
                 let pick = |t: &Tensor| -> Result<Tensor> {
                     Ok(t.reshape(((), hidden))?.index_select(&index, 0)?)
                 };
                 let (h, y) = block.feed_forward(&pick(&x)?, &pick(&a)?, &step)?;
                 let (_, xn) = self.norm.add_forward(&h, &y)?;
-                return self.head(&xn, &rows.slot, positions, mode);
+                return self.head(&xn, Some(&rows.slot), positions, mode);
             }
             let (h, y) = block.forward(&x, &xn, &step, cache, i)?;
             let next_norm = self.blocks.get(i + 1).map_or(&self.norm, |b| &b.attn_norm);
@@ -396,8 +405,7 @@ impl Decoder {
             }
         }
         let (b, t, hidden) = xn.dims3()?;
-        let every: Vec<u32> = (0..(b * t) as u32).collect();
-        self.head(&xn.reshape((b * t, hidden))?, &every, positions, mode)
+        self.head(&xn.reshape((b * t, hidden))?, None, positions, mode)
     }
 
     /// The rows the last block's feed-forward must run on: those `mode` reads, padded with
@@ -413,7 +421,7 @@ impl Decoder {
             LogitsMode::All => return None,
             LogitsMode::Last | LogitsMode::LastBatchInvariant => {
                 for (r, p) in positions.iter().enumerate() {
-                    needed[r * t + p.iter().rposition(|&q| q >= 0).unwrap_or(t - 1)] = true;
+                    needed[r * t + last_real(p)] = true;
                 }
             }
             LogitsMode::Gather(targets) => {
@@ -448,15 +456,17 @@ impl Decoder {
     }
 
     /// Logits per `mode` from the final hidden states `x` `(n, hidden)`, where flat position
-    /// `r * t + i` of the step is row `slot[r * t + i]` of `x`.
+    /// `r * t + i` of the step is row `slot[r * t + i]` of `x` (row `r * t + i` itself
+    /// without `slot`: every row kept).
     fn head(
         &self,
         x: &Tensor,
-        slot: &[u32],
+        slot: Option<&[u32]>,
         positions: &[Vec<i32>],
         mode: &LogitsMode,
     ) -> Result<Logits> {
         let (b, t) = (positions.len(), positions.first().map_or(0, Vec::len));
+        let row = |flat: usize| slot.map_or(flat as u32, |s| s[flat]);
         let hidden = x.dim(D::Minus1)?;
         match mode {
             LogitsMode::All => Ok(Logits::All(
@@ -468,7 +478,7 @@ impl Decoder {
                 let mut last: Vec<u32> = positions
                     .iter()
                     .enumerate()
-                    .map(|(r, p)| slot[r * t + p.iter().rposition(|&q| q >= 0).unwrap_or(t - 1)])
+                    .map(|(r, p)| row(r * t + last_real(p)))
                     .collect();
                 if matches!(mode, LogitsMode::LastBatchInvariant) {
                     pad_to_batched(&mut last, b * t);
@@ -505,7 +515,7 @@ impl Decoder {
                 let mut out = vec![vec![None; t]; b];
                 for chunk in wanted.chunks(GATHER_CHUNK) {
                     let mut rows: Vec<u32> =
-                        chunk.iter().map(|&(r, i, _)| slot[r * t + i]).collect();
+                        chunk.iter().map(|&(r, i, _)| row(r * t + i)).collect();
                     let n = rows.len();
                     pad_to_batched(&mut rows, b * t);
                     let padded = rows.len();
