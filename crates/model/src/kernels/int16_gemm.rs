@@ -4,9 +4,10 @@
 //! GGUF type that stores runs of 32 values as `d * q + m` (`runs::RunFormat`: Q4_0, Q4_1,
 //! Q5_0, Q5_1, Q8_0, Q4_K), repacked as 16-bit integers with one `(d, m)` per run.
 //!
-//! Activations are quantized per block of 32 to 16 bits (`Q16Rows`): a step of 1/32767 of
-//! the block's largest magnitude, 256 times finer than llama.cpp's 8-bit blocks and finer
-//! than the f16 rounding llama.cpp's numerics apply to q, k and v anyway. Per block of 32,
+//! Activations are quantized per block of 32 to 16 bits (`Q16Rows`): a step of 1/32767 to
+//! 2/32767 of the block's largest magnitude (a power of two, `step`), 128 to 256 times finer
+//! than llama.cpp's 8-bit blocks and finer than the f16 rounding llama.cpp's numerics apply
+//! to q, k and v anyway. Per block of 32,
 //! `out += (d_w * d_x) * sum(q_w * q_x)` and `out += m_w * sum(x)`, the last with the exact
 //! f32 sum of the activations. The order of these additions is fixed, so a row's result does
 //! not depend on which other rows share its call.
@@ -42,7 +43,7 @@ const Q_MAX: f32 = 32767.0;
 /// Rows of activations quantized to 16 bits per block of 32.
 pub struct Q16Rows {
     pub k: usize,
-    /// Per block: the step `max|x| / 32767`.
+    /// Per block: the step, a power of two (`step`).
     d: Vec<f32>,
     /// Per block: the f32 sum of its activations (lanes `i % 16` first, then pairwise).
     s: Vec<f32>,
@@ -109,8 +110,9 @@ fn quantize_block(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32) {
         let x0 = _mm512_loadu_ps(x.as_ptr());
         let x1 = _mm512_loadu_ps(x.as_ptr().add(LANES));
         let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
-        let d = amax / Q_MAX;
-        let id = _mm512_set1_ps(if amax > 0.0 { Q_MAX / amax } else { 0.0 });
+        let d = step(amax);
+        // Exact: d is a power of two.
+        let id = _mm512_set1_ps(inverse_step(d));
         // The default rounding mode rounds to nearest, ties to even; the narrowing saturates.
         let q0 = _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(x0, id)));
         let q1 = _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(x1, id)));
@@ -130,8 +132,8 @@ fn quantize_block(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32) {
 fn quantize_block_scalar(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32) {
     assert_eq!(q.len(), x.len());
     let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
-    let d = amax / Q_MAX;
-    let id = if amax > 0.0 { Q_MAX / amax } else { 0.0 };
+    let d = step(amax);
+    let id = inverse_step(d);
     for (q, v) in q.iter_mut().zip(x) {
         // |v * id| <= 32767 up to rounding; the cast saturates.
         q.write((v * id).round_ties_even() as i16);
@@ -146,6 +148,48 @@ fn quantize_block_scalar(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32) {
 #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
 fn quantize_block(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32) {
     quantize_block_scalar(x, q)
+}
+
+/// Largest `amax` whose step stays in range (`step`): 2^120.
+const AMAX_TOP: f32 = 1.329_228e36;
+/// Smallest `amax` quantized as it is; below it (zeros, underflow) the step is 1, so every
+/// value rounds to 0 (each is under 2^-87; the block's exact sum still carries them).
+const AMAX_FLOOR: f32 = 6.462_349e-27;
+
+/// A block's step: the smallest power of two at least `amax / 32767` (so between 1/32767 and
+/// 2/32767 of `amax`), for `amax` in `[2^-87, 2^120]`; 1 below, 2^106 above (and for NaN),
+/// where the values saturate. A power of two makes `1 / d` exact and lets the kernel apply
+/// `d_w * d_x` as an add to `d_w`'s exponent bits (the mul it replaces shared the pipes of
+/// `vpdpwssd`); the bounds keep that product a normal float for any weight scale in
+/// `[2^-24, 2^22]` (f16 scales, also times Q4_K's 6-bit sub-scales).
+fn step(amax: f32) -> f32 {
+    if amax < AMAX_FLOOR {
+        return 1.0;
+    }
+    if !(amax <= AMAX_TOP) {
+        return f32::from_bits((127 + 106) << 23);
+    }
+    // amax = m 2^E (m in [1, 2)): 2^(E-14) * 32767 = 2^E (2 - 2^-14) holds amax unless m is
+    // above 2 - 2^-14 (mantissa bits above 0x7ffe00); then 2^(E-13). Integer ops only.
+    let bits = amax.to_bits();
+    let up = if bits & 0x007f_ffff > 0x007f_fe00 {
+        13
+    } else {
+        14
+    };
+    f32::from_bits((bits & 0x7f80_0000) - (up << 23))
+}
+
+/// `1 / d` for a step (a power of two), exactly.
+#[inline(always)]
+fn inverse_step(d: f32) -> f32 {
+    f32::from_bits((254 << 23) - d.to_bits())
+}
+
+/// `d`'s exponent as an offset to add to a float's bits: `e << 23` for `d = 2^e`.
+#[inline(always)]
+fn exponent_offset(d: f32) -> i32 {
+    d.to_bits() as i32 - (127 << 23)
 }
 
 /// Lanes added pairwise: the upper half onto the lower, down to one.
@@ -183,7 +227,11 @@ impl PackedInt16 {
         assert!(k.is_multiple_of(per_block) && w.len() >= n * row_bytes);
         let nb = k / QK;
         let panels = n.div_ceil(NR);
-        let mut scales = vec![0f32; panels * nb * 2 * NR];
+        // Scales start at 1 (and minimums at 0), so that padding lanes past n hold a normal
+        // scale for the kernel's exponent add (`step`), times zero weights.
+        let mut scales: Vec<f32> = (0..panels * nb * 2 * NR)
+            .map(|i| if i % (2 * NR) < NR { 1.0 } else { 0.0 })
+            .collect();
         let mut q = vec![0i16; panels * nb * BLOCK_Q];
         let mut run = [0i16; RUN];
         for j in 0..n {
@@ -192,7 +240,11 @@ impl PackedInt16 {
             for b in 0..nb {
                 let (block, r) = (b * QK / per_block, b % (per_block / QK));
                 let bytes = &row[block * format.block_bytes()..][..format.block_bytes()];
-                let (d, m) = format.run(bytes, r, &mut run);
+                let (mut d, m) = format.run(bytes, r, &mut run);
+                if d == 0.0 {
+                    // d * q is 0: zero weights under scale 1 (see above) are the same.
+                    (d, run) = (1.0, [0; RUN]);
+                }
                 let s = (p * nb + b) * 2 * NR;
                 (scales[s + lane], scales[s + NR + lane]) = (d, m);
                 let qb = &mut q[(p * nb + b) * BLOCK_Q..(p * nb + b + 1) * BLOCK_Q];
@@ -284,10 +336,11 @@ unsafe fn tile_mr<const R: usize>(
         ];
         for i in 0..R {
             let xb = (r0 + i) * nb + b;
-            let dx = _mm512_set1_ps(*x.d.get_unchecked(xb));
+            let dx = _mm512_set1_epi32(exponent_offset(*x.d.get_unchecked(xb)));
             let sx = _mm512_set1_ps(*x.s.get_unchecked(xb));
             for h in 0..2 {
-                let scale = _mm512_mul_ps(dw[h], dx);
+                // d_w * d_x exactly (`step`): d_x = 2^e added to d_w's exponent.
+                let scale = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(dw[h]), dx));
                 acc[i][h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i][h]), scale, acc[i][h]);
                 acc[i][h] = _mm512_fmadd_ps(mw[h], sx, acc[i][h]);
             }
@@ -415,14 +468,15 @@ mod tests {
             for i in 0..m {
                 let xr = &x[i * k..(i + 1) * k];
                 let exact: f64 = wf.iter().zip(xr).map(|(&a, &b)| a as f64 * b as f64).sum();
-                // Each activation is off by at most half a step of its block.
+                // Each activation is off by at most half a step of its block (a step is at
+                // most 2/32767 of the block's largest magnitude).
                 let bound: f64 = xr
                     .chunks(QK)
                     .zip(wf.chunks(QK))
                     .map(|(xb, wb)| {
                         let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs())) as f64;
                         let wsum: f64 = wb.iter().map(|v| v.abs() as f64).sum();
-                        wsum * amax / 65534.0
+                        wsum * amax / 32767.0
                     })
                     .sum::<f64>()
                     + 1e-5 * (1.0 + exact.abs());
@@ -482,8 +536,66 @@ mod tests {
         x[1] = -3.0e38;
         x[2] = 1.0;
         let q = Q16Rows::quantize(&x, QK);
-        assert_eq!((q.qs[0], q.qs[1], q.qs[2]), (32767, -32767, 0));
+        assert_eq!((q.qs[0], q.qs[1], q.qs[2]), (32767, -32768, 0));
         let zeros = Q16Rows::quantize(&[0f32; QK], QK);
-        assert!(zeros.qs.iter().all(|&v| v == 0) && zeros.d[0] == 0.0);
+        assert!(zeros.qs.iter().all(|&v| v == 0) && zeros.d[0] == 1.0);
+    }
+
+    #[test]
+    fn steps_are_the_smallest_power_of_two_that_fits() {
+        for amax in [
+            1e-26f32, 3e-20, 0.01, 1.0, 32767.0, 32768.0, 5e4, 1e30, 1.3e36,
+        ] {
+            let d = step(amax);
+            assert_eq!(
+                d.to_bits() & 0x007f_ffff,
+                0,
+                "{amax}: {d} is a power of two"
+            );
+            assert!(
+                amax / d <= Q_MAX && amax / d > Q_MAX / 2.0,
+                "{amax}: step {d}"
+            );
+        }
+        assert_eq!(step(32767.0), 1.0);
+        assert_eq!(step(32767.5), 2.0);
+        for d in [step(1.0), step(1e-26), step(1e36), 1.0] {
+            assert_eq!(inverse_step(d), 1.0 / d);
+        }
+        assert_eq!((step(0.0), step(1e-30)), (1.0, 1.0));
+        assert_eq!(step(f32::INFINITY), step(f32::NAN));
+    }
+
+    /// The kernel applies `d_w * d_x` as an exponent add; at the ends of both ranges it must
+    /// still give the bits of the float product the reference takes.
+    #[test]
+    fn exponent_add_equals_the_product_at_the_ends_of_the_ranges() {
+        if !AVAILABLE {
+            eprintln!("skipped: this build has no AVX-512 VNNI kernel to compare");
+            return;
+        }
+        let (n, k) = (40, 64);
+        let mut w = sample_rows(n, k);
+        // Row 0: the smallest f16 scale (2^-24), row 1 the largest, row 2 a zero scale.
+        for (row, d) in [(0, 0x0001u16), (1, 0x7bff), (2, 0)] {
+            for b in 0..k / QK {
+                let at = (row * k / QK + b) * BLOCK_BYTES;
+                w[at..at + 2].copy_from_slice(&d.to_le_bytes());
+            }
+        }
+        let packed = PackedInt16::pack(RunFormat::Q4_1, &w, n, k);
+        let mut x = activations(5, k);
+        x[..QK].iter_mut().for_each(|v| *v *= 1e-28); // amax just above the floor
+        x[QK..2 * QK].iter_mut().for_each(|v| *v *= 1e33); // near the top
+        x[2 * QK..3 * QK].fill(0.0);
+        x[3 * QK..4 * QK].iter_mut().for_each(|v| *v *= 1e-30); // below the floor
+        let xq = Q16Rows::quantize(&x, k);
+        let out = matmul(&xq, &packed);
+        for i in 0..5 {
+            for j in 0..n {
+                let want = reference(&xq, &packed, i, j);
+                assert_eq!(out[i * n + j].to_bits(), want.to_bits(), "[{i},{j}]");
+            }
+        }
     }
 }
