@@ -38,6 +38,7 @@ const BLOCK_Q: usize = QK * NR;
 /// Activation rows per register tile (12 integer and 12 float accumulators).
 const MR: usize = 6;
 /// Largest 16-bit magnitude a quantized activation takes.
+#[cfg(test)]
 const Q_MAX: f32 = 32767.0;
 
 /// Rows of activations quantized to 16 bits per block of 32.
@@ -222,6 +223,32 @@ fn slot(lane: usize, e: usize) -> usize {
 impl PackedInt16 {
     /// Repacks `n` rows of `k` values stored in `format`'s GGUF blocks (row-major).
     pub fn pack(format: RunFormat, w: &[u8], n: usize, k: usize) -> Self {
+        Self::pack_rows(format, w, n, k, |j| j)
+    }
+
+    /// `pack` of the fused gate and up projections (`n / 2` rows each, gate first) for
+    /// `matmul_swiglu`: each panel holds 16 gate rows and the same 16 up rows.
+    pub fn pack_swiglu(format: RunFormat, w: &[u8], n: usize, k: usize) -> Self {
+        assert!(
+            n.is_multiple_of(NR),
+            "SwiGLU halves of {} rows: not in panels",
+            n / 2
+        );
+        let half = n / 2;
+        Self::pack_rows(format, w, n, k, |j| {
+            let (panel, lane) = (j / NR, j % NR);
+            panel * LANES + lane % LANES + if lane < LANES { 0 } else { half }
+        })
+    }
+
+    /// `pack` with packed row `j` taken from row `source(j)` of `w`.
+    fn pack_rows(
+        format: RunFormat,
+        w: &[u8],
+        n: usize,
+        k: usize,
+        source: impl Fn(usize) -> usize,
+    ) -> Self {
         let per_block = format.block_values();
         let row_bytes = k / per_block * format.block_bytes();
         assert!(k.is_multiple_of(per_block) && w.len() >= n * row_bytes);
@@ -236,7 +263,8 @@ impl PackedInt16 {
         let mut run = [0i16; RUN];
         for j in 0..n {
             let (p, lane) = (j / NR, j % NR);
-            let row = &w[j * row_bytes..(j + 1) * row_bytes];
+            let src = source(j);
+            let row = &w[src * row_bytes..(src + 1) * row_bytes];
             for b in 0..nb {
                 let (block, r) = (b * QK / per_block, b % (per_block / QK));
                 let bytes = &row[block * format.block_bytes()..][..format.block_bytes()];
@@ -261,27 +289,55 @@ impl PackedInt16 {
 /// not zero-filled first: every element is written once (a serial fill of every product's
 /// output cost a few per cent of a scoring run).
 pub fn matmul(x: &Q16Rows, w: &PackedInt16) -> Vec<f32> {
-    let (m, n) = (x.rows(), w.n);
+    product(x, w, Epilogue::Store)
+}
+
+/// SwiGLU's `silu(gate) * up`, `(m, n / 2)`, from weights packed by `pack_swiglu`: each tile
+/// applies `vexp::silu_mul`'s arithmetic to its gate and up sums as it stores them, so the
+/// `(m, n)` product is never written and read back. The same bits as `matmul` on the
+/// weights packed in order followed by `vexp::silu_mul_rows`.
+pub fn matmul_swiglu(x: &Q16Rows, w: &PackedInt16) -> Vec<f32> {
+    assert!(w.n.is_multiple_of(NR));
+    product(x, w, Epilogue::SiluTimes)
+}
+
+/// What a tile does with its sums.
+#[derive(Clone, Copy, PartialEq)]
+enum Epilogue {
+    /// Writes its panel's columns.
+    Store,
+    /// Writes `silu(gate) * up` for the panel's 16 gate and 16 up columns (`pack_swiglu`).
+    SiluTimes,
+}
+
+fn product(x: &Q16Rows, w: &PackedInt16, epilogue: Epilogue) -> Vec<f32> {
+    let m = x.rows();
     assert_eq!(x.k, w.k);
+    let n = match epilogue {
+        Epilogue::Store => w.n,
+        Epilogue::SiluTimes => w.n / 2,
+    };
     let mut out = Vec::<f32>::with_capacity(m * n);
     for_each_tile(
         m,
-        n.div_ceil(NR),
+        w.n.div_ceil(NR),
         MR,
-        m * n * x.k,
+        m * w.n * x.k,
         out.as_mut_ptr(),
         |p, r, mr, c| {
-            // SAFETY: rows r..r+mr and the panel's columns are within the capacity of m * n and
-            // belong to this tile alone.
-            unsafe { tile(x, w, p, r, mr, c, n) };
+            // SAFETY: rows r..r+mr and the panel's columns (`Store`: p*32.., `SiluTimes`:
+            // p*16..) are within the capacity of m * n and belong to this tile alone.
+            unsafe { tile(x, w, p, r, mr, c, n, epilogue) };
         },
     );
     // SAFETY: the tiles cover every row of every panel (`for_each_tile`), and each tile
-    // writes every column of its panel below n (the masked stores, or the portable loop).
+    // writes every output column of its panel below n (the masked stores, the SwiGLU rows,
+    // or the portable loop).
     unsafe { out.set_len(m * n) };
     out
 }
 
+#[allow(clippy::too_many_arguments)]
 unsafe fn tile(
     x: &Q16Rows,
     w: &PackedInt16,
@@ -290,8 +346,23 @@ unsafe fn tile(
     mr: usize,
     c: *mut f32,
     ldc: usize,
+    epilogue: Epilogue,
 ) {
-    super::by_rows!(mr, [6, 5, 4, 3, 2], tile_mr(x, w, p, r, c, ldc))
+    super::by_rows!(mr, [6, 5, 4, 3, 2], tile_mr(x, w, p, r, c, ldc, epilogue))
+}
+
+/// A row's 16 SwiGLU outputs of a panel, from its gate and up sums, written at `c`.
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_feature = "avx512f",
+    target_feature = "avx512bw",
+    target_feature = "avx512vnni"
+)))]
+#[inline(always)]
+unsafe fn store_silu_times(gate: &[f32; LANES], up: &[f32; LANES], c: *mut f32) {
+    for l in 0..LANES {
+        *c.add(l) = super::vexp::silu_times(gate[l], up[l]);
+    }
 }
 
 #[cfg(all(
@@ -308,6 +379,7 @@ unsafe fn tile_mr<const R: usize>(
     r0: usize,
     c: *mut f32,
     ldc: usize,
+    epilogue: Epilogue,
 ) {
     use std::arch::x86_64::*;
     let nb = w.k / QK;
@@ -345,6 +417,13 @@ unsafe fn tile_mr<const R: usize>(
                 acc[i][h] = _mm512_fmadd_ps(mw[h], sx, acc[i][h]);
             }
         }
+    }
+    if epilogue == Epilogue::SiluTimes {
+        for (i, a) in acc.iter().enumerate() {
+            let h = super::vexp::silu_times16(a[0], a[1]);
+            _mm512_storeu_ps(c.add((r0 + i) * ldc + p * LANES), h);
+        }
+        return;
     }
     let cols = NR.min(w.n - p * NR);
     let mask = |h: usize| -> __mmask16 {
@@ -399,7 +478,17 @@ unsafe fn tile_mr<const R: usize>(
     r0: usize,
     c: *mut f32,
     ldc: usize,
+    epilogue: Epilogue,
 ) {
+    if epilogue == Epilogue::SiluTimes {
+        for i in r0..r0 + R {
+            let sums = |h: usize| -> [f32; LANES] {
+                std::array::from_fn(|l| reference(x, w, i, p * NR + h * LANES + l))
+            };
+            store_silu_times(&sums(0), &sums(1), c.add(i * ldc + p * LANES));
+        }
+        return;
+    }
     for col in p * NR..(p * NR + NR).min(w.n) {
         for i in r0..r0 + R {
             *c.add(i * ldc + col) = reference(x, w, i, col);
@@ -485,6 +574,29 @@ mod tests {
                     err <= bound,
                     "[{i},{j}]: {} vs {exact} (bound {bound})",
                     out[i * n + j]
+                );
+            }
+        }
+    }
+
+    /// The fused SwiGLU epilogue against the product written out and `silu_mul_rows` on it.
+    #[test]
+    fn swiglu_epilogue_gives_the_bits_of_the_product_then_silu_mul() {
+        for &(m, half, k) in &[(1, 16, 32), (7, 48, 64), (40, 96, 576)] {
+            let w = sample_rows(2 * half, k);
+            let xq = Q16Rows::quantize(&activations(m, k), k);
+            let full = matmul(&xq, &PackedInt16::pack(RunFormat::Q4_1, &w, 2 * half, k));
+            let want = crate::kernels::vexp::silu_mul_rows(&full, &full[half..], 2 * half, m, half);
+            let got = matmul_swiglu(
+                &xq,
+                &PackedInt16::pack_swiglu(RunFormat::Q4_1, &w, 2 * half, k),
+            );
+            assert_eq!(got.len(), want.len());
+            for (e, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
+                    "({m},{half},{k}) [{e}]: {a} vs {b}"
                 );
             }
         }

@@ -89,8 +89,69 @@ pub fn reduce16(l: [f32; 16]) -> f32 {
 /// into every element of `out` (which need not be initialized).
 fn silu_mul(gate: &[f32], up: &[f32], out: &mut [MaybeUninit<f32>]) {
     for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-        o.write(g / (1.0 + exp(-g)) * u);
+        o.write(silu_times(g, u));
     }
+}
+
+/// One element of `silu_mul`.
+#[inline(always)]
+pub(crate) fn silu_times(g: f32, u: f32) -> f32 {
+    g / (1.0 + exp(-g)) * u
+}
+
+/// `silu_times` on 16 lanes with AVX-512 (for the SwiGLU GEMM's tiles): the operations of
+/// `exp` and `silu_times` one for one, so the same bits.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+#[inline(always)]
+pub(crate) unsafe fn silu_times16(
+    g: std::arch::x86_64::__m512,
+    u: std::arch::x86_64::__m512,
+) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    let set = _mm512_set1_ps;
+    let x = _mm512_xor_ps(g, set(-0.0)); // -g: a sign flip, as `-g`
+                                         // `x.max(UNDERFLOW).min(OVERFLOW)`: vmaxps/vminps return their second operand for NaN,
+                                         // as f32::max/min return the number.
+    let xc = _mm512_min_ps(_mm512_max_ps(x, set(UNDERFLOW)), set(OVERFLOW));
+    const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    const DOWN: i32 = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
+    let n = _mm512_roundscale_ps::<NEAREST>(_mm512_mul_ps(xc, set(LOG2E)));
+    let r = _mm512_sub_ps(
+        _mm512_sub_ps(xc, _mm512_mul_ps(n, set(LN2_HI))),
+        _mm512_mul_ps(n, set(LN2_LO)),
+    );
+    let mut p = set(1.987_569_1e-4);
+    for c in [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        0.166_666_65,
+        0.5,
+    ] {
+        p = _mm512_add_ps(_mm512_mul_ps(p, r), set(c));
+    }
+    let er = _mm512_add_ps(
+        _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(p, r), r), r),
+        set(1.0),
+    );
+    let half = _mm512_roundscale_ps::<DOWN>(_mm512_mul_ps(n, set(0.5)));
+    let scale = |k: __m512| {
+        _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(
+            _mm512_cvttps_epi32(k),
+            _mm512_set1_epi32(127),
+        )))
+    };
+    let y = _mm512_mul_ps(
+        _mm512_mul_ps(er, scale(half)),
+        scale(_mm512_sub_ps(n, half)),
+    );
+    let over = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, set(OVERFLOW));
+    let under = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, set(UNDERFLOW));
+    let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+    let y = _mm512_mask_mov_ps(y, under, _mm512_setzero_ps());
+    let y = _mm512_mask_mov_ps(y, over, set(f32::INFINITY));
+    let e = _mm512_mask_mov_ps(y, nan, x);
+    _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(set(1.0), e)), u)
 }
 
 struct SharedOut(*mut f32);
@@ -151,6 +212,45 @@ mod tests {
             0.5 * std::f32::consts::LN_2,
         ] {
             assert!(ulps(exp(x), x.exp()) <= 1, "{x}");
+        }
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    #[test]
+    fn silu_on_16_lanes_gives_the_bits_of_one_at_a_time() {
+        use std::arch::x86_64::*;
+        let mut gs: Vec<f32> = (0..20_000)
+            .map(|i| (i as f32 - 10_000.0) * 0.0123)
+            .collect();
+        gs.extend([
+            0.0, -0.0, 1e-40, -1e-40, 88.0, -88.0, 87.4, -87.4, 100.0, -100.0,
+        ]);
+        gs.extend([
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::MAX,
+            f32::MIN,
+        ]);
+        gs.resize(gs.len().next_multiple_of(16), 1.5);
+        for (c, g) in gs.chunks(16).enumerate() {
+            let u: Vec<f32> = (0..16).map(|l| 0.75 - (c * 16 + l) as f32 * 1e-4).collect();
+            let mut got = [0f32; 16];
+            // SAFETY: 16 values each; AVX-512F is compiled in.
+            unsafe {
+                let v = silu_times16(_mm512_loadu_ps(g.as_ptr()), _mm512_loadu_ps(u.as_ptr()));
+                _mm512_storeu_ps(got.as_mut_ptr(), v);
+            }
+            for l in 0..16 {
+                let want = silu_times(g[l], u[l]);
+                assert!(
+                    got[l].to_bits() == want.to_bits() || (got[l].is_nan() && want.is_nan()),
+                    "silu({}) * {}: {} vs {want}",
+                    g[l],
+                    u[l],
+                    got[l]
+                );
+            }
         }
     }
 

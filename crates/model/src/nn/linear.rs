@@ -99,6 +99,9 @@ pub struct Linear {
     /// Quantized weights may switch to that dense copy for batched calls (see the module
     /// comment); off for routed experts, whose dense copies would hold every expert in f32.
     dense_batches: bool,
+    /// A fused gate and up projection packed for `int16_gemm::matmul_swiglu`, made on the
+    /// first `swiglu_forward` (`None`: the weights do not suit it).
+    swiglu: OnceLock<Option<int16_gemm::PackedInt16>>,
 }
 
 impl Linear {
@@ -110,6 +113,7 @@ impl Linear {
             out_features,
             in_features,
             batched: OnceLock::new(),
+            swiglu: OnceLock::new(),
             dense_batches: true,
         })
     }
@@ -141,6 +145,7 @@ impl Linear {
             out_features,
             in_features,
             batched: OnceLock::new(),
+            swiglu: OnceLock::new(),
             dense_batches: true,
         })
     }
@@ -193,6 +198,62 @@ impl Linear {
         Linear::dense(w, self.bias)
     }
 
+    /// The raw blocks of quantized CPU weights whose type stores runs of 32 (`RunFormat`).
+    fn cpu_runs(&self) -> Result<Option<(RunFormat, std::borrow::Cow<'_, [u8]>)>> {
+        Ok(match &self.weight {
+            Weight::Own { kind, bytes, .. } => Some((
+                kind.run_format(),
+                std::borrow::Cow::Borrowed(bytes.as_slice()),
+            )),
+            Weight::Quant { q, .. } if q.device().is_cpu() => match RunFormat::of(q.dtype()) {
+                Some(f) => Some((f, q.data()?)),
+                None => None,
+            },
+            _ => None,
+        })
+    }
+
+    /// For a fused gate and up projection (gate's rows first, then up's): `silu(gate(x)) *
+    /// up(x)`, `(..., out / 2)`, in one product whose tiles apply SiLU as they store
+    /// (`int16_gemm::matmul_swiglu`), where the product would take the 16-bit integer GEMM;
+    /// `None` elsewhere (the caller takes the product and `silu_mul` apart, the same bits).
+    pub fn swiglu_forward(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        let rows = x.elem_count() / self.in_features.max(1);
+        let usable = x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && rows >= DENSE_MIN_ROWS
+            && self.dense_batches
+            && self.bias.is_none()
+            && quant_gemm() == QuantGemm::Int16
+            && self.out_features.is_multiple_of(32);
+        if !usable {
+            return Ok(None);
+        }
+        let packed = match self.swiglu.get() {
+            Some(p) => p,
+            None => {
+                let (n, k) = (self.out_features, self.in_features);
+                let p = self.cpu_runs()?.map(|(format, bytes)| {
+                    int16_gemm::PackedInt16::pack_swiglu(format, &bytes, n, k)
+                });
+                self.swiglu.get_or_init(|| p)
+            }
+        };
+        let Some(packed) = packed else {
+            return Ok(None);
+        };
+        let half = self.out_features / 2;
+        let x2 = x.reshape((rows, self.in_features))?;
+        let h = self.cpu_product(&x2, half, |a, _| {
+            int16_gemm::matmul_swiglu(&int16_gemm::Q16Rows::quantize(a, self.in_features), packed)
+        })?;
+        let mut dims = x.dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = half;
+        }
+        Ok(Some(h.reshape(dims)?))
+    }
+
     fn batched_weights(&self, packed: bool) -> Result<&Batched> {
         if let Some(b) = self.batched.get() {
             return Ok(b);
@@ -200,18 +261,7 @@ impl Linear {
         // The f32 choice dequantizes below; only the integer GEMMs read the raw blocks.
         if packed && quant_gemm() != QuantGemm::F32 {
             let (n, k) = (self.out_features, self.in_features);
-            let raw = match &self.weight {
-                Weight::Own { kind, bytes, .. } => Some((
-                    kind.run_format(),
-                    std::borrow::Cow::Borrowed(bytes.as_slice()),
-                )),
-                Weight::Quant { q, .. } if q.device().is_cpu() => match RunFormat::of(q.dtype()) {
-                    Some(f) => Some((f, q.data()?)),
-                    None => None,
-                },
-                _ => None,
-            };
-            let choice = match (quant_gemm(), raw) {
+            let choice = match (quant_gemm(), self.cpu_runs()?) {
                 (QuantGemm::Int8, Some((RunFormat::Q4_1, bytes))) => {
                     Some(Batched::Int8(q4_1_gemm::PackedQ4_1::pack(&bytes, n, k)))
                 }
@@ -257,7 +307,7 @@ impl Linear {
             return Ok(x2.matmul(&w.t()?)?);
         }
         match self.batched_weights(sgemm_ok)? {
-            Batched::Packed(p) => self.cpu_product(x2, |a, rows| {
+            Batched::Packed(p) => self.cpu_product(x2, self.out_features, |a, rows| {
                 let mut out = vec![0f32; rows * self.out_features];
                 sgemm::matmul(a, rows, p, &mut out);
                 out
@@ -266,12 +316,12 @@ impl Linear {
                 .to_dtype(w.dtype())?
                 .matmul(&w.t()?)?
                 .to_dtype(x2.dtype())?),
-            Batched::Int8(p) => self.cpu_product(x2, |a, rows| {
+            Batched::Int8(p) => self.cpu_product(x2, self.out_features, |a, rows| {
                 let mut out = vec![0f32; rows * self.out_features];
                 q4_1_gemm::matmul(&q8::Q8Rows::quantize(a, self.in_features), p, &mut out);
                 out
             }),
-            Batched::Int16(p) => self.cpu_product(x2, |a, _| {
+            Batched::Int16(p) => self.cpu_product(x2, self.out_features, |a, _| {
                 int16_gemm::matmul(&int16_gemm::Q16Rows::quantize(a, self.in_features), p)
             }),
         }
@@ -283,6 +333,7 @@ impl Linear {
     fn cpu_product(
         &self,
         x2: &Tensor,
+        cols: usize,
         product: impl FnOnce(&[f32], usize) -> Vec<f32>,
     ) -> Result<Tensor> {
         let rows = x2.dim(0)?;
@@ -292,11 +343,7 @@ impl Linear {
             let a = &super::cpu_f32(&storage, layout)?[..rows * self.in_features];
             product(a, rows)
         };
-        Ok(Tensor::from_vec(
-            out,
-            (rows, self.out_features),
-            x2.device(),
-        )?)
+        Ok(Tensor::from_vec(out, (rows, cols), x2.device())?)
     }
 
     /// `x` of shape `(..., in)` to `(..., out)`.
@@ -412,6 +459,7 @@ impl Linear {
             out_features: out,
             in_features: first.in_features,
             batched: OnceLock::new(),
+            swiglu: OnceLock::new(),
             dense_batches: true,
         }))
     }
@@ -451,6 +499,15 @@ impl MultiLinear {
                 Ok(out)
             }
             None => self.parts.iter().map(|p| p.forward(x)).collect(),
+        }
+    }
+
+    /// `silu(gate(x)) * up(x)` for a fused pair [gate, up] of equal sizes where
+    /// `Linear::swiglu_forward` takes it; `None` elsewhere.
+    pub fn swiglu_forward(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        match (&self.fused, self.sizes.as_slice()) {
+            (Some(l), [g, u]) if g == u => l.swiglu_forward(x),
+            _ => Ok(None),
         }
     }
 

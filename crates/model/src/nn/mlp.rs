@@ -33,6 +33,11 @@ impl Mlp {
     /// so that their numbers match llama.cpp's): looked up in a table of f16 values at the
     /// f16-rounded input, 0 below -10 and the identity above 10.
     pub fn forward(&self, x: &Tensor, llama_cpp_gelu: bool) -> Result<Tensor> {
+        if self.act == Activation::Silu {
+            if let Some(h) = self.gate_up.swiglu_forward(x)? {
+                return self.down.forward(&h);
+            }
+        }
         let gu = self.gate_up.forward(x)?;
         if self.act == Activation::Silu {
             if let Some(h) = cpu_silu_mul(&gu[0], &gu[1])? {
