@@ -6,6 +6,7 @@
 
 use crate::cache::visible;
 use crate::kernels::attention_products::{attention_by_products, PRODUCTS_MIN_QUERIES};
+use crate::kernels::attention_tiled;
 use crate::kernels::{sgemm, vexp};
 
 /// Shapes and strides of one call. Keys/values are read from the cache buffers in place.
@@ -224,7 +225,6 @@ pub fn attention(
     out: &mut [f32],
 ) {
     let (t, kv_len, d, h) = (s.q_len, s.kv_len, s.head_dim, s.heads);
-    let n_rep = h / s.kv_heads;
     assert!(q.len() >= s.batch * h * t * d && out.len() >= s.batch * t * h * d);
     let rule = Visibility {
         query_positions,
@@ -235,34 +235,60 @@ pub fn attention(
     if t >= PRODUCTS_MIN_QUERIES && sgemm::AVAILABLE && !round_f16 {
         return attention_by_products(s, q, k, v, &rule, scale, out);
     }
+    if t >= attention_tiled::MIN_QUERIES && attention_tiled::supports(d) {
+        return attention_tiled::attention_tiled(s, q, k, v, &rule, scale, round_f16, out);
+    }
+    by_query(s, q, k, v, &rule, scale, round_f16, out)
+}
+
+/// Per query of row `row`: (keys visible from the first on, last visible + 1). Keys past the
+/// last visible one (the step's later queries) would only add zeros to the softmax's lanes
+/// and the weighted sum: same bits without them.
+pub(super) fn spans(rule: &Visibility, row: usize, t: usize, kv_len: usize) -> Vec<(usize, usize)> {
+    (0..t)
+        .map(|i| {
+            let seen = rule.of_query(row, i);
+            let end = (0..kv_len)
+                .rposition(|j| seen.sees(j))
+                .map_or(kv_len, |e| e + 1);
+            let dense = (0..end).position(|j| !seen.sees(j)).unwrap_or(end);
+            (dense, end)
+        })
+        .collect()
+}
+
+/// One query at a time: each (row, head) item scores its queries against the keys in place,
+/// normalizes and sums the values.
+#[allow(clippy::too_many_arguments)]
+fn by_query(
+    s: &AttentionShape,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    rule: &Visibility,
+    scale: f32,
+    round_f16: bool,
+    out: &mut [f32],
+) {
+    let (t, kv_len, d, h) = (s.q_len, s.kv_len, s.head_dim, s.heads);
+    let n_rep = h / s.kv_heads;
     let dst = SharedOut(out.as_mut_ptr());
     let work = |items: std::ops::Range<usize>| {
         let dst = &dst;
         let mut probs = vec![0f32; kv_len];
-        // Per query of row `spans_of`: (keys visible from the first on, last visible + 1),
-        // found once for all the heads of the row that this thread takes in a row.
-        let mut spans: Vec<(usize, usize)> = Vec::with_capacity(t);
+        // `spans` of row `spans_of`, found once for all the heads of the row that this
+        // thread takes in a row.
+        let mut spans_now: Vec<(usize, usize)> = Vec::new();
         let mut spans_of = usize::MAX;
         for item in items {
             let (bi, head) = (item / h, item % h);
             let g = head / n_rep;
             let kv_base = bi * s.kv_strides[0] + g * s.kv_strides[1];
             if spans_of != bi {
-                spans.clear();
-                spans.extend((0..t).map(|i| {
-                    let seen = rule.of_query(bi, i);
-                    // Keys past the last visible one (the step's later queries) would only
-                    // add zeros to the softmax's lanes and the weighted sum: same bits
-                    // without them.
-                    let end = (0..kv_len)
-                        .rposition(|j| seen.sees(j))
-                        .map_or(kv_len, |e| e + 1);
-                    let dense = (0..end).position(|j| !seen.sees(j)).unwrap_or(end);
-                    (dense, end)
-                }));
+                spans_now = spans(rule, bi, t, kv_len);
                 spans_of = bi;
             }
-            for (i, &(dense, end)) in spans.iter().enumerate() {
+            for (i, &(dense, end)) in spans_now.iter().enumerate() {
                 let qv = &q[((bi * h + head) * t + i) * d..][..d];
                 let mut max = f32::NEG_INFINITY;
                 let stride = s.kv_strides[2];
@@ -401,6 +427,91 @@ mod tests {
                 for (u, &x) in four.iter().enumerate() {
                     let one = dot(&q, &k[u * stride..][..d]);
                     assert_eq!(x.to_bits(), one.to_bits(), "d {d} trial {trial} key {u}");
+                }
+            }
+        }
+    }
+
+    /// The tiled path (`attention_tiled`, prefill and scoring steps) gives the bits of the
+    /// per-query loop, with and without f16 probabilities, for head sizes 64, 128 and 256,
+    /// on grouped heads, a left-padded row, a padding query, a window, and query counts that
+    /// do not fill the last group of four.
+    #[test]
+    fn tiled_path_gives_the_bits_of_the_per_query_loop() {
+        if !attention_tiled::supports(64) {
+            eprintln!("skipped: this build has no tiled attention to compare");
+            return;
+        }
+        let noise = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.5 - 1.0) * 1.7)
+                .collect()
+        };
+        for (d, t, kv_len, window) in [
+            (64, 9, 9, None),
+            (64, 19, 40, None),
+            (64, 33, 33, Some(5)),
+            (128, 10, 21, None),
+            (256, 11, 30, Some(9)),
+        ] {
+            let (batch, heads, kv_heads, cap) = (2, 6, 2, 48);
+            let kv_strides = [kv_heads * cap * d, cap * d, d];
+            let (k, mut v) = (
+                noise(batch * kv_heads * cap * d, 1),
+                noise(batch * kv_heads * cap * d, 2),
+            );
+            // Row 1's padding slots hold NaN values: no query sees them, so their zero
+            // weights must be skipped, not multiplied.
+            for g in 0..kv_heads {
+                v[kv_strides[0] + g * kv_strides[1]..][..3 * d].fill(f32::NAN);
+            }
+            let q = noise(batch * heads * t * d, 3 + t);
+            let key_positions: Vec<Vec<i32>> = vec![
+                (0..kv_len as i32).collect(),
+                (0..kv_len as i32)
+                    .map(|p| if p < 3 { -1 } else { p - 3 })
+                    .collect(),
+            ];
+            let query_positions: Vec<Vec<i32>> = (0..2)
+                .map(|r| {
+                    (0..t)
+                        .map(|i| {
+                            let p = key_positions[r][kv_len - t + i];
+                            if r == 1 && i == t - 1 {
+                                -1
+                            } else {
+                                p
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            let s = AttentionShape {
+                batch,
+                heads,
+                kv_heads,
+                q_len: t,
+                kv_len,
+                head_dim: d,
+                kv_strides,
+            };
+            let rule = Visibility {
+                query_positions: &query_positions,
+                key_positions: &key_positions,
+                window,
+                own_start: kv_len - t,
+            };
+            for round in [false, true] {
+                let mut want = vec![f32::NAN; batch * t * heads * d];
+                by_query(&s, &q, &k, &v, &rule, 0.125, round, &mut want);
+                let mut got = vec![f32::NAN; batch * t * heads * d];
+                attention_tiled::attention_tiled(&s, &q, &k, &v, &rule, 0.125, round, &mut got);
+                for (e, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "d {d} t {t} round {round} [{e}]: {a} vs {b}"
+                    );
                 }
             }
         }

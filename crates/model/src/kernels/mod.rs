@@ -19,6 +19,7 @@ pub(crate) use by_rows;
 
 pub mod attention;
 pub mod attention_products;
+mod attention_tiled;
 pub mod int16_gemm;
 pub mod q4_1;
 pub mod q4_1_gemm;
