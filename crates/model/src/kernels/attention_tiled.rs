@@ -206,25 +206,7 @@ unsafe fn scores16<const C: usize>(
     kt: *const f32,
 ) -> [std::arch::x86_64::__m512; GROUP] {
     use std::arch::x86_64::*;
-    // (P_l + P_{l+8}) + (P_{l+4} + P_{l+12}), the tree's second level, for each query.
-    let quad = |l: usize| -> [__m512; GROUP] {
-        let mut p = [[_mm512_setzero_ps(); 4]; GROUP];
-        for c in 0..C {
-            for (slot, lane) in [l, l + 8, l + 4, l + 12].into_iter().enumerate() {
-                let keys = _mm512_loadu_ps(kt.add((c * 16 + lane) * 16));
-                for u in 0..GROUP {
-                    let x = _mm512_set1_ps(*qs[u].add(c * 16 + lane));
-                    p[u][slot] = _mm512_fmadd_ps(x, keys, p[u][slot]);
-                }
-            }
-        }
-        std::array::from_fn(|u| {
-            _mm512_add_ps(
-                _mm512_add_ps(p[u][0], p[u][1]),
-                _mm512_add_ps(p[u][2], p[u][3]),
-            )
-        })
-    };
+    let quad = |l: usize| quad_sums::<C>(qs, kt, l);
     let (q0, q2) = (quad(0), quad(2));
     let r0: [__m512; GROUP] = std::array::from_fn(|u| _mm512_add_ps(q0[u], q2[u]));
     let (q1, q3) = (quad(1), quad(3));
@@ -262,6 +244,34 @@ unsafe fn weighted_sums(
             }
         }
     }
+}
+
+/// `(P_l + P_{l+8}) + (P_{l+4} + P_{l+12})` (the tree's second level) of each query, for
+/// `scores16`.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+#[inline(always)]
+unsafe fn quad_sums<const C: usize>(
+    qs: &[*const f32; GROUP],
+    kt: *const f32,
+    l: usize,
+) -> [std::arch::x86_64::__m512; GROUP] {
+    use std::arch::x86_64::*;
+    let mut p = [[_mm512_setzero_ps(); 4]; GROUP];
+    for c in 0..C {
+        for (slot, lane) in [l, l + 8, l + 4, l + 12].into_iter().enumerate() {
+            let keys = _mm512_loadu_ps(kt.add((c * 16 + lane) * 16));
+            for u in 0..GROUP {
+                let x = _mm512_set1_ps(*qs[u].add(c * 16 + lane));
+                p[u][slot] = _mm512_fmadd_ps(x, keys, p[u][slot]);
+            }
+        }
+    }
+    std::array::from_fn(|u| {
+        _mm512_add_ps(
+            _mm512_add_ps(p[u][0], p[u][1]),
+            _mm512_add_ps(p[u][2], p[u][3]),
+        )
+    })
 }
 
 /// `weighted_sums` for queries `first..first + G` of the group, `N` registers of values each.
