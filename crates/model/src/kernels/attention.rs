@@ -8,6 +8,7 @@ use crate::cache::visible;
 use crate::kernels::attention_products::{attention_by_products, PRODUCTS_MIN_QUERIES};
 use crate::kernels::attention_tiled;
 use crate::kernels::{sgemm, vexp};
+use std::mem::MaybeUninit;
 
 /// Shapes and strides of one call. Keys/values are read from the cache buffers in place.
 pub struct AttentionShape {
@@ -206,11 +207,30 @@ unsafe fn weighted_sum_regs<const N: usize>(
     }
 }
 
+/// `o` written with zeros, as the initialized slice it then is (one head's row, in cache,
+/// just before a kernel overwrites it).
+pub(crate) fn zeroed(o: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    for x in o.iter_mut() {
+        x.write(0.0);
+    }
+    // SAFETY: every element was just written; MaybeUninit<f32> has f32's layout.
+    unsafe { &mut *(o as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// A written slice seen as one that need not be (tests and benches call the kernels on
+/// NaN-filled outputs, to see every element written).
+pub fn as_uninit(v: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: MaybeUninit<f32> has f32's layout, and any f32 is a valid MaybeUninit<f32>.
+    unsafe { &mut *(v as *mut [f32] as *mut [MaybeUninit<f32>]) }
+}
+
 pub(super) struct SharedOut(pub(super) *mut f32);
 // SAFETY: each item writes only the output columns of its own heads.
 unsafe impl Sync for SharedOut {}
 
-/// `q` is `(b, heads, t, d)` contiguous; `k`, `v` the cache storage; `out` is `(b, t, heads * d)`.
+/// `q` is `(b, heads, t, d)` contiguous; `k`, `v` the cache storage; `out` is `(b, t, heads * d)`,
+/// every element of which is written (it need not be initialized: zero-filling it first was a
+/// serial pass per layer).
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
     s: &AttentionShape,
@@ -222,7 +242,7 @@ pub fn attention(
     window: Option<usize>,
     scale: f32,
     round_f16: bool,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) {
     let (t, kv_len, d, h) = (s.q_len, s.kv_len, s.head_dim, s.heads);
     assert!(q.len() >= s.batch * h * t * d && out.len() >= s.batch * t * h * d);
@@ -268,11 +288,11 @@ fn by_query(
     rule: &Visibility,
     scale: f32,
     round_f16: bool,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) {
     let (t, kv_len, d, h) = (s.q_len, s.kv_len, s.head_dim, s.heads);
     let n_rep = h / s.kv_heads;
-    let dst = SharedOut(out.as_mut_ptr());
+    let dst = SharedOut(out.as_mut_ptr().cast());
     let work = |items: std::ops::Range<usize>| {
         let dst = &dst;
         let mut probs = vec![0f32; kv_len];
@@ -323,9 +343,14 @@ fn by_query(
                 normalize(probs, max, round_f16);
                 // SAFETY: in bounds (asserted above); this item owns head `head` of row (bi, i).
                 let o = unsafe {
-                    std::slice::from_raw_parts_mut(dst.0.add(((bi * t + i) * h + head) * d), d)
+                    std::slice::from_raw_parts_mut(
+                        dst.0
+                            .add(((bi * t + i) * h + head) * d)
+                            .cast::<MaybeUninit<f32>>(),
+                        d,
+                    )
                 };
-                weighted_sum(probs, &v[kv_base..], s.kv_strides[2], o);
+                weighted_sum(probs, &v[kv_base..], s.kv_strides[2], zeroed(o));
             }
         }
     };
@@ -503,9 +528,18 @@ mod tests {
             };
             for round in [false, true] {
                 let mut want = vec![f32::NAN; batch * t * heads * d];
-                by_query(&s, &q, &k, &v, &rule, 0.125, round, &mut want);
+                by_query(&s, &q, &k, &v, &rule, 0.125, round, as_uninit(&mut want));
                 let mut got = vec![f32::NAN; batch * t * heads * d];
-                attention_tiled::attention_tiled(&s, &q, &k, &v, &rule, 0.125, round, &mut got);
+                attention_tiled::attention_tiled(
+                    &s,
+                    &q,
+                    &k,
+                    &v,
+                    &rule,
+                    0.125,
+                    round,
+                    as_uninit(&mut got),
+                );
                 for (e, (a, b)) in got.iter().zip(&want).enumerate() {
                     assert_eq!(
                         a.to_bits(),
@@ -586,7 +620,7 @@ mod tests {
                 window,
                 0.125,
                 false,
-                &mut got,
+                as_uninit(&mut got),
             );
             let worst = got
                 .iter()

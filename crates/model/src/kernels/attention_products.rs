@@ -28,12 +28,12 @@ pub(super) fn attention_by_products(
     v: &[f32],
     rule: &Visibility,
     scale: f32,
-    out: &mut [f32],
+    out: &mut [std::mem::MaybeUninit<f32>],
 ) {
     let (t, kv_len, d, h) = (s.q_len, s.kv_len, s.head_dim, s.heads);
     let n_rep = h / s.kv_heads;
     let rows = n_rep * t;
-    let dst = SharedOut(out.as_mut_ptr());
+    let dst = SharedOut(out.as_mut_ptr().cast());
     let work = |items: std::ops::Range<usize>| {
         let dst = &dst;
         let mut scores = vec![0f32; QUERY_CHUNK.min(rows) * kv_len];
@@ -72,10 +72,10 @@ pub(super) fn attention_by_products(
                     let (head, i) = (g * n_rep + (first + r) / t, (first + r) % t);
                     // SAFETY: in bounds (asserted by the caller); this item owns the query
                     // heads of kv head g in row bi.
-                    let dst_row = unsafe {
-                        std::slice::from_raw_parts_mut(dst.0.add(((bi * t + i) * h + head) * d), d)
-                    };
-                    dst_row.copy_from_slice(o);
+                    unsafe {
+                        let dst_row = dst.0.add(((bi * t + i) * h + head) * d);
+                        std::ptr::copy_nonoverlapping(o.as_ptr(), dst_row, d);
+                    }
                 }
             }
         }

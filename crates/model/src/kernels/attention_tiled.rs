@@ -32,7 +32,7 @@ pub(super) fn attention_tiled(
     rule: &Visibility,
     scale: f32,
     round_f16: bool,
-    out: &mut [f32],
+    out: &mut [std::mem::MaybeUninit<f32>],
 ) {
     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
     {
@@ -41,7 +41,7 @@ pub(super) fn attention_tiled(
         let n_rep = h / s.kv_heads;
         let stride = s.kv_strides[2];
         let width = kv_len.next_multiple_of(16);
-        let dst = SharedOut(out.as_mut_ptr());
+        let dst = SharedOut(out.as_mut_ptr().cast());
         let work = |items: std::ops::Range<usize>| {
             let dst = &dst;
             // One row of probabilities per query of a group.

@@ -34,13 +34,14 @@ pub struct Rows {
 }
 
 /// Writes `out` `(b, heads, t, d)` from `x` (see `Rows`), rotated if `rotation` is given and
-/// rounded to f16 if asked; heads on candle's pool when there is enough work.
+/// rounded to f16 if asked (every element is written: `out` need not be initialized); heads
+/// on candle's pool when there is enough work.
 pub fn heads_first(
     x: &[f32],
     rows: Rows,
     rotation: Option<&Rotation>,
     round_f16: bool,
-    out: &mut [f32],
+    out: &mut [std::mem::MaybeUninit<f32>],
 ) {
     let Rows {
         batch,
@@ -56,7 +57,7 @@ pub fn heads_first(
         let table_rows = if r.per_row { batch * t } else { t };
         assert!(r.cos.len() >= table_rows * half && r.sin.len() >= table_rows * half);
     }
-    let dst = SharedOut(out.as_mut_ptr());
+    let dst = SharedOut(out.as_mut_ptr().cast());
     let work = |items: std::ops::Range<usize>| {
         let dst = &dst;
         for item in items {
@@ -64,9 +65,12 @@ pub fn heads_first(
             for ti in 0..t {
                 let src = &x[(bi * t + ti) * row_stride + head * d..][..d];
                 // SAFETY: in bounds (asserted above); item (bi, head) alone writes this block.
-                let o = unsafe {
-                    std::slice::from_raw_parts_mut(dst.0.add(((bi * heads + head) * t + ti) * d), d)
-                };
+                let o = super::attention::zeroed(unsafe {
+                    std::slice::from_raw_parts_mut(
+                        dst.0.add(((bi * heads + head) * t + ti) * d).cast(),
+                        d,
+                    )
+                });
                 match rotation {
                     None => o.copy_from_slice(src),
                     Some(r) => {
@@ -178,6 +182,7 @@ unsafe impl Sync for SharedOut {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::attention::as_uninit;
     use candle_core::{DType, Device, Tensor};
 
     fn values(n: usize, seed: usize) -> Vec<f32> {
@@ -240,7 +245,13 @@ mod tests {
                         pairs,
                     };
                     let mut got = vec![f32::NAN; want.len()];
-                    heads_first(&fused[d..], rows, Some(&rotation), round, &mut got);
+                    heads_first(
+                        &fused[d..],
+                        rows,
+                        Some(&rotation),
+                        round,
+                        as_uninit(&mut got),
+                    );
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     let first_diff = bits(&got)
                         .iter()
@@ -262,7 +273,7 @@ mod tests {
             d,
             row_stride: wide,
         };
-        heads_first(&fused[d..], rows, None, false, &mut got);
+        heads_first(&fused[d..], rows, None, false, as_uninit(&mut got));
         assert_eq!(got, x.flatten_all().unwrap().to_vec1::<f32>().unwrap());
     }
 }

@@ -76,9 +76,11 @@ fn cpu_heads_first(
         row_stride: st[1],
     };
     let src = super::cpu_f32(&xg, xl)?;
-    let mut out = vec![0f32; b * heads * t * d];
+    let len = b * heads * t * d;
+    let mut out = Vec::<f32>::with_capacity(len);
+    let spare = &mut out.spare_capacity_mut()[..len];
     match rotation {
-        None => heads_first(src, rows, None, step.f16_attention, &mut out),
+        None => heads_first(src, rows, None, step.f16_attention, spare),
         Some((rope, cos, sin)) => {
             let per_row = match cos.dims() {
                 [rt, h] if *rt == t && *h == d / 2 => false,
@@ -99,9 +101,11 @@ fn cpu_heads_first(
                     RopeStyle::Half => Pairs::Halves,
                 },
             };
-            heads_first(src, rows, Some(&rotation), step.f16_attention, &mut out);
+            heads_first(src, rows, Some(&rotation), step.f16_attention, spare);
         }
     }
+    // SAFETY: `heads_first` writes every element of its output.
+    unsafe { out.set_len(len) };
     Ok(Some(Tensor::from_vec(out, (b, heads, t, d), x.device())?))
 }
 
@@ -145,7 +149,8 @@ fn cpu_attention(
         head_dim: d,
         kv_strides: [st[0], st[1], st[2]],
     };
-    let mut out = vec![0f32; b * t * a.heads * d];
+    let len = b * t * a.heads * d;
+    let mut out = Vec::<f32>::with_capacity(len);
     crate::kernels::attention::attention(
         &shape,
         super::cpu_f32(&qg, ql)?,
@@ -156,8 +161,10 @@ fn cpu_attention(
         a.window,
         a.scale as f32,
         step.f16_attention,
-        &mut out,
+        &mut out.spare_capacity_mut()[..len],
     );
+    // SAFETY: `attention` writes every element of its output.
+    unsafe { out.set_len(len) };
     Ok(Tensor::from_vec(out, (b, t, a.heads * d), q.device())?)
 }
 
