@@ -167,7 +167,7 @@ fn step(amax: f32) -> f32 {
     if amax < AMAX_FLOOR {
         return 1.0;
     }
-    if !(amax <= AMAX_TOP) {
+    if amax.is_nan() || amax > AMAX_TOP {
         return f32::from_bits((127 + 106) << 23);
     }
     // amax = m 2^E (m in [1, 2)): 2^(E-14) * 32767 = 2^E (2 - 2^-14) holds amax unless m is
