@@ -401,6 +401,32 @@ mod tests {
         out
     }
 
+    /// Key and query positions of two rows: row 0 keys 0..kv_len at positions 0..; row 1
+    /// three padding slots first, and its last query padding (when there are several).
+    fn two_rows(t: usize, kv_len: usize) -> (Vec<Vec<i32>>, Vec<Vec<i32>>) {
+        let keys: Vec<Vec<i32>> = vec![
+            (0..kv_len as i32).collect(),
+            (0..kv_len as i32)
+                .map(|p| if p < 3 { -1 } else { p - 3 })
+                .collect(),
+        ];
+        let queries = (0..2)
+            .map(|r| {
+                (0..t)
+                    .map(|i| {
+                        let padding = r == 1 && i == t - 1 && t > 1;
+                        if padding {
+                            -1
+                        } else {
+                            keys[r][kv_len - t + i]
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        (keys, queries)
+    }
+
     /// The vectorized softmax gives the bits of the element-at-a-time definition, with and
     /// without f16 rounding (probabilities down to f16's subnormals), masked keys included.
     #[test]
@@ -491,26 +517,7 @@ mod tests {
                 v[kv_strides[0] + g * kv_strides[1]..][..3 * d].fill(f32::NAN);
             }
             let q = noise(batch * heads * t * d, 3 + t);
-            let key_positions: Vec<Vec<i32>> = vec![
-                (0..kv_len as i32).collect(),
-                (0..kv_len as i32)
-                    .map(|p| if p < 3 { -1 } else { p - 3 })
-                    .collect(),
-            ];
-            let query_positions: Vec<Vec<i32>> = (0..2)
-                .map(|r| {
-                    (0..t)
-                        .map(|i| {
-                            let p = key_positions[r][kv_len - t + i];
-                            if r == 1 && i == t - 1 {
-                                -1
-                            } else {
-                                p
-                            }
-                        })
-                        .collect()
-                })
-                .collect();
+            let (key_positions, query_positions) = two_rows(t, kv_len);
             let s = AttentionShape {
                 batch,
                 heads,
@@ -571,28 +578,7 @@ mod tests {
             (20, 36, Some(7)),
         ] {
             let q = noise(batch * heads * t * d, 3 + t);
-            // Row 0: keys 0..kv_len at positions 0..; row 1: three padding slots first, and
-            // its last query is padding.
-            let key_positions: Vec<Vec<i32>> = vec![
-                (0..kv_len as i32).collect(),
-                (0..kv_len as i32)
-                    .map(|p| if p < 3 { -1 } else { p - 3 })
-                    .collect(),
-            ];
-            let query_positions: Vec<Vec<i32>> = (0..2)
-                .map(|r| {
-                    (0..t)
-                        .map(|i| {
-                            let p = key_positions[r][kv_len - t + i];
-                            if r == 1 && i == t - 1 && t > 1 {
-                                -1
-                            } else {
-                                p
-                            }
-                        })
-                        .collect()
-                })
-                .collect();
+            let (key_positions, query_positions) = two_rows(t, kv_len);
             let s = AttentionShape {
                 batch,
                 heads,
