@@ -92,20 +92,8 @@ fn unfused_attention_path_matches_transformers() {
 
 /// The sequences right-padded to the longest (id 0, position -1): `(ids, positions)`.
 fn right_padded(ids: &[Vec<u32>]) -> (Vec<Vec<u32>>, Vec<Vec<i32>>) {
-    let t = ids.iter().map(Vec::len).max().unwrap();
-    let batch = ids
-        .iter()
-        .map(|s| (0..t).map(|j| s.get(j).copied().unwrap_or(0)).collect())
-        .collect();
-    let pos = ids
-        .iter()
-        .map(|s| {
-            (0..t)
-                .map(|j| if j < s.len() { j as i32 } else { -1 })
-                .collect()
-        })
-        .collect();
-    (batch, pos)
+    let rows: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+    ethos::model::scoring::right_pad(&rows, &vec![0; rows.len()])
 }
 
 /// Right-padded batch of sequences of different lengths = each run alone, to 1e-5.

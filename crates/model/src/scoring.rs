@@ -219,8 +219,9 @@ fn batch_groups(requests: &[ScoreRequest], batch: usize) -> Vec<Vec<usize>> {
     .unwrap_or_default()
 }
 
-/// Rows padded on the right to one length (id 0, position -1), positions from each `start`.
-pub(crate) fn right_pad(rows: &[&[u32]], start: &[usize]) -> (Vec<Vec<u32>>, Vec<Vec<i32>>) {
+/// Rows padded on the right to one length (id 0, position -1), positions from each `start`:
+/// the `(ids, positions)` of a batched `Decoder::forward`.
+pub fn right_pad(rows: &[&[u32]], start: &[usize]) -> (Vec<Vec<u32>>, Vec<Vec<i32>>) {
     let t = rows.iter().map(|r| r.len()).max().unwrap_or(0);
     let ids = rows
         .iter()

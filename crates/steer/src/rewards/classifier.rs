@@ -62,18 +62,8 @@ impl Classifier {
             if t == 0 || chunk.iter().any(Vec::is_empty) {
                 return Err(Error::Msg(format!("reward `{}`: an empty text", self.name)));
             }
-            let ids: Vec<Vec<u32>> = chunk
-                .iter()
-                .map(|s| (0..t).map(|j| s.get(j).copied().unwrap_or(0)).collect())
-                .collect();
-            let pos: Vec<Vec<i32>> = chunk
-                .iter()
-                .map(|s| {
-                    (0..t)
-                        .map(|j| if j < s.len() { j as i32 } else { -1 })
-                        .collect()
-                })
-                .collect();
+            let rows: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
+            let (ids, pos) = ethos_model::scoring::right_pad(&rows, &vec![0; rows.len()]);
             let d = &self.model.decoder;
             let mut cache = d.new_cache(chunk.len(), t)?;
             let logits = match d.forward(&ids, &pos, &mut cache, &LogitsMode::Last, None)? {
