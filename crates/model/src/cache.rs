@@ -1,6 +1,11 @@
-//! The KV cache: preallocated per layer, written in place (no concatenation per token), with
-//! the position of every cached key per batch row so that padding and rows of different
-//! lengths mask correctly.
+//! The KV cache: allocated per layer at its full capacity and written in place (no
+//! concatenation per token), with the position of every cached key per batch row so that
+//! padding and rows of different lengths mask correctly.
+//!
+//! A layer is allocated at its first append, and a step that fills the whole capacity at
+//! once (a scoring batch's contexts) keeps its keys and values as they are instead: zeroing
+//! a cache and copying each layer's keys and values into it were serial passes over tens of
+//! megabytes per batch while the other threads waited.
 
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -14,7 +19,11 @@ pub struct LayerKv {
 }
 
 pub struct KvCache {
-    layers: Vec<LayerKv>,
+    /// `None` until the layer's first append.
+    layers: Vec<Option<LayerKv>>,
+    shape: KvShape,
+    dtype: DType,
+    device: Device,
     /// Position of each cached key per row; -1 marks padding.
     key_positions: Vec<Vec<i32>>,
     len: usize,
@@ -56,19 +65,11 @@ impl KvCache {
                 bytes >> 30
             )));
         }
-        let layers = (0..shape.layers)
-            .map(|_| {
-                let z = Tensor::zeros(
-                    (batch, shape.kv_heads, capacity, shape.head_dim),
-                    dtype,
-                    device,
-                )?;
-                let v = if shape.latent { None } else { Some(z.copy()?) };
-                Ok(LayerKv { k: z, v })
-            })
-            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            layers,
+            layers: (0..shape.layers).map(|_| None).collect(),
+            shape,
+            dtype,
+            device: device.clone(),
             key_positions: vec![Vec::with_capacity(capacity); batch],
             len: 0,
             capacity,
@@ -87,13 +88,51 @@ impl KvCache {
     pub fn capacity(&self) -> usize {
         self.capacity
     }
-    /// Bytes the cache's tensors hold (all layers, all rows, full capacity).
+    /// Bytes the cache's tensors hold once every layer is written (all layers, all rows,
+    /// full capacity).
     pub fn bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .flat_map(|l| std::iter::once(&l.k).chain(l.v.as_ref()))
-            .map(|t| t.elem_count() * t.dtype().size_in_bytes())
-            .sum()
+        self.shape.bytes_per_token(self.dtype) * self.batch() * self.capacity
+    }
+
+    /// Layer `layer`'s tensors, made for this step's `(b, heads, t, d)` keys `k` (and values
+    /// `v`; `None` for a latent layer): `k` and `v` themselves when the step fills the whole
+    /// capacity of a cache not yet written (`written` false on return), else zeroed tensors
+    /// of the full capacity the first time (`written` true: the caller copies the step in).
+    fn layer_for(
+        &mut self,
+        layer: usize,
+        k: &Tensor,
+        v: Option<&Tensor>,
+    ) -> Result<(&LayerKv, bool)> {
+        let (b, t) = (self.key_positions.len(), k.dim(2)?);
+        let (heads, d) = (self.shape.kv_heads, self.shape.head_dim);
+        let fits = |x: &Tensor| {
+            x.dims() == [b, heads, t, d] && x.dtype() == self.dtype && x.is_contiguous()
+        };
+        let whole = self.len == 0 && t == self.capacity && fits(k) && v.is_none_or(fits);
+        let (capacity, dtype, device) = (self.capacity, self.dtype, &self.device);
+        let slot = self
+            .layers
+            .get_mut(layer)
+            .ok_or_else(|| Error::Msg(format!("layer {layer} is outside the cache")))?;
+        match slot {
+            Some(l) => Ok((l, true)),
+            None if whole => Ok((
+                slot.insert(LayerKv {
+                    k: k.clone(),
+                    v: v.cloned(),
+                }),
+                false,
+            )),
+            None => {
+                let zeros = || Tensor::zeros((b, heads, capacity, d), dtype, device);
+                let made = LayerKv {
+                    k: zeros()?,
+                    v: v.map(|_| zeros()).transpose()?,
+                };
+                Ok((slot.insert(made), true))
+            }
+        }
     }
 
     pub fn key_positions(&self) -> &[Vec<i32>] {
@@ -125,29 +164,36 @@ impl KvCache {
     /// Writes this step's keys/values `(b, kv_heads, t, d)` for `layer` and returns the views
     /// over everything cached so far. `begin_step` must have been called for the step.
     pub fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
-        let t = k.dim(2)?;
-        let l = &mut self.layers[layer];
+        if self.shape.latent {
+            return Err(Error::Msg("append on a latent cache layer".into()));
+        }
+        let (t, len) = (k.dim(2)?, self.len);
+        let (l, copy) = self.layer_for(layer, &k.contiguous()?, Some(&v.contiguous()?))?;
         let Some(lv) = &l.v else {
             return Err(Error::Msg("append on a latent cache layer".into()));
         };
-        l.k.slice_set(&k.contiguous()?, 2, self.len)?;
-        lv.slice_set(&v.contiguous()?, 2, self.len)?;
-        let total = self.len + t;
-        Ok((l.k.narrow(2, 0, total)?, lv.narrow(2, 0, total)?))
+        if copy {
+            l.k.slice_set(&k.contiguous()?, 2, len)?;
+            lv.slice_set(&v.contiguous()?, 2, len)?;
+        }
+        Ok((l.k.narrow(2, 0, len + t)?, lv.narrow(2, 0, len + t)?))
     }
 
     /// Latent attention: writes this step's latents `(b, 1, t, dim)` for `layer` and returns
     /// the view over every cached latent.
     pub fn append_latent(&mut self, layer: usize, latent: &Tensor) -> Result<Tensor> {
-        let t = latent.dim(2)?;
-        let l = &mut self.layers[layer];
-        if l.v.is_some() {
+        if !self.shape.latent {
             return Err(Error::Msg(
                 "append_latent on a key/value cache layer".into(),
             ));
         }
-        l.k.slice_set(&latent.contiguous()?, 2, self.len)?;
-        Ok(l.k.narrow(2, 0, self.len + t)?)
+        let (t, len) = (latent.dim(2)?, self.len);
+        let latent = latent.contiguous()?;
+        let (l, copy) = self.layer_for(layer, &latent, None)?;
+        if copy {
+            l.k.slice_set(&latent, 2, len)?;
+        }
+        Ok(l.k.narrow(2, 0, len + t)?)
     }
 
     /// Ends the step once every layer has appended `t` tokens.
@@ -175,24 +221,22 @@ impl KvCache {
     /// A new cache whose row i is a copy of row `rows[i]` of this one, with room for `extra`
     /// more tokens: the shared-context fork used by scoring.
     pub fn fork_rows(&self, rows: &[usize], extra: usize) -> Result<Self> {
-        let device = self
-            .layers
-            .first()
-            .map(|l| l.k.device().clone())
-            .unwrap_or(Device::Cpu);
+        let device = &self.device;
         let index = Tensor::from_vec(
             rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
             rows.len(),
-            &device,
+            device,
         )?;
         let capacity = self.len + extra;
         let layers = self
             .layers
             .iter()
             .map(|l| {
+                // A layer never written forks to one never written.
+                let Some(l) = l else { return Ok(None) };
                 let (_, h, _, d) = l.k.dims4()?;
                 let fork = |src: &Tensor| -> Result<Tensor> {
-                    let dst = Tensor::zeros((rows.len(), h, capacity, d), src.dtype(), &device)?;
+                    let dst = Tensor::zeros((rows.len(), h, capacity, d), src.dtype(), device)?;
                     if self.len > 0 {
                         // index_select needs contiguous input, which a cache with spare
                         // capacity is not once narrowed to its length.
@@ -207,10 +251,10 @@ impl KvCache {
                     }
                     Ok(dst)
                 };
-                Ok(LayerKv {
+                Ok(Some(LayerKv {
                     k: fork(&l.k)?,
                     v: l.v.as_ref().map(fork).transpose()?,
-                })
+                }))
             })
             .collect::<Result<Vec<_>>>()?;
         let key_positions = rows
@@ -219,6 +263,9 @@ impl KvCache {
             .collect();
         Ok(Self {
             layers,
+            shape: self.shape,
+            dtype: self.dtype,
+            device: device.clone(),
             key_positions,
             len: self.len,
             capacity,
@@ -357,6 +404,76 @@ mod tests {
     fn sliding_window() {
         let m = mask_rows(&[vec![0, 1, 2]], &[vec![0, 1, 2]], Some(2));
         assert_eq!(m[0][2], vec![false, true, true]);
+    }
+
+    fn kv(b: usize, t: usize, salt: f32) -> Tensor {
+        let n = b * 2 * t * 3;
+        let xs: Vec<f32> = (0..n).map(|i| i as f32 + salt).collect();
+        Tensor::from_vec(xs, (b, 2, t, 3), &Device::Cpu).unwrap()
+    }
+
+    fn flat(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    /// A step that fills the capacity (kept as it is) and steps that fill it in parts (copied
+    /// into a zeroed layer) cache the same keys and values, fork alike, and reject tensors
+    /// of the wrong shape.
+    #[test]
+    fn whole_and_partial_steps_cache_the_same_values() {
+        let shape = KvShape {
+            layers: 2,
+            kv_heads: 2,
+            head_dim: 3,
+            latent: false,
+        };
+        let (k, v) = (kv(2, 4, 0.0), kv(2, 4, 0.5));
+        let pos = vec![vec![0, 1, 2, 3]; 2];
+        let mut whole = KvCache::new(shape, 2, 4, DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(whole.bytes(), 2 * 2 * 2 * 2 * 4 * 3 * 4);
+        whole.begin_step(&pos).unwrap();
+        let (kw, vw) = whole.append(0, &k, &v).unwrap();
+        assert_eq!((flat(&kw), flat(&vw)), (flat(&k), flat(&v)));
+        // Keys of another head count are refused, as a copy into the layer refuses them.
+        assert!(whole
+            .append(1, &kv(2, 4, 0.0).narrow(1, 0, 1).unwrap(), &v)
+            .is_err());
+        whole.append(1, &k, &v).unwrap();
+        whole.end_step(4);
+
+        let mut parts = KvCache::new(shape, 2, 4, DType::F32, &Device::Cpu).unwrap();
+        for (start, len) in [(0, 3), (3, 1)] {
+            let p: Vec<Vec<i32>> = pos.iter().map(|r| r[start..start + len].to_vec()).collect();
+            parts.begin_step(&p).unwrap();
+            for layer in 0..2 {
+                let (ks, vs) = (
+                    k.narrow(2, start, len).unwrap(),
+                    v.narrow(2, start, len).unwrap(),
+                );
+                let (ka, va) = parts.append(layer, &ks, &vs).unwrap();
+                assert_eq!(ka.dim(2).unwrap(), start + len);
+                if start + len == 4 {
+                    assert_eq!((flat(&ka), flat(&va)), (flat(&k), flat(&v)));
+                }
+            }
+            parts.end_step(len);
+        }
+        // Forks (rows swapped) of both take one more token after the same cached values.
+        let swapped = |t: &Tensor| {
+            Tensor::cat(&[t.narrow(0, 1, 1).unwrap(), t.narrow(0, 0, 1).unwrap()], 0).unwrap()
+        };
+        let (k1, v1) = (kv(2, 1, 7.0), kv(2, 1, 9.0));
+        for cache in [&whole, &parts] {
+            let mut fork = cache.fork_rows(&[1, 0], 2).unwrap();
+            assert_eq!((fork.len(), fork.capacity()), (4, 6));
+            fork.begin_step(&[vec![4], vec![4]]).unwrap();
+            let (kf, vf) = fork.append(0, &k1, &v1).unwrap();
+            let want = |t: &Tensor, new: &Tensor| {
+                flat(&Tensor::cat(&[swapped(t), new.clone()], 2).unwrap())
+            };
+            assert_eq!((flat(&kf), flat(&vf)), (want(&k, &k1), want(&v, &v1)));
+        }
+        assert!(whole.append_latent(0, &k).is_err());
     }
 
     #[test]
