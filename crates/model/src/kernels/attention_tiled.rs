@@ -49,6 +49,8 @@ pub(super) fn attention_tiled(
             let (mut spans_now, mut spans_of) = (Vec::new(), usize::MAX);
             // The keys of (row, kv head) `keys_of`, `(blocks, d, 16)`.
             let (mut keys_t, mut keys_of) = (Vec::new(), (usize::MAX, usize::MAX));
+            // Whether the values those keys' queries read are all finite.
+            let mut values_finite = false;
             for item in items {
                 let (bi, head) = (item / h, item % h);
                 let g = head / n_rep;
@@ -60,6 +62,11 @@ pub(super) fn attention_tiled(
                 if keys_of != (bi, g) {
                     let used = spans_now.iter().map(|&(_, end)| end).max().unwrap_or(0);
                     transpose_keys(&k[kv_base..], stride, d, used, &mut keys_t);
+                    values_finite = (0..used).all(|j| {
+                        v[kv_base + j * stride..][..d]
+                            .iter()
+                            .fold(true, |all, x| all & x.is_finite())
+                    });
                     keys_of = (bi, g);
                 }
                 for i0 in (0..t).step_by(GROUP) {
@@ -92,7 +99,18 @@ pub(super) fn attention_tiled(
                     });
                     // SAFETY: every end is at most kv_len, so the value rows read lie in the
                     // cache view; probs as above.
-                    unsafe { weighted_sums(&probs, width, group, &v[kv_base..], stride, d, outs) };
+                    unsafe {
+                        weighted_sums(
+                            &probs,
+                            width,
+                            group,
+                            values_finite,
+                            &v[kv_base..],
+                            stride,
+                            d,
+                            outs,
+                        )
+                    };
                 }
             }
         };
@@ -215,32 +233,41 @@ unsafe fn scores16<const C: usize>(
 
 /// `out_u = Σ_j p_u[j] · v[j * stride..][..d]` over `j < end_u` for each query of the group,
 /// skipping zero weights, each term multiplied then added: `weighted_sum`'s operations, with
-/// the value rows loaded once for the group.
+/// the value rows loaded once for the group. Where the values are all finite (`finite`), a
+/// zero weight's term is a zero that leaves the sum's bits as they are (a sum that starts at
+/// +0 never becomes -0), so the keys every query of the group sees go without the per-key
+/// test.
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 #[allow(clippy::too_many_arguments)]
 unsafe fn weighted_sums(
     probs: &[f32],
     width: usize,
     group: &[(usize, usize)],
+    finite: bool,
     v: &[f32],
     stride: usize,
     d: usize,
     outs: [*mut f32; GROUP],
 ) {
     let ends: [usize; GROUP] = std::array::from_fn(|u| group.get(u).map_or(0, |&(_, e)| e));
+    let seen_by_all = if finite {
+        group.iter().map(|&(_, e)| e).min().unwrap_or(0)
+    } else {
+        0
+    };
     let last = ends.iter().copied().max().unwrap_or(0);
     assert!(last == 0 || v.len() >= (last - 1) * stride + d);
     match d {
         // Four queries of 4 registers, two of 8, or one of 16 stay in registers.
-        64 => weighted_group::<4, 4>(probs, width, &ends, 0, v, stride, &outs),
+        64 => weighted_group::<4, 4>(probs, width, &ends, seen_by_all, 0, v, stride, &outs),
         128 => {
             for first in [0, 2] {
-                weighted_group::<8, 2>(probs, width, &ends, first, v, stride, &outs);
+                weighted_group::<8, 2>(probs, width, &ends, seen_by_all, first, v, stride, &outs);
             }
         }
         _ => {
             for first in 0..GROUP {
-                weighted_group::<16, 1>(probs, width, &ends, first, v, stride, &outs);
+                weighted_group::<16, 1>(probs, width, &ends, seen_by_all, first, v, stride, &outs);
             }
         }
     }
@@ -274,13 +301,16 @@ unsafe fn quad_sums<const C: usize>(
     })
 }
 
-/// `weighted_sums` for queries `first..first + G` of the group, `N` registers of values each.
+/// `weighted_sums` for queries `first..first + G` of the group, `N` registers of values each;
+/// keys below `unmasked` without the per-key test.
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn weighted_group<const N: usize, const G: usize>(
     probs: &[f32],
     width: usize,
     ends: &[usize; GROUP],
+    unmasked: usize,
     first: usize,
     v: &[f32],
     stride: usize,
@@ -289,7 +319,17 @@ unsafe fn weighted_group<const N: usize, const G: usize>(
     use std::arch::x86_64::*;
     let last = ends[first..first + G].iter().copied().max().unwrap_or(0);
     let mut acc = [[_mm512_setzero_ps(); N]; G];
-    for j in 0..last {
+    for j in 0..unmasked.min(last) {
+        let row = v.as_ptr().add(j * stride);
+        let values: [__m512; N] = std::array::from_fn(|c| _mm512_loadu_ps(row.add(c * 16)));
+        for (g, sums) in acc.iter_mut().enumerate() {
+            let w = _mm512_set1_ps(*probs.get_unchecked((first + g) * width + j));
+            for (a, &x) in sums.iter_mut().zip(&values) {
+                *a = _mm512_add_ps(*a, _mm512_mul_ps(w, x));
+            }
+        }
+    }
+    for j in unmasked.min(last)..last {
         let row = v.as_ptr().add(j * stride);
         let values: [__m512; N] = std::array::from_fn(|c| _mm512_loadu_ps(row.add(c * 16)));
         for (g, sums) in acc.iter_mut().enumerate() {
