@@ -10,9 +10,15 @@ writes task YAMLs with the same prompts (CulturalBench: the upstream `cultural_b
 NormAd: the official prompts, options " Yes"/" No"/" Neither") over local CSVs.
 
 Usage (repo root; the venv needs lm-eval, torch, transformers, gguf, accelerate):
-  python benches/peers/lmeval_speed.py --ethos target/release/ethos [--normad-stories N]
+  python benches/peers/lmeval_speed.py --ethos target/release/ethos [--normad-stories N] [--repeats R]
 Writes benches/results/eval_speed.json and prints the table. `--normad-stories N` takes every
 k-th story so that N remain (default: all 2,633).
+
+Each benchmark runs ethos and then lm-eval right after it, `--repeats` times, so that each
+ratio compares two runs minutes apart: this machine's speed drifts by several per cent
+within minutes. The reported seconds and ratio are the medians of the runs; every run is
+listed under `runs`. ethos' seconds are its whole command (model load included);
+`ethos_eval_seconds` is its own run time without the load, the span lm-eval's time covers.
 """
 import argparse
 import csv
@@ -77,6 +83,7 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--normad-stories", type=int, default=0)
     ap.add_argument("--out", default="benches/results/eval_speed.json")
+    ap.add_argument("--repeats", type=int, default=1)
     a = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="eval_speed_")
@@ -100,8 +107,6 @@ def main():
             w.writerow([r["ID"], r["Country"], r["Value"], r["Rule-of-Thumb"], r["Story"], r["Gold Label"]])
 
     common = ["--model", a.model, "--threads", str(a.threads), "--batch", str(a.batch), "--json"]
-    cb_s, cb_res = run_ethos([a.ethos, "eval", "culturalbench", "--conditions", "easy", "-o", os.path.join(tmp, "cb"), *common])
-    nm_s, nm_res = run_ethos([a.ethos, "eval", "normad", "--data", subset, "-o", os.path.join(tmp, "nm"), *common])
 
     import torch
     import lm_eval
@@ -125,30 +130,60 @@ def main():
         r = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=tm)
         return time.time() - t, r["results"]
 
-    lcb_s, lcb = timed(["cultural_bench_easy_local"])
-    lnm_s, lnm = timed([f"normad_{c}_local" for c in PROMPTS])
+    def pair(name, ethos_args, tasks):
+        """ethos, then lm-eval at once: one run of one benchmark."""
+        out = os.path.join(tmp, name)
+        subprocess.run(["rm", "-rf", out], check=True)
+        e_s, e_res = run_ethos([a.ethos, "eval", *ethos_args, "-o", out, *common])
+        l_s, l_res = timed(tasks)
+        run = {"ethos_seconds": e_s, "ethos_eval_seconds": e_res["wall_seconds"],
+               "lm_eval_seconds": l_s, "ratio": l_s / e_s}
+        print(f"{name}: ethos {e_s:.1f} s, lm-eval {l_s:.1f} s, {l_s / e_s:.2f}x", file=sys.stderr)
+        return run, e_res, l_res
 
-    n_cb = cb_res["tasks"]
-    n_nm = nm_res["tasks"]
+    cb_runs, nm_runs = [], []
+    for _ in range(a.repeats):
+        run, cb_res, lcb = pair("cb", ["culturalbench", "--conditions", "easy"],
+                                ["cultural_bench_easy_local"])
+        cb_runs.append(run)
+        run, nm_res, lnm = pair("nm", ["normad", "--data", subset],
+                                [f"normad_{c}_local" for c in PROMPTS])
+        nm_runs.append(run)
+
+    def median(xs):
+        xs = sorted(xs)
+        n = len(xs)
+        return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+    def summary(runs, items):
+        e = median([r["ethos_seconds"] for r in runs])
+        l = median([r["lm_eval_seconds"] for r in runs])
+        return {
+            "items": items, "ethos_seconds": e, "lm_eval_seconds": l,
+            "ethos_items_per_second": items / e, "lm_eval_items_per_second": items / l,
+            "ratio": median([r["ratio"] for r in runs]),
+            "ratio_eval_only": median([r["lm_eval_seconds"] / r["ethos_eval_seconds"] for r in runs]),
+            "runs": runs,
+        }
+
     res = {
-        "threads": a.threads, "batch": a.batch, "model": fn,
+        "threads": a.threads, "batch": a.batch, "model": fn, "repeats": a.repeats,
         "lm_eval": lm_eval.__version__, "torch": torch.__version__,
         "culturalbench_easy": {
-            "items": n_cb, "ethos_seconds": cb_s, "lm_eval_seconds": lcb_s,
-            "ethos_items_per_second": n_cb / cb_s, "lm_eval_items_per_second": n_cb / lcb_s,
-            "ratio": lcb_s / cb_s,
+            **summary(cb_runs, cb_res["tasks"]),
             "ethos_acc": cb_res["metrics"]["easy"]["harness"]["acc"]["value"],
             "lm_eval_acc": lcb["cultural_bench_easy_local"]["acc,none"],
         },
         "normad_four_conditions": {
-            "stories": len(rows), "items": n_nm, "ethos_seconds": nm_s, "lm_eval_seconds": lnm_s,
-            "ethos_items_per_second": n_nm / nm_s, "lm_eval_items_per_second": n_nm / lnm_s,
-            "ratio": lnm_s / nm_s,
+            "stories": len(rows),
+            **summary(nm_runs, nm_res["tasks"]),
             "ethos_acc": {c: nm_res["metrics"][c]["logprob"]["acc"]["value"] for c in PROMPTS},
             "lm_eval_acc": {c: lnm[f"normad_{c}_local"]["acc,none"] for c in PROMPTS},
         },
-        "note": "ethos: Q4_1 as shipped, wall time of the whole command (model load included); "
-                "lm-eval: HF backend, float32 from the same GGUF, simple_evaluate time (model load excluded)",
+        "note": "ethos: Q4_1 as shipped, wall time of the whole command (model load included; "
+                "ethos_eval_seconds and ratio_eval_only: its run without the load); "
+                "lm-eval: HF backend, float32 from the same GGUF, simple_evaluate time (model load excluded); "
+                "each run: ethos then lm-eval at once; seconds and ratios are medians over the runs",
     }
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
