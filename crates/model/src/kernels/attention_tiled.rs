@@ -8,7 +8,7 @@
 //!   value rows, and their sums are independent chains that keep the adders busy (one query's
 //!   weighted sum is a chain of dependent additions per value lane).
 
-use super::attention::{normalize, spans, AttentionShape, SharedOut, Visibility};
+use super::attention::{spans, AttentionShape, SharedOut, Visibility};
 
 /// Queries per step from which `attention::attention` takes this path (decode keeps the
 /// per-query loop, which reads the keys in place).
@@ -77,18 +77,20 @@ pub(super) fn attention_tiled(
                     // probs holds GROUP rows of `width` >= any end rounded up to 16.
                     let maxima =
                         unsafe { score_group(&queries, group, &keys_t, scale, &mut probs, width) };
+                    let mut maxes = maxima;
+                    let mut lens = [0; GROUP];
                     for (u, &(dense, end)) in group.iter().enumerate() {
-                        let p = &mut probs[u * width..][..width];
-                        let max = if dense < end {
-                            hide_unseen(p, &rule.of_query(bi, i0 + u), dense, end)
-                        } else {
-                            maxima[u]
-                        };
+                        if dense < end {
+                            let p = &mut probs[u * width..][..width];
+                            maxes[u] = hide_unseen(p, &rule.of_query(bi, i0 + u), dense, end);
+                        }
                         // Whole blocks of 16 (no scalar tails): keys past the end have
                         // probability 0, which leaves the sum's lanes, hence every
                         // probability, bit for bit unchanged (`vexp::sum`).
-                        normalize(&mut p[..end.next_multiple_of(16)], max, round_f16);
+                        lens[u] = end.next_multiple_of(16);
                     }
+                    // SAFETY: each length is at most `width` (an end rounded up to 16).
+                    unsafe { normalize_group(&mut probs, width, &lens, &maxes, round_f16) };
                     let outs: [*mut f32; GROUP] = std::array::from_fn(|u| {
                         // SAFETY: in bounds (asserted above); this item owns head `head` of
                         // rows (bi, i0 + u); unused slots repeat the last query's row.
@@ -128,17 +130,107 @@ pub(super) fn attention_tiled(
     }
 }
 
+/// `attention::normalize` of each query's probabilities `probs[u * width..][..lens[u]]`
+/// (lengths multiples of 16) given its maximum, the group's queries interleaved so that
+/// their chains of exponentials, sums and divisions overlap: each query's operations are
+/// `normalize`'s in its order, so the same bits.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+unsafe fn normalize_group(
+    probs: &mut [f32],
+    width: usize,
+    lens: &[usize; GROUP],
+    maxes: &[f32; GROUP],
+    round_f16: bool,
+) {
+    use std::arch::x86_64::*;
+    const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    assert!(lens.iter().all(|&l| l <= width && l.is_multiple_of(16)));
+    assert!(probs.len() >= GROUP * width);
+    let blocks = lens.map(|l| l / 16);
+    let most = blocks.iter().copied().max().unwrap_or(0);
+    let base = probs.as_mut_ptr();
+    let shift = maxes.map(|m| _mm512_set1_ps(m));
+    let mut lanes = [_mm512_setzero_ps(); GROUP];
+    for b in 0..most {
+        for u in 0..GROUP {
+            if b < blocks[u] {
+                let p = base.add(u * width + b * 16);
+                let e = super::vexp::exp16(_mm512_sub_ps(_mm512_loadu_ps(p), shift[u]));
+                _mm512_storeu_ps(p, e);
+                lanes[u] = _mm512_add_ps(lanes[u], e);
+            }
+        }
+    }
+    let inv = lanes.map(|l| {
+        let mut sums = [0f32; 16];
+        _mm512_storeu_ps(sums.as_mut_ptr(), l);
+        _mm512_set1_ps(1.0 / super::vexp::reduce16(sums))
+    });
+    for b in 0..most {
+        for u in 0..GROUP {
+            if b < blocks[u] {
+                let p = base.add(u * width + b * 16);
+                let mut x = _mm512_mul_ps(_mm512_loadu_ps(p), inv[u]);
+                if round_f16 {
+                    x = _mm512_cvtph_ps(_mm512_cvtps_ph::<NEAREST>(x));
+                }
+                _mm512_storeu_ps(p, x);
+            }
+        }
+    }
+}
+
 /// Keys `0..used` (row `j` at `k[j * stride..][..d]`) into blocks of 16: key `j`'s value `c`
 /// at `[j / 16][c][j % 16]`; the last block's spare lanes are 0.
 fn transpose_keys(k: &[f32], stride: usize, d: usize, used: usize, keys_t: &mut Vec<f32>) {
     keys_t.clear();
     keys_t.resize(used.next_multiple_of(16) * d, 0.0);
-    for j in 0..used {
+    for j in gather_whole_blocks(k, stride, d, used, keys_t)..used {
         let block = &mut keys_t[j / 16 * 16 * d..][..16 * d];
         for (c, &x) in k[j * stride..][..d].iter().enumerate() {
             block[c * 16 + j % 16] = x;
         }
     }
+}
+
+/// `transpose_keys` for the whole blocks of 16 keys below `used`, each value of 16 keys one
+/// gather at the keys' stride; returns how many keys it placed.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+fn gather_whole_blocks(
+    k: &[f32],
+    stride: usize,
+    d: usize,
+    used: usize,
+    keys_t: &mut [f32],
+) -> usize {
+    use std::arch::x86_64::*;
+    let whole = used / 16 * 16;
+    if whole == 0 || stride > i32::MAX as usize / 16 {
+        return 0;
+    }
+    assert!(k.len() >= (whole - 1) * stride + d && keys_t.len() >= whole * d);
+    // SAFETY: lane l reads k[(j0 + l) * stride + c] with j0 + l < whole and c < d, in bounds
+    // (asserted); the stores fill the first `whole` keys' blocks of keys_t.
+    unsafe {
+        let lanes = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(stride as i32),
+        );
+        for j0 in (0..whole).step_by(16) {
+            let block = keys_t.as_mut_ptr().add(j0 * d);
+            let first = k.as_ptr().add(j0 * stride);
+            for c in 0..d {
+                let column = _mm512_i32gather_ps::<4>(lanes, first.add(c));
+                _mm512_storeu_ps(block.add(c * 16), column);
+            }
+        }
+    }
+    whole
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
+fn gather_whole_blocks(_: &[f32], _: usize, _: usize, _: usize, _: &mut [f32]) -> usize {
+    0
 }
 
 /// Keys inside `dense..end` that the query does not see (a window, padding slots) to -inf;

@@ -108,10 +108,18 @@ pub(crate) unsafe fn silu_times16(
     u: std::arch::x86_64::__m512,
 ) -> std::arch::x86_64::__m512 {
     use std::arch::x86_64::*;
+    let e = exp16(_mm512_xor_ps(g, _mm512_set1_ps(-0.0))); // e^-g: a sign flip, as `-g`
+    _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0), e)), u)
+}
+
+/// `exp` on 16 lanes with AVX-512: its operations one for one, so the same bits.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+#[inline(always)]
+pub(crate) unsafe fn exp16(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
     let set = _mm512_set1_ps;
-    let x = _mm512_xor_ps(g, set(-0.0)); // -g: a sign flip, as `-g`
-                                         // `x.max(UNDERFLOW).min(OVERFLOW)`: vmaxps/vminps return their second operand for NaN,
-                                         // as f32::max/min return the number.
+    // `x.max(UNDERFLOW).min(OVERFLOW)`: vmaxps/vminps return their second operand for NaN,
+    // as f32::max/min return the number.
     let xc = _mm512_min_ps(_mm512_max_ps(x, set(UNDERFLOW)), set(OVERFLOW));
     const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
     const DOWN: i32 = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
@@ -150,8 +158,7 @@ pub(crate) unsafe fn silu_times16(
     let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
     let y = _mm512_mask_mov_ps(y, under, _mm512_setzero_ps());
     let y = _mm512_mask_mov_ps(y, over, set(f32::INFINITY));
-    let e = _mm512_mask_mov_ps(y, nan, x);
-    _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(set(1.0), e)), u)
+    _mm512_mask_mov_ps(y, nan, x)
 }
 
 struct SharedOut(*mut f32);
@@ -217,7 +224,7 @@ mod tests {
 
     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
     #[test]
-    fn silu_on_16_lanes_gives_the_bits_of_one_at_a_time() {
+    fn silu_and_exp_on_16_lanes_give_the_bits_of_one_at_a_time() {
         use std::arch::x86_64::*;
         let mut gs: Vec<f32> = (0..20_000)
             .map(|i| (i as f32 - 10_000.0) * 0.0123)
@@ -235,11 +242,22 @@ mod tests {
         gs.resize(gs.len().next_multiple_of(16), 1.5);
         for (c, g) in gs.chunks(16).enumerate() {
             let u: Vec<f32> = (0..16).map(|l| 0.75 - (c * 16 + l) as f32 * 1e-4).collect();
-            let mut got = [0f32; 16];
+            let (mut got, mut got_exp) = ([0f32; 16], [0f32; 16]);
             // SAFETY: 16 values each; AVX-512F is compiled in.
             unsafe {
                 let v = silu_times16(_mm512_loadu_ps(g.as_ptr()), _mm512_loadu_ps(u.as_ptr()));
                 _mm512_storeu_ps(got.as_mut_ptr(), v);
+                _mm512_storeu_ps(got_exp.as_mut_ptr(), exp16(_mm512_loadu_ps(g.as_ptr())));
+            }
+            for l in 0..16 {
+                let want = exp(g[l]);
+                assert!(
+                    got_exp[l].to_bits() == want.to_bits()
+                        || (got_exp[l].is_nan() && want.is_nan()),
+                    "exp({}): {} vs {want}",
+                    g[l],
+                    got_exp[l]
+                );
             }
             for l in 0..16 {
                 let want = silu_times(g[l], u[l]);
