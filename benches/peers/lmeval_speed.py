@@ -24,6 +24,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -133,7 +134,7 @@ def main():
     def pair(name, ethos_args, tasks):
         """ethos, then lm-eval at once: one run of one benchmark."""
         out = os.path.join(tmp, name)
-        subprocess.run(["rm", "-rf", out], check=True)
+        shutil.rmtree(out, ignore_errors=True)
         e_s, e_res = run_ethos([a.ethos, "eval", *ethos_args, "-o", out, *common])
         l_s, l_res = timed(tasks)
         run = {"ethos_seconds": e_s, "ethos_eval_seconds": e_res["wall_seconds"],

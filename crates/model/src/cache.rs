@@ -94,10 +94,11 @@ impl KvCache {
         self.shape.bytes_per_token(self.dtype) * self.batch() * self.capacity
     }
 
-    /// Layer `layer`'s tensors, made for this step's `(b, heads, t, d)` keys `k` (and values
-    /// `v`; `None` for a latent layer): `k` and `v` themselves when the step fills the whole
-    /// capacity of a cache not yet written (`written` false on return), else zeroed tensors
-    /// of the full capacity the first time (`written` true: the caller copies the step in).
+    /// Layer `layer`'s tensors, made on its first append for this step's `(b, heads, t, d)`
+    /// keys `k` (and values `v`; `None` for a latent layer): `k` and `v` themselves when the
+    /// step fills the whole capacity of a cache not yet written, else zeroed tensors of the
+    /// full capacity. Also returns whether the caller still has to copy the step in (false
+    /// only when `k` and `v` were kept).
     fn layer_for(
         &mut self,
         layer: usize,
@@ -168,13 +169,14 @@ impl KvCache {
             return Err(Error::Msg("append on a latent cache layer".into()));
         }
         let (t, len) = (k.dim(2)?, self.len);
-        let (l, copy) = self.layer_for(layer, &k.contiguous()?, Some(&v.contiguous()?))?;
+        let (k, v) = (k.contiguous()?, v.contiguous()?);
+        let (l, copy) = self.layer_for(layer, &k, Some(&v))?;
         let Some(lv) = &l.v else {
             return Err(Error::Msg("append on a latent cache layer".into()));
         };
         if copy {
-            l.k.slice_set(&k.contiguous()?, 2, len)?;
-            lv.slice_set(&v.contiguous()?, 2, len)?;
+            l.k.slice_set(&k, 2, len)?;
+            lv.slice_set(&v, 2, len)?;
         }
         Ok((l.k.narrow(2, 0, len + t)?, lv.narrow(2, 0, len + t)?))
     }

@@ -32,7 +32,22 @@ pub(super) struct Visibility<'a> {
     own_start: usize,
 }
 
-impl Visibility<'_> {
+impl<'a> Visibility<'a> {
+    /// The rule of a call of shape `s`: its queries are the last `q_len` of `kv_len` slots.
+    fn new(
+        s: &AttentionShape,
+        query_positions: &'a [Vec<i32>],
+        key_positions: &'a [Vec<i32>],
+        window: Option<usize>,
+    ) -> Self {
+        Visibility {
+            query_positions,
+            key_positions,
+            window,
+            own_start: s.kv_len - s.q_len,
+        }
+    }
+
     #[cfg(test)]
     fn sees(&self, row: usize, query: usize, key: usize) -> bool {
         self.of_query(row, query).sees(key)
@@ -244,14 +259,9 @@ pub fn attention(
     round_f16: bool,
     out: &mut [MaybeUninit<f32>],
 ) {
-    let (t, kv_len, d, h) = (s.q_len, s.kv_len, s.head_dim, s.heads);
+    let (t, d, h) = (s.q_len, s.head_dim, s.heads);
     assert!(q.len() >= s.batch * h * t * d && out.len() >= s.batch * t * h * d);
-    let rule = Visibility {
-        query_positions,
-        key_positions,
-        window,
-        own_start: kv_len - t,
-    };
+    let rule = Visibility::new(s, query_positions, key_positions, window);
     if t >= PRODUCTS_MIN_QUERIES && sgemm::AVAILABLE && !round_f16 {
         return attention_by_products(s, q, k, v, &rule, scale, out);
     }
@@ -401,6 +411,20 @@ mod tests {
         out
     }
 
+    /// The shape of a call: `[batch, heads, kv_heads, q_len, kv_len, head_dim]`.
+    fn shape(dims: [usize; 6], kv_strides: [usize; 3]) -> AttentionShape {
+        let [batch, heads, kv_heads, q_len, kv_len, head_dim] = dims;
+        AttentionShape {
+            batch,
+            heads,
+            kv_heads,
+            q_len,
+            kv_len,
+            head_dim,
+            kv_strides,
+        }
+    }
+
     /// Key and query positions of two rows: row 0 keys 0..kv_len at positions 0..; row 1
     /// three padding slots first, and its last query padding (when there are several).
     fn two_rows(t: usize, kv_len: usize) -> (Vec<Vec<i32>>, Vec<Vec<i32>>) {
@@ -518,21 +542,8 @@ mod tests {
             }
             let q = noise(batch * heads * t * d, 3 + t);
             let (key_positions, query_positions) = two_rows(t, kv_len);
-            let s = AttentionShape {
-                batch,
-                heads,
-                kv_heads,
-                q_len: t,
-                kv_len,
-                head_dim: d,
-                kv_strides,
-            };
-            let rule = Visibility {
-                query_positions: &query_positions,
-                key_positions: &key_positions,
-                window,
-                own_start: kv_len - t,
-            };
+            let s = shape([batch, heads, kv_heads, t, kv_len, d], kv_strides);
+            let rule = Visibility::new(&s, &query_positions, &key_positions, window);
             for round in [false, true] {
                 let mut want = vec![f32::NAN; batch * t * heads * d];
                 by_query(&s, &q, &k, &v, &rule, 0.125, round, as_uninit(&mut want));
@@ -579,21 +590,8 @@ mod tests {
         ] {
             let q = noise(batch * heads * t * d, 3 + t);
             let (key_positions, query_positions) = two_rows(t, kv_len);
-            let s = AttentionShape {
-                batch,
-                heads,
-                kv_heads,
-                q_len: t,
-                kv_len,
-                head_dim: d,
-                kv_strides,
-            };
-            let rule = Visibility {
-                query_positions: &query_positions,
-                key_positions: &key_positions,
-                window,
-                own_start: kv_len - t,
-            };
+            let s = shape([batch, heads, kv_heads, t, kv_len, d], kv_strides);
+            let rule = Visibility::new(&s, &query_positions, &key_positions, window);
             let want = reference(&s, [&q, &k, &v], &rule, 0.125);
             let mut got = vec![f32::NAN; batch * t * heads * d];
             attention(

@@ -75,9 +75,8 @@ pub(super) fn attention_tiled(
                     let queries: [&[f32]; GROUP] = std::array::from_fn(|u| &q[row(u)..][..d]);
                     // SAFETY: keys_t holds the blocks of every key below the group's ends;
                     // probs holds GROUP rows of `width` >= any end rounded up to 16.
-                    let maxima =
+                    let mut maxes =
                         unsafe { score_group(&queries, group, &keys_t, scale, &mut probs, width) };
-                    let mut maxes = maxima;
                     let mut lens = [0; GROUP];
                     for (u, &(dense, end)) in group.iter().enumerate() {
                         if dense < end {
@@ -181,56 +180,43 @@ unsafe fn normalize_group(
 }
 
 /// Keys `0..used` (row `j` at `k[j * stride..][..d]`) into blocks of 16: key `j`'s value `c`
-/// at `[j / 16][c][j % 16]`; the last block's spare lanes are 0.
+/// at `[j / 16][c][j % 16]`; the last block's spare lanes are 0. Whole blocks take one gather
+/// per value of 16 keys, at the keys' stride.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 fn transpose_keys(k: &[f32], stride: usize, d: usize, used: usize, keys_t: &mut Vec<f32>) {
+    use std::arch::x86_64::*;
     keys_t.clear();
     keys_t.resize(used.next_multiple_of(16) * d, 0.0);
-    for j in gather_whole_blocks(k, stride, d, used, keys_t)..used {
+    let whole = if stride <= i32::MAX as usize / 16 {
+        used / 16 * 16
+    } else {
+        0
+    };
+    if whole > 0 {
+        assert!(k.len() >= (whole - 1) * stride + d);
+        // SAFETY: lane l reads k[(j0 + l) * stride + c] with j0 + l < whole and c < d, in
+        // bounds (asserted); the stores fill the first `whole` keys' blocks of keys_t.
+        unsafe {
+            let lanes = _mm512_mullo_epi32(
+                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                _mm512_set1_epi32(stride as i32),
+            );
+            for j0 in (0..whole).step_by(16) {
+                let block = keys_t.as_mut_ptr().add(j0 * d);
+                let first = k.as_ptr().add(j0 * stride);
+                for c in 0..d {
+                    let column = _mm512_i32gather_ps::<4>(lanes, first.add(c));
+                    _mm512_storeu_ps(block.add(c * 16), column);
+                }
+            }
+        }
+    }
+    for j in whole..used {
         let block = &mut keys_t[j / 16 * 16 * d..][..16 * d];
         for (c, &x) in k[j * stride..][..d].iter().enumerate() {
             block[c * 16 + j % 16] = x;
         }
     }
-}
-
-/// `transpose_keys` for the whole blocks of 16 keys below `used`, each value of 16 keys one
-/// gather at the keys' stride; returns how many keys it placed.
-#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-fn gather_whole_blocks(
-    k: &[f32],
-    stride: usize,
-    d: usize,
-    used: usize,
-    keys_t: &mut [f32],
-) -> usize {
-    use std::arch::x86_64::*;
-    let whole = used / 16 * 16;
-    if whole == 0 || stride > i32::MAX as usize / 16 {
-        return 0;
-    }
-    assert!(k.len() >= (whole - 1) * stride + d && keys_t.len() >= whole * d);
-    // SAFETY: lane l reads k[(j0 + l) * stride + c] with j0 + l < whole and c < d, in bounds
-    // (asserted); the stores fill the first `whole` keys' blocks of keys_t.
-    unsafe {
-        let lanes = _mm512_mullo_epi32(
-            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-            _mm512_set1_epi32(stride as i32),
-        );
-        for j0 in (0..whole).step_by(16) {
-            let block = keys_t.as_mut_ptr().add(j0 * d);
-            let first = k.as_ptr().add(j0 * stride);
-            for c in 0..d {
-                let column = _mm512_i32gather_ps::<4>(lanes, first.add(c));
-                _mm512_storeu_ps(block.add(c * 16), column);
-            }
-        }
-    }
-    whole
-}
-
-#[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
-fn gather_whole_blocks(_: &[f32], _: usize, _: usize, _: usize, _: &mut [f32]) -> usize {
-    0
 }
 
 /// Keys inside `dense..end` that the query does not see (a window, padding slots) to -inf;
