@@ -8,12 +8,15 @@
 //!   value rows, and their sums are independent chains that keep the adders busy (one query's
 //!   weighted sum is a chain of dependent additions per value lane).
 
-use super::attention::{spans, AttentionShape, SharedOut, Visibility};
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+use super::attention::{spans, SharedOut};
+use super::attention::{AttentionShape, Visibility};
 
 /// Queries per step from which `attention::attention` takes this path (decode keeps the
 /// per-query loop, which reads the keys in place).
 pub(super) const MIN_QUERIES: usize = 8;
 /// Queries scored together.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 const GROUP: usize = 4;
 
 /// Whether this build and head size take this path.
@@ -221,6 +224,7 @@ fn transpose_keys(k: &[f32], stride: usize, d: usize, used: usize, keys_t: &mut 
 
 /// Keys inside `dense..end` that the query does not see (a window, padding slots) to -inf;
 /// returns the maximum of `p[..end]` as the per-key loop finds it.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 fn hide_unseen(
     p: &mut [f32],
     seen: &super::attention::QueryVisibility,

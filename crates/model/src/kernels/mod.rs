@@ -33,6 +33,10 @@ pub mod vexp;
 
 /// Rounds every value to the nearest f16 (ties to even), as candle's f32 -> f16 -> f32.
 pub fn round_to_f16(xs: &mut [f32]) {
+    #[cfg_attr(
+        not(all(target_arch = "x86_64", target_feature = "avx512f")),
+        allow(unused_mut)
+    )]
     let mut rest: &mut [f32] = xs;
     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
     {

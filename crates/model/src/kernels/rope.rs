@@ -96,14 +96,16 @@ pub fn heads_first(
 fn rotate(x: &[f32], cos: &[f32], sin: &[f32], pairs: Pairs, out: &mut [f32]) {
     let half = x.len() / 2;
     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-    let whole_vectors = match pairs {
-        Pairs::Adjacent => x.len().is_multiple_of(16),
-        Pairs::Halves => half.is_multiple_of(16),
-    };
-    if whole_vectors && cos.len() >= half && sin.len() >= half && out.len() >= x.len() {
-        // SAFETY: every access is below x.len() (or half, for the tables), checked above.
-        unsafe { rotate_avx512(x, cos, sin, pairs, out) };
-        return;
+    {
+        let whole_vectors = match pairs {
+            Pairs::Adjacent => x.len().is_multiple_of(16),
+            Pairs::Halves => half.is_multiple_of(16),
+        };
+        if whole_vectors && cos.len() >= half && sin.len() >= half && out.len() >= x.len() {
+            // SAFETY: every access is below x.len() (or half, for the tables), checked above.
+            unsafe { rotate_avx512(x, cos, sin, pairs, out) };
+            return;
+        }
     }
     for i in 0..half {
         let (a, b) = match pairs {

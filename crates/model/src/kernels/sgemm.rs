@@ -11,6 +11,7 @@ const MR: usize = 8;
 /// Rows of A processed against every panel before moving on (keeps A in L2).
 const M_CHUNK: usize = 96;
 /// How many depth steps ahead the panel is prefetched.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 const PREFETCH: usize = 8;
 
 /// Whether this build has the AVX-512 kernel.
