@@ -12,22 +12,35 @@
 //! f32 sum of the activations. The order of these additions is fixed, so a row's result does
 //! not depend on which other rows share its call.
 //!
+//! CPUs with AVX2 but not AVX-512 VNNI (many laptops, and virtual machines that hide
+//! AVX-512) run the same integer sums with `vpmaddwd` and `vpaddd` on 8 lanes, and the same
+//! float steps, so the same bits.
+//!
 //! Layout: weight rows in panels of 32 (two 512-bit registers of 16 lanes); per panel and
-//! run the 32 scales, the 32 minimums, then 16 pairs of `[2 halves][16 rows][2 values]`
-//! 16-bit values, the operand order of `vpdpwssd` (two weights times two activations per
-//! lane).
+//! run the 32 scales and the 32 minimums; the 16-bit values in pairs `[16 rows][2 values]`,
+//! the operand order of `vpdpwssd` (two weights times two activations per lane), ordered
+//! for the kernel's reads (`slot`).
 
 use super::runs::{RunFormat, RUN};
 use super::sgemm::for_each_tile;
 use std::mem::MaybeUninit;
 
-/// Whether this build has the VNNI kernel.
-pub const AVAILABLE: bool = cfg!(all(
+/// Whether this build has the AVX-512 VNNI kernel (`vpdpwssd`).
+const VNNI512: bool = cfg!(all(
     target_arch = "x86_64",
     target_feature = "avx512f",
     target_feature = "avx512bw",
     target_feature = "avx512vnni"
 ));
+/// Whether it has the AVX2 kernel instead (`vpmaddwd` then `vpaddd`: the same integer sums).
+const AVX2: bool = cfg!(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+)) && !VNNI512;
+
+/// Whether this build has a SIMD kernel (AVX-512 VNNI, or AVX2 with FMA).
+pub const AVAILABLE: bool = VNNI512 || AVX2;
 
 const QK: usize = 32;
 const LANES: usize = 16;
@@ -35,8 +48,9 @@ const LANES: usize = 16;
 const NR: usize = 2 * LANES;
 /// 16-bit weights per panel and block.
 const BLOCK_Q: usize = QK * NR;
-/// Activation rows per register tile (12 integer and 12 float accumulators).
-const MR: usize = 6;
+/// Activation rows per register tile: AVX-512, 12 integer and 12 float accumulators; AVX2
+/// (16 registers of 8 lanes), 8 integer ones per half panel, the float sums mostly in L1.
+const MR: usize = if VNNI512 { 6 } else { 4 };
 /// Largest 16-bit magnitude a quantized activation takes.
 #[cfg(test)]
 const Q_MAX: f32 = 32767.0;
@@ -127,7 +141,10 @@ fn quantize_block(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32) {
 
 /// The portable form of `quantize_block`, and the reference the tests hold it to.
 #[cfg_attr(
-    all(target_arch = "x86_64", target_feature = "avx512f"),
+    all(
+        target_arch = "x86_64",
+        any(target_feature = "avx512f", target_feature = "avx2")
+    ),
     allow(dead_code)
 )]
 fn quantize_block_scalar(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32) {
@@ -146,7 +163,48 @@ fn quantize_block_scalar(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32) {
     (d, tree_sum(lanes))
 }
 
-#[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
+/// `quantize_block` with AVX2: the AVX-512 form's operations on 8 lanes (the conversion
+/// rounds to nearest even; the narrowing `vpackssdw` saturates, then its 128-bit lanes are
+/// put back in order).
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    not(target_feature = "avx512f")
+))]
+fn quantize_block(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32) {
+    use std::arch::x86_64::*;
+    assert!(x.len() == QK && q.len() == QK);
+    // SAFETY: both slices hold 32 elements (checked above); AVX2 is compiled in.
+    unsafe {
+        let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(x.as_ptr().add(8 * i)));
+        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
+        let m = _mm256_max_ps(
+            _mm256_max_ps(_mm256_and_ps(v[0], abs), _mm256_and_ps(v[1], abs)),
+            _mm256_max_ps(_mm256_and_ps(v[2], abs), _mm256_and_ps(v[3], abs)),
+        );
+        let mut lanes8 = [0f32; 8];
+        _mm256_storeu_ps(lanes8.as_mut_ptr(), m);
+        let amax = lanes8.iter().fold(0f32, |a, &b| a.max(b));
+        let d = step(amax);
+        // Exact: d is a power of two.
+        let id = _mm256_set1_ps(inverse_step(d));
+        let i: [__m256i; 4] = std::array::from_fn(|j| _mm256_cvtps_epi32(_mm256_mul_ps(v[j], id)));
+        for h in 0..2 {
+            let packed = _mm256_packs_epi32(i[2 * h], i[2 * h + 1]);
+            let ordered = _mm256_permute4x64_epi64::<0b11_01_10_00>(packed);
+            _mm256_storeu_si256(q.as_mut_ptr().add(LANES * h) as *mut __m256i, ordered);
+        }
+        let mut lanes = [0f32; LANES];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(v[0], v[2]));
+        _mm256_storeu_ps(lanes.as_mut_ptr().add(8), _mm256_add_ps(v[1], v[3]));
+        (d, tree_sum(lanes))
+    }
+}
+
+#[cfg(not(all(
+    target_arch = "x86_64",
+    any(target_feature = "avx512f", target_feature = "avx2")
+)))]
 fn quantize_block(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32) {
     quantize_block_scalar(x, q)
 }
@@ -188,6 +246,7 @@ fn inverse_step(d: f32) -> f32 {
 }
 
 /// `d`'s exponent as an offset to add to a float's bits: `e << 23` for `d = 2^e`.
+#[cfg(any(test, target_feature = "avx512vnni", target_feature = "avx2"))]
 #[inline(always)]
 fn exponent_offset(d: f32) -> i32 {
     d.to_bits() as i32 - (127 << 23)
@@ -214,10 +273,17 @@ pub struct PackedInt16 {
     q: Vec<i16>,
 }
 
-/// Where weight `e` of block-row `lane` (0..32) sits within a panel's block.
-fn slot(lane: usize, e: usize) -> usize {
+/// Where weight `e` of block `b` of panel row `lane` (0..32) sits within its panel (`nb`
+/// blocks). AVX-512 reads a block's pairs of depth steps for all 32 rows at once:
+/// `[block][pair][2 halves][16 rows][2 values]`. AVX2 goes over a panel one half (16 rows) at
+/// a time, so each half is one stream: `[2 halves][block][pair][16 rows][2 values]`.
+fn slot(nb: usize, b: usize, lane: usize, e: usize) -> usize {
     let (half, l) = (lane / LANES, lane % LANES);
-    (e / 2) * NR * 2 + half * LANES * 2 + l * 2 + e % 2
+    if AVX2 {
+        (half * nb + b) * (BLOCK_Q / 2) + (e / 2) * LANES * 2 + l * 2 + e % 2
+    } else {
+        b * BLOCK_Q + (e / 2) * NR * 2 + half * LANES * 2 + l * 2 + e % 2
+    }
 }
 
 impl PackedInt16 {
@@ -275,9 +341,9 @@ impl PackedInt16 {
                 }
                 let s = (p * nb + b) * 2 * NR;
                 (scales[s + lane], scales[s + NR + lane]) = (d, m);
-                let qb = &mut q[(p * nb + b) * BLOCK_Q..(p * nb + b + 1) * BLOCK_Q];
+                let panel = &mut q[p * nb * BLOCK_Q..(p + 1) * nb * BLOCK_Q];
                 for (e, &v) in run.iter().enumerate() {
-                    qb[slot(lane, e)] = v;
+                    panel[slot(nb, b, lane, e)] = v;
                 }
             }
         }
@@ -437,15 +503,107 @@ unsafe fn tile_mr<const R: usize>(
     }
 }
 
-/// Portable fallback (only compiled where VNNI is absent; callers check `AVAILABLE`), and
-/// the reference the tests hold the kernel to: the same operations in the same order.
-#[cfg(any(
-    test,
+/// The AVX2 form of the VNNI kernel: per pair of depth steps, `vpmaddwd` makes each lane's
+/// two products' sum and `vpaddd` adds it, the integer sums of `vpdpwssd` (exact, so in any
+/// order); the float work per block is the VNNI kernel's, lane for lane, so the same bits.
+/// With 16 registers of 8 lanes, a tile takes its panel's 32 columns as two halves of 16, so
+/// that each weight load serves four rows (two rows of 32 columns streamed the weights from
+/// L2 at the rate of the multiply-adds).
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma",
     not(all(
-        target_arch = "x86_64",
         target_feature = "avx512f",
         target_feature = "avx512bw",
         target_feature = "avx512vnni"
+    ))
+))]
+#[inline(always)]
+unsafe fn tile_mr<const R: usize>(
+    x: &Q16Rows,
+    w: &PackedInt16,
+    p: usize,
+    r0: usize,
+    c: *mut f32,
+    ldc: usize,
+    epilogue: Epilogue,
+) {
+    use std::arch::x86_64::*;
+    const V: usize = 8;
+    let nb = w.k / QK;
+    let qp = w.q.as_ptr().add(p * nb * BLOCK_Q);
+    let sp = w.scales.as_ptr().add(p * nb * 2 * NR);
+    let xq = x.qs.as_ptr();
+    // Per row, the panel's 32 sums (16 per half).
+    let mut sums = [[0f32; NR]; R];
+    for half in 0..2 {
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for b in 0..nb {
+            let mut isum = [[_mm256_setzero_si256(); 2]; R];
+            let qb = qp.add((half * nb + b) * (BLOCK_Q / 2));
+            for pair in 0..QK / 2 {
+                let w0 = _mm256_loadu_si256(qb.add(pair * 2 * LANES) as *const _);
+                let w1 = _mm256_loadu_si256(qb.add(pair * 2 * LANES + 2 * V) as *const _);
+                for (i, s) in isum.iter_mut().enumerate() {
+                    let at = xq.add((r0 + i) * w.k + b * QK + pair * 2) as *const i32;
+                    let a = _mm256_set1_epi32(at.read_unaligned());
+                    s[0] = _mm256_add_epi32(s[0], _mm256_madd_epi16(a, w0));
+                    s[1] = _mm256_add_epi32(s[1], _mm256_madd_epi16(a, w1));
+                }
+            }
+            let sb = sp.add(b * 2 * NR + half * LANES);
+            let dw = [_mm256_loadu_ps(sb), _mm256_loadu_ps(sb.add(V))];
+            let mw = [_mm256_loadu_ps(sb.add(NR)), _mm256_loadu_ps(sb.add(NR + V))];
+            for i in 0..R {
+                let xb = (r0 + i) * nb + b;
+                let dx = _mm256_set1_epi32(exponent_offset(*x.d.get_unchecked(xb)));
+                let sx = _mm256_set1_ps(*x.s.get_unchecked(xb));
+                for j in 0..2 {
+                    // d_w * d_x exactly (`step`): d_x = 2^e added to d_w's exponent.
+                    let scale =
+                        _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(dw[j]), dx));
+                    acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i][j]), scale, acc[i][j]);
+                    acc[i][j] = _mm256_fmadd_ps(mw[j], sx, acc[i][j]);
+                }
+            }
+        }
+        for (row, a) in sums.iter_mut().zip(&acc) {
+            _mm256_storeu_ps(row.as_mut_ptr().add(half * LANES), a[0]);
+            _mm256_storeu_ps(row.as_mut_ptr().add(half * LANES + V), a[1]);
+        }
+    }
+    for (i, row_sums) in sums.iter().enumerate() {
+        if epilogue == Epilogue::SiluTimes {
+            let gate: [f32; LANES] = std::array::from_fn(|l| row_sums[l]);
+            let up: [f32; LANES] = std::array::from_fn(|l| row_sums[LANES + l]);
+            store_silu_times(&gate, &up, c.add((r0 + i) * ldc + p * LANES));
+        } else {
+            let row = c.add((r0 + i) * ldc + p * NR);
+            for (l, v) in row_sums.iter().enumerate().take(NR.min(w.n - p * NR)) {
+                *row.add(l) = *v;
+            }
+        }
+    }
+}
+
+/// Portable fallback (only compiled where neither SIMD kernel is; callers check
+/// `AVAILABLE`), and
+/// the reference the tests hold the kernel to: the same operations in the same order.
+#[cfg(any(
+    test,
+    not(any(
+        all(
+            target_arch = "x86_64",
+            target_feature = "avx512f",
+            target_feature = "avx512bw",
+            target_feature = "avx512vnni"
+        ),
+        all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        )
     ))
 ))]
 fn reference(x: &Q16Rows, w: &PackedInt16, row: usize, col: usize) -> f32 {
@@ -453,9 +611,9 @@ fn reference(x: &Q16Rows, w: &PackedInt16, row: usize, col: usize) -> f32 {
     let (p, lane) = (col / NR, col % NR);
     let mut acc = 0f32;
     for b in 0..nb {
-        let qb = &w.q[(p * nb + b) * BLOCK_Q..];
+        let panel = &w.q[p * nb * BLOCK_Q..];
         let isum: i32 = (0..QK)
-            .map(|e| qb[slot(lane, e)] as i32 * x.qs[row * w.k + b * QK + e] as i32)
+            .map(|e| panel[slot(nb, b, lane, e)] as i32 * x.qs[row * w.k + b * QK + e] as i32)
             .sum();
         let s = (p * nb + b) * 2 * NR;
         let xb = row * nb + b;
@@ -465,11 +623,18 @@ fn reference(x: &Q16Rows, w: &PackedInt16, row: usize, col: usize) -> f32 {
     acc
 }
 
-#[cfg(not(all(
-    target_arch = "x86_64",
-    target_feature = "avx512f",
-    target_feature = "avx512bw",
-    target_feature = "avx512vnni"
+#[cfg(not(any(
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx512f",
+        target_feature = "avx512bw",
+        target_feature = "avx512vnni"
+    ),
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )
 )))]
 unsafe fn tile_mr<const R: usize>(
     x: &Q16Rows,

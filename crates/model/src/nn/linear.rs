@@ -8,7 +8,7 @@
 //! Quantized layers switch to a GEMM on weights repacked once (on first use) when a call has
 //! at least `DENSE_MIN_ROWS` rows: batched prefill and scoring are faster as one GEMM than as
 //! per-row quantized dot products, while decode keeps the compact weights. On CPUs with AVX-512
-//! VNNI the types that store runs of 32 as `d * q + m` (Q4_0/1, Q5_0/1, Q8_0, Q4_K) run an
+//! VNNI, or AVX2 and FMA, the types that store runs of 32 as `d * q + m` (Q4_0/1, Q5_0/1, Q8_0, Q4_K) run an
 //! integer GEMM on 16-bit activations (`kernels::int16_gemm`; the choices are in
 //! `quant_gemm()`); other types, and every type elsewhere, use an f32 GEMM on dequantized
 //! weights, on AVX-512 our own (`kernels::sgemm`, also every product of f32 dense weights).
@@ -64,7 +64,7 @@ enum Batched {
 }
 
 /// The product quantized batches take (`ETHOS_QUANT_GEMM`). By default, where AVX-512 VNNI
-/// is present, the integer GEMM on 16-bit activations (`int16_gemm`, for every type of
+/// or AVX2 is present, the integer GEMM on 16-bit activations (`int16_gemm`, for every type of
 /// `runs::RunFormat`): about 1.7 times the f32 GEMM's speed, each activation within 1/32767
 /// of its block's largest. `f32`: the f32 GEMM on dequantized weights (other types always).
 /// `int8` (Q4_1 only): llama.cpp's 8-bit activations, faster again, but their rounding differs
@@ -254,12 +254,13 @@ impl Linear {
         Ok(Some(h.reshape(dims)?))
     }
 
-    fn batched_weights(&self, packed: bool) -> Result<&Batched> {
+    /// `cpu_f32`: the calls are f32 on the CPU, where our kernels run.
+    fn batched_weights(&self, cpu_f32: bool) -> Result<&Batched> {
         if let Some(b) = self.batched.get() {
             return Ok(b);
         }
         // The f32 choice dequantizes below; only the integer GEMMs read the raw blocks.
-        if packed && quant_gemm() != QuantGemm::F32 {
+        if cpu_f32 && quant_gemm() != QuantGemm::F32 {
             let (n, k) = (self.out_features, self.in_features);
             let choice = match (quant_gemm(), self.cpu_runs()?) {
                 (QuantGemm::Int8, Some((RunFormat::Q4_1, bytes))) => {
@@ -279,7 +280,7 @@ impl Linear {
             }
         }
         let w = self.dequantize()?;
-        let b = if packed {
+        let b = if cpu_f32 && sgemm::AVAILABLE {
             let flat = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
             Batched::Packed(sgemm::PackedWeights::pack(
                 &flat,
@@ -294,7 +295,8 @@ impl Linear {
 
     /// The product on the batched path: our AVX-512 GEMM on f32 CPU tensors, else candle's.
     fn batched_forward(&self, x2: &Tensor) -> Result<Tensor> {
-        let sgemm_ok = sgemm::AVAILABLE && x2.device().is_cpu() && x2.dtype() == DType::F32;
+        let cpu_f32 = x2.device().is_cpu() && x2.dtype() == DType::F32;
+        let sgemm_ok = sgemm::AVAILABLE && cpu_f32;
         if let (false, Weight::Dense(w)) = (sgemm_ok, &self.weight) {
             // Decode on CUDA: our matrix-vector kernel streams the weights once (cuBLAS's
             // general GEMM reaches well under the memory bandwidth at one row).
@@ -306,7 +308,7 @@ impl Linear {
             }
             return Ok(x2.matmul(&w.t()?)?);
         }
-        match self.batched_weights(sgemm_ok)? {
+        match self.batched_weights(cpu_f32)? {
             Batched::Packed(p) => self.cpu_product(x2, self.out_features, |a, rows| {
                 let mut out = vec![0f32; rows * self.out_features];
                 sgemm::matmul(a, rows, p, &mut out);
