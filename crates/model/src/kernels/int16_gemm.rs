@@ -246,7 +246,7 @@ fn inverse_step(d: f32) -> f32 {
 }
 
 /// `d`'s exponent as an offset to add to a float's bits: `e << 23` for `d = 2^e`.
-#[cfg(any(test, target_feature = "avx512vnni", target_feature = "avx2"))]
+#[cfg(any(target_feature = "avx512vnni", target_feature = "avx2"))]
 #[inline(always)]
 fn exponent_offset(d: f32) -> i32 {
     d.to_bits() as i32 - (127 << 23)
