@@ -588,8 +588,8 @@ unsafe fn tile_mr<const R: usize>(
 }
 
 /// Portable fallback (only compiled where neither SIMD kernel is; callers check
-/// `AVAILABLE`), and
-/// the reference the tests hold the kernel to: the same operations in the same order.
+/// `AVAILABLE`), and the reference the tests hold the kernels to: the same operations in the
+/// same order.
 #[cfg(any(
     test,
     not(any(
