@@ -8,8 +8,8 @@
 //! Quantized layers switch to a GEMM on weights repacked once (on first use) when a call has
 //! at least `DENSE_MIN_ROWS` rows: batched prefill and scoring are faster as one GEMM than as
 //! per-row quantized dot products, while decode keeps the compact weights. On CPUs with AVX-512
-//! VNNI, or AVX2 and FMA, the types that store runs of 32 as `d * q + m` (Q4_0/1, Q5_0/1, Q8_0, Q4_K) run an
-//! integer GEMM on 16-bit activations (`kernels::int16_gemm`; the choices are in
+//! VNNI, or AVX2 and FMA, the types that store runs of 32 as `d * q + m` (Q4_0/1, Q5_0/1,
+//! Q8_0, Q4_K) run an integer GEMM on 16-bit activations (`kernels::int16_gemm`; the choices are in
 //! `quant_gemm()`); other types, and every type elsewhere, use an f32 GEMM on dequantized
 //! weights, on AVX-512 our own (`kernels::sgemm`, also every product of f32 dense weights).
 
