@@ -102,6 +102,7 @@ pub(crate) fn silu_times(g: f32, u: f32) -> f32 {
 /// `silu_times` on 16 lanes with AVX-512 (for the SwiGLU GEMM's tiles): the operations of
 /// `exp` and `silu_times` one for one, so the same bits.
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+#[cfg_attr(not(target_feature = "avx512vnni"), allow(dead_code))]
 #[inline(always)]
 pub(crate) unsafe fn silu_times16(
     g: std::arch::x86_64::__m512,

@@ -14,43 +14,91 @@
 //!
 //! CPUs with AVX2 but not AVX-512 VNNI (many laptops, and virtual machines that hide
 //! AVX-512) run the same integer sums with `vpmaddwd` and `vpaddd` on 8 lanes, and the same
-//! float steps, so the same bits.
+//! float steps, so the same bits (`avx2.rs`; `avx512.rs` has the VNNI tile). Builds with
+//! neither run a portable loop.
 //!
 //! Layout: weight rows in panels of 32 (two 512-bit registers of 16 lanes); per panel and
 //! run the 32 scales and the 32 minimums; the 16-bit values in pairs `[16 rows][2 values]`,
 //! the operand order of `vpdpwssd` (two weights times two activations per lane), ordered
-//! for the kernel's reads (`slot`).
+//! for the reads of the tile they are packed for (`Kernel`, `slot`).
 
 use super::runs::{RunFormat, RUN};
 use super::sgemm::for_each_tile;
 use std::mem::MaybeUninit;
 
-/// Whether this build has the AVX-512 VNNI kernel (`vpdpwssd`).
-const VNNI512: bool = cfg!(all(
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+mod avx2;
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+mod avx512;
+
+/// Whether this build has the AVX-512 VNNI tile (`vpdpwssd`).
+const HAS_VNNI512: bool = cfg!(all(
     target_arch = "x86_64",
     target_feature = "avx512f",
     target_feature = "avx512bw",
     target_feature = "avx512vnni"
 ));
-/// Whether it has the AVX2 kernel instead (`vpmaddwd` then `vpaddd`: the same integer sums).
-const AVX2: bool = cfg!(all(
+/// Whether it has the AVX2 tile (`vpmaddwd` then `vpaddd`: the same integer sums). AVX-512
+/// builds have it too, so that their tests check it; they run the VNNI one.
+const HAS_AVX2: bool = cfg!(all(
     target_arch = "x86_64",
     target_feature = "avx2",
     target_feature = "fma"
-)) && !VNNI512;
+));
+
+/// A tile and the weight layout it reads (`slot`): packed weights carry theirs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kernel {
+    /// 6 rows by 32 columns with `vpdpwssd` (12 integer and 12 float accumulators).
+    Vnni512,
+    /// 4 rows by one half panel (16 columns) at a time with `vpmaddwd` (16 registers of 8
+    /// lanes: 8 integer accumulators, the float sums mostly in L1).
+    Avx2,
+    /// The portable loop over `reference`, on the VNNI layout.
+    Portable,
+}
+
+impl Kernel {
+    /// The fastest tile this build has.
+    const BEST: Kernel = if HAS_VNNI512 {
+        Kernel::Vnni512
+    } else if HAS_AVX2 {
+        Kernel::Avx2
+    } else {
+        Kernel::Portable
+    };
+
+    /// Whether this build compiled the tile.
+    fn compiled(self) -> bool {
+        match self {
+            Kernel::Vnni512 => HAS_VNNI512,
+            Kernel::Avx2 => HAS_AVX2,
+            Kernel::Portable => true,
+        }
+    }
+
+    /// Activation rows per register tile.
+    fn rows(self) -> usize {
+        match self {
+            Kernel::Vnni512 => 6,
+            Kernel::Avx2 | Kernel::Portable => 4,
+        }
+    }
+}
 
 /// Whether this build has a SIMD kernel (AVX-512 VNNI, or AVX2 with FMA).
-pub const AVAILABLE: bool = VNNI512 || AVX2;
+pub const AVAILABLE: bool = !matches!(Kernel::BEST, Kernel::Portable);
 
 const QK: usize = 32;
 const LANES: usize = 16;
-/// Output columns per panel: two registers.
+/// Output columns per panel: two 512-bit registers.
 const NR: usize = 2 * LANES;
 /// 16-bit weights per panel and block.
 const BLOCK_Q: usize = QK * NR;
-/// Activation rows per register tile: AVX-512, 12 integer and 12 float accumulators; AVX2
-/// (16 registers of 8 lanes), 8 integer ones per half panel, the float sums mostly in L1.
-const MR: usize = if VNNI512 { 6 } else { 4 };
 /// Largest 16-bit magnitude a quantized activation takes.
 #[cfg(test)]
 const Q_MAX: f32 = 32767.0;
@@ -115,27 +163,31 @@ struct SharedQ(*mut f32, *mut f32, *mut i16);
 unsafe impl Sync for SharedQ {}
 
 /// One block: its values rounded to the nearest multiple of the step (ties to even), written
-/// into all of `q`; returns the step and the f32 sum of the block.
-#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+/// into all of `q`; returns the step and the f32 sum of the block. The fastest form this build
+/// has; all give the bits of `quantize_block_scalar`.
 fn quantize_block(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32) {
-    use std::arch::x86_64::*;
-    assert!(x.len() == QK && q.len() == QK);
-    // SAFETY: both slices hold 32 elements (checked above); AVX-512F is compiled in.
-    unsafe {
-        let x0 = _mm512_loadu_ps(x.as_ptr());
-        let x1 = _mm512_loadu_ps(x.as_ptr().add(LANES));
-        let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
-        let d = step(amax);
-        // Exact: d is a power of two.
-        let id = _mm512_set1_ps(inverse_step(d));
-        // The default rounding mode rounds to nearest, ties to even; the narrowing saturates.
-        let q0 = _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(x0, id)));
-        let q1 = _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(x1, id)));
-        _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, q0);
-        _mm256_storeu_si256(q.as_mut_ptr().add(LANES) as *mut __m256i, q1);
-        let mut lanes = [0f32; LANES];
-        _mm512_storeu_ps(lanes.as_mut_ptr(), _mm512_add_ps(x0, x1));
-        (d, tree_sum(lanes))
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    {
+        avx512::quantize_block(x, q)
+    }
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma",
+        not(target_feature = "avx512f")
+    ))]
+    {
+        avx2::quantize_block(x, q)
+    }
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        any(
+            target_feature = "avx512f",
+            all(target_feature = "avx2", target_feature = "fma")
+        )
+    )))]
+    {
+        quantize_block_scalar(x, q)
     }
 }
 
@@ -143,7 +195,10 @@ fn quantize_block(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32) {
 #[cfg_attr(
     all(
         target_arch = "x86_64",
-        any(target_feature = "avx512f", target_feature = "avx2")
+        any(
+            target_feature = "avx512f",
+            all(target_feature = "avx2", target_feature = "fma")
+        )
     ),
     allow(dead_code)
 )]
@@ -161,52 +216,6 @@ fn quantize_block_scalar(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32) {
         lanes[i % LANES] += v;
     }
     (d, tree_sum(lanes))
-}
-
-/// `quantize_block` with AVX2: the AVX-512 form's operations on 8 lanes (the conversion
-/// rounds to nearest even; the narrowing `vpackssdw` saturates, then its 128-bit lanes are
-/// put back in order).
-#[cfg(all(
-    target_arch = "x86_64",
-    target_feature = "avx2",
-    not(target_feature = "avx512f")
-))]
-fn quantize_block(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32) {
-    use std::arch::x86_64::*;
-    assert!(x.len() == QK && q.len() == QK);
-    // SAFETY: both slices hold 32 elements (checked above); AVX2 is compiled in.
-    unsafe {
-        let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(x.as_ptr().add(8 * i)));
-        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
-        let m = _mm256_max_ps(
-            _mm256_max_ps(_mm256_and_ps(v[0], abs), _mm256_and_ps(v[1], abs)),
-            _mm256_max_ps(_mm256_and_ps(v[2], abs), _mm256_and_ps(v[3], abs)),
-        );
-        let mut lanes8 = [0f32; 8];
-        _mm256_storeu_ps(lanes8.as_mut_ptr(), m);
-        let amax = lanes8.iter().fold(0f32, |a, &b| a.max(b));
-        let d = step(amax);
-        // Exact: d is a power of two.
-        let id = _mm256_set1_ps(inverse_step(d));
-        let i: [__m256i; 4] = std::array::from_fn(|j| _mm256_cvtps_epi32(_mm256_mul_ps(v[j], id)));
-        for h in 0..2 {
-            let packed = _mm256_packs_epi32(i[2 * h], i[2 * h + 1]);
-            let ordered = _mm256_permute4x64_epi64::<0b11_01_10_00>(packed);
-            _mm256_storeu_si256(q.as_mut_ptr().add(LANES * h) as *mut __m256i, ordered);
-        }
-        let mut lanes = [0f32; LANES];
-        _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(v[0], v[2]));
-        _mm256_storeu_ps(lanes.as_mut_ptr().add(8), _mm256_add_ps(v[1], v[3]));
-        (d, tree_sum(lanes))
-    }
-}
-
-#[cfg(not(all(
-    target_arch = "x86_64",
-    any(target_feature = "avx512f", target_feature = "avx2")
-)))]
-fn quantize_block(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32) {
-    quantize_block_scalar(x, q)
 }
 
 /// Largest `amax` whose step stays in range (`step`): 2^120.
@@ -246,7 +255,11 @@ fn inverse_step(d: f32) -> f32 {
 }
 
 /// `d`'s exponent as an offset to add to a float's bits: `e << 23` for `d = 2^e`.
-#[cfg(any(target_feature = "avx512vnni", target_feature = "avx2"))]
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
 #[inline(always)]
 fn exponent_offset(d: f32) -> i32 {
     d.to_bits() as i32 - (127 << 23)
@@ -269,39 +282,52 @@ pub struct PackedInt16 {
     pub k: usize,
     /// Per panel and block: 32 scales then 32 minimums.
     scales: Vec<f32>,
-    /// Per panel and block: `BLOCK_Q` values.
+    /// Per panel and block: `BLOCK_Q` values, in `kernel`'s layout.
     q: Vec<i16>,
+    /// The tile that multiplies by these weights.
+    kernel: Kernel,
 }
 
 /// Where weight `e` of block `b` of panel row `lane` (0..32) sits within its panel (`nb`
 /// blocks). AVX-512 reads a block's pairs of depth steps for all 32 rows at once:
 /// `[block][pair][2 halves][16 rows][2 values]`. AVX2 goes over a panel one half (16 rows) at
 /// a time, so each half is one stream: `[2 halves][block][pair][16 rows][2 values]`.
-fn slot(nb: usize, b: usize, lane: usize, e: usize) -> usize {
+fn slot(kernel: Kernel, nb: usize, b: usize, lane: usize, e: usize) -> usize {
     let (half, l) = (lane / LANES, lane % LANES);
-    if AVX2 {
-        (half * nb + b) * (BLOCK_Q / 2) + (e / 2) * LANES * 2 + l * 2 + e % 2
-    } else {
-        b * BLOCK_Q + (e / 2) * NR * 2 + half * LANES * 2 + l * 2 + e % 2
+    match kernel {
+        Kernel::Avx2 => (half * nb + b) * (BLOCK_Q / 2) + (e / 2) * LANES * 2 + l * 2 + e % 2,
+        Kernel::Vnni512 | Kernel::Portable => {
+            b * BLOCK_Q + (e / 2) * NR * 2 + half * LANES * 2 + l * 2 + e % 2
+        }
     }
 }
 
 impl PackedInt16 {
     /// Repacks `n` rows of `k` values stored in `format`'s GGUF blocks (row-major).
     pub fn pack(format: RunFormat, w: &[u8], n: usize, k: usize) -> Self {
-        Self::pack_rows(format, w, n, k, |j| j)
+        Self::pack_for(Kernel::BEST, format, w, n, k)
+    }
+
+    /// `pack` for the given tile (tests run every tile this build has).
+    fn pack_for(kernel: Kernel, format: RunFormat, w: &[u8], n: usize, k: usize) -> Self {
+        Self::pack_rows(kernel, format, w, n, k, |j| j)
     }
 
     /// `pack` of the fused gate and up projections (`n / 2` rows each, gate first) for
     /// `matmul_swiglu`: each panel holds 16 gate rows and the same 16 up rows.
     pub fn pack_swiglu(format: RunFormat, w: &[u8], n: usize, k: usize) -> Self {
+        Self::pack_swiglu_for(Kernel::BEST, format, w, n, k)
+    }
+
+    /// `pack_swiglu` for the given tile.
+    fn pack_swiglu_for(kernel: Kernel, format: RunFormat, w: &[u8], n: usize, k: usize) -> Self {
         assert!(
             n.is_multiple_of(NR),
             "SwiGLU halves of {} rows: not in panels",
             n / 2
         );
         let half = n / 2;
-        Self::pack_rows(format, w, n, k, |j| {
+        Self::pack_rows(kernel, format, w, n, k, |j| {
             let (panel, lane) = (j / NR, j % NR);
             panel * LANES + lane % LANES + if lane < LANES { 0 } else { half }
         })
@@ -309,6 +335,7 @@ impl PackedInt16 {
 
     /// `pack` with packed row `j` taken from row `source(j)` of `w`.
     fn pack_rows(
+        kernel: Kernel,
         format: RunFormat,
         w: &[u8],
         n: usize,
@@ -318,6 +345,7 @@ impl PackedInt16 {
         let per_block = format.block_values();
         let row_bytes = k / per_block * format.block_bytes();
         assert!(k.is_multiple_of(per_block) && w.len() >= n * row_bytes);
+        assert!(kernel.compiled(), "{kernel:?} tile: not in this build");
         let nb = k / QK;
         let panels = n.div_ceil(NR);
         // Scales start at 1 (and minimums at 0), so that padding lanes past n hold a normal
@@ -343,11 +371,17 @@ impl PackedInt16 {
                 (scales[s + lane], scales[s + NR + lane]) = (d, m);
                 let panel = &mut q[p * nb * BLOCK_Q..(p + 1) * nb * BLOCK_Q];
                 for (e, &v) in run.iter().enumerate() {
-                    panel[slot(nb, b, lane, e)] = v;
+                    panel[slot(kernel, nb, b, lane, e)] = v;
                 }
             }
         }
-        Self { n, k, scales, q }
+        Self {
+            n,
+            k,
+            scales,
+            q,
+            kernel,
+        }
     }
 }
 
@@ -387,7 +421,7 @@ fn product(x: &Q16Rows, w: &PackedInt16, epilogue: Epilogue) -> Vec<f32> {
     for_each_tile(
         m,
         w.n.div_ceil(NR),
-        MR,
+        w.kernel.rows(),
         m * w.n * x.k,
         out.as_mut_ptr(),
         |p, r, mr, c| {
@@ -414,16 +448,32 @@ unsafe fn tile(
     ldc: usize,
     epilogue: Epilogue,
 ) {
-    super::by_rows!(mr, [6, 5, 4, 3, 2], tile_mr(x, w, p, r, c, ldc, epilogue))
+    match w.kernel {
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx512f",
+            target_feature = "avx512bw",
+            target_feature = "avx512vnni"
+        ))]
+        Kernel::Vnni512 => {
+            use avx512::tile_mr as vnni_tile;
+            super::by_rows!(mr, [6, 5, 4, 3, 2], vnni_tile(x, w, p, r, c, ldc, epilogue))
+        }
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        ))]
+        Kernel::Avx2 => {
+            use avx2::tile_mr as avx2_tile;
+            super::by_rows!(mr, [4, 3, 2], avx2_tile(x, w, p, r, c, ldc, epilogue))
+        }
+        // `pack_rows` packs only for compiled tiles: the portable one, here.
+        _ => super::by_rows!(mr, [4, 3, 2], portable_tile(x, w, p, r, c, ldc, epilogue)),
+    }
 }
 
 /// A row's 16 SwiGLU outputs of a panel, from its gate and up sums, written at `c`.
-#[cfg(not(all(
-    target_arch = "x86_64",
-    target_feature = "avx512f",
-    target_feature = "avx512bw",
-    target_feature = "avx512vnni"
-)))]
 #[inline(always)]
 unsafe fn store_silu_times(gate: &[f32; LANES], up: &[f32; LANES], c: *mut f32) {
     for l in 0..LANES {
@@ -431,181 +481,8 @@ unsafe fn store_silu_times(gate: &[f32; LANES], up: &[f32; LANES], c: *mut f32) 
     }
 }
 
-#[cfg(all(
-    target_arch = "x86_64",
-    target_feature = "avx512f",
-    target_feature = "avx512bw",
-    target_feature = "avx512vnni"
-))]
-#[inline(always)]
-unsafe fn tile_mr<const R: usize>(
-    x: &Q16Rows,
-    w: &PackedInt16,
-    p: usize,
-    r0: usize,
-    c: *mut f32,
-    ldc: usize,
-    epilogue: Epilogue,
-) {
-    use std::arch::x86_64::*;
-    let nb = w.k / QK;
-    let qp = w.q.as_ptr().add(p * nb * BLOCK_Q);
-    let sp = w.scales.as_ptr().add(p * nb * 2 * NR);
-    let xq = x.qs.as_ptr();
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    for b in 0..nb {
-        let mut isum = [[_mm512_setzero_si512(); 2]; R];
-        let qb = qp.add(b * BLOCK_Q);
-        for pair in 0..QK / 2 {
-            let w0 = _mm512_loadu_si512(qb.add(pair * 2 * NR) as *const _);
-            let w1 = _mm512_loadu_si512(qb.add(pair * 2 * NR + NR) as *const _);
-            for (i, s) in isum.iter_mut().enumerate() {
-                let a = (xq.add((r0 + i) * w.k + b * QK + pair * 2) as *const i32).read_unaligned();
-                let a = _mm512_set1_epi32(a);
-                s[0] = _mm512_dpwssd_epi32(s[0], a, w0);
-                s[1] = _mm512_dpwssd_epi32(s[1], a, w1);
-            }
-        }
-        let sb = sp.add(b * 2 * NR);
-        let dw = [_mm512_loadu_ps(sb), _mm512_loadu_ps(sb.add(LANES))];
-        let mw = [
-            _mm512_loadu_ps(sb.add(NR)),
-            _mm512_loadu_ps(sb.add(NR + LANES)),
-        ];
-        for i in 0..R {
-            let xb = (r0 + i) * nb + b;
-            let dx = _mm512_set1_epi32(exponent_offset(*x.d.get_unchecked(xb)));
-            let sx = _mm512_set1_ps(*x.s.get_unchecked(xb));
-            for h in 0..2 {
-                // d_w * d_x exactly (`step`): d_x = 2^e added to d_w's exponent.
-                let scale = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(dw[h]), dx));
-                acc[i][h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i][h]), scale, acc[i][h]);
-                acc[i][h] = _mm512_fmadd_ps(mw[h], sx, acc[i][h]);
-            }
-        }
-    }
-    if epilogue == Epilogue::SiluTimes {
-        for (i, a) in acc.iter().enumerate() {
-            let h = super::vexp::silu_times16(a[0], a[1]);
-            _mm512_storeu_ps(c.add((r0 + i) * ldc + p * LANES), h);
-        }
-        return;
-    }
-    let cols = NR.min(w.n - p * NR);
-    let mask = |h: usize| -> __mmask16 {
-        let c = cols.saturating_sub(h * LANES).min(LANES);
-        ((1u32 << c) - 1) as u16
-    };
-    for (i, a) in acc.iter().enumerate() {
-        let row = c.add((r0 + i) * ldc + p * NR);
-        _mm512_mask_storeu_ps(row, mask(0), a[0]);
-        _mm512_mask_storeu_ps(row.add(LANES), mask(1), a[1]);
-    }
-}
-
-/// The AVX2 form of the VNNI kernel: per pair of depth steps, `vpmaddwd` makes each lane's
-/// two products' sum and `vpaddd` adds it, the integer sums of `vpdpwssd` (exact, so in any
-/// order); the float work per block is the VNNI kernel's, lane for lane, so the same bits.
-/// With 16 registers of 8 lanes, a tile takes its panel's 32 columns as two halves of 16, so
-/// that each weight load serves four rows (two rows of 32 columns streamed the weights from
-/// L2 at the rate of the multiply-adds).
-#[cfg(all(
-    target_arch = "x86_64",
-    target_feature = "avx2",
-    target_feature = "fma",
-    not(all(
-        target_feature = "avx512f",
-        target_feature = "avx512bw",
-        target_feature = "avx512vnni"
-    ))
-))]
-#[inline(always)]
-unsafe fn tile_mr<const R: usize>(
-    x: &Q16Rows,
-    w: &PackedInt16,
-    p: usize,
-    r0: usize,
-    c: *mut f32,
-    ldc: usize,
-    epilogue: Epilogue,
-) {
-    use std::arch::x86_64::*;
-    const V: usize = 8;
-    let nb = w.k / QK;
-    let qp = w.q.as_ptr().add(p * nb * BLOCK_Q);
-    let sp = w.scales.as_ptr().add(p * nb * 2 * NR);
-    let xq = x.qs.as_ptr();
-    // Per row, the panel's 32 sums (16 per half).
-    let mut sums = [[0f32; NR]; R];
-    for half in 0..2 {
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
-        for b in 0..nb {
-            let mut isum = [[_mm256_setzero_si256(); 2]; R];
-            let qb = qp.add((half * nb + b) * (BLOCK_Q / 2));
-            for pair in 0..QK / 2 {
-                let w0 = _mm256_loadu_si256(qb.add(pair * 2 * LANES) as *const _);
-                let w1 = _mm256_loadu_si256(qb.add(pair * 2 * LANES + 2 * V) as *const _);
-                for (i, s) in isum.iter_mut().enumerate() {
-                    let at = xq.add((r0 + i) * w.k + b * QK + pair * 2) as *const i32;
-                    let a = _mm256_set1_epi32(at.read_unaligned());
-                    s[0] = _mm256_add_epi32(s[0], _mm256_madd_epi16(a, w0));
-                    s[1] = _mm256_add_epi32(s[1], _mm256_madd_epi16(a, w1));
-                }
-            }
-            let sb = sp.add(b * 2 * NR + half * LANES);
-            let dw = [_mm256_loadu_ps(sb), _mm256_loadu_ps(sb.add(V))];
-            let mw = [_mm256_loadu_ps(sb.add(NR)), _mm256_loadu_ps(sb.add(NR + V))];
-            for i in 0..R {
-                let xb = (r0 + i) * nb + b;
-                let dx = _mm256_set1_epi32(exponent_offset(*x.d.get_unchecked(xb)));
-                let sx = _mm256_set1_ps(*x.s.get_unchecked(xb));
-                for j in 0..2 {
-                    // d_w * d_x exactly (`step`): d_x = 2^e added to d_w's exponent.
-                    let scale =
-                        _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(dw[j]), dx));
-                    acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i][j]), scale, acc[i][j]);
-                    acc[i][j] = _mm256_fmadd_ps(mw[j], sx, acc[i][j]);
-                }
-            }
-        }
-        for (row, a) in sums.iter_mut().zip(&acc) {
-            _mm256_storeu_ps(row.as_mut_ptr().add(half * LANES), a[0]);
-            _mm256_storeu_ps(row.as_mut_ptr().add(half * LANES + V), a[1]);
-        }
-    }
-    for (i, row_sums) in sums.iter().enumerate() {
-        if epilogue == Epilogue::SiluTimes {
-            let gate: [f32; LANES] = std::array::from_fn(|l| row_sums[l]);
-            let up: [f32; LANES] = std::array::from_fn(|l| row_sums[LANES + l]);
-            store_silu_times(&gate, &up, c.add((r0 + i) * ldc + p * LANES));
-        } else {
-            let row = c.add((r0 + i) * ldc + p * NR);
-            for (l, v) in row_sums.iter().enumerate().take(NR.min(w.n - p * NR)) {
-                *row.add(l) = *v;
-            }
-        }
-    }
-}
-
-/// Portable fallback (only compiled where neither SIMD kernel is; callers check
-/// `AVAILABLE`), and the reference the tests hold the kernels to: the same operations in the
-/// same order.
-#[cfg(any(
-    test,
-    not(any(
-        all(
-            target_arch = "x86_64",
-            target_feature = "avx512f",
-            target_feature = "avx512bw",
-            target_feature = "avx512vnni"
-        ),
-        all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )
-    ))
-))]
+/// The reference the tests hold the tiles to, and the portable tile's arithmetic: the same
+/// operations in the same order.
 fn reference(x: &Q16Rows, w: &PackedInt16, row: usize, col: usize) -> f32 {
     let nb = w.k / QK;
     let (p, lane) = (col / NR, col % NR);
@@ -613,7 +490,9 @@ fn reference(x: &Q16Rows, w: &PackedInt16, row: usize, col: usize) -> f32 {
     for b in 0..nb {
         let panel = &w.q[p * nb * BLOCK_Q..];
         let isum: i32 = (0..QK)
-            .map(|e| panel[slot(nb, b, lane, e)] as i32 * x.qs[row * w.k + b * QK + e] as i32)
+            .map(|e| {
+                panel[slot(w.kernel, nb, b, lane, e)] as i32 * x.qs[row * w.k + b * QK + e] as i32
+            })
             .sum();
         let s = (p * nb + b) * 2 * NR;
         let xb = row * nb + b;
@@ -623,20 +502,8 @@ fn reference(x: &Q16Rows, w: &PackedInt16, row: usize, col: usize) -> f32 {
     acc
 }
 
-#[cfg(not(any(
-    all(
-        target_arch = "x86_64",
-        target_feature = "avx512f",
-        target_feature = "avx512bw",
-        target_feature = "avx512vnni"
-    ),
-    all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    )
-)))]
-unsafe fn tile_mr<const R: usize>(
+/// The tile of builds with neither SIMD tile (callers check `AVAILABLE`).
+unsafe fn portable_tile<const R: usize>(
     x: &Q16Rows,
     w: &PackedInt16,
     p: usize,
@@ -680,29 +547,58 @@ mod tests {
             .collect()
     }
 
+    /// Every tile this build compiled (an AVX-512 build has the AVX2 tile too), with the
+    /// name the test messages give it.
+    fn compiled_kernels() -> Vec<Kernel> {
+        let all = [Kernel::Vnni512, Kernel::Avx2, Kernel::Portable];
+        let kernels: Vec<Kernel> = all.into_iter().filter(|k| k.compiled()).collect();
+        eprintln!("tiles in this build: {kernels:?}");
+        kernels
+    }
+
+    /// The same bits as the reference, read through the same packing: so each tile's
+    /// arithmetic and its reads of its own layout are checked (a wrong lane or pair order, or
+    /// a wrong half of a panel, changes the sums).
     #[test]
     fn kernel_gives_the_bits_of_the_reference_on_ragged_shapes() {
-        if !AVAILABLE {
-            // The portable tile is the reference itself; the other tests still bound it.
-            eprintln!("skipped: this build has no AVX-512 VNNI kernel to compare");
-            return;
-        }
-        for &(m, n, k) in &[(1, 5, 32), (7, 16, 64), (13, 40, 96), (100, 70, 576)] {
-            let w = sample_rows(n, k);
-            let xq = Q16Rows::quantize(&activations(m, k), k);
-            let packed = PackedInt16::pack(RunFormat::Q4_1, &w, n, k);
-            let out = matmul(&xq, &packed);
-            for i in 0..m {
-                for j in 0..n {
-                    let want = reference(&xq, &packed, i, j);
-                    assert_eq!(
-                        out[i * n + j].to_bits(),
-                        want.to_bits(),
-                        "({m},{n},{k}) [{i},{j}]: {} vs {want}",
-                        out[i * n + j]
-                    );
+        for kernel in compiled_kernels() {
+            for &(m, n, k) in &[(1, 5, 32), (7, 16, 64), (13, 40, 96), (100, 70, 576)] {
+                let w = sample_rows(n, k);
+                let xq = Q16Rows::quantize(&activations(m, k), k);
+                let packed = PackedInt16::pack_for(kernel, RunFormat::Q4_1, &w, n, k);
+                let out = matmul(&xq, &packed);
+                for i in 0..m {
+                    for j in 0..n {
+                        let want = reference(&xq, &packed, i, j);
+                        assert_eq!(
+                            out[i * n + j].to_bits(),
+                            want.to_bits(),
+                            "{kernel:?} ({m},{n},{k}) [{i},{j}]: {} vs {want}",
+                            out[i * n + j]
+                        );
+                    }
                 }
             }
+        }
+    }
+
+    /// Every tile's layout holds the same weights: the tiles give the same bits as each other.
+    #[test]
+    fn tiles_give_the_same_bits_as_each_other() {
+        let (m, n, k) = (11, 72, 192);
+        let w = sample_rows(n, k);
+        let xq = Q16Rows::quantize(&activations(m, k), k);
+        let portable = matmul(
+            &xq,
+            &PackedInt16::pack_for(Kernel::Portable, RunFormat::Q4_1, &w, n, k),
+        );
+        for kernel in compiled_kernels() {
+            let out = matmul(
+                &xq,
+                &PackedInt16::pack_for(kernel, RunFormat::Q4_1, &w, n, k),
+            );
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&out), bits(&portable), "{kernel:?}");
         }
     }
 
@@ -713,7 +609,8 @@ mod tests {
         let (m, n, k) = (9, 33, 576);
         let w = sample_rows(n, k);
         let x = activations(m, k);
-        let packed = PackedInt16::pack(RunFormat::Q4_1, &w, n, k);
+        // The portable tile: the others give its bits (tests above).
+        let packed = PackedInt16::pack_for(Kernel::Portable, RunFormat::Q4_1, &w, n, k);
         let out = matmul(&Q16Rows::quantize(&x, k), &packed);
         let row_bytes = k / QK * BLOCK_BYTES;
         let mut wf = vec![0f32; k];
@@ -747,22 +644,24 @@ mod tests {
     /// The fused SwiGLU epilogue against the product written out and `silu_mul_rows` on it.
     #[test]
     fn swiglu_epilogue_gives_the_bits_of_the_product_then_silu_mul() {
-        for &(m, half, k) in &[(1, 16, 32), (7, 48, 64), (40, 96, 576)] {
-            let w = sample_rows(2 * half, k);
-            let xq = Q16Rows::quantize(&activations(m, k), k);
-            let full = matmul(&xq, &PackedInt16::pack(RunFormat::Q4_1, &w, 2 * half, k));
-            let want = crate::kernels::vexp::silu_mul_rows(&full, &full[half..], 2 * half, m, half);
-            let got = matmul_swiglu(
-                &xq,
-                &PackedInt16::pack_swiglu(RunFormat::Q4_1, &w, 2 * half, k),
-            );
-            assert_eq!(got.len(), want.len());
-            for (e, (a, b)) in got.iter().zip(&want).enumerate() {
-                assert_eq!(
-                    a.to_bits(),
-                    b.to_bits(),
-                    "({m},{half},{k}) [{e}]: {a} vs {b}"
-                );
+        for kernel in compiled_kernels() {
+            for &(m, half, k) in &[(1, 16, 32), (7, 48, 64), (40, 96, 576)] {
+                let w = sample_rows(2 * half, k);
+                let xq = Q16Rows::quantize(&activations(m, k), k);
+                let full = PackedInt16::pack_for(kernel, RunFormat::Q4_1, &w, 2 * half, k);
+                let full = matmul(&xq, &full);
+                let want =
+                    crate::kernels::vexp::silu_mul_rows(&full, &full[half..], 2 * half, m, half);
+                let fused = PackedInt16::pack_swiglu_for(kernel, RunFormat::Q4_1, &w, 2 * half, k);
+                let got = matmul_swiglu(&xq, &fused);
+                assert_eq!(got.len(), want.len());
+                for (e, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "{kernel:?} ({m},{half},{k}) [{e}]: {a} vs {b}"
+                    );
+                }
             }
         }
     }
@@ -780,8 +679,28 @@ mod tests {
         }
     }
 
+    /// A form of `quantize_block`.
+    type Form = fn(&[f32], &mut [MaybeUninit<i16>]) -> (f32, f32);
+
     #[test]
     fn quantization_gives_the_bits_of_the_scalar_form() {
+        #[allow(unused_mut)]
+        let mut forms: Vec<(&str, Form)> = vec![("dispatched", quantize_block)];
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        ))]
+        forms.push(("avx2", avx2::quantize_block));
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+        forms.push(("avx512", avx512::quantize_block));
+        for (name, form) in forms {
+            eprintln!("quantization form: {name}");
+            quantization_form_gives_the_bits_of_the_scalar_form(form);
+        }
+    }
+
+    fn quantization_form_gives_the_bits_of_the_scalar_form(quantize_block: Form) {
         let mut x = activations(40, QK);
         // A block whose step is 1, with ties that round to even (2, 4, -2).
         let mut ties = [0f32; QK];
@@ -847,10 +766,6 @@ mod tests {
     /// still give the bits of the float product the reference takes.
     #[test]
     fn exponent_add_equals_the_product_at_the_ends_of_the_ranges() {
-        if !AVAILABLE {
-            eprintln!("skipped: this build has no AVX-512 VNNI kernel to compare");
-            return;
-        }
         let (n, k) = (40, 64);
         let mut w = sample_rows(n, k);
         // Row 0: the smallest f16 scale (2^-24), row 1 the largest, row 2 a zero scale.
@@ -860,18 +775,21 @@ mod tests {
                 w[at..at + 2].copy_from_slice(&d.to_le_bytes());
             }
         }
-        let packed = PackedInt16::pack(RunFormat::Q4_1, &w, n, k);
         let mut x = activations(5, k);
         x[..QK].iter_mut().for_each(|v| *v *= 1e-28); // amax just above the floor
         x[QK..2 * QK].iter_mut().for_each(|v| *v *= 1e33); // near the top
         x[2 * QK..3 * QK].fill(0.0);
         x[3 * QK..4 * QK].iter_mut().for_each(|v| *v *= 1e-30); // below the floor
         let xq = Q16Rows::quantize(&x, k);
-        let out = matmul(&xq, &packed);
-        for i in 0..5 {
-            for j in 0..n {
-                let want = reference(&xq, &packed, i, j);
-                assert_eq!(out[i * n + j].to_bits(), want.to_bits(), "[{i},{j}]");
+        for kernel in compiled_kernels() {
+            let packed = PackedInt16::pack_for(kernel, RunFormat::Q4_1, &w, n, k);
+            let out = matmul(&xq, &packed);
+            for i in 0..5 {
+                for j in 0..n {
+                    let want = reference(&xq, &packed, i, j);
+                    let got = out[i * n + j];
+                    assert_eq!(got.to_bits(), want.to_bits(), "{kernel:?} [{i},{j}]");
+                }
             }
         }
     }
