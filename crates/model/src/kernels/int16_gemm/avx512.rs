@@ -25,15 +25,15 @@ pub(super) fn quantize_block(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32
     }
 }
 
+/// Per pair of depth steps, `vpdpwssd` adds each lane's two products to its integer sum;
+/// per block, the sums are scaled (`d_w * d_x` as an exponent add) and the minimums' term
+/// added, both with FMA, in `reference`'s order.
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx512f",
     target_feature = "avx512bw",
     target_feature = "avx512vnni"
 ))]
-/// Per pair of depth steps, `vpdpwssd` adds each lane's two products to its integer sum;
-/// per block, the sums are scaled (`d_w * d_x` as an exponent add) and the minimums' term
-/// added, both with FMA, in `reference`'s order.
 #[inline(always)]
 pub(super) unsafe fn tile_mr<const R: usize>(
     x: &Q16Rows,
