@@ -5,6 +5,8 @@
 //! candle ops per layer, whose per-op overhead dominated decode, and runs heads in parallel.
 
 use crate::cache::visible;
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+use crate::kernels::attention_avx2;
 use crate::kernels::attention_products::{attention_by_products, PRODUCTS_MIN_QUERIES};
 use crate::kernels::attention_tiled;
 use crate::kernels::{sgemm, vexp};
@@ -115,15 +117,58 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
             return _mm512_reduce_add_ps(acc);
         }
     }
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    let lanes = attention_avx2::dot_lanes(a, b);
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+    let lanes = dot_lanes(a, b);
+    let whole = a.len() / 16 * 16;
+    vexp::reduce16(lanes) + tail(&a[whole..], &b[whole..])
+}
+
+/// The portable dot product's 16 lane sums over whole chunks of 16 (each product rounded,
+/// then added).
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "avx2"), allow(dead_code))]
+fn dot_lanes(a: &[f32], b: &[f32]) -> [f32; 16] {
     let mut acc = [0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
+    for (x, y) in a.chunks_exact(16).zip(b.chunks_exact(16)) {
         for l in 0..16 {
             acc[l] += x[l] * y[l];
         }
     }
-    vexp::reduce16(acc) + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
+    acc
+}
+
+/// The portable dot product of the elements after the whole chunks of 16.
+#[inline(always)]
+fn tail(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>()
+}
+
+/// `dot(q, key u)` for the 4 keys starting at `k[0]`, `k[stride]`, ... (`q`'s length a
+/// multiple of 16), where the build has a kernel for it; the same bits as one at a time.
+#[inline]
+fn dot4(q: &[f32], k: &[f32], stride: usize) -> Option<[f32; 4]> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    {
+        Some(dot4_avx512(q, k, stride))
+    }
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        not(target_feature = "avx512f")
+    ))]
+    {
+        // `dot` adds the (empty) tail's sum.
+        Some(attention_avx2::dot4_reduced(q, k, stride).map(|x| x + tail(&[], &[])))
+    }
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        any(target_feature = "avx512f", target_feature = "avx2")
+    )))]
+    {
+        let _ = (q, k, stride);
+        None
+    }
 }
 
 /// `dot(q, key u)` for the 4 keys starting at `k[0]`, `k[stride]`, ...: the same products and
@@ -131,7 +176,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// done together, which is where one key at a time spends most of its time.
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 #[inline]
-fn dot4(q: &[f32], k: &[f32], stride: usize) -> [f32; 4] {
+fn dot4_avx512(q: &[f32], k: &[f32], stride: usize) -> [f32; 4] {
     use std::arch::x86_64::*;
     let d = q.len();
     assert!(d.is_multiple_of(16) && k.len() >= 3 * stride + d);
@@ -185,6 +230,19 @@ fn weighted_sum(w: &[f32], v: &[f32], stride: usize, out: &mut [f32]) {
             _ => {}
         }
     }
+    // SAFETY: every row read has a non-zero weight, so lies within v (asserted above).
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    let done = unsafe { attention_avx2::weighted_sum(w, v.as_ptr(), stride, out) };
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+    let done = 0;
+    if done < d {
+        weighted_sum_portable(w, &v[done..], stride, &mut out[done..]);
+    }
+}
+
+/// `weighted_sum`'s portable loop.
+fn weighted_sum_portable(w: &[f32], v: &[f32], stride: usize, out: &mut [f32]) {
+    let d = out.len();
     out.iter_mut().for_each(|a| *a = 0.0);
     for (j, &wj) in w.iter().enumerate() {
         if wj == 0.0 {
@@ -326,19 +384,19 @@ fn by_query(
                 let probs = &mut probs[..end];
                 let mut j = 0;
                 while j < end {
-                    // Four visible keys at once where the kernel has it (same bits as one
-                    // at a time).
-                    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+                    // Four visible keys at once where the build has a kernel for it (same
+                    // bits as one at a time).
                     if j + 4 <= dense && d.is_multiple_of(16) {
-                        let four = dot4(qv, &k[kv_base + j * stride..], stride);
-                        for (p, x) in probs[j..j + 4].iter_mut().zip(four) {
-                            *p = x * scale;
-                            if *p > max {
-                                max = *p;
+                        if let Some(four) = dot4(qv, &k[kv_base + j * stride..], stride) {
+                            for (p, x) in probs[j..j + 4].iter_mut().zip(four) {
+                                *p = x * scale;
+                                if *p > max {
+                                    max = *p;
+                                }
                             }
+                            j += 4;
+                            continue;
                         }
-                        j += 4;
-                        continue;
                     }
                     probs[j] = if j < dense || seen.sees(j) {
                         dot(qv, &k[kv_base + j * stride..][..d]) * scale
@@ -486,6 +544,74 @@ mod tests {
         }
     }
 
+    /// Values in [-scale, scale) from a fixed pattern.
+    fn pattern(n: usize, seed: usize, scale: f32) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 104_729 + seed * 7919) % 4001) as f32 / 2000.5 - 1.0) * scale)
+            .collect()
+    }
+
+    /// The AVX2 lane sums (also compiled into AVX-512 builds) against the portable loop's,
+    /// and four keys at once against the portable `dot` of each.
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    #[test]
+    fn avx2_products_give_the_bits_of_the_portable_loops() {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for d in [16, 40, 64, 128, 256] {
+            let stride = d + 8;
+            for trial in 0..30 {
+                let q = pattern(d, trial, 3.7);
+                let k = pattern(4 * stride, trial + 100, 1.3);
+                let lanes = attention_avx2::dot_lanes(&q, &k[..d]);
+                assert_eq!(
+                    bits(&lanes),
+                    bits(&dot_lanes(&q, &k[..d])),
+                    "d {d} trial {trial}"
+                );
+                if !d.is_multiple_of(16) {
+                    continue;
+                }
+                let four = attention_avx2::dot4_reduced(&q, &k, stride);
+                for (u, x) in four.iter().enumerate() {
+                    let key = &k[u * stride..][..d];
+                    let portable = vexp::reduce16(dot_lanes(&q, key)) + tail(&[], &[]);
+                    let got = x + tail(&[], &[]);
+                    assert_eq!(
+                        got.to_bits(),
+                        portable.to_bits(),
+                        "d {d} trial {trial} key {u}"
+                    );
+                    // The build's `dot`, where AVX-512 does not replace it.
+                    #[cfg(not(target_feature = "avx512f"))]
+                    assert_eq!(dot(&q, key).to_bits(), portable.to_bits(), "d {d} key {u}");
+                }
+            }
+        }
+    }
+
+    /// `weighted_sum` (AVX2 columns, then the portable loop for any last columns) against the
+    /// portable loop, on head sizes that use each register count and a leftover; rows with a
+    /// zero weight hold NaN, so a zero weight multiplied instead of skipped fails.
+    #[test]
+    fn weighted_sum_gives_the_bits_of_the_portable_loop() {
+        for d in [8, 12, 24, 56, 64, 100, 128, 256] {
+            let (keys, stride) = (37, d + 5);
+            let mut v = pattern(keys * stride, d, 2.1);
+            let mut w = pattern(keys, d + 1, 0.5);
+            for j in (0..keys).step_by(5) {
+                w[j] = 0.0;
+                v[j * stride..][..d].fill(f32::NAN);
+            }
+            let mut want = vec![f32::NAN; d];
+            weighted_sum_portable(&w, &v, stride, &mut want);
+            let mut got = vec![f32::NAN; d];
+            weighted_sum(&w, &v, stride, &mut got);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert!(want.iter().all(|x| x.is_finite()), "d {d}");
+            assert_eq!(bits(&got), bits(&want), "d {d}");
+        }
+    }
+
     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
     #[test]
     fn four_keys_at_once_give_the_bits_of_one_at_a_time() {
@@ -498,7 +624,7 @@ mod tests {
                 let k: Vec<f32> = (0..4 * stride)
                     .map(|i| (((i * 104_729 + trial * 17) % 4001) as f32 / 2000.5 - 1.0) * 1.3)
                     .collect();
-                let four = dot4(&q, &k, stride);
+                let four = dot4_avx512(&q, &k, stride);
                 for (u, &x) in four.iter().enumerate() {
                     let one = dot(&q, &k[u * stride..][..d]);
                     assert_eq!(x.to_bits(), one.to_bits(), "d {d} trial {trial} key {u}");

@@ -18,6 +18,8 @@ macro_rules! by_rows {
 pub(crate) use by_rows;
 
 pub mod attention;
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+mod attention_avx2;
 pub mod attention_products;
 mod attention_tiled;
 pub mod int16_gemm;
