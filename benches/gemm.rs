@@ -1,8 +1,12 @@
 //! `cargo bench --bench gemm`: the batched products of SmolLM2-135M's layers (1024 rows:
 //! 16 prompts of 64 tokens) on the 16-bit integer GEMM, activation quantization included,
-//! and on the f32 GEMM over the dequantized weights. GFLOP/s for comparing kernels and
-//! commits on one machine; end-to-end speed against peers lives in `benches/peers/`.
+//! and on the f32 GEMM over the dequantized weights (ours where the build has AVX-512, else
+//! candle's, as `Linear` chooses). GFLOP/s for comparing kernels and commits on one machine,
+//! beside the peak of the integer GEMM's instruction on this CPU (every core busy with
+//! nothing else), which bounds what any kernel of 16-bit products can reach here; end-to-end
+//! speed against peers lives in `benches/peers/`.
 
+use candle_core::{Device, Tensor};
 use ethos::model::kernels::{int16_gemm, q4_1, runs::RunFormat, sgemm};
 use std::time::Instant;
 
@@ -65,8 +69,20 @@ fn main() {
         for (j, r) in wf.chunks_mut(k).enumerate() {
             q4_1::dequantize(&w[j * row..(j + 1) * row], r);
         }
-        let pf = sgemm::PackedWeights::pack(&wf, n, k);
-        let s32 = best_seconds(|| sgemm::matmul(xs, m, &pf, &mut out));
+        let s32 = if sgemm::AVAILABLE {
+            let pf = sgemm::PackedWeights::pack(&wf, n, k);
+            best_seconds(|| sgemm::matmul(xs, m, &pf, &mut out))
+        } else {
+            let dev = Device::Cpu;
+            let wt = Tensor::from_vec(wf, (n, k), &dev).expect("weights tensor");
+            let xt = Tensor::from_slice(xs, (m, k), &dev).expect("activations tensor");
+            best_seconds(|| {
+                let y = xt
+                    .matmul(&wt.t().expect("transpose"))
+                    .expect("candle matmul");
+                std::hint::black_box(y);
+            })
+        };
         println!(
             "{name:8} {n:5} x {k:5}: int16 {:7.1}  f32 {:7.1}",
             f / s16 / 1e9,
@@ -80,4 +96,108 @@ fn main() {
         flops / t16 / 1e9,
         flops / t32 / 1e9
     );
+    if let Some((instruction, gflops)) = peak::gflops() {
+        println!(
+            "peak of {instruction} on every core: {gflops:.1} GFLOP/s (the int16 layer reaches {:.0} %)",
+            100.0 * flops / t16 / 1e9 / gflops
+        );
+    }
+}
+
+/// The integer multiply-add's throughput: independent accumulators on register operands, one
+/// thread per core, nothing loaded or stored.
+mod peak {
+    use std::time::Instant;
+
+    const ITERATIONS: usize = 20_000_000;
+    /// Independent chains, enough to cover the instruction's latency on both pipes.
+    const CHAINS: usize = 12;
+
+    /// The instruction's name, its multiply-adds, and a loop of `CHAINS` chains of it.
+    type Kernel = (&'static str, f64, fn(usize) -> i32);
+
+    pub fn gflops() -> Option<(&'static str, f64)> {
+        let (name, macs_per_op, run): Kernel = kernel()?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let best = (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                std::thread::scope(|s| {
+                    for _ in 0..threads {
+                        s.spawn(|| std::hint::black_box(run(ITERATIONS)));
+                    }
+                });
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min);
+        let ops = (threads * ITERATIONS * CHAINS) as f64;
+        Some((name, 2.0 * macs_per_op * ops / best / 1e9))
+    }
+
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx512f",
+        target_feature = "avx512bw",
+        target_feature = "avx512vnni"
+    ))]
+    fn kernel() -> Option<Kernel> {
+        fn run(iterations: usize) -> i32 {
+            use std::arch::x86_64::*;
+            // SAFETY: the build has AVX-512 F, BW and VNNI.
+            unsafe {
+                let a = _mm512_set1_epi32(std::hint::black_box(0x0003_0002));
+                let b = _mm512_set1_epi32(std::hint::black_box(0x0001_0005));
+                let mut acc = [_mm512_setzero_si512(); CHAINS];
+                for _ in 0..iterations {
+                    for c in acc.iter_mut() {
+                        *c = _mm512_dpwssd_epi32(*c, a, b);
+                    }
+                }
+                let sum = acc
+                    .iter()
+                    .fold(_mm512_setzero_si512(), |s, &c| _mm512_add_epi32(s, c));
+                _mm512_reduce_add_epi32(sum)
+            }
+        }
+        Some(("vpdpwssd", 32.0, run))
+    }
+
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        not(all(
+            target_feature = "avx512f",
+            target_feature = "avx512bw",
+            target_feature = "avx512vnni"
+        ))
+    ))]
+    fn kernel() -> Option<Kernel> {
+        fn run(iterations: usize) -> i32 {
+            use std::arch::x86_64::*;
+            // SAFETY: the build has AVX2.
+            unsafe {
+                let a = _mm256_set1_epi32(std::hint::black_box(0x0003_0002));
+                let b = _mm256_set1_epi32(std::hint::black_box(0x0001_0005));
+                let mut acc = [_mm256_setzero_si256(); CHAINS];
+                for _ in 0..iterations {
+                    // Each product reads its chain's sum, so none is hoisted out of the loop.
+                    for c in acc.iter_mut() {
+                        *c = _mm256_add_epi32(a, _mm256_madd_epi16(*c, b));
+                    }
+                }
+                let sum = acc
+                    .iter()
+                    .fold(_mm256_setzero_si256(), |s, &c| _mm256_add_epi32(s, c));
+                let mut lanes = [0i32; 8];
+                _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, sum);
+                lanes.iter().fold(0i32, |s, &l| s.wrapping_add(l))
+            }
+        }
+        Some(("vpmaddwd + vpaddd", 16.0, run))
+    }
+
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+    fn kernel() -> Option<Kernel> {
+        None
+    }
 }
