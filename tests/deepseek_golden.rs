@@ -109,10 +109,10 @@ fn latent_cache_decode_equals_full_forward() {
                 Logits::All(x) => x.squeeze(0).unwrap().to_vec2::<f32>().unwrap(),
                 _ => unreachable!(),
             };
-            for p in 5..seq.len() {
+            for (p, &id) in seq.iter().enumerate().skip(5) {
                 let step = d
                     .forward(
-                        &[vec![seq[p]]],
+                        &[vec![id]],
                         &[vec![p as i32]],
                         &mut cache,
                         &LogitsMode::Last,

@@ -173,7 +173,12 @@ fn logit_case(rows: usize, vocab: usize, n: usize) -> LogitCase {
     }
 }
 
-fn reference_logits(c: &LogitCase, k: usize, per_row: bool) -> Vec<(Vec<f32>, Vec<(u32, f32)>)> {
+/// Per row: the log-probs, and the top-k (id, log-prob) pairs.
+type ReferenceRow = (Vec<f32>, Vec<(u32, f32)>);
+/// Per row: the log-probs, the top-k ids and their log-probs.
+type KernelRows = (Vec<Vec<f32>>, Vec<Vec<u32>>, Vec<Vec<f32>>);
+
+fn reference_logits(c: &LogitCase, k: usize, per_row: bool) -> Vec<ReferenceRow> {
     let n = c.lambda.len();
     (0..c.rows)
         .map(|r| {
@@ -186,13 +191,7 @@ fn reference_logits(c: &LogitCase, k: usize, per_row: bool) -> Vec<(Vec<f32>, Ve
         .collect()
 }
 
-fn run_logits(
-    c: &LogitCase,
-    device: &Device,
-    dtype: DType,
-    k: usize,
-    per_row: bool,
-) -> (Vec<Vec<f32>>, Vec<Vec<u32>>, Vec<Vec<f32>>) {
+fn run_logits(c: &LogitCase, device: &Device, dtype: DType, k: usize, per_row: bool) -> KernelRows {
     let n = c.lambda.len();
     let logits = Tensor::from_slice(&c.logits, (c.rows, c.vocab), device)
         .unwrap()
@@ -213,12 +212,7 @@ fn run_logits(
 
 /// Log-probs within `tol`; the top-k ids equal, except that two ids whose log-probs are within
 /// `tol` may swap places.
-fn check_logits(
-    c: &LogitCase,
-    got: (Vec<Vec<f32>>, Vec<Vec<u32>>, Vec<Vec<f32>>),
-    want: &[(Vec<f32>, Vec<(u32, f32)>)],
-    tol: f32,
-) {
+fn check_logits(c: &LogitCase, got: KernelRows, want: &[ReferenceRow], tol: f32) {
     let (lp, ids, vals) = got;
     for r in 0..c.rows {
         let d = max_abs_diff(&lp[r], &want[r].0);
@@ -472,6 +466,7 @@ fn cuda_gemv_matches_reference() {
 }
 
 /// q (b, h, d) and a cache of capacity `cap` holding `s` keys: returns (got, want) as f32.
+#[allow(clippy::too_many_arguments)]
 fn run_decode_attention(
     device: &Device,
     dtype: DType,

@@ -299,7 +299,7 @@ fn report(
         "per-prompt" => Objective::PerPrompt,
         s => bail!("unknown objective `{s}` (joint, per-prompt)"),
     };
-    if !(a.min_ess >= 0.0) {
+    if a.min_ess.is_nan() || a.min_ess < 0.0 {
         bail!("--min-ess must be a number >= 0");
     }
     if objective == Objective::PerPrompt && table.n_groups < 2 {

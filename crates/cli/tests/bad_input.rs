@@ -388,6 +388,19 @@ fn steer_palette_with_an_unknown_reward_or_a_bad_target() {
         "sgd",
     ]);
     assert!(e.contains("unknown solver `sgd`"), "{e}");
+    // NaN compares false with everything, so the check must name it, not only `< 0`.
+    for bad in ["-1", "NaN"] {
+        let e = fails(&[
+            "steer",
+            "solve",
+            "--rewards",
+            s(&t),
+            "--palette",
+            s(&p),
+            &format!("--min-ess={bad}"),
+        ]);
+        assert!(e.contains("--min-ess must be a number >= 0"), "{bad}: {e}");
+    }
     let e = fails(&[
         "steer",
         "solve",

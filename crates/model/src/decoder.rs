@@ -107,12 +107,15 @@ impl Embedding {
     }
 }
 
+// One per block, so the unboxed MoE variant's size costs nothing worth an indirection.
+#[allow(clippy::large_enum_variant)]
 pub enum FeedForward {
     Dense(Mlp),
     /// DeepSeek's routed and shared experts.
     Moe(MoeFfn),
 }
 
+#[allow(clippy::large_enum_variant)]
 pub enum SelfAttention {
     /// Grouped-query (or multi-head) attention over per-head keys and values.
     Grouped(Attention),

@@ -10,6 +10,8 @@ use candle_core::quantized::gguf_file::Value;
 use serde_json::{json, Value as Json};
 use std::path::Path;
 
+// One per model: the size difference is not worth boxing the SentencePiece tables.
+#[allow(clippy::large_enum_variant)]
 enum Inner {
     Hf(Box<tokenizers::Tokenizer>),
     Spm(crate::spm::Spm),

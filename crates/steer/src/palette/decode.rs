@@ -254,7 +254,7 @@ impl<'m> PaletteDecoder<'m> {
                 .map_or(0, |(j, _)| j),
             PaletteMode::Resample => {
                 // A stream of its own, apart from the candidates' samplers.
-                let u = Rng::new(params.seed ^ 0x5EED_0F_7A11E77E).uniform();
+                let u = Rng::new(params.seed ^ 0x5E_ED0F_7A11_E77E).uniform();
                 let mut acc = 0.0;
                 weights
                     .iter()

@@ -191,8 +191,8 @@ fn solve_spd(a: &[Vec<f64>], b: &[f64]) -> Option<Vec<f64>> {
     for i in 0..n {
         for j in 0..=i {
             let mut sum = a[i][j];
-            for k in 0..j {
-                sum -= l[i][k] * l[j][k];
+            for (lik, ljk) in l[i][..j].iter().zip(&l[j][..j]) {
+                sum -= lik * ljk;
             }
             if i == j {
                 if sum <= 0.0 {
