@@ -116,6 +116,22 @@ mod peak {
     /// The instruction's name, its multiply-adds, and a loop of `CHAINS` chains of it.
     type Kernel = (&'static str, f64, fn(usize) -> i32);
 
+    /// `CHAINS` chains of `step` from `zero`, each `iterations` long.
+    #[cfg_attr(
+        not(all(target_arch = "x86_64", target_feature = "avx2")),
+        allow(dead_code)
+    )]
+    #[inline(always)]
+    fn chains<V: Copy>(iterations: usize, zero: V, step: impl Fn(V) -> V) -> [V; CHAINS] {
+        let mut acc = [zero; CHAINS];
+        for _ in 0..iterations {
+            for c in acc.iter_mut() {
+                *c = step(*c);
+            }
+        }
+        acc
+    }
+
     pub fn gflops() -> Option<(&'static str, f64)> {
         let (name, macs_per_op, run): Kernel = kernel()?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -147,12 +163,9 @@ mod peak {
             unsafe {
                 let a = _mm512_set1_epi32(std::hint::black_box(0x0003_0002));
                 let b = _mm512_set1_epi32(std::hint::black_box(0x0001_0005));
-                let mut acc = [_mm512_setzero_si512(); CHAINS];
-                for _ in 0..iterations {
-                    for c in acc.iter_mut() {
-                        *c = _mm512_dpwssd_epi32(*c, a, b);
-                    }
-                }
+                let acc = chains(iterations, _mm512_setzero_si512(), |c| {
+                    _mm512_dpwssd_epi32(c, a, b)
+                });
                 let sum = acc
                     .iter()
                     .fold(_mm512_setzero_si512(), |s, &c| _mm512_add_epi32(s, c));
@@ -178,13 +191,10 @@ mod peak {
             unsafe {
                 let a = _mm256_set1_epi32(std::hint::black_box(0x0003_0002));
                 let b = _mm256_set1_epi32(std::hint::black_box(0x0001_0005));
-                let mut acc = [_mm256_setzero_si256(); CHAINS];
-                for _ in 0..iterations {
-                    // Each product reads its chain's sum, so none is hoisted out of the loop.
-                    for c in acc.iter_mut() {
-                        *c = _mm256_add_epi32(a, _mm256_madd_epi16(*c, b));
-                    }
-                }
+                // Each product reads its chain's sum, so none is hoisted out of the loop.
+                let acc = chains(iterations, _mm256_setzero_si256(), |c| {
+                    _mm256_add_epi32(a, _mm256_madd_epi16(c, b))
+                });
                 let sum = acc
                     .iter()
                     .fold(_mm256_setzero_si256(), |s, &c| _mm256_add_epi32(s, c));

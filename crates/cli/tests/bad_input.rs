@@ -377,40 +377,19 @@ fn steer_palette_with_an_unknown_reward_or_a_bad_target() {
         assert!(e.contains("p.toml") && e.contains(want), "{e}");
     }
     std::fs::write(&p, "[[value]]\nname = \"humor\"\ntarget = 1.0\n").unwrap();
-    let e = fails(&[
-        "steer",
-        "solve",
-        "--rewards",
-        s(&t),
-        "--palette",
-        s(&p),
-        "--solver",
-        "sgd",
-    ]);
+    let solve = |extra: &[&str]| {
+        let mut args = vec!["steer", "solve", "--rewards", s(&t), "--palette", s(&p)];
+        args.extend_from_slice(extra);
+        fails(&args)
+    };
+    let e = solve(&["--solver", "sgd"]);
     assert!(e.contains("unknown solver `sgd`"), "{e}");
     // NaN compares false with everything, so the check must name it, not only `< 0`.
     for bad in ["-1", "NaN"] {
-        let e = fails(&[
-            "steer",
-            "solve",
-            "--rewards",
-            s(&t),
-            "--palette",
-            s(&p),
-            &format!("--min-ess={bad}"),
-        ]);
+        let e = solve(&[&format!("--min-ess={bad}")]);
         assert!(e.contains("--min-ess must be a number >= 0"), "{bad}: {e}");
     }
-    let e = fails(&[
-        "steer",
-        "solve",
-        "--rewards",
-        s(&t),
-        "--palette",
-        s(&p),
-        "--objective",
-        "per-prompt",
-    ]);
+    let e = solve(&["--objective", "per-prompt"]);
     assert!(e.contains("needs a `prompt` column"), "{e}");
     let bad = dir.path().join("r.csv");
     std::fs::write(&bad, "humor,helpful\n1.0,2.0\n1.5,abc\n").unwrap();
