@@ -115,6 +115,7 @@ pub enum FeedForward {
     Moe(MoeFfn),
 }
 
+// One per block too: latent attention's extra weights are not worth boxing.
 #[allow(clippy::large_enum_variant)]
 pub enum SelfAttention {
     /// Grouped-query (or multi-head) attention over per-head keys and values.
