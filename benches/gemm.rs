@@ -1,13 +1,14 @@
 //! `cargo bench --bench gemm`: the batched products of SmolLM2-135M's layers (1024 rows:
 //! 16 prompts of 64 tokens) on the 16-bit integer GEMM, activation quantization included,
 //! and on the f32 GEMM over the dequantized weights (ours where the build has AVX-512, else
-//! candle's, as `Linear` chooses). GFLOP/s for comparing kernels and commits on one machine,
+//! candle's, as `Linear` chooses); where the build has it, the opt-in GEMM on 8-bit
+//! activations (`ETHOS_QUANT_GEMM=int8`) too. GFLOP/s for comparing kernels and commits on one machine,
 //! beside the peak of the integer GEMM's instruction on this CPU (every core busy with
 //! nothing else), which bounds what any kernel of 16-bit products can reach here; end-to-end
 //! speed against peers lives in `benches/peers/`.
 
 use candle_core::{Device, Tensor};
-use ethos::model::kernels::{int16_gemm, q4_1, runs::RunFormat, sgemm};
+use ethos::model::kernels::{int16_gemm, q4_1, q4_1_gemm, q8, runs::RunFormat, sgemm};
 use std::time::Instant;
 
 /// Q4_1 rows with varied scales, minimums and nibbles (a fixed pseudo-random pattern).
@@ -53,7 +54,7 @@ fn main() {
         .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
         .collect();
     println!("{m} rows; GFLOP/s (best of 5)");
-    let (mut t16, mut t32, mut flops) = (0.0, 0.0, 0.0);
+    let (mut t16, mut t32, mut t8, mut flops) = (0.0, 0.0, 0.0, 0.0);
     for (name, n, k) in shapes {
         let w = q4_1_rows(n, k);
         let xs = &x[..m * k];
@@ -83,18 +84,26 @@ fn main() {
                 std::hint::black_box(y);
             })
         };
+        let s8 = if q4_1_gemm::AVAILABLE {
+            let p8 = q4_1_gemm::PackedQ4_1::pack(&w, n, k);
+            best_seconds(|| q4_1_gemm::matmul(&q8::Q8Rows::quantize(xs, k), &p8, &mut out))
+        } else {
+            f64::NAN
+        };
         println!(
-            "{name:8} {n:5} x {k:5}: int16 {:7.1}  f32 {:7.1}",
+            "{name:8} {n:5} x {k:5}: int16 {:7.1}  f32 {:7.1}  int8 {:7.1}",
             f / s16 / 1e9,
-            f / s32 / 1e9
+            f / s32 / 1e9,
+            f / s8 / 1e9
         );
-        (t16, t32, flops) = (t16 + s16, t32 + s32, flops + f);
+        (t16, t32, t8, flops) = (t16 + s16, t32 + s32, t8 + s8, flops + f);
     }
     println!(
-        "layer    {:>15}: int16 {:7.1}  f32 {:7.1}",
+        "layer    {:>15}: int16 {:7.1}  f32 {:7.1}  int8 {:7.1}",
         "",
         flops / t16 / 1e9,
-        flops / t32 / 1e9
+        flops / t32 / 1e9,
+        flops / t8 / 1e9
     );
     if let Some((instruction, gflops)) = peak::gflops() {
         println!(

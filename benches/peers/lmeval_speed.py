@@ -169,6 +169,7 @@ def main():
 
     res = {
         "threads": a.threads, "batch": a.batch, "model": fn, "repeats": a.repeats,
+        "ethos_quant_gemm": os.environ.get("ETHOS_QUANT_GEMM", "default"),
         "lm_eval": lm_eval.__version__, "torch": torch.__version__,
         "culturalbench_easy": {
             **summary(cb_runs, cb_res["tasks"]),

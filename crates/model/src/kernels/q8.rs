@@ -20,21 +20,35 @@ pub struct Q8Rows {
 
 impl Q8Rows {
     /// Quantizes `m` rows of `k` values (k a multiple of 32); large inputs (batched calls)
-    /// on rayon's threads, each block on its own as before.
+    /// on candle's thread pool (the GEMM's, rather than rayon's threads competing with it),
+    /// each block on its own, so the same bits either way.
     pub fn quantize(x: &[f32], k: usize) -> Self {
-        use rayon::prelude::*;
         debug_assert!(k.is_multiple_of(QK) && x.len().is_multiple_of(k));
         let nblocks = x.len() / QK;
         let mut d = vec![0f32; nblocks];
         let mut s = vec![0f32; nblocks];
         let mut qs = vec![0i8; x.len()];
-        // Blocks per parallel task.
+        // Blocks per work item.
         const TASK: usize = 256;
         if x.len() >= 1 << 16 {
-            x.par_chunks(QK * TASK)
-                .zip(qs.par_chunks_mut(QK * TASK))
-                .zip(d.par_chunks_mut(TASK).zip(s.par_chunks_mut(TASK)))
-                .for_each(|((xc, qc), (dc, sc))| quantize_blocks(xc, qc, dc, sc));
+            let out = SharedBlocks(d.as_mut_ptr(), s.as_mut_ptr(), qs.as_mut_ptr());
+            candle_core::utils::barrier_pool().execute_chunked(nblocks.div_ceil(TASK), |items| {
+                let out = &out;
+                for t in items {
+                    let blocks = t * TASK..((t + 1) * TASK).min(nblocks);
+                    // SAFETY: these blocks' scales, sums and values are written by this item
+                    // alone, and lie in bounds (blocks end at nblocks; qs holds x.len()).
+                    unsafe {
+                        let n = blocks.len();
+                        quantize_blocks(
+                            &x[blocks.start * QK..blocks.end * QK],
+                            std::slice::from_raw_parts_mut(out.2.add(blocks.start * QK), n * QK),
+                            std::slice::from_raw_parts_mut(out.0.add(blocks.start), n),
+                            std::slice::from_raw_parts_mut(out.1.add(blocks.start), n),
+                        );
+                    }
+                }
+            });
         } else {
             quantize_blocks(x, &mut qs, &mut d, &mut s);
         }
@@ -51,6 +65,10 @@ impl Q8Rows {
     }
 }
 
+struct SharedBlocks(*mut f32, *mut f32, *mut i8);
+// SAFETY: the pointers are only used for disjoint writes during `Q8Rows::quantize`.
+unsafe impl Sync for SharedBlocks {}
+
 /// llama.cpp's `quantize_row_q8_1` on whole blocks: values, scales and scaled sums.
 fn quantize_blocks(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
     for (((xb, qb), db_out), sb_out) in x
@@ -59,18 +77,45 @@ fn quantize_blocks(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
         .zip(d.iter_mut())
         .zip(s.iter_mut())
     {
-        let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
-        let db = amax / 127.0;
-        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-        let mut sum = 0i32;
-        for (q, v) in qb.iter_mut().zip(xb) {
-            let r = (v * id).round_ties_even() as i32;
-            *q = r as i8;
-            sum += r;
-        }
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        ))]
+        let (db, sum) = simd::quantize_block(xb, qb);
+        #[cfg(not(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        )))]
+        let (db, sum) = quantize_block_scalar(xb, qb);
         *db_out = f16::from_f32(db).to_f32();
         *sb_out = f16::from_f32(db * sum as f32).to_f32();
     }
+}
+
+/// One block: its values, its scale `amax / 127` and the sum of its values (before the f16
+/// rounding of both).
+#[cfg_attr(
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma",
+        not(test)
+    ),
+    allow(dead_code)
+)]
+fn quantize_block_scalar(xb: &[f32], qb: &mut [i8]) -> (f32, i32) {
+    let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let db = amax / 127.0;
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    let mut sum = 0i32;
+    for (q, v) in qb.iter_mut().zip(xb) {
+        let r = (v * id).round_ties_even() as i32;
+        *q = r as i8;
+        sum += r;
+    }
+    (db, sum)
 }
 
 /// `out[i][j] = dot(row j of w, row i of x)` for a weight matrix of `n` rows of
@@ -142,6 +187,55 @@ pub(crate) mod simd {
         dot_u8_i8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a))
     }
 
+    /// A block of 32 values as four registers, and its largest magnitude (a maximum, exact in
+    /// any order; NaN values are not handled).
+    ///
+    /// # Safety
+    /// `xb` holds at least 32 values.
+    #[inline(always)]
+    pub unsafe fn load_block(xb: &[f32]) -> ([__m256; 4], f32) {
+        let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(xb.as_ptr().add(8 * i)));
+        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
+        let m = _mm256_max_ps(
+            _mm256_max_ps(_mm256_and_ps(v[0], abs), _mm256_and_ps(v[1], abs)),
+            _mm256_max_ps(_mm256_and_ps(v[2], abs), _mm256_and_ps(v[3], abs)),
+        );
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), m);
+        (v, lanes.iter().fold(0f32, |a, &b| a.max(b)))
+    }
+
+    /// `quantize_block_scalar` on 8 lanes, the same bits for finite values: the largest
+    /// magnitude is a maximum (exact in any order), the conversion rounds to nearest even,
+    /// values lie in [-127, 127] so the narrowing packs never saturate, and the integer sum
+    /// is exact. (NaN values, which the scalar form drops from the maximum, differ.)
+    pub fn quantize_block(xb: &[f32], qb: &mut [i8]) -> (f32, i32) {
+        assert!(xb.len() == super::QK && qb.len() == super::QK);
+        // SAFETY: both slices hold 32 elements (checked above); AVX2 is compiled in.
+        unsafe {
+            let (v, amax) = load_block(xb);
+            let db = amax / 127.0;
+            let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+            let i: [__m256i; 4] =
+                std::array::from_fn(|j| _mm256_cvtps_epi32(_mm256_mul_ps(v[j], id)));
+            let total =
+                _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
+            let mut sums = [0i32; 8];
+            _mm256_storeu_si256(sums.as_mut_ptr() as *mut __m256i, total);
+            // Each 128-bit lane packs in turn: values 0-3, 8-11, 16-19, 24-27 land in the
+            // low lane and 4-7, 12-15, 20-23, 28-31 in the high one; the permutation puts
+            // the groups of four back in order.
+            let bytes = _mm256_packs_epi16(
+                _mm256_packs_epi32(i[0], i[1]),
+                _mm256_packs_epi32(i[2], i[3]),
+            );
+            let ordered =
+                _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256(qb.as_mut_ptr() as *mut __m256i, ordered);
+            (db, sums.iter().sum())
+        }
+    }
+
     #[inline]
     pub unsafe fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -166,6 +260,36 @@ mod tests {
         assert_eq!((q.qs[0], q.qs[1], q.qs[2], q.qs[3]), (127, 0, 0, 2));
         assert_eq!(q.d[0], 1.0);
         assert_eq!(q.s[0], 129.0);
+    }
+
+    /// The block form this build uses gives the scalar form's bits: ties at every step, both
+    /// signs, zero blocks, the largest value at either end, tiny and huge magnitudes.
+    #[test]
+    fn block_forms_agree_with_the_scalar_form() {
+        let mut x: Vec<f32> = (0..64 * QK)
+            .map(|i| ((i * 7919 % 2003) as f32 - 1001.0) * 10f32.powi((i / QK % 9) as i32 - 4))
+            .collect();
+        x[QK..2 * QK].fill(0.0);
+        for (j, v) in x[2 * QK..3 * QK].iter_mut().enumerate() {
+            // amax 127: every value k + 0.5 is a tie.
+            *v = if j == 0 { -127.0 } else { j as f32 - 16.5 };
+        }
+        x[4 * QK - 1] = 1e30;
+        let mut want = (vec![0i8; x.len()], vec![0f32; 64], vec![0i32; 64]);
+        for (b, (xb, qb)) in x.chunks(QK).zip(want.0.chunks_mut(QK)).enumerate() {
+            (want.1[b], want.2[b]) = quantize_block_scalar(xb, qb);
+        }
+        let q = Q8Rows::quantize(&x, QK * 8);
+        assert_eq!(q.qs, want.0);
+        for b in 0..64 {
+            assert_eq!(
+                q.d[b].to_bits(),
+                f16::from_f32(want.1[b]).to_f32().to_bits()
+            );
+            let s = f16::from_f32(want.1[b] * want.2[b] as f32).to_f32();
+            assert_eq!(q.s[b].to_bits(), s.to_bits(), "block {b}");
+        }
+        assert!(q.qs[2 * QK..3 * QK].iter().any(|&v| v % 2 == 0 && v != 0));
     }
 
     /// A batch large enough to be quantized on several threads equals its rows done alone.

@@ -12,15 +12,7 @@ pub(super) fn quantize_block(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32
     assert!(x.len() == QK && q.len() == QK);
     // SAFETY: both slices hold 32 elements (checked above); AVX2 is compiled in.
     unsafe {
-        let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(x.as_ptr().add(8 * i)));
-        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
-        let m = _mm256_max_ps(
-            _mm256_max_ps(_mm256_and_ps(v[0], abs), _mm256_and_ps(v[1], abs)),
-            _mm256_max_ps(_mm256_and_ps(v[2], abs), _mm256_and_ps(v[3], abs)),
-        );
-        let mut lanes8 = [0f32; 8];
-        _mm256_storeu_ps(lanes8.as_mut_ptr(), m);
-        let amax = lanes8.iter().fold(0f32, |a, &b| a.max(b));
+        let (v, amax) = crate::kernels::q8::simd::load_block(x);
         let d = step(amax);
         // Exact: d is a power of two.
         let id = _mm256_set1_ps(inverse_step(d));
