@@ -208,7 +208,7 @@ pub(crate) mod simd {
     /// `quantize_block_scalar` on 8 lanes, the same bits for finite values: the largest
     /// magnitude is a maximum (exact in any order), the conversion rounds to nearest even,
     /// values lie in [-127, 127] so the narrowing packs never saturate, and the integer sum
-    /// is exact. (NaN values, which the scalar form drops from the maximum, differ.)
+    /// is exact. (NaN and infinite values, garbage either way, may give other bytes.)
     pub fn quantize_block(xb: &[f32], qb: &mut [i8]) -> (f32, i32) {
         assert!(xb.len() == super::QK && qb.len() == super::QK);
         // SAFETY: both slices hold 32 elements (checked above); AVX2 is compiled in.
