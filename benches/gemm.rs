@@ -2,8 +2,8 @@
 //! 16 prompts of 64 tokens) on the 16-bit integer GEMM, activation quantization included,
 //! and on the f32 GEMM over the dequantized weights (ours where the build has AVX-512, else
 //! candle's, as `Linear` chooses); where the build has it, the opt-in GEMM on 8-bit
-//! activations (`ETHOS_QUANT_GEMM=int8`) too. GFLOP/s for comparing kernels and commits on one machine,
-//! beside the peak of the integer GEMM's instruction on this CPU (every core busy with
+//! activations (`ETHOS_QUANT_GEMM=int8`) too. GFLOP/s for comparing kernels and commits on
+//! one machine, beside the peak of the integer GEMM's instruction on this CPU (every core busy with
 //! nothing else), which bounds what any kernel of 16-bit products can reach here; end-to-end
 //! speed against peers lives in `benches/peers/`.
 
@@ -125,20 +125,25 @@ mod peak {
     /// The instruction's name, its multiply-adds, and a loop of `CHAINS` chains of it.
     type Kernel = (&'static str, f64, fn(usize) -> i32);
 
-    /// `CHAINS` chains of `step` from `zero`, each `iterations` long.
+    /// `CHAINS` chains of `step` from `zero`, each `iterations` long, summed by `add`.
     #[cfg_attr(
         not(all(target_arch = "x86_64", target_feature = "avx2")),
         allow(dead_code)
     )]
     #[inline(always)]
-    fn chains<V: Copy>(iterations: usize, zero: V, step: impl Fn(V) -> V) -> [V; CHAINS] {
+    fn chains<V: Copy>(
+        iterations: usize,
+        zero: V,
+        step: impl Fn(V) -> V,
+        add: impl Fn(V, V) -> V,
+    ) -> V {
         let mut acc = [zero; CHAINS];
         for _ in 0..iterations {
             for c in acc.iter_mut() {
                 *c = step(*c);
             }
         }
-        acc
+        acc.iter().fold(zero, |s, &c| add(s, c))
     }
 
     pub fn gflops() -> Option<(&'static str, f64)> {
@@ -172,12 +177,12 @@ mod peak {
             unsafe {
                 let a = _mm512_set1_epi32(std::hint::black_box(0x0003_0002));
                 let b = _mm512_set1_epi32(std::hint::black_box(0x0001_0005));
-                let acc = chains(iterations, _mm512_setzero_si512(), |c| {
-                    _mm512_dpwssd_epi32(c, a, b)
-                });
-                let sum = acc
-                    .iter()
-                    .fold(_mm512_setzero_si512(), |s, &c| _mm512_add_epi32(s, c));
+                let sum = chains(
+                    iterations,
+                    _mm512_setzero_si512(),
+                    |c| _mm512_dpwssd_epi32(c, a, b),
+                    |s, c| _mm512_add_epi32(s, c),
+                );
                 _mm512_reduce_add_epi32(sum)
             }
         }
@@ -201,12 +206,12 @@ mod peak {
                 let a = _mm256_set1_epi32(std::hint::black_box(0x0003_0002));
                 let b = _mm256_set1_epi32(std::hint::black_box(0x0001_0005));
                 // Each product reads its chain's sum, so none is hoisted out of the loop.
-                let acc = chains(iterations, _mm256_setzero_si256(), |c| {
-                    _mm256_add_epi32(a, _mm256_madd_epi16(c, b))
-                });
-                let sum = acc
-                    .iter()
-                    .fold(_mm256_setzero_si256(), |s, &c| _mm256_add_epi32(s, c));
+                let sum = chains(
+                    iterations,
+                    _mm256_setzero_si256(),
+                    |c| _mm256_add_epi32(a, _mm256_madd_epi16(c, b)),
+                    |s, c| _mm256_add_epi32(s, c),
+                );
                 let mut lanes = [0i32; 8];
                 _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, sum);
                 lanes.iter().fold(0i32, |s, &l| s.wrapping_add(l))

@@ -17,6 +17,53 @@ macro_rules! by_rows {
 }
 pub(crate) use by_rows;
 
+/// Activations quantized per block of 32: `quantize_block(values, q)` writes all of `q` and
+/// returns the block's scale and sum. Returns the scales, sums and values. Large inputs
+/// (batched calls) run on candle's thread pool, the GEMM's, in items of 256 blocks; each block
+/// is quantized on its own, so the bits do not depend on the split. The values are not
+/// zero-filled first.
+pub(crate) fn quantize_in_blocks<T: Send>(
+    x: &[f32],
+    quantize_block: impl Fn(&[f32], &mut [std::mem::MaybeUninit<T>]) -> (f32, f32) + Sync,
+) -> (Vec<f32>, Vec<f32>, Vec<T>) {
+    const QK: usize = 32;
+    /// Blocks per work item.
+    const TASK: usize = 256;
+    assert!(x.len().is_multiple_of(QK));
+    let nblocks = x.len() / QK;
+    let mut d = vec![0f32; nblocks];
+    let mut s = vec![0f32; nblocks];
+    let mut qs = Vec::<T>::with_capacity(x.len());
+    let out = QuantizedBlocks(d.as_mut_ptr(), s.as_mut_ptr(), qs.as_mut_ptr());
+    let run = |blocks: std::ops::Range<usize>| {
+        let out = &out;
+        for b in blocks {
+            // SAFETY: block b's scale, sum and values are written by one call alone, and lie
+            // in bounds (b < nblocks; qs's capacity is x.len()).
+            unsafe {
+                let q = std::slice::from_raw_parts_mut(out.2.add(b * QK).cast(), QK);
+                (*out.0.add(b), *out.1.add(b)) = quantize_block(&x[b * QK..(b + 1) * QK], q);
+            }
+        }
+    };
+    if x.len() >= 1 << 16 {
+        candle_core::utils::barrier_pool().execute_chunked(nblocks.div_ceil(TASK), |items| {
+            for t in items {
+                run(t * TASK..((t + 1) * TASK).min(nblocks));
+            }
+        });
+    } else {
+        run(0..nblocks);
+    }
+    // SAFETY: quantize_block wrote all QK values of every block.
+    unsafe { qs.set_len(x.len()) };
+    (d, s, qs)
+}
+
+struct QuantizedBlocks<T>(*mut f32, *mut f32, *mut T);
+// SAFETY: each block's entries are written by exactly one call of `quantize_in_blocks`' loop.
+unsafe impl<T> Sync for QuantizedBlocks<T> {}
+
 pub mod attention;
 #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
 mod attention_avx2;

@@ -6,6 +6,7 @@
 //! `127 / amax` and rounded half to even, `s = d * sum(q)` stored as f16.
 
 use half::f16;
+use std::mem::MaybeUninit;
 
 pub const QK: usize = 32;
 
@@ -20,38 +21,28 @@ pub struct Q8Rows {
 
 impl Q8Rows {
     /// Quantizes `m` rows of `k` values (k a multiple of 32); large inputs (batched calls)
-    /// on candle's thread pool (the GEMM's, rather than rayon's threads competing with it),
-    /// each block on its own, so the same bits either way.
+    /// on candle's thread pool, each block on its own, so the same bits either way
+    /// (`kernels::quantize_in_blocks`).
     pub fn quantize(x: &[f32], k: usize) -> Self {
         debug_assert!(k.is_multiple_of(QK) && x.len().is_multiple_of(k));
-        let nblocks = x.len() / QK;
-        let mut d = vec![0f32; nblocks];
-        let mut s = vec![0f32; nblocks];
-        let mut qs = vec![0i8; x.len()];
-        // Blocks per work item.
-        const TASK: usize = 256;
-        if x.len() >= 1 << 16 {
-            let out = SharedBlocks(d.as_mut_ptr(), s.as_mut_ptr(), qs.as_mut_ptr());
-            candle_core::utils::barrier_pool().execute_chunked(nblocks.div_ceil(TASK), |items| {
-                let out = &out;
-                for t in items {
-                    let blocks = t * TASK..((t + 1) * TASK).min(nblocks);
-                    // SAFETY: these blocks' scales, sums and values are written by this item
-                    // alone, and lie in bounds (blocks end at nblocks; qs holds x.len()).
-                    unsafe {
-                        let n = blocks.len();
-                        quantize_blocks(
-                            &x[blocks.start * QK..blocks.end * QK],
-                            std::slice::from_raw_parts_mut(out.2.add(blocks.start * QK), n * QK),
-                            std::slice::from_raw_parts_mut(out.0.add(blocks.start), n),
-                            std::slice::from_raw_parts_mut(out.1.add(blocks.start), n),
-                        );
-                    }
-                }
-            });
-        } else {
-            quantize_blocks(x, &mut qs, &mut d, &mut s);
-        }
+        let (d, s, qs) = super::quantize_in_blocks(x, |xb, qb| {
+            #[cfg(all(
+                target_arch = "x86_64",
+                target_feature = "avx2",
+                target_feature = "fma"
+            ))]
+            let (db, sum) = simd::quantize_block(xb, qb);
+            #[cfg(not(all(
+                target_arch = "x86_64",
+                target_feature = "avx2",
+                target_feature = "fma"
+            )))]
+            let (db, sum) = quantize_block_scalar(xb, qb);
+            (
+                f16::from_f32(db).to_f32(),
+                f16::from_f32(db * sum as f32).to_f32(),
+            )
+        });
         Self { k, d, s, qs }
     }
 
@@ -65,37 +56,8 @@ impl Q8Rows {
     }
 }
 
-struct SharedBlocks(*mut f32, *mut f32, *mut i8);
-// SAFETY: the pointers are only used for disjoint writes during `Q8Rows::quantize`.
-unsafe impl Sync for SharedBlocks {}
-
-/// llama.cpp's `quantize_row_q8_1` on whole blocks: values, scales and scaled sums.
-fn quantize_blocks(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
-    for (((xb, qb), db_out), sb_out) in x
-        .chunks_exact(QK)
-        .zip(qs.chunks_exact_mut(QK))
-        .zip(d.iter_mut())
-        .zip(s.iter_mut())
-    {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
-        let (db, sum) = simd::quantize_block(xb, qb);
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
-        let (db, sum) = quantize_block_scalar(xb, qb);
-        *db_out = f16::from_f32(db).to_f32();
-        *sb_out = f16::from_f32(db * sum as f32).to_f32();
-    }
-}
-
-/// One block: its values, its scale `amax / 127` and the sum of its values (before the f16
-/// rounding of both).
+/// One block, llama.cpp's `quantize_row_q8_1`: its values, its scale `amax / 127` and the
+/// sum of its values (before the f16 rounding of both).
 #[cfg_attr(
     all(
         target_arch = "x86_64",
@@ -105,14 +67,14 @@ fn quantize_blocks(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
     ),
     allow(dead_code)
 )]
-fn quantize_block_scalar(xb: &[f32], qb: &mut [i8]) -> (f32, i32) {
+fn quantize_block_scalar(xb: &[f32], qb: &mut [MaybeUninit<i8>]) -> (f32, i32) {
     let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
     let db = amax / 127.0;
     let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
     let mut sum = 0i32;
     for (q, v) in qb.iter_mut().zip(xb) {
         let r = (v * id).round_ties_even() as i32;
-        *q = r as i8;
+        q.write(r as i8);
         sum += r;
     }
     (db, sum)
@@ -209,7 +171,7 @@ pub(crate) mod simd {
     /// magnitude is a maximum (exact in any order), the conversion rounds to nearest even,
     /// values lie in [-127, 127] so the narrowing packs never saturate, and the integer sum
     /// is exact. (NaN and infinite values, garbage either way, may give other bytes.)
-    pub fn quantize_block(xb: &[f32], qb: &mut [i8]) -> (f32, i32) {
+    pub fn quantize_block(xb: &[f32], qb: &mut [std::mem::MaybeUninit<i8>]) -> (f32, i32) {
         assert!(xb.len() == super::QK && qb.len() == super::QK);
         // SAFETY: both slices hold 32 elements (checked above); AVX2 is compiled in.
         unsafe {
@@ -275,12 +237,18 @@ mod tests {
             *v = if j == 0 { -127.0 } else { j as f32 - 16.5 };
         }
         x[4 * QK - 1] = 1e30;
-        let mut want = (vec![0i8; x.len()], vec![0f32; 64], vec![0i32; 64]);
+        let mut want = (
+            vec![MaybeUninit::new(0i8); x.len()],
+            vec![0f32; 64],
+            vec![0i32; 64],
+        );
         for (b, (xb, qb)) in x.chunks(QK).zip(want.0.chunks_mut(QK)).enumerate() {
             (want.1[b], want.2[b]) = quantize_block_scalar(xb, qb);
         }
         let q = Q8Rows::quantize(&x, QK * 8);
-        assert_eq!(q.qs, want.0);
+        // SAFETY: the values start initialized.
+        let want_q: Vec<i8> = want.0.iter().map(|v| unsafe { v.assume_init() }).collect();
+        assert_eq!(q.qs, want_q);
         for b in 0..64 {
             assert_eq!(
                 q.d[b].to_bits(),

@@ -115,41 +115,11 @@ pub struct Q16Rows {
 
 impl Q16Rows {
     /// Quantizes `m` rows of `k` values (`k` a multiple of 32); large inputs on candle's pool.
-    /// Each block is quantized on its own, so the bits do not depend on the split. The values
-    /// are not zero-filled first (every block is written).
+    /// Each block is quantized on its own, so the bits do not depend on the split
+    /// (`kernels::quantize_in_blocks`).
     pub fn quantize(x: &[f32], k: usize) -> Self {
         assert!(k.is_multiple_of(QK) && x.len().is_multiple_of(k.max(1)));
-        let nblocks = x.len() / QK;
-        let mut d = vec![0f32; nblocks];
-        let mut s = vec![0f32; nblocks];
-        let mut qs = Vec::<i16>::with_capacity(x.len());
-        // Blocks per work item.
-        const TASK: usize = 256;
-        if x.len() >= 1 << 16 {
-            let out = SharedQ(d.as_mut_ptr(), s.as_mut_ptr(), qs.as_mut_ptr());
-            candle_core::utils::barrier_pool().execute_chunked(nblocks.div_ceil(TASK), |items| {
-                let out = &out;
-                for t in items {
-                    let blocks = t * TASK..((t + 1) * TASK).min(nblocks);
-                    for b in blocks {
-                        // SAFETY: block b's scale, sum and values are written by this
-                        // item alone, and lie in bounds (b < nblocks; qs's capacity).
-                        unsafe {
-                            let q = std::slice::from_raw_parts_mut(out.2.add(b * QK).cast(), QK);
-                            (*out.0.add(b), *out.1.add(b)) =
-                                quantize_block(&x[b * QK..(b + 1) * QK], q);
-                        }
-                    }
-                }
-            });
-        } else {
-            let spare = &mut qs.spare_capacity_mut()[..x.len()];
-            for (b, q) in spare.chunks_exact_mut(QK).enumerate() {
-                (d[b], s[b]) = quantize_block(&x[b * QK..(b + 1) * QK], q);
-            }
-        }
-        // SAFETY: quantize_block wrote all QK values of every block.
-        unsafe { qs.set_len(x.len()) };
+        let (d, s, qs) = super::quantize_in_blocks(x, quantize_block);
         Self { k, d, s, qs }
     }
 
@@ -157,10 +127,6 @@ impl Q16Rows {
         self.qs.len() / self.k.max(1)
     }
 }
-
-struct SharedQ(*mut f32, *mut f32, *mut i16);
-// SAFETY: each block's entries are written by exactly one work item of `quantize`.
-unsafe impl Sync for SharedQ {}
 
 /// One block: its values rounded to the nearest multiple of the step (ties to even), written
 /// into all of `q`; returns the step and the f32 sum of the block. The fastest form this build
