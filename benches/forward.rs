@@ -2,7 +2,7 @@
 //! 32 decode steps), a quick local check. Reported tokens/s are for comparing commits on one
 //! machine; the peer comparison lives in `ethos bench speed --llama-bench`.
 
-use ethos::model::{loader, LoadOptions, LogitsMode, ModelSpec};
+use ethos::model::{loader, LastRowsPath, LoadOptions, ModelSpec};
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
@@ -21,17 +21,17 @@ fn main() -> anyhow::Result<()> {
     for round in 0..3 {
         let mut cache = d.new_cache(1, 160)?;
         let t = Instant::now();
-        d.forward(
+        d.forward_last(
             std::slice::from_ref(&ids),
             std::slice::from_ref(&pos),
             &mut cache,
-            &LogitsMode::Last,
+            LastRowsPath::PerRow,
             None,
         )?;
         let prefill = 128.0 / t.elapsed().as_secs_f64();
         let t = Instant::now();
         for p in 128..160 {
-            d.forward(&[vec![42]], &[vec![p]], &mut cache, &LogitsMode::Last, None)?;
+            d.forward_last(&[vec![42]], &[vec![p]], &mut cache, LastRowsPath::PerRow, None)?;
         }
         let decode = 32.0 / t.elapsed().as_secs_f64();
         println!("round {round}: prefill {prefill:.1} tok/s, decode {decode:.1} tok/s");

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use ethos::model::{loader, DType, Decoder, Logits, LogitsMode};
+use ethos::model::{loader, DType, Decoder, LastRowsPath};
 use std::path::{Path, PathBuf};
 
 /// V2 greedy (no q LoRA, YaRN with unequal mscales), V2 group-limited greedy (q LoRA),
@@ -96,33 +96,22 @@ fn latent_cache_decode_equals_full_forward() {
             let seq = &ids[2];
             let full = all_logits(&d, seq);
             let mut cache = d.new_cache(1, seq.len()).unwrap();
-            let prefill = d
-                .forward(
-                    &[seq[..5].to_vec()],
-                    &[(0..5).collect()],
-                    &mut cache,
-                    &LogitsMode::All,
-                    None,
-                )
+            let mut got = d
+                .forward_all(&[seq[..5].to_vec()], &[(0..5).collect()], &mut cache, None)
+                .unwrap()
+                .single_row()
                 .unwrap();
-            let mut got = match prefill {
-                Logits::All(x) => x.squeeze(0).unwrap().to_vec2::<f32>().unwrap(),
-                _ => unreachable!(),
-            };
             for (p, &id) in seq.iter().enumerate().skip(5) {
                 let step = d
-                    .forward(
+                    .forward_last(
                         &[vec![id]],
                         &[vec![p as i32]],
                         &mut cache,
-                        &LogitsMode::Last,
+                        LastRowsPath::PerRow,
                         None,
                     )
                     .unwrap();
-                match step {
-                    Logits::Last(x) => got.push(x.squeeze(0).unwrap().to_vec1::<f32>().unwrap()),
-                    _ => unreachable!(),
-                }
+                got.push(step.rows().unwrap().remove(0));
             }
             let diff = max_diff(&got, &full);
             assert!(diff < 1e-4, "{name} (fused {fused}): {diff}");

@@ -252,7 +252,7 @@ fn batched_sampling_equals_single_rows_and_rows_leave_on_their_own() {
 /// On the quantized default, an option's log-prob does not depend on the batch its question
 /// lands in: 20 multiple-choice questions scored alone, in batches of 7 and of 16 (the last
 /// batch then has 4) give the same bits. The output head projects even a few rows as a batch
-/// (`LogitsMode::LastBatchInvariant`); with llama.cpp's one-row path for batches under 16
+/// (`LastRowsPath::BatchInvariant`); with llama.cpp's one-row path for batches under 16
 /// rows, the 4 of the last batch moved by up to 0.15.
 #[test]
 fn option_logprobs_do_not_depend_on_the_batch() {

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use ethos::model::hooks::{AddVector, Capture};
-use ethos::model::{loader, DType, Decoder, Device, Logits, LogitsMode, Tensor};
+use ethos::model::{loader, DType, Decoder, Device, LastRowsPath, Tensor};
 
 const MODELS: [&str; 4] = ["llama", "mistral", "qwen2", "gemma3"];
 
@@ -105,13 +105,12 @@ fn padded_batch_equals_one_at_a_time() {
         let (batch, pos) = right_padded(&ids);
         let t = batch[0].len();
         let mut cache = d.new_cache(ids.len(), t).unwrap();
-        let all = match d
-            .forward(&batch, &pos, &mut cache, &LogitsMode::All, None)
+        let all = d
+            .forward_all(&batch, &pos, &mut cache, None)
             .unwrap()
-        {
-            Logits::All(x) => x.to_vec3::<f32>().unwrap(),
-            _ => unreachable!(),
-        };
+            .0
+            .to_vec3::<f32>()
+            .unwrap();
         for (r, seq) in ids.iter().enumerate() {
             let alone = all_logits(&d, seq);
             let diff = max_diff(&all[r][..seq.len()], &alone);
@@ -129,33 +128,22 @@ fn incremental_decode_equals_full_forward() {
         let seq = &ids[2];
         let mut cache = d.new_cache(1, seq.len()).unwrap();
         // A 5-token prefill, then one token at a time.
-        let mut got = match d
-            .forward(
-                &[seq[..5].to_vec()],
-                &[(0..5).collect()],
-                &mut cache,
-                &LogitsMode::All,
-                None,
-            )
+        let mut got = d
+            .forward_all(&[seq[..5].to_vec()], &[(0..5).collect()], &mut cache, None)
             .unwrap()
-        {
-            Logits::All(x) => x.squeeze(0).unwrap().to_vec2::<f32>().unwrap(),
-            _ => unreachable!(),
-        };
+            .single_row()
+            .unwrap();
         for (p, &id) in seq.iter().enumerate().skip(5) {
-            match d
-                .forward(
+            let last = d
+                .forward_last(
                     &[vec![id]],
                     &[vec![p as i32]],
                     &mut cache,
-                    &LogitsMode::Last,
+                    LastRowsPath::PerRow,
                     None,
                 )
-                .unwrap()
-            {
-                Logits::Last(x) => got.push(x.squeeze(0).unwrap().to_vec1::<f32>().unwrap()),
-                _ => unreachable!(),
-            }
+                .unwrap();
+            got.push(last.rows().unwrap().remove(0));
         }
         let diff = max_diff(&got, &want[2]);
         assert!(diff < 1e-4, "{name}: {diff}");
@@ -173,19 +161,16 @@ fn gather_mode_equals_log_softmax_of_all_logits() {
         .collect();
     let mut cache = d.new_cache(1, seq.len()).unwrap();
     let pos: Vec<i32> = (0..seq.len() as i32).collect();
-    let got = match d
-        .forward(
+    let got = d
+        .forward_gather(
             std::slice::from_ref(seq),
             &[pos],
             &mut cache,
-            &LogitsMode::Gather(vec![targets.clone()]),
+            &[targets.clone()],
             None,
         )
         .unwrap()
-    {
-        Logits::Gathered(g) => g.into_iter().next().unwrap(),
-        _ => unreachable!(),
-    };
+        .remove(0);
     for (j, g) in got.iter().enumerate() {
         match (g, targets[j]) {
             (None, -1) => {}
@@ -236,19 +221,12 @@ fn last_block_on_the_rows_read_gives_the_bits_of_every_row() {
                     .collect()
             })
             .collect();
-        let run = |mode: &LogitsMode, hook: Option<&mut dyn ethos::model::hooks::ResidualHook>| {
+        let gathered = |hook: Option<&mut dyn ethos::model::hooks::ResidualHook>| {
             let mut cache = d.new_cache(ids.len(), t).unwrap();
-            d.forward(&batch, &pos, &mut cache, mode, hook).unwrap()
+            d.forward_gather(&batch, &pos, &mut cache, &targets, hook)
+                .unwrap()
         };
-        let gathered = |l: Logits| match l {
-            Logits::Gathered(g) => g,
-            _ => unreachable!(),
-        };
-        let mode = LogitsMode::Gather(targets.clone());
-        let (read, every) = (
-            gathered(run(&mode, None)),
-            gathered(run(&mode, Some(&mut Unchanged))),
-        );
+        let (read, every) = (gathered(None), gathered(Some(&mut Unchanged)));
         assert_eq!(read, every, "{name}: gathered");
         for (r, row) in read.iter().enumerate() {
             for (j, g) in row.iter().enumerate() {
@@ -260,14 +238,14 @@ fn last_block_on_the_rows_read_gives_the_bits_of_every_row() {
                 assert!((g.logprob as f64 - lp).abs() < 1e-4, "{name} [{r}][{j}]");
             }
         }
-        let last = |l: Logits| match l {
-            Logits::Last(x) => x.to_vec2::<f32>().unwrap(),
-            _ => unreachable!(),
+        let last = |hook: Option<&mut dyn ethos::model::hooks::ResidualHook>| {
+            let mut cache = d.new_cache(ids.len(), t).unwrap();
+            d.forward_last(&batch, &pos, &mut cache, LastRowsPath::PerRow, hook)
+                .unwrap()
+                .rows()
+                .unwrap()
         };
-        let (read, every) = (
-            last(run(&LogitsMode::Last, None)),
-            last(run(&LogitsMode::Last, Some(&mut Unchanged))),
-        );
+        let (read, every) = (last(None), last(Some(&mut Unchanged)));
         let bits = |v: &[Vec<f32>]| v.concat().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&read), bits(&every), "{name}: last");
         for (r, s) in ids.iter().enumerate() {
@@ -285,19 +263,15 @@ fn residual_hook_adds_a_vector_over_a_layer_range() {
     let pos: Vec<i32> = (0..seq.len() as i32).collect();
     let run = |hook: Option<&mut dyn ethos::model::hooks::ResidualHook>| {
         let mut cache = d.new_cache(1, seq.len()).unwrap();
-        match d
-            .forward(
-                std::slice::from_ref(seq),
-                std::slice::from_ref(&pos),
-                &mut cache,
-                &LogitsMode::All,
-                hook,
-            )
-            .unwrap()
-        {
-            Logits::All(x) => x.squeeze(0).unwrap().to_vec2::<f32>().unwrap(),
-            _ => unreachable!(),
-        }
+        d.forward_all(
+            std::slice::from_ref(seq),
+            std::slice::from_ref(&pos),
+            &mut cache,
+            hook,
+        )
+        .unwrap()
+        .single_row()
+        .unwrap()
     };
     let v = Tensor::ones(64, DType::F32, &Device::Cpu).unwrap();
     let mut zero = AddVector {

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use ethos::model::{Decoder, Logits, LogitsMode};
+use ethos::model::Decoder;
 use std::path::{Path, PathBuf};
 
 pub fn fixtures() -> PathBuf {
@@ -17,13 +17,10 @@ pub fn read_json(path: &Path) -> serde_json::Value {
 pub fn all_logits(d: &Decoder, ids: &[u32]) -> Vec<Vec<f32>> {
     let mut cache = d.new_cache(1, ids.len()).unwrap();
     let pos: Vec<i32> = (0..ids.len() as i32).collect();
-    match d
-        .forward(&[ids.to_vec()], &[pos], &mut cache, &LogitsMode::All, None)
+    d.forward_all(&[ids.to_vec()], &[pos], &mut cache, None)
         .unwrap()
-    {
-        Logits::All(t) => t.squeeze(0).unwrap().to_vec2::<f32>().unwrap(),
-        _ => unreachable!(),
-    }
+        .single_row()
+        .unwrap()
 }
 
 pub fn log_softmax(row: &[f32]) -> Vec<f64> {

@@ -19,34 +19,73 @@ use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor, D};
 use std::sync::Arc;
 
-/// What the head returns.
-#[derive(Clone, Debug)]
-pub enum LogitsMode {
-    /// Logits of the last real token of each row: `(b, vocab)`.
-    Last,
-    /// As `Last`, but in a batched step (`b * t` rows at least the batched products'
-    /// minimum) the output head projects the rows as one batch however few they are, so that
-    /// a row's logits do not depend on how many rows share its step (scoring). `Last` keeps
-    /// the head's one-row path for few rows, llama.cpp's numbers, which generation matches.
-    LastBatchInvariant,
-    /// Logits at every position: `(b, t, vocab)`.
-    All,
-    /// For each `[row][position]`, the log-prob of the given target id (skip with -1) and the
-    /// argmax; the full `(t, vocab)` logits are only ever built a chunk of rows at a time.
-    Gather(Vec<Vec<i64>>),
-}
-
+/// The log-prob of one target token at one position, and the position's argmax.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TargetScore {
     pub logprob: f32,
     pub argmax: u32,
 }
 
+/// Logits of the last real token of each row: `(b, vocab)`, f32.
 #[derive(Debug)]
-pub enum Logits {
-    Last(Tensor),
-    All(Tensor),
-    Gathered(Vec<Vec<Option<TargetScore>>>),
+pub struct LastLogits(pub Tensor);
+
+/// Logits at every position of every row: `(b, t, vocab)`, f32.
+#[derive(Debug)]
+pub struct AllLogits(pub Tensor);
+
+/// For each `[row][position]` of a step, the target's score where one was asked for.
+pub type Gathered = Vec<Vec<Option<TargetScore>>>;
+
+impl LastLogits {
+    /// The rows as vectors (the sampler's input).
+    pub fn rows(&self) -> Result<Vec<Vec<f32>>> {
+        Ok(self.0.to_vec2::<f32>()?)
+    }
+
+    /// The log-softmax of each row.
+    pub fn log_probs(&self) -> Result<Tensor> {
+        Ok(candle_nn::ops::log_softmax(&self.0, D::Minus1)?)
+    }
+}
+
+impl AllLogits {
+    /// The positions of a one-row step as vectors.
+    pub fn single_row(&self) -> Result<Vec<Vec<f32>>> {
+        Ok(self.0.squeeze(0)?.to_vec2::<f32>()?)
+    }
+}
+
+/// How the output head projects the last rows of a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LastRowsPath {
+    /// Few rows take the head's one-row path: llama.cpp's numbers, which generation matches.
+    PerRow,
+    /// In a batched step (`b * t` rows at least the batched products' minimum) the head
+    /// projects the rows as one batch however few they are, so that a row's logits do not
+    /// depend on how many rows share its step (scoring).
+    BatchInvariant,
+}
+
+/// Which positions of a step the caller reads; the last block's feed-forward runs on those
+/// alone where it can (the keys and values of every position are cached by then).
+enum Reads<'a> {
+    Every,
+    LastOfEachRow,
+    Targets(&'a [Vec<i64>]),
+}
+
+/// The final normed hidden states of a step: flat position `r * t + i` is row
+/// `slot[r * t + i]` of `x` (row `r * t + i` itself without `slot`: every row kept).
+struct Hidden {
+    x: Tensor,
+    slot: Option<Vec<u32>>,
+}
+
+impl Hidden {
+    fn row(&self, flat: usize) -> u32 {
+        self.slot.as_ref().map_or(flat as u32, |s| s[flat])
+    }
 }
 
 /// `x` as the compute dtype holds it (HF rounds Gemma's embedding scale so: sqrt(640) is
@@ -269,15 +308,72 @@ impl Decoder {
         KvCache::new(self.kv_shape(), batch, capacity, self.dtype, &self.device)
     }
 
-    /// One step over `ids` `(b, t)`, whose positions are `positions[b][t]` (-1 for padding).
-    pub fn forward<'h>(
+    /// One step over `ids` `(b, t)`, whose positions are `positions[b][t]` (-1 for padding):
+    /// the logits after each row's last real token. The hook sees the residual after every
+    /// block.
+    pub fn forward_last<'h>(
         &self,
         ids: &[Vec<u32>],
         positions: &[Vec<i32>],
         cache: &mut KvCache,
-        mode: &LogitsMode,
+        path: LastRowsPath,
         hook: Option<&mut (dyn ResidualHook + 'h)>,
-    ) -> Result<Logits> {
+    ) -> Result<LastLogits> {
+        self.step(ids, positions, cache, Reads::LastOfEachRow, hook, |h| {
+            self.project_last(h, positions, path)
+        })
+    }
+
+    /// As `forward_last`, with the logits at every position: `(b, t, vocab)`.
+    pub fn forward_all<'h>(
+        &self,
+        ids: &[Vec<u32>],
+        positions: &[Vec<i32>],
+        cache: &mut KvCache,
+        hook: Option<&mut (dyn ResidualHook + 'h)>,
+    ) -> Result<AllLogits> {
+        self.step(ids, positions, cache, Reads::Every, hook, |h| {
+            self.project_all(h, positions)
+        })
+    }
+
+    /// As `forward_last`, with, for each `[row][position]`, the log-prob of the target id
+    /// `targets[row][position]` (skip with -1) and the argmax; the full `(t, vocab)` logits
+    /// are only ever built a chunk of rows at a time.
+    pub fn forward_gather<'h>(
+        &self,
+        ids: &[Vec<u32>],
+        positions: &[Vec<i32>],
+        cache: &mut KvCache,
+        targets: &[Vec<i64>],
+        hook: Option<&mut (dyn ResidualHook + 'h)>,
+    ) -> Result<Gathered> {
+        let (b, t) = (ids.len(), ids.first().map_or(0, Vec::len));
+        if targets.len() != b || targets.iter().any(|r| r.len() != t) {
+            return Err(Error::Msg(format!("gather targets must be {b} x {t}")));
+        }
+        let vocab = self.config.vocab_size as i64;
+        if let Some(id) = targets.iter().flatten().find(|&&id| id >= vocab) {
+            return Err(Error::Limit(format!(
+                "target id {id} is outside the vocabulary ({vocab})"
+            )));
+        }
+        self.step(ids, positions, cache, Reads::Targets(targets), hook, |h| {
+            self.project_gathered(h, positions, targets)
+        })
+    }
+
+    /// Checks a step's shape, runs the hidden-state pass and `project` on its result, and
+    /// commits the step to the cache only if both succeed.
+    fn step<'h, T>(
+        &self,
+        ids: &[Vec<u32>],
+        positions: &[Vec<i32>],
+        cache: &mut KvCache,
+        reads: Reads,
+        hook: Option<&mut (dyn ResidualHook + 'h)>,
+        project: impl FnOnce(&Hidden) -> Result<T>,
+    ) -> Result<T> {
         let b = ids.len();
         let t = ids.first().map_or(0, Vec::len);
         if t == 0
@@ -305,7 +401,9 @@ impl Decoder {
             )));
         }
         cache.begin_step(positions)?;
-        let out = self.forward_inner(ids, positions, cache, mode, hook);
+        let out = self
+            .hidden(ids, positions, cache, reads, hook)
+            .and_then(|h| project(&h));
         match out {
             Ok(l) => {
                 cache.end_step(t);
@@ -318,14 +416,16 @@ impl Decoder {
         }
     }
 
-    fn forward_inner<'h>(
+    /// The hidden-state pass every entry point shares: embed, the blocks with the hook at
+    /// their boundaries, and the final norm.
+    fn hidden<'h>(
         &self,
         ids: &[Vec<u32>],
         positions: &[Vec<i32>],
         cache: &mut KvCache,
-        mode: &LogitsMode,
+        reads: Reads,
         mut hook: Option<&mut (dyn ResidualHook + 'h)>,
-    ) -> Result<Logits> {
+    ) -> Result<Hidden> {
         let (b, t) = (ids.len(), ids[0].len());
         let flat: Vec<u32> = ids.iter().flatten().copied().collect();
         let ids_t = Tensor::from_vec(flat, (b, t), &self.device)?;
@@ -376,10 +476,10 @@ impl Decoder {
             Some(b) => b.attn_norm.forward(&x)?,
             None => self.norm.forward(&x)?,
         };
-        // After the last block's attention only the rows whose logits the mode reads matter
-        // (the keys and values of every row are cached by then).
+        // After the last block's attention only the rows the caller reads matter (the keys
+        // and values of every row are cached by then).
         let last_rows = if hook.is_none() {
-            self.last_block_rows(positions, mode)
+            self.last_block_rows(positions, &reads)
         } else {
             None
         };
@@ -393,7 +493,10 @@ impl Decoder {
                 };
                 let (h, y) = block.feed_forward(&pick(&x)?, &pick(&a)?, &step)?;
                 let (_, xn) = self.norm.add_forward(&h, &y)?;
-                return self.head(&xn, Some(&rows.slot), positions, mode);
+                return Ok(Hidden {
+                    x: xn,
+                    slot: Some(rows.slot.clone()),
+                });
             }
             let (h, y) = block.forward(&x, &xn, &step, cache, i)?;
             let next_norm = self.blocks.get(i + 1).map_or(&self.norm, |b| &b.attn_norm);
@@ -409,29 +512,29 @@ impl Decoder {
             }
         }
         let (b, t, hidden) = xn.dims3()?;
-        self.head(&xn.reshape((b * t, hidden))?, None, positions, mode)
+        Ok(Hidden {
+            x: xn.reshape((b * t, hidden))?,
+            slot: None,
+        })
     }
 
-    /// The rows the last block's feed-forward must run on: those `mode` reads, padded with
-    /// others to the batched products' minimum where the whole step reaches it (so that each
-    /// product takes the path, hence the bits, it takes on every row). `None`: every row.
-    fn last_block_rows(&self, positions: &[Vec<i32>], mode: &LogitsMode) -> Option<LastRows> {
+    /// The rows the last block's feed-forward must run on: those the caller reads, padded
+    /// with others to the batched products' minimum where the whole step reaches it (so that
+    /// each product takes the path, hence the bits, it takes on every row). `None`: every row.
+    fn last_block_rows(&self, positions: &[Vec<i32>], reads: &Reads) -> Option<LastRows> {
         let (b, t) = (positions.len(), positions.first().map_or(0, Vec::len));
         if !matches!(self.blocks.last()?.ffn, FeedForward::Dense(_)) || b * t < DENSE_MIN_ROWS {
             return None;
         }
         let mut needed = vec![false; b * t];
-        match mode {
-            LogitsMode::All => return None,
-            LogitsMode::Last | LogitsMode::LastBatchInvariant => {
+        match reads {
+            Reads::Every => return None,
+            Reads::LastOfEachRow => {
                 for (r, p) in positions.iter().enumerate() {
                     needed[r * t + last_real(p)] = true;
                 }
             }
-            LogitsMode::Gather(targets) => {
-                if targets.len() != b || targets.iter().any(|row| row.len() != t) {
-                    return None; // `head` reports it
-                }
+            Reads::Targets(targets) => {
                 for (r, row) in targets.iter().enumerate() {
                     for (i, &id) in row.iter().enumerate() {
                         needed[r * t + i] |= id >= 0;
@@ -459,95 +562,90 @@ impl Decoder {
         Some(LastRows { kept, slot })
     }
 
-    /// Logits per `mode` from the final hidden states `x` `(n, hidden)`, where flat position
-    /// `r * t + i` of the step is row `slot[r * t + i]` of `x` (row `r * t + i` itself
-    /// without `slot`: every row kept).
-    fn head(
-        &self,
-        x: &Tensor,
-        slot: Option<&[u32]>,
-        positions: &[Vec<i32>],
-        mode: &LogitsMode,
-    ) -> Result<Logits> {
+    /// The head on every position: `(b, t, vocab)`.
+    fn project_all(&self, h: &Hidden, positions: &[Vec<i32>]) -> Result<AllLogits> {
         let (b, t) = (positions.len(), positions.first().map_or(0, Vec::len));
-        let row = |flat: usize| slot.map_or(flat as u32, |s| s[flat]);
-        let hidden = x.dim(D::Minus1)?;
-        match mode {
-            LogitsMode::All => Ok(Logits::All(
-                self.head
-                    .forward(&x.reshape((b, t, hidden))?)?
-                    .to_dtype(DType::F32)?,
-            )),
-            LogitsMode::Last | LogitsMode::LastBatchInvariant => {
-                let mut last: Vec<u32> = positions
-                    .iter()
+        let hidden = h.x.dim(D::Minus1)?;
+        Ok(AllLogits(
+            self.head
+                .forward(&h.x.reshape((b, t, hidden))?)?
+                .to_dtype(DType::F32)?,
+        ))
+    }
+
+    /// The head on each row's last real position: `(b, vocab)`.
+    fn project_last(
+        &self,
+        h: &Hidden,
+        positions: &[Vec<i32>],
+        path: LastRowsPath,
+    ) -> Result<LastLogits> {
+        let (b, t) = (positions.len(), positions.first().map_or(0, Vec::len));
+        let mut last: Vec<u32> = positions
+            .iter()
+            .enumerate()
+            .map(|(r, p)| h.row(r * t + last_real(p)))
+            .collect();
+        if path == LastRowsPath::BatchInvariant {
+            pad_to_batched(&mut last, b * t);
+        }
+        let n = last.len();
+        let rows = h.x.index_select(&Tensor::from_vec(last, n, &self.device)?, 0)?;
+        Ok(LastLogits(
+            self.head
+                .forward(&rows)?
+                .narrow(0, 0, b)?
+                .to_dtype(DType::F32)?,
+        ))
+    }
+
+    /// The targets' log-probs and each position's argmax, a chunk of rows at a time.
+    fn project_gathered(
+        &self,
+        h: &Hidden,
+        positions: &[Vec<i32>],
+        targets: &[Vec<i64>],
+    ) -> Result<Gathered> {
+        let (b, t) = (positions.len(), positions.first().map_or(0, Vec::len));
+        let wanted: Vec<(usize, usize, u32)> = targets
+            .iter()
+            .enumerate()
+            .flat_map(|(r, row)| {
+                row.iter()
                     .enumerate()
-                    .map(|(r, p)| row(r * t + last_real(p)))
-                    .collect();
-                if matches!(mode, LogitsMode::LastBatchInvariant) {
-                    pad_to_batched(&mut last, b * t);
-                }
-                let n = last.len();
-                let rows = x.index_select(&Tensor::from_vec(last, n, &self.device)?, 0)?;
-                Ok(Logits::Last(
-                    self.head
-                        .forward(&rows)?
-                        .narrow(0, 0, b)?
-                        .to_dtype(DType::F32)?,
-                ))
-            }
-            LogitsMode::Gather(targets) => {
-                if targets.len() != b || targets.iter().any(|r| r.len() != t) {
-                    return Err(Error::Msg(format!("gather targets must be {b} x {t}")));
-                }
-                let vocab = self.config.vocab_size as i64;
-                let wanted: Vec<(usize, usize, u32)> = targets
-                    .iter()
-                    .enumerate()
-                    .flat_map(|(r, row)| {
-                        row.iter()
-                            .enumerate()
-                            .filter(|(_, &id)| id >= 0)
-                            .map(move |(i, &id)| (r, i, id as u32))
-                    })
-                    .collect();
-                if let Some(&(_, _, id)) = wanted.iter().find(|w| w.2 as i64 >= vocab) {
-                    return Err(Error::Limit(format!(
-                        "target id {id} is outside the vocabulary ({vocab})"
-                    )));
-                }
-                let mut out = vec![vec![None; t]; b];
-                for chunk in wanted.chunks(GATHER_CHUNK) {
-                    let mut rows: Vec<u32> =
-                        chunk.iter().map(|&(r, i, _)| row(r * t + i)).collect();
-                    let n = rows.len();
-                    pad_to_batched(&mut rows, b * t);
-                    let padded = rows.len();
-                    let h = x.index_select(&Tensor::from_vec(rows, padded, &self.device)?, 0)?;
-                    let logits = self
-                        .head
-                        .forward(&h)?
-                        .narrow(0, 0, n)?
-                        .to_dtype(DType::F32)?;
-                    let lse = logits.log_sum_exp(D::Minus1)?;
-                    let tgt = Tensor::from_vec(
-                        chunk.iter().map(|w| w.2).collect::<Vec<_>>(),
-                        (n, 1),
-                        &self.device,
-                    )?;
-                    let picked = logits.gather(&tgt, D::Minus1)?.squeeze(1)?;
-                    let lp = (picked - lse)?.to_vec1::<f32>()?;
-                    let am = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-                    for (k, &(r, i, _)) in chunk.iter().enumerate() {
-                        out[r][i] = Some(TargetScore {
-                            logprob: lp[k],
-                            argmax: am[k],
-                        });
-                    }
-                }
-                Ok(Logits::Gathered(out))
+                    .filter(|(_, &id)| id >= 0)
+                    .map(move |(i, &id)| (r, i, id as u32))
+            })
+            .collect();
+        let mut out = vec![vec![None; t]; b];
+        for chunk in wanted.chunks(GATHER_CHUNK) {
+            let mut rows: Vec<u32> = chunk.iter().map(|&(r, i, _)| h.row(r * t + i)).collect();
+            let n = rows.len();
+            pad_to_batched(&mut rows, b * t);
+            let padded = rows.len();
+            let x = h.x.index_select(&Tensor::from_vec(rows, padded, &self.device)?, 0)?;
+            let logits = self
+                .head
+                .forward(&x)?
+                .narrow(0, 0, n)?
+                .to_dtype(DType::F32)?;
+            let lse = logits.log_sum_exp(D::Minus1)?;
+            let tgt = Tensor::from_vec(
+                chunk.iter().map(|w| w.2).collect::<Vec<_>>(),
+                (n, 1),
+                &self.device,
+            )?;
+            let picked = logits.gather(&tgt, D::Minus1)?.squeeze(1)?;
+            let lp = (picked - lse)?.to_vec1::<f32>()?;
+            let am = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            for (k, &(r, i, _)) in chunk.iter().enumerate() {
+                out[r][i] = Some(TargetScore {
+                    logprob: lp[k],
+                    argmax: am[k],
+                });
             }
         }
+        Ok(out)
     }
 }
 

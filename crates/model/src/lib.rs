@@ -20,7 +20,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use candle_core::{DType, Device, Tensor};
-pub use decoder::{Decoder, Logits, LogitsMode, TargetScore};
+pub use decoder::{AllLogits, Decoder, Gathered, LastLogits, LastRowsPath, TargetScore};
 pub use error::{Error, Result};
 pub use loader::{load, LoadOptions, Model, ModelSpec};
 

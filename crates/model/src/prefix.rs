@@ -9,7 +9,7 @@
 //! rows), so values agree with `scoring::score` to float tolerance, not bit for bit.
 
 use crate::cache::KvCache;
-use crate::decoder::{Decoder, Logits, LogitsMode};
+use crate::decoder::{Decoder, LastRowsPath};
 use crate::error::{Error, Result};
 use crate::scoring::right_pad;
 use candle_core::D;
@@ -97,16 +97,11 @@ impl<'d> PrefixScorer<'d> {
         };
         let new = &ids[start..];
         let positions: Vec<i32> = (start as i32..ids.len() as i32).collect();
-        let out = self.decoder.forward(
-            &[new.to_vec()],
-            &[positions],
-            &mut cache,
-            &LogitsMode::All,
-            None,
-        );
+        let out = self
+            .decoder
+            .forward_all(&[new.to_vec()], &[positions], &mut cache, None);
         let logits = match out {
-            Ok(Logits::All(t)) => t,
-            Ok(_) => return Err(Error::Msg("expected logits at every position".into())),
+            Ok(l) => l.0,
             Err(e) => {
                 // The cache holds `start` tokens of the new sequence; keep the scorer coherent.
                 self.ids.clear();
@@ -163,7 +158,7 @@ impl<'d> PrefixScorer<'d> {
             .collect();
         let (mut fork, ids, pos) = self.forked(&inputs)?;
         let t = ids[0].len();
-        let targets = long
+        let targets: Vec<Vec<i64>> = long
             .iter()
             .map(|&i| {
                 (0..t)
@@ -171,14 +166,9 @@ impl<'d> PrefixScorer<'d> {
                     .collect()
             })
             .collect();
-        let gathered =
-            match self
-                .decoder
-                .forward(&ids, &pos, &mut fork, &LogitsMode::Gather(targets), None)?
-            {
-                Logits::Gathered(g) => g,
-                _ => return Err(Error::Msg("expected gathered log-probs".into())),
-            };
+        let gathered = self
+            .decoder
+            .forward_gather(&ids, &pos, &mut fork, &targets, None)?;
         for (&i, row) in long.iter().zip(gathered) {
             out[i] += row
                 .into_iter()
@@ -207,15 +197,11 @@ impl<'d> PrefixScorer<'d> {
         }
         let inputs: Vec<&[u32]> = full.iter().map(|&i| branches[i].as_slice()).collect();
         let (mut fork, ids, pos) = self.forked(&inputs)?;
-        let last = match self
+        let last = self
             .decoder
-            .forward(&ids, &pos, &mut fork, &LogitsMode::Last, None)?
-        {
-            Logits::Last(t) => candle_nn::ops::log_softmax(&t, D::Minus1)?
-                .to_dtype(candle_core::DType::F32)?
-                .to_vec2::<f32>()?,
-            _ => return Err(Error::Msg("expected last-position logits".into())),
-        };
+            .forward_last(&ids, &pos, &mut fork, LastRowsPath::PerRow, None)?
+            .log_probs()?
+            .to_vec2::<f32>()?;
         for (&i, row) in full.iter().zip(&last) {
             out[i] = pick(row);
         }

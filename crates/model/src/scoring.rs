@@ -6,7 +6,7 @@
 //! is copied to every row, and only the rest of each context runs in the batch.
 
 use crate::cache::KvCache;
-use crate::decoder::{Decoder, Logits, LogitsMode};
+use crate::decoder::{Decoder, LastRowsPath};
 use crate::error::{Error, Result};
 use crate::hooks::ResidualHook;
 use crate::nn::linear::DENSE_MIN_ROWS;
@@ -261,11 +261,11 @@ fn score_group<'h>(
             Some(prefix) if hook.is_none() => prefix.fork_rows(&rows, ctx_len - shared)?,
             _ => {
                 let mut prefix = decoder.new_cache(1, shared)?;
-                decoder.forward(
+                decoder.forward_last(
                     &[opening.to_vec()],
                     &[(0..shared as i32).collect()],
                     &mut prefix,
-                    &LogitsMode::Last,
+                    LastRowsPath::PerRow,
                     hook.as_deref_mut(),
                 )?;
                 let forked = prefix.fork_rows(&rows, ctx_len - shared)?;
@@ -282,16 +282,15 @@ fn score_group<'h>(
     let (ids, pos) = right_pad(&rests, &vec![shared; contexts.len()]);
     // The last context position predicts each continuation's first token (with the head's
     // numbers independent of how many contexts share the batch).
-    let last = match decoder.forward(
-        &ids,
-        &pos,
-        &mut cache,
-        &LogitsMode::LastBatchInvariant,
-        hook.as_deref_mut(),
-    )? {
-        Logits::Last(t) => candle_nn::ops::log_softmax(&t, D::Minus1)?,
-        _ => unreachable!("Last mode returns Last logits"),
-    };
+    let last = decoder
+        .forward_last(
+            &ids,
+            &pos,
+            &mut cache,
+            LastRowsPath::BatchInvariant,
+            hook.as_deref_mut(),
+        )?
+        .log_probs()?;
     let first_lp = last.to_vec2::<f32>()?;
     let first_argmax = last.argmax(D::Minus1)?.to_vec1::<u32>()?;
 
@@ -396,11 +395,7 @@ fn score_continuations<'h>(
         .collect();
     let rows: Vec<usize> = chunk.iter().map(|&(g, _)| g).collect();
     let mut fork = cache.fork_rows(&rows, t)?;
-    let gathered =
-        match decoder.forward(&ids, &pos, &mut fork, &LogitsMode::Gather(targets), hook)? {
-            Logits::Gathered(g) => g,
-            _ => unreachable!("Gather mode returns gathered scores"),
-        };
+    let gathered = decoder.forward_gather(&ids, &pos, &mut fork, &targets, hook)?;
     for (s, row) in scores.iter_mut().zip(gathered) {
         for ts in row.into_iter().flatten() {
             s.logprob += ts.logprob as f64;

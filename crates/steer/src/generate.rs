@@ -6,7 +6,7 @@ use crate::sampler::{Sampler, SamplingParams};
 use ethos_model::error::{Error, Result};
 use ethos_model::hooks::ResidualHook;
 use ethos_model::tokenizer::StreamDecoder;
-use ethos_model::{Logits, LogitsMode, Model};
+use ethos_model::{LastLogits, LastRowsPath, Model};
 use std::time::Instant;
 
 #[derive(Clone, Debug, Default)]
@@ -42,11 +42,11 @@ fn prefill<'h>(
     hook: Option<&mut (dyn ResidualHook + 'h)>,
 ) -> Result<Vec<f32>> {
     let positions: Vec<i32> = (0..prompt_ids.len() as i32).collect();
-    last_logits(model.decoder.forward(
+    one_row(model.decoder.forward_last(
         &[prompt_ids.to_vec()],
         &[positions],
         cache,
-        &LogitsMode::Last,
+        LastRowsPath::PerRow,
         hook,
     )?)
 }
@@ -105,11 +105,11 @@ pub fn generate<'h>(
             break;
         }
         let pos = (context.len() - 1) as i32;
-        logits = last_logits(model.decoder.forward(
+        logits = one_row(model.decoder.forward_last(
             &[vec![tok]],
             &[vec![pos]],
             &mut cache,
-            &LogitsMode::Last,
+            LastRowsPath::PerRow,
             hook.as_deref_mut(),
         )?)?;
     }
@@ -207,17 +207,16 @@ pub fn generate_batch<'h>(
             active = still.iter().map(|&slot| active[slot]).collect();
         }
         let pos = (prompt_ids.len() + step) as i32;
-        let out = model.decoder.forward(
-            &next.iter().map(|&t| vec![t]).collect::<Vec<_>>(),
-            &vec![vec![pos]; next.len()],
-            &mut cache,
-            &LogitsMode::Last,
-            hook.as_deref_mut(),
-        )?;
-        logits = match out {
-            Logits::Last(t) => t.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?,
-            _ => return Err(Error::Msg("expected last-position logits".into())),
-        };
+        logits = model
+            .decoder
+            .forward_last(
+                &next.iter().map(|&t| vec![t]).collect::<Vec<_>>(),
+                &vec![vec![pos]; next.len()],
+                &mut cache,
+                LastRowsPath::PerRow,
+                hook.as_deref_mut(),
+            )?
+            .rows()?;
     }
     let decode_seconds = t1.elapsed().as_secs_f64();
     Ok((0..n)
@@ -248,11 +247,9 @@ fn check_prompt(model: &Model, prompt_ids: &[u32], opts: &GenerateOptions) -> Re
     Ok(())
 }
 
-fn last_logits(l: Logits) -> Result<Vec<f32>> {
-    match l {
-        Logits::Last(t) => Ok(t.squeeze(0)?.to_vec1::<f32>()?),
-        _ => Err(Error::Msg("expected last-position logits".into())),
-    }
+/// The logits of a one-row step.
+fn one_row(l: LastLogits) -> Result<Vec<f32>> {
+    Ok(l.0.squeeze(0)?.to_vec1::<f32>()?)
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {

@@ -14,7 +14,7 @@
 
 use crate::control::ControlVector;
 use ethos_model::hooks::Capture;
-use ethos_model::{Error, LogitsMode, Model, Result};
+use ethos_model::{Error, LastRowsPath, Model, Result};
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
@@ -47,11 +47,11 @@ fn last_hidden(
         layers: layers.clone(),
         captured: Vec::new(),
     };
-    d.forward(
+    d.forward_last(
         std::slice::from_ref(&ids),
         &[pos],
         &mut cache,
-        &LogitsMode::Last,
+        LastRowsPath::PerRow,
         Some(&mut cap),
     )?;
     cap.captured

@@ -6,7 +6,7 @@
 //! transformers pools it.
 
 use super::{Pair, Reward};
-use ethos_model::{loader, Error, Logits, LogitsMode, Model, Result};
+use ethos_model::{loader, Error, LastRowsPath, Model, Result};
 use std::path::Path;
 
 /// Texts per forward batch.
@@ -66,10 +66,9 @@ impl Classifier {
             let (ids, pos) = ethos_model::scoring::right_pad(&rows, &vec![0; rows.len()]);
             let d = &self.model.decoder;
             let mut cache = d.new_cache(chunk.len(), t)?;
-            let logits = match d.forward(&ids, &pos, &mut cache, &LogitsMode::Last, None)? {
-                Logits::Last(x) => x.to_vec2::<f32>()?,
-                _ => return Err(Error::Msg("expected last-position logits".into())),
-            };
+            let logits = d
+                .forward_last(&ids, &pos, &mut cache, LastRowsPath::PerRow, None)?
+                .rows()?;
             out.extend(logits.iter().map(|row| row[self.label] as f64));
         }
         Ok(out)
