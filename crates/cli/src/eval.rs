@@ -188,7 +188,7 @@ pub fn run(a: Args) -> Result<()> {
         benchmarks::expand_formats(bench, &a.formats)
     };
     let conditions = if a.conditions.is_empty() {
-        bench.default_conditions()
+        bench.conditions().iter().map(|c| c.to_string()).collect()
     } else {
         a.conditions.clone()
     };

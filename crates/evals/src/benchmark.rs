@@ -61,13 +61,11 @@ pub struct Judgement {
     pub score: Option<f64>,
 }
 
+/// What a benchmark must say; the runner does the rest (encoding, scoring or generating,
+/// batching, resuming, metrics and reports).
 pub trait Benchmark {
     fn name(&self) -> &'static str;
-    /// Number of items.
-    fn len(&self) -> usize;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+    fn item_count(&self) -> usize;
     /// The dataset's own id of item `i` (CulturalBench `question_idx`, NormAd `ID`).
     fn item_id(&self, i: usize) -> String;
     /// Breakdown keys of item `i`, e.g. `[("country", "Japan")]`; a key may repeat (an item
@@ -86,14 +84,16 @@ pub trait Benchmark {
     fn paired(&self, _i: usize) -> bool {
         true
     }
-    /// All conditions, and those run when none is asked for.
+    /// All conditions (run when none is asked for).
     fn conditions(&self) -> &'static [&'static str];
-    fn default_conditions(&self) -> Vec<String> {
-        self.conditions().iter().map(|s| s.to_string()).collect()
-    }
     /// Is `format` a format of this benchmark? (`Err` names the known ones.)
     fn check_format(&self, format: &str) -> Result<()>;
     fn default_formats(&self) -> Vec<String>;
+    /// The formats a name the user gives stands for: itself, or the members of a set such as
+    /// `grid`.
+    fn expand_format(&self, name: &str) -> Vec<String> {
+        vec![name.to_string()]
+    }
     /// Does item `i` have `condition`, and does `format` apply to it? (CulturalBench's grid
     /// formats apply to Easy only.)
     fn applies(&self, _i: usize, _condition: &str, _format: &str) -> bool {

@@ -7,14 +7,14 @@ use crate::results::Results;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-fn pct(x: f64) -> String {
+pub(crate) fn pct(x: f64) -> String {
     if x.is_finite() {
         format!("{:.1}", 100.0 * x)
     } else {
@@ -24,7 +24,7 @@ fn pct(x: f64) -> String {
 
 /// Horizontal bars, one per (label, fraction of the full bar, text after the bar), in the
 /// order given.
-fn bars(rows: &[(String, f64, String)], reference: Option<f64>) -> String {
+pub(crate) fn bars(rows: &[(String, f64, String)], reference: Option<f64>) -> String {
     let row_h = 16;
     let label_w = 300;
     let bar_w = 360;
@@ -287,64 +287,13 @@ pub fn html(results: &Results, records: &[&ItemRecord]) -> String {
             }
         }
     }
-    format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ethos eval: {}</title><style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}code{{font-size:90%}}</style></head><body>{body}</body></html>\n",
-        esc(&results.benchmark)
-    )
+    page(&results.benchmark, &body)
 }
 
-/// The Utility Engineering page: fit quality, and every outcome's utility as a bar (the
-/// means span about -3..3 after standardisation; bars show them on [0, 1] from -3 to 3).
-pub fn utility_html(r: &crate::benchmarks::utility::UtilityResults) -> String {
-    let mut body = String::new();
-    let model = r
-        .model
-        .get("source")
-        .and_then(|v| v.as_str())
-        .unwrap_or("?");
-    let _ = write!(
-        body,
-        "<h1>utility on {}</h1><p>{} outcomes, {} format; {} training pairs asked in both orders over {} rounds, {} pseudolabels; {:.1} s; ethos {}; model sha256 <code>{}</code>; outcomes sha256 <code>{}</code>; seed {}.</p>",
-        esc(model),
-        r.outcomes,
-        r.format,
-        r.training_edges_queried,
-        r.rounds,
-        r.pseudolabels,
-        r.wall_seconds,
-        r.ethos_version,
-        esc(r.model.get("sha256").and_then(|v| v.as_str()).unwrap_or("")),
-        esc(&r.dataset_sha256),
-        r.seed
-    );
-    let _ = write!(
-        body,
-        "<table><tr><th></th><th>pairs</th><th>accuracy %</th><th>log loss</th></tr><tr><td>held out</td><td>{}</td><td>{}</td><td>{:.4}</td></tr><tr><td>training</td><td>{}</td><td>{}</td><td>{:.4}</td></tr></table>",
-        r.holdout_edges,
-        pct(r.holdout_accuracy),
-        r.holdout_log_loss,
-        r.training_edges_queried + r.pseudolabels,
-        pct(r.train_accuracy),
-        r.train_log_loss
-    );
-    let rows: Vec<(String, f64, String)> = r
-        .utilities
-        .iter()
-        .map(|u| {
-            let label: String = u.outcome.chars().take(48).collect();
-            (
-                label,
-                ((u.mean + 3.0) / 6.0).clamp(0.0, 1.0),
-                format!("{:+.3} (variance {:.3})", u.mean, u.variance),
-            )
-        })
-        .collect();
-    let _ = write!(
-        body,
-        "<h2>Utilities, best first (bar: mean from -3 to +3)</h2>{}",
-        bars(&rows, None)
-    );
+/// A whole page around `body`, titled after the benchmark.
+pub(crate) fn page(benchmark: &str, body: &str) -> String {
     format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ethos eval: utility</title><style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}code{{font-size:90%}}</style></head><body>{body}</body></html>\n"
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ethos eval: {}</title><style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}code{{font-size:90%}}</style></head><body>{body}</body></html>\n",
+        esc(benchmark)
     )
 }

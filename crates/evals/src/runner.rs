@@ -3,14 +3,13 @@
 //! generates greedily, judges, and appends every judgement to the run folder as it goes.
 
 use crate::benchmark::{Answer, Ask, Benchmark, Prompt};
+use crate::encoding::{encode, Encoded};
+use crate::identity::model_identity;
 use crate::log::{ItemRecord, RunIdentity, RunLog};
 use crate::results::{self, Results};
 use anyhow::{bail, Context, Result};
-use ethos_model::chat::Message;
 use ethos_model::hooks::ResidualHook;
-use ethos_model::scoring::{
-    continuation_tokens, score_with_openings, Openings, ScoreOptions, ScoreRequest,
-};
+use ethos_model::scoring::{score_with_openings, Openings, ScoreOptions, ScoreRequest};
 use ethos_model::Model;
 use ethos_steer::{generate, GenerateOptions, SamplingParams};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -39,13 +38,6 @@ struct Task {
     format: String,
 }
 
-/// A prompt as token ids: the context and, when it is scored, each option's continuation.
-pub(crate) struct Encoded {
-    pub(crate) context: Vec<u32>,
-    pub(crate) continuations: Vec<Vec<u32>>,
-    pub(crate) max_tokens: usize,
-}
-
 /// Checks the conditions and formats asked for against the benchmark.
 pub fn check_selection(bench: &dyn Benchmark, opts: &RunOptions) -> Result<()> {
     for c in &opts.conditions {
@@ -64,95 +56,6 @@ pub fn check_selection(bench: &dyn Benchmark, opts: &RunOptions) -> Result<()> {
         bail!("nothing to run: no format or no condition selected");
     }
     Ok(())
-}
-
-/// lm-evaluation-harness' rule: trailing whitespace of the context belongs to the
-/// continuation (so "Answer: " + "Yes" is scored as "Answer:" + " Yes").
-fn split_trailing_space(context: &str) -> (&str, &str) {
-    let trimmed = context.trim_end();
-    (trimmed, &context[trimmed.len()..])
-}
-
-pub(crate) fn encode(model: &Model, p: &Prompt) -> Result<Encoded> {
-    let tok = model.tokenizer()?;
-    let (context, prefix, with_bos) = if p.chat {
-        let Some(t) = &model.chat_template else {
-            bail!("the model has no chat template; use a raw format");
-        };
-        let mut msgs = Vec::new();
-        if let Some(s) = &p.system {
-            msgs.push(Message::new("system", s));
-        }
-        msgs.push(Message::new("user", &p.body));
-        // The rendered template is kept whole: its generation prompt is not the answer's.
-        (t.render(&msgs, true)?, String::new(), false)
-    } else {
-        let raw = format!("{}{}", p.body, p.cue);
-        let (ctx, space) = split_trailing_space(&raw);
-        (ctx.to_string(), format!("{space}{}", p.delimiter), true)
-    };
-    let ids = if with_bos {
-        tok.encode_prompt(&context)?
-    } else {
-        tok.encode(&context)?
-    };
-    if ids.is_empty() {
-        bail!("a prompt encodes to no tokens");
-    }
-    let (continuations, max_tokens) = match &p.ask {
-        Ask::Choose { options } => (
-            options
-                .iter()
-                .map(|o| {
-                    continuation_tokens(tok, &ids, &context, &format!("{prefix}{o}"), with_bos)
-                        .map_err(anyhow::Error::from)
-                })
-                .collect::<Result<Vec<_>>>()?,
-            0,
-        ),
-        Ask::Generate { max_tokens } => (Vec::new(), *max_tokens),
-    };
-    Ok(Encoded {
-        context: ids,
-        continuations,
-        max_tokens,
-    })
-}
-
-/// The model's identity for the run record: the SHA-256 of its file, or of a folder's
-/// config and weight files.
-pub fn model_identity(model: &Model) -> Result<serde_json::Value> {
-    use sha2::{Digest, Sha256};
-    let source = std::path::Path::new(&model.info.source);
-    let mut files = Vec::new();
-    if source.is_file() {
-        files.push(source.to_path_buf());
-    } else if source.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(source)
-            .with_context(|| format!("{}: cannot list", source.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                n == "config.json" || n.ends_with(".safetensors")
-            })
-            .collect();
-        entries.sort();
-        files = entries;
-    }
-    let mut h = Sha256::new();
-    for f in &files {
-        let mut file =
-            std::fs::File::open(f).with_context(|| format!("{}: cannot read", f.display()))?;
-        std::io::copy(&mut file, &mut h)
-            .with_context(|| format!("{}: cannot read", f.display()))?;
-    }
-    Ok(serde_json::json!({
-        "source": model.info.source,
-        "format": model.info.format,
-        "weights": model.info.weights,
-        "dtype": format!("{:?}", model.info.dtype).to_lowercase(),
-        "sha256": crate::data::hex(&h.finalize()),
-    }))
 }
 
 /// Tasks encoded and sorted by prompt length at a time. In the selection's order a batch of
@@ -240,7 +143,7 @@ pub fn run_tilted<'h>(
         dataset_sha256: dataset_sha256.to_string(),
     };
     let mut log = RunLog::open(&opts.output, &identity)?;
-    let n_items = opts.limit.unwrap_or(usize::MAX).min(bench.len());
+    let n_items = opts.limit.unwrap_or(usize::MAX).min(bench.item_count());
     let mut selected = Vec::new();
     for item in 0..n_items {
         for condition in &opts.conditions {
@@ -398,16 +301,4 @@ pub fn run_tilted<'h>(
     std::fs::write(&page, crate::report::html(&res, &records))
         .with_context(|| format!("{}: cannot write", page.display()))?;
     Ok(res)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn trailing_space_moves_to_the_continuation() {
-        assert_eq!(split_trailing_space("Answer: "), ("Answer:", " "));
-        assert_eq!(split_trailing_space("Answer:"), ("Answer:", ""));
-        assert_eq!(split_trailing_space("x \n "), ("x", " \n "));
-    }
 }

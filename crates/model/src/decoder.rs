@@ -590,7 +590,8 @@ impl Decoder {
             pad_to_batched(&mut last, b * t);
         }
         let n = last.len();
-        let rows = h.x.index_select(&Tensor::from_vec(last, n, &self.device)?, 0)?;
+        let rows =
+            h.x.index_select(&Tensor::from_vec(last, n, &self.device)?, 0)?;
         Ok(LastLogits(
             self.head
                 .forward(&rows)?
@@ -623,7 +624,8 @@ impl Decoder {
             let n = rows.len();
             pad_to_batched(&mut rows, b * t);
             let padded = rows.len();
-            let x = h.x.index_select(&Tensor::from_vec(rows, padded, &self.device)?, 0)?;
+            let x =
+                h.x.index_select(&Tensor::from_vec(rows, padded, &self.device)?, 0)?;
             let logits = self
                 .head
                 .forward(&x)?

@@ -207,7 +207,7 @@ impl Benchmark for Civics {
         "civics"
     }
 
-    fn len(&self) -> usize {
+    fn item_count(&self) -> usize {
         self.statements.len()
     }
 
@@ -343,7 +343,7 @@ mod tests {
     #[test]
     fn builtin_data_and_the_prompt_in_each_language() {
         let b = Civics::builtin().unwrap();
-        assert_eq!(b.len(), 700);
+        assert_eq!(b.item_count(), 700);
         let de = b
             .statements
             .iter()

@@ -189,7 +189,7 @@ impl Benchmark for CulturalBench {
         "culturalbench"
     }
 
-    fn len(&self) -> usize {
+    fn item_count(&self) -> usize {
         self.questions.len()
     }
 
@@ -217,6 +217,19 @@ impl Benchmark for CulturalBench {
 
     fn default_formats(&self) -> Vec<String> {
         vec!["harness".into()]
+    }
+
+    /// `grid`: every grid point; `all`: `harness`, `paper` and the grid.
+    fn expand_format(&self, name: &str) -> Vec<String> {
+        let grid = || GridPoint::all(4).into_iter().map(|p| p.name());
+        match name {
+            "grid" => grid().collect(),
+            "all" => ["harness".to_string(), "paper".to_string()]
+                .into_iter()
+                .chain(grid().filter(|n| n != "orig.letters.label.raw"))
+                .collect(),
+            _ => vec![name.to_string()],
+        }
     }
 
     fn applies(&self, i: usize, condition: &str, format: &str) -> bool {
@@ -389,7 +402,7 @@ mod tests {
     #[test]
     fn builtin_data_has_the_v1_release() {
         let b = CulturalBench::builtin().unwrap();
-        assert_eq!(b.len(), 1227);
+        assert_eq!(b.item_count(), 1227);
         let easy = b.questions.iter().filter(|q| q.easy.is_some()).count();
         let hard_rows: usize = b
             .questions

@@ -83,35 +83,13 @@ pub fn load(name: &str, path: Option<&Path>) -> Result<Loaded> {
     }
 }
 
-/// Expands the format names a user may give: `grid` (every grid point; CulturalBench and
-/// NormAd) and `all` (`harness`, `paper` and the grid) for CulturalBench.
+/// The formats the names a user gives stand for (`Benchmark::expand_format`), each once,
+/// in order.
 pub fn expand_formats(bench: &dyn Benchmark, names: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for n in names {
-        let more: Vec<String> = match (bench.name(), n.as_str()) {
-            ("culturalbench", "grid") => crate::formats::GridPoint::all(4)
-                .iter()
-                .map(|p| p.name())
-                .collect(),
-            ("culturalbench", "all") => ["harness".to_string(), "paper".to_string()]
-                .into_iter()
-                .chain(
-                    crate::formats::GridPoint::all(4)
-                        .iter()
-                        .map(|p| p.name())
-                        .filter(|n| n != "orig.letters.label.raw"),
-                )
-                .collect(),
-            ("normad", "grid") => crate::formats::GridPoint::all(3)
-                .iter()
-                .map(|p| p.name())
-                .collect(),
-            _ => vec![n.clone()],
-        };
-        for m in more {
-            if !out.contains(&m) {
-                out.push(m);
-            }
+    for m in names.iter().flat_map(|n| bench.expand_format(n)) {
+        if !out.contains(&m) {
+            out.push(m);
         }
     }
     out

@@ -115,7 +115,7 @@ impl Benchmark for NormAd {
         "normad"
     }
 
-    fn len(&self) -> usize {
+    fn item_count(&self) -> usize {
         self.stories.len()
     }
 
@@ -148,6 +148,14 @@ impl Benchmark for NormAd {
 
     fn default_formats(&self) -> Vec<String> {
         vec!["logprob".into()]
+    }
+
+    /// `grid`: every grid point.
+    fn expand_format(&self, name: &str) -> Vec<String> {
+        match name {
+            "grid" => GridPoint::all(3).into_iter().map(|p| p.name()).collect(),
+            _ => vec![name.to_string()],
+        }
     }
 
     fn prompts(&self, i: usize, condition: &str, format: &str, chat: bool) -> Result<Vec<Prompt>> {
@@ -234,7 +242,7 @@ mod tests {
     #[test]
     fn builtin_data_and_labels() {
         let b = NormAd::builtin().unwrap();
-        assert_eq!(b.len(), 2633);
+        assert_eq!(b.item_count(), 2633);
         let count = |l: &str| b.stories.iter().filter(|s| s.gold == l).count();
         assert_eq!(
             (count("yes"), count("no"), count("neutral")),

@@ -19,11 +19,14 @@
 //! again. The random draws of the graph and the rounds use ethos' own seeded generator
 //! (`--seed`); the reference draws them from an unseeded generator.
 
+mod report;
+
 use crate::benchmark::{renormalise, Ask, Judgement, Prompt};
 use crate::data::Source;
+use crate::encoding::encode;
+use crate::identity::model_identity;
 use crate::log::{ItemRecord, RunIdentity, RunLog};
 use crate::pyrandom::PyRandom;
-use crate::runner::{encode, model_identity};
 use crate::thurstonian::{self, Edge, Fit};
 use anyhow::{bail, Context, Result};
 use ethos_model::hooks::ResidualHook;
@@ -38,8 +41,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
-const HIERARCHICAL: &[u8] = include_bytes!("../../data/utility/options_hierarchical.json");
-const TESTING: &[u8] = include_bytes!("../../data/utility/options_testing.json");
+const HIERARCHICAL: &[u8] = include_bytes!("../../../data/utility/options_hierarchical.json");
+const TESTING: &[u8] = include_bytes!("../../../data/utility/options_testing.json");
 
 /// The reference's comparison prompt (`compute_utilities/templates.py`), verbatim.
 pub fn comparison_prompt(a: &str, b: &str) -> String {
@@ -550,7 +553,7 @@ pub fn run_utility<'h>(
     std::fs::write(&path, serde_json::to_string_pretty(&res)? + "\n")
         .with_context(|| format!("{}: cannot write", path.display()))?;
     let page = opts.output.join("report.html");
-    std::fs::write(&page, crate::report::utility_html(&res))
+    std::fs::write(&page, report::html(&res))
         .with_context(|| format!("{}: cannot write", page.display()))?;
     Ok(res)
 }

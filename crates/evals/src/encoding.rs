@@ -1,0 +1,80 @@
+//! Prompts as token ids: a benchmark's `Prompt` through the model's chat template (chat
+//! formats) or lm-evaluation-harness' context/continuation split (raw formats).
+
+use crate::benchmark::{Ask, Prompt};
+use anyhow::{bail, Result};
+use ethos_model::chat::Message;
+use ethos_model::scoring::continuation_tokens;
+use ethos_model::Model;
+
+/// A prompt as token ids: the context and, when it is scored, each option's continuation.
+pub(crate) struct Encoded {
+    pub(crate) context: Vec<u32>,
+    pub(crate) continuations: Vec<Vec<u32>>,
+    pub(crate) max_tokens: usize,
+}
+
+/// lm-evaluation-harness' rule: trailing whitespace of the context belongs to the
+/// continuation (so "Answer: " + "Yes" is scored as "Answer:" + " Yes").
+fn split_trailing_space(context: &str) -> (&str, &str) {
+    let trimmed = context.trim_end();
+    (trimmed, &context[trimmed.len()..])
+}
+
+pub(crate) fn encode(model: &Model, p: &Prompt) -> Result<Encoded> {
+    let tok = model.tokenizer()?;
+    let (context, prefix, with_bos) = if p.chat {
+        let Some(t) = &model.chat_template else {
+            bail!("the model has no chat template; use a raw format");
+        };
+        let mut msgs = Vec::new();
+        if let Some(s) = &p.system {
+            msgs.push(Message::new("system", s));
+        }
+        msgs.push(Message::new("user", &p.body));
+        // The rendered template is kept whole: its generation prompt is not the answer's.
+        (t.render(&msgs, true)?, String::new(), false)
+    } else {
+        let raw = format!("{}{}", p.body, p.cue);
+        let (ctx, space) = split_trailing_space(&raw);
+        (ctx.to_string(), format!("{space}{}", p.delimiter), true)
+    };
+    let ids = if with_bos {
+        tok.encode_prompt(&context)?
+    } else {
+        tok.encode(&context)?
+    };
+    if ids.is_empty() {
+        bail!("a prompt encodes to no tokens");
+    }
+    let (continuations, max_tokens) = match &p.ask {
+        Ask::Choose { options } => (
+            options
+                .iter()
+                .map(|o| {
+                    continuation_tokens(tok, &ids, &context, &format!("{prefix}{o}"), with_bos)
+                        .map_err(anyhow::Error::from)
+                })
+                .collect::<Result<Vec<_>>>()?,
+            0,
+        ),
+        Ask::Generate { max_tokens } => (Vec::new(), *max_tokens),
+    };
+    Ok(Encoded {
+        context: ids,
+        continuations,
+        max_tokens,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_space_moves_to_the_continuation() {
+        assert_eq!(split_trailing_space("Answer: "), ("Answer:", " "));
+        assert_eq!(split_trailing_space("Answer:"), ("Answer:", ""));
+        assert_eq!(split_trailing_space("x \n "), ("x", " \n "));
+    }
+}

@@ -1,0 +1,41 @@
+//! What a run was run on: the model's identity for the run record.
+
+use anyhow::{Context, Result};
+use ethos_model::Model;
+use std::path::PathBuf;
+
+/// The model's identity for the run record: the SHA-256 of its file, or of a folder's
+/// config and weight files.
+pub fn model_identity(model: &Model) -> Result<serde_json::Value> {
+    use sha2::{Digest, Sha256};
+    let source = std::path::Path::new(&model.info.source);
+    let mut files = Vec::new();
+    if source.is_file() {
+        files.push(source.to_path_buf());
+    } else if source.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(source)
+            .with_context(|| format!("{}: cannot list", source.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                n == "config.json" || n.ends_with(".safetensors")
+            })
+            .collect();
+        entries.sort();
+        files = entries;
+    }
+    let mut h = Sha256::new();
+    for f in &files {
+        let mut file =
+            std::fs::File::open(f).with_context(|| format!("{}: cannot read", f.display()))?;
+        std::io::copy(&mut file, &mut h)
+            .with_context(|| format!("{}: cannot read", f.display()))?;
+    }
+    Ok(serde_json::json!({
+        "source": model.info.source,
+        "format": model.info.format,
+        "weights": model.info.weights,
+        "dtype": format!("{:?}", model.info.dtype).to_lowercase(),
+        "sha256": crate::data::hex(&h.finalize()),
+    }))
+}
