@@ -2,7 +2,7 @@
 //! `cargo run --release --example generate -- "Once upon a time"`
 
 use ethos::model::{loader, LoadOptions, ModelSpec};
-use ethos::steer::{generate, GenerateOptions, SamplingParams};
+use ethos::steer::{GenerateOptions, GenerateRequest, SamplingParams, Session};
 use std::io::Write;
 
 fn main() -> anyhow::Result<()> {
@@ -16,18 +16,11 @@ fn main() -> anyhow::Result<()> {
         ..Default::default()
     };
     print!("{prompt}");
-    let g = generate(
-        &model,
-        &ids,
-        &SamplingParams::greedy(),
-        None,
-        &opts,
-        None,
-        &mut |piece| {
-            print!("{piece}");
-            let _ = std::io::stdout().flush();
-        },
-    )?;
+    let req = GenerateRequest::new(ids, SamplingParams::greedy(), opts);
+    let g = Session::new(&model).generate(&req, &mut |piece| {
+        print!("{piece}");
+        let _ = std::io::stdout().flush();
+    })?;
     println!("\n[{} tokens, {:?}]", g.token_ids.len(), g.finish_reason);
     Ok(())
 }

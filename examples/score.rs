@@ -2,8 +2,9 @@
 //! the context computed once and its KV cache shared.
 //! `cargo run --release --example score`
 
-use ethos::model::scoring::{score, ScoreOptions, ScoreRequest};
+use ethos::model::scoring::{ScoreOptions, ScoreRequest};
 use ethos::model::{loader, LoadOptions, ModelSpec};
+use ethos::steer::Session;
 
 fn main() -> anyhow::Result<()> {
     let model = loader::load(&ModelSpec::Default, &LoadOptions::default())?;
@@ -17,7 +18,7 @@ fn main() -> anyhow::Result<()> {
             .map(|a| tok.encode(a))
             .collect::<Result<_, _>>()?,
     };
-    let scores = score(&model.decoder, &[request], &ScoreOptions::default(), None)?;
+    let scores = Session::new(&model).score(&[request], &ScoreOptions::default())?;
     for (a, s) in answers.iter().zip(&scores[0]) {
         println!("{a:>5}: log-prob {:.4} (greedy: {})", s.logprob, s.greedy);
     }

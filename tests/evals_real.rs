@@ -51,11 +51,10 @@ fn run(
         steering: None,
     };
     let res = ethos::evals::run(
-        model,
+        &mut ethos::steer::Session::new(model),
         loaded.bench.as_ref(),
         &loaded.dataset_sha256,
         &opts,
-        None,
     )
     .unwrap();
     let text = std::fs::read_to_string(dir.path().join("items.jsonl")).unwrap();

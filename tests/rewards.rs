@@ -74,7 +74,7 @@ fn perplexity_and_judge_match_transformers_on_smollm2() {
 fn fit_samples_are_reproducible_and_tabled() {
     use ethos::steer::palette::fit::{sample_responses, score_table, FitOptions};
     use ethos::steer::rewards::{lexicon::Lexicon, Diversity};
-    use ethos::steer::{generate, GenerateOptions, SamplingParams};
+    use ethos::steer::{GenerateOptions, GenerateRequest, SamplingParams, Session};
     let Some(m) = load_real("SmolLM2-135M-Instruct.Q4_1.gguf", None) else {
         return;
     };
@@ -96,22 +96,18 @@ fn fit_samples_are_reproducible_and_tabled() {
     assert_eq!(pairs.len(), 4);
     // Sample 1 of prompt 1 alone, with seed 7 + 1 * 2 + 1.
     let ids = m.tokenizer().unwrap().encode_prompt(&prompts[1]).unwrap();
-    let alone = generate(
-        &m,
-        &ids,
-        &SamplingParams {
+    let req = GenerateRequest::new(
+        ids,
+        SamplingParams {
             seed: 10,
             ..opts.params.clone()
         },
-        None,
-        &GenerateOptions {
+        GenerateOptions {
             max_tokens: 8,
             ..Default::default()
         },
-        None,
-        &mut |_| {},
-    )
-    .unwrap();
+    );
+    let alone = Session::new(&m).generate(&req, &mut |_| {}).unwrap();
     assert_eq!(pairs[3].response, alone.text);
     let mut rewards: Vec<Box<dyn Reward>> = vec![
         Box::new(Diversity),
@@ -134,7 +130,7 @@ fn fit_samples_are_reproducible_and_tabled() {
 #[test]
 fn palette_decoding_picks_by_lambda_dot_r() {
     use ethos::steer::palette::decode::{LambdaFile, PaletteDecoder, PaletteMode};
-    use ethos::steer::{GenerateOptions, SamplingParams};
+    use ethos::steer::{GenerateOptions, GenerateRequest, SamplingParams, Session};
     let Some(m) = load_real("SmolLM2-135M-Instruct.Q4_1.gguf", None) else {
         return;
     };
@@ -166,7 +162,8 @@ fn palette_decoding_picks_by_lambda_dot_r() {
             targets: vec![],
         };
         let mut d = PaletteDecoder::new(&lf, &m, mode, 6).unwrap();
-        d.generate("Once upon a time", &ids, &params, &opts, None)
+        let req = GenerateRequest::new(ids.clone(), params.clone(), opts.clone());
+        d.generate(&mut Session::new(&m), "Once upon a time", &req)
             .unwrap()
     };
     let (c, pick) = run(0.7, PaletteMode::BestOfN);

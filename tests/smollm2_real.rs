@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use ethos::model::scoring::score_text;
 use ethos::model::{DType, Model};
-use ethos::steer::{generate, generate_batch, FinishReason, GenerateOptions, SamplingParams};
+use ethos::steer::{FinishReason, GenerateOptions, GenerateRequest, SamplingParams, Session};
 
 fn load(dtype: Option<DType>) -> Option<Model> {
     load_real("SmolLM2-135M-Instruct.Q4_1.gguf", dtype)
@@ -142,7 +142,8 @@ fn seeded_sampling_is_reproducible_and_stops_on_stop_strings() {
         ..Default::default()
     };
     let run = |seed, opts: &GenerateOptions| {
-        generate(&m, &prompt, &params(seed), None, opts, None, &mut |_| {}).unwrap()
+        let req = GenerateRequest::new(prompt.clone(), params(seed), opts.clone());
+        Session::new(&m).generate(&req, &mut |_| {}).unwrap()
     };
     let (a, b, c) = (run(7, &opts), run(7, &opts), run(8, &opts));
     assert_eq!(a.token_ids, b.token_ids);
@@ -156,19 +157,17 @@ fn seeded_sampling_is_reproducible_and_stops_on_stop_strings() {
         .next();
     if let Some(stop) = stop {
         let mut streamed = String::new();
-        let s = generate(
-            &m,
-            &prompt,
-            &params(7),
-            None,
-            &GenerateOptions {
+        let req = GenerateRequest::new(
+            prompt.clone(),
+            params(7),
+            GenerateOptions {
                 stop: vec![stop.clone()],
                 ..opts.clone()
             },
-            None,
-            &mut |t| streamed.push_str(t),
-        )
-        .unwrap();
+        );
+        let s = Session::new(&m)
+            .generate(&req, &mut |t| streamed.push_str(t))
+            .unwrap();
         assert_eq!(s.finish_reason, ethos::steer::FinishReason::Stop);
         assert!(
             !s.text.contains(&stop) && a.text.starts_with(&s.text),
@@ -204,16 +203,17 @@ fn batched_sampling_equals_single_rows_and_rows_leave_on_their_own() {
         ..Default::default()
     };
     let seeds: Vec<u64> = (0..10).collect();
-    let batch = generate_batch(
-        &m,
-        &prompt,
-        &seeds.iter().map(|&s| params(s)).collect::<Vec<_>>(),
-        &opts,
-        None,
-    )
-    .unwrap();
+    let mut session = Session::new(&m);
+    let batch = session
+        .generate_batch(
+            &prompt,
+            &seeds.iter().map(|&s| params(s)).collect::<Vec<_>>(),
+            &opts,
+        )
+        .unwrap();
     for (&seed, b) in seeds.iter().zip(&batch) {
-        let alone = generate(&m, &prompt, &params(seed), None, &opts, None, &mut |_| {}).unwrap();
+        let req = GenerateRequest::new(prompt.clone(), params(seed), opts.clone());
+        let alone = session.generate(&req, &mut |_| {}).unwrap();
         assert_eq!(b.token_ids, alone.token_ids, "seed {seed}");
         assert_eq!(b.text, alone.text, "seed {seed}");
         assert_eq!(b.finish_reason, alone.finish_reason, "seed {seed}");
@@ -224,17 +224,16 @@ fn batched_sampling_equals_single_rows_and_rows_leave_on_their_own() {
         reasons.contains(&FinishReason::Stop) && reasons.contains(&FinishReason::Length),
         "{reasons:?}"
     );
-    let wide = generate_batch(
-        &m,
-        &prompt,
-        &(100..120).map(params).collect::<Vec<_>>(),
-        &GenerateOptions {
-            max_tokens: 12,
-            ..Default::default()
-        },
-        None,
-    )
-    .unwrap();
+    let wide = session
+        .generate_batch(
+            &prompt,
+            &(100..120).map(params).collect::<Vec<_>>(),
+            &GenerateOptions {
+                max_tokens: 12,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(wide.len(), 20);
     for g in &wide {
         assert!(!g.token_ids.is_empty() && g.token_ids.len() <= 12);

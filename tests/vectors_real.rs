@@ -42,7 +42,9 @@ fn a_trained_vector_moves_normad_answers_in_its_direction() {
                 c.num_layers,
             )
             .unwrap();
-            let mut hook = set.hook(&model.decoder.device).unwrap();
+            let mut session = ethos::steer::Session::new(&model)
+                .with_control(Some(&set))
+                .unwrap();
             let out = dir.path().join(format!("run-{method:?}-{scale}"));
             let opts = RunOptions {
                 conditions: vec!["none".into()],
@@ -55,11 +57,10 @@ fn a_trained_vector_moves_normad_answers_in_its_direction() {
                 steering: Some(serde_json::json!({"scale": scale})),
             };
             ethos::evals::run(
-                &model,
+                &mut session,
                 loaded.bench.as_ref(),
                 &loaded.dataset_sha256,
                 &opts,
-                Some(&mut hook),
             )
             .unwrap();
             let items = std::fs::read_to_string(out.join("items.jsonl")).unwrap();

@@ -115,7 +115,7 @@ pub fn diff_stats(a: &[f32], b: &[f64]) -> (f64, f64) {
 /// The golden greedy check: `prompt` encodes to the reference's `prompt_ids`, and greedy
 /// decoding from them gives the reference's `ids` token for token and its `text`.
 pub fn assert_greedy_matches(m: &ethos::model::Model, prompt: &str, greedy: &serde_json::Value) {
-    use ethos::steer::{generate, GenerateOptions, SamplingParams};
+    use ethos::steer::{GenerateOptions, GenerateRequest, SamplingParams, Session};
     let prompt_ids: Vec<u32> = serde_json::from_value(greedy["prompt_ids"].clone()).unwrap();
     let want: Vec<u32> = serde_json::from_value(greedy["ids"].clone()).unwrap();
     assert_eq!(
@@ -127,16 +127,8 @@ pub fn assert_greedy_matches(m: &ethos::model::Model, prompt: &str, greedy: &ser
         ignore_eos: true,
         ..Default::default()
     };
-    let g = generate(
-        m,
-        &prompt_ids,
-        &SamplingParams::greedy(),
-        None,
-        &opts,
-        None,
-        &mut |_| {},
-    )
-    .unwrap();
+    let req = GenerateRequest::new(prompt_ids.clone(), SamplingParams::greedy(), opts);
+    let g = Session::new(m).generate(&req, &mut |_| {}).unwrap();
     let agree = g
         .token_ids
         .iter()

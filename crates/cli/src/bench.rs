@@ -348,7 +348,8 @@ fn palette_rates(
         ..Default::default()
     };
     let t = Instant::now();
-    let g = ethos_steer::generate(model, &ids, &params, None, &opts, None, &mut |_| {})?;
+    let req = ethos_steer::GenerateRequest::new(ids.clone(), params.clone(), opts.clone());
+    let g = ethos_steer::Session::new(model).generate(&req, &mut |_| {})?;
     let plain = g.token_ids.len() as f64 / t.elapsed().as_secs_f64();
     let mut out = vec![
         serde_json::json!({"mode": "plain", "tokens_per_second": plain, "ratio_to_plain": 1.0}),
@@ -360,7 +361,7 @@ fn palette_rates(
     ] {
         let mut dec = PaletteDecoder::new(&lf, model, mode, candidates)?;
         let t = Instant::now();
-        let (cands, pick) = dec.generate(prompt, &ids, &params, &opts, None)?;
+        let (cands, pick) = dec.generate(&mut ethos_steer::Session::new(model), prompt, &req)?;
         let secs = t.elapsed().as_secs_f64();
         // Tokens the user gets per second: one response, however many were sampled for it.
         let tps = cands[pick].generation.token_ids.len() as f64 / secs;

@@ -4,7 +4,7 @@ use crate::common::ModelArgs;
 use crate::generate::SamplingArgs;
 use anyhow::{Context, Result};
 use ethos_model::chat::Message;
-use ethos_steer::generate;
+use ethos_steer::{GenerateRequest, Session};
 use std::io::{BufRead, Write};
 
 #[derive(clap::Args, Debug)]
@@ -29,6 +29,7 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(s) = &a.system {
         messages.push(Message::new("system", s));
     }
+    let mut session = Session::new(&model);
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
     eprintln!("ethos chat: one message per line; end with Ctrl-D");
@@ -41,18 +42,11 @@ pub fn run(a: Args) -> Result<()> {
         let ids = tok.encode_prompt(&tmpl.render(&messages, true)?)?;
         let mut p = params.clone();
         p.seed = params.seed.wrapping_add(turn as u64);
-        let g = generate(
-            &model,
-            &ids,
-            &p,
-            None,
-            &a.sampling.options(),
-            None,
-            &mut |piece| {
-                let _ = out.write_all(piece.as_bytes());
-                let _ = out.flush();
-            },
-        )?;
+        let req = GenerateRequest::new(ids, p, a.sampling.options());
+        let g = session.generate(&req, &mut |piece| {
+            let _ = out.write_all(piece.as_bytes());
+            let _ = out.flush();
+        })?;
         println!();
         messages.push(Message::new("assistant", g.text.trim()));
     }

@@ -81,8 +81,14 @@ impl ControlArgs {
         })))
     }
 
-    /// The hook for `model`, or `None` without `--control-vector`.
-    pub fn hook(&self, model: &Model) -> Result<Option<ethos_steer::control::ControlHook>> {
+    /// A session on `model`, steered by the control vectors (unsteered without
+    /// `--control-vector`).
+    pub fn session<'m>(&self, model: &'m Model) -> Result<ethos_steer::Session<'m>> {
+        Ok(ethos_steer::Session::new(model).with_control(self.set(model)?.as_ref())?)
+    }
+
+    /// The summed control vectors for `model`, or `None` without `--control-vector`.
+    pub fn set(&self, model: &Model) -> Result<Option<ethos_steer::control::ControlSet>> {
         if self.control_vector.is_empty() {
             return Ok(None);
         }
@@ -103,7 +109,7 @@ impl ControlArgs {
         let c = model.config();
         let set =
             ethos_steer::control::ControlSet::load(&files, range, c.hidden_size, c.num_layers)?;
-        Ok(Some(set.hook(&model.decoder.device)?))
+        Ok(Some(set))
     }
 }
 

@@ -108,8 +108,8 @@ fn run_utility(a: Args) -> Result<()> {
     };
     let steering = a.control.describe()?;
     let model = a.model.load()?;
-    let mut hook = a.control.hook(&model)?;
-    if hook.is_some() {
+    let mut session = a.control.session(&model)?;
+    if session.is_steered() {
         // Unsteered and steered, then how the utilities moved.
         use ethos_evals::benchmarks::utility::{run_utility as run_u, table};
         let u_opts = ethos_evals::benchmarks::utility::UtilityOptions {
@@ -122,14 +122,9 @@ fn run_utility(a: Args) -> Result<()> {
             ..opts
         };
         eprintln!("unsteered run:");
-        let unsteered = run_u(&model, &u_opts, None)?;
+        let unsteered = run_u(&mut session.unsteered(), &u_opts)?;
         eprintln!("steered run:");
-        let steered = run_u(
-            &model,
-            &s_opts,
-            hook.as_mut()
-                .map(|h| h as &mut dyn ethos_model::hooks::ResidualHook),
-        )?;
+        let steered = run_u(&mut session, &s_opts)?;
         let shift = ethos_evals::compare::utility_shift(&unsteered, &steered, 5);
         let path = output.join("steering.json");
         std::fs::write(&path, serde_json::to_string_pretty(&shift)? + "\n")
@@ -159,7 +154,7 @@ fn run_utility(a: Args) -> Result<()> {
         );
         return Ok(());
     }
-    let res = ethos_evals::benchmarks::utility::run_utility(&model, &opts, None)?;
+    let res = ethos_evals::benchmarks::utility::run_utility(&mut session, &opts)?;
     if a.json {
         print_json(&res)?;
     } else {
@@ -209,7 +204,7 @@ pub fn run(a: Args) -> Result<()> {
         None => None,
     };
     let model = a.model.load()?;
-    let mut hook = a.control.hook(&model)?;
+    let mut session = a.control.session(&model)?;
     let tilt = match &lambda {
         Some(lf) => Some(PaletteTilt(
             ethos_steer::palette::decode::PaletteDecoder::new(
@@ -221,17 +216,10 @@ pub fn run(a: Args) -> Result<()> {
         )),
         None => None,
     };
-    if hook.is_some() || tilt.is_some() {
-        return steered_and_unsteered(&a, &model, bench, &loaded.dataset_sha256, opts, hook, tilt);
+    if session.is_steered() || tilt.is_some() {
+        return steered_and_unsteered(&a, session, bench, &loaded.dataset_sha256, opts, tilt);
     }
-    let res = ethos_evals::run(
-        &model,
-        bench,
-        &loaded.dataset_sha256,
-        &opts,
-        hook.as_mut()
-            .map(|h| h as &mut dyn ethos_model::hooks::ResidualHook),
-    )?;
+    let res = ethos_evals::run(&mut session, bench, &loaded.dataset_sha256, &opts)?;
     if a.json {
         print_json(&res)?;
     } else {
@@ -263,11 +251,10 @@ fn steering_record(a: &Args) -> Result<Option<serde_json::Value>> {
 /// (`OUTPUT/steering.json`).
 fn steered_and_unsteered(
     a: &Args,
-    model: &ethos_model::Model,
+    mut session: ethos_steer::Session<'_>,
     bench: &dyn ethos_evals::Benchmark,
     dataset_sha256: &str,
     opts: ethos_evals::RunOptions,
-    mut hook: Option<ethos_steer::control::ControlHook>,
     mut tilt: Option<PaletteTilt<'_>>,
 ) -> Result<()> {
     let root = opts.output.clone();
@@ -281,15 +268,18 @@ fn steered_and_unsteered(
         ..opts
     };
     eprintln!("unsteered run:");
-    let unsteered = ethos_evals::run(model, bench, dataset_sha256, &unsteered_opts, None)?;
+    let unsteered = ethos_evals::run(
+        &mut session.unsteered(),
+        bench,
+        dataset_sha256,
+        &unsteered_opts,
+    )?;
     eprintln!("steered run:");
     let steered = ethos_evals::run_tilted(
-        model,
+        &mut session,
         bench,
         dataset_sha256,
         &steered_opts,
-        hook.as_mut()
-            .map(|h| h as &mut dyn ethos_model::hooks::ResidualHook),
         tilt.as_mut().map(|t| t as &mut dyn ethos_evals::OptionTilt),
     )?;
     let diffs = ethos_evals::compare::steering_effect(

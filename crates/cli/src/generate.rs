@@ -3,7 +3,7 @@
 use crate::common::{print_json, ControlArgs, ModelArgs};
 use anyhow::{bail, Context, Result};
 use ethos_model::chat::Message;
-use ethos_steer::{generate, GenerateOptions, SamplingParams};
+use ethos_steer::{GenerateOptions, GenerateRequest, SamplingParams};
 use std::io::Write;
 
 #[derive(clap::Args, Debug)]
@@ -145,22 +145,13 @@ pub fn run(a: Args) -> Result<()> {
     }
     let mut out = std::io::stdout();
     let json = a.json;
-    let mut hook = a.control.hook(&model)?;
-    let g = generate(
-        &model,
-        &ids,
-        &params,
-        None,
-        &a.sampling.options(),
-        hook.as_mut()
-            .map(|h| h as &mut dyn ethos_model::hooks::ResidualHook),
-        &mut |piece| {
-            if !json {
-                let _ = out.write_all(piece.as_bytes());
-                let _ = out.flush();
-            }
-        },
-    )?;
+    let req = GenerateRequest::new(ids, params.clone(), a.sampling.options());
+    let g = a.control.session(&model)?.generate(&req, &mut |piece| {
+        if !json {
+            let _ = out.write_all(piece.as_bytes());
+            let _ = out.flush();
+        }
+    })?;
     if json {
         print_json(&serde_json::json!({
             "text": g.text,
@@ -194,15 +185,8 @@ fn palette_generate(
     };
     let lambda = LambdaFile::read(path)?;
     let mut dec = PaletteDecoder::new(&lambda, model, mode, a.candidates)?;
-    let mut hook = a.control.hook(model)?;
-    let (cands, pick) = dec.generate(
-        &a.prompt,
-        ids,
-        params,
-        &a.sampling.options(),
-        hook.as_mut()
-            .map(|h| h as &mut dyn ethos_model::hooks::ResidualHook),
-    )?;
+    let req = GenerateRequest::new(ids.to_vec(), params.clone(), a.sampling.options());
+    let (cands, pick) = dec.generate(&mut a.control.session(model)?, &a.prompt, &req)?;
     if a.json {
         let values = dec.values();
         return print_json(&serde_json::json!({

@@ -16,7 +16,7 @@
 
 use crate::common::{print_json, ControlArgs, ModelArgs};
 use anyhow::{bail, Context, Result};
-use ethos_model::scoring::{continuation_tokens, score, score_text, ScoreOptions, ScoreRequest};
+use ethos_model::scoring::{continuation_tokens, ScoreOptions, ScoreRequest};
 use serde::Deserialize;
 use std::io::{BufRead, BufReader, IsTerminal};
 
@@ -56,18 +56,14 @@ struct Line {
 pub fn run(a: Args) -> Result<()> {
     let model = a.model.load()?;
     let tok = model.tokenizer()?;
-    let mut hook = a.control.hook(&model)?;
+    let mut session = a.control.session(&model)?;
     if let Some(text) = &a.text {
         let ids = tok.encode_prompt(text)?;
-        let raw = score_text(&model.decoder, &ids, None)?;
+        let raw = session.unsteered().score_text(&ids)?;
         // With control vectors: the steered numbers, and the raw ones beside them.
-        let steered = match hook.as_mut() {
-            Some(h) => Some(score_text(
-                &model.decoder,
-                &ids,
-                Some(h as &mut dyn ethos_model::hooks::ResidualHook),
-            )?),
-            None => None,
+        let steered = match session.is_steered() {
+            true => Some(session.score_text(&ids)?),
+            false => None,
         };
         let s = steered.as_ref().unwrap_or(&raw);
         let pieces = tok.pieces(&ids);
@@ -173,15 +169,10 @@ pub fn run(a: Args) -> Result<()> {
     for (k, (reqs, ls)) in requests.chunks(chunk).zip(lines.chunks(chunk)).enumerate() {
         // With control vectors each continuation carries the steered numbers and, beside them,
         // the unsteered ones.
-        let raw = score(&model.decoder, reqs, &opts, None)?;
-        let steered = match hook.as_mut() {
-            Some(h) => Some(score(
-                &model.decoder,
-                reqs,
-                &opts,
-                Some(h as &mut dyn ethos_model::hooks::ResidualHook),
-            )?),
-            None => None,
+        let raw = session.unsteered().score(reqs, &opts)?;
+        let steered = match session.is_steered() {
+            true => Some(session.score(reqs, &opts)?),
+            false => None,
         };
         for (i, (l, r)) in ls.iter().zip(reqs).enumerate() {
             let shown = steered.as_ref().unwrap_or(&raw);

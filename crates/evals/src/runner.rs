@@ -8,10 +8,9 @@ use crate::identity::model_identity;
 use crate::log::{ItemRecord, RunIdentity, RunLog};
 use crate::results::{self, Results};
 use anyhow::{bail, Context, Result};
-use ethos_model::hooks::ResidualHook;
-use ethos_model::scoring::{score_with_openings, Openings, ScoreOptions, ScoreRequest};
+use ethos_model::scoring::{Openings, ScoreOptions, ScoreRequest};
 use ethos_model::Model;
-use ethos_steer::{generate, GenerateOptions, SamplingParams};
+use ethos_steer::{GenerateOptions, GenerateRequest, SamplingParams, Session};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -28,7 +27,7 @@ pub struct RunOptions {
     /// Prompts whose contexts run in one batch.
     pub batch: usize,
     pub progress: bool,
-    /// What steers the run (recorded in run.json and results.json), with the hook `run` gets.
+    /// What steers the run (recorded in run.json and results.json): the session's steering.
     pub steering: Option<serde_json::Value>,
 }
 
@@ -104,10 +103,6 @@ fn prepare_window<'t>(
     Ok(prepared)
 }
 
-/// Runs `bench` on `model`, resuming from `opts.output` when it holds this run's items, and
-/// writes `results.json` there. Returns the results.
-/// Runs `bench`; `hook` (control vectors, described by `opts.steering`) acts on every forward
-/// pass of the run.
 /// Adds to each option's log-prob before judging: a palette's lambda . r(prompt, option), so
 /// that options are ranked by log p_lambda (the prompt's normaliser is the same for all of
 /// them).
@@ -115,25 +110,27 @@ pub trait OptionTilt {
     fn bonus(&mut self, prompt: &str, options: &[String]) -> Result<Vec<f64>>;
 }
 
-pub fn run<'h>(
-    model: &Model,
+/// Runs `bench` through `session` (whose steering, described by `opts.steering`, acts on
+/// every forward pass), resuming from `opts.output` when it holds this run's items, and
+/// writes `results.json` there. Returns the results.
+pub fn run(
+    session: &mut Session<'_>,
     bench: &dyn Benchmark,
     dataset_sha256: &str,
     opts: &RunOptions,
-    hook: Option<&mut (dyn ResidualHook + 'h)>,
 ) -> Result<Results> {
-    run_tilted(model, bench, dataset_sha256, opts, hook, None)
+    run_tilted(session, bench, dataset_sha256, opts, None)
 }
 
 /// `run`, with option log-probs tilted by `tilt` (see `OptionTilt`).
-pub fn run_tilted<'h>(
-    model: &Model,
+pub fn run_tilted(
+    session: &mut Session<'_>,
     bench: &dyn Benchmark,
     dataset_sha256: &str,
     opts: &RunOptions,
-    mut hook: Option<&mut (dyn ResidualHook + 'h)>,
     mut tilt: Option<&mut dyn OptionTilt>,
 ) -> Result<Results> {
+    let model = session.model();
     check_selection(bench, opts)?;
     let started = Instant::now();
     let identity = RunIdentity {
@@ -201,32 +198,24 @@ pub fn run_tilted<'h>(
                     continuations: e.continuations.clone(),
                 })
                 .collect();
-            let mut scored = score_with_openings(
-                &model.decoder,
-                &requests,
-                &score_opts,
-                &mut openings,
-                hook.as_deref_mut(),
-            )?
-            .into_iter();
+            let mut scored = session
+                .score_with_openings(&requests, &score_opts, &mut openings)?
+                .into_iter();
             let mut records = Vec::with_capacity(part.len());
             for (t, prompts, encs) in part {
                 let mut answers = Vec::with_capacity(encs.len());
                 for (e, p) in encs.iter().zip(prompts) {
                     tokens += e.context.len();
                     if e.continuations.is_empty() {
-                        let g = generate(
-                            model,
-                            &e.context,
-                            &SamplingParams::greedy(),
-                            None,
-                            &GenerateOptions {
+                        let req = GenerateRequest::new(
+                            e.context.clone(),
+                            SamplingParams::greedy(),
+                            GenerateOptions {
                                 max_tokens: e.max_tokens,
                                 ..Default::default()
                             },
-                            hook.as_deref_mut(),
-                            &mut |_| {},
-                        )?;
+                        );
+                        let g = session.generate(&req, &mut |_| {})?;
                         tokens += g.token_ids.len();
                         answers.push(Answer::Text(g.text));
                     } else {

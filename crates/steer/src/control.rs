@@ -225,8 +225,42 @@ impl ControlSet {
             .collect::<Result<BTreeMap<_, _>>>()?;
         Ok(ControlHook { vectors })
     }
+
+    /// A hook that steers row `r` of every batch it sees by `rows[r]` (none: unsteered), so
+    /// that requests with different vectors and scales share one batch. Every set must be of
+    /// the model's `hidden` width.
+    pub fn rows_hook(
+        rows: &[Option<&ControlSet>],
+        hidden: usize,
+        device: &Device,
+    ) -> Result<ControlHook> {
+        let layers: std::collections::BTreeSet<usize> = rows
+            .iter()
+            .flatten()
+            .flat_map(|s| s.per_layer.keys().copied())
+            .collect();
+        let mut vectors = BTreeMap::new();
+        for layer in layers {
+            let mut v = vec![0f32; rows.len() * hidden];
+            for (r, set) in rows.iter().enumerate() {
+                if let Some(d) = set.and_then(|s| s.per_layer.get(&layer)) {
+                    if d.len() != hidden {
+                        return Err(Error::Msg(format!(
+                            "row {r}: a control vector of {} values for hidden size {hidden}",
+                            d.len()
+                        )));
+                    }
+                    v[r * hidden..(r + 1) * hidden].copy_from_slice(d);
+                }
+            }
+            vectors.insert(layer, Tensor::from_vec(v, (rows.len(), 1, hidden), device)?);
+        }
+        Ok(ControlHook { vectors })
+    }
 }
 
+/// Adds each layer's vector to that block's output: one vector for every row `(hidden)`, or
+/// one per row `(b, 1, hidden)`.
 pub struct ControlHook {
     vectors: BTreeMap<usize, Tensor>,
 }

@@ -2,7 +2,8 @@
 //! preallocated cache, streaming text as it becomes final and stopping on EOS, a stop
 //! string or the token budget.
 
-use crate::sampler::{Sampler, SamplingParams};
+use crate::sampler::Sampler;
+use crate::session::GenerateRequest;
 use ethos_model::error::{Error, Result};
 use ethos_model::hooks::ResidualHook;
 use ethos_model::tokenizer::StreamDecoder;
@@ -51,21 +52,18 @@ fn prefill<'h>(
     )?)
 }
 
-/// Generates from `prompt_ids`. `on_text` receives each piece of final text as it is known
-/// (text after a stop string is never emitted).
-pub fn generate<'h>(
+/// Generates for `req` with `sampler` (`Session::generate`).
+pub(crate) fn run_generate<'h>(
     model: &Model,
-    prompt_ids: &[u32],
-    params: &SamplingParams,
-    sampler: Option<Sampler<'_>>,
-    opts: &GenerateOptions,
+    req: &GenerateRequest,
+    mut sampler: Sampler<'_>,
     mut hook: Option<&mut (dyn ResidualHook + 'h)>,
     on_text: &mut dyn FnMut(&str),
 ) -> Result<Generation> {
-    params.validate().map_err(Error::Msg)?;
+    let (prompt_ids, opts) = (req.prompt.as_slice(), &req.limits);
+    sampler.params().validate().map_err(Error::Msg)?;
     check_prompt(model, prompt_ids, opts)?;
     let tokenizer = model.tokenizer()?;
-    let mut sampler = sampler.unwrap_or_else(|| Sampler::new(params.clone()));
     let mut cache = model
         .decoder
         .new_cache(1, prompt_ids.len() + opts.max_tokens)?;
@@ -126,25 +124,25 @@ pub fn generate<'h>(
     })
 }
 
-/// Generates one continuation of `prompt_ids` per entry of `params` (each with its own seed
-/// and sampler) in one batch: the prompt runs once, its cache is copied to every row, and the
-/// rows decode together, leaving the batch as they finish. Row j is the same draw as
-/// `generate` with `params[j]` while fewer than `ethos_model::nn::linear::DENSE_MIN_ROWS`
+/// Generates one continuation of `prompt_ids` per sampler (each with its own seed) in one
+/// batch: the prompt runs once, its cache is copied to every row, and the rows decode
+/// together, leaving the batch as they finish. Row j is the same draw as `run_generate` with
+/// `samplers[j]` while fewer than `ethos_model::nn::linear::DENSE_MIN_ROWS`
 /// rows decode together; larger batches run the f32 GEMM on dequantized weights, whose
 /// logits differ from the quantized path's in the last bits.
-pub fn generate_batch<'h>(
+pub(crate) fn run_generate_batch<'h>(
     model: &Model,
     prompt_ids: &[u32],
-    params: &[SamplingParams],
+    mut samplers: Vec<Sampler<'_>>,
     opts: &GenerateOptions,
     mut hook: Option<&mut (dyn ResidualHook + 'h)>,
 ) -> Result<Vec<Generation>> {
-    for p in params {
-        p.validate().map_err(Error::Msg)?;
+    for s in &samplers {
+        s.params().validate().map_err(Error::Msg)?;
     }
     check_prompt(model, prompt_ids, opts)?;
-    if params.is_empty() || opts.max_tokens == 0 {
-        return Ok(params
+    if samplers.is_empty() || opts.max_tokens == 0 {
+        return Ok(samplers
             .iter()
             .map(|_| Generation {
                 text: String::new(),
@@ -162,9 +160,8 @@ pub fn generate_batch<'h>(
     let first = prefill(model, prompt_ids, &mut prompt_cache, hook.as_deref_mut())?;
     let prefill_seconds = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    let n = params.len();
+    let n = samplers.len();
     let mut cache = prompt_cache.fork_rows(&vec![0; n], opts.max_tokens)?;
-    let mut samplers: Vec<Sampler> = params.iter().map(|p| Sampler::new(p.clone())).collect();
     let mut streams: Vec<StreamDecoder> = (0..n).map(|_| StreamDecoder::new()).collect();
     let mut texts = vec![String::new(); n];
     let mut generated: Vec<Vec<u32>> = vec![Vec::new(); n];

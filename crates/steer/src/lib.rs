@@ -9,7 +9,9 @@ pub mod palette;
 pub mod rewards;
 pub mod rng;
 pub mod sampler;
+pub mod session;
 pub mod vectors;
 
-pub use generate::{generate, generate_batch, FinishReason, GenerateOptions, Generation};
+pub use generate::{FinishReason, GenerateOptions, Generation};
 pub use sampler::{LogitsProcessor, Sampler, SamplingParams};
+pub use session::{GenerateRequest, Session};

@@ -10,14 +10,14 @@
 //!
 //! Candidate j is sampled with seed `seed + j`; the draw uses its own stream of the request's
 //! seed, so one seed gives one answer. The candidates decode together in one batch
-//! (`generate_batch`): the prompt runs once and each step is one batched forward pass.
+//! (`Session::generate_batch`): the prompt runs once and each step is one batched forward pass.
 
 use super::token::TokenPalette;
-use crate::generate::{generate, generate_batch, GenerateOptions, Generation};
+use crate::generate::Generation;
 use crate::rewards::{build, Pair, Reward};
 use crate::rng::Rng;
-use crate::sampler::{Sampler, SamplingParams};
-use ethos_model::hooks::ResidualHook;
+use crate::sampler::SamplingParams;
+use crate::session::{GenerateRequest, Session};
 use ethos_model::{Error, Model, Result};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -191,18 +191,17 @@ impl<'m> PaletteDecoder<'m> {
             .collect()
     }
 
-    /// Samples the candidates for `prompt` (whose tokens, as the model reads them, are
-    /// `ids`) and picks one: (the candidates, the index picked). In `token` mode there is one
-    /// candidate, decoded with the weighting.
-    pub fn generate<'h>(
+    /// Samples the candidates of `req` through `session` (whose steering they carry) and
+    /// picks one: (the candidates, the index picked). `prompt` is the request's text, as the
+    /// rewards read it. In `token` mode there is one candidate, decoded with the weighting.
+    pub fn generate(
         &mut self,
+        session: &mut Session<'_>,
         prompt: &str,
-        ids: &[u32],
-        params: &SamplingParams,
-        opts: &GenerateOptions,
-        hook: Option<&mut (dyn ResidualHook + 'h)>,
+        req: &GenerateRequest,
     ) -> Result<(Vec<Candidate>, usize)> {
         let model = self.model;
+        let (ids, params) = (&req.prompt, &req.sampling);
         let mut gens = Vec::with_capacity(self.candidates);
         if let PaletteMode::Token { k } = self.mode {
             let tp = TokenPalette::new(
@@ -214,9 +213,7 @@ impl<'m> PaletteDecoder<'m> {
                 k,
             );
             let error = tp.error_slot();
-            let mut sampler = Sampler::new(params.clone());
-            sampler.push_processor(Box::new(tp));
-            let g = generate(model, ids, params, Some(sampler), opts, hook, &mut |_| {})?;
+            let g = session.generate_with(req, Box::new(tp), &mut |_| {})?;
             if let Some(e) = error.borrow_mut().take() {
                 return Err(e);
             }
@@ -228,7 +225,7 @@ impl<'m> PaletteDecoder<'m> {
                     ..params.clone()
                 })
                 .collect();
-            gens = generate_batch(model, ids, &params, opts, hook)?;
+            gens = session.generate_batch(ids, &params, &req.limits)?;
         }
         let texts: Vec<String> = gens.iter().map(|g| g.text.clone()).collect();
         let columns = self.rewards_of(prompt, &texts)?;

@@ -11,6 +11,7 @@ use super::decode::{LambdaFile, PaletteDecoder, PaletteMode};
 use super::fit::prompt_ids;
 use crate::generate::GenerateOptions;
 use crate::sampler::SamplingParams;
+use crate::session::{GenerateRequest, Session};
 use ethos_model::{Error, Model, Result};
 use std::time::Instant;
 
@@ -119,7 +120,8 @@ fn run_mode(
             seed: o.params.seed.wrapping_add(1000 * i as u64),
             ..o.params.clone()
         };
-        let (cands, pick) = dec.generate(p, &ids, &params, &o.generate, None)?;
+        let req = GenerateRequest::new(ids, params, o.generate.clone());
+        let (cands, pick) = dec.generate(&mut Session::new(model), p, &req)?;
         tokens += cands
             .iter()
             .map(|c| c.generation.token_ids.len())

@@ -6,9 +6,10 @@
 //! one of them can be regenerated alone with `generate` and its seed.
 
 use super::solver::RewardTable;
-use crate::generate::{generate_batch, GenerateOptions};
+use crate::generate::GenerateOptions;
 use crate::rewards::{Pair, Reward};
 use crate::sampler::SamplingParams;
+use crate::session::Session;
 use ethos_model::chat::Message;
 use ethos_model::{Error, Model, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -58,15 +59,13 @@ pub fn sample_responses(model: &Model, prompts: &[String], opts: &FitOptions) ->
                 ..opts.params.clone()
             })
             .collect();
-        let gens = generate_batch(
-            model,
+        let gens = Session::new(model).generate_batch(
             &ids,
             &params,
             &GenerateOptions {
                 max_tokens: opts.max_tokens,
                 ..Default::default()
             },
-            None,
         )?;
         for g in gens {
             pairs.push(Pair {

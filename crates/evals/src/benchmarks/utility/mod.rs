@@ -29,10 +29,10 @@ use crate::log::{ItemRecord, RunIdentity, RunLog};
 use crate::pyrandom::PyRandom;
 use crate::thurstonian::{self, Edge, Fit};
 use anyhow::{bail, Context, Result};
-use ethos_model::hooks::ResidualHook;
-use ethos_model::scoring::{score, ScoreOptions, ScoreRequest};
+use ethos_model::scoring::{ScoreOptions, ScoreRequest};
 use ethos_model::Model;
 use ethos_steer::rng::Rng;
+use ethos_steer::Session;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -175,9 +175,9 @@ pub struct UtilityResults {
 }
 
 /// The pairs of one question asked both ways, and their answers.
-struct Asker<'a, 'h> {
-    model: &'a Model,
-    hook: Option<&'a mut (dyn ResidualHook + 'h)>,
+struct Asker<'a, 'm> {
+    model: &'m Model,
+    session: &'a mut Session<'m>,
     outcomes: &'a [Outcome],
     chat: bool,
     log: RunLog,
@@ -246,7 +246,7 @@ impl Asker<'_, '_> {
                     });
                 }
             }
-            let scores = score(&self.model.decoder, &reqs, &opts, self.hook.as_deref_mut())?;
+            let scores = self.session.score(&reqs, &opts)?;
             self.scored += reqs.len();
             let mut records = Vec::with_capacity(chunk.len());
             for (k, &(a, b)) in chunk.iter().enumerate() {
@@ -382,11 +382,9 @@ fn regular_graph(n: usize, rng: &mut Rng) -> Vec<(usize, usize)> {
         .collect()
 }
 
-pub fn run_utility<'h>(
-    model: &Model,
-    opts: &UtilityOptions,
-    hook: Option<&mut (dyn ResidualHook + 'h)>,
-) -> Result<UtilityResults> {
+/// Runs Utility Engineering through `session` (whose steering acts on every pass).
+pub fn run_utility(session: &mut Session<'_>, opts: &UtilityOptions) -> Result<UtilityResults> {
+    let model = session.model();
     let started = Instant::now();
     let (outcomes, source) = load_outcomes(&opts.set, opts.data.as_deref())?;
     if opts.chat && model.chat_template.is_none() {
@@ -430,7 +428,7 @@ pub fn run_utility<'h>(
     };
     let mut asker = Asker {
         model,
-        hook,
+        session,
         outcomes: &outcomes,
         chat: opts.chat,
         log,
