@@ -107,6 +107,8 @@ fn launch_steer_norm<T: CudaDType + DeviceRepr>(
         .map(|(s, _)| s.to_dtype(DType::F32)?.contiguous())
         .transpose()?;
     let scale = steer.map_or(0.0, |s| s.1);
+    // SAFETY: uninitialized device memory, read only after the launch below writes every
+    // element of both (one block per row, its threads striding over all `d` columns).
     let out_residual = unsafe { dev.alloc::<T>(shape.elem_count()) }?;
     let out_normed = unsafe { dev.alloc::<T>(shape.elem_count()) }?;
     let out_residual = wrap(out_residual, dev, shape.clone());
@@ -132,6 +134,9 @@ fn launch_steer_norm<T: CudaDType + DeviceRepr>(
         .arg(&args[5])
         .arg(&d_i32)
         .arg(&eps);
+    // SAFETY: the arguments match `residual_steer_rmsnorm_*`'s signature in order and type;
+    // every buffer holds `rows * d` elements (`steer`/`weight` `d`, or a null `steer`), which
+    // is what a grid of one block per row indexes; the inputs stay alive until it has run.
     unsafe { b.launch(row_config(rows)) }.w()?;
     // The inputs must outlive the launch, which is ordered on the device's stream.
     drop((residual, delta, weight, steer_t));
@@ -167,16 +172,21 @@ pub fn logit_weight_topk(
         rewards
     };
     let stride: i64 = if per_row { (n * vocab) as i64 } else { 0 };
+    // SAFETY: uninitialized device memory that the launch below writes in full before
+    // anything reads it: each row's block writes all `vocab` logprobs and, in `k` rounds, all
+    // `k` top ids and logprobs (`k <= MAX_TOPK`, `k <= vocab`: checked in lib.rs).
     let logprobs = wrap(
         unsafe { dev.alloc::<f32>(rows * vocab) }?,
         dev,
         (rows, vocab).into(),
     );
+    // SAFETY: as for `logprobs` above.
     let top_ids = wrap(
         unsafe { dev.alloc::<u32>(rows * k) }?,
         dev,
         (rows, k).into(),
     );
+    // SAFETY: as for `logprobs` above.
     let top_logprobs = wrap(
         unsafe { dev.alloc::<f32>(rows * k) }?,
         dev,
@@ -207,6 +217,9 @@ pub fn logit_weight_topk(
         .arg(&args[3])
         .arg(&args[4])
         .arg(&args[5]);
+    // SAFETY: the arguments match `logit_weight_topk_*`'s signature in order and type; the
+    // buffers hold `rows` rows of `vocab` (rewards: `n` rows each, or one shared table when
+    // `stride` is 0) and of `k`, one block per row; the inputs outlive the launch.
     unsafe { b.launch(row_config(rows)) }.w()?;
     drop((logits, rewards_t, lambda_t));
     Ok(WeightedTopK {
@@ -229,12 +242,15 @@ pub fn gemv(dev: &CudaDevice, x: &Tensor, w: &Tensor) -> Result<Tensor> {
             format!("gemv_f32_{m}"),
             ptr::<f32>(&x, dev)?,
             ptr::<f32>(&w, dev)?,
+            // SAFETY: uninitialized; the launch below writes all `m * n` outputs (one warp per
+            // row of `w`, each writing its column for all `m` rows), or it is dropped unread.
             wrap(unsafe { dev.alloc::<f32>(m * n) }?, dev, (m, n).into()),
         ),
         DType::BF16 => (
             format!("gemv_bf16_{m}"),
             ptr::<bf16>(&x, dev)?,
             ptr::<bf16>(&w, dev)?,
+            // SAFETY: as for f32 above.
             wrap(unsafe { dev.alloc::<bf16>(m * n) }?, dev, (m, n).into()),
         ),
         dt => return Err(Error::Msg(format!("gemv: dtype {dt:?}"))),
@@ -256,6 +272,9 @@ pub fn gemv(dev: &CudaDevice, x: &Tensor, w: &Tensor) -> Result<Tensor> {
         block_dim: (32 * GEMV_WARPS as u32, 1, 1),
         shared_mem_bytes: 0,
     };
+    // SAFETY: the arguments match `gemv_*_{m}`'s signature in order and type; `x` is `(m, k)`,
+    // `w` `(n, k)` and `y` `(m, n)`, contiguous, with 16-byte aligned rows and `k` a multiple
+    // of 16 bytes (checked above and in lib.rs); warps past row `n` return at once.
     unsafe { b.launch(cfg) }.w()?;
     drop((x, w));
     Ok(y)
@@ -281,6 +300,8 @@ pub fn decode_attention(
             ptr::<f32>(q, dev)?,
             view_ptr::<f32>(k, dev)?,
             view_ptr::<f32>(v, dev)?,
+            // SAFETY: uninitialized; the launch below writes all `d` elements of each of the
+            // `b * h` (sequence, head) rows, one block per row, before anything reads it.
             wrap(
                 unsafe { dev.alloc::<f32>(b * h * d) }?,
                 dev,
@@ -292,6 +313,7 @@ pub fn decode_attention(
             ptr::<bf16>(q, dev)?,
             view_ptr::<bf16>(k, dev)?,
             view_ptr::<bf16>(v, dev)?,
+            // SAFETY: as for f32 above.
             wrap(
                 unsafe { dev.alloc::<bf16>(b * h * d) }?,
                 dev,
@@ -323,6 +345,10 @@ pub fn decode_attention(
         block_dim: (32 * ATT_WARPS, 1, 1),
         shared_mem_bytes: 0,
     };
+    // SAFETY: the arguments match `decode_attention_*`'s signature in order and type; lib.rs
+    // checked the shapes the kernel assumes (`d` a multiple of 32 up to 256, `heads` a multiple
+    // of `kv_heads`, `s > 0`, k/v rows `d` apart within the given batch/head strides), and
+    // the grid is one block per (sequence, head); `q`, `k`, `v` are borrowed past the launch.
     unsafe { bld.launch(cfg) }.w()?;
     Ok(out)
 }

@@ -254,6 +254,11 @@ fn weighted_sum_portable(w: &[f32], v: &[f32], stride: usize, out: &mut [f32]) {
     }
 }
 
+/// `weighted_sum` for `out.len() == 16 * N`, the sums in registers across all keys.
+///
+/// # Safety
+/// The CPU has AVX-512F (a build target feature, per the cfg); `out` holds `16 * N` values
+/// and every row `j` with `w[j] != 0` holds `16 * N` readable f32s at `v + j * stride`.
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 #[inline(always)]
 unsafe fn weighted_sum_regs<const N: usize>(

@@ -107,6 +107,10 @@ pub(super) unsafe fn weighted_sum(
 }
 
 /// `weighted_sum` over `8 * N` columns starting at `v` and `out`.
+///
+/// # Safety
+/// The CPU has AVX2 (the module is compiled only for it); every row `j` with `w[j] != 0`
+/// holds `8 * N` readable f32s at `v + j * stride`, and `out` points to `8 * N` writable ones.
 #[inline(always)]
 unsafe fn columns<const N: usize>(w: &[f32], v: *const f32, stride: usize, out: *mut f32) {
     let mut acc = [_mm256_setzero_ps(); N];

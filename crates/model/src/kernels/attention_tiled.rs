@@ -136,6 +136,10 @@ pub(super) fn attention_tiled(
 /// (lengths multiples of 16) given its maximum, the group's queries interleaved so that
 /// their chains of exponentials, sums and divisions overlap: each query's operations are
 /// `normalize`'s in its order, so the same bits.
+///
+/// # Safety
+/// Only that the CPU has AVX-512F, a target feature of this build (per the cfg); the lengths
+/// and `probs`' size are asserted.
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 unsafe fn normalize_group(
     probs: &mut [f32],
@@ -248,6 +252,11 @@ fn hide_unseen(
 /// kept per lane as `if x > max { max = x }` keeps it (`vmaxps` returns its second operand
 /// unless the first is greater), then across lanes the same way: the value of the per-key
 /// loop, up to the sign of a zero maximum, which no `e^(x - max)` sees.
+///
+/// # Safety
+/// The CPU has AVX-512F (a build target feature, per the cfg); every query has the first's
+/// length, which is 64, 128 or 256; `width` is at least every end of `group` rounded up to 16
+/// and `group` has at most `GROUP` entries (`keys_t` and `probs` are asserted).
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 unsafe fn score_group(
     queries: &[&[f32]; GROUP],
@@ -299,6 +308,10 @@ unsafe fn score_group(
 /// chained over the `C` chunks of 16 values, then `_mm512_reduce_add_ps`'s tree (lanes
 /// `l + 8`, then `+ 4`, `+ 2`, `+ 1`), taken as `((P0+P8) + (P4+P12)) + ((P2+P10) +
 /// (P6+P14))` plus the same from lane 1, so that only four chains per query are live.
+///
+/// # Safety
+/// The CPU has AVX-512F (per the cfg); each `qs[u]` points to `16 * C` readable f32s and `kt`
+/// to a block of 16 transposed keys of `16 * C` values (`[16 * C][16]`).
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 #[inline(always)]
 unsafe fn scores16<const C: usize>(
@@ -319,6 +332,11 @@ unsafe fn scores16<const C: usize>(
 /// zero weight's term is a zero that leaves the sum's bits as they are (a sum that starts at
 /// +0 never becomes -0), so the keys every query of the group sees go without the per-key
 /// test.
+///
+/// # Safety
+/// The CPU has AVX-512F (per the cfg); `d` is 64, 128 or 256; `group` has at most `GROUP`
+/// entries, each end at most `width`, and `probs` holds `GROUP` rows of `width`; for each
+/// query with a non-zero end, `outs[u]` points to `d` writable f32s no one else accesses.
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 #[allow(clippy::too_many_arguments)]
 unsafe fn weighted_sums(
@@ -357,6 +375,9 @@ unsafe fn weighted_sums(
 
 /// `(P_l + P_{l+8}) + (P_{l+4} + P_{l+12})` (the tree's second level) of each query, for
 /// `scores16`.
+///
+/// # Safety
+/// As `scores16`, with `l < 4`.
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 #[inline(always)]
 unsafe fn quad_sums<const C: usize>(
@@ -385,6 +406,11 @@ unsafe fn quad_sums<const C: usize>(
 
 /// `weighted_sums` for queries `first..first + G` of the group, `N` registers of values each;
 /// keys below `unmasked` without the per-key test.
+///
+/// # Safety
+/// The CPU has AVX-512F (per the cfg); `first + G <= GROUP`; `probs` holds the rows of these
+/// queries, `width` >= their ends; `v` holds the rows below those ends, `16 * N` values each
+/// at `stride`; `outs[u]` of each query with a non-zero end points to `16 * N` writable f32s.
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]

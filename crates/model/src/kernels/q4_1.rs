@@ -66,6 +66,11 @@ pub fn row_dot_scalar(wr: &[u8], x: &Q8Rows, i: usize) -> f32 {
     sum
 }
 
+/// `row_dot` with AVX2: two blocks per step, integer sums by `dot_u8_i8`.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA (the build's target features, per the cfg); `wr` holds the
+/// `x.k / QK` blocks of one row (loads are unchecked) and `i < x.rows()`.
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",

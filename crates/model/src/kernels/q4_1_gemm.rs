@@ -80,6 +80,13 @@ pub fn matmul(x: &Q8Rows, w: &PackedQ4_1, out: &mut [f32]) {
     );
 }
 
+/// Rows `r..r + mr` of panel `p`'s columns (`p * 16..`, below `w.n`) of the row-major output
+/// at `c` (row stride `ldc`), by the best tile this build has.
+///
+/// # Safety
+/// `x.k == w.k`; rows `r..r + mr` of `x` exist, `1 <= mr <= MR`, `p` is a panel of `w`; `c`
+/// holds those output elements, writable and accessed by no one else meanwhile; the CPU has
+/// the target features this build was compiled for.
 unsafe fn tile(x: &Q8Rows, w: &PackedQ4_1, p: usize, r: usize, mr: usize, c: *mut f32, ldc: usize) {
     #[cfg(all(
         target_arch = "x86_64",
@@ -102,6 +109,11 @@ unsafe fn tile(x: &Q8Rows, w: &PackedQ4_1, p: usize, r: usize, mr: usize, c: *mu
     super::by_rows!(mr, [6, 5, 4, 3, 2], tile_portable(x, w, p, r, c, ldc));
 }
 
+/// The panel's 16 columns for `R` rows in 512-bit registers, with `vpdpbusd`.
+///
+/// # Safety
+/// `tile`'s, for rows `r0..r0 + R`; the CPU has AVX-512F/BW/VNNI (build target features, per
+/// the cfg).
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx512f",
@@ -160,6 +172,10 @@ unsafe fn tile_vnni<const R: usize>(
 /// block are the VNNI tile's, lane for lane, so the same bits. Both halves share each
 /// broadcast activation: taking one half at a time ran at 1.27 times the 16-bit GEMM's
 /// speed instead of 1.40 (`cargo bench --bench gemm`), and 4 rows instead of 6 at 1.0.
+///
+/// # Safety
+/// `tile`'s, for rows `r0..r0 + R`; the CPU has AVX2 and FMA (build target features, per the
+/// cfg).
 #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
 #[cfg_attr(target_feature = "avx512vnni", allow(dead_code))]
 #[inline(always)]
@@ -222,6 +238,9 @@ unsafe fn tile_avx2<const R: usize>(
 
 /// Portable form: the same integer sums and float steps per lane (the reference the SIMD
 /// tiles are tested against).
+///
+/// # Safety
+/// `tile`'s, for rows `r0..r0 + R` (only the writes through `c` go unchecked here).
 #[cfg_attr(
     all(target_arch = "x86_64", target_feature = "avx2", not(test)),
     allow(dead_code)
@@ -261,6 +280,12 @@ mod tests {
     use super::*;
     use crate::kernels::q4_1::{row_dot_scalar, sample_rows};
 
+    /// A tile, `(x, w, p, r0, c, ldc)`: rows `r0..r0 + R` of panel `p` of the output at `c`.
+    ///
+    /// # Safety
+    /// The caller guarantees `tile`'s contract for those rows: `x.k == w.k`, the rows exist in
+    /// `x`, `p` is a panel of `w`, and `c` holds the tile's elements (row stride `ldc`),
+    /// writable and accessed by no one else meanwhile; the build's CPU features.
     type Tile = unsafe fn(&Q8Rows, &PackedQ4_1, usize, usize, *mut f32, usize);
 
     /// Every tile this build has, by name.

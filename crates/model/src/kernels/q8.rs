@@ -129,6 +129,11 @@ pub(crate) mod simd {
     use std::arch::x86_64::*;
 
     /// Sums products of unsigned bytes `a` and signed bytes `b` into 8 i32 lanes.
+    ///
+    /// # Safety
+    /// Only the CPU features this module is compiled for (AVX2, and AVX-512 VNNI/VL where the
+    /// build targets them); registers only, no memory. Without VNNI a pair of products past
+    /// the i16 range saturates (a wrong sum, not unsoundness).
     #[inline]
     pub unsafe fn dot_u8_i8(a: __m256i, b: __m256i) -> __m256i {
         #[cfg(all(target_feature = "avx512vnni", target_feature = "avx512vl"))]
@@ -144,6 +149,9 @@ pub(crate) mod simd {
     }
 
     /// Sums products of signed bytes into 8 i32 lanes (|a| times b with a's sign moved to b).
+    ///
+    /// # Safety
+    /// As `dot_u8_i8`: the build's AVX2 (checked by the module's cfg); no memory accessed.
     #[inline]
     pub unsafe fn dot_i8_i8(a: __m256i, b: __m256i) -> __m256i {
         dot_u8_i8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a))
@@ -198,6 +206,10 @@ pub(crate) mod simd {
         }
     }
 
+    /// The sum of `v`'s 8 lanes.
+    ///
+    /// # Safety
+    /// Only the build's AVX2 (checked by the module's cfg); registers only, no memory.
     #[inline]
     pub unsafe fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -49,6 +49,11 @@ pub fn row_dot_scalar(wr: &[u8], x: &Q8Rows, i: usize) -> f32 {
     sum
 }
 
+/// `row_dot_scalar` with AVX2, one block per step.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA (the build's target features, per the cfg); `wr` holds the
+/// `x.k / QK` blocks of one row (loads are unchecked) and `i < x.rows()`.
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",

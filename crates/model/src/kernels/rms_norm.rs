@@ -85,6 +85,8 @@ unsafe fn uninit_rows<'a>(
     base: *mut f32,
     span: &std::ops::Range<usize>,
 ) -> &'a mut [MaybeUninit<f32>] {
+    // SAFETY: `span` is within the buffer and unaliased (this fn's contract); its elements may
+    // be uninitialized, which `MaybeUninit<f32>` (f32's layout) allows.
     unsafe { std::slice::from_raw_parts_mut(base.add(span.start).cast(), span.len()) }
 }
 

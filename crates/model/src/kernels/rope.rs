@@ -119,6 +119,11 @@ fn rotate(x: &[f32], cos: &[f32], sin: &[f32], pairs: Pairs, out: &mut [f32]) {
 
 /// `rotate` 16 values at a time, with the same products and sums: `x0 * c - x1 * s` as
 /// `x0 * c + x1 * (-s)` (negation is exact), `x0 * s + x1 * c` with its terms swapped.
+///
+/// # Safety
+/// The CPU has AVX-512F (a build target feature, per the cfg); whole vectors: `x.len()`
+/// (`Adjacent`) or `x.len() / 2` (`Halves`) a multiple of 16; `cos` and `sin` hold at least
+/// `x.len() / 2` values and `out` at least `x.len()`.
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 unsafe fn rotate_avx512(x: &[f32], cos: &[f32], sin: &[f32], pairs: Pairs, out: &mut [f32]) {
     use std::arch::x86_64::*;

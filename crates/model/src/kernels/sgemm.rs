@@ -152,6 +152,11 @@ fn matmul_with(a: &[f32], m: usize, w: &PackedWeights, out: &mut [f32], work: us
 }
 
 /// One `mr x cols` tile (mr <= 8, cols <= 32) of the output over the whole depth.
+///
+/// # Safety
+/// `1 <= mr <= MR`, `cols <= NR`; `a` holds `mr` rows `lda` apart, each of the depth
+/// (`panel.len() / NR` values); `c` points to `mr` rows `ldc` apart of `cols` writable f32s
+/// that no one else accesses meanwhile; the CPU has the target features this build targets.
 #[inline]
 unsafe fn tile(
     a: &[f32],
@@ -169,6 +174,11 @@ unsafe fn tile(
     )
 }
 
+/// `tile` for `R` rows: two 512-bit accumulators per row.
+///
+/// # Safety
+/// `tile`'s, with `mr = R` (the loads of `a` are unchecked); the CPU has AVX-512F (a build
+/// target feature, per the cfg).
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 #[inline(always)]
 unsafe fn tile_mr<const R: usize>(
@@ -216,6 +226,10 @@ unsafe fn tile_mr<const R: usize>(
 }
 
 /// Portable fallback (only compiled where AVX-512 is absent; callers check `AVAILABLE`).
+///
+/// # Safety
+/// `c` points to `R` rows `ldc` apart of `cols` writable f32s that no one else accesses
+/// meanwhile (the reads of `a` and `panel` are checked).
 #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
 unsafe fn tile_mr<const R: usize>(
     a: &[f32],

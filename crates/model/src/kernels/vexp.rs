@@ -101,6 +101,10 @@ pub(crate) fn silu_times(g: f32, u: f32) -> f32 {
 
 /// `silu_times` on 16 lanes with AVX-512 (for the SwiGLU GEMM's tiles): the operations of
 /// `exp` and `silu_times` one for one, so the same bits.
+///
+/// # Safety
+/// Only that the CPU has AVX-512F, a target feature of this build (per the cfg); registers
+/// only, no memory.
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 #[cfg_attr(not(target_feature = "avx512vnni"), allow(dead_code))]
 #[inline(always)]
@@ -114,6 +118,10 @@ pub(crate) unsafe fn silu_times16(
 }
 
 /// `exp` on 16 lanes with AVX-512: its operations one for one, so the same bits.
+///
+/// # Safety
+/// Only that the CPU has AVX-512F, a target feature of this build (per the cfg); registers
+/// only, no memory.
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 #[inline(always)]
 pub(crate) unsafe fn exp16(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {

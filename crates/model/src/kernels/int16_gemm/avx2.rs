@@ -35,6 +35,10 @@ pub(super) fn quantize_block(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32
 /// With 16 registers of 8 lanes, a tile takes its panel's 32 columns as two halves of 16, so
 /// that each weight load serves four rows (two rows of 32 columns streamed the weights from
 /// L2 at the rate of the multiply-adds).
+///
+/// # Safety
+/// `tile`'s (`super`), for rows `r0..r0 + R`, with `w` packed for `Kernel::Avx2`; the CPU has
+/// AVX2 and FMA (build target features: the module is compiled only for them).
 #[inline(always)]
 pub(super) unsafe fn tile_mr<const R: usize>(
     x: &Q16Rows,

@@ -28,6 +28,10 @@ pub(super) fn quantize_block(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32
 /// Per pair of depth steps, `vpdpwssd` adds each lane's two products to its integer sum;
 /// per block, the sums are scaled (`d_w * d_x` as an exponent add) and the minimums' term
 /// added, both with FMA, in `reference`'s order.
+///
+/// # Safety
+/// `tile`'s (`super`), for rows `r0..r0 + R`, with `w` packed for `Kernel::Vnni512`; the CPU
+/// has AVX-512F/BW/VNNI (build target features, per the cfg).
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx512f",

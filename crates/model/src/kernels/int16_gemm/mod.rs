@@ -403,6 +403,14 @@ fn product(x: &Q16Rows, w: &PackedInt16, epilogue: Epilogue) -> Vec<f32> {
     out
 }
 
+/// Rows `r..r + mr` of panel `p` of the output at `c` (row stride `ldc`), by the tile `w` was
+/// packed for: `Store` writes the panel's columns `p * 32..` below `w.n`, `SiluTimes` the 16
+/// columns `p * 16..`.
+///
+/// # Safety
+/// `x.k == w.k`; rows `r..r + mr` of `x` exist, `1 <= mr <= w.kernel.rows()`, `p` is a panel
+/// of `w` (whose `n` is a multiple of 32 for `SiluTimes`); `c` holds the tile's elements,
+/// writable and accessed by no one else meanwhile; the CPU has this build's target features.
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile(
     x: &Q16Rows,
@@ -440,6 +448,9 @@ unsafe fn tile(
 }
 
 /// A row's 16 SwiGLU outputs of a panel, from its gate and up sums, written at `c`.
+///
+/// # Safety
+/// `c` points to 16 writable f32s that no one else accesses meanwhile.
 #[inline(always)]
 unsafe fn store_silu_times(gate: &[f32; LANES], up: &[f32; LANES], c: *mut f32) {
     for l in 0..LANES {
@@ -469,6 +480,9 @@ fn reference(x: &Q16Rows, w: &PackedInt16, row: usize, col: usize) -> f32 {
 }
 
 /// The tile of builds with neither SIMD tile (callers check `AVAILABLE`).
+///
+/// # Safety
+/// `tile`'s, for rows `r0..r0 + R` (only the writes through `c` go unchecked here).
 unsafe fn portable_tile<const R: usize>(
     x: &Q16Rows,
     w: &PackedInt16,
