@@ -5,9 +5,10 @@
 //! every position, N >= 1 (llama.cpp rejects a file with `direction.0`). Several files are
 //! summed, each times its scale; a layer range keeps only blocks `start..=end`.
 
+use crate::error::{Error, Result};
 use candle_core::quantized::{gguf_file, GgmlDType};
 use ethos_model::hooks::ResidualHook;
-use ethos_model::{Device, Error, Result, Tensor};
+use ethos_model::{Device, Tensor};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,10 +25,7 @@ pub struct ControlVector {
 }
 
 fn format_err(path: &Path, msg: impl Into<String>) -> Error {
-    Error::Format {
-        path: path.to_path_buf(),
-        msg: msg.into(),
-    }
+    Error::Input(format!("{}: {}", path.display(), msg.into()))
 }
 
 impl ControlVector {
@@ -156,11 +154,13 @@ impl ControlVector {
 }
 
 /// Parses `FILE[:SCALE]` (scale 1 when absent).
-pub fn parse_spec(spec: &str) -> std::result::Result<(PathBuf, f32), String> {
+pub fn parse_spec(spec: &str) -> Result<(PathBuf, f32)> {
     match spec.rsplit_once(':') {
         Some((file, scale)) if !file.is_empty() => match scale.parse::<f32>() {
             Ok(s) if s.is_finite() => Ok((PathBuf::from(file), s)),
-            _ => Err(format!("{spec}: scale `{scale}` is not a finite number")),
+            _ => Err(Error::Input(format!(
+                "{spec}: scale `{scale}` is not a finite number"
+            ))),
         },
         _ => Ok((PathBuf::from(spec), 1.0)),
     }
@@ -266,7 +266,11 @@ pub struct ControlHook {
 }
 
 impl ResidualHook for ControlHook {
-    fn after_block(&mut self, layer: usize, hidden: &Tensor) -> Result<Option<Tensor>> {
+    fn after_block(
+        &mut self,
+        layer: usize,
+        hidden: &Tensor,
+    ) -> ethos_model::Result<Option<Tensor>> {
         match self.vectors.get(&layer) {
             Some(v) => Ok(Some(hidden.broadcast_add(&v.to_dtype(hidden.dtype())?)?)),
             None => Ok(None),
@@ -335,7 +339,10 @@ mod tests {
         std::fs::write(&p, b"not gguf").unwrap();
         let e = ControlVector::read(&p).unwrap_err().to_string();
         assert!(e.contains("not a GGUF file") && !e.contains('\n'), "{e}");
-        assert!(parse_spec("cv.gguf:abc").unwrap_err().contains("abc"));
+        assert!(parse_spec("cv.gguf:abc")
+            .unwrap_err()
+            .to_string()
+            .contains("abc"));
         assert_eq!(
             parse_spec("cv.gguf:-1.5").unwrap(),
             (PathBuf::from("cv.gguf"), -1.5)

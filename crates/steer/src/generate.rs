@@ -2,9 +2,9 @@
 //! preallocated cache, streaming text as it becomes final and stopping on EOS, a stop
 //! string or the token budget.
 
+use crate::error::{Error, Result};
 use crate::sampler::Sampler;
 use crate::session::GenerateRequest;
-use ethos_model::error::{Error, Result};
 use ethos_model::hooks::ResidualHook;
 use ethos_model::tokenizer::StreamDecoder;
 use ethos_model::{LastLogits, LastRowsPath, Model};
@@ -61,7 +61,7 @@ pub(crate) fn run_generate<'h>(
     on_text: &mut dyn FnMut(&str),
 ) -> Result<Generation> {
     let (prompt_ids, opts) = (req.prompt.as_slice(), &req.limits);
-    sampler.params().validate().map_err(Error::Msg)?;
+    sampler.params().validate()?;
     check_prompt(model, prompt_ids, opts)?;
     let tokenizer = model.tokenizer()?;
     let mut cache = model
@@ -80,7 +80,7 @@ pub(crate) fn run_generate<'h>(
     let mut generated = Vec::new();
     let mut finish = FinishReason::Length;
     while generated.len() < opts.max_tokens {
-        let tok = sampler.sample(&context, &mut logits);
+        let tok = sampler.sample(&context, &mut logits)?;
         if !opts.ignore_eos && model.eos_ids().contains(&tok) {
             finish = FinishReason::Eos;
             break;
@@ -138,7 +138,7 @@ pub(crate) fn run_generate_batch<'h>(
     mut hook: Option<&mut (dyn ResidualHook + 'h)>,
 ) -> Result<Vec<Generation>> {
     for s in &samplers {
-        s.params().validate().map_err(Error::Msg)?;
+        s.params().validate()?;
     }
     check_prompt(model, prompt_ids, opts)?;
     if samplers.is_empty() || opts.max_tokens == 0 {
@@ -176,7 +176,7 @@ pub(crate) fn run_generate_batch<'h>(
         for (slot, &r) in active.iter().enumerate() {
             context.truncate(prompt_ids.len());
             context.extend_from_slice(&generated[r]);
-            let tok = samplers[r].sample(&context, &mut logits[slot]);
+            let tok = samplers[r].sample(&context, &mut logits[slot])?;
             if !opts.ignore_eos && model.eos_ids().contains(&tok) {
                 finish[r] = FinishReason::Eos;
                 continue;

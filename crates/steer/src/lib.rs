@@ -4,6 +4,7 @@
 //! logits-processor chain.
 
 pub mod control;
+pub mod error;
 pub mod generate;
 pub mod palette;
 pub mod rewards;
@@ -12,6 +13,7 @@ pub mod sampler;
 pub mod session;
 pub mod vectors;
 
+pub use error::{Error, Result};
 pub use generate::{FinishReason, GenerateOptions, Generation};
 pub use sampler::{LogitsProcessor, Sampler, SamplingParams};
 pub use session::{GenerateRequest, Session};

@@ -19,14 +19,16 @@
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 
-/// Changes logits in place before sampling. `context` holds prompt and generated ids.
+/// Changes logits in place before sampling. `context` holds prompt and generated ids. An
+/// error ends the generation with it.
 pub trait LogitsProcessor {
-    fn process(&mut self, context: &[u32], logits: &mut [f32]);
+    fn process(&mut self, context: &[u32], logits: &mut [f32]) -> crate::Result<()>;
 }
 
 impl<F: FnMut(&[u32], &mut [f32])> LogitsProcessor for F {
-    fn process(&mut self, context: &[u32], logits: &mut [f32]) {
-        self(context, logits)
+    fn process(&mut self, context: &[u32], logits: &mut [f32]) -> crate::Result<()> {
+        self(context, logits);
+        Ok(())
     }
 }
 
@@ -73,8 +75,15 @@ impl SamplingParams {
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
-        let check = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_string()) };
+    /// Checks every parameter's range; the error names the parameter.
+    pub fn validate(&self) -> crate::Result<()> {
+        let check = |ok: bool, what: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(crate::Error::Sampling(what.to_string()))
+            }
+        };
         check(
             self.temperature >= 0.0 && self.temperature.is_finite(),
             "temperature must be >= 0",
@@ -128,7 +137,7 @@ impl<'a> Sampler<'a> {
     }
 
     /// Steps 1-4 of the chain, in place.
-    pub fn process(&mut self, context: &[u32], logits: &mut [f32]) {
+    pub fn process(&mut self, context: &[u32], logits: &mut [f32]) -> crate::Result<()> {
         let p = &self.params;
         if p.repetition_penalty != 1.0 {
             let mut seen = vec![false; logits.len()];
@@ -164,20 +173,21 @@ impl<'a> Sampler<'a> {
             }
         }
         for proc in &mut self.processors {
-            proc.process(context, logits);
+            proc.process(context, logits)?;
         }
+        Ok(())
     }
 
     /// Runs the whole chain and returns the chosen token.
-    pub fn sample(&mut self, context: &[u32], logits: &mut [f32]) -> u32 {
-        self.process(context, logits);
+    pub fn sample(&mut self, context: &[u32], logits: &mut [f32]) -> crate::Result<u32> {
+        self.process(context, logits)?;
         let tok = if self.params.temperature == 0.0 {
             argmax(logits)
         } else {
             self.draw(logits)
         };
         self.generated.push(tok);
-        tok
+        Ok(tok)
     }
 
     fn draw(&mut self, logits: &[f32]) -> u32 {
@@ -255,7 +265,7 @@ mod tests {
     fn draws(p: &SamplingParams, logits: &[f32], n: usize) -> Vec<u32> {
         let mut s = Sampler::new(p.clone());
         (0..n)
-            .map(|_| s.sample(&[], &mut logits.to_vec()))
+            .map(|_| s.sample(&[], &mut logits.to_vec()).unwrap())
             .collect()
     }
 
@@ -355,7 +365,7 @@ mod tests {
     fn repetition_penalty_follows_the_hf_rule() {
         let mut s = Sampler::new(params(|p| p.repetition_penalty = 2.0));
         let mut l = vec![2.0, -2.0, 1.0];
-        s.process(&[0, 1], &mut l);
+        s.process(&[0, 1], &mut l).unwrap();
         assert_eq!(l, vec![1.0, -4.0, 1.0]);
     }
 
@@ -366,10 +376,10 @@ mod tests {
             p.presence_penalty = 0.5;
             p.frequency_penalty = 1.0;
         }));
-        s.sample(&[], &mut [5.0, 0.0]); // generates 0
-        s.sample(&[], &mut [5.0, 0.0]); // generates 0 again
+        s.sample(&[], &mut [5.0, 0.0]).unwrap(); // generates 0
+        s.sample(&[], &mut [5.0, 0.0]).unwrap(); // generates 0 again
         let mut l = vec![5.0, 0.0];
-        s.process(&[], &mut l);
+        s.process(&[], &mut l).unwrap();
         assert_eq!(l, vec![5.0 - 0.5 - 2.0, 0.0]);
     }
 
@@ -379,8 +389,26 @@ mod tests {
         s.push_processor(Box::new(|_: &[u32], l: &mut [f32]| l[0] *= 10.0));
         s.push_processor(Box::new(|_: &[u32], l: &mut [f32]| l[0] -= 1.0));
         let mut l = vec![1.0];
-        s.process(&[], &mut l);
+        s.process(&[], &mut l).unwrap();
         assert_eq!(l, vec![(1.0 + 1.0) * 10.0 - 1.0]);
+    }
+
+    /// A processor's error ends the draw with that error, and no later processor runs.
+    #[test]
+    fn a_failing_processor_fails_the_draw() {
+        struct Fails;
+        impl LogitsProcessor for Fails {
+            fn process(&mut self, _: &[u32], _: &mut [f32]) -> crate::Result<()> {
+                Err(crate::Error::Msg("reward `judge`: the judge failed".into()))
+            }
+        }
+        let mut s = Sampler::new(SamplingParams::greedy());
+        s.push_processor(Box::new(Fails));
+        s.push_processor(Box::new(|_: &[u32], l: &mut [f32]| l[0] = 99.0));
+        let mut l = vec![1.0, 2.0];
+        let e = s.sample(&[], &mut l).unwrap_err().to_string();
+        assert_eq!(e, "reward `judge`: the judge failed");
+        assert_eq!(l, vec![1.0, 2.0]);
     }
 
     #[test]

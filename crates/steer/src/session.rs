@@ -7,11 +7,12 @@
 //! processors appended to a sampler's chain (`generate_with`: a palette's token weighting).
 
 use crate::control::ControlSet;
+use crate::error::Result;
 use crate::generate::{run_generate, run_generate_batch, GenerateOptions, Generation};
 use crate::sampler::{LogitsProcessor, Sampler, SamplingParams};
 use ethos_model::hooks::ResidualHook;
 use ethos_model::scoring::{self, ContinuationScore, Openings, ScoreOptions, ScoreRequest};
-use ethos_model::{Model, Result};
+use ethos_model::Model;
 
 /// One generation: a prompt as token ids, how to sample and when to stop.
 #[derive(Clone, Debug, Default)]
@@ -123,8 +124,7 @@ impl<'m> Session<'m> {
         requests: &[ScoreRequest],
         opts: &ScoreOptions,
     ) -> Result<Vec<Vec<ContinuationScore>>> {
-        let decoder = &self.model.decoder;
-        scoring::score(decoder, requests, opts, self.hook.as_deref_mut())
+        self.score_with_openings(requests, opts, &mut Openings::default())
     }
 
     /// `score`, reusing the openings earlier calls ran (unsteered sessions only: a hook must
@@ -136,12 +136,18 @@ impl<'m> Session<'m> {
         openings: &mut Openings,
     ) -> Result<Vec<Vec<ContinuationScore>>> {
         let decoder = &self.model.decoder;
-        scoring::score_with_openings(decoder, requests, opts, openings, self.hook.as_deref_mut())
+        Ok(scoring::score_with_openings(
+            decoder,
+            requests,
+            opts,
+            openings,
+            self.hook.as_deref_mut(),
+        )?)
     }
 
     /// Per-token log-probs of a whole text (`ids[0]` is the context).
     pub fn score_text(&mut self, ids: &[u32]) -> Result<ContinuationScore> {
         let decoder = &self.model.decoder;
-        scoring::score_text(decoder, ids, self.hook.as_deref_mut())
+        Ok(scoring::score_text(decoder, ids, self.hook.as_deref_mut())?)
     }
 }

@@ -13,8 +13,9 @@
 //! cvector-generator's one-block shift).
 
 use crate::control::ControlVector;
+use crate::error::{Error, Result};
 use ethos_model::hooks::Capture;
-use ethos_model::{Error, LastRowsPath, Model, Result};
+use ethos_model::{LastRowsPath, Model};
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 

@@ -13,12 +13,13 @@
 //! (`Session::generate_batch`): the prompt runs once and each step is one batched forward pass.
 
 use super::token::TokenPalette;
+use crate::error::{Error, Result};
 use crate::generate::Generation;
 use crate::rewards::{build, Pair, Reward};
 use crate::rng::Rng;
 use crate::sampler::SamplingParams;
 use crate::session::{GenerateRequest, Session};
-use ethos_model::{Error, Model, Result};
+use ethos_model::Model;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -145,8 +146,8 @@ impl<'m> PaletteDecoder<'m> {
             return Err(Error::Msg("--candidates must be at least 1".into()));
         }
         let pfile = lambda.palette.display().to_string();
-        let palette = super::Palette::read(&lambda.palette).map_err(Error::Msg)?;
-        let specs = palette.reward_specs(&pfile).map_err(Error::Msg)?;
+        let palette = super::Palette::read(&lambda.palette)?;
+        let specs = palette.reward_specs(&pfile)?;
         let active: Vec<&(String, f64)> = lambda
             .lambda
             .iter()
@@ -212,11 +213,7 @@ impl<'m> PaletteDecoder<'m> {
                 self.rewards.clone(),
                 k,
             );
-            let error = tp.error_slot();
             let g = session.generate_with(req, Box::new(tp), &mut |_| {})?;
-            if let Some(e) = error.borrow_mut().take() {
-                return Err(e);
-            }
             gens.push(g);
         } else {
             let params: Vec<SamplingParams> = (0..self.candidates)

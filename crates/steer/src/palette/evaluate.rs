@@ -9,10 +9,11 @@
 
 use super::decode::{LambdaFile, PaletteDecoder, PaletteMode};
 use super::fit::prompt_ids;
+use crate::error::{Error, Result};
 use crate::generate::GenerateOptions;
 use crate::sampler::SamplingParams;
 use crate::session::{GenerateRequest, Session};
-use ethos_model::{Error, Model, Result};
+use ethos_model::Model;
 use std::time::Instant;
 
 #[derive(Clone, Debug)]

@@ -6,12 +6,13 @@
 //! one of them can be regenerated alone with `generate` and its seed.
 
 use super::solver::RewardTable;
+use crate::error::{Error, Result};
 use crate::generate::GenerateOptions;
 use crate::rewards::{Pair, Reward};
 use crate::sampler::SamplingParams;
 use crate::session::Session;
 use ethos_model::chat::Message;
-use ethos_model::{Error, Model, Result};
+use ethos_model::Model;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
 
@@ -35,7 +36,7 @@ pub fn prompt_ids(model: &Model, prompt: &str, chat: bool) -> Result<Vec<u32>> {
         (None, true) => return Err(Error::Msg("--chat: the model has no chat template".into())),
         _ => prompt.to_string(),
     };
-    model.tokenizer()?.encode_prompt(&text)
+    Ok(model.tokenizer()?.encode_prompt(&text)?)
 }
 
 /// The base model's responses: `samples` per prompt, in prompt order.

@@ -28,6 +28,7 @@ pub mod fit;
 pub mod solver;
 pub mod token;
 
+use crate::error::{Error, Result};
 use serde::Deserialize;
 use solver::RewardTable;
 use std::collections::HashMap;
@@ -87,12 +88,12 @@ pub struct Palette {
     pub dir: std::path::PathBuf,
 }
 
-fn err(file: &str, msg: String) -> String {
-    format!("{file}: {msg}")
+fn err(file: &str, msg: String) -> Error {
+    Error::Input(format!("{file}: {msg}"))
 }
 
 impl Palette {
-    pub fn parse(text: &str, file: &str) -> Result<Self, String> {
+    pub fn parse(text: &str, file: &str) -> Result<Self> {
         let p: PaletteFile = toml::from_str(text).map_err(|e| {
             // toml's message is several lines: where, a source excerpt, then what.
             let text = e.to_string();
@@ -187,7 +188,7 @@ impl Palette {
 
     /// The rewards `steer fit` computes: every value's (defined here, or the built-in
     /// `perplexity` and `diversity`), then the defined ones no value targets.
-    pub fn reward_specs(&self, file: &str) -> Result<Vec<RewardSpec>, String> {
+    pub fn reward_specs(&self, file: &str) -> Result<Vec<RewardSpec>> {
         let mut out: Vec<RewardSpec> = Vec::new();
         for (name, _) in &self.values {
             let spec = match self.rewards.iter().find(|r| &r.name == name) {
@@ -221,13 +222,14 @@ impl Palette {
         Ok(out)
     }
 
-    pub fn read(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
         Self::parse(&text, &path.display().to_string())
     }
 
     /// (column index, target level) for each value, against the base rewards of `table`.
-    pub fn resolve(&self, table: &RewardTable, file: &str) -> Result<Vec<(usize, f64)>, String> {
+    pub fn resolve(&self, table: &RewardTable, file: &str) -> Result<Vec<(usize, f64)>> {
         self.values
             .iter()
             .map(|(name, t)| {
@@ -258,26 +260,26 @@ impl Palette {
 
 /// A reward table: a CSV whose columns are values (one row per base sample) and, optionally,
 /// a `prompt` column grouping samples by prompt (for the per-prompt objective).
-pub fn read_table(path: &Path) -> Result<RewardTable, String> {
+pub fn read_table(path: &Path) -> Result<RewardTable> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| format!("{name}: {e}"))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::Input(format!("{name}: {e}")))?;
     let mut r = csv::Reader::from_reader(bytes.as_slice());
     let header: Vec<String> = r
         .headers()
-        .map_err(|e| format!("{name}: {e}"))?
+        .map_err(|e| Error::Input(format!("{name}: {e}")))?
         .iter()
         .map(str::to_string)
         .collect();
     let prompt_col = header.iter().position(|h| h == "prompt");
     let values: Vec<String> = header.iter().filter(|h| *h != "prompt").cloned().collect();
     if values.is_empty() {
-        return Err(format!("{name}: no reward columns"));
+        return Err(Error::Input(format!("{name}: no reward columns")));
     }
     let mut rows = Vec::new();
     let mut groups = Vec::new();
     let mut group_ids: HashMap<String, usize> = HashMap::new();
     for (n, rec) in r.records().enumerate() {
-        let rec = rec.map_err(|e| format!("{name}: row {}: {e}", n + 2))?;
+        let rec = rec.map_err(|e| Error::Input(format!("{name}: row {}: {e}", n + 2)))?;
         let mut row = Vec::with_capacity(values.len());
         for (c, field) in rec.iter().enumerate() {
             if Some(c) == prompt_col {
@@ -286,18 +288,18 @@ pub fn read_table(path: &Path) -> Result<RewardTable, String> {
                 continue;
             }
             let x: f64 = field.trim().parse().map_err(|_| {
-                format!(
+                Error::Input(format!(
                     "{name}: row {}, column `{}`: `{field}` is not a number",
                     n + 2,
                     header[c]
-                )
+                ))
             })?;
             if !x.is_finite() {
-                return Err(format!(
+                return Err(Error::Input(format!(
                     "{name}: row {}, column `{}`: {x} is not finite",
                     n + 2,
                     header[c]
-                ));
+                )));
             }
             row.push(x);
         }
@@ -307,10 +309,10 @@ pub fn read_table(path: &Path) -> Result<RewardTable, String> {
         rows.push(row);
     }
     if rows.len() < 2 {
-        return Err(format!(
+        return Err(Error::Input(format!(
             "{name}: {} rows; the solver needs base samples",
             rows.len()
-        ));
+        )));
     }
     let n_groups = group_ids.len().max(1);
     Ok(RewardTable {
@@ -335,27 +337,20 @@ mod tests {
         let p = Palette::parse(&ok, "p.toml").unwrap();
         let specs = p.reward_specs("p.toml").unwrap();
         assert_eq!(specs[0].kind, "lm-judge");
-        let e = Palette::parse(
-            &format!("{VALUES}[[reward]]\nname = \"respect\"\nkind = \"lm-judge\"\n"),
-            "p.toml",
-        )
-        .unwrap_err();
+        let refused = |reward: &str| {
+            Palette::parse(&format!("{VALUES}[[reward]]\n{reward}"), "p.toml")
+                .unwrap_err()
+                .to_string()
+        };
+        let e = refused("name = \"respect\"\nkind = \"lm-judge\"\n");
         assert!(e.contains("p.toml") && e.contains("question"), "{e}");
-        let e = Palette::parse(
-            &format!("{VALUES}[[reward]]\nname = \"respect\"\nkind = \"oracle\"\n"),
-            "p.toml",
-        )
-        .unwrap_err();
+        let e = refused("name = \"respect\"\nkind = \"oracle\"\n");
         assert!(e.contains("oracle") && e.contains("lm-judge"), "{e}");
-        let e = Palette::parse(
-            &format!("{VALUES}[[reward]]\nname = \"x\"\nkind = \"lexicon\"\n"),
-            "p.toml",
-        )
-        .unwrap_err();
+        let e = refused("name = \"x\"\nkind = \"lexicon\"\n");
         assert!(e.contains("`x`") && e.contains("file"), "{e}");
         // A value that names no reward (nor a built-in one) is refused by `steer fit`.
         let p = Palette::parse(VALUES, "p.toml").unwrap();
-        let e = p.reward_specs("p.toml").unwrap_err();
+        let e = p.reward_specs("p.toml").unwrap_err().to_string();
         assert!(
             e.contains("respect") && e.contains("names no reward"),
             "{e}"
@@ -409,7 +404,7 @@ mod tests {
                 "unknown field `weight`",
             ),
         ] {
-            let e = Palette::parse(text, "p.toml").unwrap_err();
+            let e = Palette::parse(text, "p.toml").unwrap_err().to_string();
             assert!(e.starts_with("p.toml: ") && e.contains(want), "{e}");
         }
         let table = RewardTable {
@@ -421,7 +416,8 @@ mod tests {
         let e = Palette::parse("[[value]]\nname = \"hum\"\ntarget = 1\n", "p.toml")
             .unwrap()
             .resolve(&table, "p.toml")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown reward `hum` (the table has: x)"), "{e}");
     }
 }

@@ -8,10 +8,10 @@
 //! This is a logits processor: it sits in step 4 of the sampler's chain. A reward that fails
 //! stops the weighting and the error is reported when generation ends (`take_error`).
 
+use crate::error::Result;
 use crate::rewards::{Pair, Reward};
 use crate::sampler::LogitsProcessor;
 use ethos_model::tokenizer::Tokenizer;
-use ethos_model::{Error, Result};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -23,7 +23,6 @@ pub struct TokenPalette<'m> {
     lambda: Vec<f64>,
     rewards: Rc<RefCell<Vec<Box<dyn Reward + 'm>>>>,
     top_k: usize,
-    error: Rc<RefCell<Option<Error>>>,
 }
 
 impl<'m> TokenPalette<'m> {
@@ -42,13 +41,7 @@ impl<'m> TokenPalette<'m> {
             lambda,
             rewards,
             top_k: top_k.max(1),
-            error: Rc::new(RefCell::new(None)),
         }
-    }
-
-    /// Where a failure is kept for the caller to check after generation.
-    pub fn error_slot(&self) -> Rc<RefCell<Option<Error>>> {
-        self.error.clone()
     }
 
     fn weights(&mut self, context: &[u32], top: &[u32]) -> Result<Vec<f64>> {
@@ -109,24 +102,18 @@ pub fn top_k(logits: &[f32], k: usize) -> Vec<u32> {
 }
 
 impl LogitsProcessor for TokenPalette<'_> {
-    fn process(&mut self, context: &[u32], logits: &mut [f32]) {
-        if self.error.borrow().is_some() {
-            return;
-        }
+    fn process(&mut self, context: &[u32], logits: &mut [f32]) -> Result<()> {
         let top = top_k(logits, self.top_k);
-        match self.weights(context, &top) {
-            Ok(w) => {
-                let kept: Vec<f32> = top
-                    .iter()
-                    .zip(&w)
-                    .map(|(&v, x)| logits[v as usize] + *x as f32)
-                    .collect();
-                logits.iter_mut().for_each(|l| *l = f32::NEG_INFINITY);
-                for (&v, x) in top.iter().zip(kept) {
-                    logits[v as usize] = x;
-                }
-            }
-            Err(e) => *self.error.borrow_mut() = Some(e),
+        let w = self.weights(context, &top)?;
+        let kept: Vec<f32> = top
+            .iter()
+            .zip(&w)
+            .map(|(&v, x)| logits[v as usize] + *x as f32)
+            .collect();
+        logits.iter_mut().for_each(|l| *l = f32::NEG_INFINITY);
+        for (&v, x) in top.iter().zip(kept) {
+            logits[v as usize] = x;
         }
+        Ok(())
     }
 }

@@ -6,7 +6,8 @@
 //! transformers pools it.
 
 use super::{Pair, Reward};
-use ethos_model::{loader, Error, LastRowsPath, Model, Result};
+use crate::error::{Error, Result};
+use ethos_model::{loader, LastRowsPath, Model};
 use std::path::Path;
 
 /// Texts per forward batch.
@@ -91,7 +92,7 @@ impl Reward for Classifier {
                     .replace("{response}", &p.response);
                 tok.encode_prompt(&text)
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<ethos_model::Result<Vec<_>>>()?;
         self.score_ids(&seqs)
     }
 }

@@ -4,10 +4,11 @@
 //! cache (prefix reuse); pairs run in batches.
 
 use super::{Pair, Reward};
+use crate::error::Result;
 use ethos_model::chat::Message;
 use ethos_model::prefix::PrefixScorer;
 use ethos_model::scoring::{continuation_tokens, score, ScoreOptions, ScoreRequest};
-use ethos_model::{Model, Result};
+use ethos_model::Model;
 
 pub struct LmJudge<'m> {
     name: String,
@@ -34,7 +35,7 @@ impl<'m> LmJudge<'m> {
             self.question, pair.prompt, pair.response
         );
         match &self.model.chat_template {
-            Some(t) => t.render(&[Message::new("user", &ask)], true),
+            Some(t) => Ok(t.render(&[Message::new("user", &ask)], true)?),
             None => Ok(format!("{ask}\nAnswer:")),
         }
     }

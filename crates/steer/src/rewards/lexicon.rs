@@ -7,8 +7,8 @@
 //! overlap. Scoring a response extended by a candidate piece is exact: the text is rescored.
 
 use super::{Pair, Reward};
+use crate::error::{Error, Result};
 use ethos_model::error::one_line;
-use ethos_model::{Error, Result};
 use std::path::Path;
 
 pub struct Lexicon {

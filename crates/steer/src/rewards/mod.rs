@@ -14,8 +14,9 @@ pub mod judge;
 pub mod lexicon;
 pub mod perplexity;
 
+use crate::error::{Error, Result};
 use crate::palette::RewardSpec;
-use ethos_model::{Error, Model, Result};
+use ethos_model::Model;
 use std::path::Path;
 
 /// One prompt and a response to it.

@@ -3,9 +3,10 @@
 //! The first token (BOS where the model adds one) is the context and is not scored.
 
 use super::{Pair, Reward};
+use crate::error::{Error, Result};
 use ethos_model::prefix::PrefixScorer;
 use ethos_model::scoring::{continuation_tokens, score, ScoreOptions, ScoreRequest};
-use ethos_model::{Error, Model, Result};
+use ethos_model::Model;
 
 pub struct Perplexity<'m> {
     model: &'m Model,
@@ -67,7 +68,7 @@ impl Reward for Perplexity<'_> {
             let branches = pieces
                 .iter()
                 .map(|p| continuation_tokens(tok, &ids, &text, p, true))
-                .collect::<Result<Vec<_>>>()?;
+                .collect::<ethos_model::Result<Vec<_>>>()?;
             self.prefix.advance(&ids)?;
             let base = self.prefix.logprob();
             let lps = self.prefix.branch_logprobs(&branches)?;
