@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use ethos::model::{loader, DType, Decoder, LastRowsPath};
+use ethos::model::{loader, DType, Decoder};
 use std::path::{Path, PathBuf};
 
 /// V2 greedy (no q LoRA, YaRN with unequal mscales), V2 group-limited greedy (q LoRA),
@@ -95,25 +95,7 @@ fn latent_cache_decode_equals_full_forward() {
             let (ids, _) = reference(name);
             let seq = &ids[2];
             let full = all_logits(&d, seq);
-            let mut cache = d.new_cache(1, seq.len()).unwrap();
-            let mut got = d
-                .forward_all(&[seq[..5].to_vec()], &[(0..5).collect()], &mut cache, None)
-                .unwrap()
-                .single_row()
-                .unwrap();
-            for (p, &id) in seq.iter().enumerate().skip(5) {
-                let step = d
-                    .forward_last(
-                        &[vec![id]],
-                        &[vec![p as i32]],
-                        &mut cache,
-                        LastRowsPath::PerRow,
-                        None,
-                    )
-                    .unwrap();
-                got.push(step.rows().unwrap().remove(0));
-            }
-            let diff = max_diff(&got, &full);
+            let diff = max_diff(&decoded_logits(&d, seq, 5), &full);
             assert!(diff < 1e-4, "{name} (fused {fused}): {diff}");
         }
     }

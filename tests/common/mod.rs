@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use ethos::model::Decoder;
+use ethos::model::{Decoder, LastRowsPath};
 use std::path::{Path, PathBuf};
 
 pub fn fixtures() -> PathBuf {
@@ -21,6 +21,31 @@ pub fn all_logits(d: &Decoder, ids: &[u32]) -> Vec<Vec<f32>> {
         .unwrap()
         .single_row()
         .unwrap()
+}
+
+/// Logits at every position of one sequence, decoded through the cache: a prefill of the
+/// first `prefill` tokens, then one token at a time.
+pub fn decoded_logits(d: &Decoder, ids: &[u32], prefill: usize) -> Vec<Vec<f32>> {
+    let mut cache = d.new_cache(1, ids.len()).unwrap();
+    let pos: Vec<i32> = (0..prefill as i32).collect();
+    let mut got = d
+        .forward_all(&[ids[..prefill].to_vec()], &[pos], &mut cache, None)
+        .unwrap()
+        .single_row()
+        .unwrap();
+    for (p, &id) in ids.iter().enumerate().skip(prefill) {
+        let step = d
+            .forward_last(
+                &[vec![id]],
+                &[vec![p as i32]],
+                &mut cache,
+                LastRowsPath::PerRow,
+                None,
+            )
+            .unwrap();
+        got.push(step.rows().unwrap().remove(0));
+    }
+    got
 }
 
 pub fn log_softmax(row: &[f32]) -> Vec<f64> {

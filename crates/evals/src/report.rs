@@ -121,11 +121,7 @@ fn heatmap(formats: &[String], groups: &[String], acc: &BTreeMap<(String, String
 /// The page for `results` and the `records` behind it.
 pub fn html(results: &Results, records: &[&ItemRecord]) -> String {
     let mut body = String::new();
-    let model = results
-        .model
-        .get("source")
-        .and_then(|v| v.as_str())
-        .unwrap_or("?");
+    let model = model_source(&results.model);
     let _ = write!(
         body,
         "<h1>{} on {}</h1><p>{} items; {} tasks ({} resumed); {:.1} s; {:.0} tokens/s; ethos {}; model sha256 <code>{}</code>; data sha256 <code>{}</code>; bootstrap seed {}.</p>",
@@ -288,6 +284,14 @@ pub fn html(results: &Results, records: &[&ItemRecord]) -> String {
         }
     }
     page(&results.benchmark, &body)
+}
+
+/// Where a run's model came from, as its identity records it.
+pub(crate) fn model_source(identity: &serde_json::Value) -> &str {
+    identity
+        .get("source")
+        .and_then(|v| v.as_str())
+        .unwrap_or("?")
 }
 
 /// A whole page around `body`, titled after the benchmark.

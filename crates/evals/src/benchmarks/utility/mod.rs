@@ -560,7 +560,7 @@ pub fn run_utility(session: &mut Session<'_>, opts: &UtilityOptions) -> Result<U
 pub fn table(r: &UtilityResults) -> String {
     let mut out = format!(
         "utility on {} ({} outcomes, {} format): {} training pairs queried in {} rounds + {} pseudolabels; {:.1} s, {:.0} tok/s\n",
-        r.model.get("source").and_then(|v| v.as_str()).unwrap_or("?"),
+        crate::report::model_source(&r.model),
         r.outcomes,
         r.format,
         r.training_edges_queried,

@@ -1,18 +1,14 @@
 //! The Utility Engineering run's page.
 
 use super::UtilityResults;
-use crate::report::{bars, esc, page, pct};
+use crate::report::{bars, esc, model_source, page, pct};
 use std::fmt::Write;
 
 /// The Utility Engineering page: fit quality, and every outcome's utility as a bar (the
 /// means span about -3..3 after standardisation; bars show them on [0, 1] from -3 to 3).
 pub fn html(r: &UtilityResults) -> String {
     let mut body = String::new();
-    let model = r
-        .model
-        .get("source")
-        .and_then(|v| v.as_str())
-        .unwrap_or("?");
+    let model = model_source(&r.model);
     let _ = write!(
         body,
         "<h1>utility on {}</h1><p>{} outcomes, {} format; {} training pairs asked in both orders over {} rounds, {} pseudolabels; {:.1} s; ethos {}; model sha256 <code>{}</code>; outcomes sha256 <code>{}</code>; seed {}.</p>",
