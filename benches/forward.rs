@@ -31,7 +31,13 @@ fn main() -> anyhow::Result<()> {
         let prefill = 128.0 / t.elapsed().as_secs_f64();
         let t = Instant::now();
         for p in 128..160 {
-            d.forward_last(&[vec![42]], &[vec![p]], &mut cache, LastRowsPath::PerRow, None)?;
+            d.forward_last(
+                &[vec![42]],
+                &[vec![p]],
+                &mut cache,
+                LastRowsPath::PerRow,
+                None,
+            )?;
         }
         let decode = 32.0 / t.elapsed().as_secs_f64();
         println!("round {round}: prefill {prefill:.1} tok/s, decode {decode:.1} tok/s");
