@@ -29,6 +29,7 @@ registry! {
     qwen2: Qwen2;
     gemma3: Gemma3;
     deepseek: DEEPSEEK_V2, DEEPSEEK_V3;
+    qwen3: Qwen3;
 }
 
 /// What one architecture knows about itself. Every hook but `name`, `hf_names` and `load` has
