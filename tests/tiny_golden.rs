@@ -166,7 +166,7 @@ fn gather_mode_equals_log_softmax_of_all_logits() {
             std::slice::from_ref(seq),
             &[pos],
             &mut cache,
-            &[targets.clone()],
+            std::slice::from_ref(&targets),
             None,
         )
         .unwrap()
