@@ -1,5 +1,5 @@
-//! Tiny random Llama, Mistral and Qwen2 checkpoints made by `tests/ref/make_tiny_fixtures.py`
-//! with HF transformers: our forward must reproduce transformers' logits at every position to
+//! Tiny random Llama, Mistral, Qwen2, Gemma 3 and Qwen3 checkpoints made by
+//! `tests/ref/make_tiny_fixtures.py` with HF transformers: our forward must reproduce transformers' logits at every position to
 //! 1e-4 (f32), from safetensors and from the GGUF conversion of the same weights; batching,
 //! gathering and incremental decoding must not change them.
 
@@ -9,7 +9,7 @@ use common::*;
 use ethos::model::hooks::{AddVector, Capture};
 use ethos::model::{loader, DType, Decoder, Device, LastRowsPath, Tensor};
 
-const MODELS: [&str; 4] = ["llama", "mistral", "qwen2", "gemma3"];
+const MODELS: [&str; 5] = ["llama", "mistral", "qwen2", "gemma3", "qwen3"];
 
 fn reference(name: &str) -> (Vec<Vec<u32>>, Vec<Vec<Vec<f32>>>) {
     let v = read_json(&fixtures().join("tiny").join(name).join("reference.json"));
@@ -148,7 +148,7 @@ fn gather_mode_equals_log_softmax_of_all_logits() {
             std::slice::from_ref(seq),
             &[pos],
             &mut cache,
-            &[targets.clone()],
+            std::slice::from_ref(&targets),
             None,
         )
         .unwrap()

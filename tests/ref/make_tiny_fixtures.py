@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Golden fixtures for tiny random Llama / Mistral / Qwen2 / Gemma 3 models.
+"""Golden fixtures for tiny random Llama / Mistral / Qwen2 / Gemma 3 / Qwen3 models.
 
 Run from the repository root:
 
     /work/pyref/bin/python tests/ref/make_tiny_fixtures.py [--out tests/fixtures/tiny] [--no-check]
 
-For each of "llama", "mistral", "qwen2", "gemma3" this writes, under <out>/<name>/:
+For each of "llama", "mistral", "qwen2", "gemma3", "qwen3" this writes, under <out>/<name>/:
 
   config.json, generation_config.json, model.safetensors   (HF save_pretrained, float32)
   model-f32.gguf      F32 GGUF laid out like llama.cpp's convert_hf_to_gguf.py
@@ -90,6 +90,19 @@ GEMMA3 = dict(
 )
 GEMMA3_THETA, GEMMA3_LOCAL_THETA = 1000000.0, 10000.0
 
+# Qwen3: head_dim 32 set independently of hidden/heads (q_out = 4*32 = 128 != hidden 64, k/v out
+# 2*32 = 64), per-head RMSNorm on q and k (q_norm/k_norm, weight [head_dim]), no q/k/v bias,
+# untied head, NeoX rotary (no Q/K row permutation in the GGUF, as qwen2).
+QWEN3 = dict(
+    COMMON,
+    head_dim=32,
+    rms_norm_eps=1e-6,
+    attention_bias=False,
+    tie_word_embeddings=False,
+    use_sliding_window=False,
+    sliding_window=None,
+)
+
 
 def build_config(name):
     from transformers import LlamaConfig, MistralConfig, Qwen2Config
@@ -122,6 +135,10 @@ def build_config(name):
             sliding_window=None,
             **rope_kwargs(10000.0, None),
         )
+    if name == "qwen3":
+        from transformers import Qwen3Config
+
+        return Qwen3Config(**QWEN3, **rope_kwargs(1000000.0, None))
     if name == "qwen2":
         return Qwen2Config(
             **COMMON,
@@ -136,6 +153,10 @@ def build_config(name):
 def model_class(name):
     from transformers import Gemma3ForCausalLM, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM
 
+    if name == "qwen3":
+        from transformers import Qwen3ForCausalLM
+
+        return Qwen3ForCausalLM
     return {"llama": LlamaForCausalLM, "mistral": MistralForCausalLM, "qwen2": Qwen2ForCausalLM,
             "gemma3": Gemma3ForCausalLM}[name]
 
@@ -213,6 +234,8 @@ HF_TO_GGUF_LAYER = {
     "self_attn.k_proj.weight": "attn_k.weight",
     "self_attn.v_proj.weight": "attn_v.weight",
     "self_attn.o_proj.weight": "attn_output.weight",
+    "self_attn.q_norm.weight": "attn_q_norm.weight",  # qwen3 only (others have none)
+    "self_attn.k_norm.weight": "attn_k_norm.weight",  # qwen3 only
     "self_attn.q_proj.bias": "attn_q.bias",
     "self_attn.k_proj.bias": "attn_k.bias",
     "self_attn.v_proj.bias": "attn_v.bias",
@@ -280,10 +303,10 @@ def write_gguf_gemma3(cfg, state_dict, path):
 def write_gguf(name, cfg, state_dict, path, scaling, theta):
     import gguf
 
-    arch = "qwen2" if name == "qwen2" else "llama"
+    arch = name if name in ("qwen2", "qwen3") else "llama"
     n_head = cfg.num_attention_heads
     n_kv = cfg.num_key_value_heads
-    head_dim = cfg.hidden_size // n_head
+    head_dim = cfg.head_dim if arch == "qwen3" else cfg.hidden_size // n_head
     tied = bool(cfg.tie_word_embeddings)
 
     w = gguf.GGUFWriter(path, arch)
@@ -297,10 +320,17 @@ def write_gguf(name, cfg, state_dict, path, scaling, theta):
     w.add_head_count_kv(n_kv)
     w.add_rope_freq_base(float(theta))
     w.add_layer_norm_rms_eps(float(cfg.rms_norm_eps))
+    if arch == "qwen3":
+        # TextModel.set_gguf_parameters writes key/value_length from config "head_dim"; Qwen3Model
+        # (via Qwen2Model) adds no rope.dimension_count and no vocab_size (llama.cpp's n_rot then
+        # defaults to key_length).
+        w.add_key_length(head_dim)
+        w.add_value_length(head_dim)
     w.add_file_type(gguf.LlamaFileType.ALL_F32)
     if arch == "llama":
         w.add_vocab_size(cfg.vocab_size)
-    w.add_rope_dimension_count(head_dim)
+    if arch != "qwen3":
+        w.add_rope_dimension_count(head_dim)
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
     sd = {k: v.detach().to(torch.float32).numpy() for k, v in state_dict.items()}
@@ -395,11 +425,12 @@ def main():
 
     print("torch", torch.__version__, "transformers", transformers.__version__)
     summary = {}
-    names = ["llama", "mistral", "qwen2", "gemma3"]
+    all_names = ["llama", "mistral", "qwen2", "gemma3", "qwen3"]  # append only: idx seeds the RNGs
+    names = list(all_names)
     if args.only:
         names = [n for n in names if n in args.only.split(",")]
     for name in names:
-        idx = ["llama", "mistral", "qwen2", "gemma3"].index(name)
+        idx = all_names.index(name)
         folder = os.path.join(args.out, name)
         os.makedirs(folder, exist_ok=True)
         torch.manual_seed(SEED + idx)

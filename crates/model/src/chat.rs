@@ -20,35 +20,6 @@ impl Message {
     }
 }
 
-/// Gemma's turn format, for Gemma GGUF files that carry no template (the 270M ones do not):
-/// transformers' Gemma 3 template for text messages. A system message goes into the first
-/// user turn, followed by a blank line; the assistant's role is called `model`.
-pub const GEMMA_TEMPLATE: &str = r#"{{ bos_token }}
-{%- if messages[0]['role'] == 'system' -%}
-    {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}
-    {%- set loop_messages = messages[1:] -%}
-{%- else -%}
-    {%- set first_user_prefix = "" -%}
-    {%- set loop_messages = messages -%}
-{%- endif -%}
-{%- for message in loop_messages -%}
-    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
-        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
-    {%- endif -%}
-    {%- if message['role'] == 'assistant' -%}
-        {%- set role = "model" -%}
-    {%- else -%}
-        {%- set role = message['role'] -%}
-    {%- endif -%}
-    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else "") }}
-    {{- message['content'] | trim }}
-    {{- '<end_of_turn>\n' }}
-{%- endfor -%}
-{%- if add_generation_prompt -%}
-    {{ '<start_of_turn>model\n' }}
-{%- endif -%}
-"#;
-
 #[derive(Clone, Debug)]
 pub struct ChatTemplate {
     pub source: String,
@@ -106,31 +77,6 @@ impl ChatTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gemma_turn_format() {
-        let t = ChatTemplate::new(GEMMA_TEMPLATE.into(), "<bos>".into(), "<eos>".into());
-        let out = t
-            .render(
-                &[
-                    Message::new("system", "Be brief."),
-                    Message::new("user", " Hi "),
-                    Message::new("assistant", "Hello."),
-                    Message::new("user", "Bye"),
-                ],
-                true,
-            )
-            .unwrap();
-        assert_eq!(
-            out,
-            "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"
-        );
-        let e = t
-            .render(&[Message::new("assistant", "x")], false)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("alternate"), "{e}");
-    }
 
     /// ChatML as SmolLM2 ships it (abridged): a default system line, then turns.
     const CHATML: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";

@@ -202,16 +202,8 @@ pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<Model> {
             piece("tokenizer.ggml.eos_token_id"),
         )
     });
-    // Gemma GGUF files may carry no template: Gemma's turn format is known.
-    let chat_template = chat_template.or_else(|| {
-        (cfg.arch == crate::config::Arch::Gemma3).then(|| {
-            ChatTemplate::new(
-                crate::chat::GEMMA_TEMPLATE.to_string(),
-                "<bos>".into(),
-                "<eos>".into(),
-            )
-        })
-    });
+    // A file without a template: the architecture's own turn format, if it has one.
+    let chat_template = chat_template.or_else(|| cfg.arch.default_chat_template());
     let main_type = file
         .main_type()
         .map(|t| format!("{t:?}").to_lowercase())
@@ -219,18 +211,18 @@ pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<Model> {
     // An explicit dtype dequantizes every matrix (the exact reference path); none keeps them quantized.
     let dense = opts.dtype;
     let dtype = opts.dtype.unwrap_or_else(|| default_dtype(&opts.device));
-    let mut src = GgufSource::new(file, &opts.device, dense);
+    let mut src = GgufSource::new(file, cfg.arch, &opts.device, dense);
     let mut decoder = arch::build(&cfg, &mut src, dtype, context_len(&cfg, opts))?;
     // Quantized weights follow llama.cpp's arithmetic throughout (8-bit activations in the
     // kernels, f16 attention operands); an explicit dtype is the exact dequantized path.
     decoder.f16_attention = dense.is_none();
     let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let mut eos_ids = cfg.eos_token_ids.clone();
-    // Instruction-tuned Gemma ends its turn with <end_of_turn>, not <eos>.
-    if cfg.arch == crate::config::Arch::Gemma3 {
-        if let Some(eot) = tokenizer.as_ref().and_then(|t| t.token_id("<end_of_turn>")) {
-            if !eos_ids.contains(&eot) {
-                eos_ids.push(eot);
+    // Tokens that end the architecture's turns besides the file's end-of-sequence ids.
+    for name in cfg.arch.stop_tokens() {
+        if let Some(id) = tokenizer.as_ref().and_then(|t| t.token_id(name)) {
+            if !eos_ids.contains(&id) {
+                eos_ids.push(id);
             }
         }
     }

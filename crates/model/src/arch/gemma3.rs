@@ -8,15 +8,180 @@
 //!
 //! Reference: transformers' `models/gemma3/modeling_gemma3.py`.
 
-use crate::config::ModelConfig;
+use super::Architecture;
+use crate::chat::ChatTemplate;
+use crate::config::{Activation, HfConfig, ModelConfig, RopeConfig, RopeScaling, RopeStyle};
 use crate::decoder::{Block, Decoder, FeedForward, SelfAttention};
 use crate::error::{Error, Result};
 use crate::nn::attention::Attention;
 use crate::nn::mlp::Mlp;
 use crate::nn::norm::RmsNorm;
 use crate::nn::rope::Rope;
+use crate::weights::gguf::GgufFile;
 use crate::weights::TensorSource;
 use candle_core::DType;
+use std::path::Path;
+
+/// Gemma's turn format, for Gemma GGUF files that carry no template (the 270M ones do not):
+/// transformers' Gemma 3 template for text messages. A system message goes into the first
+/// user turn, followed by a blank line; the assistant's role is called `model`.
+pub const GEMMA_TEMPLATE: &str = r#"{{ bos_token }}
+{%- if messages[0]['role'] == 'system' -%}
+    {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}
+    {%- set loop_messages = messages[1:] -%}
+{%- else -%}
+    {%- set first_user_prefix = "" -%}
+    {%- set loop_messages = messages -%}
+{%- endif -%}
+{%- for message in loop_messages -%}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
+    {%- endif -%}
+    {%- if message['role'] == 'assistant' -%}
+        {%- set role = "model" -%}
+    {%- else -%}
+        {%- set role = message['role'] -%}
+    {%- endif -%}
+    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else "") }}
+    {{- message['content'] | trim }}
+    {{- '<end_of_turn>\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{ '<start_of_turn>model\n' }}
+{%- endif -%}
+"#;
+
+pub struct Gemma3;
+
+impl Architecture for Gemma3 {
+    fn name(&self) -> &'static str {
+        "gemma3"
+    }
+
+    fn hf_names(&self) -> &'static [&'static str] {
+        &["Gemma3ForCausalLM", "gemma3_text"]
+    }
+
+    fn gguf_name(&self) -> Option<&'static str> {
+        Some("gemma3")
+    }
+
+    fn hf_config(&self, hf: &HfConfig, cfg: &mut ModelConfig, path: &Path) -> Result<()> {
+        if hf.hidden_activation.is_none() && hf.hidden_act.is_none() {
+            cfg.hidden_act = Activation::GeluTanh;
+        }
+        let layers = match &hf.layer_types {
+            Some(types) => types
+                .iter()
+                .map(|t| match t.as_str() {
+                    "sliding_attention" => Ok(true),
+                    "full_attention" => Ok(false),
+                    other => Err(Error::config(
+                        path,
+                        "layer_types",
+                        format!("`{other}` (sliding_attention or full_attention)"),
+                    )),
+                })
+                .collect::<Result<Vec<bool>>>()?,
+            None => {
+                let n = hf
+                    .sliding_window_pattern
+                    .or(hf.sliding_window_pattern_private)
+                    .unwrap_or(6);
+                (0..cfg.num_layers)
+                    .map(|i| n == 0 || (i + 1) % n != 0)
+                    .collect()
+            }
+        };
+        cfg.sliding_layers = Some(layers);
+        cfg.rope_local = Some(RopeConfig {
+            theta: local_rope_theta(hf).unwrap_or(10_000.0),
+            style: RopeStyle::Half,
+            scaling: RopeScaling::None,
+            freq_factors: None,
+        });
+        cfg.tie_word_embeddings = hf.tie_word_embeddings.unwrap_or(true);
+        cfg.sliding_window = hf.sliding_window;
+        cfg.query_pre_attn_scalar = Some(hf.query_pre_attn_scalar.unwrap_or(256.0));
+        cfg.embed_scale = Some((cfg.hidden_size as f64).sqrt());
+        Ok(())
+    }
+
+    /// As llama.cpp reads it: a window only if the key is there; every
+    /// `sliding_window_pattern`-th layer (default 6) global; the local rope base from
+    /// `rope.freq_base_swa`, else 10000; scores scaled by 1/sqrt(head_dim) (the 62-layer 27B
+    /// by 1/sqrt(hidden/heads)), since the converter does not store query_pre_attn_scalar.
+    fn gguf_config(&self, file: &GgufFile, cfg: &mut ModelConfig) -> Result<()> {
+        let k = |s: &str| format!("gemma3.{s}");
+        cfg.sliding_window = file
+            .get_usize(&k("attention.sliding_window"))
+            .ok()
+            .filter(|&w| w > 0);
+        if cfg.sliding_window.is_some() {
+            let n = file
+                .get_usize(&k("attention.sliding_window_pattern"))
+                .unwrap_or(6);
+            cfg.sliding_layers = Some((0..cfg.num_layers).map(|i| n == 0 || i % n < n - 1).collect());
+        }
+        cfg.rope_local = Some(RopeConfig {
+            theta: file.get_f64(&k("rope.freq_base_swa")).unwrap_or(10_000.0),
+            style: RopeStyle::Half,
+            scaling: RopeScaling::None,
+            freq_factors: None,
+        });
+        cfg.query_pre_attn_scalar = Some(if cfg.num_layers == 62 {
+            (cfg.hidden_size / cfg.num_heads) as f64
+        } else {
+            cfg.head_dim as f64
+        });
+        cfg.embed_scale = Some((cfg.hidden_size as f64).sqrt());
+        cfg.hidden_act = Activation::GeluTanh;
+        Ok(())
+    }
+
+    /// HF's `post_attention_layernorm` is a norm after attention here, not the norm before
+    /// the MLP (that is `pre_feedforward_layernorm`).
+    fn gguf_tensor_name(&self, hf: &str) -> Option<String> {
+        crate::weights::names::gguf_name_with(hf, |module| {
+            (module == "post_attention_layernorm").then_some("post_attention_norm")
+        })
+    }
+
+    /// Gemma GGUF files may carry no template: Gemma's turn format is known.
+    fn default_chat_template(&self) -> Option<ChatTemplate> {
+        Some(ChatTemplate::new(
+            GEMMA_TEMPLATE.to_string(),
+            "<bos>".into(),
+            "<eos>".into(),
+        ))
+    }
+
+    /// Instruction-tuned Gemma ends its turn with <end_of_turn>, not <eos>.
+    fn stop_tokens(&self) -> &'static [&'static str] {
+        &["<end_of_turn>"]
+    }
+
+    fn load(
+        &self,
+        cfg: &ModelConfig,
+        src: &mut dyn TensorSource,
+        dtype: DType,
+        max_positions: usize,
+    ) -> Result<Decoder> {
+        load(cfg, src, dtype, max_positions)
+    }
+}
+
+/// The rope base of the sliding layers: `rope_local_base_freq` (transformers 4) or
+/// `rope_parameters.sliding_attention.rope_theta` (transformers 5).
+fn local_rope_theta(cfg: &HfConfig) -> Option<f64> {
+    cfg.rope_parameters
+        .as_ref()
+        .and_then(|p| p.get("sliding_attention"))
+        .and_then(|p| p.get("rope_theta"))
+        .and_then(|v| v.as_f64())
+        .or(cfg.rope_local_base_freq)
+}
 
 /// A Gemma norm of `size`, as the `1 + w` the formula multiplies by.
 fn gemma_norm(src: &mut dyn TensorSource, name: &str, size: usize, eps: f64) -> Result<RmsNorm> {
@@ -29,7 +194,7 @@ fn gemma_norm(src: &mut dyn TensorSource, name: &str, size: usize, eps: f64) -> 
     Ok(RmsNorm::new(w, eps))
 }
 
-pub fn load(
+fn load(
     cfg: &ModelConfig,
     src: &mut dyn TensorSource,
     dtype: DType,
@@ -106,4 +271,122 @@ pub fn load(
         dtype,
         device,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::Message;
+    use crate::weights::names::gguf_name;
+
+    fn parse(json: &str) -> Result<ModelConfig> {
+        let p = Path::new("config.json");
+        HfConfig::from_json(json, p)?.into_config(p)
+    }
+
+    const GEMMA_V4: &str = r#"{"architectures":["Gemma3ForCausalLM"],"vocab_size":100,"hidden_size":64,
+        "intermediate_size":128,"num_hidden_layers":7,"num_attention_heads":4,"num_key_value_heads":1,
+        "head_dim":32,"query_pre_attn_scalar":24,"rope_theta":1000000.0,"rope_local_base_freq":10000.0,
+        "sliding_window":512,"_sliding_window_pattern":6,"rope_scaling":null,"final_logit_softcapping":null,
+        "hidden_activation":"gelu_pytorch_tanh","max_position_embeddings":256}"#;
+
+    #[test]
+    fn reads_both_gemma3_config_shapes() {
+        let v5 = GEMMA_V4
+            .replace(
+                r#""rope_theta":1000000.0,"rope_local_base_freq":10000.0,"#,
+                r#""rope_parameters":{"full_attention":{"rope_type":"default","rope_theta":1000000.0},"sliding_attention":{"rope_type":"default","rope_theta":10000.0}},"#,
+            )
+            .replace(
+                r#""_sliding_window_pattern":6"#,
+                r#""layer_types":["sliding_attention","sliding_attention","sliding_attention","sliding_attention","sliding_attention","full_attention","sliding_attention"]"#,
+            );
+        let (a, b) = (parse(GEMMA_V4).unwrap(), parse(&v5).unwrap());
+        assert_eq!(a, b);
+        assert_eq!(a.arch.name(), "gemma3");
+        assert_eq!(a.rope.theta, 1e6);
+        assert_eq!(a.rope_local.as_ref().unwrap().theta, 1e4);
+        // Every sixth layer is global: layer 5 of 0..7.
+        let sliding: Vec<bool> = (0..7).map(|l| a.layer_is_sliding(l)).collect();
+        assert_eq!(sliding, [true, true, true, true, true, false, true]);
+        assert_eq!(a.attention_scale(), 1.0 / 24f64.sqrt());
+        assert_eq!(a.embed_scale, Some(8.0));
+        assert_eq!(a.hidden_act, Activation::GeluTanh);
+        assert!(a.tie_word_embeddings);
+    }
+
+    #[test]
+    fn gemma3_bad_fields_are_named() {
+        let e = parse(&GEMMA_V4.replace(
+            r#""final_logit_softcapping":null"#,
+            r#""final_logit_softcapping":30.0"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("final_logit_softcapping"), "{e}");
+        let e = parse(&GEMMA_V4.replace("gelu_pytorch_tanh", "relu"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hidden_activation") && e.contains("relu"), "{e}");
+        let e = parse(&GEMMA_V4.replace(
+            r#""_sliding_window_pattern":6"#,
+            r#""layer_types":["sliding_attention","full_attention"]"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("layer_types") && e.contains("2 entries"), "{e}");
+        let e = parse(&GEMMA_V4.replace(
+            r#""_sliding_window_pattern":6"#,
+            r#""layer_types":["sliding_attention","local","sliding_attention","sliding_attention","sliding_attention","full_attention","sliding_attention"]"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("layer_types") && e.contains("local"), "{e}");
+    }
+
+
+    #[test]
+    fn gemma_turn_format() {
+        let t = ChatTemplate::new(GEMMA_TEMPLATE.into(), "<bos>".into(), "<eos>".into());
+        let out = t
+            .render(
+                &[
+                    Message::new("system", "Be brief."),
+                    Message::new("user", " Hi "),
+                    Message::new("assistant", "Hello."),
+                    Message::new("user", "Bye"),
+                ],
+                true,
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"
+        );
+        let e = t
+            .render(&[Message::new("assistant", "x")], false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("alternate"), "{e}");
+    }
+
+    #[test]
+    fn names_its_norms() {
+        assert_eq!(
+            Gemma3
+                .gguf_tensor_name("model.layers.1.post_attention_layernorm.weight")
+                .unwrap(),
+            "blk.1.post_attention_norm.weight"
+        );
+        assert_eq!(
+            Gemma3
+                .gguf_tensor_name("model.layers.1.pre_feedforward_layernorm.weight")
+                .unwrap(),
+            "blk.1.ffn_norm.weight"
+        );
+        assert_eq!(
+            gguf_name("model.layers.1.post_attention_layernorm.weight").unwrap(),
+            "blk.1.ffn_norm.weight"
+        );
+    }
 }

@@ -3,21 +3,63 @@
 //! an output head that may be tied to the embeddings. Mistral and Qwen2 reuse these blocks.
 //! Reference: transformers' `models/llama/modeling_llama.py`.
 
-use crate::config::ModelConfig;
+use super::Architecture;
+use crate::config::{ModelConfig, RopeStyle};
 use crate::decoder::{Block, Decoder, FeedForward, SelfAttention};
 use crate::error::Result;
 use crate::nn::attention::Attention;
 use crate::nn::mlp::Mlp;
 use crate::nn::norm::RmsNorm;
 use crate::nn::rope::Rope;
+use crate::weights::gguf::GgufFile;
 use crate::weights::TensorSource;
 use candle_core::DType;
 
-pub fn load(
+pub struct Llama;
+
+impl Architecture for Llama {
+    fn name(&self) -> &'static str {
+        "llama"
+    }
+
+    fn hf_names(&self) -> &'static [&'static str] {
+        &[
+            "LlamaForCausalLM",
+            "LlamaForSequenceClassification",
+            "llama",
+        ]
+    }
+
+    fn gguf_name(&self) -> Option<&'static str> {
+        Some("llama")
+    }
+
+    fn gguf_config(&self, _file: &GgufFile, cfg: &mut ModelConfig) -> Result<()> {
+        // llama.cpp's converter permutes llama Q/K rows for its adjacent-pair rope.
+        cfg.rope.style = RopeStyle::Interleaved;
+        Ok(())
+    }
+
+    fn load(
+        &self,
+        cfg: &ModelConfig,
+        src: &mut dyn TensorSource,
+        dtype: DType,
+        max_positions: usize,
+    ) -> Result<Decoder> {
+        load_with(cfg, src, dtype, max_positions, |_, _, attn| Ok(attn))
+    }
+}
+
+/// Llama's decoder, each layer's attention passed through `attention` (given the source, the
+/// layer's tensor prefix `model.layers.N` and the attention as Llama builds it): the skeleton
+/// that architectures differing from Llama only inside attention share.
+pub(crate) fn load_with(
     cfg: &ModelConfig,
     src: &mut dyn TensorSource,
     dtype: DType,
     max_positions: usize,
+    attention: impl Fn(&mut dyn TensorSource, &str, Attention) -> Result<Attention>,
 ) -> Result<Decoder> {
     let (h, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
     let (q_out, kv_out) = (
@@ -54,6 +96,7 @@ pub fn load(
                 cfg.head_dim,
             )?
             .with_scale(cfg.attention_scale());
+            let attn = attention(src, &p, attn)?;
             let mlp = Mlp::new(
                 proj(src, "mlp.gate_proj", i, h, false)?,
                 proj(src, "mlp.up_proj", i, h, false)?,

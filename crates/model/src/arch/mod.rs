@@ -1,16 +1,170 @@
-//! One short file per architecture family: which parts its blocks use and under which names.
-pub mod deepseek;
-pub mod gemma3;
-pub mod llama;
-pub mod mistral;
-pub mod qwen2;
+//! One file per architecture family, the one place that knows it: its HF and GGUF names, how
+//! its `config.json` fields and GGUF metadata differ from the generic reading (`config::hf`,
+//! `config::gguf`), its GGUF tensor names where they differ from `weights::names`, its loader
+//! defaults, and which parts its blocks use. The registry below lists them, one line each.
 
-use crate::config::{Arch, ModelConfig};
+use crate::chat::ChatTemplate;
+use crate::config::{HfConfig, ModelConfig};
 use crate::decoder::Decoder;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::nn::linear::Linear;
+use crate::weights::gguf::GgufFile;
 use crate::weights::TensorSource;
 use candle_core::DType;
+use std::path::Path;
+
+/// Declares each architecture module and lists its architectures in `REGISTRY`, in the
+/// order names are looked up.
+macro_rules! registry {
+    ($($module:ident: $($arch:ident),+;)*) => {
+        $(pub mod $module;)*
+        /// Every architecture ethos implements.
+        pub static REGISTRY: &[&dyn Architecture] = &[$($(&$module::$arch,)+)*];
+    };
+}
+
+registry! {
+    llama: Llama;
+    mistral: Mistral;
+    qwen2: Qwen2;
+    gemma3: Gemma3;
+    deepseek: DEEPSEEK_V2, DEEPSEEK_V3;
+    qwen3: Qwen3;
+}
+
+/// What one architecture knows about itself. Every hook but `name`, `hf_names` and `load` has
+/// a default: the generic reading in `config::hf`, `config::gguf` and `weights::names`.
+pub trait Architecture: Sync {
+    /// The name `ethos info` shows and errors use.
+    fn name(&self) -> &'static str;
+
+    /// HF `architectures` entries and `model_type` values that mean this architecture. A
+    /// `...ForSequenceClassification` entry makes it loadable as a classifier.
+    fn hf_names(&self) -> &'static [&'static str];
+
+    /// llama.cpp's `general.architecture`, where this architecture has its own.
+    fn gguf_name(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Whether a GGUF file of `gguf_name` is this architecture (where two share one name).
+    fn claims_gguf(&self, _file: &GgufFile) -> bool {
+        true
+    }
+
+    /// Adjusts the generic reading of `config.json` (`cfg`, not yet validated).
+    fn hf_config(&self, _hf: &HfConfig, _cfg: &mut ModelConfig, _path: &Path) -> Result<()> {
+        Ok(())
+    }
+
+    /// Adjusts the generic reading of the GGUF metadata (`cfg`, not yet validated).
+    fn gguf_config(&self, _file: &GgufFile, _cfg: &mut ModelConfig) -> Result<()> {
+        Ok(())
+    }
+
+    /// The GGUF name of HF tensor `hf`.
+    fn gguf_tensor_name(&self, hf: &str) -> Option<String> {
+        crate::weights::names::gguf_name(hf)
+    }
+
+    /// The chat template of a GGUF file that carries none.
+    fn default_chat_template(&self) -> Option<ChatTemplate> {
+        None
+    }
+
+    /// Tokens that end a turn besides the file's end-of-sequence ids (GGUF).
+    fn stop_tokens(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Builds the decoder of `cfg` from `src`, computing in `dtype`, with a rotary table of
+    /// `max_positions` entries.
+    fn load(
+        &self,
+        cfg: &ModelConfig,
+        src: &mut dyn TensorSource,
+        dtype: DType,
+        max_positions: usize,
+    ) -> Result<Decoder>;
+}
+
+/// A registered architecture, as `ModelConfig` holds it. Equal when the names are.
+#[derive(Clone, Copy)]
+pub struct Arch(&'static dyn Architecture);
+
+impl std::ops::Deref for Arch {
+    type Target = dyn Architecture;
+    fn deref(&self) -> &Self::Target {
+        self.0
+    }
+}
+
+impl PartialEq for Arch {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name() == other.0.name()
+    }
+}
+
+impl Eq for Arch {}
+
+impl std::fmt::Debug for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name())
+    }
+}
+
+impl Arch {
+    /// The architecture `ethos info` calls `name`.
+    pub fn by_name(name: &str) -> Option<Arch> {
+        REGISTRY.iter().find(|a| a.name() == name).map(|&a| Arch(a))
+    }
+
+    /// From an HF `architectures` entry or `model_type`.
+    pub fn from_hf_name(name: &str) -> Option<Arch> {
+        REGISTRY
+            .iter()
+            .find(|a| a.hf_names().contains(&name))
+            .map(|&a| Arch(a))
+    }
+
+    /// The architectures `config.json` may name: each one's first HF name.
+    pub fn supported_hf() -> String {
+        REGISTRY
+            .iter()
+            .filter_map(|a| a.hf_names().first().copied())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The architecture of a GGUF file (`general.architecture`).
+    pub fn from_gguf(file: &GgufFile) -> Result<Arch> {
+        let name = file.architecture()?;
+        REGISTRY
+            .iter()
+            .find(|a| a.gguf_name() == Some(name) && a.claims_gguf(file))
+            .map(|&a| Arch(a))
+            .ok_or_else(|| {
+                let mut known: Vec<&str> = Vec::new();
+                for n in REGISTRY.iter().filter_map(|a| a.gguf_name()) {
+                    if !known.contains(&n) {
+                        known.push(n);
+                    }
+                }
+                Error::Unsupported(format!(
+                    "{}: GGUF architecture `{name}` (supported: {})",
+                    file.path.display(),
+                    known.join(", ")
+                ))
+            })
+    }
+
+    /// The model name of its `...ForSequenceClassification` entry, where it has one.
+    fn classifier_name(&self) -> Option<&'static str> {
+        self.hf_names()
+            .iter()
+            .find_map(|n| n.strip_suffix("ForSequenceClassification"))
+    }
+}
 
 /// The output head: tied to the embeddings (when the config says so or the checkpoint has no
 /// `lm_head.weight`), else its own matrix.
@@ -31,20 +185,17 @@ pub fn build(
     dtype: DType,
     max_positions: usize,
 ) -> Result<Decoder> {
-    if cfg.num_labels.is_some()
-        && matches!(cfg.arch, Arch::Gemma3 | Arch::DeepseekV2 | Arch::DeepseekV3)
-    {
-        return Err(crate::error::Error::Unsupported(format!(
-            "{}: sequence classification on {} (supported: Llama, Mistral, Qwen2)",
+    if cfg.num_labels.is_some() && cfg.arch.classifier_name().is_none() {
+        let supported: Vec<&str> = REGISTRY
+            .iter()
+            .filter_map(|&a| Arch(a).classifier_name())
+            .collect();
+        return Err(Error::Unsupported(format!(
+            "{}: sequence classification on {} (supported: {})",
             src.path().display(),
-            cfg.arch.name()
+            cfg.arch.name(),
+            supported.join(", ")
         )));
     }
-    match cfg.arch {
-        Arch::Llama => llama::load(cfg, src, dtype, max_positions),
-        Arch::Mistral => mistral::load(cfg, src, dtype, max_positions),
-        Arch::Qwen2 => qwen2::load(cfg, src, dtype, max_positions),
-        Arch::Gemma3 => gemma3::load(cfg, src, dtype, max_positions),
-        Arch::DeepseekV2 | Arch::DeepseekV3 => deepseek::load(cfg, src, dtype, max_positions),
-    }
+    cfg.arch.load(cfg, src, dtype, max_positions)
 }

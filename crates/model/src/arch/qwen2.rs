@@ -1,24 +1,52 @@
 //! Qwen2 / Qwen2.5 (HF `Qwen2ForCausalLM`, GGUF `qwen2`): Llama's blocks with biases on the
 //! q/k/v projections (`cfg.attention_bias` is always set for this family) and NeoX-style
-//! rotary pairs in GGUF too. Reference: transformers' `models/qwen2/modeling_qwen2.py`.
+//! rotary pairs in GGUF too (the converter keeps HF's Q/K layout). Reference: transformers'
+//! `models/qwen2/modeling_qwen2.py`.
 
-use crate::config::ModelConfig;
+use super::Architecture;
+use crate::config::{HfConfig, ModelConfig};
 use crate::decoder::Decoder;
 use crate::error::{Error, Result};
 use crate::weights::TensorSource;
 use candle_core::DType;
+use std::path::Path;
 
-pub fn load(
-    cfg: &ModelConfig,
-    src: &mut dyn TensorSource,
-    dtype: DType,
-    max_positions: usize,
-) -> Result<Decoder> {
-    if !cfg.attention_bias {
-        return Err(Error::format(
-            src.path(),
-            "Qwen2 checkpoints carry q/k/v biases; blk.0.attn_q.bias is missing",
-        ));
+pub struct Qwen2;
+
+impl Architecture for Qwen2 {
+    fn name(&self) -> &'static str {
+        "qwen2"
     }
-    super::llama::load(cfg, src, dtype, max_positions)
+
+    fn hf_names(&self) -> &'static [&'static str] {
+        &["Qwen2ForCausalLM", "Qwen2ForSequenceClassification", "qwen2"]
+    }
+
+    fn gguf_name(&self) -> Option<&'static str> {
+        Some("qwen2")
+    }
+
+    fn hf_config(&self, hf: &HfConfig, cfg: &mut ModelConfig, _path: &Path) -> Result<()> {
+        cfg.attention_bias = true;
+        if hf.use_sliding_window == Some(true) {
+            cfg.sliding_window = hf.sliding_window;
+        }
+        Ok(())
+    }
+
+    fn load(
+        &self,
+        cfg: &ModelConfig,
+        src: &mut dyn TensorSource,
+        dtype: DType,
+        max_positions: usize,
+    ) -> Result<Decoder> {
+        if !cfg.attention_bias {
+            return Err(Error::format(
+                src.path(),
+                "Qwen2 checkpoints carry q/k/v biases; blk.0.attn_q.bias is missing",
+            ));
+        }
+        super::llama::Llama.load(cfg, src, dtype, max_positions)
+    }
 }

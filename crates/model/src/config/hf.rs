@@ -1,11 +1,8 @@
 //! `HfConfig`: a serde mirror of an HF `config.json`, and its conversion to `ModelConfig`.
 
-use super::rope::{local_rope_theta, parse_rope};
-use super::{
-    Activation, Arch, MlaConfig, ModelConfig, MoeConfig, RopeConfig, RopeScaling, RopeStyle,
-};
+use super::rope::parse_rope;
+use super::{Activation, Arch, ModelConfig, RopeConfig, RopeStyle};
 use crate::error::{Error, Result};
-use crate::nn::moe::{RouterConfig, ScoringFunc, TopkMethod};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -135,7 +132,7 @@ impl HfConfig {
                     "{}: architecture {} (supported: {})",
                     path.display(),
                     names.join("/"),
-                    Arch::SUPPORTED
+                    Arch::supported_hf()
                 ))
             })
     }
@@ -156,7 +153,6 @@ impl HfConfig {
         let (act_field, act_name) = match (&self.hidden_activation, &self.hidden_act) {
             (Some(a), _) => ("hidden_activation", a.as_str()),
             (None, Some(a)) => ("hidden_act", a.as_str()),
-            (None, None) if arch == Arch::Gemma3 => ("hidden_activation", "gelu_pytorch_tanh"),
             (None, None) => ("hidden_act", "silu"),
         };
         let hidden_act = match act_name {
@@ -191,46 +187,6 @@ impl HfConfig {
         }
         let (theta, scaling) = parse_rope(&self, path)?;
         let num_layers = req(self.num_hidden_layers, "num_hidden_layers")?;
-        let gemma = arch == Arch::Gemma3;
-        let (sliding_layers, rope_local) = if gemma {
-            let layers = match &self.layer_types {
-                Some(types) => types
-                    .iter()
-                    .map(|t| match t.as_str() {
-                        "sliding_attention" => Ok(true),
-                        "full_attention" => Ok(false),
-                        other => Err(Error::config(
-                            path,
-                            "layer_types",
-                            format!("`{other}` (sliding_attention or full_attention)"),
-                        )),
-                    })
-                    .collect::<Result<Vec<bool>>>()?,
-                None => {
-                    let n = self
-                        .sliding_window_pattern
-                        .or(self.sliding_window_pattern_private)
-                        .unwrap_or(6);
-                    (0..num_layers)
-                        .map(|i| n == 0 || (i + 1) % n != 0)
-                        .collect()
-                }
-            };
-            let local = RopeConfig {
-                theta: local_rope_theta(&self).unwrap_or(10_000.0),
-                style: RopeStyle::Half,
-                scaling: RopeScaling::None,
-                freq_factors: None,
-            };
-            (Some(layers), Some(local))
-        } else {
-            (None, None)
-        };
-        let (mla, moe) = if arch.is_deepseek() {
-            (Some(self.mla(path)?), self.moe(arch, path)?)
-        } else {
-            (None, None)
-        };
         let classifier = self
             .architectures
             .iter()
@@ -252,54 +208,30 @@ impl HfConfig {
         } else {
             None
         };
-        let cfg = ModelConfig {
+        let mut cfg = ModelConfig {
             arch,
             vocab_size: req(self.vocab_size, "vocab_size")?,
             hidden_size,
             intermediate_size: req(self.intermediate_size, "intermediate_size")?,
             num_layers,
             num_heads,
-            // Latent attention has one latent per token, shared by all heads.
-            num_kv_heads: match &mla {
-                Some(_) => num_heads,
-                None => self.num_key_value_heads.unwrap_or(num_heads),
-            },
-            head_dim: match &mla {
-                Some(m) => m.qk_rope_head_dim,
-                None => self.head_dim.unwrap_or(hidden_size / num_heads),
-            },
+            num_kv_heads: self.num_key_value_heads.unwrap_or(num_heads),
+            head_dim: self.head_dim.unwrap_or(hidden_size / num_heads),
             rms_norm_eps: self.rms_norm_eps.unwrap_or(1e-6),
             rope: RopeConfig {
                 theta,
-                // DeepSeek's rotary pairs adjacent dimensions (transformers 5 may say otherwise).
-                style: if arch.is_deepseek() && self.rope_interleave != Some(false) {
-                    RopeStyle::Interleaved
-                } else {
-                    RopeStyle::Half
-                },
+                style: RopeStyle::Half,
                 scaling,
                 freq_factors: None,
             },
             max_position_embeddings: self.max_position_embeddings.unwrap_or(4096),
-            tie_word_embeddings: self.tie_word_embeddings.unwrap_or(gemma),
-            attention_bias: match arch {
-                Arch::Qwen2 => true,
-                _ => self.attention_bias.unwrap_or(false),
-            },
-            sliding_window: match arch {
-                Arch::Mistral => self.sliding_window,
-                Arch::Qwen2 if self.use_sliding_window == Some(true) => self.sliding_window,
-                Arch::Gemma3 => self.sliding_window,
-                _ => None,
-            },
-            sliding_layers,
-            rope_local,
-            query_pre_attn_scalar: if gemma {
-                Some(self.query_pre_attn_scalar.unwrap_or(256.0))
-            } else {
-                None
-            },
-            embed_scale: gemma.then(|| (hidden_size as f64).sqrt()),
+            tie_word_embeddings: self.tie_word_embeddings.unwrap_or(false),
+            attention_bias: self.attention_bias.unwrap_or(false),
+            sliding_window: None,
+            sliding_layers: None,
+            rope_local: None,
+            query_pre_attn_scalar: None,
+            embed_scale: None,
             hidden_act,
             bos_token_id: self
                 .bos_token_id
@@ -310,85 +242,20 @@ impl HfConfig {
                 .as_ref()
                 .map(TokenIds::to_vec)
                 .unwrap_or_default(),
-            mla,
-            moe,
+            mla: None,
+            moe: None,
             num_labels,
         };
+        arch.hf_config(&self, &mut cfg, path)?;
         cfg.validate(path)?;
         Ok(cfg)
-    }
-
-    fn mla(&self, path: &Path) -> Result<MlaConfig> {
-        let req =
-            |v: Option<usize>, field: &str| v.ok_or_else(|| Error::config(path, field, "missing"));
-        Ok(MlaConfig {
-            q_lora_rank: self.q_lora_rank,
-            kv_lora_rank: req(self.kv_lora_rank, "kv_lora_rank")?,
-            qk_nope_head_dim: req(self.qk_nope_head_dim, "qk_nope_head_dim")?,
-            qk_rope_head_dim: req(self.qk_rope_head_dim, "qk_rope_head_dim")?,
-            v_head_dim: req(self.v_head_dim, "v_head_dim")?,
-        })
-    }
-
-    /// DeepSeek's experts; `None` for a checkpoint without routed experts (all layers dense).
-    /// V2 defaults to `greedy` routing on softmax scores, V3 to `noaux_tc` on sigmoid scores
-    /// (transformers 5 writes neither field).
-    fn moe(&self, arch: Arch, path: &Path) -> Result<Option<MoeConfig>> {
-        let Some(n_experts) = self.n_routed_experts else {
-            return Ok(None);
-        };
-        let v3 = arch == Arch::DeepseekV3;
-        let method_name =
-            self.topk_method
-                .as_deref()
-                .unwrap_or(if v3 { "noaux_tc" } else { "greedy" });
-        let method = TopkMethod::parse(method_name).ok_or_else(|| {
-            Error::config(
-                path,
-                "topk_method",
-                format!(
-                    "`{method_name}` is not supported (greedy, group_limited_greedy, noaux_tc)"
-                ),
-            )
-        })?;
-        let scoring_name =
-            self.scoring_func
-                .as_deref()
-                .unwrap_or(if v3 { "sigmoid" } else { "softmax" });
-        let scoring = ScoringFunc::parse(scoring_name).ok_or_else(|| {
-            Error::config(
-                path,
-                "scoring_func",
-                format!("`{scoring_name}` is not supported (softmax, sigmoid)"),
-            )
-        })?;
-        let top_k = self
-            .num_experts_per_tok
-            .ok_or_else(|| Error::config(path, "num_experts_per_tok", "missing"))?;
-        Ok(Some(MoeConfig {
-            router: RouterConfig {
-                method,
-                scoring,
-                n_experts,
-                top_k,
-                n_group: self.n_group.unwrap_or(1),
-                topk_group: self.topk_group.unwrap_or(1),
-                norm_topk_prob: self.norm_topk_prob.unwrap_or(false),
-                routed_scaling_factor: self.routed_scaling_factor.unwrap_or(1.0) as f32,
-            },
-            moe_intermediate_size: self
-                .moe_intermediate_size
-                .ok_or_else(|| Error::config(path, "moe_intermediate_size", "missing"))?,
-            n_shared_experts: self.n_shared_experts.unwrap_or(0),
-            first_k_dense_replace: self.first_k_dense_replace.unwrap_or(0),
-            moe_layer_freq: self.moe_layer_freq.unwrap_or(1),
-        }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::RopeScaling;
 
     fn parse(json: &str) -> Result<ModelConfig> {
         let p = Path::new("config.json");
@@ -402,7 +269,7 @@ mod tests {
     #[test]
     fn parses_a_llama_config() {
         let c = parse(BASE).unwrap();
-        assert_eq!(c.arch, Arch::Llama);
+        assert_eq!(c.arch.name(), "llama");
         assert_eq!(c.head_dim, 16);
         assert_eq!(c.eos_token_ids, vec![1, 2]);
     }
@@ -451,66 +318,6 @@ mod tests {
         assert_eq!(a.rope, b.rope);
         assert_eq!(a.rope.theta, 500000.0);
         assert!(matches!(a.rope.scaling, RopeScaling::Llama3 { .. }));
-    }
-
-    const GEMMA_V4: &str = r#"{"architectures":["Gemma3ForCausalLM"],"vocab_size":100,"hidden_size":64,
-        "intermediate_size":128,"num_hidden_layers":7,"num_attention_heads":4,"num_key_value_heads":1,
-        "head_dim":32,"query_pre_attn_scalar":24,"rope_theta":1000000.0,"rope_local_base_freq":10000.0,
-        "sliding_window":512,"_sliding_window_pattern":6,"rope_scaling":null,"final_logit_softcapping":null,
-        "hidden_activation":"gelu_pytorch_tanh","max_position_embeddings":256}"#;
-
-    #[test]
-    fn reads_both_gemma3_config_shapes() {
-        let v5 = GEMMA_V4
-            .replace(
-                r#""rope_theta":1000000.0,"rope_local_base_freq":10000.0,"#,
-                r#""rope_parameters":{"full_attention":{"rope_type":"default","rope_theta":1000000.0},"sliding_attention":{"rope_type":"default","rope_theta":10000.0}},"#,
-            )
-            .replace(
-                r#""_sliding_window_pattern":6"#,
-                r#""layer_types":["sliding_attention","sliding_attention","sliding_attention","sliding_attention","sliding_attention","full_attention","sliding_attention"]"#,
-            );
-        let (a, b) = (parse(GEMMA_V4).unwrap(), parse(&v5).unwrap());
-        assert_eq!(a, b);
-        assert_eq!(a.arch, Arch::Gemma3);
-        assert_eq!(a.rope.theta, 1e6);
-        assert_eq!(a.rope_local.as_ref().unwrap().theta, 1e4);
-        // Every sixth layer is global: layer 5 of 0..7.
-        let sliding: Vec<bool> = (0..7).map(|l| a.layer_is_sliding(l)).collect();
-        assert_eq!(sliding, [true, true, true, true, true, false, true]);
-        assert_eq!(a.attention_scale(), 1.0 / 24f64.sqrt());
-        assert_eq!(a.embed_scale, Some(8.0));
-        assert_eq!(a.hidden_act, Activation::GeluTanh);
-        assert!(a.tie_word_embeddings);
-    }
-
-    #[test]
-    fn gemma3_bad_fields_are_named() {
-        let e = parse(&GEMMA_V4.replace(
-            r#""final_logit_softcapping":null"#,
-            r#""final_logit_softcapping":30.0"#,
-        ))
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("final_logit_softcapping"), "{e}");
-        let e = parse(&GEMMA_V4.replace("gelu_pytorch_tanh", "relu"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("hidden_activation") && e.contains("relu"), "{e}");
-        let e = parse(&GEMMA_V4.replace(
-            r#""_sliding_window_pattern":6"#,
-            r#""layer_types":["sliding_attention","full_attention"]"#,
-        ))
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("layer_types") && e.contains("2 entries"), "{e}");
-        let e = parse(&GEMMA_V4.replace(
-            r#""_sliding_window_pattern":6"#,
-            r#""layer_types":["sliding_attention","local","sliding_attention","sliding_attention","sliding_attention","full_attention","sliding_attention"]"#,
-        ))
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("layer_types") && e.contains("local"), "{e}");
     }
 
     #[test]

@@ -1,62 +1,20 @@
 //! The model's hyper-parameters: `HfConfig` (`hf.rs`) mirrors `config.json` as written by HF
 //! transformers (4.x and 5.x shapes), and `ModelConfig` is the validated form (`validate.rs`)
 //! the decoder is built from. GGUF metadata is turned into the same `ModelConfig` in
-//! `weights::gguf`.
+//! `gguf.rs`. Both read the fields every architecture shares and leave the rest to the
+//! architecture's own hooks (`arch::Architecture`).
 
+mod gguf;
 mod hf;
 mod rope;
 mod validate;
 
+pub use crate::arch::Arch;
+pub use gguf::from_gguf;
 pub use hf::{HfConfig, TokenIds};
 pub use rope::{yarn_mscale, RopeConfig, RopeScaling, RopeStyle};
 
 use crate::nn::moe::RouterConfig;
-
-/// The architecture families ethos implements. Each has one file under `arch/`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arch {
-    Llama,
-    Mistral,
-    Qwen2,
-    Gemma3,
-    DeepseekV2,
-    DeepseekV3,
-}
-
-impl Arch {
-    pub const SUPPORTED: &'static str = "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, \
-         Gemma3ForCausalLM, DeepseekV2ForCausalLM, DeepseekV3ForCausalLM";
-
-    /// From an HF `architectures` entry or `model_type`.
-    pub fn from_hf_name(name: &str) -> Option<Arch> {
-        match name {
-            "LlamaForCausalLM" | "LlamaForSequenceClassification" | "llama" => Some(Arch::Llama),
-            "MistralForCausalLM" | "MistralForSequenceClassification" | "mistral" => {
-                Some(Arch::Mistral)
-            }
-            "Qwen2ForCausalLM" | "Qwen2ForSequenceClassification" | "qwen2" => Some(Arch::Qwen2),
-            "Gemma3ForCausalLM" | "gemma3_text" => Some(Arch::Gemma3),
-            "DeepseekV2ForCausalLM" | "deepseek_v2" => Some(Arch::DeepseekV2),
-            "DeepseekV3ForCausalLM" | "deepseek_v3" => Some(Arch::DeepseekV3),
-            _ => None,
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Arch::Llama => "llama",
-            Arch::Mistral => "mistral",
-            Arch::Qwen2 => "qwen2",
-            Arch::Gemma3 => "gemma3",
-            Arch::DeepseekV2 => "deepseek_v2",
-            Arch::DeepseekV3 => "deepseek_v3",
-        }
-    }
-
-    pub fn is_deepseek(&self) -> bool {
-        matches!(self, Arch::DeepseekV2 | Arch::DeepseekV3)
-    }
-}
 
 /// The gate activation of the gated MLP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

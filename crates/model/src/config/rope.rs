@@ -81,22 +81,11 @@ pub struct RopeConfig {
     pub freq_factors: Option<Vec<f32>>,
 }
 
-/// The rope base of Gemma 3's sliding layers: `rope_local_base_freq` (transformers 4) or
-/// `rope_parameters.sliding_attention.rope_theta` (transformers 5).
-pub(super) fn local_rope_theta(cfg: &HfConfig) -> Option<f64> {
-    cfg.rope_parameters
-        .as_ref()
-        .and_then(|p| p.get("sliding_attention"))
-        .and_then(|p| p.get("rope_theta"))
-        .and_then(|v| v.as_f64())
-        .or(cfg.rope_local_base_freq)
-}
-
 /// Reads rope theta and scaling from either `rope_theta` + `rope_scaling` (transformers 4 and
 /// the official checkpoints) or `rope_parameters` (transformers 5).
 pub(super) fn parse_rope(cfg: &HfConfig, path: &Path) -> Result<(f64, RopeScaling)> {
     let params = cfg.rope_parameters.as_ref().filter(|v| !v.is_null());
-    // transformers 5 writes Gemma 3's as {"full_attention": {...}, "sliding_attention": {...}}.
+    // transformers 5 writes per-layer-type settings as {"full_attention": {...}, ...}.
     let params = params.map(|p| p.get("full_attention").unwrap_or(p));
     let scaling = cfg
         .rope_scaling

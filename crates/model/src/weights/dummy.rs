@@ -45,7 +45,7 @@ fn from_config_json(name: &str, json: &str) -> Result<ModelConfig> {
 
 pub fn preset(name: &str) -> Result<ModelConfig> {
     let llama = |vocab, hidden, inter, layers, heads, kv, theta, max_pos, tie| ModelConfig {
-        arch: Arch::Llama,
+        arch: Arch::by_name("llama").expect("llama is registered"),
         vocab_size: vocab,
         hidden_size: hidden,
         intermediate_size: inter,

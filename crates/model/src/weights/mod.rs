@@ -26,7 +26,8 @@ pub trait TensorSource {
     fn embedding(&mut self, name: &str, shape: [usize; 2]) -> Result<Embedding>;
     /// The output head tied to the embedding matrix `name`.
     fn tied_head(&mut self, name: &str, shape: [usize; 2]) -> Result<Linear>;
-    /// GGUF files from llama.cpp's converter store Gemma's norm weights as `1 + w`.
+    /// Whether the tensors come from a GGUF file, where llama.cpp's converter stores some
+    /// differently from HF (the architectures that care ask).
     fn is_gguf(&self) -> bool {
         false
     }
