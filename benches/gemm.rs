@@ -8,7 +8,7 @@
 //! speed against peers lives in `benches/peers/`.
 
 use candle_core::{Device, Tensor};
-use ethos::model::kernels::{int16_gemm, q4_1, q4_1_gemm, q8, runs::RunFormat, sgemm};
+use ethos::model::cpu::{int16_gemm, q4_1, q4_1_gemm, q8, runs::RunFormat, sgemm};
 use std::time::Instant;
 
 /// Q4_1 rows with varied scales, minimums and nibbles (a fixed pseudo-random pattern).

@@ -1,6 +1,5 @@
 //! Launches of `cuda/*.cu` on candle's CUDA tensors (PTX compiled by build.rs).
 
-use crate::WeightedTopK;
 use candle_core::cuda_backend::cudarc::driver::{
     CudaSlice, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg,
 };
@@ -10,7 +9,6 @@ use candle_core::{DType, Error, Result, Shape, Storage, Tensor};
 use half::bf16;
 
 const STEER_NORM_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/steer_norm.ptx"));
-const LOGIT_WEIGHT_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/logit_weight.ptx"));
 const GEMV_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/gemv.ptx"));
 const DECODE_ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decode_attention.ptx"));
 
@@ -141,92 +139,6 @@ fn launch_steer_norm<T: CudaDType + DeviceRepr>(
     // The inputs must outlive the launch, which is ordered on the device's stream.
     drop((residual, delta, weight, steer_t));
     Ok((out_residual, out_normed))
-}
-
-pub fn logit_weight_topk(
-    dev: &CudaDevice,
-    logits: &Tensor,
-    rewards: &Tensor,
-    per_row: bool,
-    lambda: &[f32],
-    k: usize,
-) -> Result<WeightedTopK> {
-    let (rows, vocab) = logits.dims2()?;
-    let name = match logits.dtype() {
-        DType::F32 => "logit_weight_topk_f32",
-        DType::BF16 => "logit_weight_topk_bf16",
-        dt => return Err(Error::Msg(format!("logit_weight_topk: dtype {dt:?}"))),
-    };
-    let logits = logits.contiguous()?;
-    let rewards = rewards.contiguous()?;
-    let n = lambda.len();
-    // A zero-length device buffer has no pointer: give the kernel a one-element table.
-    let lambda_t = Tensor::from_slice(
-        if n == 0 { &[0f32][..] } else { lambda },
-        (n.max(1),),
-        logits.device(),
-    )?;
-    let rewards_t = if n == 0 {
-        Tensor::zeros((1,), DType::F32, logits.device())?
-    } else {
-        rewards
-    };
-    let stride: i64 = if per_row { (n * vocab) as i64 } else { 0 };
-    // SAFETY: uninitialized device memory that the launch below writes in full before
-    // anything reads it: each row's block writes all `vocab` logprobs and, in `k` rounds, all
-    // `k` top ids and logprobs (`k <= MAX_TOPK`, `k <= vocab`: checked in lib.rs).
-    let logprobs = wrap(
-        unsafe { dev.alloc::<f32>(rows * vocab) }?,
-        dev,
-        (rows, vocab).into(),
-    );
-    // SAFETY: as for `logprobs` above.
-    let top_ids = wrap(
-        unsafe { dev.alloc::<u32>(rows * k) }?,
-        dev,
-        (rows, k).into(),
-    );
-    // SAFETY: as for `logprobs` above.
-    let top_logprobs = wrap(
-        unsafe { dev.alloc::<f32>(rows * k) }?,
-        dev,
-        (rows, k).into(),
-    );
-    let logits_ptr = match logits.dtype() {
-        DType::F32 => ptr::<f32>(&logits, dev)?,
-        _ => ptr::<bf16>(&logits, dev)?,
-    };
-    let args: [u64; 6] = [
-        logits_ptr,
-        ptr::<f32>(&rewards_t, dev)?,
-        ptr::<f32>(&lambda_t, dev)?,
-        ptr::<f32>(&logprobs, dev)?,
-        ptr::<u32>(&top_ids, dev)?,
-        ptr::<f32>(&top_logprobs, dev)?,
-    ];
-    let (n_i32, vocab_i32, k_i32) = (n as i32, vocab as i32, k as i32);
-    let func = dev.get_or_load_custom_func(name, "ethos_logit_weight", LOGIT_WEIGHT_PTX)?;
-    let mut b = func.builder();
-    b.arg(&args[0])
-        .arg(&args[1])
-        .arg(&stride)
-        .arg(&args[2])
-        .arg(&n_i32);
-    b.arg(&vocab_i32)
-        .arg(&k_i32)
-        .arg(&args[3])
-        .arg(&args[4])
-        .arg(&args[5]);
-    // SAFETY: the arguments match `logit_weight_topk_*`'s signature in order and type; the
-    // buffers hold `rows` rows of `vocab` (rewards: `n` rows each, or one shared table when
-    // `stride` is 0) and of `k`, one block per row; the inputs outlive the launch.
-    unsafe { b.launch(row_config(rows)) }.w()?;
-    drop((logits, rewards_t, lambda_t));
-    Ok(WeightedTopK {
-        logprobs,
-        top_ids,
-        top_logprobs,
-    })
 }
 
 /// Warps (one output row each) per block of `gemv.cu`.

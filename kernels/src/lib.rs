@@ -1,23 +1,21 @@
-//! ethos' own GPU kernels for the two hot paths of steering, each with a CPU reference:
+//! ethos' own CUDA kernels for the decoder's hot paths on GPUs, each with a plain-loop CPU
+//! reference (`reference`) they are tested against:
 //!
-//! - [`residual_steer_rmsnorm`]: the block boundary of activation steering (residual add,
-//!   steering-vector add, RMSNorm) in one pass.
-//! - [`logit_weight_topk`]: the step of palette decoding (lambda-weighted reward rows added to
-//!   the logits, log-softmax, top-k) in one pass.
+//! - [`residual_steer_rmsnorm`]: the block boundary (residual add and RMSNorm, with room for a
+//!   steering vector) in one pass; the decoder calls it at every boundary on CUDA, so far
+//!   without a steering vector (control vectors still go through the residual hook).
+//! - [`gemv`]: the projections of decode, streaming the weights once.
+//! - [`decode_attention`]: one query per sequence and head over the whole cache, in one launch.
 //!
 //! On CUDA tensors (feature `cuda`) the functions launch `cuda/*.cu`; on any other device they
-//! compose candle ops with the same arithmetic. `reference` holds the plain-loop CPU
-//! implementations that both are tested against. `metal/*.metal` are the Metal sources of the
-//! same kernels (not yet dispatched: Metal runs the composed path).
+//! compose candle ops with the same arithmetic. The CPU kernels of the CPU path live in
+//! ethos-model (`ethos_model::cpu`).
 
 #[cfg(feature = "cuda")]
 mod cuda;
 pub mod reference;
 
 use candle_core::{DType, Error, Result, Tensor, D};
-
-/// Largest `k` of [`logit_weight_topk`] (the CUDA kernel keeps k candidates per thread).
-pub const MAX_TOPK: usize = 64;
 
 /// Most rows of `x` that [`gemv`] takes (decode of up to this many sequences).
 pub const GEMV_MAX_ROWS: usize = 8;
@@ -185,108 +183,4 @@ fn composed_residual_steer_rmsnorm(
         .broadcast_mul(&weight.to_dtype(DType::F32)?)?
         .to_dtype(dtype)?;
     Ok((stored, normed))
-}
-
-/// What [`logit_weight_topk`] returns.
-#[derive(Debug)]
-pub struct WeightedTopK {
-    /// `(rows, vocab)` f32: the log-softmax of the weighted logits.
-    pub logprobs: Tensor,
-    /// `(rows, k)` u32: the ids of the k best, best first (ties: smaller id first).
-    pub top_ids: Tensor,
-    /// `(rows, k)` f32: their log-probs.
-    pub top_logprobs: Tensor,
-}
-
-/// `log_softmax(logits + sum_j lambda[j] * rewards[j])` and its top `k` per row.
-/// `logits` is `(rows, vocab)` f32 or bf16; `rewards` f32, `(n, vocab)` shared by all rows or
-/// `(rows, n, vocab)` per row; `lambda` has `n` weights.
-pub fn logit_weight_topk(
-    logits: &Tensor,
-    rewards: &Tensor,
-    lambda: &[f32],
-    k: usize,
-) -> Result<WeightedTopK> {
-    let (rows, vocab) = logits.dims2()?;
-    let per_row = match rewards.dims() {
-        [n, v] if *n == lambda.len() && *v == vocab => false,
-        [r, n, v] if *r == rows && *n == lambda.len() && *v == vocab => true,
-        other => {
-            return Err(Error::Msg(format!(
-                "logit_weight_topk: rewards have shape {other:?}; expected ({n}, {vocab}) or ({rows}, {n}, {vocab}) for {n} lambda weights",
-                n = lambda.len()
-            )))
-        }
-    };
-    if k == 0 || k > MAX_TOPK || k > vocab {
-        return Err(Error::Msg(format!(
-            "logit_weight_topk: k = {k}; it must be in 1..={}",
-            MAX_TOPK.min(vocab)
-        )));
-    }
-    if !matches!(logits.dtype(), DType::F32 | DType::BF16) || rewards.dtype() != DType::F32 {
-        return Err(Error::Msg(format!(
-            "logit_weight_topk: logits {:?} (f32 or bf16), rewards {:?} (f32)",
-            logits.dtype(),
-            rewards.dtype()
-        )));
-    }
-    if let Some(bad) = lambda.iter().find(|l| !l.is_finite()) {
-        return Err(Error::Msg(format!(
-            "logit_weight_topk: lambda weight {bad} is not finite"
-        )));
-    }
-    match logits.device() {
-        #[cfg(feature = "cuda")]
-        candle_core::Device::Cuda(dev) => {
-            cuda::logit_weight_topk(dev, logits, rewards, per_row, lambda, k)
-        }
-        _ => composed_logit_weight_topk(logits, rewards, per_row, lambda, k),
-    }
-}
-
-fn composed_logit_weight_topk(
-    logits: &Tensor,
-    rewards: &Tensor,
-    per_row: bool,
-    lambda: &[f32],
-    k: usize,
-) -> Result<WeightedTopK> {
-    let (rows, vocab) = logits.dims2()?;
-    let n = lambda.len();
-    let device = logits.device();
-    let mut z = logits.to_dtype(DType::F32)?;
-    if n > 0 {
-        let w = Tensor::from_slice(lambda, (n, 1), device)?;
-        let bonus = if per_row {
-            rewards.broadcast_mul(&w.unsqueeze(0)?)?.sum(1)?
-        } else {
-            rewards.broadcast_mul(&w)?.sum_keepdim(0)?
-        };
-        z = z.broadcast_add(&bonus)?;
-    }
-    let logprobs = candle_nn_free_log_softmax(&z)?;
-    // Top-k on the host: the order (value, then smaller id) is the kernel's.
-    let host = logprobs.to_vec2::<f32>()?;
-    let (mut ids, mut vals) = (Vec::with_capacity(rows * k), Vec::with_capacity(rows * k));
-    for row in &host {
-        for (id, v) in reference::top_k(row, k) {
-            ids.push(id);
-            vals.push(v);
-        }
-    }
-    debug_assert_eq!(host.first().map_or(vocab, Vec::len), vocab);
-    Ok(WeightedTopK {
-        logprobs,
-        top_ids: Tensor::from_vec(ids, (rows, k), device)?,
-        top_logprobs: Tensor::from_vec(vals, (rows, k), device)?,
-    })
-}
-
-/// log-softmax over the last dimension (candle-nn is not a dependency of this crate).
-fn candle_nn_free_log_softmax(z: &Tensor) -> Result<Tensor> {
-    let m = z.max_keepdim(D::Minus1)?;
-    let shifted = z.broadcast_sub(&m)?;
-    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    shifted.broadcast_sub(&lse)
 }

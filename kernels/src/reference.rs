@@ -61,42 +61,6 @@ pub fn residual_steer_rmsnorm<T: Element>(
     (out_residual, normed)
 }
 
-/// One row: `(logprobs, top-k ids and log-probs)` of `logits + sum_j lambda[j] * rewards[j]`.
-pub fn logit_weight_topk(
-    logits: &[f32],
-    rewards: &[&[f32]],
-    lambda: &[f32],
-    k: usize,
-) -> (Vec<f32>, Vec<(u32, f32)>) {
-    let z: Vec<f64> = (0..logits.len())
-        .map(|i| {
-            logits[i] as f64
-                + rewards
-                    .iter()
-                    .zip(lambda)
-                    .map(|(r, l)| *l as f64 * r[i] as f64)
-                    .sum::<f64>()
-        })
-        .collect();
-    let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
-    let logprobs: Vec<f32> = z.iter().map(|v| (v - lse) as f32).collect();
-    let top = top_k(&logprobs, k);
-    (logprobs, top)
-}
-
-/// The `k` largest values, best first; equal values in id order.
-pub fn top_k(values: &[f32], k: usize) -> Vec<(u32, f32)> {
-    let mut idx: Vec<u32> = (0..values.len() as u32).collect();
-    idx.sort_by(|&a, &b| {
-        values[b as usize]
-            .total_cmp(&values[a as usize])
-            .then(a.cmp(&b))
-    });
-    idx.truncate(k);
-    idx.into_iter().map(|i| (i, values[i as usize])).collect()
-}
-
 /// `x (m, k) . w (n, k)^T`, accumulated in f64, rounded once to `T`.
 pub fn gemv<T: Element>(x: &[T], w: &[T], m: usize, n: usize, k: usize) -> Vec<T> {
     let mut y = Vec::with_capacity(m * n);

@@ -5,7 +5,7 @@
 //! them on a GPU.
 
 use candle_core::{DType, Device, Tensor};
-use ethos_kernels::{logit_weight_topk, reference, residual_steer_rmsnorm, MAX_TOPK};
+use ethos_kernels::{reference, residual_steer_rmsnorm};
 use half::bf16;
 
 fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
@@ -155,131 +155,6 @@ fn steering_moves_the_residual_by_scale_times_vector() {
     }
 }
 
-struct LogitCase {
-    rows: usize,
-    vocab: usize,
-    logits: Vec<f32>,
-    rewards: Vec<f32>, // (rows, n, vocab)
-    lambda: Vec<f32>,
-}
-
-fn logit_case(rows: usize, vocab: usize, n: usize) -> LogitCase {
-    LogitCase {
-        rows,
-        vocab,
-        logits: noise(rows * vocab, 11, 8.0),
-        rewards: noise(rows * n * vocab, 12, 1.0),
-        lambda: noise(n, 13, 2.0),
-    }
-}
-
-/// Per row: the log-probs, and the top-k (id, log-prob) pairs.
-type ReferenceRow = (Vec<f32>, Vec<(u32, f32)>);
-/// Per row: the log-probs, the top-k ids and their log-probs.
-type KernelRows = (Vec<Vec<f32>>, Vec<Vec<u32>>, Vec<Vec<f32>>);
-
-fn reference_logits(c: &LogitCase, k: usize, per_row: bool) -> Vec<ReferenceRow> {
-    let n = c.lambda.len();
-    (0..c.rows)
-        .map(|r| {
-            let rr = if per_row { r } else { 0 };
-            let rows: Vec<&[f32]> = (0..n)
-                .map(|j| &c.rewards[(rr * n + j) * c.vocab..][..c.vocab])
-                .collect();
-            reference::logit_weight_topk(&c.logits[r * c.vocab..][..c.vocab], &rows, &c.lambda, k)
-        })
-        .collect()
-}
-
-fn run_logits(c: &LogitCase, device: &Device, dtype: DType, k: usize, per_row: bool) -> KernelRows {
-    let n = c.lambda.len();
-    let logits = Tensor::from_slice(&c.logits, (c.rows, c.vocab), device)
-        .unwrap()
-        .to_dtype(dtype)
-        .unwrap();
-    let rewards = if per_row {
-        Tensor::from_slice(&c.rewards, (c.rows, n, c.vocab), device).unwrap()
-    } else {
-        Tensor::from_slice(&c.rewards[..n * c.vocab], (n, c.vocab), device).unwrap()
-    };
-    let out = logit_weight_topk(&logits, &rewards, &c.lambda, k).unwrap();
-    (
-        out.logprobs.to_vec2().unwrap(),
-        out.top_ids.to_vec2().unwrap(),
-        out.top_logprobs.to_vec2().unwrap(),
-    )
-}
-
-/// Log-probs within `tol`; the top-k ids equal, except that two ids whose log-probs are within
-/// `tol` may swap places.
-fn check_logits(c: &LogitCase, got: KernelRows, want: &[ReferenceRow], tol: f32) {
-    let (lp, ids, vals) = got;
-    for r in 0..c.rows {
-        let d = max_abs_diff(&lp[r], &want[r].0);
-        assert!(d <= tol, "row {r}: log-probs differ by {d}");
-        for (j, (id, v)) in want[r].1.iter().enumerate() {
-            assert!(
-                (vals[r][j] - v).abs() <= tol,
-                "row {r} rank {j}: {} vs {v}",
-                vals[r][j]
-            );
-            if ids[r][j] != *id {
-                let other = want[r].0[ids[r][j] as usize];
-                assert!(
-                    (other - v).abs() <= tol,
-                    "row {r} rank {j}: id {} vs {id}",
-                    ids[r][j]
-                );
-            }
-        }
-    }
-}
-
-#[test]
-fn reference_log_softmax_matches_candle_nn() {
-    let c = logit_case(2, 3000, 0);
-    let want = reference_logits(&c, 5, false);
-    let x = Tensor::from_slice(&c.logits, (c.rows, c.vocab), &Device::Cpu).unwrap();
-    let nn = candle_nn::ops::log_softmax(&x, 1)
-        .unwrap()
-        .to_vec2::<f32>()
-        .unwrap();
-    for r in 0..c.rows {
-        assert!(max_abs_diff(&nn[r], &want[r].0) < 1e-5);
-        let mut sorted = nn[r].clone();
-        sorted.sort_by(|a, b| b.total_cmp(a));
-        assert_eq!(
-            want[r].1.iter().map(|p| p.1).collect::<Vec<_>>(),
-            sorted[..5].to_vec()
-        );
-    }
-}
-
-#[test]
-fn composed_logit_weighting_matches_reference() {
-    let c = logit_case(3, 5000, 3);
-    for per_row in [false, true] {
-        let want = reference_logits(&c, 40, per_row);
-        check_logits(
-            &c,
-            run_logits(&c, &Device::Cpu, DType::F32, 40, per_row),
-            &want,
-            2e-5,
-        );
-    }
-}
-
-#[test]
-fn lambda_weighting_shifts_logprobs_towards_rewarded_tokens() {
-    // Reward only token 7: with lambda large enough it becomes the top candidate.
-    let mut c = logit_case(1, 100, 1);
-    c.rewards = vec![0.0; 100];
-    c.rewards[7] = 1.0;
-    c.lambda = vec![50.0];
-    let (_, ids, _) = run_logits(&c, &Device::Cpu, DType::F32, 3, false);
-    assert_eq!(ids[0][0], 7);
-}
-
 #[test]
 fn bad_input_is_a_one_line_error() {
     let dev = Device::Cpu;
@@ -297,23 +172,6 @@ fn bad_input_is_a_one_line_error() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("weight"), "{e}");
-    let r = Tensor::zeros((1, 8), DType::F32, &dev).unwrap();
-    let e = logit_weight_topk(&x, &r, &[1.0], 0)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("k = 0"), "{e}");
-    let e = logit_weight_topk(&x, &r, &[1.0], MAX_TOPK + 1)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("k = 65"), "{e}");
-    let e = logit_weight_topk(&x, &r, &[f32::NAN], 2)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("not finite"), "{e}");
-    let e = logit_weight_topk(&x, &r, &[1.0, 2.0], 2)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("rewards have shape"), "{e}");
 }
 
 /// The CUDA device, or why the CUDA tests skip.
@@ -354,37 +212,6 @@ fn cuda_norm_matches_reference() {
             }
         }
     }
-}
-
-#[test]
-fn cuda_logit_weighting_matches_reference() {
-    let Some(dev) = cuda_device() else { return };
-    for (rows, vocab, n, k) in [
-        (1, 49152, 2, 40),
-        (4, 128256, 3, 64),
-        (3, 1000, 0, 1),
-        (2, 70, 1, 64),
-    ] {
-        let c = logit_case(rows, vocab, n);
-        for per_row in [false, true] {
-            let want = reference_logits(&c, k, per_row);
-            let got = run_logits(&c, &dev, DType::F32, k, per_row);
-            let d = (0..rows)
-                .map(|r| max_abs_diff(&got.0[r], &want[r].0))
-                .fold(0.0, f32::max);
-            println!("cuda logit_weight_topk {rows}x{vocab} n={n} k={k} per_row={per_row}: max |diff| {d:e}");
-            check_logits(&c, got, &want, 2e-5);
-        }
-    }
-    // bf16 logits: the reference sees the same rounded logits.
-    let mut c = logit_case(2, 32000, 2);
-    c.logits = c
-        .logits
-        .iter()
-        .map(|x| bf16::from_f32(*x).to_f32())
-        .collect();
-    let want = reference_logits(&c, 10, true);
-    check_logits(&c, run_logits(&c, &dev, DType::BF16, 10, true), &want, 2e-5);
 }
 
 fn run_gemv(device: &Device, dtype: DType, m: usize, n: usize, k: usize) -> (Vec<f32>, Vec<f32>) {

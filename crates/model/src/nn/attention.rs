@@ -49,7 +49,7 @@ pub(crate) fn round_f16(x: &Tensor) -> Result<Tensor> {
 }
 
 /// `x` `(b, t, heads, d)` as `(b, heads, t, d)`, rotated by `rotation`'s tables if given and
-/// rounded to f16 for llama.cpp's numerics, in one pass of `kernels::rope` (the same bits as
+/// rounded to f16 for llama.cpp's numerics, in one pass of `cpu::rope` (the same bits as
 /// candle's transpose, rotary op and conversions). `None` where that kernel does not apply:
 /// off the fused CPU path, or a layout whose heads are not contiguous rows.
 fn cpu_heads_first(
@@ -58,7 +58,7 @@ fn cpu_heads_first(
     step: &StepContext,
 ) -> Result<Option<Tensor>> {
     use crate::config::RopeStyle;
-    use crate::kernels::rope::{heads_first, Pairs, Rotation, Rows};
+    use crate::cpu::rope::{heads_first, Pairs, Rotation, Rows};
     let (b, t, heads, d) = x.dims4()?;
     if !step.cpu_kernel || x.dtype() != DType::F32 || !x.device().is_cpu() {
         return Ok(None);
@@ -119,7 +119,7 @@ pub struct AttendShape {
     pub window: Option<usize>,
 }
 
-/// The fused kernel (`kernels::attention`) reading K/V from the cache in place.
+/// The fused kernel (`cpu::attention`) reading K/V from the cache in place.
 fn cpu_attention(
     q: &Tensor,
     k_all: &Tensor,
@@ -140,7 +140,7 @@ fn cpu_attention(
             "cache views must share a contiguous-row layout".into(),
         ));
     }
-    let shape = crate::kernels::attention::AttentionShape {
+    let shape = crate::cpu::attention::AttentionShape {
         batch: b,
         heads: a.heads,
         kv_heads: a.kv_heads,
@@ -151,7 +151,7 @@ fn cpu_attention(
     };
     let len = b * t * a.heads * d;
     let mut out = Vec::<f32>::with_capacity(len);
-    crate::kernels::attention::attention(
+    crate::cpu::attention::attention(
         &shape,
         super::cpu_f32(&qg, ql)?,
         super::cpu_f32(&kg, kl)?,

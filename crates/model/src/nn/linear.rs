@@ -1,7 +1,7 @@
 //! One linear layer for every weight format, so each architecture is written once.
 //!
 //! - `Dense`: f32/bf16/f16 weights (safetensors, or GGUF dequantized with `--dtype f32`).
-//! - `Own`: Q4_1 and Q8_0 through our own CPU kernels (`kernels/`): candle has no SIMD Q4_1
+//! - `Own`: Q4_1 and Q8_0 through our own CPU kernels (`cpu/`): candle has no SIMD Q4_1
 //!   path, and both quantize activations exactly as llama.cpp does.
 //! - `Quant`: every other GGUF type through candle's `QMatMul`.
 //!
@@ -9,13 +9,13 @@
 //! at least `DENSE_MIN_ROWS` rows: batched prefill and scoring are faster as one GEMM than as
 //! per-row quantized dot products, while decode keeps the compact weights. On CPUs with AVX-512
 //! VNNI, or AVX2 and FMA, the types that store runs of 32 as `d * q + m` (Q4_0/1, Q5_0/1,
-//! Q8_0, Q4_K) run an integer GEMM on 16-bit activations (`kernels::int16_gemm`; the choices are in
+//! Q8_0, Q4_K) run an integer GEMM on 16-bit activations (`cpu::int16_gemm`; the choices are in
 //! `quant_gemm()`); other types, and every type elsewhere, use an f32 GEMM on dequantized
-//! weights, on AVX-512 our own (`kernels::sgemm`, also every product of f32 dense weights).
+//! weights, on AVX-512 our own (`cpu::sgemm`, also every product of f32 dense weights).
 
+use crate::cpu::runs::RunFormat;
+use crate::cpu::{int16_gemm, q4_1, q4_1_gemm, q8, q8_0, sgemm};
 use crate::error::{Error, Result};
-use crate::kernels::runs::RunFormat;
-use crate::kernels::{int16_gemm, q4_1, q4_1_gemm, q8, q8_0, sgemm};
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use rayon::prelude::*;
@@ -25,7 +25,7 @@ pub const DENSE_MIN_ROWS: usize = 16;
 
 pub enum Weight {
     Dense(Tensor),
-    /// Our own CPU kernels (see `kernels/`): raw GGUF blocks, row-major.
+    /// Our own CPU kernels (see `cpu/`): raw GGUF blocks, row-major.
     Own {
         kind: OwnKind,
         bytes: Arc<Vec<u8>>,

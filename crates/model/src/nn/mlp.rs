@@ -81,7 +81,7 @@ fn cpu_silu_mul(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
     let rows = gate.elem_count() / n.max(1);
     let (gs, gl) = gate.storage_and_layout();
     let (us, ul) = up.storage_and_layout();
-    let out = crate::kernels::vexp::silu_mul_rows(
+    let out = crate::cpu::vexp::silu_mul_rows(
         super::cpu_f32(&gs, gl)?,
         super::cpu_f32(&us, ul)?,
         g_row,

@@ -41,7 +41,7 @@ impl RmsNorm {
         Ok((h, n))
     }
 
-    /// `kernels::rms_norm` on f32 CPU tensors (candle's bits, on our thread pool): `(x +
+    /// `cpu::rms_norm` on f32 CPU tensors (candle's bits, on our thread pool): `(x +
     /// delta, its norm)`, or `(x, its norm)` without `delta`. `None` off the CPU or f32.
     fn cpu_forward(&self, x: &Tensor, delta: Option<&Tensor>) -> Result<Option<(Tensor, Tensor)>> {
         let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
@@ -64,7 +64,7 @@ impl RmsNorm {
                 Some((g, l)) => Some(&super::cpu_f32(g, l)?[..len]),
                 None => None,
             };
-            crate::kernels::rms_norm::add_rms_norm(
+            crate::cpu::rms_norm::add_rms_norm(
                 &super::cpu_f32(&xg, xl)?[..len],
                 d,
                 &super::cpu_f32(&wg, wl)?[..n],

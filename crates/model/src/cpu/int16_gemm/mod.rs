@@ -116,7 +116,7 @@ pub struct Q16Rows {
 impl Q16Rows {
     /// Quantizes `m` rows of `k` values (`k` a multiple of 32); large inputs on candle's pool.
     /// Each block is quantized on its own, so the bits do not depend on the split
-    /// (`kernels::quantize_in_blocks`).
+    /// (`cpu::quantize_in_blocks`).
     pub fn quantize(x: &[f32], k: usize) -> Self {
         assert!(k.is_multiple_of(QK) && x.len().is_multiple_of(k.max(1)));
         let (d, s, qs) = super::quantize_in_blocks(x, quantize_block);
@@ -511,7 +511,7 @@ unsafe fn portable_tile<const R: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::q4_1::{dequantize, sample_rows, BLOCK_BYTES};
+    use crate::cpu::q4_1::{dequantize, sample_rows, BLOCK_BYTES};
 
     /// Activations with an outlier every so often, as residual streams have.
     fn activations(m: usize, k: usize) -> Vec<f32> {
@@ -630,8 +630,7 @@ mod tests {
                 let xq = Q16Rows::quantize(&activations(m, k), k);
                 let full = PackedInt16::pack_for(kernel, RunFormat::Q4_1, &w, 2 * half, k);
                 let full = matmul(&xq, &full);
-                let want =
-                    crate::kernels::vexp::silu_mul_rows(&full, &full[half..], 2 * half, m, half);
+                let want = crate::cpu::vexp::silu_mul_rows(&full, &full[half..], 2 * half, m, half);
                 let fused = PackedInt16::pack_swiglu_for(kernel, RunFormat::Q4_1, &w, 2 * half, k);
                 let got = matmul_swiglu(&xq, &fused);
                 assert_eq!(got.len(), want.len());

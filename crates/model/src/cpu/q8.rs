@@ -22,7 +22,7 @@ pub struct Q8Rows {
 impl Q8Rows {
     /// Quantizes `m` rows of `k` values (k a multiple of 32); large inputs (batched calls)
     /// on candle's thread pool, each block on its own, so the same bits either way
-    /// (`kernels::quantize_in_blocks`).
+    /// (`cpu::quantize_in_blocks`).
     pub fn quantize(x: &[f32], k: usize) -> Self {
         debug_assert!(k.is_multiple_of(QK) && x.len().is_multiple_of(k));
         let (d, s, qs) = super::quantize_in_blocks(x, |xb, qb| {

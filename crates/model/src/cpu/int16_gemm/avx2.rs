@@ -12,7 +12,7 @@ pub(super) fn quantize_block(x: &[f32], q: &mut [MaybeUninit<i16>]) -> (f32, f32
     assert!(x.len() == QK && q.len() == QK);
     // SAFETY: both slices hold 32 elements (checked above); AVX2 is compiled in.
     unsafe {
-        let (v, amax) = crate::kernels::q8::simd::load_block(x);
+        let (v, amax) = crate::cpu::q8::simd::load_block(x);
         let d = step(amax);
         // Exact: d is a power of two.
         let id = _mm256_set1_ps(inverse_step(d));

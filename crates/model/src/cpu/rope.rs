@@ -189,7 +189,7 @@ unsafe impl Sync for SharedOut {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::attention::as_uninit;
+    use crate::cpu::attention::as_uninit;
     use candle_core::{DType, Device, Tensor};
 
     fn values(n: usize, seed: usize) -> Vec<f32> {

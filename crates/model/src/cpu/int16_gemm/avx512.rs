@@ -86,7 +86,7 @@ pub(super) unsafe fn tile_mr<const R: usize>(
     }
     if epilogue == Epilogue::SiluTimes {
         for (i, a) in acc.iter().enumerate() {
-            let h = crate::kernels::vexp::silu_times16(a[0], a[1]);
+            let h = crate::cpu::vexp::silu_times16(a[0], a[1]);
             _mm512_storeu_ps(c.add((r0 + i) * ldc + p * LANES), h);
         }
         return;

@@ -278,7 +278,7 @@ unsafe fn tile_portable<const R: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::q4_1::{row_dot_scalar, sample_rows};
+    use crate::cpu::q4_1::{row_dot_scalar, sample_rows};
 
     /// A tile, `(x, w, p, r0, c, ldc)`: rows `r0..r0 + R` of panel `p` of the output at `c`.
     ///

@@ -6,10 +6,10 @@
 
 use crate::cache::visible;
 #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
-use crate::kernels::attention_avx2;
-use crate::kernels::attention_products::{attention_by_products, PRODUCTS_MIN_QUERIES};
-use crate::kernels::attention_tiled;
-use crate::kernels::{sgemm, vexp};
+use crate::cpu::attention_avx2;
+use crate::cpu::attention_products::{attention_by_products, PRODUCTS_MIN_QUERIES};
+use crate::cpu::attention_tiled;
+use crate::cpu::{sgemm, vexp};
 use std::mem::MaybeUninit;
 
 /// Shapes and strides of one call. Keys/values are read from the cache buffers in place.
