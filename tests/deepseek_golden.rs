@@ -66,7 +66,7 @@ fn all_position_logits_match_transformers() {
 fn unfused_attention_path_matches_transformers() {
     for name in MODELS {
         let mut d = load(&folder(name)).unwrap();
-        d.fused_cpu_attention = false;
+        d.kernels.cpu_attention = false;
         let (ids, want) = reference(name);
         let diff = max_diff(&all_logits(&d, &ids[2]), &want[2]);
         assert!(diff < 1e-4, "{name} (unfused): {diff}");
@@ -79,7 +79,7 @@ fn per_token_experts_equal_grouped_experts() {
     let mut d = load(&folder("deepseek_v3")).unwrap();
     let (ids, _) = reference("deepseek_v3");
     let grouped = all_logits(&d, &ids[0]);
-    d.moe_per_token = true;
+    d.kernels.moe_per_token = true;
     let diff = max_diff(&all_logits(&d, &ids[0]), &grouped);
     assert!(diff < 1e-5, "{diff}");
 }
@@ -91,7 +91,7 @@ fn latent_cache_decode_equals_full_forward() {
     for name in MODELS {
         for fused in [true, false] {
             let mut d = load(&folder(name)).unwrap();
-            d.fused_cpu_attention = fused;
+            d.kernels.cpu_attention = fused;
             let (ids, _) = reference(name);
             let seq = &ids[2];
             let full = all_logits(&d, seq);

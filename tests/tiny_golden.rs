@@ -81,7 +81,7 @@ fn gguf_f32_logits_match_transformers() {
 fn unfused_attention_path_matches_transformers() {
     for name in MODELS {
         let mut d = load_folder(name);
-        d.fused_cpu_attention = false;
+        d.kernels.cpu_attention = false;
         let (ids, want) = reference(name);
         for (seq, w) in ids.iter().zip(&want) {
             let diff = max_diff(&all_logits(&d, seq), w);

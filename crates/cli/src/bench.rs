@@ -173,9 +173,9 @@ pub fn run(w: Which) -> Result<()> {
     let prefill_tps = median(prefill);
     // Mixture of experts: the same prefill with each token run through its experts alone.
     let moe_per_token_tps = if c.moe.is_some() {
-        model.decoder.moe_per_token = true;
+        model.decoder.kernels.moe_per_token = true;
         let r = prefill_rates(&model.decoder, &prompt, a.repetitions);
-        model.decoder.moe_per_token = false;
+        model.decoder.kernels.moe_per_token = false;
         Some(median(r?.1))
     } else {
         None

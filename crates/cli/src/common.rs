@@ -35,6 +35,7 @@ impl ModelArgs {
                 .map(ethos_model::parse_dtype)
                 .transpose()?,
             max_context: self.max_context,
+            kernels: ethos_model::ops::Kernels::from_env(),
         })
     }
 

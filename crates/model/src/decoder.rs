@@ -8,13 +8,15 @@ use crate::cache::{attention_mask, KvCache, KvShape};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::hooks::ResidualHook;
-use crate::nn::attention::{Attention, StepContext};
+use crate::nn::attention::Attention;
 use crate::nn::experts::MoeFfn;
 use crate::nn::linear::{Linear, DENSE_MIN_ROWS};
 use crate::nn::mla::LatentAttention;
 use crate::nn::mlp::Mlp;
 use crate::nn::norm::RmsNorm;
 use crate::nn::rope::{Positions, Rope};
+use crate::ops::attention::StepContext;
+use crate::ops::{Kernels, Numerics};
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor, D};
 use std::sync::Arc;
@@ -212,10 +214,10 @@ impl Block {
 
     /// The feed-forward half on `x + a`, row by row: `(x + a, its feed-forward output)`.
     fn feed_forward(&self, x: &Tensor, a: &Tensor, step: &StepContext) -> Result<(Tensor, Tensor)> {
-        let (h, hn) = self.mlp_norm.add_forward(x, a)?;
+        let (h, hn) = self.mlp_norm.add_forward(x, a, &step.kernels)?;
         let mut y = match &self.ffn {
-            FeedForward::Dense(mlp) => mlp.forward(&hn, step.f16_attention)?,
-            FeedForward::Moe(moe) => moe.forward(&hn, step.moe_per_token)?,
+            FeedForward::Dense(mlp) => mlp.forward(&hn, step.llama_cpp())?,
+            FeedForward::Moe(moe) => moe.forward(&hn, step.kernels.moe_per_token)?,
         };
         if let Some(n) = &self.post_ffn_norm {
             y = n.forward(&y)?;
@@ -235,19 +237,15 @@ pub struct Decoder {
     pub rope_local: Option<Rope>,
     pub dtype: DType,
     pub device: Device,
-    /// Attention operands rounded to f16 as in llama.cpp (quantized GGUF models only).
-    pub f16_attention: bool,
-    /// Use the fused CPU attention kernel when computing in f32 on the CPU (on by default;
-    /// off runs candle's ops, the path GPUs take).
-    pub fused_cpu_attention: bool,
-    /// Run each token through its experts alone instead of grouping tokens by expert (the
-    /// baseline `ethos bench speed` measures grouping against; same numbers, slower).
-    pub moe_per_token: bool,
+    /// The arithmetic the model follows (llama.cpp's for quantized GGUF weights), set at load.
+    pub numerics: Numerics,
+    /// Which of our kernels the step's ops may take, set at load.
+    pub kernels: Kernels,
 }
 
 impl Decoder {
-    /// A decoder of these parts, with the runtime switches at their defaults (exact f32
-    /// attention, the fused CPU kernel on, experts grouped); the loader adjusts them.
+    /// A decoder of these parts, with exact numerics and this build's default kernels; the
+    /// loader sets both.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: ModelConfig,
@@ -270,9 +268,8 @@ impl Decoder {
             rope_local,
             dtype,
             device,
-            f16_attention: false,
-            fused_cpu_attention: true,
-            moe_per_token: false,
+            numerics: Numerics::Exact,
+            kernels: Kernels::default(),
         }
     }
 
@@ -445,7 +442,7 @@ impl Decoder {
             None => None,
         };
         let cpu_kernel =
-            self.fused_cpu_attention && self.device.is_cpu() && self.dtype == DType::F32;
+            self.kernels.cpu_attention && self.device.is_cpu() && self.dtype == DType::F32;
         let any_sliding = self.blocks.iter().any(|b| b.sliding);
         let any_global = self.blocks.iter().any(|b| !b.sliding);
         let mask_for = |window: Option<usize>, needed: bool| -> Result<Option<Tensor>> {
@@ -463,11 +460,11 @@ impl Decoder {
             sliding_tables,
             mask,
             sliding_mask,
-            f16_attention: self.f16_attention,
+            numerics: self.numerics,
+            kernels: self.kernels,
             cpu_kernel,
             query_positions: positions,
             window: self.config.sliding_window,
-            moe_per_token: self.moe_per_token,
         };
         // Each boundary adds the block's output to the residual and applies the next norm
         // (the next block's input norm, or the final norm) in one step, unless a hook must
@@ -492,7 +489,7 @@ impl Decoder {
                     Ok(t.reshape(((), hidden))?.index_select(&index, 0)?)
                 };
                 let (h, y) = block.feed_forward(&pick(&x)?, &pick(&a)?, &step)?;
-                let (_, xn) = self.norm.add_forward(&h, &y)?;
+                let (_, xn) = self.norm.add_forward(&h, &y, &self.kernels)?;
                 return Ok(Hidden {
                     x: xn,
                     slot: Some(rows.slot.clone()),
@@ -501,7 +498,7 @@ impl Decoder {
             let (h, y) = block.forward(&x, &xn, &step, cache, i)?;
             let next_norm = self.blocks.get(i + 1).map_or(&self.norm, |b| &b.attn_norm);
             match hook.as_deref_mut() {
-                None => (x, xn) = next_norm.add_forward(&h, &y)?,
+                None => (x, xn) = next_norm.add_forward(&h, &y, &self.kernels)?,
                 Some(hk) => {
                     x = (h + y)?;
                     if let Some(replaced) = hk.after_block(i, &x)? {

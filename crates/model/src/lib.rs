@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod hooks;
 pub mod loader;
 pub mod nn;
+pub mod ops;
 pub mod prefix;
 pub mod scoring;
 pub mod spm;

@@ -7,6 +7,7 @@ use crate::config::{HfConfig, ModelConfig, TokenIds};
 use crate::decoder::Decoder;
 use crate::error::{Error, Result};
 use crate::fetch;
+use crate::ops::{Kernels, Numerics};
 use crate::tokenizer::Tokenizer;
 use crate::weights::gguf::{GgufFile, GgufSource};
 use crate::weights::safetensors::SafetensorsSource;
@@ -66,6 +67,9 @@ pub struct LoadOptions {
     pub dtype: Option<DType>,
     /// Cap on the context (rotary table and largest cache); `None` = the model's own.
     pub max_context: Option<usize>,
+    /// Which of our kernels the model may take (`Kernels::from_env` reads the users'
+    /// switches; the default is the fastest this build has).
+    pub kernels: Kernels,
 }
 
 impl Default for LoadOptions {
@@ -74,6 +78,7 @@ impl Default for LoadOptions {
             device: Device::Cpu,
             dtype: None,
             max_context: None,
+            kernels: Kernels::default(),
         }
     }
 }
@@ -212,10 +217,14 @@ pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<Model> {
     let dense = opts.dtype;
     let dtype = opts.dtype.unwrap_or_else(|| default_dtype(&opts.device));
     let mut src = GgufSource::new(file, cfg.arch, &opts.device, dense);
-    let mut decoder = arch::build(&cfg, &mut src, dtype, context_len(&cfg, opts))?;
     // Quantized weights follow llama.cpp's arithmetic throughout (8-bit activations in the
     // kernels, f16 attention operands); an explicit dtype is the exact dequantized path.
-    decoder.f16_attention = dense.is_none();
+    let numerics = match dense {
+        None => Numerics::LlamaCpp,
+        Some(_) => Numerics::Exact,
+    };
+    let ctx = context_len(&cfg, opts);
+    let decoder = arch::build(&cfg, &mut src, dtype, ctx, numerics, opts.kernels)?;
     let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let mut eos_ids = cfg.eos_token_ids.clone();
     // Tokens that end the architecture's turns besides the file's end-of-sequence ids.
@@ -253,7 +262,8 @@ pub fn load_dummy(arch_name: &str, opts: &LoadOptions) -> Result<Model> {
     let cfg = crate::weights::dummy::preset(arch_name)?;
     let dtype = opts.dtype.unwrap_or_else(|| default_dtype(&opts.device));
     let mut src = crate::weights::dummy::DummySource::new(arch_name, &opts.device, dtype);
-    let decoder = arch::build(&cfg, &mut src, dtype, context_len(&cfg, opts))?;
+    let ctx = context_len(&cfg, opts);
+    let decoder = arch::build(&cfg, &mut src, dtype, ctx, Numerics::Exact, opts.kernels)?;
     Ok(Model {
         decoder,
         tokenizer: None,
@@ -282,7 +292,8 @@ pub fn load_folder(folder: &Path, opts: &LoadOptions) -> Result<Model> {
     let cfg = HfConfig::from_file(&config_path)?.into_config(&config_path)?;
     let dtype = opts.dtype.unwrap_or_else(|| default_dtype(&opts.device));
     let mut src = SafetensorsSource::open(folder, dtype, &opts.device)?;
-    let decoder = arch::build(&cfg, &mut src, dtype, context_len(&cfg, opts))?;
+    let ctx = context_len(&cfg, opts);
+    let decoder = arch::build(&cfg, &mut src, dtype, ctx, Numerics::Exact, opts.kernels)?;
     let tok_path = folder.join("tokenizer.json");
     let mut tokenizer = if tok_path.exists() {
         Some(Tokenizer::from_file(&tok_path)?)

@@ -224,6 +224,7 @@ fn load(
                             .without_dense_batches()
                     } else {
                         Linear::dense(src.dense(&name, &[r.n_experts, h], DType::F32)?, None)?
+                            .with_kernels(src.kernels())
                     };
                     let bias = if r.method == TopkMethod::NoauxTc {
                         let name = format!("{p}.mlp.gate.e_score_correction_bias");

@@ -8,8 +8,9 @@ use crate::config::{HfConfig, ModelConfig};
 use crate::decoder::Decoder;
 use crate::error::{Error, Result};
 use crate::nn::linear::Linear;
+use crate::ops::{Kernels, Numerics};
 use crate::weights::gguf::GgufFile;
-use crate::weights::TensorSource;
+use crate::weights::{TensorSource, WithKernels};
 use candle_core::DType;
 use std::path::Path;
 
@@ -177,13 +178,15 @@ pub(crate) fn lm_head(cfg: &ModelConfig, src: &mut dyn TensorSource) -> Result<L
     }
 }
 
-/// Builds the decoder of `cfg` from `src`, computing in `dtype`, with a rotary table of
-/// `max_positions` entries.
+/// Builds the decoder of `cfg` from `src`, computing in `dtype` with `numerics`, with a rotary
+/// table of `max_positions` entries; its products and steps take the kernels `kernels` allows.
 pub fn build(
     cfg: &ModelConfig,
     src: &mut dyn TensorSource,
     dtype: DType,
     max_positions: usize,
+    numerics: Numerics,
+    kernels: Kernels,
 ) -> Result<Decoder> {
     if cfg.num_labels.is_some() && cfg.arch.classifier_name().is_none() {
         let supported: Vec<&str> = REGISTRY
@@ -197,5 +200,9 @@ pub fn build(
             supported.join(", ")
         )));
     }
-    cfg.arch.load(cfg, src, dtype, max_positions)
+    let mut src = WithKernels::new(src, kernels);
+    let mut decoder = cfg.arch.load(cfg, &mut src, dtype, max_positions)?;
+    decoder.numerics = numerics;
+    decoder.kernels = kernels;
+    Ok(decoder)
 }

@@ -9,13 +9,14 @@
 //! at least `DENSE_MIN_ROWS` rows: batched prefill and scoring are faster as one GEMM than as
 //! per-row quantized dot products, while decode keeps the compact weights. On CPUs with AVX-512
 //! VNNI, or AVX2 and FMA, the types that store runs of 32 as `d * q + m` (Q4_0/1, Q5_0/1,
-//! Q8_0, Q4_K) run an integer GEMM on 16-bit activations (`cpu::int16_gemm`; the choices are in
-//! `quant_gemm()`); other types, and every type elsewhere, use an f32 GEMM on dequantized
+//! Q8_0, Q4_K) run an integer GEMM on 16-bit activations (`cpu::int16_gemm`; the choices are
+//! `ops::QuantGemm`); other types, and every type elsewhere, use an f32 GEMM on dequantized
 //! weights, on AVX-512 our own (`cpu::sgemm`, also every product of f32 dense weights).
 
 use crate::cpu::runs::RunFormat;
 use crate::cpu::{int16_gemm, q4_1, q4_1_gemm, q8, q8_0, sgemm};
 use crate::error::{Error, Result};
+use crate::ops::{Kernels, QuantGemm};
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use rayon::prelude::*;
@@ -63,32 +64,6 @@ enum Batched {
     Int16(int16_gemm::PackedInt16),
 }
 
-/// The product quantized batches take (`ETHOS_QUANT_GEMM`). By default, where AVX-512 VNNI
-/// or AVX2 is present, the integer GEMM on 16-bit activations (`int16_gemm`, for every type of
-/// `runs::RunFormat`): about 1.7 times the f32 GEMM's speed, each activation within 1/32767
-/// of its block's largest. `f32`: the f32 GEMM on dequantized weights (other types always).
-/// `int8` (Q4_1 only; AVX-512 VNNI or AVX2): llama.cpp's 8-bit activations, faster again
-/// (about 1.1 times on VNNI, 1.4 times on AVX2, end to end), but their rounding differs
-/// from any other engine's run of the same text, and the differences grow through the layers:
-/// against llama.cpp its log-probs differ by a mean of up to 0.14 where the others' differ by
-/// 0.06 to 0.08.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum QuantGemm {
-    F32,
-    Int16,
-    Int8,
-}
-
-fn quant_gemm() -> QuantGemm {
-    static CHOICE: OnceLock<QuantGemm> = OnceLock::new();
-    *CHOICE.get_or_init(|| match std::env::var("ETHOS_QUANT_GEMM").as_deref() {
-        Ok("f32") => QuantGemm::F32,
-        Ok("int8") if q4_1_gemm::AVAILABLE => QuantGemm::Int8,
-        _ if int16_gemm::AVAILABLE => QuantGemm::Int16,
-        _ => QuantGemm::F32,
-    })
-}
-
 pub struct Linear {
     weight: Weight,
     bias: Option<Tensor>,
@@ -103,6 +78,8 @@ pub struct Linear {
     /// A fused gate and up projection packed for `int16_gemm::matmul_swiglu`, made on the
     /// first `swiglu_forward` (`None`: the weights do not suit it).
     swiglu: OnceLock<Option<int16_gemm::PackedInt16>>,
+    /// Which of our kernels the products may take (the tensor source sets the loader's).
+    kernels: Kernels,
 }
 
 impl Linear {
@@ -116,6 +93,7 @@ impl Linear {
             batched: OnceLock::new(),
             swiglu: OnceLock::new(),
             dense_batches: true,
+            kernels: Kernels::default(),
         })
     }
 
@@ -148,7 +126,14 @@ impl Linear {
             batched: OnceLock::new(),
             swiglu: OnceLock::new(),
             dense_batches: true,
+            kernels: Kernels::default(),
         })
+    }
+
+    /// The products take the kernels `kernels` allows.
+    pub fn with_kernels(mut self, kernels: Kernels) -> Self {
+        self.kernels = kernels;
+        self
     }
 
     /// Keeps quantized weights quantized for calls of any size.
@@ -196,7 +181,7 @@ impl Linear {
     /// Converts to a dense layer of `dtype` (the exact reference path for GGUF files).
     pub fn into_dense(self, dtype: DType) -> Result<Self> {
         let w = self.dequantize()?.to_dtype(dtype)?;
-        Linear::dense(w, self.bias)
+        Ok(Linear::dense(w, self.bias)?.with_kernels(self.kernels))
     }
 
     /// The raw blocks of quantized CPU weights whose type stores runs of 32 (`RunFormat`).
@@ -225,7 +210,7 @@ impl Linear {
             && rows >= DENSE_MIN_ROWS
             && self.dense_batches
             && self.bias.is_none()
-            && quant_gemm() == QuantGemm::Int16
+            && self.kernels.quant_gemm == QuantGemm::Int16
             && self.out_features.is_multiple_of(32);
         if !usable {
             return Ok(None);
@@ -261,9 +246,9 @@ impl Linear {
             return Ok(b);
         }
         // The f32 choice dequantizes below; only the integer GEMMs read the raw blocks.
-        if cpu_f32 && quant_gemm() != QuantGemm::F32 {
+        if cpu_f32 && self.kernels.quant_gemm != QuantGemm::F32 {
             let (n, k) = (self.out_features, self.in_features);
-            let choice = match (quant_gemm(), self.cpu_runs()?) {
+            let choice = match (self.kernels.quant_gemm, self.cpu_runs()?) {
                 (QuantGemm::Int8, Some((RunFormat::Q4_1, bytes))) => {
                     Some(Batched::Int8(q4_1_gemm::PackedQ4_1::pack(&bytes, n, k)))
                 }
@@ -301,10 +286,7 @@ impl Linear {
         if let (false, Weight::Dense(w)) = (sgemm_ok, &self.weight) {
             // Decode on CUDA: our matrix-vector kernel streams the weights once (cuBLAS's
             // general GEMM reaches well under the memory bandwidth at one row).
-            if x2.device().is_cuda()
-                && super::own_cuda_kernels()
-                && ethos_kernels::gemv_supported(x2, w)
-            {
+            if x2.device().is_cuda() && self.kernels.cuda && ethos_kernels::gemv_supported(x2, w) {
                 return Ok(ethos_kernels::gemv(&x2.contiguous()?, w)?);
             }
             return Ok(x2.matmul(&w.t()?)?);
@@ -343,7 +325,7 @@ impl Linear {
         let x2 = x2.contiguous()?;
         let out = {
             let (storage, layout) = x2.storage_and_layout();
-            let a = &super::cpu_f32(&storage, layout)?[..rows * self.in_features];
+            let a = &crate::ops::cpu_f32(&storage, layout)?[..rows * self.in_features];
             product(a, rows)
         };
         Ok(Tensor::from_vec(out, (rows, cols), x2.device())?)
@@ -464,6 +446,7 @@ impl Linear {
             batched: OnceLock::new(),
             swiglu: OnceLock::new(),
             dense_batches: true,
+            kernels: Kernels::default(),
         }))
     }
 }
@@ -569,7 +552,7 @@ mod tests {
 
     /// A quantized layer gives the product of its dequantized weights on both paths: a call of
     /// few rows (llama.cpp's 8-bit kernels, or candle's) and a batched call (the GEMM
-    /// `quant_gemm()` picks), for our own kernels' types (Q4_1, Q8_0) and candle's (Q5_0, Q4_K).
+    /// `Kernels::quant_gemm` picks), for our own kernels' types (Q4_1, Q8_0) and candle's (Q5_0, Q4_K).
     #[test]
     fn quantized_layers_match_their_dequantized_weights_on_both_paths() {
         let (n, k, rows) = (40, 256, 24);

@@ -15,12 +15,12 @@
 //! as values and the rotary columns of the output are dropped.
 //! Reference: transformers' `models/deepseek_v3/modeling_deepseek_v3.py` (the expanded form).
 
-use super::attention::{attend, round_f16, AttendShape, StepContext};
 use super::linear::{Linear, MultiLinear};
 use super::norm::RmsNorm;
 use crate::cache::KvCache;
 use crate::config::MlaConfig;
 use crate::error::Result;
+use crate::ops::attention::{attend, round_f16, AttendShape, StepContext};
 use candle_core::{DType, Tensor};
 
 pub struct LatentAttention {
@@ -114,7 +114,7 @@ impl LatentAttention {
             .permute((1, 0, 2, 3))?;
         let mut q_full = Tensor::cat(&[&q_latent, &q_rope], 3)?.contiguous()?;
         let mut step_latent = Tensor::cat(&[&latent.unsqueeze(1)?, &k_rope], 3)?;
-        if step.f16_attention {
+        if step.llama_cpp() {
             q_full = round_f16(&q_full)?;
             step_latent = round_f16(&step_latent)?;
         }

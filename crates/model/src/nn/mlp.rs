@@ -82,8 +82,8 @@ fn cpu_silu_mul(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
     let (gs, gl) = gate.storage_and_layout();
     let (us, ul) = up.storage_and_layout();
     let out = crate::cpu::vexp::silu_mul_rows(
-        super::cpu_f32(&gs, gl)?,
-        super::cpu_f32(&us, ul)?,
+        crate::ops::cpu_f32(&gs, gl)?,
+        crate::ops::cpu_f32(&us, ul)?,
         g_row,
         rows,
         n,

@@ -11,6 +11,7 @@ pub mod safetensors;
 use crate::decoder::Embedding;
 use crate::error::Result;
 use crate::nn::linear::Linear;
+use crate::ops::Kernels;
 use candle_core::{DType, Device, Tensor};
 use std::path::Path;
 
@@ -30,5 +31,57 @@ pub trait TensorSource {
     /// differently from HF (the architectures that care ask).
     fn is_gguf(&self) -> bool {
         false
+    }
+    /// Which of our kernels the matrices this source makes may take.
+    fn kernels(&self) -> Kernels {
+        Kernels::default()
+    }
+}
+
+/// A source whose every matrix takes the kernels the loader chose (`LoadOptions::kernels`).
+pub struct WithKernels<'s> {
+    inner: &'s mut dyn TensorSource,
+    kernels: Kernels,
+}
+
+impl<'s> WithKernels<'s> {
+    pub fn new(inner: &'s mut dyn TensorSource, kernels: Kernels) -> Self {
+        Self { inner, kernels }
+    }
+}
+
+impl TensorSource for WithKernels<'_> {
+    fn path(&self) -> &Path {
+        self.inner.path()
+    }
+    fn device(&self) -> &Device {
+        self.inner.device()
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.inner.contains(name)
+    }
+    fn dense(&mut self, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        self.inner.dense(name, shape, dtype)
+    }
+    fn linear(&mut self, name: &str, shape: [usize; 2], bias: Option<Tensor>) -> Result<Linear> {
+        Ok(self
+            .inner
+            .linear(name, shape, bias)?
+            .with_kernels(self.kernels))
+    }
+    fn embedding(&mut self, name: &str, shape: [usize; 2]) -> Result<Embedding> {
+        self.inner.embedding(name, shape)
+    }
+    fn tied_head(&mut self, name: &str, shape: [usize; 2]) -> Result<Linear> {
+        Ok(self
+            .inner
+            .tied_head(name, shape)?
+            .with_kernels(self.kernels))
+    }
+    fn is_gguf(&self) -> bool {
+        self.inner.is_gguf()
+    }
+    fn kernels(&self) -> Kernels {
+        self.kernels
     }
 }
