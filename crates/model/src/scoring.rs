@@ -9,7 +9,7 @@ use crate::cache::KvCache;
 use crate::decoder::{Decoder, LastRowsPath};
 use crate::error::{Error, Result};
 use crate::hooks::ResidualHook;
-use crate::nn::linear::DENSE_MIN_ROWS;
+use crate::ops::linear::DENSE_MIN_ROWS;
 use crate::tokenizer::Tokenizer;
 use candle_core::D;
 

@@ -7,12 +7,12 @@
 //! Reference: transformers' `models/deepseek_v2`, `models/deepseek_v3` (and DeepSeek's own
 //! `modeling_deepseek.py`).
 
-use super::Architecture;
+use super::{Architecture, Build, Names};
 use crate::config::{HfConfig, MlaConfig, ModelConfig, MoeConfig, RopeStyle};
 use crate::decoder::{Block, Decoder, FeedForward, SelfAttention};
 use crate::error::{Error, Result};
 use crate::nn::experts::MoeFfn;
-use crate::nn::linear::Linear;
+use crate::ops::linear::Linear;
 use crate::nn::mla::LatentAttention;
 use crate::nn::mlp::Mlp;
 use crate::nn::moe::{RouterConfig, ScoringFunc, TopkMethod};
@@ -32,25 +32,21 @@ pub static DEEPSEEK_V2: Deepseek = Deepseek { v3: false };
 pub static DEEPSEEK_V3: Deepseek = Deepseek { v3: true };
 
 impl Architecture for Deepseek {
-    fn name(&self) -> &'static str {
-        if self.v3 {
-            "deepseek_v3"
-        } else {
-            "deepseek_v2"
-        }
-    }
-
-    fn hf_names(&self) -> &'static [&'static str] {
-        if self.v3 {
-            &["DeepseekV3ForCausalLM", "deepseek_v3"]
-        } else {
-            &["DeepseekV2ForCausalLM", "deepseek_v2"]
-        }
-    }
-
     /// V2 and V3 share llama.cpp's architecture; V3 routes on sigmoid scores.
-    fn gguf_name(&self) -> Option<&'static str> {
-        Some("deepseek2")
+    fn names(&self) -> &'static Names {
+        if self.v3 {
+            &Names {
+                name: "deepseek_v3",
+                hf: &["DeepseekV3ForCausalLM", "deepseek_v3"],
+                gguf: Some("deepseek2"),
+            }
+        } else {
+            &Names {
+                name: "deepseek_v2",
+                hf: &["DeepseekV2ForCausalLM", "deepseek_v2"],
+                gguf: Some("deepseek2"),
+            }
+        }
     }
 
     fn claims_gguf(&self, file: &GgufFile) -> bool {
@@ -111,14 +107,8 @@ impl Architecture for Deepseek {
         })
     }
 
-    fn load(
-        &self,
-        cfg: &ModelConfig,
-        src: &mut dyn TensorSource,
-        dtype: DType,
-        max_positions: usize,
-    ) -> Result<Decoder> {
-        load(cfg, src, dtype, max_positions)
+    fn load(&self, b: Build<'_>) -> Result<Decoder> {
+        load(b.cfg, b.src, b.dtype, b.max_positions)
     }
 }
 

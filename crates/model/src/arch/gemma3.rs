@@ -8,7 +8,7 @@
 //!
 //! Reference: transformers' `models/gemma3/modeling_gemma3.py`.
 
-use super::Architecture;
+use super::{Architecture, Build, Names};
 use crate::chat::ChatTemplate;
 use crate::config::{Activation, HfConfig, ModelConfig, RopeConfig, RopeScaling, RopeStyle};
 use crate::decoder::{Block, Decoder, FeedForward, SelfAttention};
@@ -54,16 +54,12 @@ pub const GEMMA_TEMPLATE: &str = r#"{{ bos_token }}
 pub struct Gemma3;
 
 impl Architecture for Gemma3 {
-    fn name(&self) -> &'static str {
-        "gemma3"
-    }
-
-    fn hf_names(&self) -> &'static [&'static str] {
-        &["Gemma3ForCausalLM", "gemma3_text"]
-    }
-
-    fn gguf_name(&self) -> Option<&'static str> {
-        Some("gemma3")
+    fn names(&self) -> &'static Names {
+        &Names {
+            name: "gemma3",
+            hf: &["Gemma3ForCausalLM", "gemma3_text"],
+            gguf: Some("gemma3"),
+        }
     }
 
     fn hf_config(&self, hf: &HfConfig, cfg: &mut ModelConfig, path: &Path) -> Result<()> {
@@ -161,14 +157,8 @@ impl Architecture for Gemma3 {
         &["<end_of_turn>"]
     }
 
-    fn load(
-        &self,
-        cfg: &ModelConfig,
-        src: &mut dyn TensorSource,
-        dtype: DType,
-        max_positions: usize,
-    ) -> Result<Decoder> {
-        load(cfg, src, dtype, max_positions)
+    fn load(&self, b: Build<'_>) -> Result<Decoder> {
+        load(b.cfg, b.src, b.dtype, b.max_positions)
     }
 }
 

@@ -3,7 +3,7 @@
 //! an output head that may be tied to the embeddings. Mistral and Qwen2 reuse these blocks.
 //! Reference: transformers' `models/llama/modeling_llama.py`.
 
-use super::Architecture;
+use super::{Architecture, Build, Names};
 use crate::config::{ModelConfig, RopeStyle};
 use crate::decoder::{Block, Decoder, FeedForward, SelfAttention};
 use crate::error::Result;
@@ -18,20 +18,12 @@ use candle_core::DType;
 pub struct Llama;
 
 impl Architecture for Llama {
-    fn name(&self) -> &'static str {
-        "llama"
-    }
-
-    fn hf_names(&self) -> &'static [&'static str] {
-        &[
-            "LlamaForCausalLM",
-            "LlamaForSequenceClassification",
-            "llama",
-        ]
-    }
-
-    fn gguf_name(&self) -> Option<&'static str> {
-        Some("llama")
+    fn names(&self) -> &'static Names {
+        &Names {
+            name: "llama",
+            hf: &["LlamaForCausalLM", "LlamaForSequenceClassification", "llama"],
+            gguf: Some("llama"),
+        }
     }
 
     fn gguf_config(&self, _file: &GgufFile, cfg: &mut ModelConfig) -> Result<()> {
@@ -40,14 +32,8 @@ impl Architecture for Llama {
         Ok(())
     }
 
-    fn load(
-        &self,
-        cfg: &ModelConfig,
-        src: &mut dyn TensorSource,
-        dtype: DType,
-        max_positions: usize,
-    ) -> Result<Decoder> {
-        load_with(cfg, src, dtype, max_positions, |_, _, attn| Ok(attn))
+    fn load(&self, b: Build<'_>) -> Result<Decoder> {
+        load_with(b, |_, _, attn| Ok(attn))
     }
 }
 
@@ -55,12 +41,15 @@ impl Architecture for Llama {
 /// layer's tensor prefix `model.layers.N` and the attention as Llama builds it): the skeleton
 /// that architectures differing from Llama only inside attention share.
 pub(crate) fn load_with(
-    cfg: &ModelConfig,
-    src: &mut dyn TensorSource,
-    dtype: DType,
-    max_positions: usize,
+    b: Build<'_>,
     attention: impl Fn(&mut dyn TensorSource, &str, Attention) -> Result<Attention>,
 ) -> Result<Decoder> {
+    let Build {
+        cfg,
+        src,
+        dtype,
+        max_positions,
+    } = b;
     let (h, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
     let (q_out, kv_out) = (
         cfg.num_heads * cfg.head_dim,

@@ -7,7 +7,7 @@ use crate::chat::ChatTemplate;
 use crate::config::{HfConfig, ModelConfig};
 use crate::decoder::Decoder;
 use crate::error::{Error, Result};
-use crate::nn::linear::Linear;
+use crate::ops::linear::Linear;
 use crate::ops::{Kernels, Numerics};
 use crate::weights::gguf::GgufFile;
 use crate::weights::{TensorSource, WithKernels};
@@ -33,19 +33,45 @@ registry! {
     qwen3: Qwen3;
 }
 
-/// What one architecture knows about itself. Every hook but `name`, `hf_names` and `load` has
-/// a default: the generic reading in `config::hf`, `config::gguf` and `weights::names`.
-pub trait Architecture: Sync {
+/// An architecture's names.
+pub struct Names {
     /// The name `ethos info` shows and errors use.
-    fn name(&self) -> &'static str;
-
+    pub name: &'static str,
     /// HF `architectures` entries and `model_type` values that mean this architecture. A
     /// `...ForSequenceClassification` entry makes it loadable as a classifier.
-    fn hf_names(&self) -> &'static [&'static str];
+    pub hf: &'static [&'static str],
+    /// llama.cpp's `general.architecture`, where this architecture has its own.
+    pub gguf: Option<&'static str>,
+}
+
+/// What an architecture builds its decoder from: the validated config, the tensor source,
+/// the compute dtype and the length of the rotary table.
+pub struct Build<'a> {
+    pub cfg: &'a ModelConfig,
+    pub src: &'a mut dyn TensorSource,
+    pub dtype: DType,
+    pub max_positions: usize,
+}
+
+/// What one architecture knows about itself. Every hook but `names` and `load` has a default:
+/// the generic reading in `config::hf`, `config::gguf` and `weights::names`.
+pub trait Architecture: Sync {
+    /// What the architecture is called, in ethos, HF and GGUF files.
+    fn names(&self) -> &'static Names;
+
+    /// The name `ethos info` shows and errors use.
+    fn name(&self) -> &'static str {
+        self.names().name
+    }
+
+    /// HF `architectures` entries and `model_type` values that mean this architecture.
+    fn hf_names(&self) -> &'static [&'static str] {
+        self.names().hf
+    }
 
     /// llama.cpp's `general.architecture`, where this architecture has its own.
     fn gguf_name(&self) -> Option<&'static str> {
-        None
+        self.names().gguf
     }
 
     /// Whether a GGUF file of `gguf_name` is this architecture (where two share one name).
@@ -78,15 +104,8 @@ pub trait Architecture: Sync {
         &[]
     }
 
-    /// Builds the decoder of `cfg` from `src`, computing in `dtype`, with a rotary table of
-    /// `max_positions` entries.
-    fn load(
-        &self,
-        cfg: &ModelConfig,
-        src: &mut dyn TensorSource,
-        dtype: DType,
-        max_positions: usize,
-    ) -> Result<Decoder>;
+    /// Builds the decoder.
+    fn load(&self, b: Build<'_>) -> Result<Decoder>;
 }
 
 /// A registered architecture, as `ModelConfig` holds it. Equal when the names are.
@@ -201,7 +220,12 @@ pub fn build(
         )));
     }
     let mut src = WithKernels::new(src, kernels);
-    let mut decoder = cfg.arch.load(cfg, &mut src, dtype, max_positions)?;
+    let mut decoder = cfg.arch.load(Build {
+        cfg,
+        src: &mut src,
+        dtype,
+        max_positions,
+    })?;
     decoder.numerics = numerics;
     decoder.kernels = kernels;
     Ok(decoder)

@@ -3,27 +3,21 @@
 //! rotary pairs in GGUF too (the converter keeps HF's Q/K layout). Reference: transformers'
 //! `models/qwen2/modeling_qwen2.py`.
 
-use super::Architecture;
+use super::{Architecture, Build, Names};
 use crate::config::{HfConfig, ModelConfig};
 use crate::decoder::Decoder;
 use crate::error::{Error, Result};
-use crate::weights::TensorSource;
-use candle_core::DType;
 use std::path::Path;
 
 pub struct Qwen2;
 
 impl Architecture for Qwen2 {
-    fn name(&self) -> &'static str {
-        "qwen2"
-    }
-
-    fn hf_names(&self) -> &'static [&'static str] {
-        &["Qwen2ForCausalLM", "Qwen2ForSequenceClassification", "qwen2"]
-    }
-
-    fn gguf_name(&self) -> Option<&'static str> {
-        Some("qwen2")
+    fn names(&self) -> &'static Names {
+        &Names {
+            name: "qwen2",
+            hf: &["Qwen2ForCausalLM", "Qwen2ForSequenceClassification", "qwen2"],
+            gguf: Some("qwen2"),
+        }
     }
 
     fn hf_config(&self, hf: &HfConfig, cfg: &mut ModelConfig, _path: &Path) -> Result<()> {
@@ -34,19 +28,13 @@ impl Architecture for Qwen2 {
         Ok(())
     }
 
-    fn load(
-        &self,
-        cfg: &ModelConfig,
-        src: &mut dyn TensorSource,
-        dtype: DType,
-        max_positions: usize,
-    ) -> Result<Decoder> {
-        if !cfg.attention_bias {
+    fn load(&self, b: Build<'_>) -> Result<Decoder> {
+        if !b.cfg.attention_bias {
             return Err(Error::format(
-                src.path(),
+                b.src.path(),
                 "Qwen2 checkpoints carry q/k/v biases; blk.0.attn_q.bias is missing",
             ));
         }
-        super::llama::Llama.load(cfg, src, dtype, max_positions)
+        super::llama::Llama.load(b)
     }
 }

@@ -5,28 +5,23 @@
 //! no row permutation) and gives head_dim as `qwen3.attention.key_length`.
 //! Reference: transformers' `models/qwen3/modeling_qwen3.py`.
 
-use super::Architecture;
+use super::{Architecture, Build, Names};
 use crate::config::{HfConfig, ModelConfig};
 use crate::decoder::Decoder;
 use crate::error::{Error, Result};
 use crate::nn::norm::RmsNorm;
-use crate::weights::TensorSource;
 use candle_core::DType;
 use std::path::Path;
 
 pub struct Qwen3;
 
 impl Architecture for Qwen3 {
-    fn name(&self) -> &'static str {
-        "qwen3"
-    }
-
-    fn hf_names(&self) -> &'static [&'static str] {
-        &["Qwen3ForCausalLM", "qwen3"]
-    }
-
-    fn gguf_name(&self) -> Option<&'static str> {
-        Some("qwen3")
+    fn names(&self) -> &'static Names {
+        &Names {
+            name: "qwen3",
+            hf: &["Qwen3ForCausalLM", "qwen3"],
+            gguf: Some("qwen3"),
+        }
     }
 
     fn hf_config(&self, hf: &HfConfig, _cfg: &mut ModelConfig, path: &Path) -> Result<()> {
@@ -49,15 +44,9 @@ impl Architecture for Qwen3 {
         Ok(())
     }
 
-    fn load(
-        &self,
-        cfg: &ModelConfig,
-        src: &mut dyn TensorSource,
-        dtype: DType,
-        max_positions: usize,
-    ) -> Result<Decoder> {
-        let (d, eps) = (cfg.head_dim, cfg.rms_norm_eps);
-        super::llama::load_with(cfg, src, dtype, max_positions, |src, p, attn| {
+    fn load(&self, b: Build<'_>) -> Result<Decoder> {
+        let (d, eps) = (b.cfg.head_dim, b.cfg.rms_norm_eps);
+        super::llama::load_with(b, |src, p, attn| {
             let mut norm = |name: &str| -> Result<RmsNorm> {
                 let w = src.dense(&format!("{p}.self_attn.{name}.weight"), &[d], DType::F32)?;
                 Ok(RmsNorm::new(w, eps))

@@ -4,7 +4,7 @@
 //!
 //! The arithmetic is the one-row kernel's (`q4_1::row_dot`, llama.cpp's): per block of 32,
 //! `d_w * d_x * sum(q_w * q_x) + m_w * s_x`, with activations quantized by `Q8Rows`. Opt-in
-//! (`ETHOS_QUANT_GEMM=int8`, see `nn::linear`): the rounding of 8-bit activations turns tiny
+//! (`ETHOS_QUANT_GEMM=int8`, see `ops::linear`): the rounding of 8-bit activations turns tiny
 //! differences in attention's order of additions into differences of up to 0.2 in a
 //! log-prob after 30 layers, more than the f32 GEMM on dequantized weights shows.
 //!

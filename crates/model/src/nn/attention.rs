@@ -1,10 +1,10 @@
 //! Grouped-query self-attention (multi-head when kv_heads == heads) over the KV cache.
 
-use super::linear::{Linear, MultiLinear};
 use super::norm::RmsNorm;
 use crate::cache::KvCache;
 use crate::error::Result;
 use crate::ops::attention::{attend, heads_first, AttendShape, StepContext};
+use crate::ops::linear::{Linear, MultiLinear};
 use candle_core::{DType, Tensor};
 
 pub struct Attention {

@@ -6,10 +6,10 @@
 //! (in expert order, as transformers sums them). `per_token` runs the naive loop (each token
 //! through each of its experts alone), which `ethos bench speed` compares against.
 
-use super::linear::Linear;
 use super::mlp::Mlp;
 use super::moe::{route, RouterConfig};
 use crate::error::Result;
+use crate::ops::linear::Linear;
 use candle_core::{DType, Tensor};
 
 pub struct MoeFfn {

@@ -15,12 +15,12 @@
 //! as values and the rotary columns of the output are dropped.
 //! Reference: transformers' `models/deepseek_v3/modeling_deepseek_v3.py` (the expanded form).
 
-use super::linear::{Linear, MultiLinear};
 use super::norm::RmsNorm;
 use crate::cache::KvCache;
 use crate::config::MlaConfig;
 use crate::error::Result;
 use crate::ops::attention::{attend, round_f16, AttendShape, StepContext};
+use crate::ops::linear::{Linear, MultiLinear};
 use candle_core::{DType, Tensor};
 
 pub struct LatentAttention {

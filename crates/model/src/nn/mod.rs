@@ -1,7 +1,6 @@
-//! The parts a decoder block is assembled from.
+//! The parts a decoder block is assembled from: the model's math, on the ops of `ops/`.
 pub mod attention;
 pub mod experts;
-pub mod linear;
 pub mod mla;
 pub mod mlp;
 pub mod moe;

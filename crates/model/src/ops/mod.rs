@@ -3,7 +3,9 @@
 //! and calls these. Which links may be taken is an options value (`Kernels`) that the loader
 //! parses once and hands in, and which arithmetic the model follows is its `Numerics`.
 
+pub mod activation;
 pub mod attention;
+pub mod linear;
 pub mod norm;
 
 use crate::cpu::{int16_gemm, q4_1_gemm};

@@ -6,7 +6,7 @@ use super::TensorSource;
 use crate::config::{Activation, Arch, ModelConfig, RopeConfig, RopeScaling, RopeStyle};
 use crate::decoder::Embedding;
 use crate::error::{Error, Result};
-use crate::nn::linear::Linear;
+use crate::ops::linear::Linear;
 use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
 

@@ -8,7 +8,7 @@ use super::TensorSource;
 use crate::config::{Arch, ModelConfig};
 use crate::decoder::Embedding;
 use crate::error::{one_line, Error, Result};
-use crate::nn::linear::Linear;
+use crate::ops::linear::Linear;
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{DType, Device, Tensor};

@@ -10,7 +10,7 @@ pub mod safetensors;
 
 use crate::decoder::Embedding;
 use crate::error::Result;
-use crate::nn::linear::Linear;
+use crate::ops::linear::Linear;
 use crate::ops::Kernels;
 use candle_core::{DType, Device, Tensor};
 use std::path::Path;

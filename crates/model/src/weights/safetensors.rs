@@ -3,7 +3,7 @@
 use super::{fp8, TensorSource};
 use crate::decoder::Embedding;
 use crate::error::{Error, Result};
-use crate::nn::linear::Linear;
+use crate::ops::linear::Linear;
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 use std::collections::BTreeSet;

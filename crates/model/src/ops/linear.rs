@@ -325,7 +325,7 @@ impl Linear {
         let x2 = x2.contiguous()?;
         let out = {
             let (storage, layout) = x2.storage_and_layout();
-            let a = &crate::ops::cpu_f32(&storage, layout)?[..rows * self.in_features];
+            let a = &super::cpu_f32(&storage, layout)?[..rows * self.in_features];
             product(a, rows)
         };
         Ok(Tensor::from_vec(out, (rows, cols), x2.device())?)
