@@ -57,7 +57,7 @@ pub struct Args {
 struct PaletteTilt<'m>(ethos_steer::palette::decode::PaletteDecoder<'m>);
 
 impl ethos_evals::OptionTilt for PaletteTilt<'_> {
-    fn bonus(&mut self, prompt: &str, options: &[String]) -> Result<Vec<f64>> {
+    fn bonus(&mut self, prompt: &str, options: &[String]) -> ethos_evals::Result<Vec<f64>> {
         let cols = self.0.rewards_of(prompt, options)?;
         Ok((0..options.len())
             .map(|j| self.0.lambda.iter().zip(&cols).map(|(l, c)| l * c[j]).sum())

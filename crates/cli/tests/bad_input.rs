@@ -324,6 +324,13 @@ fn eval_data_with_a_missing_column_or_empty() {
         s(&dir.path().join("absent.csv")),
     ]);
     assert!(e.contains("absent.csv: cannot read"), "{e}");
+    // The flag's context, the file and the OS error, each once.
+    assert!(
+        e.starts_with("ethos: error: normad --data wants one CSV file: ")
+            && e.matches("cannot read").count() == 1
+            && e.matches("os error").count() == 1,
+        "{e}"
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! scores or generates them and hands the answers back to `judge`, which says what the
 //! model predicted and whether that is right. Benchmarks never see the model.
 
-use anyhow::Result;
+use crate::error::Result;
 use serde_json::Value;
 
 /// What the runner should do with a prompt.

@@ -4,9 +4,9 @@
 //! difference, steered minus unsteered, with a paired bootstrap 95 % interval over the items
 //! both runs judged.
 
+use crate::error::{Error, Result};
 use crate::log::ItemRecord;
 use crate::metrics::{bootstrap, mean_of, Interval};
-use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -26,15 +26,17 @@ pub struct Difference {
 
 fn read_items(dir: &Path) -> Result<HashMap<(String, String, String), ItemRecord>> {
     let path = dir.join("items.jsonl");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, "cannot read", e))?;
     let mut out = HashMap::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let r: ItemRecord = serde_json::from_str(line)
-            .with_context(|| format!("{}:{}: not an item record", path.display(), i + 1))?;
+        let r: ItemRecord = serde_json::from_str(line).map_err(|e| Error::ItemRecord {
+            path: path.clone(),
+            line: i + 1,
+            err: e,
+        })?;
         out.insert(r.key(), r);
     }
     Ok(out)

@@ -1,7 +1,7 @@
 //! Benchmark data: the vendored copies compiled into the binary, or a user's own file in the
 //! upstream schema. Errors name the file and the column.
 
-use anyhow::{bail, Context, Result};
+use crate::error::{bail, Error, Result};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,8 +21,7 @@ impl Source {
     }
 
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
         Ok(Self {
             name: path.display().to_string(),
             bytes,
@@ -61,9 +60,10 @@ pub struct Table {
 impl Table {
     pub fn header(source: &Source) -> Result<Vec<String>> {
         let mut r = csv::ReaderBuilder::new().from_reader(source.bytes.as_slice());
-        let h = r
-            .headers()
-            .with_context(|| format!("{}: not a CSV file", source.name))?;
+        let h = r.headers().map_err(|e| Error::NotCsv {
+            name: source.name.clone(),
+            source: e,
+        })?;
         Ok(h.iter()
             .map(|s| s.trim_start_matches('\u{feff}').to_string())
             .collect())
@@ -73,12 +73,13 @@ impl Table {
     /// least one row.
     pub fn parse(source: &Source, required: &[&str]) -> Result<Self> {
         if source.bytes.iter().all(|b| b.is_ascii_whitespace()) {
-            bail!("{}: the file is empty", source.name);
+            bail!(Data, "{}: the file is empty", source.name);
         }
         let header = Self::header(source)?;
         for col in required {
             if !header.iter().any(|h| h == col) {
                 bail!(
+                    Data,
                     "{}: missing column `{col}` (the file has: {})",
                     source.name,
                     header.join(", ")
@@ -88,9 +89,14 @@ impl Table {
         let mut r = csv::ReaderBuilder::new().from_reader(source.bytes.as_slice());
         let mut rows = Vec::new();
         for (n, rec) in r.records().enumerate() {
-            let rec = rec.map_err(|e| anyhow::anyhow!("{}: row {}: {e}", source.name, n + 2))?;
+            let rec = rec.map_err(|err| Error::CsvRow {
+                name: source.name.clone(),
+                row: n + 2,
+                err,
+            })?;
             if rec.len() != header.len() {
                 bail!(
+                    Data,
                     "{}: row {} has {} fields, the header {}",
                     source.name,
                     n + 2,
@@ -107,7 +113,7 @@ impl Table {
             );
         }
         if rows.is_empty() {
-            bail!("{}: no rows after the header", source.name);
+            bail!(Data, "{}: no rows after the header", source.name);
         }
         Ok(Self {
             name: source.name.clone(),
@@ -120,7 +126,7 @@ impl Table {
         self.rows[i]
             .get(col)
             .map(String::as_str)
-            .with_context(|| format!("{}: row {}: no column `{col}`", self.name, i + 2))
+            .ok_or_else(|| Error::Data(format!("{}: row {}: no column `{col}`", self.name, i + 2)))
     }
 }
 

@@ -2,7 +2,7 @@
 //! formats) or lm-evaluation-harness' context/continuation split (raw formats).
 
 use crate::benchmark::{Ask, Prompt};
-use anyhow::{bail, Result};
+use crate::error::{bail, Result};
 use ethos_model::chat::Message;
 use ethos_model::scoring::continuation_tokens;
 use ethos_model::Model;
@@ -25,7 +25,10 @@ pub(crate) fn encode(model: &Model, p: &Prompt) -> Result<Encoded> {
     let tok = model.tokenizer()?;
     let (context, prefix, with_bos) = if p.chat {
         let Some(t) = &model.chat_template else {
-            bail!("the model has no chat template; use a raw format");
+            bail!(
+                Selection,
+                "the model has no chat template; use a raw format"
+            );
         };
         let mut msgs = Vec::new();
         if let Some(s) = &p.system {
@@ -45,7 +48,7 @@ pub(crate) fn encode(model: &Model, p: &Prompt) -> Result<Encoded> {
         tok.encode(&context)?
     };
     if ids.is_empty() {
-        bail!("a prompt encodes to no tokens");
+        bail!(Data, "a prompt encodes to no tokens");
     }
     let (continuations, max_tokens) = match &p.ask {
         Ask::Choose { options } => (
@@ -53,7 +56,7 @@ pub(crate) fn encode(model: &Model, p: &Prompt) -> Result<Encoded> {
                 .iter()
                 .map(|o| {
                     continuation_tokens(tok, &ids, &context, &format!("{prefix}{o}"), with_bos)
-                        .map_err(anyhow::Error::from)
+                        .map_err(Into::into)
                 })
                 .collect::<Result<Vec<_>>>()?,
             0,

@@ -12,7 +12,7 @@
 //! `orig.letters.label.raw` is exactly lm-evaluation-harness' prompt.
 
 use crate::benchmark::{Ask, Prompt};
-use anyhow::{bail, Result};
+use crate::error::{bail, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Order {
@@ -53,31 +53,47 @@ impl GridPoint {
     pub fn parse(name: &str, n_options: usize) -> Result<Self> {
         let parts: Vec<&str> = name.split('.').collect();
         if parts.len() != 4 {
-            bail!("format `{name}`: a grid format is ORDER.LABELS.ANSWER.TEMPLATE, e.g. rev.numbers.text.chat");
+            bail!(Selection, "format `{name}`: a grid format is ORDER.LABELS.ANSWER.TEMPLATE, e.g. rev.numbers.text.chat");
         }
         let order = match parts[0] {
             "orig" => Order::Original,
             "rev" => Order::Reversed,
             s if s.starts_with("shift") => match s["shift".len()..].parse::<usize>() {
                 Ok(k) if k >= 1 && k < n_options => Order::Shift(k),
-                _ => bail!("format `{name}`: the shift must be 1..{}", n_options - 1),
+                _ => bail!(
+                    Selection,
+                    "format `{name}`: the shift must be 1..{}",
+                    n_options - 1
+                ),
             },
-            s => bail!("format `{name}`: unknown order `{s}` (orig, rev, shiftK)"),
+            s => bail!(
+                Selection,
+                "format `{name}`: unknown order `{s}` (orig, rev, shiftK)"
+            ),
         };
         let labels = match parts[1] {
             "letters" => Labels::Letters,
             "numbers" => Labels::Numbers,
-            s => bail!("format `{name}`: unknown label style `{s}` (letters, numbers)"),
+            s => bail!(
+                Selection,
+                "format `{name}`: unknown label style `{s}` (letters, numbers)"
+            ),
         };
         let answer = match parts[2] {
             "label" => AnswerBy::Label,
             "text" => AnswerBy::Text,
-            s => bail!("format `{name}`: unknown answer mode `{s}` (label, text)"),
+            s => bail!(
+                Selection,
+                "format `{name}`: unknown answer mode `{s}` (label, text)"
+            ),
         };
         let chat = match parts[3] {
             "raw" => false,
             "chat" => true,
-            s => bail!("format `{name}`: unknown template `{s}` (raw, chat)"),
+            s => bail!(
+                Selection,
+                "format `{name}`: unknown template `{s}` (raw, chat)"
+            ),
         };
         Ok(Self {
             order,

@@ -1,6 +1,6 @@
 //! What a run was run on: the model's identity for the run record.
 
-use anyhow::{Context, Result};
+use crate::error::{Error, Result};
 use ethos_model::Model;
 use std::path::PathBuf;
 
@@ -14,7 +14,7 @@ pub fn model_identity(model: &Model) -> Result<serde_json::Value> {
         files.push(source.to_path_buf());
     } else if source.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(source)
-            .with_context(|| format!("{}: cannot list", source.display()))?
+            .map_err(|e| Error::io(source, "cannot list", e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -26,10 +26,8 @@ pub fn model_identity(model: &Model) -> Result<serde_json::Value> {
     }
     let mut h = Sha256::new();
     for f in &files {
-        let mut file =
-            std::fs::File::open(f).with_context(|| format!("{}: cannot read", f.display()))?;
-        std::io::copy(&mut file, &mut h)
-            .with_context(|| format!("{}: cannot read", f.display()))?;
+        let mut file = std::fs::File::open(f).map_err(|e| Error::io(f, "cannot read", e))?;
+        std::io::copy(&mut file, &mut h).map_err(|e| Error::io(f, "cannot read", e))?;
     }
     Ok(serde_json::json!({
         "source": model.info.source,

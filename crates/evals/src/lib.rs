@@ -8,6 +8,7 @@ pub mod benchmarks;
 pub mod compare;
 pub mod data;
 pub mod encoding;
+pub mod error;
 pub mod formats;
 pub mod identity;
 pub mod log;
@@ -19,4 +20,5 @@ pub mod runner;
 pub mod thurstonian;
 
 pub use benchmark::{Answer, Ask, Benchmark, Judgement, Prompt};
+pub use error::{Error, Result};
 pub use runner::{run, run_tilted, OptionTilt, RunOptions};

@@ -3,7 +3,7 @@
 //! resumes where it stopped. A folder holding another run's items is refused untouched.
 
 use crate::benchmark::Judgement;
-use anyhow::{bail, Context, Result};
+use crate::error::{bail, Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -54,7 +54,7 @@ pub struct RunLog {
 impl RunLog {
     pub fn open(dir: &Path, identity: &RunIdentity) -> Result<Self> {
         std::fs::create_dir_all(dir)
-            .with_context(|| format!("{}: cannot create the output folder", dir.display()))?;
+            .map_err(|e| Error::io(dir, "cannot create the output folder", e))?;
         let run_path = dir.join("run.json");
         let items_path = dir.join("items.jsonl");
         let mut records = HashMap::new();
@@ -67,6 +67,7 @@ impl RunLog {
             match found {
                 Some(f) if &f == identity => {}
                 Some(f) => bail!(
+                    RunFolder,
                     "{}: holds the items of another run (benchmark `{}`, model {}, data {}); choose another --output",
                     items_path.display(),
                     f.benchmark,
@@ -74,6 +75,7 @@ impl RunLog {
                     &f.dataset_sha256[..f.dataset_sha256.len().min(12)]
                 ),
                 None => bail!(
+                    RunFolder,
                     "{}: holds items but no readable run.json says whose; choose another --output",
                     items_path.display()
                 ),
@@ -81,23 +83,28 @@ impl RunLog {
             let (recs, good_bytes, total_bytes) = read_items(&items_path)?;
             if good_bytes < total_bytes {
                 // Only an unfinished last line (the run was killed mid-write) is dropped.
-                let f = OpenOptions::new().write(true).open(&items_path)?;
-                f.set_len(good_bytes)?;
+                OpenOptions::new()
+                    .write(true)
+                    .open(&items_path)
+                    .and_then(|f| f.set_len(good_bytes))
+                    .map_err(|e| {
+                        Error::io(&items_path, "cannot cut the unfinished last line", e)
+                    })?;
             }
             resumed = recs.len();
             for r in recs {
                 records.insert(r.key(), r);
             }
         } else {
-            let text = serde_json::to_string_pretty(identity)?;
+            let text = serde_json::to_string_pretty(identity).map_err(Error::Serialize)?;
             std::fs::write(&run_path, text + "\n")
-                .with_context(|| format!("{}: cannot write", run_path.display()))?;
+                .map_err(|e| Error::io(&run_path, "cannot write", e))?;
         }
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&items_path)
-            .with_context(|| format!("{}: cannot open for appending", items_path.display()))?;
+            .map_err(|e| Error::io(&items_path, "cannot open for appending", e))?;
         Ok(Self {
             dir: dir.to_path_buf(),
             items_path,
@@ -110,13 +117,13 @@ impl RunLog {
     pub fn append(&mut self, records: Vec<ItemRecord>) -> Result<()> {
         let mut buf = String::new();
         for r in &records {
-            buf.push_str(&serde_json::to_string(r)?);
+            buf.push_str(&serde_json::to_string(r).map_err(Error::Serialize)?);
             buf.push('\n');
         }
         self.file
             .write_all(buf.as_bytes())
             .and_then(|_| self.file.flush())
-            .with_context(|| format!("{}: cannot append", self.items_path.display()))?;
+            .map_err(|e| Error::io(&self.items_path, "cannot append", e))?;
         for r in records {
             self.records.insert(r.key(), r);
         }
@@ -133,8 +140,9 @@ fn short_model(v: &Value) -> String {
 /// The records of `path`, and how many bytes hold whole, valid lines. A bad line anywhere
 /// but at the very end is an error (the file is not ours to cut).
 fn read_items(path: &Path) -> Result<(Vec<ItemRecord>, u64, u64)> {
-    let f = File::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let total = f.metadata()?.len();
+    let cannot_read = |e| Error::io(path, "cannot read", e);
+    let f = File::open(path).map_err(cannot_read)?;
+    let total = f.metadata().map_err(cannot_read)?.len();
     let mut reader = BufReader::new(f);
     let mut out = Vec::new();
     let mut good = 0u64;
@@ -142,7 +150,7 @@ fn read_items(path: &Path) -> Result<(Vec<ItemRecord>, u64, u64)> {
     let mut n = 0;
     loop {
         line.clear();
-        let read = reader.read_line(&mut line)?;
+        let read = reader.read_line(&mut line).map_err(cannot_read)?;
         if read == 0 {
             break;
         }
@@ -154,7 +162,13 @@ fn read_items(path: &Path) -> Result<(Vec<ItemRecord>, u64, u64)> {
                 good += read as u64;
             }
             _ if good + read as u64 == total => break, // unfinished last line
-            Err(e) => bail!("{}:{n}: not an item record: {e}", path.display()),
+            Err(err) => {
+                return Err(Error::ItemRecord {
+                    path: path.to_path_buf(),
+                    line: n,
+                    err,
+                })
+            }
             Ok(_) => unreachable!("an incomplete line is always the last"),
         }
     }

@@ -4,10 +4,10 @@
 
 use crate::benchmark::{Answer, Ask, Benchmark, Prompt};
 use crate::encoding::{encode, Encoded};
+use crate::error::{bail, Error, Result, ResultExt};
 use crate::identity::model_identity;
 use crate::log::{ItemRecord, RunIdentity, RunLog};
 use crate::results::{self, Results};
-use anyhow::{bail, Context, Result};
 use ethos_model::scoring::{Openings, ScoreOptions, ScoreRequest};
 use ethos_model::Model;
 use ethos_steer::{GenerateOptions, GenerateRequest, SamplingParams, Session};
@@ -42,6 +42,7 @@ pub fn check_selection(bench: &dyn Benchmark, opts: &RunOptions) -> Result<()> {
     for c in &opts.conditions {
         if !bench.conditions().contains(&c.as_str()) {
             bail!(
+                Selection,
                 "unknown condition `{c}` for {} ({})",
                 bench.name(),
                 bench.conditions().join(", ")
@@ -52,7 +53,10 @@ pub fn check_selection(bench: &dyn Benchmark, opts: &RunOptions) -> Result<()> {
         bench.check_format(f)?;
     }
     if opts.formats.is_empty() || opts.conditions.is_empty() {
-        bail!("nothing to run: no format or no condition selected");
+        bail!(
+            Selection,
+            "nothing to run: no format or no condition selected"
+        );
     }
     Ok(())
 }
@@ -81,13 +85,14 @@ fn prepare_window<'t>(
         let id = bench.item_id(t.item);
         let mut e = Vec::with_capacity(prompts.len());
         for p in &prompts {
-            let enc = encode(model, p).with_context(|| {
+            let enc = encode(model, p).context(|| {
                 format!("{} item {id} ({}, {})", bench.name(), t.condition, t.format)
             })?;
             let longest = enc.continuations.iter().map(Vec::len).max().unwrap_or(0);
             let need = enc.context.len() + longest.max(enc.max_tokens);
             if need > max_positions {
                 bail!(
+                    Limit,
                     "{} item {id}: the prompt needs {need} positions, over the context length {max_positions}",
                     bench.name()
                 );
@@ -219,9 +224,9 @@ pub fn run_tilted(
                         tokens += g.token_ids.len();
                         answers.push(Answer::Text(g.text));
                     } else {
-                        let s = scored
-                            .next()
-                            .context("scoring returned fewer results than requests")?;
+                        let s = scored.next().ok_or_else(|| {
+                            Error::Internal("scoring returned fewer results than requests".into())
+                        })?;
                         tokens += s.iter().map(|c| c.token_ids.len()).sum::<usize>();
                         let mut lps: Vec<f64> = s.iter().map(|c| c.logprob).collect();
                         if let (Some(t), Ask::Choose { options }) = (tilt.as_deref_mut(), &p.ask) {
@@ -284,10 +289,10 @@ pub fn run_tilted(
     let records: Vec<&ItemRecord> = keys.iter().filter_map(|k| log.records.get(k)).collect();
     let res = results::compute(&run, &records);
     let path = log.dir.join("results.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&res)? + "\n")
-        .with_context(|| format!("{}: cannot write", path.display()))?;
+    let json = serde_json::to_string_pretty(&res).map_err(Error::Serialize)?;
+    std::fs::write(&path, json + "\n").map_err(|e| Error::io(&path, "cannot write", e))?;
     let page = log.dir.join("report.html");
     std::fs::write(&page, crate::report::html(&res, &records))
-        .with_context(|| format!("{}: cannot write", page.display()))?;
+        .map_err(|e| Error::io(&page, "cannot write", e))?;
     Ok(res)
 }

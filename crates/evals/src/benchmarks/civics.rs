@@ -15,7 +15,7 @@
 
 use crate::benchmark::{renormalise, Answer, Ask, Benchmark, Judgement, Prompt};
 use crate::data::Source;
-use anyhow::{bail, Context, Result};
+use crate::error::{bail, Error, Result};
 use serde_json::{Map, Value};
 
 const JSON: &[u8] = include_bytes!("../../data/civics/civics_dataset.json");
@@ -120,47 +120,63 @@ impl Civics {
 
     /// The upstream `civics_dataset.json` schema (a JSON array; JSON lines also accepted).
     pub fn from_source(source: Source) -> Result<Self> {
-        let text = std::str::from_utf8(&source.bytes)
-            .with_context(|| format!("{}: not UTF-8", source.name))?;
+        let text = std::str::from_utf8(&source.bytes).map_err(|e| Error::NotUtf8 {
+            name: source.name.clone(),
+            source: e,
+        })?;
         if text.trim().is_empty() {
-            bail!("{}: the file is empty", source.name);
+            bail!(Data, "{}: the file is empty", source.name);
         }
         let rows: Vec<Value> = if text.trim_start().starts_with('[') {
-            serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", source.name))?
+            serde_json::from_str(text).map_err(|err| Error::Json {
+                at: source.name.clone(),
+                err,
+            })?
         } else {
             text.lines()
                 .filter(|l| !l.trim().is_empty())
                 .enumerate()
                 .map(|(n, l)| {
-                    serde_json::from_str(l)
-                        .map_err(|e| anyhow::anyhow!("{}:{}: {e}", source.name, n + 1))
+                    serde_json::from_str(l).map_err(|err| Error::Json {
+                        at: format!("{}:{}", source.name, n + 1),
+                        err,
+                    })
                 })
                 .collect::<Result<_>>()?
         };
         if rows.is_empty() {
-            bail!("{}: no statements", source.name);
+            bail!(Data, "{}: no statements", source.name);
         }
         let mut statements = Vec::with_capacity(rows.len());
         for (n, r) in rows.iter().enumerate() {
             let field = |k: &str| -> Result<&Value> {
-                r.get(k).with_context(|| {
-                    format!("{}: record {}: missing field `{k}`", source.name, n + 1)
+                r.get(k).ok_or_else(|| {
+                    Error::Data(format!(
+                        "{}: record {}: missing field `{k}`",
+                        source.name,
+                        n + 1
+                    ))
                 })
             };
             let text_of = |k: &str| -> Result<String> {
-                field(k)?.as_str().map(str::to_string).with_context(|| {
-                    format!("{}: record {}: `{k}` is not a string", source.name, n + 1)
+                field(k)?.as_str().map(str::to_string).ok_or_else(|| {
+                    Error::Data(format!(
+                        "{}: record {}: `{k}` is not a string",
+                        source.name,
+                        n + 1
+                    ))
                 })
             };
             let language = text_of("Language")?;
             if lang_of(&language).is_none() {
-                bail!("{}: record {}: `Language` is `{language}` (known: English, German, French, Italian, Turkish variants)", source.name, n + 1);
+                bail!(Data, "{}: record {}: `Language` is `{language}` (known: English, German, French, Italian, Turkish variants)", source.name, n + 1);
             }
             let original = text_of("Statement")?.trim().to_string();
             let translated = text_of("Statement - translated")?.trim().to_string();
             let is_english = language.starts_with("English");
             if !is_english && translated.is_empty() {
                 bail!(
+                    Data,
                     "{}: record {}: `Statement - translated` is empty for a {language} statement",
                     source.name,
                     n + 1
@@ -168,12 +184,12 @@ impl Civics {
             }
             let labels = field("Final Label")?
                 .as_array()
-                .with_context(|| {
-                    format!(
+                .ok_or_else(|| {
+                    Error::Data(format!(
                         "{}: record {}: `Final Label` is not a list",
                         source.name,
                         n + 1
-                    )
+                    ))
                 })?
                 .iter()
                 .filter_map(|v| v.as_str().map(str::to_string))
@@ -236,6 +252,7 @@ impl Benchmark for Civics {
             return Ok(());
         }
         bail!(
+            Selection,
             "unknown format `{format}` for civics ({})",
             FORMATS.join(", ")
         )
@@ -263,7 +280,7 @@ impl Benchmark for Civics {
             (&EN, &s.english)
         } else {
             (
-                lang_of(&s.language).context("checked at load")?,
+                lang_of(&s.language).ok_or_else(|| Error::Internal("checked at load".into()))?,
                 &s.original,
             )
         };
@@ -274,7 +291,10 @@ impl Benchmark for Civics {
         };
         let wants_chat = format.ends_with("-chat");
         if wants_chat && !chat {
-            bail!("format `{format}` needs a chat template and the model has none");
+            bail!(
+                Selection,
+                "format `{format}` needs a chat template and the model has none"
+            );
         }
         Ok(vec![Prompt {
             system: None,
@@ -300,12 +320,13 @@ impl Benchmark for Civics {
     ) -> Result<Judgement> {
         let ([prompt], [Answer::Options(lp)]) = (prompts, answers) else {
             bail!(
+                Internal,
                 "civics statement {}: expected one prompt scored by options",
                 self.statements[i].id
             );
         };
         let Ask::Choose { options } = &prompt.ask else {
-            bail!("civics prompts are scored by options");
+            bail!(Internal, "civics prompts are scored by options");
         };
         let p = renormalise(lp);
         let score = if p.len() == 2 {

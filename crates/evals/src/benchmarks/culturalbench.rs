@@ -9,8 +9,8 @@
 
 use crate::benchmark::{argmax, argmax_norm, Answer, Ask, Benchmark, Judgement, Prompt};
 use crate::data::{Source, Table};
+use crate::error::{bail, Error, Result};
 use crate::formats::GridPoint;
-use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -82,7 +82,12 @@ impl CulturalBench {
                     let (key, idx) = parse_idx(&t, i)?;
                     let answer = t.get(i, "answer")?.trim();
                     let Some(a) = LETTERS.iter().position(|l| *l == answer) else {
-                        bail!("{}: row {}: `answer` is `{answer}`, not A-D", t.name, i + 2);
+                        bail!(
+                            Data,
+                            "{}: row {}: `answer` is `{answer}`, not A-D",
+                            t.name,
+                            i + 2
+                        );
                     };
                     let options = ["a", "b", "c", "d"]
                         .iter()
@@ -103,6 +108,7 @@ impl CulturalBench {
                         "true" => true,
                         "false" => false,
                         other => bail!(
+                            Data,
                             "{}: row {}: `answer` is `{other}`, not TRUE/FALSE",
                             t.name,
                             i + 2
@@ -143,6 +149,7 @@ fn parse_idx(t: &Table, i: usize) -> Result<(u64, String)> {
     match raw.parse::<u64>() {
         Ok(k) => Ok((k, raw)),
         Err(_) => bail!(
+            Data,
             "{}: row {}: `question_idx` is `{raw}`, not a number",
             t.name,
             i + 2
@@ -212,7 +219,7 @@ impl Benchmark for CulturalBench {
         if format.contains('.') {
             GridPoint::parse(format, 4)?;
         }
-        bail!("unknown format `{format}` for culturalbench (harness, paper, grid, or a grid point ORDER.LABELS.ANSWER.TEMPLATE such as rev.numbers.text.chat)")
+        bail!(Selection, "unknown format `{format}` for culturalbench (harness, paper, grid, or a grid point ORDER.LABELS.ANSWER.TEMPLATE such as rev.numbers.text.chat)")
     }
 
     fn default_formats(&self) -> Vec<String> {
@@ -277,7 +284,7 @@ impl Benchmark for CulturalBench {
                     }
                 })
                 .collect()),
-            _ => bail!("question {}: no {condition} data", q.idx),
+            _ => bail!(Internal, "question {}: no {condition} data", q.idx),
         }
     }
 
@@ -294,11 +301,12 @@ impl Benchmark for CulturalBench {
         for a in answers {
             match a {
                 Answer::Options(x) => lps.push(x.clone()),
-                Answer::Text(_) => bail!("culturalbench is scored by options"),
+                Answer::Text(_) => bail!(Internal, "culturalbench is scored by options"),
             }
         }
         if lps.len() != prompts.len() {
             bail!(
+                Internal,
                 "question {}: {} answers for {} prompts",
                 q.idx,
                 lps.len(),
@@ -313,7 +321,7 @@ impl Benchmark for CulturalBench {
             let e = q
                 .easy
                 .as_ref()
-                .with_context(|| format!("question {}: no easy data", q.idx))?;
+                .ok_or_else(|| Error::Internal(format!("question {}: no easy data", q.idx)))?;
             let shown = if format == "paper" {
                 vec![0, 1, 2, 3]
             } else {
@@ -341,7 +349,7 @@ impl Benchmark for CulturalBench {
         let h = q
             .hard
             .as_ref()
-            .with_context(|| format!("question {}: no hard data", q.idx))?;
+            .ok_or_else(|| Error::Internal(format!("question {}: no hard data", q.idx)))?;
         let mut pred = String::new();
         let mut pred_norm = String::new();
         let mut gold = String::new();

@@ -8,7 +8,7 @@ pub mod utility;
 
 use crate::benchmark::Benchmark;
 use crate::data::{combined_sha256, Source};
-use anyhow::{bail, Context, Result};
+use crate::error::{bail, Result, ResultExt};
 use std::path::Path;
 
 pub const NAMES: &[&str] = &["civics", "culturalbench", "normad"];
@@ -37,6 +37,7 @@ pub fn load(name: &str, path: Option<&Path>) -> Result<Loaded> {
                     }
                     if sources.is_empty() {
                         bail!(
+                            Data,
                             "{}: holds neither CulturalBench-Easy.csv nor CulturalBench-Hard.csv",
                             p.display()
                         );
@@ -55,8 +56,7 @@ pub fn load(name: &str, path: Option<&Path>) -> Result<Loaded> {
             let b = match path {
                 None => normad::NormAd::builtin()?,
                 Some(p) => normad::NormAd::from_source(
-                    Source::read(p)
-                        .with_context(|| "normad --data wants one CSV file".to_string())?,
+                    Source::read(p).context(|| "normad --data wants one CSV file".to_string())?,
                 )?,
             };
             let sha = combined_sha256(&b.sources.iter().collect::<Vec<_>>());
@@ -77,6 +77,7 @@ pub fn load(name: &str, path: Option<&Path>) -> Result<Loaded> {
             })
         }
         other => bail!(
+            Selection,
             "unknown benchmark `{other}` (known: {}, utility)",
             NAMES.join(", ")
         ),

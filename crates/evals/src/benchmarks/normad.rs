@@ -12,8 +12,8 @@
 
 use crate::benchmark::{argmax, Answer, Ask, Benchmark, Judgement, Prompt};
 use crate::data::{Source, Table};
+use crate::error::{bail, Result};
 use crate::formats::GridPoint;
-use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 const CSV: &[u8] = include_bytes!("../../data/normad/normad_eti_reconstructed.csv");
@@ -83,6 +83,7 @@ impl NormAd {
             let gold = t.get(i, "Gold Label")?.trim().to_ascii_lowercase();
             if !matches!(gold.as_str(), "yes" | "no" | "neutral") {
                 bail!(
+                    Data,
                     "{}: row {}: `Gold Label` is `{gold}`, not yes/no/neutral",
                     t.name,
                     i + 2
@@ -141,6 +142,7 @@ impl Benchmark for NormAd {
             return Ok(());
         }
         bail!(
+            Selection,
             "unknown format `{format}` for normad ({}, grid, or a grid point ORDER.LABELS.ANSWER.TEMPLATE such as rev.letters.text.raw)",
             FORMATS.join(", ")
         )
@@ -211,7 +213,11 @@ impl Benchmark for NormAd {
                 (labels[shown[argmax(shown_lp)]].to_string(), v, None)
             }
             [Answer::Text(t)] => (parse_answer(t).to_string(), Value::Null, Some(t.clone())),
-            _ => bail!("normad story {}: expected one answer", self.stories[i].id),
+            _ => bail!(
+                Internal,
+                "normad story {}: expected one answer",
+                self.stories[i].id
+            ),
         };
         Ok(Judgement {
             correct: prediction == gold,

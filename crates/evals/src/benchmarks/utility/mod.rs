@@ -24,11 +24,11 @@ mod report;
 use crate::benchmark::{renormalise, Ask, Judgement, Prompt};
 use crate::data::Source;
 use crate::encoding::encode;
+use crate::error::{bail, Error, Result};
 use crate::identity::model_identity;
 use crate::log::{ItemRecord, RunIdentity, RunLog};
 use crate::pyrandom::PyRandom;
 use crate::thurstonian::{self, Edge, Fit};
-use anyhow::{bail, Context, Result};
 use ethos_model::scoring::{ScoreOptions, ScoreRequest};
 use ethos_model::Model;
 use ethos_steer::rng::Rng;
@@ -96,13 +96,18 @@ pub fn load_outcomes(set: &str, path: Option<&std::path::Path>) -> Result<(Vec<O
         (Some(p), _) => Source::read(p)?,
         (None, "hierarchical") => Source::embedded("options_hierarchical.json", HIERARCHICAL),
         (None, "testing") => Source::embedded("options_testing.json", TESTING),
-        (None, other) => bail!("unknown outcome set `{other}` (hierarchical, testing)"),
+        (None, other) => bail!(
+            Selection,
+            "unknown outcome set `{other}` (hierarchical, testing)"
+        ),
     };
     if source.bytes.iter().all(u8::is_ascii_whitespace) {
-        bail!("{}: the file is empty", source.name);
+        bail!(Data, "{}: the file is empty", source.name);
     }
-    let Ordered(cats) = serde_json::from_slice(&source.bytes)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", source.name))?;
+    let Ordered(cats) = serde_json::from_slice(&source.bytes).map_err(|err| Error::Json {
+        at: source.name.clone(),
+        err,
+    })?;
     let outcomes: Vec<Outcome> = cats
         .into_iter()
         .flat_map(|(c, v)| {
@@ -114,6 +119,7 @@ pub fn load_outcomes(set: &str, path: Option<&std::path::Path>) -> Result<(Vec<O
         .collect();
     if outcomes.len() < 3 {
         bail!(
+            Data,
             "{}: {} outcomes; at least 3 are needed",
             source.name,
             outcomes.len()
@@ -279,11 +285,9 @@ impl Asker<'_, '_> {
         pairs
             .iter()
             .map(|&(a, b)| {
-                let r = self
-                    .log
-                    .records
-                    .get(&self.key(a, b, kind))
-                    .context("a queried pair is missing from the log")?;
+                let r = self.log.records.get(&self.key(a, b, kind)).ok_or_else(|| {
+                    Error::Internal("a queried pair is missing from the log".into())
+                })?;
                 Ok(Edge {
                     a,
                     b,
@@ -388,7 +392,10 @@ pub fn run_utility(session: &mut Session<'_>, opts: &UtilityOptions) -> Result<U
     let started = Instant::now();
     let (outcomes, source) = load_outcomes(&opts.set, opts.data.as_deref())?;
     if opts.chat && model.chat_template.is_none() {
-        bail!("--format chat needs a chat template and the model has none");
+        bail!(
+            Selection,
+            "--format chat needs a chat template and the model has none"
+        );
     }
     let n = outcomes.len();
     // Held-out split, as PreferenceGraph does it.
@@ -548,11 +555,10 @@ pub fn run_utility(session: &mut Session<'_>, opts: &UtilityOptions) -> Result<U
         utilities: ranked,
     };
     let path = opts.output.join("results.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&res)? + "\n")
-        .with_context(|| format!("{}: cannot write", path.display()))?;
+    let json = serde_json::to_string_pretty(&res).map_err(Error::Serialize)?;
+    std::fs::write(&path, json + "\n").map_err(|e| Error::io(&path, "cannot write", e))?;
     let page = opts.output.join("report.html");
-    std::fs::write(&page, report::html(&res))
-        .with_context(|| format!("{}: cannot write", page.display()))?;
+    std::fs::write(&page, report::html(&res)).map_err(|e| Error::io(&page, "cannot write", e))?;
     Ok(res)
 }
 
