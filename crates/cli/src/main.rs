@@ -60,7 +60,7 @@ enum Command {
 
 /// Keeps freed activation buffers in the process. Every forward allocates and frees
 /// buffers of a few MiB; by default glibc hands blocks that large back to the kernel and
-/// faults them in again on the next call, about 7 % of an eval's wall time on 2 cores.
+/// faults them in again on the next call, a visible share of an eval's wall time.
 fn keep_freed_buffers() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator thresholds; called before any other thread exists.

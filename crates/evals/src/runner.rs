@@ -61,9 +61,8 @@ pub fn check_selection(bench: &dyn Benchmark, opts: &RunOptions) -> Result<()> {
     Ok(())
 }
 
-/// Tasks encoded and sorted by prompt length at a time. In the selection's order a batch of
-/// CulturalBench's prompts is about 22 % padding; sorted in windows of this size, about 1 %.
-/// The window bounds what is held encoded at once.
+/// Tasks encoded and sorted by prompt length at a time: sorted, a batch's prompts are padded
+/// far less than in the selection's order. The window bounds what is held encoded at once.
 const SORT_WINDOW: usize = 2048;
 
 /// A task with its prompts and their encodings.

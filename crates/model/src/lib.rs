@@ -24,6 +24,7 @@ pub use candle_core::{DType, Device, Tensor};
 pub use decoder::{AllLogits, Decoder, Gathered, LastLogits, LastRowsPath, TargetScore};
 pub use error::{Error, Result};
 pub use loader::{load, LoadOptions, Model, ModelSpec};
+pub use ops::{Kernels, Numerics};
 
 /// Fixes the number of CPU worker threads before any pool starts: `n`, else
 /// `RAYON_NUM_THREADS`, else every available core. Call it once, early. Besides sizing the

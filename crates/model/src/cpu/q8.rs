@@ -84,8 +84,7 @@ fn quantize_block_scalar(xb: &[f32], qb: &mut [MaybeUninit<i8>]) -> (f32, i32) {
 /// `row_bytes` bytes, split over threads by output column.
 ///
 /// Threads come from candle's persistent spinning pool rather than rayon: decode calls this
-/// ~120 times per token, and waking sleeping rayon workers through futexes cost a quarter of
-/// decode time.
+/// many times per token, and waking sleeping rayon workers through futexes dominated.
 pub fn matmul_rows(
     n: usize,
     row_bytes: usize,

@@ -313,8 +313,8 @@ impl Linear {
     }
 
     /// `(rows, out)` from one of our CPU kernels, `product(activations, rows)`, which reads
-    /// the activations `x2` `(rows, in)` in place (a copy per product cost about 1 % of an
-    /// eval).
+    /// the activations `x2` `(rows, in)` in place (a copy per product showed in an eval's
+    /// profile).
     fn cpu_product(
         &self,
         x2: &Tensor,
