@@ -35,7 +35,7 @@ impl ModelArgs {
                 .map(ethos_model::parse_dtype)
                 .transpose()?,
             max_context: self.max_context,
-            kernels: ethos_model::ops::Kernels::from_env(),
+            kernels: ethos_model::Kernels::from_env(),
         })
     }
 

@@ -5,18 +5,20 @@ pub mod arch;
 pub mod cache;
 pub mod chat;
 pub mod config;
+/// Our CPU kernels; public for the GEMM benchmark (`benches/gemm.rs`), not an API.
+#[doc(hidden)]
 pub mod cpu;
-pub mod decoder;
+pub(crate) mod decoder;
 pub mod device;
 pub mod error;
 pub mod fetch;
 pub mod hooks;
 pub mod loader;
 pub mod nn;
-pub mod ops;
+pub(crate) mod ops;
 pub mod prefix;
 pub mod scoring;
-pub mod spm;
+pub(crate) mod spm;
 pub mod tokenizer;
 pub mod weights;
 
@@ -24,7 +26,8 @@ pub use candle_core::{DType, Device, Tensor};
 pub use decoder::{AllLogits, Decoder, Gathered, LastLogits, LastRowsPath, TargetScore};
 pub use error::{Error, Result};
 pub use loader::{load, LoadOptions, Model, ModelSpec};
-pub use ops::{Kernels, Numerics};
+pub use ops::linear::Linear;
+pub use ops::{Kernels, Numerics, QuantGemm};
 
 /// Fixes the number of CPU worker threads before any pool starts: `n`, else
 /// `RAYON_NUM_THREADS`, else every available core. Call it once, early. Besides sizing the

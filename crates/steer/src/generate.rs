@@ -127,7 +127,7 @@ pub(crate) fn run_generate<'h>(
 /// Generates one continuation of `prompt_ids` per sampler (each with its own seed) in one
 /// batch: the prompt runs once, its cache is copied to every row, and the rows decode
 /// together, leaving the batch as they finish. Row j is the same draw as `run_generate` with
-/// `samplers[j]` while fewer than `ethos_model::ops::linear::DENSE_MIN_ROWS`
+/// `samplers[j]` while fewer than the batched products' minimum (`DENSE_MIN_ROWS`)
 /// rows decode together; larger batches run the f32 GEMM on dequantized weights, whose
 /// logits differ from the quantized path's in the last bits.
 pub(crate) fn run_generate_batch<'h>(
