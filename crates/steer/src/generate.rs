@@ -3,8 +3,7 @@
 //! string or the token budget.
 
 use crate::error::{Error, Result};
-use crate::sampler::Sampler;
-use crate::session::GenerateRequest;
+use crate::sampler::{Sampler, SamplingParams};
 use ethos_model::hooks::ResidualHook;
 use ethos_model::tokenizer::StreamDecoder;
 use ethos_model::{LastLogits, LastRowsPath, Model};
@@ -15,6 +14,24 @@ pub struct GenerateOptions {
     pub max_tokens: usize,
     pub stop: Vec<String>,
     pub ignore_eos: bool,
+}
+
+/// One generation: a prompt as token ids, how to sample and when to stop.
+#[derive(Clone, Debug, Default)]
+pub struct GenerateRequest {
+    pub prompt: Vec<u32>,
+    pub sampling: SamplingParams,
+    pub limits: GenerateOptions,
+}
+
+impl GenerateRequest {
+    pub fn new(prompt: Vec<u32>, sampling: SamplingParams, limits: GenerateOptions) -> Self {
+        Self {
+            prompt,
+            sampling,
+            limits,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

@@ -8,29 +8,12 @@
 
 use crate::control::ControlSet;
 use crate::error::Result;
+pub use crate::generate::GenerateRequest;
 use crate::generate::{run_generate, run_generate_batch, GenerateOptions, Generation};
 use crate::sampler::{LogitsProcessor, Sampler, SamplingParams};
 use ethos_model::hooks::ResidualHook;
 use ethos_model::scoring::{self, ContinuationScore, Openings, ScoreOptions, ScoreRequest};
 use ethos_model::Model;
-
-/// One generation: a prompt as token ids, how to sample and when to stop.
-#[derive(Clone, Debug, Default)]
-pub struct GenerateRequest {
-    pub prompt: Vec<u32>,
-    pub sampling: SamplingParams,
-    pub limits: GenerateOptions,
-}
-
-impl GenerateRequest {
-    pub fn new(prompt: Vec<u32>, sampling: SamplingParams, limits: GenerateOptions) -> Self {
-        Self {
-            prompt,
-            sampling,
-            limits,
-        }
-    }
-}
 
 pub struct Session<'m> {
     model: &'m Model,
