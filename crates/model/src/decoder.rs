@@ -14,7 +14,7 @@ use crate::nn::mla::LatentAttention;
 use crate::nn::mlp::Mlp;
 use crate::nn::norm::RmsNorm;
 use crate::nn::rope::{Positions, Rope};
-use crate::ops::attention::StepContext;
+use crate::ops::attention::{takes_cpu_kernel, StepContext};
 use crate::ops::linear::{Linear, DENSE_MIN_ROWS};
 use crate::ops::{Kernels, Numerics};
 use candle_core::quantized::QTensor;
@@ -441,8 +441,7 @@ impl Decoder {
             Some(r) => Some(in_dtype(r.tables(&pos)?)?),
             None => None,
         };
-        let cpu_kernel =
-            self.kernels.cpu_attention && self.device.is_cpu() && self.dtype == DType::F32;
+        let cpu_kernel = takes_cpu_kernel(&self.kernels, &self.device, self.dtype);
         let any_sliding = self.blocks.iter().any(|b| b.sliding);
         let any_global = self.blocks.iter().any(|b| !b.sliding);
         let mask_for = |window: Option<usize>, needed: bool| -> Result<Option<Tensor>> {

@@ -32,6 +32,12 @@ pub struct StepContext<'a> {
     pub window: Option<usize>,
 }
 
+/// Whether a step on `device` in `dtype` takes our fused CPU attention kernel (which builds no
+/// masks), `kernels` allowing it.
+pub fn takes_cpu_kernel(kernels: &Kernels, device: &candle_core::Device, dtype: DType) -> bool {
+    kernels.cpu_attention && device.is_cpu() && dtype == DType::F32
+}
+
 impl StepContext<'_> {
     /// Whether the step follows llama.cpp's arithmetic.
     pub fn llama_cpp(&self) -> bool {
