@@ -474,13 +474,14 @@ impl Decoder {
         };
         // After the last block's attention only the rows the caller reads matter (the keys
         // and values of every row are cached by then).
-        let last_rows = if hook.is_none() {
+        let mut last_rows = if hook.is_none() {
             self.last_block_rows(positions, &reads)
         } else {
             None
         };
         for (i, block) in self.blocks.iter().enumerate() {
-            if let (Some(rows), true) = (&last_rows, i + 1 == self.blocks.len()) {
+            let last = i + 1 == self.blocks.len();
+            if let Some(rows) = last_rows.take_if(|_| last) {
                 let a = block.attention(&xn, &step, cache, i)?;
                 let hidden = x.dim(D::Minus1)?;
                 let index = Tensor::new(rows.kept.as_slice(), &self.device)?;
@@ -491,7 +492,7 @@ impl Decoder {
                 let (_, xn) = self.norm.add_forward(&h, &y, &self.kernels)?;
                 return Ok(Hidden {
                     x: xn,
-                    slot: Some(rows.slot.clone()),
+                    slot: Some(rows.slot),
                 });
             }
             let (h, y) = block.forward(&x, &xn, &step, cache, i)?;

@@ -245,7 +245,7 @@ impl ControlSet {
             for (r, set) in rows.iter().enumerate() {
                 if let Some(d) = set.and_then(|s| s.per_layer.get(&layer)) {
                     if d.len() != hidden {
-                        return Err(Error::Msg(format!(
+                        return Err(Error::Input(format!(
                             "row {r}: a control vector of {} values for hidden size {hidden}",
                             d.len()
                         )));
@@ -351,6 +351,32 @@ mod tests {
             parse_spec("cv.gguf").unwrap(),
             (PathBuf::from("cv.gguf"), 1.0)
         );
+    }
+
+    /// A row's vectors of the wrong width are refused, naming the row; rows without a set get
+    /// zeros, each row its own vector.
+    #[test]
+    fn rows_hook_places_each_rows_vectors_and_checks_their_width() {
+        let set = |v: Vec<f32>| ControlSet {
+            per_layer: BTreeMap::from([(1, v)]),
+        };
+        let (a, b) = (set(vec![1.0, 2.0]), set(vec![3.0, 4.0]));
+        let hook = ControlSet::rows_hook(&[Some(&a), None, Some(&b)], 2, &Device::Cpu).unwrap();
+        let v = hook.vectors[&1].to_vec3::<f32>().unwrap();
+        assert_eq!(
+            v,
+            vec![
+                vec![vec![1.0, 2.0]],
+                vec![vec![0.0, 0.0]],
+                vec![vec![3.0, 4.0]]
+            ]
+        );
+        let wide = set(vec![0.0; 3]);
+        let e = ControlSet::rows_hook(&[None, Some(&wide)], 2, &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(e, "row 1: a control vector of 3 values for hidden size 2");
     }
 
     #[test]

@@ -58,10 +58,6 @@ impl<'m> Session<'m> {
         Session::new(self.model)
     }
 
-    fn hook(&mut self) -> Option<&mut (dyn ResidualHook + 'm)> {
-        self.hook.as_deref_mut()
-    }
-
     /// Generates for `req`; `on_text` receives each piece of final text as it is known (text
     /// after a stop string is never emitted).
     pub fn generate(
@@ -69,9 +65,7 @@ impl<'m> Session<'m> {
         req: &GenerateRequest,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation> {
-        let sampler = Sampler::new(req.sampling.clone());
-        let model = self.model;
-        run_generate(model, req, sampler, self.hook(), on_text)
+        self.run(req, Sampler::new(req.sampling.clone()), on_text)
     }
 
     /// `generate` with `processor` appended to the sampler's chain (step 4 of its order,
@@ -84,8 +78,17 @@ impl<'m> Session<'m> {
     ) -> Result<Generation> {
         let mut sampler = Sampler::new(req.sampling.clone());
         sampler.push_processor(processor);
+        self.run(req, sampler, on_text)
+    }
+
+    fn run(
+        &mut self,
+        req: &GenerateRequest,
+        sampler: Sampler<'_>,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Generation> {
         let model = self.model;
-        run_generate(model, req, sampler, self.hook(), on_text)
+        run_generate(model, req, sampler, self.hook.as_deref_mut(), on_text)
     }
 
     /// Generates one continuation of `prompt` per entry of `sampling` (each with its own seed
@@ -98,7 +101,7 @@ impl<'m> Session<'m> {
     ) -> Result<Vec<Generation>> {
         let samplers = sampling.iter().map(|p| Sampler::new(p.clone())).collect();
         let model = self.model;
-        run_generate_batch(model, prompt, samplers, limits, self.hook())
+        run_generate_batch(model, prompt, samplers, limits, self.hook.as_deref_mut())
     }
 
     /// Log-probs of each request's continuations (`ethos_model::scoring::score`).

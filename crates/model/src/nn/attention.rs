@@ -3,7 +3,7 @@
 use super::norm::RmsNorm;
 use crate::cache::KvCache;
 use crate::error::Result;
-use crate::ops::attention::{attend, heads_first, AttendShape, StepContext};
+use crate::ops::attention::{attend, qkv_heads_first, AttendShape, StepContext};
 use crate::ops::linear::{Linear, MultiLinear};
 use candle_core::{DType, Tensor};
 
@@ -85,7 +85,7 @@ impl Attention {
         if let Some((qn, kn)) = &self.qk_norm {
             (q, k) = (qn.forward(&q)?, kn.forward(&k)?);
         }
-        let (q, k, v) = heads_first(&q, &k, &qkv[2], step.rope, cos, sin, step)?;
+        let (q, k, v) = qkv_heads_first(&q, &k, &qkv[2], cos, sin, step)?;
         let (k_all, v_all) = cache.append(layer, &k, &v)?;
         let shape = AttendShape {
             heads: h,

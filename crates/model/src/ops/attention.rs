@@ -110,19 +110,19 @@ fn cpu_heads_first(
     Ok(Some(Tensor::from_vec(out, (b, heads, t, d), x.device())?))
 }
 
-/// q, k and v `(b, t, heads, d)` as `(b, heads, t, d)`, q and k rotated by `rope`'s `cos` and
-/// `sin`, all three rounded to f16 under llama.cpp's arithmetic: our CPU kernel in one pass
-/// each where it applies to all three, else candle's transpose, rotary op and conversions
-/// (the same bits).
-pub fn heads_first(
+/// q, k and v `(b, t, heads, d)` as `(b, heads, t, d)`, q and k rotated by the step's rotary
+/// with these tables (`cos`, `sin`: the global or the sliding layers'), all three rounded to
+/// f16 under llama.cpp's arithmetic: our CPU kernel in one pass each where it applies to all
+/// three, else candle's transpose, rotary op and conversions (the same bits).
+pub fn qkv_heads_first(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    rope: &Rope,
     cos: &Tensor,
     sin: &Tensor,
     step: &StepContext,
 ) -> Result<(Tensor, Tensor, Tensor)> {
+    let rope = step.rope;
     if let (Some(q), Some(k), Some(v)) = (
         cpu_heads_first(q, Some((rope, cos, sin)), step)?,
         cpu_heads_first(k, Some((rope, cos, sin)), step)?,

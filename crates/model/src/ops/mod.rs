@@ -96,3 +96,26 @@ pub(crate) fn cpu_f32<'a>(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The only test that sets these variables: nothing else in the crate reads them.
+    #[test]
+    fn switches_are_read_from_the_environment() {
+        std::env::set_var("ETHOS_FUSED_KERNELS", "0");
+        std::env::set_var("ETHOS_QUANT_GEMM", "f32");
+        let k = Kernels::from_env();
+        assert!(!k.cuda);
+        assert_eq!(k.quant_gemm, QuantGemm::F32);
+        std::env::set_var("ETHOS_QUANT_GEMM", "bogus");
+        assert_eq!(
+            Kernels::from_env().quant_gemm,
+            Kernels::default().quant_gemm
+        );
+        std::env::remove_var("ETHOS_FUSED_KERNELS");
+        std::env::remove_var("ETHOS_QUANT_GEMM");
+        assert_eq!(Kernels::from_env(), Kernels::default());
+    }
+}
