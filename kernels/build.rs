@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const KERNELS: [&str; 3] = ["steer_norm", "gemv", "decode_attention"];
+const KERNELS: [&str; 3] = ["residual_norm", "gemv", "decode_attention"];
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");

@@ -8,7 +8,7 @@ use candle_core::op::BackpropOp;
 use candle_core::{DType, Error, Result, Shape, Storage, Tensor};
 use half::bf16;
 
-const STEER_NORM_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/steer_norm.ptx"));
+const RESIDUAL_NORM_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/residual_norm.ptx"));
 const GEMV_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/gemv.ptx"));
 const DECODE_ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decode_attention.ptx"));
 
@@ -55,43 +55,29 @@ fn wrap<T: CudaDType>(slice: CudaSlice<T>, dev: &CudaDevice, shape: Shape) -> Te
     Tensor::from_storage(Storage::Cuda(storage), shape, BackpropOp::none(), false)
 }
 
-pub fn residual_steer_rmsnorm(
+pub fn residual_rmsnorm(
     dev: &CudaDevice,
     residual: &Tensor,
     delta: &Tensor,
-    steer: Option<(&Tensor, f32)>,
     weight: &Tensor,
     eps: f32,
 ) -> Result<(Tensor, Tensor)> {
     match residual.dtype() {
-        DType::F32 => launch_steer_norm::<f32>(
-            dev,
-            "residual_steer_rmsnorm_f32",
-            residual,
-            delta,
-            steer,
-            weight,
-            eps,
-        ),
-        DType::BF16 => launch_steer_norm::<bf16>(
-            dev,
-            "residual_steer_rmsnorm_bf16",
-            residual,
-            delta,
-            steer,
-            weight,
-            eps,
-        ),
-        dt => Err(Error::Msg(format!("residual_steer_rmsnorm: dtype {dt:?}"))),
+        DType::F32 => {
+            launch_residual_norm::<f32>(dev, "residual_rmsnorm_f32", residual, delta, weight, eps)
+        }
+        DType::BF16 => {
+            launch_residual_norm::<bf16>(dev, "residual_rmsnorm_bf16", residual, delta, weight, eps)
+        }
+        dt => Err(Error::Msg(format!("residual_rmsnorm: dtype {dt:?}"))),
     }
 }
 
-fn launch_steer_norm<T: CudaDType + DeviceRepr>(
+fn launch_residual_norm<T: CudaDType + DeviceRepr>(
     dev: &CudaDevice,
     name: &str,
     residual: &Tensor,
     delta: &Tensor,
-    steer: Option<(&Tensor, f32)>,
     weight: &Tensor,
     eps: f32,
 ) -> Result<(Tensor, Tensor)> {
@@ -101,43 +87,32 @@ fn launch_steer_norm<T: CudaDType + DeviceRepr>(
     let residual = residual.contiguous()?;
     let delta = delta.contiguous()?;
     let weight = weight.to_dtype(DType::F32)?.contiguous()?;
-    let steer_t = steer
-        .map(|(s, _)| s.to_dtype(DType::F32)?.contiguous())
-        .transpose()?;
-    let scale = steer.map_or(0.0, |s| s.1);
     // SAFETY: uninitialized device memory, read only after the launch below writes every
     // element of both (one block per row, its threads striding over all `d` columns).
     let out_residual = unsafe { dev.alloc::<T>(shape.elem_count()) }?;
     let out_normed = unsafe { dev.alloc::<T>(shape.elem_count()) }?;
     let out_residual = wrap(out_residual, dev, shape.clone());
     let out_normed = wrap(out_normed, dev, shape);
-    let args: [u64; 6] = [
+    let args: [u64; 5] = [
         ptr::<T>(&residual, dev)?,
         ptr::<T>(&delta, dev)?,
-        steer_t
-            .as_ref()
-            .map(|s| ptr::<f32>(s, dev))
-            .transpose()?
-            .unwrap_or(0),
         ptr::<f32>(&weight, dev)?,
         ptr::<T>(&out_residual, dev)?,
         ptr::<T>(&out_normed, dev)?,
     ];
     let d_i32 = d as i32;
-    let func = dev.get_or_load_custom_func(name, "ethos_steer_norm", STEER_NORM_PTX)?;
+    let func = dev.get_or_load_custom_func(name, "ethos_residual_norm", RESIDUAL_NORM_PTX)?;
     let mut b = func.builder();
-    b.arg(&args[0]).arg(&args[1]).arg(&args[2]).arg(&scale);
-    b.arg(&args[3])
-        .arg(&args[4])
-        .arg(&args[5])
-        .arg(&d_i32)
-        .arg(&eps);
-    // SAFETY: the arguments match `residual_steer_rmsnorm_*`'s signature in order and type;
-    // every buffer holds `rows * d` elements (`steer`/`weight` `d`, or a null `steer`), which
-    // is what a grid of one block per row indexes; the inputs stay alive until it has run.
+    for a in &args {
+        b.arg(a);
+    }
+    b.arg(&d_i32).arg(&eps);
+    // SAFETY: the arguments match `residual_rmsnorm_*`'s signature in order and type; every
+    // buffer holds `rows * d` elements (`weight` `d`), which is what a grid of one block per
+    // row indexes; the inputs stay alive until it has run.
     unsafe { b.launch(row_config(rows)) }.w()?;
     // The inputs must outlive the launch, which is ordered on the device's stream.
-    drop((residual, delta, weight, steer_t));
+    drop((residual, delta, weight));
     Ok((out_residual, out_normed))
 }
 

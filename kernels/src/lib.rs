@@ -1,9 +1,9 @@
 //! ethos' own CUDA kernels for the decoder's hot paths on GPUs, each with a plain-loop CPU
 //! reference (`reference`) they are tested against:
 //!
-//! - [`residual_steer_rmsnorm`]: the block boundary (residual add and RMSNorm, with room for a
-//!   steering vector) in one pass; the decoder calls it at every boundary on CUDA, so far
-//!   without a steering vector (control vectors still go through the residual hook).
+//! - [`residual_rmsnorm`]: the block boundary (residual add and RMSNorm) in one pass; the
+//!   decoder calls it at every boundary on CUDA. Steering vectors are not fused here: they
+//!   enter through the decoder's residual hook on every device.
 //! - [`gemv`]: the projections of decode, streaming the weights once.
 //! - [`decode_attention`]: one query per sequence and head over the whole cache, in one launch.
 //!
@@ -115,20 +115,19 @@ fn composed_decode_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> 
     p.matmul(&v)?.reshape((b, h, d))?.to_dtype(dtype)
 }
 
-/// `residual + delta + scale * steer`, stored in the residual's dtype, and its RMSNorm with
-/// `weight`. `residual` and `delta` are `(..., d)` f32 or bf16; `steer` and `weight` are `(d)`.
-/// Returns `(new_residual, normed)`.
-pub fn residual_steer_rmsnorm(
+/// `residual + delta`, stored in the residual's dtype, and its RMSNorm with `weight`.
+/// `residual` and `delta` are `(..., d)` f32 or bf16; `weight` is `(d)`. Returns
+/// `(new_residual, normed)`.
+pub fn residual_rmsnorm(
     residual: &Tensor,
     delta: &Tensor,
-    steer: Option<(&Tensor, f32)>,
     weight: &Tensor,
     eps: f32,
 ) -> Result<(Tensor, Tensor)> {
     let d = residual.dim(D::Minus1)?;
     if delta.shape() != residual.shape() || delta.dtype() != residual.dtype() {
         return Err(Error::Msg(format!(
-            "residual_steer_rmsnorm: delta is {:?} {:?}, the residual {:?} {:?}",
+            "residual_rmsnorm: delta is {:?} {:?}, the residual {:?} {:?}",
             delta.shape(),
             delta.dtype(),
             residual.shape(),
@@ -137,42 +136,32 @@ pub fn residual_steer_rmsnorm(
     }
     if !matches!(residual.dtype(), DType::F32 | DType::BF16) {
         return Err(Error::Msg(format!(
-            "residual_steer_rmsnorm: dtype {:?} (f32 or bf16 only)",
+            "residual_rmsnorm: dtype {:?} (f32 or bf16 only)",
             residual.dtype()
         )));
     }
-    for (what, t) in [("weight", Some(weight)), ("steer", steer.map(|s| s.0))] {
-        if let Some(t) = t {
-            if t.dims() != [d] {
-                return Err(Error::Msg(format!(
-                    "residual_steer_rmsnorm: {what} has shape {:?}, the hidden size is {d}",
-                    t.dims()
-                )));
-            }
-        }
+    if weight.dims() != [d] {
+        return Err(Error::Msg(format!(
+            "residual_rmsnorm: weight has shape {:?}, the hidden size is {d}",
+            weight.dims()
+        )));
     }
     match residual.device() {
         #[cfg(feature = "cuda")]
-        candle_core::Device::Cuda(dev) => {
-            cuda::residual_steer_rmsnorm(dev, residual, delta, steer, weight, eps)
-        }
-        _ => composed_residual_steer_rmsnorm(residual, delta, steer, weight, eps),
+        candle_core::Device::Cuda(dev) => cuda::residual_rmsnorm(dev, residual, delta, weight, eps),
+        _ => composed_residual_rmsnorm(residual, delta, weight, eps),
     }
 }
 
 /// The unfused path in candle ops, with the kernel's arithmetic (sums in f32, one rounding).
-fn composed_residual_steer_rmsnorm(
+fn composed_residual_rmsnorm(
     residual: &Tensor,
     delta: &Tensor,
-    steer: Option<(&Tensor, f32)>,
     weight: &Tensor,
     eps: f32,
 ) -> Result<(Tensor, Tensor)> {
     let dtype = residual.dtype();
-    let mut h = (residual.to_dtype(DType::F32)? + delta.to_dtype(DType::F32)?)?;
-    if let Some((s, scale)) = steer {
-        h = h.broadcast_add(&(s.to_dtype(DType::F32)? * scale as f64)?)?;
-    }
+    let h = (residual.to_dtype(DType::F32)? + delta.to_dtype(DType::F32)?)?;
     let stored = h.to_dtype(dtype)?;
     let r = stored.to_dtype(DType::F32)?;
     let inv = (r.sqr()?.mean_keepdim(D::Minus1)? + eps as f64)?

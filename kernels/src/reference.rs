@@ -28,11 +28,10 @@ impl Element for bf16 {
     }
 }
 
-/// Rows of `d`: returns `(residual + delta + scale * steer, RMSNorm of it with weight)`.
-pub fn residual_steer_rmsnorm<T: Element>(
+/// Rows of `d`: returns `(residual + delta, RMSNorm of it with weight)`.
+pub fn residual_rmsnorm<T: Element>(
     residual: &[T],
     delta: &[T],
-    steer: Option<(&[f32], f32)>,
     weight: &[f32],
     eps: f32,
 ) -> (Vec<T>, Vec<T>) {
@@ -41,13 +40,7 @@ pub fn residual_steer_rmsnorm<T: Element>(
     let mut normed = Vec::with_capacity(residual.len());
     for (x, dl) in residual.chunks(d).zip(delta.chunks(d)) {
         let row: Vec<T> = (0..d)
-            .map(|i| {
-                let mut h = x[i].to_f32() + dl[i].to_f32();
-                if let Some((s, scale)) = steer {
-                    h += scale * s[i];
-                }
-                T::from_f32(h)
-            })
+            .map(|i| T::from_f32(x[i].to_f32() + dl[i].to_f32()))
             .collect();
         let mean_sq = row.iter().map(|r| (r.to_f32() as f64).powi(2)).sum::<f64>() / d as f64;
         let inv = 1.0 / (mean_sq + eps as f64).sqrt();

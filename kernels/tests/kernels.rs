@@ -5,7 +5,7 @@
 //! them on a GPU.
 
 use candle_core::{DType, Device, Tensor};
-use ethos_kernels::{reference, residual_steer_rmsnorm};
+use ethos_kernels::{reference, residual_rmsnorm};
 use half::bf16;
 
 fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
@@ -33,7 +33,6 @@ struct NormCase {
     d: usize,
     residual: Vec<f32>,
     delta: Vec<f32>,
-    steer: Vec<f32>,
     weight: Vec<f32>,
 }
 
@@ -43,24 +42,17 @@ fn norm_case(rows: usize, d: usize) -> NormCase {
         d,
         residual: noise(rows * d, 1, 3.0),
         delta: noise(rows * d, 2, 1.0),
-        steer: noise(d, 3, 0.5),
         weight: noise(d, 4, 1.0).iter().map(|w| 1.0 + w).collect(),
     }
 }
 
 /// Runs the public function on `device` in `dtype`; returns (residual, normed) as f32.
-fn run_norm(
-    c: &NormCase,
-    device: &Device,
-    dtype: DType,
-    scale: Option<f32>,
-) -> (Vec<f32>, Vec<f32>) {
+fn run_norm(c: &NormCase, device: &Device, dtype: DType) -> (Vec<f32>, Vec<f32>) {
     let t = |v: &[f32], shape: &[usize]| Tensor::from_slice(v, shape, device).unwrap();
     let x = t(&c.residual, &[c.rows, c.d]).to_dtype(dtype).unwrap();
     let dl = t(&c.delta, &[c.rows, c.d]).to_dtype(dtype).unwrap();
-    let s = t(&c.steer, &[c.d]);
     let w = t(&c.weight, &[c.d]);
-    let (r, n) = residual_steer_rmsnorm(&x, &dl, scale.map(|k| (&s, k)), &w, 1e-5).unwrap();
+    let (r, n) = residual_rmsnorm(&x, &dl, &w, 1e-5).unwrap();
     let f = |t: Tensor| {
         t.to_dtype(DType::F32)
             .unwrap()
@@ -72,21 +64,13 @@ fn run_norm(
     (f(r), f(n))
 }
 
-fn reference_norm(c: &NormCase, dtype: DType, scale: Option<f32>) -> (Vec<f32>, Vec<f32>) {
-    let steer = scale.map(|k| (&c.steer[..], k));
+fn reference_norm(c: &NormCase, dtype: DType) -> (Vec<f32>, Vec<f32>) {
     match dtype {
-        DType::F32 => {
-            reference::residual_steer_rmsnorm(&c.residual, &c.delta, steer, &c.weight, 1e-5)
-        }
+        DType::F32 => reference::residual_rmsnorm(&c.residual, &c.delta, &c.weight, 1e-5),
         _ => {
             let b = |v: &[f32]| v.iter().map(|x| bf16::from_f32(*x)).collect::<Vec<_>>();
-            let (r, n) = reference::residual_steer_rmsnorm(
-                &b(&c.residual),
-                &b(&c.delta),
-                steer,
-                &c.weight,
-                1e-5,
-            );
+            let (r, n) =
+                reference::residual_rmsnorm(&b(&c.residual), &b(&c.delta), &c.weight, 1e-5);
             let f = |v: Vec<bf16>| v.iter().map(|x| x.to_f32()).collect::<Vec<_>>();
             (f(r), f(n))
         }
@@ -96,7 +80,7 @@ fn reference_norm(c: &NormCase, dtype: DType, scale: Option<f32>) -> (Vec<f32>, 
 #[test]
 fn reference_norm_matches_candle_nn_rms_norm() {
     let c = norm_case(5, 576);
-    let (r, n) = reference_norm(&c, DType::F32, None);
+    let (r, n) = reference_norm(&c, DType::F32);
     let h: Vec<f32> = c
         .residual
         .iter()
@@ -123,35 +107,20 @@ fn reference_norm_matches_candle_nn_rms_norm() {
 fn composed_norm_matches_reference() {
     let c = norm_case(7, 1000);
     for dtype in [DType::F32, DType::BF16] {
-        for scale in [None, Some(4.0)] {
-            let (r, n) = run_norm(&c, &Device::Cpu, dtype, scale);
-            let (rr, rn) = reference_norm(&c, dtype, scale);
-            // Residuals round identically; the norm differs by the f32-vs-f64 sum (1 bf16 ulp).
-            let tol = if dtype == DType::F32 {
-                (1e-6, 1e-5)
-            } else {
-                (0.0, 2e-2)
-            };
-            assert!(
-                max_abs_diff(&r, &rr) <= tol.0,
-                "{dtype:?} {scale:?} residual"
-            );
-            assert!(
-                max_abs_diff(&n, &rn) <= tol.1,
-                "{dtype:?} {scale:?} normed {}",
-                max_abs_diff(&n, &rn)
-            );
-        }
-    }
-}
-
-#[test]
-fn steering_moves_the_residual_by_scale_times_vector() {
-    let c = norm_case(3, 64);
-    let (plain, _) = run_norm(&c, &Device::Cpu, DType::F32, None);
-    let (steered, _) = run_norm(&c, &Device::Cpu, DType::F32, Some(2.5));
-    for (i, (p, s)) in plain.iter().zip(&steered).enumerate() {
-        assert!((s - p - 2.5 * c.steer[i % c.d]).abs() < 1e-5);
+        let (r, n) = run_norm(&c, &Device::Cpu, dtype);
+        let (rr, rn) = reference_norm(&c, dtype);
+        // Residuals round identically; the norm differs by the f32-vs-f64 sum (1 bf16 ulp).
+        let tol = if dtype == DType::F32 {
+            (1e-6, 1e-5)
+        } else {
+            (0.0, 2e-2)
+        };
+        assert!(max_abs_diff(&r, &rr) <= tol.0, "{dtype:?} residual");
+        assert!(
+            max_abs_diff(&n, &rn) <= tol.1,
+            "{dtype:?} normed {}",
+            max_abs_diff(&n, &rn)
+        );
     }
 }
 
@@ -159,19 +128,18 @@ fn steering_moves_the_residual_by_scale_times_vector() {
 fn bad_input_is_a_one_line_error() {
     let dev = Device::Cpu;
     let x = Tensor::zeros((2, 8), DType::F32, &dev).unwrap();
+    let x9 = Tensor::zeros((2, 9), DType::F32, &dev).unwrap();
     let w8 = Tensor::ones(8, DType::F32, &dev).unwrap();
     let w9 = Tensor::ones(9, DType::F32, &dev).unwrap();
-    let e = residual_steer_rmsnorm(&x, &x, Some((&w9, 1.0)), &w8, 1e-5)
+    let e = residual_rmsnorm(&x, &x9, &w8, 1e-5)
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("steer") && e.contains("[9]") && !e.contains('\n'),
+        e.contains("delta") && e.contains("[2, 9]") && !e.contains('\n'),
         "{e}"
     );
-    let e = residual_steer_rmsnorm(&x, &x, None, &w9, 1e-5)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("weight"), "{e}");
+    let e = residual_rmsnorm(&x, &x, &w9, 1e-5).unwrap_err().to_string();
+    assert!(e.contains("weight") && e.contains("[9]"), "{e}");
 }
 
 /// The CUDA device, or why the CUDA tests skip.
@@ -198,18 +166,16 @@ fn cuda_norm_matches_reference() {
     for (rows, d) in [(1, 576), (7, 4096), (33, 7168), (2, 100)] {
         let c = norm_case(rows, d);
         for dtype in [DType::F32, DType::BF16] {
-            for scale in [None, Some(4.0)] {
-                let (r, n) = run_norm(&c, &dev, dtype, scale);
-                let (rr, rn) = reference_norm(&c, dtype, scale);
-                let tol = if dtype == DType::F32 {
-                    (1e-6, 1e-5)
-                } else {
-                    (0.0, 2e-2)
-                };
-                let (dr, dn) = (max_abs_diff(&r, &rr), max_abs_diff(&n, &rn));
-                println!("cuda residual_steer_rmsnorm {rows}x{d} {dtype:?} steer {scale:?}: max |diff| residual {dr:e}, normed {dn:e}");
-                assert!(dr <= tol.0 && dn <= tol.1);
-            }
+            let (r, n) = run_norm(&c, &dev, dtype);
+            let (rr, rn) = reference_norm(&c, dtype);
+            let tol = if dtype == DType::F32 {
+                (1e-6, 1e-5)
+            } else {
+                (0.0, 2e-2)
+            };
+            let (dr, dn) = (max_abs_diff(&r, &rr), max_abs_diff(&n, &rn));
+            println!("cuda residual_rmsnorm {rows}x{d} {dtype:?}: max |diff| residual {dr:e}, normed {dn:e}");
+            assert!(dr <= tol.0 && dn <= tol.1);
         }
     }
 }

@@ -20,9 +20,7 @@ pub fn add_rms_norm(
         && matches!(x.dtype(), DType::F32 | DType::BF16)
         && x.dtype() == delta.dtype()
     {
-        return Ok(ethos_kernels::residual_steer_rmsnorm(
-            x, delta, None, weight, eps,
-        )?);
+        return Ok(ethos_kernels::residual_rmsnorm(x, delta, weight, eps)?);
     }
     if let Some(pair) = cpu_add_rms_norm(x, Some(delta), weight, eps)? {
         return Ok(pair);
