@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use ethos::model::tokenizer::Tokenizer;
-use ethos::model::weights::gguf::GgufFile;
+use ethos::model::GgufFile;
 
 #[test]
 fn sentencepiece_from_gguf_matches_transformers() {

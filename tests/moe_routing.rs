@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use ethos::model::nn::moe::{route, RouterConfig, ScoringFunc, TopkMethod};
+use ethos::model::{route_experts as route, RouterConfig, ScoringFunc, TopkMethod};
 
 #[test]
 fn routing_matches_transformers_for_every_method() {

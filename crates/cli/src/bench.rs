@@ -101,7 +101,7 @@ pub fn run(w: Which) -> Result<()> {
         }
         ("dummy", None) => bail!(
             "--load-format dummy needs --arch ({})",
-            ethos_model::weights::dummy::PRESETS
+            ethos_model::DUMMY_PRESETS
         ),
         (_, Some(_)) => bail!("--arch needs --load-format dummy"),
         _ => a.model.load()?,

@@ -3,22 +3,23 @@
 //! resumable runs and reports. The data is vendored under `data/` with its licences and
 //! compiled in; benchmarks never see model internals, only prompts and answers.
 
-pub mod benchmark;
+pub(crate) mod benchmark;
 pub mod benchmarks;
 pub mod compare;
 pub mod data;
-pub mod encoding;
+pub(crate) mod encoding;
 pub mod error;
-pub mod formats;
-pub mod identity;
+pub(crate) mod formats;
+pub(crate) mod identity;
 pub mod log;
-pub mod metrics;
-pub mod pyrandom;
-pub mod report;
+pub(crate) mod metrics;
+pub(crate) mod pyrandom;
+pub(crate) mod report;
 pub mod results;
 pub mod runner;
-pub mod thurstonian;
+pub(crate) mod thurstonian;
 
 pub use benchmark::{Answer, Ask, Benchmark, Judgement, Prompt};
 pub use error::{Error, Result};
+pub use metrics::Interval;
 pub use runner::{run, run_tilted, OptionTilt, RunOptions};

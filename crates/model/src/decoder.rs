@@ -228,13 +228,13 @@ impl Block {
 
 pub struct Decoder {
     pub config: ModelConfig,
-    pub embed: Embedding,
-    pub blocks: Vec<Block>,
-    pub norm: RmsNorm,
-    pub head: Linear,
-    pub rope: Rope,
+    pub(crate) embed: Embedding,
+    pub(crate) blocks: Vec<Block>,
+    pub(crate) norm: RmsNorm,
+    pub(crate) head: Linear,
+    pub(crate) rope: Rope,
     /// Rotary of the sliding-window layers where it differs (Gemma 3's local base).
-    pub rope_local: Option<Rope>,
+    pub(crate) rope_local: Option<Rope>,
     pub dtype: DType,
     pub device: Device,
     /// The arithmetic the model follows (llama.cpp's for quantized GGUF weights), set at load.
@@ -247,7 +247,7 @@ impl Decoder {
     /// A decoder of these parts, with exact numerics and this build's default kernels; the
     /// loader sets both.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         config: ModelConfig,
         embed: Embedding,
         blocks: Vec<Block>,

@@ -1,8 +1,8 @@
 //! ethos-model: tensors and models on candle. Loading (GGUF, safetensors, hub), tokenizer and
 //! chat template, the decoder skeleton with its residual hook, the KV cache and scoring.
 
-pub mod arch;
-pub mod cache;
+pub(crate) mod arch;
+pub(crate) mod cache;
 pub mod chat;
 pub mod config;
 /// Our CPU kernels; public for the GEMM benchmark (`benches/gemm.rs`), not an API.
@@ -14,20 +14,24 @@ pub mod error;
 pub mod fetch;
 pub mod hooks;
 pub mod loader;
-pub mod nn;
+pub(crate) mod nn;
 pub(crate) mod ops;
 pub mod prefix;
 pub mod scoring;
 pub(crate) mod spm;
 pub mod tokenizer;
-pub mod weights;
+pub(crate) mod weights;
 
+pub use cache::{KvCache, KvShape};
 pub use candle_core::{DType, Device, Tensor};
 pub use decoder::{AllLogits, Decoder, Gathered, LastLogits, LastRowsPath, TargetScore};
 pub use error::{Error, Result};
 pub use loader::{load, LoadOptions, Model, ModelSpec};
+pub use nn::moe::{route as route_experts, RouterConfig, ScoringFunc, TopkMethod};
 pub use ops::linear::Linear;
 pub use ops::{Kernels, Numerics, QuantGemm};
+pub use weights::dummy::PRESETS as DUMMY_PRESETS;
+pub use weights::gguf::GgufFile;
 
 /// Fixes the number of CPU worker threads before any pool starts: `n`, else
 /// `RAYON_NUM_THREADS`, else every available core. Call it once, early. Besides sizing the

@@ -208,7 +208,7 @@ pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<Model> {
         )
     });
     // A file without a template: the architecture's own turn format, if it has one.
-    let chat_template = chat_template.or_else(|| cfg.arch.default_chat_template());
+    let chat_template = chat_template.or_else(|| cfg.arch.get().default_chat_template());
     let main_type = file
         .main_type()
         .map(|t| format!("{t:?}").to_lowercase())
@@ -228,7 +228,7 @@ pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<Model> {
     let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let mut eos_ids = cfg.eos_token_ids.clone();
     // Tokens that end the architecture's turns besides the file's end-of-sequence ids.
-    for name in cfg.arch.stop_tokens() {
+    for name in cfg.arch.get().stop_tokens() {
         if let Some(id) = tokenizer.as_ref().and_then(|t| t.token_id(name)) {
             if !eos_ids.contains(&id) {
                 eos_ids.push(id);

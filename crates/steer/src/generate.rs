@@ -56,7 +56,7 @@ pub struct Generation {
 fn prefill<'h>(
     model: &Model,
     prompt_ids: &[u32],
-    cache: &mut ethos_model::cache::KvCache,
+    cache: &mut ethos_model::KvCache,
     hook: Option<&mut (dyn ResidualHook + 'h)>,
 ) -> Result<Vec<f32>> {
     let positions: Vec<i32> = (0..prompt_ids.len() as i32).collect();

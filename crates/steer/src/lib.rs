@@ -5,12 +5,12 @@
 
 pub mod control;
 pub mod error;
-pub mod generate;
+pub(crate) mod generate;
 pub mod palette;
 pub mod rewards;
 pub mod rng;
-pub mod sampler;
-pub mod session;
+pub(crate) mod sampler;
+pub(crate) mod session;
 pub mod vectors;
 
 pub use error::{Error, Result};

@@ -55,15 +55,16 @@ impl Architecture for Deepseek {
     }
 
     fn hf_config(&self, hf: &HfConfig, cfg: &mut ModelConfig, path: &Path) -> Result<()> {
-        let mla = hf_mla(hf, path)?;
-        cfg.moe = hf_moe(hf, self.v3, path)?;
+        let own: DeepSeekFields = hf.fields(path)?;
+        let mla = hf_mla(&own, path)?;
+        cfg.moe = hf_moe(&own, self.v3, path)?;
         // Latent attention has one latent per token, shared by all heads; `head_dim` is the
         // rotary part.
         cfg.num_kv_heads = cfg.num_heads;
         cfg.head_dim = mla.qk_rope_head_dim;
         cfg.mla = Some(mla);
         // DeepSeek's rotary pairs adjacent dimensions (transformers 5 may say otherwise).
-        if hf.rope_interleave != Some(false) {
+        if own.rope_interleave != Some(false) {
             cfg.rope.style = RopeStyle::Interleaved;
         }
         Ok(())
@@ -282,7 +283,31 @@ fn load(
     ))
 }
 
-fn hf_mla(hf: &HfConfig, path: &Path) -> Result<MlaConfig> {
+/// DeepSeek-V2/V3's own fields of `config.json`: latent attention and experts.
+#[derive(serde::Deserialize)]
+struct DeepSeekFields {
+    q_lora_rank: Option<usize>,
+    kv_lora_rank: Option<usize>,
+    qk_nope_head_dim: Option<usize>,
+    qk_rope_head_dim: Option<usize>,
+    v_head_dim: Option<usize>,
+    /// transformers 5 (V3): false pairs rotary dimensions by halves.
+    rope_interleave: Option<bool>,
+    n_routed_experts: Option<usize>,
+    n_shared_experts: Option<usize>,
+    num_experts_per_tok: Option<usize>,
+    moe_intermediate_size: Option<usize>,
+    first_k_dense_replace: Option<usize>,
+    moe_layer_freq: Option<usize>,
+    routed_scaling_factor: Option<f64>,
+    norm_topk_prob: Option<bool>,
+    topk_method: Option<String>,
+    scoring_func: Option<String>,
+    n_group: Option<usize>,
+    topk_group: Option<usize>,
+}
+
+fn hf_mla(hf: &DeepSeekFields, path: &Path) -> Result<MlaConfig> {
     let req =
         |v: Option<usize>, field: &str| v.ok_or_else(|| Error::config(path, field, "missing"));
     Ok(MlaConfig {
@@ -297,7 +322,7 @@ fn hf_mla(hf: &HfConfig, path: &Path) -> Result<MlaConfig> {
 /// DeepSeek's experts; `None` for a checkpoint without routed experts (all layers dense).
 /// V2 defaults to `greedy` routing on softmax scores, V3 to `noaux_tc` on sigmoid scores
 /// (transformers 5 writes neither field).
-fn hf_moe(hf: &HfConfig, v3: bool, path: &Path) -> Result<Option<MoeConfig>> {
+fn hf_moe(hf: &DeepSeekFields, v3: bool, path: &Path) -> Result<Option<MoeConfig>> {
     let Some(n_experts) = hf.n_routed_experts else {
         return Ok(None);
     };

@@ -63,10 +63,11 @@ impl Architecture for Gemma3 {
     }
 
     fn hf_config(&self, hf: &HfConfig, cfg: &mut ModelConfig, path: &Path) -> Result<()> {
+        let own: Gemma3Fields = hf.fields(path)?;
         if hf.hidden_activation.is_none() && hf.hidden_act.is_none() {
             cfg.hidden_act = Activation::GeluTanh;
         }
-        let layers = match &hf.layer_types {
+        let layers = match &own.layer_types {
             Some(types) => types
                 .iter()
                 .map(|t| match t.as_str() {
@@ -80,9 +81,9 @@ impl Architecture for Gemma3 {
                 })
                 .collect::<Result<Vec<bool>>>()?,
             None => {
-                let n = hf
+                let n = own
                     .sliding_window_pattern
-                    .or(hf.sliding_window_pattern_private)
+                    .or(own.sliding_window_pattern_private)
                     .unwrap_or(6);
                 (0..cfg.num_layers)
                     .map(|i| n == 0 || (i + 1) % n != 0)
@@ -91,14 +92,14 @@ impl Architecture for Gemma3 {
         };
         cfg.sliding_layers = Some(layers);
         cfg.rope_local = Some(RopeConfig {
-            theta: local_rope_theta(hf).unwrap_or(10_000.0),
+            theta: local_rope_theta(hf, &own).unwrap_or(10_000.0),
             style: RopeStyle::Half,
             scaling: RopeScaling::None,
             freq_factors: None,
         });
         cfg.tie_word_embeddings = hf.tie_word_embeddings.unwrap_or(true);
         cfg.sliding_window = hf.sliding_window;
-        cfg.query_pre_attn_scalar = Some(hf.query_pre_attn_scalar.unwrap_or(256.0));
+        cfg.query_pre_attn_scalar = Some(own.query_pre_attn_scalar.unwrap_or(256.0));
         cfg.embed_scale = Some((cfg.hidden_size as f64).sqrt());
         Ok(())
     }
@@ -164,13 +165,28 @@ impl Architecture for Gemma3 {
 
 /// The rope base of the sliding layers: `rope_local_base_freq` (transformers 4) or
 /// `rope_parameters.sliding_attention.rope_theta` (transformers 5).
-fn local_rope_theta(cfg: &HfConfig) -> Option<f64> {
-    cfg.rope_parameters
+fn local_rope_theta(hf: &HfConfig, own: &Gemma3Fields) -> Option<f64> {
+    hf.rope_parameters
         .as_ref()
         .and_then(|p| p.get("sliding_attention"))
         .and_then(|p| p.get("rope_theta"))
         .and_then(|v| v.as_f64())
-        .or(cfg.rope_local_base_freq)
+        .or(own.rope_local_base_freq)
+}
+
+/// Gemma 3's own fields of `config.json`.
+#[derive(serde::Deserialize)]
+struct Gemma3Fields {
+    /// The attention scale is 1/sqrt(query_pre_attn_scalar).
+    query_pre_attn_scalar: Option<f64>,
+    /// `sliding_attention` / `full_attention` per layer (transformers 4.5x and 5).
+    layer_types: Option<Vec<String>>,
+    /// Without `layer_types`: every n-th layer is global.
+    sliding_window_pattern: Option<usize>,
+    #[serde(rename = "_sliding_window_pattern")]
+    sliding_window_pattern_private: Option<usize>,
+    /// The rope base of the sliding layers (transformers 4).
+    rope_local_base_freq: Option<f64>,
 }
 
 /// A Gemma norm of `size`, as the `1 + w` the formula multiplies by.

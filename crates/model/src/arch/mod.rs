@@ -112,9 +112,14 @@ pub trait Architecture: Sync {
 #[derive(Clone, Copy)]
 pub struct Arch(&'static dyn Architecture);
 
-impl std::ops::Deref for Arch {
-    type Target = dyn Architecture;
-    fn deref(&self) -> &Self::Target {
+impl Arch {
+    /// The name `ethos info` shows and errors use.
+    pub fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    /// The architecture's hooks (crate-internal: the trait names the loader's parts).
+    pub(crate) fn get(&self) -> &'static dyn Architecture {
         self.0
     }
 }
@@ -180,7 +185,8 @@ impl Arch {
 
     /// The model name of its `...ForSequenceClassification` entry, where it has one.
     fn classifier_name(&self) -> Option<&'static str> {
-        self.hf_names()
+        self.0
+            .hf_names()
             .iter()
             .find_map(|n| n.strip_suffix("ForSequenceClassification"))
     }
@@ -220,7 +226,7 @@ pub fn build(
         )));
     }
     let mut src = WithKernels::new(src, kernels);
-    let mut decoder = cfg.arch.load(Build {
+    let mut decoder = cfg.arch.get().load(Build {
         cfg,
         src: &mut src,
         dtype,

@@ -115,7 +115,7 @@ pub fn from_gguf(file: &mut GgufFile, device: &Device) -> Result<ModelConfig> {
         moe: None,
         num_labels: None,
     };
-    arch.gguf_config(file, &mut cfg)?;
+    arch.get().gguf_config(file, &mut cfg)?;
     cfg.validate(&file.path)?;
     Ok(cfg)
 }

@@ -3,6 +3,7 @@
 use super::rope::parse_rope;
 use super::{Activation, Arch, ModelConfig, RopeConfig, RopeStyle};
 use crate::error::{Error, Result};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -52,42 +53,25 @@ pub struct HfConfig {
     /// Gemma's name for `hidden_act`.
     pub hidden_activation: Option<String>,
     pub mlp_bias: Option<bool>,
-    /// Gemma 3: the attention scale is 1/sqrt(query_pre_attn_scalar).
-    pub query_pre_attn_scalar: Option<f64>,
-    /// Gemma 3: `sliding_attention` / `full_attention` per layer (transformers 4.5x and 5).
-    pub layer_types: Option<Vec<String>>,
-    /// Gemma 3 without `layer_types`: every n-th layer is global.
-    pub sliding_window_pattern: Option<usize>,
-    #[serde(rename = "_sliding_window_pattern")]
-    pub sliding_window_pattern_private: Option<usize>,
-    /// Gemma 3 (transformers 4): the rope base of the sliding layers.
-    pub rope_local_base_freq: Option<f64>,
     pub final_logit_softcapping: Option<f64>,
     pub attn_logit_softcapping: Option<f64>,
-    // DeepSeek-V2/V3: latent attention.
-    pub q_lora_rank: Option<usize>,
-    pub kv_lora_rank: Option<usize>,
-    pub qk_nope_head_dim: Option<usize>,
-    pub qk_rope_head_dim: Option<usize>,
-    pub v_head_dim: Option<usize>,
-    /// DeepSeek-V3 (transformers 5): false pairs rotary dimensions by halves.
-    pub rope_interleave: Option<bool>,
-    // DeepSeek-V2/V3: mixture of experts.
-    pub n_routed_experts: Option<usize>,
-    pub n_shared_experts: Option<usize>,
-    pub num_experts_per_tok: Option<usize>,
-    pub moe_intermediate_size: Option<usize>,
-    pub first_k_dense_replace: Option<usize>,
-    pub moe_layer_freq: Option<usize>,
-    pub routed_scaling_factor: Option<f64>,
-    pub norm_topk_prob: Option<bool>,
-    pub topk_method: Option<String>,
-    pub scoring_func: Option<String>,
-    pub n_group: Option<usize>,
-    pub topk_group: Option<usize>,
     // Sequence classifiers: `num_labels`, or as many labels as `id2label` names.
     pub num_labels: Option<usize>,
     pub id2label: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Every key the fields above do not name: an architecture reads its own from here
+    /// (`HfConfig::fields`).
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, serde_json::Value>,
+}
+
+fn config_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>, path: &Path) -> Error {
+    let field = e.path().to_string();
+    let msg = crate::error::one_line(e.inner());
+    if field == "." {
+        Error::format(path, format!("not a valid config.json: {msg}"))
+    } else {
+        Error::config(path, &field, msg)
+    }
 }
 
 impl HfConfig {
@@ -98,15 +82,14 @@ impl HfConfig {
 
     pub fn from_json(text: &str, path: &Path) -> Result<Self> {
         let de = &mut serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = e.path().to_string();
-            let msg = crate::error::one_line(e.inner());
-            if field == "." {
-                Error::format(path, format!("not a valid config.json: {msg}"))
-            } else {
-                Error::config(path, &field, msg)
-            }
-        })
+        serde_path_to_error::deserialize(de).map_err(|e| config_error(e, path))
+    }
+
+    /// An architecture's own fields of `config.json` (a serde struct of `Option`s), read from
+    /// the keys the generic mirror does not name; an error names the field.
+    pub fn fields<T: DeserializeOwned>(&self, path: &Path) -> Result<T> {
+        let all = serde_json::Value::Object(self.rest.clone());
+        serde_path_to_error::deserialize(all).map_err(|e| config_error(e, path))
     }
 
     pub fn arch(&self, path: &Path) -> Result<Arch> {
@@ -246,7 +229,7 @@ impl HfConfig {
             moe: None,
             num_labels,
         };
-        arch.hf_config(&self, &mut cfg, path)?;
+        arch.get().hf_config(&self, &mut cfg, path)?;
         cfg.validate(path)?;
         Ok(cfg)
     }

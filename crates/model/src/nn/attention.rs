@@ -5,7 +5,7 @@ use crate::cache::KvCache;
 use crate::error::Result;
 use crate::ops::attention::{attend, qkv_heads_first, AttendShape, StepContext};
 use crate::ops::linear::{Linear, MultiLinear};
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 pub struct Attention {
     qkv: MultiLinear,
@@ -49,14 +49,6 @@ impl Attention {
     pub fn with_scale(mut self, scale: f64) -> Self {
         self.scale = scale;
         self
-    }
-
-    pub fn into_dense(self, dtype: DType) -> Result<Self> {
-        Ok(Self {
-            qkv: self.qkv.into_dense(dtype)?,
-            o: self.o.into_dense(dtype)?,
-            ..self
-        })
     }
 
     /// `x` is `(b, t, hidden)`; writes this step's keys/values to `cache` at `layer`.

@@ -22,14 +22,6 @@ impl Mlp {
         })
     }
 
-    pub fn into_dense(self, dtype: DType) -> Result<Self> {
-        Ok(Self {
-            gate_up: self.gate_up.into_dense(dtype)?,
-            down: self.down.into_dense(dtype)?,
-            act: self.act,
-        })
-    }
-
     /// `llama_cpp_gelu`: GELU as llama.cpp's CPU backend computes it (quantized GGUF models,
     /// so that their numbers match llama.cpp's): looked up in a table of f16 values at the
     /// f16-rounded input, 0 below -10 and the identity above 10.

@@ -243,24 +243,6 @@ pub fn route(
     Ok(out)
 }
 
-/// For each expert, the tokens routed to it and their weights: the batch regrouped so that
-/// each expert multiplies all of its tokens at once.
-pub fn tokens_by_expert(
-    routing: &[Vec<(u32, f32)>],
-    n_experts: usize,
-) -> Vec<(Vec<u32>, Vec<f32>)> {
-    let mut by = vec![(Vec::new(), Vec::new()); n_experts];
-    for (t, pairs) in routing.iter().enumerate() {
-        for &(e, w) in pairs {
-            if let Some(slot) = by.get_mut(e as usize) {
-                slot.0.push(t as u32);
-                slot.1.push(w);
-            }
-        }
-    }
-    by
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,18 +387,5 @@ mod tests {
             .contains("rows of 8"));
         assert_eq!(TopkMethod::parse("sinkhorn"), None);
         assert_eq!(ScoringFunc::parse("tanh"), None);
-    }
-
-    #[test]
-    fn tokens_are_grouped_by_expert() {
-        let routing = vec![
-            vec![(1, 0.5), (3, 0.5)],
-            vec![(3, 1.0)],
-            vec![(0, 0.2), (1, 0.8)],
-        ];
-        let by = tokens_by_expert(&routing, 4);
-        assert_eq!(by[1], (vec![0, 2], vec![0.5, 0.8]));
-        assert_eq!(by[3], (vec![0, 1], vec![0.5, 1.0]));
-        assert!(by[2].0.is_empty());
     }
 }

@@ -528,22 +528,6 @@ impl MultiLinear {
                 .collect(),
         }
     }
-
-    pub fn into_dense(self, dtype: DType) -> Result<Self> {
-        match self.fused {
-            Some(l) => Ok(Self {
-                fused: Some(l.into_dense(dtype)?),
-                parts: vec![],
-                sizes: self.sizes,
-            }),
-            None => MultiLinear::new(
-                self.parts
-                    .into_iter()
-                    .map(|p| p.into_dense(dtype))
-                    .collect::<Result<_>>()?,
-            ),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -231,6 +231,7 @@ impl GgufSource {
     fn kv_b_from_split(&mut self, hf: &str, shape: [usize; 2]) -> Result<Linear> {
         let prefix = self
             .arch
+            .get()
             .gguf_tensor_name(hf)
             .and_then(|n| n.strip_suffix("attn_kv_b.weight").map(String::from))
             .ok_or_else(|| Error::Msg(format!("no GGUF name for tensor {hf}")))?;
@@ -265,6 +266,7 @@ impl GgufSource {
     fn qtensor(&mut self, hf: &str, shape: &[usize]) -> Result<QTensor> {
         let name = self
             .arch
+            .get()
             .gguf_tensor_name(hf)
             .ok_or_else(|| Error::Msg(format!("no GGUF name for tensor {hf}")))?;
         let got = self
@@ -317,6 +319,7 @@ impl TensorSource for GgufSource {
     }
     fn contains(&self, name: &str) -> bool {
         self.arch
+            .get()
             .gguf_tensor_name(name)
             .is_some_and(|n| self.file.content.tensor_infos.contains_key(&n))
     }
