@@ -304,6 +304,76 @@ fn option_logprobs_do_not_depend_on_the_batch() {
     assert_eq!(run(7), alone);
 }
 
+/// On the f32 path a continuation's log-probs do not depend on what shares its batch:
+/// contexts of 1 to about 200 tokens with 1 to 6 continuations of 1 to 8 tokens, each
+/// request scored alone and all in batches of 16 and 5, give the same bits per token. The
+/// batch pads shorter contexts, so continuations start at a multiple of the attention sums'
+/// lanes (`KEY_LANES`), and f32 attention takes the same products for one query as for many.
+#[test]
+fn f32_continuation_logprobs_do_not_depend_on_the_batch() {
+    use ethos::model::scoring::{score, ScoreOptions, ScoreRequest};
+    let Some(m) = load(Some(DType::F32)) else {
+        return;
+    };
+    let tok = m.tokenizer().unwrap();
+    let words: Vec<&str> = "the people of the city keep their old customs and greet each other \
+        with care while the young learn new ways from far away and bring them home each year"
+        .split_whitespace()
+        .collect();
+    let text = |start: usize, n: usize| -> String {
+        (0..n)
+            .map(|j| words[(start + j * 7) % words.len()])
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let requests: Vec<ScoreRequest> = (0..12)
+        .map(|i| ScoreRequest {
+            context: tok
+                .encode(&text(i, [1, 3, 17, 40, 90, 150][i % 6]))
+                .unwrap(),
+            continuations: (0..1 + i % 6)
+                .map(|c| {
+                    tok.encode(&format!(" {}", text(i + c, 1 + (i + c) % 8)))
+                        .unwrap()
+                })
+                .collect(),
+        })
+        .collect();
+    let bits = |scored: Vec<Vec<ethos::ContinuationScore>>| -> Vec<Vec<Vec<u32>>> {
+        scored
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|c| c.token_logprobs.iter().map(|x| x.to_bits()).collect())
+                    .collect()
+            })
+            .collect()
+    };
+    let run = |batch: usize| {
+        let opts = ScoreOptions {
+            batch_requests: batch,
+            ..Default::default()
+        };
+        bits(score(&m.decoder, &requests, &opts, None).unwrap())
+    };
+    let alone: Vec<Vec<Vec<u32>>> = requests
+        .iter()
+        .flat_map(|r| {
+            bits(
+                score(
+                    &m.decoder,
+                    std::slice::from_ref(r),
+                    &ScoreOptions::default(),
+                    None,
+                )
+                .unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(run(16), alone);
+    assert_eq!(run(5), alone);
+}
+
 /// The model's own chat template (from the GGUF) renders the ChatML prompt of the fixtures.
 #[test]
 fn chat_template_from_gguf_renders_chatml() {

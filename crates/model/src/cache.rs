@@ -223,13 +223,20 @@ impl KvCache {
     /// A new cache whose row i is a copy of row `rows[i]` of this one, with room for `extra`
     /// more tokens: the shared-context fork used by scoring.
     pub fn fork_rows(&self, rows: &[usize], extra: usize) -> Result<Self> {
+        self.fork_rows_at(rows, self.len, extra)
+    }
+
+    /// As `fork_rows`, with the fork's next step starting at slot `start` (at least this
+    /// cache's length): the slots between are padding (zeros, position -1).
+    pub fn fork_rows_at(&self, rows: &[usize], start: usize, extra: usize) -> Result<Self> {
+        let start = start.max(self.len);
         let device = &self.device;
         let index = Tensor::from_vec(
             rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
             rows.len(),
             device,
         )?;
-        let capacity = self.len + extra;
+        let capacity = start + extra;
         let layers = self
             .layers
             .iter()
@@ -261,7 +268,11 @@ impl KvCache {
             .collect::<Result<Vec<_>>>()?;
         let key_positions = rows
             .iter()
-            .map(|&r| self.key_positions[r].clone())
+            .map(|&r| {
+                let mut p = self.key_positions[r].clone();
+                p.resize(start, -1);
+                p
+            })
             .collect();
         Ok(Self {
             layers,
@@ -269,11 +280,17 @@ impl KvCache {
             dtype: self.dtype,
             device: device.clone(),
             key_positions,
-            len: self.len,
+            len: start,
             capacity,
         })
     }
 }
+
+/// Steps that follow right-padded rows of different lengths (scoring's continuations after
+/// their contexts) start at a multiple of this many cache slots. The attention kernels' sums
+/// over keys add slot j into lane j % 16, so a row's keys after the padding land in the
+/// lanes, hence give the bits, that they do with no padding before them.
+pub const KEY_LANES: usize = 16;
 
 /// The visibility rule, in one place: a query at position q sees a key at position p when
 /// `0 <= p <= q` and, with a sliding window w, `q - p < w`.

@@ -5,7 +5,7 @@
 //! run that shared prefix once (`Openings` keeps it for later batches and calls): its cache
 //! is copied to every row, and only the rest of each context runs in the batch.
 
-use crate::cache::KvCache;
+use crate::cache::{KvCache, KEY_LANES};
 use crate::decoder::{Decoder, LastRowsPath};
 use crate::error::{Error, Result};
 use crate::hooks::ResidualHook;
@@ -394,7 +394,10 @@ fn score_continuations<'h>(
         })
         .collect();
     let rows: Vec<usize> = chunk.iter().map(|&(g, _)| g).collect();
-    let mut fork = cache.fork_rows(&rows, t)?;
+    // The continuations start at a multiple of the attention sums' lane count, so that the
+    // padding after a shorter context leaves their keys in the lanes they take alone.
+    let start = cache.len().next_multiple_of(KEY_LANES);
+    let mut fork = cache.fork_rows_at(&rows, start, t)?;
     let gathered = decoder.forward_gather(&ids, &pos, &mut fork, &targets, hook)?;
     for (s, row) in scores.iter_mut().zip(gathered) {
         for ts in row.into_iter().flatten() {

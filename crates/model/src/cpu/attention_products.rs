@@ -5,17 +5,19 @@
 use super::attention::{normalize, AttentionShape, SharedOut, Visibility};
 use super::sgemm;
 
-/// From this many queries per call (prefill, scoring) a (row, kv head)'s f32 attention runs
-/// as two matrix products on the packed GEMM (`sgemm`): scores = Q·Kᵀ for all of its query
-/// heads at once, then probabilities · V. A single query (decode) takes the per-query loop.
-/// The two round differently (a chain of fused multiply-adds against 16 lanes), so the
-/// threshold is 2, not a size where products start to pay: a text scored alone and padded
-/// into a longer batch then takes the same path unless it is one token long.
+/// From this many queries per call a (row, kv head)'s f32 attention runs as two matrix
+/// products on the packed GEMM (`sgemm`): scores = Q·Kᵀ for all of its query heads at once,
+/// then probabilities · V. The per-query loop rounds differently (a chain of fused
+/// multiply-adds against 16 lanes), so every f32 step takes the products, decode's single
+/// query too: a row's numbers then do not depend on how long the step it shares is (a
+/// one-token continuation scored alone or beside longer ones), and decode through the cache
+/// gives the full forward's bits.
 ///
-/// llama.cpp's f16 numerics (quantized GGUF models) always take the per-query loop: with the
-/// GEMM's order of additions in the scores, Gemma 3's greedy text leaves llama.cpp's at its
-/// 14th token (`greedy_continuation_matches_llama_cpp`); with the loop's it matches.
-pub const PRODUCTS_MIN_QUERIES: usize = 2;
+/// llama.cpp's f16 numerics (quantized GGUF models) always take the per-query loop (or its
+/// tiled arrangement, the same bits): with the GEMM's order of additions in the scores,
+/// Gemma 3's greedy text leaves llama.cpp's at its 14th token
+/// (`greedy_continuation_matches_llama_cpp`); with the loop's it matches.
+pub const PRODUCTS_MIN_QUERIES: usize = 1;
 /// Query rows whose scores are held at once by the product path (bounds its buffer to
 /// `QUERY_CHUNK x kv_len`).
 const QUERY_CHUNK: usize = 128;
