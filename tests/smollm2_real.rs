@@ -177,6 +177,32 @@ fn seeded_sampling_is_reproducible_and_stops_on_stop_strings() {
         );
         assert_eq!(streamed, s.text);
     }
+    // An empty stop string and a logit bias on an id outside the vocabulary are errors, not
+    // a generation that ends at once or a bias dropped in silence.
+    let req = GenerateRequest::new(
+        prompt.clone(),
+        params(7),
+        GenerateOptions {
+            stop: vec![String::new()],
+            ..opts.clone()
+        },
+    );
+    let e = Session::new(&m)
+        .generate(&req, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("empty stop string"), "{e}");
+    let mut biased = params(7);
+    biased.logit_bias = vec![(999_999_999, 1.0)];
+    let req = GenerateRequest::new(prompt.clone(), biased, opts.clone());
+    let e = Session::new(&m)
+        .generate(&req, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("999999999") && e.contains("outside the vocabulary"),
+        "{e}"
+    );
 }
 
 /// Batched sampling (the palette's candidates): below the dense-GEMM threshold every row is

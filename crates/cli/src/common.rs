@@ -26,7 +26,12 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn options(&self) -> Result<LoadOptions> {
-        ethos_model::init_threads(self.threads);
+        if self.threads == Some(0) {
+            anyhow::bail!("--threads 0: at least one thread is needed");
+        }
+        if let Some(note) = ethos_model::init_threads(self.threads) {
+            eprintln!("note: {note}");
+        }
         Ok(LoadOptions {
             device: ethos_model::parse_device(&self.device)?,
             dtype: self

@@ -777,3 +777,28 @@ fn eval_with_a_lambda_file_tilts_the_options() {
     assert!(preds.iter().all(|p| p == "yes"), "{preds:?}");
     assert_eq!(v["comparison"]["differences"][0]["n"], 6);
 }
+
+/// `--threads` beyond the machine's cores is capped with a note (a thousand threads took
+/// minutes for two tokens), and 0 is an error.
+#[test]
+fn threads_beyond_the_cores_are_capped_with_a_note() {
+    let Some(m) = model() else { return };
+    let m = m.to_str().unwrap();
+    let e = ethos_fails(&["score", "--model", m, "--threads", "0", "--text", "a b"]);
+    assert!(e.contains("--threads 0"), "{e}");
+    let out = Command::new(env!("CARGO_BIN_EXE_ethos"))
+        .args([
+            "score",
+            "--model",
+            m,
+            "--threads",
+            "100000",
+            "--text",
+            "Hello there",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("threads: 100000 requested"), "{err}");
+}

@@ -34,18 +34,32 @@ pub use weights::dummy::PRESETS as DUMMY_PRESETS;
 pub use weights::gguf::GgufFile;
 
 /// Fixes the number of CPU worker threads before any pool starts: `n`, else
-/// `RAYON_NUM_THREADS`, else every available core. Call it once, early. Besides sizing the
-/// pools, exporting the count matters for speed: without it candle looks up the physical core
-/// count in /proc/cpuinfo on every matrix product.
-pub fn init_threads(n: Option<usize>) {
+/// `RAYON_NUM_THREADS`, else every available core, at most the cores (`capped_threads`).
+/// Call it once, early. Returns a note when a request was capped. Besides sizing the pools,
+/// exporting the count matters for speed: without it candle looks up the physical core count
+/// in /proc/cpuinfo on every matrix product.
+pub fn init_threads(n: Option<usize>) -> Option<String> {
     let from_env = std::env::var("RAYON_NUM_THREADS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|&v| v > 0);
-    let n = n
-        .or(from_env)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |p| p.get()));
+    let cores = std::thread::available_parallelism().map_or(1, |p| p.get());
+    let (n, note) = capped_threads(n.or(from_env).unwrap_or(cores), cores);
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    note
+}
+
+/// The worker threads for a request of `n` on `cores` cores: between 1 and the cores, with a
+/// note when capped. More threads than cores only take turns on them (spinning pools then
+/// crawl), and each holds a stack and scratch buffers.
+pub fn capped_threads(n: usize, cores: usize) -> (usize, Option<String>) {
+    let cores = cores.max(1);
+    if n > cores {
+        let note = format!("threads: {n} requested, {cores} used (the machine's cores)");
+        (cores, Some(note))
+    } else {
+        (n.max(1), None)
+    }
 }
 
 /// Parses `--device cpu|cuda[:N]|metal[:N]`; a device not compiled in is an error naming it.
@@ -92,5 +106,17 @@ pub fn parse_dtype(name: &str) -> Result<DType> {
         other => Err(Error::Unsupported(format!(
             "dtype `{other}` (expected f32, bf16 or f16)"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn threads_are_capped_at_the_cores_with_a_note() {
+        assert_eq!(super::capped_threads(2, 8), (2, None));
+        let (n, note) = super::capped_threads(100_000, 2);
+        assert_eq!(n, 2);
+        assert!(note.unwrap().contains("100000 requested, 2 used"));
+        assert_eq!(super::capped_threads(0, 4).0, 1);
     }
 }

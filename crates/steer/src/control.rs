@@ -89,6 +89,15 @@ impl ControlVector {
                         format!("tensor {name}: {}", ethos_model::error::one_line(&e)),
                     )
                 })?;
+            if let Some(i) = t.iter().position(|x| !x.is_finite()) {
+                return Err(format_err(
+                    path,
+                    format!(
+                        "tensor {name}: value {i} is {} (directions must be finite)",
+                        t[i]
+                    ),
+                ));
+            }
             let slot: &mut Vec<f32> = directions
                 .entry(layer)
                 .or_insert_with(|| vec![0.0; t.len()]);
@@ -184,6 +193,12 @@ impl ControlSet {
     ) -> Result<Self> {
         let mut per_layer: BTreeMap<usize, Vec<f32>> = BTreeMap::new();
         for (path, scale) in files {
+            if !scale.is_finite() {
+                return Err(format_err(
+                    path,
+                    format!("scale {scale} is not a finite number"),
+                ));
+            }
             let cv = ControlVector::read(path)?;
             if cv.width() != hidden {
                 return Err(format_err(
@@ -211,6 +226,13 @@ impl ControlSet {
                 }
                 let slot = per_layer.entry(layer).or_insert_with(|| vec![0.0; hidden]);
                 slot.iter_mut().zip(&v).for_each(|(a, b)| *a += scale * b);
+            }
+        }
+        for (layer, v) in &per_layer {
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(Error::Input(format!(
+                    "control vectors: block {layer}'s scaled sum overflows f32 (scales too large)"
+                )));
             }
         }
         Ok(Self { per_layer })
@@ -336,6 +358,28 @@ mod tests {
             e.contains("direction.2") && e.contains("blocks 0..1"),
             "{e}"
         );
+        // Non-finite values and scales are refused where they enter.
+        let mut bad = golden();
+        bad.directions.insert(3, vec![0.0, f32::NAN, 1.0, 2.0]);
+        bad.write(&p).unwrap();
+        let e = ControlVector::read(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("direction.3") && e.contains("value 1 is NaN") && !e.contains('\n'),
+            "{e}"
+        );
+        bad.directions.insert(3, vec![f32::INFINITY; 4]);
+        bad.write(&p).unwrap();
+        let e = ControlVector::read(&p).unwrap_err().to_string();
+        assert!(e.contains("value 0 is inf"), "{e}");
+        golden().write(&p).unwrap();
+        let e = ControlSet::load(&[(p.clone(), f32::NAN)], None, 4, 4)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("scale NaN") && e.contains("cv.gguf"), "{e}");
+        let e = ControlSet::load(&[(p.clone(), 3e38)], None, 4, 4)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("block 1") && e.contains("overflows"), "{e}");
         std::fs::write(&p, b"not gguf").unwrap();
         let e = ControlVector::read(&p).unwrap_err().to_string();
         assert!(e.contains("not a GGUF file") && !e.contains('\n'), "{e}");

@@ -78,7 +78,7 @@ pub(crate) fn run_generate<'h>(
     on_text: &mut dyn FnMut(&str),
 ) -> Result<Generation> {
     let (prompt_ids, opts) = (req.prompt.as_slice(), &req.limits);
-    sampler.params().validate()?;
+    sampler.params().validate_for(model.config().vocab_size)?;
     check_prompt(model, prompt_ids, opts)?;
     let tokenizer = model.tokenizer()?;
     let mut cache = model
@@ -155,7 +155,7 @@ pub(crate) fn run_generate_batch<'h>(
     mut hook: Option<&mut (dyn ResidualHook + 'h)>,
 ) -> Result<Vec<Generation>> {
     for s in &samplers {
-        s.params().validate()?;
+        s.params().validate_for(model.config().vocab_size)?;
     }
     check_prompt(model, prompt_ids, opts)?;
     if samplers.is_empty() || opts.max_tokens == 0 {
@@ -249,6 +249,11 @@ pub(crate) fn run_generate_batch<'h>(
 fn check_prompt(model: &Model, prompt_ids: &[u32], opts: &GenerateOptions) -> Result<()> {
     if prompt_ids.is_empty() {
         return Err(Error::Msg("the prompt is empty".into()));
+    }
+    if opts.stop.iter().any(String::is_empty) {
+        return Err(Error::Input(
+            "stop: an empty stop string would end every generation at once".into(),
+        ));
     }
     let ctx = model.decoder.max_positions();
     if prompt_ids.len() + opts.max_tokens > ctx {

@@ -75,6 +75,18 @@ impl SamplingParams {
         }
     }
 
+    /// `validate`, and every logit-bias id inside a vocabulary of `vocab` tokens (a bias on
+    /// an id the model has not would be dropped in silence).
+    pub fn validate_for(&self, vocab: usize) -> crate::Result<()> {
+        self.validate()?;
+        match self.logit_bias.iter().find(|(t, _)| *t as usize >= vocab) {
+            Some((t, _)) => Err(crate::Error::Sampling(format!(
+                "logit bias: token id {t} is outside the vocabulary ({vocab})"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Checks every parameter's range; the error names the parameter.
     pub fn validate(&self) -> crate::Result<()> {
         let check = |ok: bool, what: &str| {
@@ -416,5 +428,16 @@ mod tests {
         assert!(params(|p| p.top_p = 0.0).validate().is_err());
         assert!(params(|p| p.temperature = -1.0).validate().is_err());
         assert!(SamplingParams::greedy().validate().is_ok());
+        let e = params(|p| p.logit_bias = vec![(999_999_999, 1.0)])
+            .validate_for(100)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("999999999") && e.contains("vocabulary (100)"),
+            "{e}"
+        );
+        assert!(params(|p| p.logit_bias = vec![(99, 1.0)])
+            .validate_for(100)
+            .is_ok());
     }
 }

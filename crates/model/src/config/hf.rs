@@ -303,6 +303,41 @@ mod tests {
         assert!(matches!(a.rope.scaling, RopeScaling::Llama3 { .. }));
     }
 
+    /// A zero, negative or non-number rotary factor is refused, naming the field, instead of
+    /// turning every rotary angle into garbage.
+    #[test]
+    fn bad_rope_scaling_numbers_are_named() {
+        for (scaling, field) in [
+            (
+                r#"{"rope_type":"linear","factor":0}"#,
+                "rope_scaling.factor",
+            ),
+            (
+                r#"{"rope_type":"linear","factor":-2.0}"#,
+                "rope_scaling.factor",
+            ),
+            (
+                r#"{"rope_type":"llama3","factor":8.0,"low_freq_factor":4.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}"#,
+                "rope_scaling.high_freq_factor",
+            ),
+            (
+                r#"{"rope_type":"yarn","factor":4.0,"original_max_position_embeddings":0}"#,
+                "rope_scaling.original_max_position_embeddings",
+            ),
+            (
+                r#"{"rope_type":"yarn","factor":1e400,"original_max_position_embeddings":4096}"#,
+                "rope_scaling.factor",
+            ),
+        ] {
+            let json = BASE.replace(
+                r#""rope_theta":10000.0"#,
+                &format!(r#""rope_theta":10000.0,"rope_scaling":{scaling}"#),
+            );
+            let e = parse(&json).map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains(field) && !e.contains('\n'), "{scaling}: {e}");
+        }
+    }
+
     #[test]
     fn indivisible_heads_are_rejected() {
         let e = parse(&BASE.replace(r#""num_key_value_heads":2"#, r#""num_key_value_heads":3"#))

@@ -154,26 +154,98 @@ impl ModelConfig {
                 ));
             }
         }
-        if let RopeScaling::Yarn {
-            factor,
-            original_max_position_embeddings,
-            ..
-        } = self.rope.scaling
-        {
-            if !(factor > 0.0 && factor.is_finite()) || original_max_position_embeddings == 0 {
-                return Err(Error::config(
-                    source,
-                    "rope_scaling",
-                    "yarn needs a positive factor and original_max_position_embeddings",
-                ));
-            }
-        }
+        self.validate_rope_scaling(source)?;
         for &e in &self.eos_token_ids {
             if e as usize >= self.vocab_size {
                 return Err(Error::config(
                     source,
                     "eos_token_id",
                     format!("{e} is outside the vocabulary ({})", self.vocab_size),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Rotary scaling's numbers are finite, factors positive and the ranges non-empty: a zero
+    /// or negative factor, or NaN, would make every rotary angle garbage without an error.
+    fn validate_rope_scaling(&self, source: &Path) -> Result<()> {
+        let bad = |what: &str, v: f64, need: &str| {
+            Error::config(
+                source,
+                &format!("rope_scaling.{what}"),
+                format!("{v} is not {need}"),
+            )
+        };
+        let positive = |what: &str, v: f64| {
+            if v > 0.0 && v.is_finite() {
+                Ok(())
+            } else {
+                Err(bad(what, v, "a positive number"))
+            }
+        };
+        let finite = |what: &str, v: f64| {
+            if v.is_finite() {
+                Ok(())
+            } else {
+                Err(bad(what, v, "a finite number"))
+            }
+        };
+        let context = |v: usize| {
+            if v == 0 {
+                Err(bad(
+                    "original_max_position_embeddings",
+                    0.0,
+                    "a positive length",
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match &self.rope.scaling {
+            RopeScaling::None => {}
+            RopeScaling::Linear { factor } => positive("factor", *factor)?,
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => {
+                positive("factor", *factor)?;
+                positive("low_freq_factor", *low_freq_factor)?;
+                positive("high_freq_factor", *high_freq_factor)?;
+                context(*original_max_position_embeddings)?;
+                if high_freq_factor <= low_freq_factor {
+                    return Err(bad(
+                        "high_freq_factor",
+                        *high_freq_factor,
+                        "above low_freq_factor",
+                    ));
+                }
+            }
+            RopeScaling::Yarn {
+                factor,
+                original_max_position_embeddings,
+                beta_fast,
+                beta_slow,
+                mscale,
+                mscale_all_dim,
+                ..
+            } => {
+                positive("factor", *factor)?;
+                context(*original_max_position_embeddings)?;
+                finite("beta_fast", *beta_fast)?;
+                finite("beta_slow", *beta_slow)?;
+                finite("mscale", *mscale)?;
+                finite("mscale_all_dim", *mscale_all_dim)?;
+            }
+        }
+        if let Some(f) = &self.rope.freq_factors {
+            if let Some(v) = f.iter().find(|v| !(**v > 0.0 && v.is_finite())) {
+                return Err(Error::config(
+                    source,
+                    "rope_freqs",
+                    format!("{v} is not a positive number"),
                 ));
             }
         }
