@@ -430,7 +430,7 @@ impl Decoder {
         if let Some(scale) = self.config.embed_scale {
             x = x.affine(rounded_to(scale, self.dtype), 0.0)?;
         }
-        let pos = Positions::new(positions, &self.device)?;
+        let pos = Positions::new(positions)?;
         // In the compute dtype once per step, not once per layer and projection (as HF, the
         // tables are made in f32 and rounded to the activations' dtype).
         let in_dtype = |(c, s): (Tensor, Tensor)| -> Result<(Tensor, Tensor)> {

@@ -32,6 +32,7 @@ pub use ops::linear::Linear;
 pub use ops::{Kernels, Numerics, QuantGemm};
 pub use weights::dummy::PRESETS as DUMMY_PRESETS;
 pub use weights::gguf::GgufFile;
+pub use weights::gguf_header::check as check_gguf_header;
 
 /// Fixes the number of CPU worker threads before any pool starts: `n`, else
 /// `RAYON_NUM_THREADS`, else every available core, at most the cores (`capped_threads`).

@@ -33,6 +33,11 @@ impl ControlVector {
     /// N >= 1, F32, one-dimensional, all of one length. The metadata is optional.
     pub fn read(path: &Path) -> Result<Self> {
         let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // What llama.cpp refuses (duplicate keys or tensors, an alignment that is not a power
+        // of two) is refused before candle parses the header.
+        let size = f.metadata().map_err(|e| Error::io(path, e))?.len();
+        ethos_model::check_gguf_header(path, &mut std::io::BufReader::new(&mut f), size)?;
+        std::io::Seek::rewind(&mut f).map_err(|e| Error::io(path, e))?;
         let content = gguf_file::Content::read(&mut f).map_err(|e| {
             format_err(
                 path,

@@ -1,15 +1,21 @@
-//! Rotary position embeddings: one table of cos/sin per model, with every scaling rule in one
+//! Rotary position embeddings: cos/sin of each step's positions, with every scaling rule in one
 //! place (default, linear, llama3, GGUF `rope_freqs` factors) and both pairings (half, interleaved).
+//!
+//! The values are computed for the positions a step uses, not tabled for the whole context a
+//! file declares: a config claiming 2^24 positions asked for a table of gigabytes at load.
 
 use crate::config::{RopeConfig, RopeScaling, RopeStyle};
 use crate::error::Result;
 use candle_core::{DType, Device, Tensor};
 
 pub struct Rope {
-    cos: Tensor,
-    sin: Tensor,
+    /// Inverse frequencies after scaling, one per pair of dimensions.
+    inv: Vec<f64>,
+    /// The factor cos/sin are multiplied by (YaRN's magnitude correction, else 1).
+    scale: f64,
     style: RopeStyle,
     max_positions: usize,
+    device: Device,
 }
 
 /// Inverse frequencies of a head of `dim` dimensions, after scaling. Computed in f64.
@@ -87,24 +93,32 @@ impl Rope {
         max_positions: usize,
         device: &Device,
     ) -> Result<Self> {
-        let inv = inverse_frequencies(cfg, head_dim);
-        let half = head_dim / 2;
-        let scale = cfg.scaling.cos_sin_factor();
-        let mut cos = Vec::with_capacity(max_positions * half);
-        let mut sin = Vec::with_capacity(max_positions * half);
-        for p in 0..max_positions {
-            for f in &inv {
-                let a = p as f64 * f;
-                cos.push((a.cos() * scale) as f32);
-                sin.push((a.sin() * scale) as f32);
-            }
-        }
         Ok(Self {
-            cos: Tensor::from_vec(cos, (max_positions, half), device)?,
-            sin: Tensor::from_vec(sin, (max_positions, half), device)?,
+            inv: inverse_frequencies(cfg, head_dim),
+            scale: cfg.scaling.cos_sin_factor(),
             style: cfg.style,
             max_positions,
+            device: device.clone(),
         })
+    }
+
+    /// cos/sin of `positions`, `(positions.len(), d/2)` each, in f32 (the angle in f64).
+    fn rows(&self, positions: impl Iterator<Item = usize>) -> Result<(Tensor, Tensor)> {
+        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        let mut n = 0;
+        for p in positions {
+            for f in &self.inv {
+                let a = p as f64 * f;
+                cos.push((a.cos() * self.scale) as f32);
+                sin.push((a.sin() * self.scale) as f32);
+            }
+            n += 1;
+        }
+        let half = self.inv.len();
+        Ok((
+            Tensor::from_vec(cos, (n, half), &self.device)?,
+            Tensor::from_vec(sin, (n, half), &self.device)?,
+        ))
     }
 
     /// How a head's dimensions pair up for rotation.
@@ -119,20 +133,13 @@ impl Rope {
     /// cos/sin for the given positions: `(t, d/2)` when every row shares them, else `(b, t, d/2)`.
     pub fn tables(&self, positions: &Positions) -> Result<(Tensor, Tensor)> {
         match positions {
-            Positions::Shared { start, len } => Ok((
-                self.cos.narrow(0, *start, *len)?,
-                self.sin.narrow(0, *start, *len)?,
-            )),
-            Positions::PerRow { index, batch, len } => {
-                let cos = self
-                    .cos
-                    .index_select(index, 0)?
-                    .reshape((*batch, *len, ()))?;
-                let sin = self
-                    .sin
-                    .index_select(index, 0)?
-                    .reshape((*batch, *len, ()))?;
-                Ok((cos, sin))
+            Positions::Shared { start, len } => self.rows(*start..*start + *len),
+            Positions::PerRow { flat, batch, len } => {
+                let (cos, sin) = self.rows(flat.iter().map(|&p| p as usize))?;
+                Ok((
+                    cos.reshape((*batch, *len, ()))?,
+                    sin.reshape((*batch, *len, ()))?,
+                ))
             }
         }
     }
@@ -158,7 +165,8 @@ pub enum Positions {
     Shared { start: usize, len: usize },
     /// Rows differ (padding, continuations after contexts of different lengths).
     PerRow {
-        index: Tensor,
+        /// Row-major positions, padding at 0.
+        flat: Vec<u32>,
         batch: usize,
         len: usize,
     },
@@ -166,7 +174,7 @@ pub enum Positions {
 
 impl Positions {
     /// `pos[b][t]` is the position of each token, or -1 for padding.
-    pub fn new(pos: &[Vec<i32>], device: &Device) -> Result<Self> {
+    pub fn new(pos: &[Vec<i32>]) -> Result<Self> {
         let batch = pos.len();
         let len = pos.first().map_or(0, Vec::len);
         if let Some(first) = pos.first() {
@@ -181,11 +189,7 @@ impl Positions {
             }
         }
         let flat: Vec<u32> = pos.iter().flatten().map(|&p| p.max(0) as u32).collect();
-        Ok(Positions::PerRow {
-            index: Tensor::from_vec(flat, batch * len, device)?,
-            batch,
-            len,
-        })
+        Ok(Positions::PerRow { flat, batch, len })
     }
 }
 
@@ -272,7 +276,7 @@ mod tests {
             .flat_map(|i| [i as u32, (i + d / 2) as u32])
             .collect();
         let perm = Tensor::new(perm.as_slice(), &dev)?;
-        let pos = Positions::new(&[vec![3, 4, 5, 6, 7]], &dev)?;
+        let pos = Positions::new(&[vec![3, 4, 5, 6, 7]])?;
         let (c, s) = half.tables(&pos)?;
         let a = half.apply(&x, &c, &s)?.index_select(&perm, 3)?;
         let b = inter.apply(&x.index_select(&perm, 3)?, &c, &s)?;
@@ -281,13 +285,30 @@ mod tests {
         Ok(())
     }
 
+    /// A declared context of 2^24 positions costs nothing at load (the values are computed
+    /// for the positions used), and its last position's values are the formula's.
+    #[test]
+    fn a_huge_declared_context_allocates_nothing_up_front() -> Result<()> {
+        let dev = Device::Cpu;
+        let r = Rope::new(&cfg(RopeScaling::None, RopeStyle::Half), 8, 1 << 24, &dev)?;
+        assert_eq!(r.max_positions(), 1 << 24);
+        let last = (1 << 24) - 1;
+        let (c, _) = r.tables(&Positions::new(&[vec![last]])?)?;
+        let got = c.to_vec2::<f32>()?;
+        let inv = inverse_frequencies(&cfg(RopeScaling::None, RopeStyle::Half), 8);
+        for (g, f) in got[0].iter().zip(&inv) {
+            assert_eq!(*g, (last as f64 * f).cos() as f32);
+        }
+        Ok(())
+    }
+
     #[test]
     fn per_row_positions_match_shared() -> Result<()> {
         let dev = Device::Cpu;
         let r = Rope::new(&cfg(RopeScaling::None, RopeStyle::Half), 8, 16, &dev)?;
-        let shared = r.tables(&Positions::new(&[vec![2, 3, 4]], &dev)?)?.0;
+        let shared = r.tables(&Positions::new(&[vec![2, 3, 4]])?)?.0;
         let rows = r
-            .tables(&Positions::new(&[vec![0, 1, -1], vec![2, 3, 4]], &dev)?)?
+            .tables(&Positions::new(&[vec![0, 1, -1], vec![2, 3, 4]])?)?
             .0;
         let diff = (rows.get(1)? - shared)?
             .abs()?

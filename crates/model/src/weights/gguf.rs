@@ -26,11 +26,18 @@ impl GgufFile {
     pub fn open(path: &Path) -> Result<Self> {
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
         let file_size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let alignment = super::gguf_header::check(
+            path,
+            &mut std::io::BufReader::with_capacity(1 << 16, &mut file),
+            file_size,
+        )?;
+        std::io::Seek::rewind(&mut file).map_err(|e| Error::io(path, e))?;
         // Buffered: the metadata (a tokenizer's vocabulary and merges) is some 100,000 small
         // strings, each two reads of its own; unbuffered, those syscalls took about a fifth
         // of a second.
         let content = Content::read(&mut std::io::BufReader::with_capacity(1 << 16, &mut file))
             .map_err(|e| Error::format(path, format!("not a valid GGUF file: {}", one_line(&e))))?;
+        let mut extents: Vec<(u64, u64, &String)> = Vec::with_capacity(content.tensor_infos.len());
         for (name, info) in &content.tensor_infos {
             let elems = info
                 .shape
@@ -47,12 +54,36 @@ impl GgufFile {
             if elems % block != 0 {
                 return Err(Error::format(path, format!("tensor {name}: {elems} elements are not a multiple of the block size {block}")));
             }
-            let bytes = elems / block * info.ggml_dtype.type_size() as u64;
+            let bytes = (elems / block)
+                .checked_mul(info.ggml_dtype.type_size() as u64)
+                .unwrap_or(u64::MAX);
             let start = content.tensor_data_offset.saturating_add(info.offset);
             if start.saturating_add(bytes) > file_size {
                 return Err(Error::format(
                     path,
                     format!("tensor {name} claims {bytes} bytes at offset {start}, but the file has {file_size} bytes (truncated or corrupt)"),
+                ));
+            }
+            if info.offset % alignment != 0 {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "tensor {name}: offset {} is not a multiple of the alignment {alignment}",
+                        info.offset
+                    ),
+                ));
+            }
+            extents.push((info.offset, info.offset + bytes, name));
+        }
+        // Tensors may not share bytes (llama.cpp refuses such files): one would read
+        // another's weights.
+        extents.sort();
+        for pair in extents.windows(2) {
+            let ((_, end, a), (start, _, b)) = (pair[0], pair[1]);
+            if start < end {
+                return Err(Error::format(
+                    path,
+                    format!("tensors {a} and {b} overlap in the file"),
                 ));
             }
         }
@@ -342,5 +373,65 @@ impl TensorSource for GgufSource {
     }
     fn tied_head(&mut self, name: &str, shape: [usize; 2]) -> Result<Linear> {
         self.matrix(name, shape, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::gguf_header::tests::gguf;
+    use super::*;
+
+    fn open(bytes: &[u8]) -> String {
+        let dir = std::env::temp_dir().join(format!("ethos-gguf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(format!("m{}.gguf", bytes.len()));
+        std::fs::write(&p, bytes).unwrap();
+        let out = match GgufFile::open(&p) {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        };
+        std::fs::remove_file(&p).ok();
+        out
+    }
+
+    /// Tensors that share bytes, or start off the alignment, are refused (llama.cpp refuses
+    /// both); two tensors side by side load.
+    #[test]
+    fn overlapping_or_unaligned_tensors_are_refused() {
+        // F32 (type 0) tensors of 8 values: 32 bytes each.
+        let data = [0u8; 96];
+        assert_eq!(
+            open(&gguf(
+                &[],
+                &[("a", &[8], 0, 0), ("b", &[8], 0, 32)],
+                32,
+                &data
+            )),
+            "ok"
+        );
+        let e = open(&gguf(
+            &[],
+            &[("a", &[8], 0, 0), ("b", &[8], 0, 0)],
+            32,
+            &data,
+        ));
+        assert!(e.contains("overlap") && !e.contains('\n'), "{e}");
+        let e = open(&gguf(
+            &[],
+            &[("a", &[8], 0, 0), ("b", &[8], 0, 33)],
+            32,
+            &data,
+        ));
+        assert!(e.contains("tensor b") && e.contains("alignment 32"), "{e}");
+        let e = open(&gguf(
+            &[("general.alignment", 4, 0u32.to_le_bytes().to_vec())],
+            &[("a", &[8], 0, 0)],
+            32,
+            &data,
+        ));
+        assert!(
+            e.contains("general.alignment") && e.contains("power of two"),
+            "{e}"
+        );
     }
 }

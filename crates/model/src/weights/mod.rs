@@ -5,6 +5,7 @@
 pub mod dummy;
 pub mod fp8;
 pub mod gguf;
+pub(crate) mod gguf_header;
 pub mod names;
 pub mod safetensors;
 
