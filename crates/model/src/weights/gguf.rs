@@ -54,9 +54,7 @@ impl GgufFile {
             if elems % block != 0 {
                 return Err(Error::format(path, format!("tensor {name}: {elems} elements are not a multiple of the block size {block}")));
             }
-            let bytes = (elems / block)
-                .checked_mul(info.ggml_dtype.type_size() as u64)
-                .unwrap_or(u64::MAX);
+            let bytes = (elems / block).saturating_mul(info.ggml_dtype.type_size() as u64);
             let start = content.tensor_data_offset.saturating_add(info.offset);
             if start.saturating_add(bytes) > file_size {
                 return Err(Error::format(

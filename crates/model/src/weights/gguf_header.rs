@@ -154,7 +154,7 @@ impl<R: Read> Bounded<'_, R> {
                 let inner = self.u32()?;
                 let n = self.u64()?;
                 match fixed_size(inner) {
-                    Some(size) => self.skip(n.checked_mul(size).unwrap_or(u64::MAX)),
+                    Some(size) => self.skip(n.saturating_mul(size)),
                     None => {
                         // Each element takes at least 8 bytes (a length or an array header).
                         self.take(0)?;
@@ -220,7 +220,7 @@ pub(crate) mod tests {
             b.extend(ty.to_le_bytes());
             b.extend(offset.to_le_bytes());
         }
-        while b.len() % align.max(1) != 0 {
+        while !b.len().is_multiple_of(align.max(1)) {
             b.push(0);
         }
         b.extend(data);
