@@ -387,7 +387,10 @@ mod tests {
         assert!(e.contains("block 1") && e.contains("overflows"), "{e}");
         std::fs::write(&p, b"not gguf").unwrap();
         let e = ControlVector::read(&p).unwrap_err().to_string();
-        assert!(e.contains("not a GGUF file") && !e.contains('\n'), "{e}");
+        assert!(
+            e.contains("not a valid GGUF file") && !e.contains('\n'),
+            "{e}"
+        );
         assert!(parse_spec("cv.gguf:abc")
             .unwrap_err()
             .to_string()

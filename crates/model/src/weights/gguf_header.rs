@@ -26,7 +26,7 @@ pub fn check(path: &Path, reader: &mut impl Read, file_size: u64) -> Result<u64>
     };
     let magic = r.bytes(4)?;
     if magic != b"GGUF" {
-        return Err(r.err("not a GGUF file (bad magic)"));
+        return Err(r.err("not a valid GGUF file: the magic is not GGUF"));
     }
     let version = r.u32()?;
     if !(2..=3).contains(&version) {
