@@ -5,7 +5,7 @@ use crate::generate::SamplingArgs;
 use anyhow::{Context, Result};
 use ethos_model::chat::Message;
 use ethos_steer::{GenerateRequest, Session};
-use std::io::{BufRead, Write};
+use std::io::Write;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -33,7 +33,7 @@ pub fn run(a: Args) -> Result<()> {
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
     eprintln!("ethos chat: one message per line; end with Ctrl-D");
-    for (turn, line) in stdin.lock().lines().enumerate() {
+    for (turn, line) in crate::common::bounded_lines(stdin.lock(), "standard input").enumerate() {
         let line = line?;
         if line.trim().is_empty() {
             continue;

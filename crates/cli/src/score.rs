@@ -133,8 +133,8 @@ pub fn run(a: Args) -> Result<()> {
     };
     let mut lines = Vec::new();
     let mut requests = Vec::new();
-    for (n, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("{}:{}: cannot read", a.input, n + 1))?;
+    for (n, line) in crate::common::bounded_lines(reader, &a.input).enumerate() {
+        let line = line?;
         if line.trim().is_empty() {
             continue;
         }

@@ -802,3 +802,21 @@ fn threads_beyond_the_cores_are_capped_with_a_note() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("threads: 100000 requested"), "{err}");
 }
+
+/// A request file with no newline in sight (`/dev/zero`, a broken export) stops at the line
+/// limit with one line naming the file and line, instead of filling memory.
+#[test]
+fn score_refuses_an_endless_line() {
+    let Some(m) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("endless.jsonl");
+    std::fs::write(&p, vec![b' '; (16 << 20) + 10]).unwrap();
+    let e = ethos_fails(&[
+        "score",
+        "--model",
+        m.to_str().unwrap(),
+        "--input",
+        p.to_str().unwrap(),
+    ]);
+    assert!(e.contains("endless.jsonl:1: line longer than"), "{e}");
+}
