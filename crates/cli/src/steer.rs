@@ -222,7 +222,7 @@ fn evaluate_cmd(a: EvaluateArgs) -> Result<()> {
 }
 
 fn read_prompts(path: &PathBuf) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let text = ethos_model::files::read_text(path)?;
     let jsonl = path.extension().is_some_and(|x| x == "jsonl");
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {

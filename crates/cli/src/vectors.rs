@@ -2,7 +2,7 @@
 //! llama.cpp's control-vector GGUF format.
 
 use crate::common::{print_json, ModelArgs};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use ethos_steer::vectors::{train, Method, Pair};
 use std::path::PathBuf;
 
@@ -51,8 +51,7 @@ fn parse_range(s: &str) -> std::result::Result<(usize, usize), String> {
 
 pub fn run(w: Which) -> Result<()> {
     let Which::Train(a) = w;
-    let text = std::fs::read_to_string(&a.pairs)
-        .with_context(|| format!("{}: cannot read", a.pairs.display()))?;
+    let text = ethos_model::files::read_text(&a.pairs)?;
     let mut pairs = Vec::new();
     for (i, line) in text
         .lines()

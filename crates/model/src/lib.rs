@@ -12,6 +12,7 @@ pub(crate) mod decoder;
 pub mod device;
 pub mod error;
 pub mod fetch;
+pub mod files;
 pub mod hooks;
 pub mod loader;
 pub(crate) mod nn;

@@ -76,7 +76,7 @@ fn config_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>, path: &P
 
 impl HfConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::files::read_text(path)?;
         Self::from_json(&text, path)
     }
 

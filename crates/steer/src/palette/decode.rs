@@ -65,7 +65,7 @@ impl LambdaFile {
                 "{file}: a palette file, not a lambda file; solve it first (`ethos steer fit` or `steer solve` with --lambda-out L.json) and pass L.json"
             )));
         }
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = ethos_model::files::read_text(path)?;
         let v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::Msg(format!("{file}: not JSON: {e}")))?;
         let map = v["lambda"]

@@ -223,8 +223,7 @@ impl Palette {
     }
 
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        let text = ethos_model::files::read_text(path)?;
         Self::parse(&text, &path.display().to_string())
     }
 

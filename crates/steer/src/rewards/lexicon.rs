@@ -36,8 +36,8 @@ impl Lexicon {
 
     pub fn read(name: &str, path: &Path) -> Result<Self> {
         let file = path.display();
-        let mut rdr = csv::Reader::from_path(path)
-            .map_err(|e| Error::Msg(format!("{file}: {}", one_line(&e))))?;
+        let text = ethos_model::files::read_text(path)?;
+        let mut rdr = csv::Reader::from_reader(text.as_bytes());
         let headers = rdr
             .headers()
             .map_err(|e| Error::Msg(format!("{file}: {}", one_line(&e))))?
@@ -169,7 +169,16 @@ mod tests {
     fn bad_files_name_the_line() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("lex.csv");
+        // A file that never ends stops at the size limit, naming the file.
+        if Path::new("/dev/zero").exists() {
+            let e = Lexicon::read("l", Path::new("/dev/zero"))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains("/dev/zero") && e.contains("limit"), "{e}");
+        }
         std::fs::write(&p, "phrase,weight\nplease,1\nthanks,NaN\n").unwrap();
+
         let e = Lexicon::read("l", &p).err().unwrap().to_string();
         assert!(e.contains("lex.csv:3") && e.contains("NaN"), "{e}");
         std::fs::write(&p, "word,score\nplease,1\n").unwrap();
