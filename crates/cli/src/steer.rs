@@ -221,7 +221,7 @@ fn evaluate_cmd(a: EvaluateArgs) -> Result<()> {
     Ok(())
 }
 
-fn read_prompts(path: &PathBuf) -> Result<Vec<String>> {
+fn read_prompts(path: &std::path::Path) -> Result<Vec<String>> {
     let text = ethos_model::files::read_text(path)?;
     let jsonl = path.extension().is_some_and(|x| x == "jsonl");
     let mut out = Vec::new();
