@@ -187,3 +187,22 @@ fn per_prompt_objective_equals_joint_with_one_prompt_and_differs_with_many() {
         "a different optimum"
     );
 }
+
+/// An extreme but finite target (1e300 on a value whose rewards are 0 or 1) bisects a bounded
+/// number of times and returns a feasible palette near the base instead of running a
+/// thousand Newton solves.
+#[test]
+fn nearest_feasible_is_bounded_for_extreme_targets() {
+    let table = RewardTable {
+        values: vec!["v".into()],
+        rows: vec![vec![0.0], vec![1.0], vec![0.5], vec![0.25]],
+        groups: vec![0, 0, 0, 0],
+        n_groups: 1,
+    };
+    let base = vec![0.4375];
+    let (rho, palette) = nearest_feasible(&table, &[(0, 1e300)], &base, Objective::Joint);
+    assert!((0.0..1e-290).contains(&rho), "{rho}");
+    assert!(palette[0].1 >= base[0] && palette[0].1 < 1.0, "{palette:?}");
+    let s = solve(&table, &palette, Solver::Newton, Objective::Joint, 0.0);
+    assert_ne!(s.status, Status::Infeasible);
+}

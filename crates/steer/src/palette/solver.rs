@@ -362,7 +362,8 @@ pub fn solve(
 
 /// The paper's automatic palette adjustment (Algorithm 2): bisect rho in [0, 1] along
 /// c(rho) = base + rho (target - base) for the furthest feasible palette; the bracket stops
-/// at 1e-3 in palette distance. Returns (rho, palette).
+/// at 1e-3 in palette distance, or after `MAX_BISECTIONS` halvings (a distance of 1e300
+/// would otherwise take a thousand Newton solves). Returns (rho, palette).
 pub fn nearest_feasible(
     table: &RewardTable,
     targets: &[(usize, f64)],
@@ -381,7 +382,9 @@ pub fn nearest_feasible(
         .sum::<f64>()
         .sqrt();
     let (mut lo, mut hi) = (0.0f64, 1.0f64);
-    while (hi - lo) * dist > 1e-3 {
+    let mut halvings = 0;
+    while (hi - lo) * dist > 1e-3 && halvings < MAX_BISECTIONS {
+        halvings += 1;
         let mid = 0.5 * (lo + hi);
         if newton(table, &at(mid), objective).1 {
             lo = mid;
@@ -391,6 +394,10 @@ pub fn nearest_feasible(
     }
     (lo, at(lo))
 }
+
+/// Halvings of `nearest_feasible`'s bracket at most: rho to 2^-60, finer than any palette
+/// distance a float can tell apart.
+pub const MAX_BISECTIONS: usize = 60;
 
 /// numpy.quantile (linear) of a column.
 pub fn quantile(table: &RewardTable, k: usize, q: f64) -> f64 {
