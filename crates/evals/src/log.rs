@@ -137,8 +137,10 @@ fn short_model(v: &Value) -> String {
     format!("`{src}` {}", &sha[..sha.len().min(12)])
 }
 
-/// The records of `path`, and how many bytes hold whole, valid lines. A bad line anywhere
-/// but at the very end is an error (the file is not ours to cut).
+/// The records of `path`, and how many bytes hold whole, valid lines. Only an unfinished
+/// last line (no newline: the run was killed mid-write) may be cut; a bad complete line
+/// anywhere, or an item recorded twice (a forged or merged file), is an error naming the
+/// line (the file is not ours to rewrite).
 fn read_items(path: &Path) -> Result<(Vec<ItemRecord>, u64, u64)> {
     let cannot_read = |e| Error::io(path, "cannot read", e);
     let f = File::open(path).map_err(cannot_read)?;
@@ -148,6 +150,7 @@ fn read_items(path: &Path) -> Result<(Vec<ItemRecord>, u64, u64)> {
     let mut good = 0u64;
     let mut line = String::new();
     let mut n = 0;
+    let mut first_line: HashMap<Key, usize> = HashMap::new();
     loop {
         line.clear();
         let read = reader.read_line(&mut line).map_err(cannot_read)?;
@@ -158,10 +161,20 @@ fn read_items(path: &Path) -> Result<(Vec<ItemRecord>, u64, u64)> {
         let complete = line.ends_with('\n');
         match serde_json::from_str::<ItemRecord>(line.trim_end()) {
             Ok(r) if complete => {
+                if let Some(first) = first_line.insert(r.key(), n) {
+                    bail!(
+                        RunFolder,
+                        "{}:{n}: item `{}` ({}, {}) is already on line {first}; a run records each item once",
+                        path.display(),
+                        r.id,
+                        r.condition,
+                        r.format
+                    );
+                }
                 out.push(r);
                 good += read as u64;
             }
-            _ if good + read as u64 == total => break, // unfinished last line
+            _ if !complete && good + read as u64 == total => break, // unfinished last line
             Err(err) => {
                 return Err(Error::ItemRecord {
                     path: path.to_path_buf(),
@@ -169,6 +182,7 @@ fn read_items(path: &Path) -> Result<(Vec<ItemRecord>, u64, u64)> {
                     err,
                 })
             }
+            // Without a newline a line is the last: the arm above took it.
             Ok(_) => unreachable!("an incomplete line is always the last"),
         }
     }
@@ -252,6 +266,39 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("no readable run.json"), "{e}");
+    }
+
+    /// A forged or merged file that records an item twice (flipped answers appended) is
+    /// refused naming both lines, and a complete last line that is not an item is an error,
+    /// never cut; the file is left as it was.
+    #[test]
+    fn duplicate_items_and_a_complete_bad_last_line_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = RunLog::open(dir.path(), &ident("culturalbench")).unwrap();
+        log.append(vec![rec("0"), rec("1")]).unwrap();
+        drop(log);
+        let items = dir.path().join("items.jsonl");
+        let good = std::fs::read_to_string(&items).unwrap();
+        let first = good.lines().next().unwrap().to_string();
+        let forged = format!("{good}{first}\n");
+        std::fs::write(&items, &forged).unwrap();
+        let e = RunLog::open(dir.path(), &ident("culturalbench"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("items.jsonl:3: item `0`") && e.contains("already on line 1"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&items).unwrap(), forged);
+        let tail = format!("{good}{{\"not\": \"an item\"}}\n");
+        std::fs::write(&items, &tail).unwrap();
+        let e = RunLog::open(dir.path(), &ident("culturalbench"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("items.jsonl:3: not an item record"), "{e}");
+        assert_eq!(std::fs::read_to_string(&items).unwrap(), tail);
     }
 
     #[test]
