@@ -73,6 +73,8 @@ impl CulturalBench {
     pub fn from_sources(sources: Vec<Source>) -> Result<Self> {
         let mut by_idx: BTreeMap<u64, Question> = BTreeMap::new();
         let mut order: Vec<u64> = Vec::new();
+        // Where each question was first read (file, row), to name both rows of a clash.
+        let mut first: BTreeMap<(u64, bool), (String, usize)> = BTreeMap::new();
         for s in &sources {
             let header = Table::header(s)?;
             let has = |c: &str| header.iter().any(|h| h == c);
@@ -93,6 +95,25 @@ impl CulturalBench {
                         .iter()
                         .map(|l| t.get(i, &format!("prompt_option_{l}")).map(str::to_string))
                         .collect::<Result<Vec<_>>>()?;
+                    non_empty(
+                        &t,
+                        i,
+                        &[
+                            "prompt_question",
+                            "prompt_option_a",
+                            "prompt_option_b",
+                            "prompt_option_c",
+                            "prompt_option_d",
+                        ],
+                    )?;
+                    if let Some((file, row)) = first.insert((key, true), (t.name.clone(), i + 2)) {
+                        bail!(
+                            Data,
+                            "{}: row {}: question_idx {idx} is already the Easy question of {file} row {row}",
+                            t.name,
+                            i + 2
+                        );
+                    }
                     let q = entry(&mut by_idx, &mut order, key, idx, t.get(i, "country")?);
                     q.easy = Some(Easy {
                         question: t.get(i, "prompt_question")?.to_string(),
@@ -116,7 +137,26 @@ impl CulturalBench {
                     };
                     let question = t.get(i, "prompt_question")?.to_string();
                     let option = t.get(i, "prompt_option")?.to_string();
-                    let q = entry(&mut by_idx, &mut order, key, idx, t.get(i, "country")?);
+                    non_empty(&t, i, &["prompt_question", "prompt_option"])?;
+                    let (file, row) = first
+                        .entry((key, false))
+                        .or_insert_with(|| (t.name.clone(), i + 2))
+                        .clone();
+                    let q = entry(
+                        &mut by_idx,
+                        &mut order,
+                        key,
+                        idx.clone(),
+                        t.get(i, "country")?,
+                    );
+                    if q.hard.as_ref().is_some_and(|h| h.question != question) {
+                        bail!(
+                            Data,
+                            "{}: row {}: question_idx {idx} is already another Hard question ({file} row {row})",
+                            t.name,
+                            i + 2
+                        );
+                    }
                     q.hard
                         .get_or_insert_with(|| Hard {
                             question,
@@ -142,6 +182,16 @@ impl CulturalBench {
     fn question(&self, i: usize) -> &Question {
         &self.questions[i]
     }
+}
+
+/// Row `i`'s `columns` hold text (an empty question or option would be scored as one).
+fn non_empty(t: &Table, i: usize, columns: &[&str]) -> Result<()> {
+    for c in columns {
+        if t.get(i, c)?.trim().is_empty() {
+            bail!(Data, "{}: row {}: `{c}` is empty", t.name, i + 2);
+        }
+    }
+    Ok(())
 }
 
 fn parse_idx(t: &Table, i: usize) -> Result<(u64, String)> {
@@ -526,5 +576,48 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("missing column `question_idx`"), "{e}");
+    }
+
+    /// Two Easy questions sharing a `question_idx` (one was dropped in silence), an idx
+    /// holding two different Hard questions, and empty questions or options are refused,
+    /// naming the rows.
+    #[test]
+    fn duplicate_ids_and_empty_fields_are_refused_naming_the_rows() {
+        let s = |t: &str| Source {
+            name: "my.csv".into(),
+            bytes: t.as_bytes().to_vec(),
+        };
+        let easy = "question_idx,prompt_question,prompt_option_a,prompt_option_b,prompt_option_c,prompt_option_d,answer,country\n";
+        let e = CulturalBench::from_sources(vec![s(&format!(
+            "{easy}7,q,a,b,c,d,A,X\n7,other,a,b,c,d,B,X\n"
+        ))])
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            e.contains("my.csv: row 3: question_idx 7") && e.contains("row 2"),
+            "{e}"
+        );
+        let e = CulturalBench::from_sources(vec![s(&format!("{easy}1,,a,b,c,d,A,X\n"))])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("row 2: `prompt_question` is empty"), "{e}");
+        let e = CulturalBench::from_sources(vec![s(&format!("{easy}1,q,a, ,c,d,A,X\n"))])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("`prompt_option_b` is empty"), "{e}");
+        let hard = "question_idx,prompt_question,prompt_option,answer,country\n";
+        let e = CulturalBench::from_sources(vec![s(&format!(
+            "{hard}4,q,a,TRUE,X\n4,q,b,FALSE,X\n4,other,c,FALSE,X\n"
+        ))])
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            e.contains("row 4: question_idx 4 is already another Hard question"),
+            "{e}"
+        );
     }
 }
