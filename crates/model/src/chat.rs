@@ -5,6 +5,15 @@
 use crate::error::{Error, Result};
 use serde::Serialize;
 
+/// Template instructions one rendering may run (minijinja's fuel): a chat template from a
+/// stranger's file that loops without end, or fans out macros, stops here with an error.
+/// Real templates over hundreds of turns use a small share of it.
+pub const TEMPLATE_FUEL: u64 = 2_000_000;
+
+/// The longest rendered prompt handed to the tokenizer (a template that multiplies strings
+/// made 100 MB prompts, which the tokenizer took gigabytes to split).
+pub const MAX_PROMPT_BYTES: usize = 16 << 20;
+
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
 pub struct Message {
     pub role: String,
@@ -40,6 +49,7 @@ impl ChatTemplate {
         let mut env = minijinja::Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function(
             "raise_exception",
@@ -59,18 +69,28 @@ impl ChatTemplate {
         let tmpl = env
             .get_template("chat")
             .map_err(|e| Error::Msg(e.to_string()))?;
-        tmpl.render(minijinja::context! {
-            messages => messages,
-            add_generation_prompt => add_generation_prompt,
-            bos_token => self.bos_token,
-            eos_token => self.eos_token,
-        })
-        .map_err(|e| {
-            Error::Msg(format!(
-                "chat template failed: {}",
-                crate::error::one_line(&e)
-            ))
-        })
+        let text = tmpl
+            .render(minijinja::context! {
+                messages => messages,
+                add_generation_prompt => add_generation_prompt,
+                bos_token => self.bos_token,
+                eos_token => self.eos_token,
+            })
+            .map_err(|e| {
+                let why = if e.kind() == minijinja::ErrorKind::OutOfFuel {
+                    format!("ran past its budget of {TEMPLATE_FUEL} instructions")
+                } else {
+                    crate::error::one_line(&e)
+                };
+                Error::Limit(format!("chat template failed: {why}"))
+            })?;
+        if text.len() > MAX_PROMPT_BYTES {
+            return Err(Error::Limit(format!(
+                "chat template rendered {} bytes, more than the limit of {MAX_PROMPT_BYTES}",
+                text.len()
+            )));
+        }
+        Ok(text)
     }
 }
 
@@ -105,5 +125,32 @@ mod tests {
             )
             .unwrap_err();
         assert!(e.to_string().contains("one only"));
+    }
+
+    /// A template that loops without end stops at its budget with one line, in well under a
+    /// second; one that renders a prompt past the limit is refused before tokenizing.
+    #[test]
+    fn hostile_templates_stop_at_their_budget() {
+        let spin = ChatTemplate::new(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+                .into(),
+            String::new(),
+            String::new(),
+        );
+        let e = spin
+            .render(&[Message::new("user", "hi")], true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("budget") && !e.contains('\n'), "{e}");
+        let wide = ChatTemplate::new(
+            "{{ messages[0]['content'] * 9000000 }}".into(),
+            String::new(),
+            String::new(),
+        );
+        let e = wide
+            .render(&[Message::new("user", "ab")], true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than the limit"), "{e}");
     }
 }
