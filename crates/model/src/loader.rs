@@ -154,7 +154,7 @@ pub fn load(spec: &ModelSpec, opts: &LoadOptions) -> Result<Model> {
             }
             match fetch::hub_file(repo, "model.safetensors.index.json") {
                 Ok(index) => {
-                    let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+                    let text = crate::files::read_text(&index)?;
                     let v: serde_json::Value = serde_json::from_str(&text)
                         .map_err(|e| Error::format(&index, e.to_string()))?;
                     let shards: std::collections::BTreeSet<&str> = v["weight_map"]
@@ -304,7 +304,7 @@ pub fn load_folder(folder: &Path, opts: &LoadOptions) -> Result<Model> {
     let mut eos_ids = cfg.eos_token_ids.clone();
     let gen_path = folder.join("generation_config.json");
     if gen_path.exists() {
-        let text = std::fs::read_to_string(&gen_path).map_err(|e| Error::io(&gen_path, e))?;
+        let text = crate::files::read_text(&gen_path)?;
         let g: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
             Error::format(
                 &gen_path,
@@ -368,7 +368,7 @@ fn read_tokenizer_config(folder: &Path) -> Result<TokenizerConfig> {
     let mut out = TokenizerConfig::default();
     let path = folder.join("tokenizer_config.json");
     if path.exists() {
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let text = crate::files::read_text(&path)?;
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
             Error::format(&path, format!("not JSON: {}", crate::error::one_line(&e)))
         })?;
@@ -392,7 +392,7 @@ fn read_tokenizer_config(folder: &Path) -> Result<TokenizerConfig> {
     }
     let jinja = folder.join("chat_template.jinja");
     if out.template.is_none() && jinja.exists() {
-        out.template = Some(std::fs::read_to_string(&jinja).map_err(|e| Error::io(&jinja, e))?);
+        out.template = Some(crate::files::read_text(&jinja)?);
     }
     Ok(out)
 }

@@ -79,7 +79,7 @@ pub(crate) fn run_generate<'h>(
 ) -> Result<Generation> {
     let (prompt_ids, opts) = (req.prompt.as_slice(), &req.limits);
     sampler.params().validate_for(model.config().vocab_size)?;
-    check_prompt(model, prompt_ids, opts)?;
+    check_request(model, prompt_ids, opts)?;
     let tokenizer = model.tokenizer()?;
     let mut cache = model
         .decoder
@@ -157,7 +157,7 @@ pub(crate) fn run_generate_batch<'h>(
     for s in &samplers {
         s.params().validate_for(model.config().vocab_size)?;
     }
-    check_prompt(model, prompt_ids, opts)?;
+    check_request(model, prompt_ids, opts)?;
     if samplers.is_empty() || opts.max_tokens == 0 {
         return Ok(samplers
             .iter()
@@ -245,8 +245,9 @@ pub(crate) fn run_generate_batch<'h>(
         .collect())
 }
 
-/// A prompt that is empty, or leaves no room for `max_tokens` in the context, is refused.
-fn check_prompt(model: &Model, prompt_ids: &[u32], opts: &GenerateOptions) -> Result<()> {
+/// A prompt that is empty or leaves no room for `max_tokens` in the context, and an empty
+/// stop string, are refused.
+fn check_request(model: &Model, prompt_ids: &[u32], opts: &GenerateOptions) -> Result<()> {
     if prompt_ids.is_empty() {
         return Err(Error::Msg("the prompt is empty".into()));
     }

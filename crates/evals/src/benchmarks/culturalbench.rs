@@ -140,8 +140,7 @@ impl CulturalBench {
                     non_empty(&t, i, &["prompt_question", "prompt_option"])?;
                     let (file, row) = first
                         .entry((key, false))
-                        .or_insert_with(|| (t.name.clone(), i + 2))
-                        .clone();
+                        .or_insert_with(|| (t.name.clone(), i + 2));
                     let q = entry(
                         &mut by_idx,
                         &mut order,

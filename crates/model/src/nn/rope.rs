@@ -135,10 +135,15 @@ impl Rope {
         match positions {
             Positions::Shared { start, len } => self.rows(*start..*start + *len),
             Positions::PerRow { flat, batch, len } => {
-                let (cos, sin) = self.rows(flat.iter().map(|&p| p as usize))?;
+                // Rows share most positions: compute the span they cover once, then pick.
+                let lo = flat.iter().copied().min().unwrap_or(0);
+                let hi = flat.iter().copied().max().unwrap_or(0);
+                let (cos, sin) = self.rows(lo as usize..hi as usize + 1)?;
+                let pick: Vec<u32> = flat.iter().map(|&p| p - lo).collect();
+                let pick = Tensor::from_vec(pick, flat.len(), &self.device)?;
                 Ok((
-                    cos.reshape((*batch, *len, ()))?,
-                    sin.reshape((*batch, *len, ()))?,
+                    cos.index_select(&pick, 0)?.reshape((*batch, *len, ()))?,
+                    sin.index_select(&pick, 0)?.reshape((*batch, *len, ()))?,
                 ))
             }
         }

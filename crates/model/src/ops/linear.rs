@@ -83,10 +83,15 @@ pub struct Linear {
 }
 
 impl Linear {
-    pub fn dense(w: Tensor, bias: Option<Tensor>) -> Result<Self> {
-        let (out_features, in_features) = w.dims2()?;
-        Ok(Self {
-            weight: Weight::Dense(w),
+    /// A layer of `weight` `(out, in)`: nothing batched made yet, the default kernels.
+    fn from_weight(
+        weight: Weight,
+        bias: Option<Tensor>,
+        out_features: usize,
+        in_features: usize,
+    ) -> Self {
+        Self {
+            weight,
             bias,
             out_features,
             in_features,
@@ -94,7 +99,17 @@ impl Linear {
             swiglu: OnceLock::new(),
             dense_batches: true,
             kernels: Kernels::default(),
-        })
+        }
+    }
+
+    pub fn dense(w: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        let (out_features, in_features) = w.dims2()?;
+        Ok(Self::from_weight(
+            Weight::Dense(w),
+            bias,
+            out_features,
+            in_features,
+        ))
     }
 
     /// Wraps a GGUF tensor of shape `(out, in)`; Q4_1 and Q8_0 on the CPU take our own kernels.
@@ -118,16 +133,7 @@ impl Linear {
                 q,
             }
         };
-        Ok(Self {
-            weight,
-            bias,
-            out_features,
-            in_features,
-            batched: OnceLock::new(),
-            swiglu: OnceLock::new(),
-            dense_batches: true,
-            kernels: Kernels::default(),
-        })
+        Ok(Self::from_weight(weight, bias, out_features, in_features))
     }
 
     /// The products take the kernels `kernels` allows.
@@ -438,16 +444,12 @@ impl Linear {
                 }
             }
         };
-        Ok(Some(Linear {
+        Ok(Some(Linear::from_weight(
             weight,
             bias,
-            out_features: out,
-            in_features: first.in_features,
-            batched: OnceLock::new(),
-            swiglu: OnceLock::new(),
-            dense_batches: true,
-            kernels: Kernels::default(),
-        }))
+            out,
+            first.in_features,
+        )))
     }
 }
 

@@ -138,11 +138,10 @@ impl<R: Read> Bounded<'_, R> {
 
     /// Skips one value of GGUF type `ty` (arrays nested `depth` deep so far).
     fn skip_value(&mut self, ty: u32, depth: usize) -> Result<()> {
+        if let Some(size) = fixed_size(ty) {
+            return self.skip(size);
+        }
         match ty {
-            0 | 1 | 7 => self.skip(1),
-            2 | 3 => self.skip(2),
-            4..=6 => self.skip(4),
-            10..=12 => self.skip(8),
             8 => {
                 let n = self.u64()?;
                 self.skip(n)
@@ -157,8 +156,7 @@ impl<R: Read> Bounded<'_, R> {
                     Some(size) => self.skip(n.saturating_mul(size)),
                     None => {
                         // Each element takes at least 8 bytes (a length or an array header).
-                        self.take(0)?;
-                        if n > self.left / 8 + 1 {
+                        if n > self.left / 8 {
                             return Err(self.err(&format!(
                                 "an array claims {n} elements, more than the file holds"
                             )));

@@ -20,7 +20,7 @@ pub struct SafetensorsSource {
 pub fn weight_files(folder: &Path) -> Result<Vec<PathBuf>> {
     let index = folder.join("model.safetensors.index.json");
     if index.exists() {
-        let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+        let text = crate::files::read_text(&index)?;
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
             Error::format(&index, format!("not JSON: {}", crate::error::one_line(&e)))
         })?;
