@@ -36,6 +36,8 @@ mod tests {
         if Path::new("/dev/zero").exists() {
             let e = read_text(Path::new("/dev/zero")).unwrap_err().to_string();
             assert!(e.contains("/dev/zero") && e.contains("limit"), "{e}");
+        } else {
+            eprintln!("SKIPPED the endless-file case: this system has no /dev/zero");
         }
         let dir = std::env::temp_dir().join(format!("ethos-files-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

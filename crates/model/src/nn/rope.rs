@@ -290,14 +290,16 @@ mod tests {
         Ok(())
     }
 
-    /// A declared context of 2^24 positions costs nothing at load (the values are computed
-    /// for the positions used), and its last position's values are the formula's.
+    /// A declared context of 2^40 positions costs nothing at load (the values are computed
+    /// for the positions used; a table of them could not even be allocated), and its last
+    /// position's values are the formula's.
     #[test]
     fn a_huge_declared_context_allocates_nothing_up_front() -> Result<()> {
         let dev = Device::Cpu;
-        let r = Rope::new(&cfg(RopeScaling::None, RopeStyle::Half), 8, 1 << 24, &dev)?;
-        assert_eq!(r.max_positions(), 1 << 24);
-        let last = (1 << 24) - 1;
+        let r = Rope::new(&cfg(RopeScaling::None, RopeStyle::Half), 8, 1 << 40, &dev)?;
+        assert_eq!(r.max_positions(), 1 << 40);
+        // Positions are i32: the largest one.
+        let last = i32::MAX;
         let (c, _) = r.tables(&Positions::new(&[vec![last]])?)?;
         let got = c.to_vec2::<f32>()?;
         let inv = inverse_frequencies(&cfg(RopeScaling::None, RopeStyle::Half), 8);

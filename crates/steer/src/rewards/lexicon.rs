@@ -176,6 +176,8 @@ mod tests {
                 .unwrap()
                 .to_string();
             assert!(e.contains("/dev/zero") && e.contains("limit"), "{e}");
+        } else {
+            eprintln!("SKIPPED the endless-file case: this system has no /dev/zero");
         }
         std::fs::write(&p, "phrase,weight\nplease,1\nthanks,NaN\n").unwrap();
 
