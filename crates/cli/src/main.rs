@@ -12,6 +12,11 @@ mod tokenize;
 mod vectors;
 
 use clap::{Parser, Subcommand};
+
+/// Counts what budgeted threads hold, so that a hostile chat template stops at its memory
+/// budget with an error instead of exhausting the machine.
+#[global_allocator]
+static ALLOCATOR: ethos_model::budget::BudgetAllocator = ethos_model::budget::BudgetAllocator;
 use std::process::ExitCode;
 
 #[derive(Parser)]

@@ -10,6 +10,12 @@ use serde::Serialize;
 /// Real templates over hundreds of turns use a small share of it.
 pub const TEMPLATE_FUEL: u64 = 2_000_000;
 
+/// What one rendering may hold in memory, and for how long it may run, where the `ethos`
+/// binary's allocator counts it (`crate::budget`): string doubling, huge `indent` widths and
+/// `replace('', ...)` stop here instead of exhausting memory.
+pub const TEMPLATE_MEMORY: usize = 256 << 20;
+pub const TEMPLATE_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The longest rendered prompt handed to the tokenizer (a template that multiplies strings
 /// made 100 MB prompts, which the tokenizer took gigabytes to split).
 pub const MAX_PROMPT_BYTES: usize = 16 << 20;
@@ -45,7 +51,38 @@ impl ChatTemplate {
         }
     }
 
+    /// The prompt for `messages`, rendered under the template budgets (fuel, memory, time).
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        let template = self.clone();
+        let messages = messages.to_vec();
+        let out = crate::budget::run_with_budget(TEMPLATE_MEMORY, TEMPLATE_TIME, move || {
+            template.render_here(&messages, add_generation_prompt)
+        });
+        let text = match out {
+            Ok(text) => text?,
+            Err(crate::budget::Overrun::Memory) => {
+                return Err(Error::Limit(format!(
+                    "chat template failed: it needed more than {} MiB while rendering",
+                    TEMPLATE_MEMORY >> 20
+                )))
+            }
+            Err(crate::budget::Overrun::Time) => {
+                return Err(Error::Limit(format!(
+                    "chat template failed: it ran longer than {} s",
+                    TEMPLATE_TIME.as_secs()
+                )))
+            }
+        };
+        if text.len() > MAX_PROMPT_BYTES {
+            return Err(Error::Limit(format!(
+                "chat template rendered {} bytes, more than the limit of {MAX_PROMPT_BYTES}",
+                text.len()
+            )));
+        }
+        Ok(text)
+    }
+
+    fn render_here(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         let mut env = minijinja::Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
@@ -69,28 +106,20 @@ impl ChatTemplate {
         let tmpl = env
             .get_template("chat")
             .map_err(|e| Error::Msg(e.to_string()))?;
-        let text = tmpl
-            .render(minijinja::context! {
-                messages => messages,
-                add_generation_prompt => add_generation_prompt,
-                bos_token => self.bos_token,
-                eos_token => self.eos_token,
-            })
-            .map_err(|e| {
-                let why = if e.kind() == minijinja::ErrorKind::OutOfFuel {
-                    format!("ran past its budget of {TEMPLATE_FUEL} instructions")
-                } else {
-                    crate::error::one_line(&e)
-                };
-                Error::Limit(format!("chat template failed: {why}"))
-            })?;
-        if text.len() > MAX_PROMPT_BYTES {
-            return Err(Error::Limit(format!(
-                "chat template rendered {} bytes, more than the limit of {MAX_PROMPT_BYTES}",
-                text.len()
-            )));
-        }
-        Ok(text)
+        tmpl.render(minijinja::context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => self.bos_token,
+            eos_token => self.eos_token,
+        })
+        .map_err(|e| {
+            let why = if e.kind() == minijinja::ErrorKind::OutOfFuel {
+                format!("ran past its budget of {TEMPLATE_FUEL} instructions")
+            } else {
+                crate::error::one_line(&e)
+            };
+            Error::Limit(format!("chat template failed: {why}"))
+        })
     }
 }
 

@@ -2,6 +2,7 @@
 //! chat template, the decoder skeleton with its residual hook, the KV cache and scoring.
 
 pub(crate) mod arch;
+pub mod budget;
 pub(crate) mod cache;
 pub mod chat;
 pub mod config;

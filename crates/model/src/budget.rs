@@ -1,0 +1,213 @@
+//! Memory and time budgets for work that a stranger's file drives: a chat template can double a
+//! string forty times in forty instructions, so counting instructions (minijinja's fuel) is not
+//! enough. `run_with_budget` runs such work on its own thread and counts what that thread holds
+//! through [`BudgetAllocator`]; past the budget (or the deadline, checked at each allocation) the
+//! thread stops for good before allocating more, and the caller gets an error instead of an
+//! abort. The stopped thread keeps what it held (at most the budget) until the process ends.
+//!
+//! The count works only where `BudgetAllocator` is the program's global allocator (the `ethos`
+//! binary, the fuzz targets and the tests that check this); elsewhere the work runs unbudgeted
+//! on its thread, and `budget_enforced` says so.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The system allocator, counting what budgeted threads hold.
+pub struct BudgetAllocator;
+
+/// Why budgeted work stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overrun {
+    Memory,
+    Time,
+}
+
+/// What a budgeted thread may hold and until when; `signal` is where it reports an overrun.
+struct Armed {
+    limit: isize,
+    deadline: Instant,
+    signal: *const Signal,
+}
+
+type Signal = (Mutex<State>, Condvar);
+
+enum State {
+    Running,
+    Finished,
+    Stopped(Overrun),
+}
+
+thread_local! {
+    // Const-initialised and without destructors: reading them from the allocator allocates
+    // nothing and works during thread teardown.
+    static HELD: Cell<isize> = const { Cell::new(0) };
+    static ARMED: Cell<Option<&'static Armed>> = const { Cell::new(None) };
+}
+
+impl BudgetAllocator {
+    /// Counts `grow` more bytes on this thread; stops the thread (never returns) when it is
+    /// budgeted and the bytes or the clock run out.
+    #[inline]
+    fn charge(grow: usize) {
+        let Ok(Some(armed)) = ARMED.try_with(Cell::get) else {
+            return;
+        };
+        let held = HELD.with(|h| {
+            let v = h.get().saturating_add(grow as isize);
+            h.set(v);
+            v
+        });
+        // A panicking thread is on its way out (and its hook may hold the output lock while it
+        // formats a backtrace): let it finish rather than stop it holding the lock.
+        let why = if std::thread::panicking() {
+            return;
+        } else if held > armed.limit {
+            Overrun::Memory
+        } else if Instant::now() > armed.deadline {
+            Overrun::Time
+        } else {
+            return;
+        };
+        // Disarm first: what follows must not come back here.
+        ARMED.with(|a| a.set(None));
+        // SAFETY: `signal` points into an Arc that `run_with_budget` keeps alive in this
+        // thread's closure, which never returns from here.
+        let (state, cond) = unsafe { &*armed.signal };
+        // Locking and notifying a std Mutex/Condvar allocate nothing on the platforms we build.
+        if let Ok(mut s) = state.lock() {
+            *s = State::Stopped(why);
+        }
+        cond.notify_all();
+        loop {
+            std::thread::park();
+        }
+    }
+
+    #[inline]
+    fn release(shrink: usize) {
+        if let Ok(Some(_)) = ARMED.try_with(Cell::get) {
+            HELD.with(|h| h.set(h.get().saturating_sub(shrink as isize)));
+        }
+    }
+}
+
+// SAFETY: every method forwards to `System` with the same arguments; the bookkeeping around the
+// calls only reads and writes this thread's counters (and may park this thread for good before
+// allocating, which hands out no memory).
+unsafe impl GlobalAlloc for BudgetAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        Self::charge(layout.size());
+        System.alloc(layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        Self::charge(layout.size());
+        System.alloc_zeroed(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        Self::release(layout.size());
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if new_size > layout.size() {
+            Self::charge(new_size - layout.size());
+        } else {
+            Self::release(layout.size() - new_size);
+        }
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+/// Whether `BudgetAllocator` is this program's allocator (so that budgets hold).
+pub fn budget_enforced() -> bool {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let probe: &'static Armed = Box::leak(Box::new(Armed {
+                limit: isize::MAX,
+                deadline: Instant::now() + Duration::from_secs(3600),
+                signal: std::ptr::null(),
+            }));
+            ARMED.with(|a| a.set(Some(probe)));
+            let before = HELD.with(Cell::get);
+            let bytes = std::hint::black_box(vec![0u8; 64]);
+            let counted = HELD.with(Cell::get) != before;
+            ARMED.with(|a| a.set(None));
+            drop(bytes);
+            // SAFETY: disarmed above, so nothing refers to `probe` any more.
+            drop(unsafe { Box::from_raw(probe as *const Armed as *mut Armed) });
+            counted
+        })
+        .join()
+        .unwrap_or(false)
+    })
+}
+
+/// Runs `work` on its own thread while that thread holds at most `bytes` and until `time` has
+/// passed (checked when it allocates; the caller also stops waiting then). Returns what `work`
+/// returned, or why it was stopped.
+pub fn run_with_budget<T: Send + 'static>(
+    bytes: usize,
+    time: Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Overrun> {
+    let signal: Arc<Signal> = Arc::new((Mutex::new(State::Running), Condvar::new()));
+    let deadline = Instant::now() + time;
+    let theirs = signal.clone();
+    let worker = std::thread::Builder::new()
+        .name("budgeted".into())
+        .spawn(move || {
+            // Leaked on purpose when the thread stops mid-work (it never returns then); freed
+            // below when it finishes.
+            let armed: &'static Armed = Box::leak(Box::new(Armed {
+                limit: isize::try_from(bytes).unwrap_or(isize::MAX),
+                deadline,
+                signal: Arc::as_ptr(&theirs),
+            }));
+            HELD.with(|h| h.set(0));
+            ARMED.with(|a| a.set(Some(armed)));
+            // Reports the end however `work` ends, a panic included (join passes it on).
+            struct Done(Arc<Signal>);
+            impl Drop for Done {
+                fn drop(&mut self) {
+                    ARMED.with(|a| a.set(None));
+                    if let Ok(mut s) = self.0 .0.lock() {
+                        *s = State::Finished;
+                    }
+                    self.0 .1.notify_all();
+                }
+            }
+            let done = Done(theirs);
+            let out = work();
+            drop(done);
+            // SAFETY: disarmed by `done`, so nothing refers to `armed` any more.
+            drop(unsafe { Box::from_raw(armed as *const Armed as *mut Armed) });
+            out
+        });
+    let Ok(worker) = worker else {
+        return Err(Overrun::Memory);
+    };
+    let (state, cond) = &*signal;
+    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        match *s {
+            State::Finished => break,
+            State::Stopped(why) => return Err(why),
+            State::Running => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(Overrun::Time);
+                }
+                s = cond
+                    .wait_timeout(s, left)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        }
+    }
+    drop(s);
+    match worker.join() {
+        Ok(out) => Ok(out),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}

@@ -1,0 +1,101 @@
+//! Chat templates that amplify memory stop at their budget with one line, under the allocator
+//! the `ethos` binary installs. Each case allocated gigabytes and aborted before the budget.
+
+use ethos_model::budget::{budget_enforced, run_with_budget, BudgetAllocator, Overrun};
+use ethos_model::chat::{ChatTemplate, Message, TEMPLATE_MEMORY};
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static ALLOCATOR: BudgetAllocator = BudgetAllocator;
+
+fn render(source: &str) -> Result<String, String> {
+    ChatTemplate::new(source.into(), "<s>".into(), "</s>".into())
+        .render(&[Message::new("user", "hello")], true)
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn the_budget_counts_under_this_allocator() {
+    assert!(budget_enforced());
+}
+
+#[test]
+fn work_within_budget_returns_its_value_and_work_past_it_stops() {
+    assert_eq!(
+        run_with_budget(1 << 20, Duration::from_secs(5), || vec![1u8; 1000].len()),
+        Ok(1000)
+    );
+    // Many small allocations held at once count as much as one big one.
+    let held = run_with_budget(8 << 20, Duration::from_secs(5), || {
+        (0..10_000)
+            .map(|_| vec![0u8; 4096])
+            .collect::<Vec<_>>()
+            .len()
+    });
+    assert_eq!(held, Err(Overrun::Memory));
+    // Freed memory is given back: a loop that allocates and drops stays under budget.
+    let churn = run_with_budget(1 << 20, Duration::from_secs(5), || {
+        (0..10_000).map(|i| vec![0u8; 4096][i % 4096]).count()
+    });
+    assert_eq!(churn, Ok(10_000));
+    let slow = run_with_budget(1 << 20, Duration::from_millis(50), || loop {
+        std::hint::black_box(vec![0u8; 16]);
+    });
+    assert_eq!(slow, Err(Overrun::Time));
+}
+
+#[test]
+fn a_panic_in_budgeted_work_reaches_the_caller() {
+    let caught = std::panic::catch_unwind(|| {
+        let _ = run_with_budget(1 << 20, Duration::from_secs(5), || -> usize {
+            panic!("inner")
+        });
+    });
+    assert!(caught.is_err());
+}
+
+#[test]
+fn amplifying_templates_stop_at_the_memory_budget() {
+    let mib = TEMPLATE_MEMORY >> 20;
+    let cases = [
+        // indent and format widths
+        "{{ 'x'|indent(100000000000) }}",
+        "{{ messages[0]['content']|indent(400000000) }}",
+        // doubling a string in a namespace, then through a macro's recursion
+        "{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+        "{% macro d(s, n) %}{% if n %}{{ d(s ~ s, n - 1) }}{% else %}{{ s|length }}{% endif %}{% endmacro %}{{ d('x', 60) }}",
+        // unrolled doubling from a 100 MB string, no loop at all
+        "{% set a = 'x' * 100000000 %}{% set b = a ~ a %}{% set c = b ~ b %}{{ c|length }}",
+        // a 90 MB string to a list of characters, and replace of the empty string
+        "{{ ('x' * 90000000)|list|join }}",
+        "{{ ('x' * 90000000)|replace('', 'yy')|length }}",
+        "{{ ('x' * 90000000).replace('', 'yy')|length }}",
+    ];
+    for source in cases {
+        let start = Instant::now();
+        let e = render(source).unwrap_err();
+        assert!(
+            e.contains(&format!("more than {mib} MiB")) && !e.contains('\n'),
+            "{source}: {e}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(5), "{source}");
+    }
+}
+
+#[test]
+fn a_real_template_renders_the_same_under_the_budget() {
+    let chatml = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+    let turns: Vec<Message> = (0..500)
+        .map(|i| {
+            Message::new(
+                if i % 2 == 0 { "user" } else { "assistant" },
+                "word ".repeat(200).as_str(),
+            )
+        })
+        .collect();
+    let out = ChatTemplate::new(chatml.into(), String::new(), String::new())
+        .render(&turns, true)
+        .unwrap();
+    assert_eq!(out.matches("<|im_start|>").count(), 501);
+    assert!(out.len() > 500 * 1000);
+}
