@@ -207,3 +207,87 @@ fn nearest_feasible_is_bounded_for_extreme_targets() {
     let s = solve(&table, &palette, Solver::Newton, Objective::Joint, 0.0);
     assert_ne!(s.status, Status::Infeasible);
 }
+
+/// Every feasible reference palette, with its table and targets multiplied by 1e300 (cells
+/// near the float range), solves to the same status, KL and ESS, with lambda divided by
+/// 1e300: the solver standardizes each column, so the scale never meets exp. Before, the
+/// products lambda . r overflowed and such palettes were reported infeasible with NaN lambda.
+/// Columns of about 1e-300 solve the same way.
+#[test]
+fn extreme_but_finite_tables_solve_like_their_unscaled_selves() {
+    let mut checked = 0;
+    for (table, p) in palettes() {
+        if !p["exact_feasible"].as_bool().unwrap() {
+            continue;
+        }
+        let t = targets(&table, &p);
+        let plain = solve(&table, &t, Solver::Newton, Objective::Joint, 0.0);
+        for scale in [1e300, 1e-300] {
+            let scaled = RewardTable {
+                values: table.values.clone(),
+                rows: table
+                    .rows
+                    .iter()
+                    .map(|r| r.iter().map(|x| x * scale).collect())
+                    .collect(),
+                groups: table.groups.clone(),
+                n_groups: table.n_groups,
+            };
+            let st: Vec<(usize, f64)> = t.iter().map(|&(k, c)| (k, c * scale)).collect();
+            let s = solve(&scaled, &st, Solver::Newton, Objective::Joint, 0.0);
+            assert_eq!(s.status, plain.status, "{scale}");
+            assert!(
+                (s.kl - plain.kl).abs() <= 1e-9 * plain.kl.abs().max(1e-6),
+                "{scale}"
+            );
+            assert!((s.ess - plain.ess).abs() <= 1e-6 * plain.ess, "{scale}");
+            for (a, b) in s.lambda.iter().zip(&plain.lambda) {
+                assert!(
+                    (a * scale - b).abs() <= 1e-7 * b.abs().max(1e-9),
+                    "{a} vs {b}"
+                );
+            }
+            for (a, b) in s.levels.iter().zip(&plain.levels) {
+                assert!(
+                    (a / scale - b).abs() <= 1e-9 * b.abs().max(1.0),
+                    "{a} vs {b}"
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 3, "{checked}");
+    // A target beyond every reward of its column fails at once and clearly.
+    let table = &palettes()[0].0;
+    let huge = solve(table, &[(0, 1e308)], Solver::Newton, Objective::Joint, 0.0);
+    assert_eq!((huge.status, huge.iterations), (Status::Infeasible, 0));
+}
+
+/// A reward table with more value columns than the solver takes is refused naming the limit
+/// (1,000 columns took minutes: the Newton step is cubic in them).
+#[test]
+fn too_many_value_columns_are_refused() {
+    let dir = std::env::temp_dir().join(format!("ethos-wide-table-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("wide.csv");
+    let n = ethos_steer::palette::MAX_VALUE_COLUMNS + 1;
+    let header: Vec<String> = (0..n).map(|i| format!("v{i}")).collect();
+    let row: Vec<&str> = vec!["0.5"; n];
+    std::fs::write(
+        &path,
+        format!(
+            "{}\n{}\n{}\n",
+            header.join(","),
+            row.join(","),
+            row.join(",")
+        ),
+    )
+    .unwrap();
+    let e = read_table(&path).err().unwrap().to_string();
+    assert!(
+        e.contains("wide.csv") && e.contains(&format!("{n} value columns")),
+        "{e}"
+    );
+    assert!(!e.contains('\n'));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

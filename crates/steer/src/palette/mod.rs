@@ -257,12 +257,15 @@ impl Palette {
     }
 }
 
+/// The most value columns a reward table may have: Newton's step is cubic in them.
+pub const MAX_VALUE_COLUMNS: usize = 64;
+
 /// A reward table: a CSV whose columns are values (one row per base sample) and, optionally,
 /// a `prompt` column grouping samples by prompt (for the per-prompt objective).
 pub fn read_table(path: &Path) -> Result<RewardTable> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| Error::Input(format!("{name}: {e}")))?;
-    let mut r = csv::Reader::from_reader(bytes.as_slice());
+    let text = ethos_model::files::read_text(path).map_err(|e| Error::Input(e.to_string()))?;
+    let mut r = csv::Reader::from_reader(text.as_bytes());
     let header: Vec<String> = r
         .headers()
         .map_err(|e| Error::Input(format!("{name}: {e}")))?
@@ -273,6 +276,12 @@ pub fn read_table(path: &Path) -> Result<RewardTable> {
     let values: Vec<String> = header.iter().filter(|h| *h != "prompt").cloned().collect();
     if values.is_empty() {
         return Err(Error::Input(format!("{name}: no reward columns")));
+    }
+    if values.len() > MAX_VALUE_COLUMNS {
+        return Err(Error::Input(format!(
+            "{name}: {} value columns, more than the solver takes ({MAX_VALUE_COLUMNS})",
+            values.len()
+        )));
     }
     let mut rows = Vec::new();
     let mut groups = Vec::new();

@@ -275,6 +275,103 @@ fn newton(
     (lambda, ok, 200)
 }
 
+/// The table with each column mapped to values of order one, `(r / top - mean) / spread`,
+/// where `top` is the column's largest magnitude and `mean`, `spread` are the mean and
+/// standard deviation of `r / top`. The tilt's weights and its KL do not change (a shift
+/// cancels in the normaliser, a scale moves into lambda), but rewards and targets near the
+/// float range no longer overflow lambda . r, and Newton's tolerances mean the same on every
+/// column.
+struct Standardized {
+    table: RewardTable,
+    top: Vec<f64>,
+    mean: Vec<f64>,
+    spread: Vec<f64>,
+    max: Vec<f64>,
+}
+
+impl Standardized {
+    fn new(table: &RewardTable) -> Self {
+        let m = table.values.len();
+        let n = table.rows.len() as f64;
+        let (mut top, mut mean, mut spread, mut max) = (
+            vec![1.0; m],
+            vec![0.0; m],
+            vec![1.0; m],
+            vec![f64::NEG_INFINITY; m],
+        );
+        for k in 0..m {
+            let col = || table.rows.iter().map(move |r| r[k]);
+            max[k] = col().fold(f64::NEG_INFINITY, f64::max);
+            let t = col().fold(0.0, |a: f64, x| a.max(x.abs()));
+            if t > 0.0 {
+                top[k] = t;
+            }
+            mean[k] = col().map(|x| x / top[k]).sum::<f64>() / n;
+            let var = col().map(|x| (x / top[k] - mean[k]).powi(2)).sum::<f64>() / n;
+            if var > 0.0 {
+                spread[k] = var.sqrt();
+            }
+        }
+        let rows = table
+            .rows
+            .iter()
+            .map(|r| {
+                (0..m)
+                    .map(|k| (r[k] / top[k] - mean[k]) / spread[k])
+                    .collect()
+            })
+            .collect();
+        Self {
+            table: RewardTable {
+                values: table.values.clone(),
+                rows,
+                groups: table.groups.clone(),
+                n_groups: table.n_groups,
+            },
+            top,
+            mean,
+            spread,
+            max,
+        }
+    }
+
+    fn targets(&self, targets: &[(usize, f64)]) -> Vec<(usize, f64)> {
+        targets
+            .iter()
+            .map(|&(k, c)| (k, (c / self.top[k] - self.mean[k]) / self.spread[k]))
+            .collect()
+    }
+
+    /// Newton on the standardized table, lambda in the table's own units. A target above
+    /// its column's largest reward is out of reach of any tilt (and, near the float range,
+    /// would not even be finite once standardized).
+    fn newton(&self, targets: &[(usize, f64)], objective: Objective) -> (Vec<f64>, bool, usize) {
+        if targets.iter().any(|&(k, c)| c > self.max[k]) {
+            return (vec![f64::NAN; self.top.len()], false, 0);
+        }
+        let (mut lambda, ok, it) = newton(&self.table, &self.targets(targets), objective);
+        for (k, l) in lambda.iter_mut().enumerate() {
+            *l = *l / self.spread[k] / self.top[k];
+        }
+        (lambda, ok, it)
+    }
+
+    /// The tilt at `lambda` (in the table's units), evaluated on the standardized table;
+    /// levels come back in the table's units.
+    fn evaluate(&self, targets: &[(usize, f64)], lambda: &[f64], objective: Objective) -> Eval {
+        let scaled: Vec<f64> = lambda
+            .iter()
+            .enumerate()
+            .map(|(k, l)| l * self.top[k] * self.spread[k])
+            .collect();
+        let mut e = evaluate(&self.table, &self.targets(targets), &scaled, objective);
+        for (k, level) in e.levels.iter_mut().enumerate() {
+            *level = (*level * self.spread[k] + self.mean[k]) * self.top[k];
+        }
+        e
+    }
+}
+
 /// The reference procedure: Adam(lr 0.1) on tau = log lambda from tau = 0, 150 steps; the
 /// lambda computed at the start of the last step is returned; float32 `exp` overflow (any
 /// lambda.r_j > 88.72) turns everything NaN, which the reference reports as infeasible.
@@ -326,8 +423,9 @@ pub fn solve(
     objective: Objective,
     min_ess: f64,
 ) -> Solution {
+    let std = Standardized::new(table);
     let (lambda, ok, iterations) = match solver {
-        Solver::Newton => newton(table, targets, objective),
+        Solver::Newton => std.newton(targets, objective),
         Solver::Adam150 => {
             let (l, ok) = adam150(table, targets, objective);
             (l, ok, 150)
@@ -344,7 +442,9 @@ pub fn solve(
             iterations,
         };
     }
-    let e = evaluate(table, targets, &lambda, objective);
+    // Adam reproduces the reference in the table's own units; its lambda evaluates the same
+    // on the standardized table.
+    let e = std.evaluate(targets, &lambda, objective);
     let status = if e.ess < min_ess {
         Status::FeasibleLowEss
     } else {
@@ -381,12 +481,13 @@ pub fn nearest_feasible(
         .map(|&(k, c)| (c - base[k]).powi(2))
         .sum::<f64>()
         .sqrt();
+    let std = Standardized::new(table);
     let (mut lo, mut hi) = (0.0f64, 1.0f64);
     let mut halvings = 0;
     while (hi - lo) * dist > 1e-3 && halvings < MAX_BISECTIONS {
         halvings += 1;
         let mid = 0.5 * (lo + hi);
-        if newton(table, &at(mid), objective).1 {
+        if std.newton(&at(mid), objective).1 {
             lo = mid;
         } else {
             hi = mid;
