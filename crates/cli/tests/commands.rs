@@ -820,3 +820,50 @@ fn score_refuses_an_endless_line() {
     ]);
     assert!(e.contains("endless.jsonl:1: line longer than"), "{e}");
 }
+
+/// `--candidates` is bounded by a memory estimate: a hundred million candidates (which
+/// allocated 7.9 GB and aborted at 100,000) are refused at once, naming the flag and the
+/// estimate; a small count still decodes.
+#[test]
+fn candidates_past_the_memory_estimate_are_refused() {
+    let Some(m) = model() else { return };
+    let m = m.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let lambda = lexicon_palette(dir.path(), "polite", "please,1\n", 1.0);
+    let lambda = lambda.to_str().unwrap();
+    let start = std::time::Instant::now();
+    let e = ethos_fails(&[
+        "generate",
+        "-m",
+        m,
+        "--lambda",
+        lambda,
+        "--candidates",
+        "100000000",
+        "--max-tokens",
+        "4",
+        "-p",
+        "hello",
+    ]);
+    assert!(
+        e.contains("--candidates") && e.contains("GiB") && e.trim().lines().count() == 1,
+        "{e}"
+    );
+    assert!(start.elapsed().as_secs() < 30);
+    ethos(
+        &[
+            "generate",
+            "-m",
+            m,
+            "--lambda",
+            lambda,
+            "--candidates",
+            "2",
+            "--max-tokens",
+            "2",
+            "-p",
+            "hello",
+        ],
+        None,
+    );
+}

@@ -211,3 +211,28 @@ pub fn run_with_budget<T: Send + 'static>(
         Err(panic) => std::panic::resume_unwind(panic),
     }
 }
+
+/// The memory the system could give this process now (Linux `MemAvailable`), if known.
+pub fn memory_available() -> Option<u64> {
+    let text = crate::files::read_text(std::path::Path::new("/proc/meminfo")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
+/// Refuses work estimated at `bytes` when that exceeds half the memory available (or 8 GiB
+/// where that is unknown), naming `what` and how to shrink it. Batched buffers that a flag
+/// sizes (candidates, rows) are checked here before they are allocated, so that a large
+/// flag is an error and not an allocation failure.
+pub fn check_fits(what: &str, bytes: u64, shrink: &str) -> crate::Result<()> {
+    let room = memory_available().map_or(8 << 30, |m| m / 2);
+    if bytes > room {
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        return Err(crate::Error::Limit(format!(
+            "{what} needs about {:.1} GiB, more than half the memory available ({:.1} GiB); {shrink}",
+            gib(bytes),
+            gib(room)
+        )));
+    }
+    Ok(())
+}

@@ -171,6 +171,7 @@ pub(crate) fn run_generate_batch<'h>(
             })
             .collect());
     }
+    check_batch_fits(model, samplers.len(), prompt_ids.len() + opts.max_tokens)?;
     let tokenizer = model.tokenizer()?;
     let t0 = Instant::now();
     let mut prompt_cache = model.decoder.new_cache(1, prompt_ids.len())?;
@@ -264,6 +265,21 @@ fn check_request(model: &Model, prompt_ids: &[u32], opts: &GenerateOptions) -> R
             opts.max_tokens
         )));
     }
+    Ok(())
+}
+
+/// Refuses a batch whose KV cache and per-row logits would not fit in memory: each row holds
+/// a cache of `tokens` and a few vocabulary-wide buffers (logits, the sampler's scratch).
+pub(crate) fn check_batch_fits(model: &Model, rows: usize, tokens: usize) -> Result<()> {
+    let decoder = &model.decoder;
+    let per_row = (decoder.kv_shape().bytes_per_token(decoder.dtype) as u64)
+        .saturating_mul(tokens as u64)
+        .saturating_add(3 * 4 * model.config().vocab_size as u64);
+    ethos_model::budget::check_fits(
+        &format!("a batch of {rows} generations of up to {tokens} tokens"),
+        per_row.saturating_mul(rows as u64),
+        "ask for fewer candidates (--candidates) or tokens (--max-tokens)",
+    )?;
     Ok(())
 }
 

@@ -216,6 +216,12 @@ impl<'m> PaletteDecoder<'m> {
             let g = session.generate_with(req, Box::new(tp), &mut |_| {})?;
             gens.push(g);
         } else {
+            // Before anything is sized by the count.
+            crate::generate::check_batch_fits(
+                model,
+                self.candidates,
+                ids.len() + req.limits.max_tokens,
+            )?;
             let params: Vec<SamplingParams> = (0..self.candidates)
                 .map(|j| SamplingParams {
                     seed: params.seed.wrapping_add(j as u64),
