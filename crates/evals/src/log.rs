@@ -114,6 +114,26 @@ impl RunLog {
         })
     }
 
+    /// Refuses a resumed folder holding a record that `known` does not recognise (an id the
+    /// benchmark does not have: a forged or foreign line), naming the first such id; the
+    /// folder is left as it was.
+    pub fn refuse_unknown(&self, known: impl Fn(&ItemRecord) -> bool, bench: &str) -> Result<()> {
+        let mut unknown: Vec<&ItemRecord> = self.records.values().filter(|r| !known(r)).collect();
+        unknown.sort_by(|a, b| a.key().cmp(&b.key()));
+        if let Some(r) = unknown.first() {
+            bail!(
+                RunFolder,
+                "{}: item `{}` (condition `{}`, format `{}`) is not an item of {bench}; {} such line(s); choose another --output",
+                self.items_path.display(),
+                r.id,
+                r.condition,
+                r.format,
+                unknown.len()
+            );
+        }
+        Ok(())
+    }
+
     pub fn append(&mut self, records: Vec<ItemRecord>) -> Result<()> {
         let mut buf = String::new();
         for r in &records {
@@ -299,6 +319,33 @@ mod tests {
             .to_string();
         assert!(e.contains("items.jsonl:3: not an item record"), "{e}");
         assert_eq!(std::fs::read_to_string(&items).unwrap(), tail);
+    }
+
+    /// A line whose id the benchmark does not have (forged, or from another data set with the
+    /// same hash claim) is refused naming it; the file is left as it was.
+    #[test]
+    fn records_with_ids_the_benchmark_lacks_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = RunLog::open(dir.path(), &ident("culturalbench")).unwrap();
+        log.append(vec![rec("0"), rec("1"), rec("9999")]).unwrap();
+        drop(log);
+        let before = std::fs::read(dir.path().join("items.jsonl")).unwrap();
+        let log = RunLog::open(dir.path(), &ident("culturalbench")).unwrap();
+        let known = |r: &ItemRecord| r.id.parse::<usize>().is_ok_and(|i| i < 10);
+        let e = log
+            .refuse_unknown(known, "culturalbench")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("items.jsonl: item `9999`") && e.contains("not an item of culturalbench"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'));
+        assert!(log.refuse_unknown(|r| r.id != "x", "culturalbench").is_ok());
+        assert_eq!(
+            std::fs::read(dir.path().join("items.jsonl")).unwrap(),
+            before
+        );
     }
 
     #[test]

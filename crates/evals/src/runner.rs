@@ -144,6 +144,9 @@ pub fn run_tilted(
         dataset_sha256: dataset_sha256.to_string(),
     };
     let mut log = RunLog::open(&opts.output, &identity)?;
+    let ids: std::collections::HashSet<String> =
+        (0..bench.item_count()).map(|i| bench.item_id(i)).collect();
+    log.refuse_unknown(|r| ids.contains(&r.id), bench.name())?;
     let n_items = opts.limit.unwrap_or(usize::MAX).min(bench.item_count());
     let mut selected = Vec::new();
     for item in 0..n_items {

@@ -423,6 +423,16 @@ pub fn run_utility(session: &mut Session<'_>, opts: &UtilityOptions) -> Result<U
         dataset_sha256: source.sha256(),
     };
     let log = RunLog::open(&opts.output, &identity)?;
+    let n_outcomes = outcomes.len();
+    log.refuse_unknown(
+        |r| {
+            let pair =
+                r.id.split_once('-')
+                    .map(|(a, b)| (a.parse::<usize>(), b.parse::<usize>()));
+            matches!(pair, Some((Ok(a), Ok(b))) if a < b && b < n_outcomes)
+        },
+        "utility",
+    )?;
     let bar = if opts.progress {
         let b = ProgressBar::new((target.min(pool.len()) + holdout_size) as u64);
         b.set_style(
