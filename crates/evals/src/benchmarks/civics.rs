@@ -148,6 +148,7 @@ impl Civics {
             bail!(Data, "{}: no statements", source.name);
         }
         let mut statements = Vec::with_capacity(rows.len());
+        let mut first_record: std::collections::HashMap<String, usize> = Default::default();
         for (n, r) in rows.iter().enumerate() {
             let field = |k: &str| -> Result<&Value> {
                 r.get(k).ok_or_else(|| {
@@ -172,6 +173,14 @@ impl Civics {
                 bail!(Data, "{}: record {}: `Language` is `{language}` (known: English, German, French, Italian, Turkish variants)", source.name, n + 1);
             }
             let original = text_of("Statement")?.trim().to_string();
+            if original.is_empty() {
+                bail!(
+                    Data,
+                    "{}: record {}: `Statement` is empty",
+                    source.name,
+                    n + 1
+                );
+            }
             let translated = text_of("Statement - translated")?.trim().to_string();
             let is_english = language.starts_with("English");
             if !is_english && translated.is_empty() {
@@ -194,11 +203,25 @@ impl Civics {
                 .iter()
                 .filter_map(|v| v.as_str().map(str::to_string))
                 .collect();
+            let id = match field("ID")? {
+                Value::String(s) => s.trim().to_string(),
+                v => v.to_string(),
+            };
+            if id.is_empty() {
+                bail!(Data, "{}: record {}: `ID` is empty", source.name, n + 1);
+            }
+            // A repeated ID would merge two statements in the run log.
+            if let Some(first) = first_record.insert(id.clone(), n) {
+                bail!(
+                    Data,
+                    "{}: record {}: ID `{id}` is also record {}",
+                    source.name,
+                    n + 1,
+                    first + 1
+                );
+            }
             statements.push(Statement {
-                id: match field("ID")? {
-                    Value::String(s) => s.clone(),
-                    v => v.to_string(),
-                },
+                id,
                 topic: text_of("Topic")?,
                 org_type: text_of("Organization Type")?,
                 english: if is_english {
@@ -359,6 +382,31 @@ mod tests {
     fn judge_(b: &Civics, i: usize, c: &str, f: &str, answers: &[Answer]) -> Result<Judgement> {
         let prompts = b.prompts(i, c, f, true)?;
         b.judge(i, c, f, &prompts, answers)
+    }
+
+    /// Two statements under one ID and an empty statement are refused naming the records;
+    /// the built-in release passes (`builtin_data_and_the_prompt_in_each_language`).
+    #[test]
+    fn duplicate_ids_and_empty_fields_are_refused_naming_the_records() {
+        let rec = |id: &str, text: &str| {
+            format!("{{\"ID\": \"{id}\", \"Language\": \"English\", \"Statement\": \"{text}\", \"Statement - translated\": \"\", \"Topic\": \"t\", \"Organization Type\": \"o\", \"Final Label\": []}}\n")
+        };
+        let load = |text: String| {
+            Civics::from_source(Source {
+                name: "c.jsonl".into(),
+                bytes: text.into_bytes(),
+            })
+            .err()
+            .unwrap()
+            .to_string()
+        };
+        let e = load(rec("a1", "x") + &rec("a1", "y"));
+        assert!(
+            e.contains("c.jsonl: record 2: ID `a1` is also record 1"),
+            "{e}"
+        );
+        let e = load(rec("a1", "x") + &rec("a2", " "));
+        assert!(e.contains("c.jsonl: record 2: `Statement` is empty"), "{e}");
     }
 
     #[test]

@@ -79,7 +79,25 @@ impl NormAd {
     pub fn from_source(source: Source) -> Result<Self> {
         let t = Table::parse(&source, COLUMNS)?;
         let mut stories = Vec::with_capacity(t.rows.len());
+        let mut first_row: std::collections::HashMap<String, usize> = Default::default();
         for i in 0..t.rows.len() {
+            // An empty field would be scored as text; a repeated ID would merge two stories in
+            // the run log (one judged, the other silently skipped on resume).
+            for c in ["ID", "Country", "Value", "Rule-of-Thumb", "Story"] {
+                if t.get(i, c)?.trim().is_empty() {
+                    bail!(Data, "{}: row {}: `{c}` is empty", t.name, i + 2);
+                }
+            }
+            let id = t.get(i, "ID")?.trim().to_string();
+            if let Some(first) = first_row.insert(id.clone(), i) {
+                bail!(
+                    Data,
+                    "{}: row {}: ID `{id}` is also on row {}",
+                    t.name,
+                    i + 2,
+                    first + 2
+                );
+            }
             let gold = t.get(i, "Gold Label")?.trim().to_ascii_lowercase();
             if !matches!(gold.as_str(), "yes" | "no" | "neutral") {
                 bail!(
@@ -243,6 +261,26 @@ mod tests {
     fn judge_(b: &NormAd, i: usize, c: &str, f: &str, answers: &[Answer]) -> Result<Judgement> {
         let prompts = b.prompts(i, c, f, true)?;
         b.judge(i, c, f, &prompts, answers)
+    }
+
+    /// Two stories under one ID (one would be skipped on resume) and an empty story are
+    /// refused naming the rows; the built-in release passes (`builtin_data_and_labels`).
+    #[test]
+    fn duplicate_ids_and_empty_fields_are_refused_naming_the_rows() {
+        let head = "ID,Country,Axis,Subaxis,Value,Rule-of-Thumb,Story,Gold Label\n";
+        let load = |rows: &str| {
+            NormAd::from_source(Source {
+                name: "n.csv".into(),
+                bytes: format!("{head}{rows}").into_bytes(),
+            })
+            .err()
+            .unwrap()
+            .to_string()
+        };
+        let e = load("7,X,a,b,v,r,s,yes\n7,Y,a,b,v,r,t,no\n");
+        assert!(e.contains("n.csv: row 3: ID `7` is also on row 2"), "{e}");
+        let e = load("7,X,a,b,v,r, ,yes\n");
+        assert!(e.contains("n.csv: row 2: `Story` is empty"), "{e}");
     }
 
     #[test]
