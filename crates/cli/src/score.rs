@@ -53,6 +53,10 @@ struct Line {
     id: Option<serde_json::Value>,
 }
 
+/// The most continuations one input line may carry: the request is scored in one piece, so
+/// its memory and time grow with the count.
+pub const MAX_CONTINUATIONS: usize = 1024;
+
 pub fn run(a: Args) -> Result<()> {
     let model = a.model.load()?;
     let tok = model.tokenizer()?;
@@ -131,42 +135,64 @@ pub fn run(a: Args) -> Result<()> {
             std::fs::File::open(&a.input).with_context(|| format!("{}: cannot open", a.input))?,
         ))
     };
-    let mut lines = Vec::new();
-    let mut requests = Vec::new();
-    for (n, line) in crate::common::bounded_lines(reader, &a.input).enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let l: Line = serde_json::from_str(&line)
-            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", a.input, n + 1))?;
-        if l.continuations.is_empty() {
-            bail!("{}:{}: `continuations` is empty", a.input, n + 1);
-        }
-        let ctx_ids = tok.encode_prompt(&l.context)?;
-        let conts = l
-            .continuations
-            .iter()
-            .map(|c| {
-                continuation_tokens(tok, &ctx_ids, &l.context, c, true).map_err(anyhow::Error::from)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        if ctx_ids.is_empty() {
-            bail!("{}:{}: the context is empty and the model adds no BOS token; give a non-empty context", a.input, n + 1);
-        }
-        requests.push(ScoreRequest {
-            context: ctx_ids,
-            continuations: conts,
-        });
-        lines.push(l);
-    }
     let progress = std::io::stderr().is_terminal();
     let opts = ScoreOptions {
         batch_requests: a.batch,
         ..Default::default()
     };
+    // Lines are read, scored and printed a chunk at a time, so memory follows the chunk and
+    // not the input's length.
     let chunk = (a.batch * 8).max(1);
-    for (k, (reqs, ls)) in requests.chunks(chunk).zip(lines.chunks(chunk)).enumerate() {
+    let mut lines = Vec::with_capacity(chunk);
+    let mut requests = Vec::with_capacity(chunk);
+    let mut scored = 0usize;
+    let mut input = crate::common::bounded_lines(reader, &a.input).enumerate();
+    loop {
+        let next = input.next();
+        let at_end = next.is_none();
+        if let Some((n, line)) = next {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let l: Line = serde_json::from_str(&line)
+                .map_err(|e| anyhow::anyhow!("{}:{}: {e}", a.input, n + 1))?;
+            if l.continuations.is_empty() {
+                bail!("{}:{}: `continuations` is empty", a.input, n + 1);
+            }
+            if l.continuations.len() > MAX_CONTINUATIONS {
+                bail!(
+                    "{}:{}: {} continuations, more than the limit of {MAX_CONTINUATIONS} per line; split them over several lines with the same context",
+                    a.input,
+                    n + 1,
+                    l.continuations.len()
+                );
+            }
+            let ctx_ids = tok.encode_prompt(&l.context)?;
+            let conts = l
+                .continuations
+                .iter()
+                .map(|c| {
+                    continuation_tokens(tok, &ctx_ids, &l.context, c, true)
+                        .map_err(anyhow::Error::from)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if ctx_ids.is_empty() {
+                bail!("{}:{}: the context is empty and the model adds no BOS token; give a non-empty context", a.input, n + 1);
+            }
+            requests.push(ScoreRequest {
+                context: ctx_ids,
+                continuations: conts,
+            });
+            lines.push(l);
+            if requests.len() < chunk {
+                continue;
+            }
+        }
+        if requests.is_empty() {
+            break;
+        }
+        let (reqs, ls) = (&requests, &lines);
         // With control vectors each continuation carries the steered numbers and, beside them,
         // the unsteered ones.
         let raw = session.unsteered().score(reqs, &opts)?;
@@ -212,12 +238,14 @@ pub fn run(a: Args) -> Result<()> {
                 &serde_json::json!({"id": l.id, "context_tokens": r.context.len(), "steered": steered.is_some(), "continuations": conts}),
             )?;
         }
+        scored += requests.len();
+        requests.clear();
+        lines.clear();
         if progress {
-            eprint!(
-                "\rscored {}/{} requests",
-                ((k + 1) * chunk).min(requests.len()),
-                requests.len()
-            );
+            eprint!("\rscored {scored} requests");
+        }
+        if at_end {
+            break;
         }
     }
     if progress {

@@ -867,3 +867,46 @@ fn candidates_past_the_memory_estimate_are_refused() {
         None,
     );
 }
+
+/// A line with more continuations than the per-line limit (10,000 took 46 s and 890 MB with
+/// no progress) is refused naming the line and the limit; at the limit a line scores.
+#[test]
+fn score_refuses_a_line_past_the_continuation_limit() {
+    let Some(m) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("wide.jsonl");
+    let line = |n: usize| {
+        serde_json::json!({"context": "Hi", "continuations": vec![" a"; n]}).to_string() + "\n"
+    };
+    std::fs::write(&p, line(2) + &line(10_000)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ethos"))
+        .args([
+            "score",
+            "--model",
+            m.to_str().unwrap(),
+            "--input",
+            p.to_str().unwrap(),
+        ])
+        .args(["--batch", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("wide.jsonl:2: 10000 continuations, more than the limit of 1024"),
+        "{err}"
+    );
+    std::fs::write(&p, line(1024)).unwrap();
+    let out = ethos(
+        &[
+            "score",
+            "--model",
+            m.to_str().unwrap(),
+            "--input",
+            p.to_str().unwrap(),
+        ],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["continuations"].as_array().unwrap().len(), 1024);
+}
