@@ -125,67 +125,10 @@ pub fn print_json(v: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
-/// The longest line a line-by-line reader takes (a JSONL request, a chat message): a file
-/// or stream with no newline (`/dev/zero`) stops here with an error instead of filling memory.
-pub const MAX_LINE_BYTES: usize = 16 << 20;
-
-/// The lines of `reader` (without their `\n` or `\r\n`), each at most `MAX_LINE_BYTES`;
-/// `source` names the input in errors (`SOURCE:LINE: ...`).
+/// The lines of `reader`, each at most `MAX_LINE_BYTES` (`ethos_steer::requests`).
 pub fn bounded_lines<'a, R: std::io::BufRead + 'a>(
-    mut reader: R,
+    reader: R,
     source: &'a str,
 ) -> impl Iterator<Item = Result<String>> + 'a {
-    let mut n = 0usize;
-    std::iter::from_fn(move || {
-        use std::io::{BufRead, Read};
-        n += 1;
-        let mut buf = Vec::new();
-        let read = (&mut reader)
-            .take(MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut buf);
-        match read {
-            Err(e) => Some(Err(anyhow::anyhow!("{source}:{n}: cannot read: {e}"))),
-            Ok(0) => None,
-            Ok(_) if buf.len() > MAX_LINE_BYTES && buf.last() != Some(&b'\n') => {
-                Some(Err(anyhow::anyhow!(
-                    "{source}:{n}: line longer than {MAX_LINE_BYTES} bytes (the limit)"
-                )))
-            }
-            Ok(_) => {
-                while matches!(buf.last(), Some(b'\n' | b'\r')) {
-                    buf.pop();
-                }
-                Some(
-                    String::from_utf8(buf)
-                        .map_err(|_| anyhow::anyhow!("{source}:{n}: not valid UTF-8")),
-                )
-            }
-        }
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bounded_lines_strip_endings_and_refuse_endless_lines() {
-        let got: Vec<String> = bounded_lines(&b"a\r\nb\n\nlast"[..], "in")
-            .collect::<Result<_>>()
-            .unwrap();
-        assert_eq!(got, ["a", "b", "", "last"]);
-        let endless = std::io::repeat(b'x');
-        let e = bounded_lines(std::io::BufReader::new(endless), "/dev/zero")
-            .next()
-            .unwrap()
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("/dev/zero:1: line longer than"), "{e}");
-        let e = bounded_lines(&b"ok\n\xff\xfe\n"[..], "in")
-            .nth(1)
-            .unwrap()
-            .unwrap_err()
-            .to_string();
-        assert_eq!(e, "in:2: not valid UTF-8");
-    }
+    ethos_steer::requests::bounded_lines(reader, source).map(|l| l.map_err(anyhow::Error::from))
 }

@@ -15,9 +15,9 @@
 //! which is the same for every continuation of a line, so comparisons among them are exact.
 
 use crate::common::{print_json, ControlArgs, ModelArgs};
-use anyhow::{bail, Context, Result};
-use ethos_model::scoring::{continuation_tokens, ScoreOptions, ScoreRequest};
-use serde::Deserialize;
+use anyhow::{Context, Result};
+use ethos_model::scoring::ScoreOptions;
+use ethos_steer::requests::ScoreLine;
 use std::io::{BufRead, BufReader, IsTerminal};
 
 #[derive(clap::Args, Debug)]
@@ -43,19 +43,6 @@ pub struct Args {
     #[arg(long, visible_alias = "palette")]
     pub lambda: Option<std::path::PathBuf>,
 }
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Line {
-    context: String,
-    continuations: Vec<String>,
-    #[serde(default)]
-    id: Option<serde_json::Value>,
-}
-
-/// The most continuations one input line may carry: the request is scored in one piece, so
-/// its memory and time grow with the count.
-pub const MAX_CONTINUATIONS: usize = 1024;
 
 pub fn run(a: Args) -> Result<()> {
     let model = a.model.load()?;
@@ -151,39 +138,10 @@ pub fn run(a: Args) -> Result<()> {
         let next = input.next();
         let at_end = next.is_none();
         if let Some((n, line)) = next {
-            let line = line?;
-            if line.trim().is_empty() {
+            let Some(l) = ScoreLine::parse(&line?, &a.input, n + 1)? else {
                 continue;
-            }
-            let l: Line = serde_json::from_str(&line)
-                .map_err(|e| anyhow::anyhow!("{}:{}: {e}", a.input, n + 1))?;
-            if l.continuations.is_empty() {
-                bail!("{}:{}: `continuations` is empty", a.input, n + 1);
-            }
-            if l.continuations.len() > MAX_CONTINUATIONS {
-                bail!(
-                    "{}:{}: {} continuations, more than the limit of {MAX_CONTINUATIONS} per line; split them over several lines with the same context",
-                    a.input,
-                    n + 1,
-                    l.continuations.len()
-                );
-            }
-            let ctx_ids = tok.encode_prompt(&l.context)?;
-            let conts = l
-                .continuations
-                .iter()
-                .map(|c| {
-                    continuation_tokens(tok, &ctx_ids, &l.context, c, true)
-                        .map_err(anyhow::Error::from)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            if ctx_ids.is_empty() {
-                bail!("{}:{}: the context is empty and the model adds no BOS token; give a non-empty context", a.input, n + 1);
-            }
-            requests.push(ScoreRequest {
-                context: ctx_ids,
-                continuations: conts,
-            });
+            };
+            requests.push(l.request(tok, &a.input, n + 1)?);
             lines.push(l);
             if requests.len() < chunk {
                 continue;

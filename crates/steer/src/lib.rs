@@ -7,6 +7,7 @@ pub mod control;
 pub mod error;
 pub(crate) mod generate;
 pub mod palette;
+pub mod requests;
 pub mod rewards;
 pub mod rng;
 pub(crate) mod sampler;
