@@ -9,6 +9,7 @@ use crate::weights::gguf::GgufFile;
 use candle_core::quantized::gguf_file::Value;
 use serde_json::{json, Value as Json};
 use std::path::Path;
+use std::str::FromStr;
 
 // One per model: the size difference is not worth boxing the SentencePiece tables.
 #[allow(clippy::large_enum_variant)]
@@ -106,12 +107,37 @@ fn ints(file: &GgufFile, key: &str) -> Vec<i64> {
 
 impl Tokenizer {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| {
-            Error::format(
+        let text = crate::files::read_text(path)?;
+        // The tokenizers library panics (`expect("Helper")`) on a `decoder` that is not valid
+        // JSON or not an object, so the file is parsed and that field checked first; a panic
+        // left in the library becomes an error too.
+        let json: Json = serde_json::from_str(&text)
+            .map_err(|e| Error::format(path, format!("not a valid tokenizer.json: {e}")))?;
+        if !matches!(
+            json.get("decoder"),
+            None | Some(Json::Null | Json::Object(_))
+        ) {
+            return Err(Error::format(
                 path,
-                format!("not a valid tokenizer.json: {}", crate::error::one_line(&e)),
-            )
-        })?;
+                "not a valid tokenizer.json: `decoder` is neither null nor an object",
+            ));
+        }
+        let built = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_str(&text));
+        let inner = match built {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                return Err(Error::format(
+                    path,
+                    format!("not a valid tokenizer.json: {}", crate::error::one_line(&e)),
+                ))
+            }
+            Err(_) => {
+                return Err(Error::format(
+                    path,
+                    "not a valid tokenizer.json (the tokenizers library failed on it)",
+                ))
+            }
+        };
         Ok(Self {
             inner: Inner::Hf(Box::new(inner)),
             kind: "tokenizer.json".into(),
@@ -321,5 +347,38 @@ impl StreamDecoder {
 impl Default for StreamDecoder {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str =
+        include_str!("../../../tests/fixtures/tiny/llama_classifier/tokenizer.json");
+
+    /// Found by the hf_tokenizer fuzz target: a `decoder` that is not valid JSON, or not an
+    /// object, made the tokenizers library panic (`expect("Helper")`); it is one line naming
+    /// the file now. The fixture itself still builds.
+    #[test]
+    fn a_bad_decoder_is_an_error_not_a_panic() {
+        let dir = std::env::temp_dir().join(format!("ethos-tok-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tokenizer.json");
+        std::fs::write(&path, FIXTURE).unwrap();
+        assert!(Tokenizer::from_file(&path).is_ok());
+        for decoder in [
+            "\"decoder\": \u{1}\u{0}",
+            "\"decoder\": 7",
+            "\"decoder\": [1]",
+        ] {
+            std::fs::write(&path, FIXTURE.replace("\"decoder\": null", decoder)).unwrap();
+            let e = Tokenizer::from_file(&path).err().unwrap().to_string();
+            assert!(
+                e.contains("tokenizer.json: not a valid tokenizer.json") && !e.contains('\n'),
+                "{decoder}: {e}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
