@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use serde::Serialize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Template instructions one rendering may run (minijinja's fuel): a chat template from a
 /// stranger's file that loops without end, or fans out macros, stops here with an error.
@@ -15,6 +16,17 @@ pub const TEMPLATE_FUEL: u64 = 2_000_000;
 /// `replace('', ...)` stop here instead of exhausting memory.
 pub const TEMPLATE_MEMORY: usize = 256 << 20;
 pub const TEMPLATE_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+static MEMORY: AtomicUsize = AtomicUsize::new(TEMPLATE_MEMORY);
+static TIME_MS: AtomicU64 = AtomicU64::new(TEMPLATE_TIME.as_millis() as u64);
+
+/// Sets the memory and time budgets of later renderings (the defaults are `TEMPLATE_MEMORY`
+/// and `TEMPLATE_TIME`). The fuzz targets lower them: a rendering stopped at its memory budget
+/// keeps that memory until the process ends.
+pub fn set_template_budget(memory: usize, time: std::time::Duration) {
+    MEMORY.store(memory, Ordering::Relaxed);
+    TIME_MS.store(time.as_millis() as u64, Ordering::Relaxed);
+}
 
 /// The longest rendered prompt handed to the tokenizer (a template that multiplies strings
 /// made 100 MB prompts, which the tokenizer took gigabytes to split).
@@ -55,7 +67,9 @@ impl ChatTemplate {
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         let template = self.clone();
         let messages = messages.to_vec();
-        let out = crate::budget::run_with_budget(TEMPLATE_MEMORY, TEMPLATE_TIME, move || {
+        let memory = MEMORY.load(Ordering::Relaxed);
+        let time = std::time::Duration::from_millis(TIME_MS.load(Ordering::Relaxed));
+        let out = crate::budget::run_with_budget(memory, time, move || {
             template.render_here(&messages, add_generation_prompt)
         });
         let text = match out {
@@ -63,13 +77,13 @@ impl ChatTemplate {
             Err(crate::budget::Overrun::Memory) => {
                 return Err(Error::Limit(format!(
                     "chat template failed: it needed more than {} MiB while rendering",
-                    TEMPLATE_MEMORY >> 20
+                    memory >> 20
                 )))
             }
             Err(crate::budget::Overrun::Time) => {
                 return Err(Error::Limit(format!(
-                    "chat template failed: it ran longer than {} s",
-                    TEMPLATE_TIME.as_secs()
+                    "chat template failed: it ran longer than {:.1} s",
+                    time.as_secs_f64()
                 )))
             }
         };
