@@ -117,6 +117,27 @@ pub fn load_outcomes(set: &str, path: Option<&std::path::Path>) -> Result<(Vec<O
             })
         })
         .collect();
+    // An empty outcome would be asked about as text; a repeated one compared with itself.
+    let mut first: HashMap<&str, &str> = HashMap::new();
+    for o in &outcomes {
+        if o.text.trim().is_empty() {
+            bail!(
+                Data,
+                "{}: an outcome of `{}` is empty",
+                source.name,
+                o.category
+            );
+        }
+        if let Some(c) = first.insert(o.text.as_str(), o.category.as_str()) {
+            bail!(
+                Data,
+                "{}: outcome `{}` of `{}` is already in `{c}`",
+                source.name,
+                o.text,
+                o.category
+            );
+        }
+    }
     if outcomes.len() < 3 {
         bail!(
             Data,
@@ -620,6 +641,18 @@ mod tests {
         assert_eq!(t[0].text, "You receive $1 to use however you want.");
         let e = load_outcomes("tiny", None).err().unwrap().to_string();
         assert!(e.contains("unknown outcome set `tiny`"), "{e}");
+        // A repeated or empty outcome is refused naming the file and category.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("o.json");
+        std::fs::write(&p, r#"{"a": ["x", "y"], "b": ["z", "x"]}"#).unwrap();
+        let e = load_outcomes("file", Some(&p)).err().unwrap().to_string();
+        assert!(
+            e.contains("o.json: outcome `x` of `b` is already in `a`"),
+            "{e}"
+        );
+        std::fs::write(&p, r#"{"a": ["x", "y"], "b": ["z", " "]}"#).unwrap();
+        let e = load_outcomes("file", Some(&p)).err().unwrap().to_string();
+        assert!(e.contains("o.json: an outcome of `b` is empty"), "{e}");
     }
 
     #[test]
