@@ -206,18 +206,29 @@ impl Tokenizer {
         for (i, t) in tokens.iter().enumerate() {
             vocab.insert(t.clone(), json!(i));
         }
+        // Both halves and their concatenation must be tokens: the tokenizers library refuses
+        // other merges, or panics on them (a merge longer than every token).
+        let known: std::collections::HashSet<&str> = tokens.iter().map(String::as_str).collect();
         let merges: Vec<Json> = merges
             .iter()
-            .map(|m| {
-                m.split_once(' ')
-                    .map(|(a, b)| json!([a, b]))
-                    .ok_or_else(|| {
-                        Error::config(
-                            &file.path,
-                            "tokenizer.ggml.merges",
-                            format!("entry {m:?} is not `a b`"),
-                        )
-                    })
+            .enumerate()
+            .map(|(i, m)| {
+                let bad = |why: String| {
+                    Error::config(
+                        &file.path,
+                        "tokenizer.ggml.merges",
+                        format!("entry {i} {m:?} {why}"),
+                    )
+                };
+                let (a, b) = m
+                    .split_once(' ')
+                    .ok_or_else(|| bad("is not `a b`".into()))?;
+                for part in [a, b, &format!("{a}{b}")] {
+                    if !known.contains(part) {
+                        return Err(bad(format!("names `{part}`, which is not a token")));
+                    }
+                }
+                Ok(json!([a, b]))
             })
             .collect::<Result<_>>()?;
         // llama.cpp token types: 3 = control, 4 = user-defined; both are matched verbatim in text.
@@ -246,12 +257,19 @@ impl Tokenizer {
                       "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
                       "vocab": vocab, "merges": merges}
         });
-        spec.to_string().parse().map_err(|e| {
-            Error::format(
+        let text = spec.to_string();
+        match std::panic::catch_unwind(|| tokenizers::Tokenizer::from_str(&text)) {
+            Ok(built) => built.map_err(|e| {
+                Error::format(
+                    &file.path,
+                    format!("tokenizer metadata: {}", crate::error::one_line(&e)),
+                )
+            }),
+            Err(_) => Err(Error::format(
                 &file.path,
-                format!("tokenizer metadata: {}", crate::error::one_line(&e)),
-            )
-        })
+                "tokenizer metadata: the tokenizers library failed on it",
+            )),
+        }
     }
 
     /// Encodes text as it appears (no BOS); special-token strings map to their ids.
@@ -380,5 +398,32 @@ mod tests {
             );
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn fuzz_fixture(name: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/fuzz")
+            .join(name)
+    }
+
+    /// The fuzz targets' crashing inputs, kept as they were found: each is one line now.
+    /// The GGUF one merges two tokens into a string longer than every token (the tokenizers
+    /// library indexed past its buffer); the JSON one has a decoder that is not JSON.
+    #[test]
+    fn fuzz_crashes_are_errors() {
+        let path = fuzz_fixture("gguf_tokenizer_merge_past_every_token.gguf");
+        let file = GgufFile::open(&path).unwrap();
+        let e = Tokenizer::from_gguf(&file).err().unwrap().to_string();
+        assert!(
+            e.contains("field `tokenizer.ggml.merges`: entry")
+                && e.contains("which is not a token"),
+            "{e}"
+        );
+        let path = fuzz_fixture("hf_tokenizer_decoder_not_json.json");
+        let e = Tokenizer::from_file(&path).err().unwrap().to_string();
+        assert!(
+            e.contains("not a valid tokenizer.json") && !e.contains('\n'),
+            "{e}"
+        );
     }
 }
