@@ -33,7 +33,7 @@ pub use nn::moe::{route as route_experts, RouterConfig, ScoringFunc, TopkMethod}
 pub use ops::linear::Linear;
 pub use ops::{Kernels, Numerics, QuantGemm};
 pub use weights::dummy::PRESETS as DUMMY_PRESETS;
-pub use weights::gguf::GgufFile;
+pub use weights::gguf::{check_tensor_layout as check_gguf_tensors, GgufFile};
 pub use weights::gguf_header::check as check_gguf_header;
 
 /// Fixes the number of CPU worker threads before any pool starts: `n`, else

@@ -34,9 +34,11 @@ impl ControlVector {
     pub fn read(path: &Path) -> Result<Self> {
         let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         // What llama.cpp refuses (duplicate keys or tensors, an alignment that is not a power
-        // of two) is refused before candle parses the header.
+        // of two; tensors past the end of the file, misaligned or overlapping) is refused
+        // before candle reads it.
         let size = f.metadata().map_err(|e| Error::io(path, e))?.len();
-        ethos_model::check_gguf_header(path, &mut std::io::BufReader::new(&mut f), size)?;
+        let alignment =
+            ethos_model::check_gguf_header(path, &mut std::io::BufReader::new(&mut f), size)?;
         std::io::Seek::rewind(&mut f).map_err(|e| Error::io(path, e))?;
         let content = gguf_file::Content::read(&mut f).map_err(|e| {
             format_err(
@@ -44,6 +46,7 @@ impl ControlVector {
                 format!("not a GGUF file: {}", ethos_model::error::one_line(&e)),
             )
         })?;
+        ethos_model::check_gguf_tensors(path, &content, size, alignment)?;
         let model_hint = match content.metadata.get("controlvector.model_hint") {
             Some(gguf_file::Value::String(s)) => Some(s.clone()),
             _ => None,
@@ -318,6 +321,20 @@ mod tests {
                 (2, vec![-1.0, 0.5, 0.25, 0.0]),
             ]),
         }
+    }
+
+    /// Found by the control_vector fuzz target: a vector whose declared length overflows the
+    /// byte count (candle multiplied without a check: a panic with overflow checks, a wrapped
+    /// size without) is refused naming the file and tensor, before candle reads it.
+    #[test]
+    fn a_tensor_size_that_overflows_is_refused() {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/fuzz/control_vector_size_overflows.gguf");
+        let e = ControlVector::read(&path).err().unwrap().to_string();
+        assert!(
+            e.contains("control_vector_size_overflows.gguf: tensor") && !e.contains('\n'),
+            "{e}"
+        );
     }
 
     /// The golden file of steering.md §3.5 (gguf-py 0.19.0, as repeng writes it).

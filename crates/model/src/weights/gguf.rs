@@ -37,54 +37,7 @@ impl GgufFile {
         // of a second.
         let content = Content::read(&mut std::io::BufReader::with_capacity(1 << 16, &mut file))
             .map_err(|e| Error::format(path, format!("not a valid GGUF file: {}", one_line(&e))))?;
-        let mut extents: Vec<(u64, u64, &String)> = Vec::with_capacity(content.tensor_infos.len());
-        for (name, info) in &content.tensor_infos {
-            let elems = info
-                .shape
-                .dims()
-                .iter()
-                .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
-                .ok_or_else(|| {
-                    Error::format(
-                        path,
-                        format!("tensor {name}: shape {:?} overflows", info.shape.dims()),
-                    )
-                })?;
-            let block = info.ggml_dtype.block_size() as u64;
-            if elems % block != 0 {
-                return Err(Error::format(path, format!("tensor {name}: {elems} elements are not a multiple of the block size {block}")));
-            }
-            let bytes = (elems / block).saturating_mul(info.ggml_dtype.type_size() as u64);
-            let start = content.tensor_data_offset.saturating_add(info.offset);
-            if start.saturating_add(bytes) > file_size {
-                return Err(Error::format(
-                    path,
-                    format!("tensor {name} claims {bytes} bytes at offset {start}, but the file has {file_size} bytes (truncated or corrupt)"),
-                ));
-            }
-            if info.offset % alignment != 0 {
-                return Err(Error::format(
-                    path,
-                    format!(
-                        "tensor {name}: offset {} is not a multiple of the alignment {alignment}",
-                        info.offset
-                    ),
-                ));
-            }
-            extents.push((info.offset, info.offset + bytes, name));
-        }
-        // Tensors may not share bytes (llama.cpp refuses such files): one would read
-        // another's weights.
-        extents.sort();
-        for pair in extents.windows(2) {
-            let ((_, end, a), (start, _, b)) = (pair[0], pair[1]);
-            if start < end {
-                return Err(Error::format(
-                    path,
-                    format!("tensors {a} and {b} overlap in the file"),
-                ));
-            }
-        }
+        check_tensor_layout(path, &content, file_size, alignment)?;
         Ok(Self {
             path: path.to_path_buf(),
             content,
@@ -372,6 +325,71 @@ impl TensorSource for GgufSource {
     fn tied_head(&mut self, name: &str, shape: [usize; 2]) -> Result<Linear> {
         self.matrix(name, shape, None)
     }
+}
+
+/// Refuses tensor tables llama.cpp refuses, before candle reads a tensor: shapes whose element
+/// count overflows, sizes past the end of the file, offsets off the alignment, and tensors
+/// that share bytes. `alignment` is what `check_gguf_header` returned.
+pub fn check_tensor_layout(
+    path: &Path,
+    content: &Content,
+    file_size: u64,
+    alignment: u64,
+) -> Result<()> {
+    let mut extents: Vec<(u64, u64, &String)> = Vec::with_capacity(content.tensor_infos.len());
+    for (name, info) in &content.tensor_infos {
+        let elems = info
+            .shape
+            .dims()
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+            .ok_or_else(|| {
+                Error::format(
+                    path,
+                    format!("tensor {name}: shape {:?} overflows", info.shape.dims()),
+                )
+            })?;
+        let block = info.ggml_dtype.block_size() as u64;
+        if elems % block != 0 {
+            return Err(Error::format(
+                path,
+                format!(
+                    "tensor {name}: {elems} elements are not a multiple of the block size {block}"
+                ),
+            ));
+        }
+        let bytes = (elems / block).saturating_mul(info.ggml_dtype.type_size() as u64);
+        let start = content.tensor_data_offset.saturating_add(info.offset);
+        if start.saturating_add(bytes) > file_size {
+            return Err(Error::format(
+                    path,
+                    format!("tensor {name} claims {bytes} bytes at offset {start}, but the file has {file_size} bytes (truncated or corrupt)"),
+                ));
+        }
+        if info.offset % alignment != 0 {
+            return Err(Error::format(
+                path,
+                format!(
+                    "tensor {name}: offset {} is not a multiple of the alignment {alignment}",
+                    info.offset
+                ),
+            ));
+        }
+        extents.push((info.offset, info.offset + bytes, name));
+    }
+    // Tensors may not share bytes (llama.cpp refuses such files): one would read
+    // another's weights.
+    extents.sort();
+    for pair in extents.windows(2) {
+        let ((_, end, a), (start, _, b)) = (pair[0], pair[1]);
+        if start < end {
+            return Err(Error::format(
+                path,
+                format!("tensors {a} and {b} overlap in the file"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
