@@ -1,9 +1,10 @@
 //! Memory and time budgets for work that a stranger's file drives: a chat template can double a
 //! string forty times in forty instructions, so counting instructions (minijinja's fuel) is not
 //! enough. `run_with_budget` runs such work on its own thread and counts what that thread holds
-//! through [`BudgetAllocator`]; past the budget (or the deadline, checked at each allocation) the
-//! thread stops for good before allocating more, and the caller gets an error instead of an
-//! abort. The stopped thread keeps what it held (at most the budget) until the process ends.
+//! through [`BudgetAllocator`]; past the budget, the deadline or most of its stack (all checked
+//! at each allocation) the thread stops for good before allocating more, and the caller gets an
+//! error instead of an abort (a stack overflow cannot be caught; recursion without end that
+//! allocates on the way down is stopped before it). The stopped thread keeps what it held (at most the budget) until the process ends.
 //!
 //! The count works only where `BudgetAllocator` is the program's global allocator (the `ethos`
 //! binary, the fuzz targets and the tests that check this); elsewhere the work runs unbudgeted
@@ -22,13 +23,23 @@ pub struct BudgetAllocator;
 pub enum Overrun {
     Memory,
     Time,
+    /// The thread's stack was nearly used up: recursion without end (a chat template's
+    /// namespace that holds itself is printed by recursing into it, allocating at each level).
+    Stack,
 }
+
+/// The stack of a budgeted thread, and how much of it work may use before it is stopped (the
+/// rest is room for the frames between two allocations).
+const STACK_BYTES: usize = 16 << 20;
+const STACK_USABLE: usize = 12 << 20;
 
 /// What a budgeted thread may hold and until when; `signal` is where it reports an overrun.
 struct Armed {
     limit: isize,
     deadline: Instant,
     signal: *const Signal,
+    /// An address near the top of the thread's stack (which grows down), or 0 to not check.
+    stack_top: usize,
 }
 
 type Signal = (Mutex<State>, Condvar);
@@ -61,8 +72,14 @@ impl BudgetAllocator {
         });
         // A panicking thread is on its way out (and its hook may hold the output lock while it
         // formats a backtrace): let it finish rather than stop it holding the lock.
+        let here = std::hint::black_box(0u8);
+        let depth = armed
+            .stack_top
+            .saturating_sub(std::ptr::addr_of!(here) as usize);
         let why = if std::thread::panicking() {
             return;
+        } else if armed.stack_top != 0 && depth > STACK_USABLE {
+            Overrun::Stack
         } else if held > armed.limit {
             Overrun::Memory
         } else if Instant::now() > armed.deadline {
@@ -127,6 +144,7 @@ pub fn budget_enforced() -> bool {
                 limit: isize::MAX,
                 deadline: Instant::now() + Duration::from_secs(3600),
                 signal: std::ptr::null(),
+                stack_top: 0,
             }));
             ARMED.with(|a| a.set(Some(probe)));
             let before = HELD.with(Cell::get);
@@ -156,13 +174,16 @@ pub fn run_with_budget<T: Send + 'static>(
     let theirs = signal.clone();
     let worker = std::thread::Builder::new()
         .name("budgeted".into())
+        .stack_size(STACK_BYTES)
         .spawn(move || {
+            let top = std::hint::black_box(0u8);
             // Leaked on purpose when the thread stops mid-work (it never returns then); freed
             // below when it finishes.
             let armed: &'static Armed = Box::leak(Box::new(Armed {
                 limit: isize::try_from(bytes).unwrap_or(isize::MAX),
                 deadline,
                 signal: Arc::as_ptr(&theirs),
+                stack_top: std::ptr::addr_of!(top) as usize,
             }));
             HELD.with(|h| h.set(0));
             ARMED.with(|a| a.set(Some(armed)));

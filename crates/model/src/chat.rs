@@ -80,6 +80,10 @@ impl ChatTemplate {
                     memory >> 20
                 )))
             }
+            Err(crate::budget::Overrun::Stack) => return Err(Error::Limit(
+                "chat template failed: it recursed past its stack (a namespace that holds itself?)"
+                    .into(),
+            )),
             Err(crate::budget::Overrun::Time) => {
                 return Err(Error::Limit(format!(
                     "chat template failed: it ran longer than {:.1} s",

@@ -99,3 +99,41 @@ fn a_real_template_renders_the_same_under_the_budget() {
     assert_eq!(out.matches("<|im_start|>").count(), 501);
     assert!(out.len() > 500 * 1000);
 }
+
+/// Found by the chat_template fuzz target: `{% set ns.s = ns, x %}` makes a namespace hold
+/// itself, and printing it recursed until the stack overflowed (an abort no caller can catch).
+/// Each level of that recursion allocates, and the budgeted thread is stopped when its stack
+/// is nearly used: one line instead. The input is kept as found.
+#[test]
+fn a_namespace_that_holds_itself_stops_at_the_stack_budget() {
+    let found = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/fuzz/chat_template_namespace_holds_itself.jinja"
+    ))
+    .unwrap();
+    let text = String::from_utf8_lossy(&found);
+    let source = text.split('\0').next().unwrap();
+    for source in [
+        source,
+        "{% set ns = namespace(s='') %}{% set ns.s = ns, 1 %}{{ ns }}",
+        "{% set ns = namespace(s='') %}{% set ns.s = [ns] %}{{ ns.s ~ 'x' }}",
+        "{% set ns = namespace(s='') %}{% set ns.s = ns %}{{ ns|tojson }}",
+    ] {
+        let e = render(source).unwrap_err();
+        assert!(
+            e.contains("recursed past its stack") && !e.contains('\n'),
+            "{source}: {e}"
+        );
+    }
+}
+
+#[test]
+fn recursion_that_allocates_stops_at_the_stack_budget() {
+    #[allow(unconditional_recursion)]
+    fn dive(n: u64) -> u64 {
+        let v = std::hint::black_box(vec![n; 4]);
+        1 + dive(v[0] + 1)
+    }
+    let deep = run_with_budget(1 << 30, Duration::from_secs(5), || dive(0));
+    assert_eq!(deep, Err(Overrun::Stack));
+}
