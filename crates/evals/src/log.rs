@@ -119,7 +119,7 @@ impl RunLog {
     /// folder is left as it was.
     pub fn refuse_unknown(&self, known: impl Fn(&ItemRecord) -> bool, bench: &str) -> Result<()> {
         let mut unknown: Vec<&ItemRecord> = self.records.values().filter(|r| !known(r)).collect();
-        unknown.sort_by(|a, b| a.key().cmp(&b.key()));
+        unknown.sort_by_key(|r| r.key());
         if let Some(r) = unknown.first() {
             bail!(
                 RunFolder,
