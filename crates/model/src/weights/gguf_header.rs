@@ -130,9 +130,14 @@ impl<R: Read> Bounded<'_, R> {
         Ok(u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
     }
 
+    /// A string as candle will read it: trailing NULs dropped (so `general.alignment\0` is
+    /// the alignment key to candle, and must be to these checks too).
     fn string(&mut self) -> Result<String> {
         let n = self.u64()?;
-        let b = self.bytes(n)?;
+        let mut b = self.bytes(n)?;
+        while b.last() == Some(&0) {
+            b.pop();
+        }
         Ok(String::from_utf8_lossy(&b).into_owned())
     }
 
@@ -262,6 +267,24 @@ pub(crate) mod tests {
             (
                 gguf(&[("general.alignment", 4, u32v(48))], &[], 1, &[]),
                 "48 is not a power of two",
+            ),
+            // Found by the gguf_tokenizer fuzz target: candle drops a key's trailing NULs and
+            // read this i32 0 as the alignment (a division by zero).
+            (
+                gguf(&[("general.alignment\0\0\0", 5, u32v(0))], &[], 1, &[]),
+                "general.alignment",
+            ),
+            (
+                gguf(
+                    &[
+                        ("llama.block_count", 4, u32v(30)),
+                        ("llama.block_count\0", 4, u32v(1)),
+                    ],
+                    &[],
+                    1,
+                    &[],
+                ),
+                "appears twice",
             ),
             (
                 gguf(
