@@ -26,6 +26,9 @@ pub enum Overrun {
     /// The thread's stack was nearly used up: recursion without end (a chat template's
     /// namespace that holds itself is printed by recursing into it, allocating at each level).
     Stack,
+    /// The work panicked (a bug in a library it ran, such as the template engine): reported
+    /// here as an error, and kept quiet on standard error.
+    Panic,
 }
 
 /// The stack of a budgeted thread, and how much of it work may use before it is stopped (the
@@ -172,8 +175,9 @@ pub fn run_with_budget<T: Send + 'static>(
     let signal: Arc<Signal> = Arc::new((Mutex::new(State::Running), Condvar::new()));
     let deadline = Instant::now() + time;
     let theirs = signal.clone();
+    quiet_budgeted_panics();
     let worker = std::thread::Builder::new()
-        .name("budgeted".into())
+        .name(BUDGETED.into())
         .stack_size(STACK_BYTES)
         .spawn(move || {
             let top = std::hint::black_box(0u8);
@@ -199,7 +203,7 @@ pub fn run_with_budget<T: Send + 'static>(
                 }
             }
             let done = Done(theirs);
-            let out = work();
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
             drop(done);
             // SAFETY: disarmed by `done`, so nothing refers to `armed` any more.
             drop(unsafe { Box::from_raw(armed as *const Armed as *mut Armed) });
@@ -228,10 +232,27 @@ pub fn run_with_budget<T: Send + 'static>(
     }
     drop(s);
     match worker.join() {
-        Ok(out) => Ok(out),
-        Err(panic) => std::panic::resume_unwind(panic),
+        Ok(Ok(out)) => Ok(out),
+        _ => Err(Overrun::Panic),
     }
 }
+
+/// Leaves panics of budgeted threads to their caller (`Overrun::Panic`, one line there);
+/// every other thread's panic goes to the hook that was set before.
+fn quiet_budgeted_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().name() != Some(BUDGETED) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// The name of budgeted threads.
+const BUDGETED: &str = "budgeted";
 
 /// The memory the system could give this process now (Linux `MemAvailable`), if known.
 pub fn memory_available() -> Option<u64> {

@@ -84,6 +84,11 @@ impl ChatTemplate {
                 "chat template failed: it recursed past its stack (a namespace that holds itself?)"
                     .into(),
             )),
+            Err(crate::budget::Overrun::Panic) => {
+                return Err(Error::Limit(
+                    "chat template failed: the template engine failed on it".into(),
+                ))
+            }
             Err(crate::budget::Overrun::Time) => {
                 return Err(Error::Limit(format!(
                     "chat template failed: it ran longer than {:.1} s",
