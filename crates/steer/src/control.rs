@@ -337,6 +337,17 @@ mod tests {
         );
     }
 
+    /// Found by the control_vector fuzz target: a direction with no values made candle build
+    /// a slice of f32 from an unaligned empty buffer (undefined behaviour, caught by debug
+    /// assertions); tensors with no elements are refused with the other layout checks.
+    #[test]
+    fn an_empty_tensor_is_refused() {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/fuzz/control_vector_empty_tensor.gguf");
+        let e = ControlVector::read(&path).err().unwrap().to_string();
+        assert!(e.contains("has no elements") && !e.contains('\n'), "{e}");
+    }
+
     /// The golden file of steering.md §3.5 (gguf-py 0.19.0, as repeng writes it).
     #[test]
     fn writes_the_golden_file_byte_for_byte() {

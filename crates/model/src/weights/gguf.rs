@@ -349,6 +349,14 @@ pub fn check_tensor_layout(
                     format!("tensor {name}: shape {:?} overflows", info.shape.dims()),
                 )
             })?;
+        // An empty tensor's data is an empty buffer, which candle reinterprets as blocks
+        // through an unaligned pointer (undefined behaviour); no model has one.
+        if elems == 0 {
+            return Err(Error::format(
+                path,
+                format!("tensor {name} has no elements"),
+            ));
+        }
         let block = info.ggml_dtype.block_size() as u64;
         if elems % block != 0 {
             return Err(Error::format(
