@@ -138,6 +138,9 @@ def main():
     tcfg = json.dumps({"chat_template": CHATML, "bos_token": "<s>", "eos_token": "</s>"})
     folder = SEP.join([json.dumps(cfg, indent=1).encode(), tok, st_save(weights), tcfg.encode()])
     put("hf_folder", "tiny-llama", folder)
+    index = json.dumps({"metadata": {"total_size": 0},
+                        "weight_map": {k: "model.safetensors" for k in weights}})
+    put("hf_folder", "tiny-llama-indexed", folder + SEP + index.encode())
 
     put("chat_template", "chatml", CHATML + "\0system\x1fBe brief.\x1euser\x1fHi\x1eassistant\x1fHello")
     put("chat_template", "python-methods",
