@@ -4,7 +4,8 @@
 //! through [`BudgetAllocator`]; past the budget, the deadline or most of its stack (all checked
 //! at each allocation) the thread stops for good before allocating more, and the caller gets an
 //! error instead of an abort (a stack overflow cannot be caught; recursion without end that
-//! allocates on the way down is stopped before it). The stopped thread keeps what it held (at most the budget) until the process ends.
+//! allocates on the way down is stopped before it). The stopped thread keeps what it held (at
+//! most the budget) until the process ends.
 //!
 //! The count works only where `BudgetAllocator` is the program's global allocator (the `ethos`
 //! binary, the fuzz targets and the tests that check this); elsewhere the work runs unbudgeted
@@ -62,7 +63,7 @@ thread_local! {
 
 impl BudgetAllocator {
     /// Counts `grow` more bytes on this thread; stops the thread (never returns) when it is
-    /// budgeted and the bytes or the clock run out.
+    /// budgeted and its bytes, its clock or its stack run out.
     #[inline]
     fn charge(grow: usize) {
         let Ok(Some(armed)) = ARMED.try_with(Cell::get) else {
@@ -73,12 +74,12 @@ impl BudgetAllocator {
             h.set(v);
             v
         });
-        // A panicking thread is on its way out (and its hook may hold the output lock while it
-        // formats a backtrace): let it finish rather than stop it holding the lock.
         let here = std::hint::black_box(0u8);
         let depth = armed
             .stack_top
             .saturating_sub(std::ptr::addr_of!(here) as usize);
+        // A panicking thread is on its way out (and its hook may hold the output lock while it
+        // formats a backtrace): let it finish rather than stop it holding the lock.
         let why = if std::thread::panicking() {
             return;
         } else if armed.stack_top != 0 && depth > STACK_USABLE {

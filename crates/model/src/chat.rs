@@ -63,7 +63,8 @@ impl ChatTemplate {
         }
     }
 
-    /// The prompt for `messages`, rendered under the template budgets (fuel, memory, time).
+    /// The prompt for `messages`, rendered under the template budgets (fuel, memory, time,
+    /// stack).
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         let template = self.clone();
         let messages = messages.to_vec();
@@ -74,26 +75,19 @@ impl ChatTemplate {
         });
         let text = match out {
             Ok(text) => text?,
-            Err(crate::budget::Overrun::Memory) => {
-                return Err(Error::Limit(format!(
-                    "chat template failed: it needed more than {} MiB while rendering",
-                    memory >> 20
-                )))
-            }
-            Err(crate::budget::Overrun::Stack) => return Err(Error::Limit(
-                "chat template failed: it recursed past its stack (a namespace that holds itself?)"
-                    .into(),
-            )),
-            Err(crate::budget::Overrun::Panic) => {
-                return Err(Error::Limit(
-                    "chat template failed: the template engine failed on it".into(),
-                ))
-            }
-            Err(crate::budget::Overrun::Time) => {
-                return Err(Error::Limit(format!(
-                    "chat template failed: it ran longer than {:.1} s",
-                    time.as_secs_f64()
-                )))
+            Err(overrun) => {
+                use crate::budget::Overrun;
+                let why = match overrun {
+                    Overrun::Memory => {
+                        format!("it needed more than {} MiB while rendering", memory >> 20)
+                    }
+                    Overrun::Time => format!("it ran longer than {:.1} s", time.as_secs_f64()),
+                    Overrun::Stack => {
+                        "it recursed past its stack (a namespace that holds itself?)".into()
+                    }
+                    Overrun::Panic => "the template engine failed on it".into(),
+                };
+                return Err(Error::Limit(format!("chat template failed: {why}")));
             }
         };
         if text.len() > MAX_PROMPT_BYTES {
