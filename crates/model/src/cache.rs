@@ -286,6 +286,97 @@ impl KvCache {
     }
 }
 
+/// A cache of rows drawn from several caches (`picks`: a cache and one of its rows), in
+/// order: each row's real keys (those with a position) moved to the front of its slots, the
+/// rest padding, with room for `extra` more tokens after the longest. The continuous
+/// batcher joins a new sequence to the running ones, and drops finished ones, with it;
+/// moving keys to the front keeps the shared length at the longest row's instead of
+/// growing with every join.
+pub fn gather_rows(picks: &[(&KvCache, usize)], extra: usize) -> Result<KvCache> {
+    let Some(&(first, _)) = picks.first() else {
+        return Err(Error::Msg("gather_rows: no rows".into()));
+    };
+    for &(c, r) in picks {
+        if r >= c.batch() || c.shape.latent != first.shape.latent || c.dtype != first.dtype {
+            return Err(Error::Msg(format!(
+                "gather_rows: row {r} of a {}-row cache of another shape",
+                c.batch()
+            )));
+        }
+    }
+    let real: Vec<Vec<u32>> = picks
+        .iter()
+        .map(|&(c, r)| {
+            (0..c.len as u32)
+                .filter(|&s| c.key_positions[r][s as usize] >= 0)
+                .collect()
+        })
+        .collect();
+    let len = real.iter().map(Vec::len).max().unwrap_or(0);
+    let capacity = len + extra;
+    let device = &first.device;
+    let gather = |layer: usize, values: bool| -> Result<Tensor> {
+        let mut rows = Vec::with_capacity(picks.len());
+        for (&(c, r), slots) in picks.iter().zip(&real) {
+            let (h, d) = (c.shape.kv_heads, c.shape.head_dim);
+            let dst = Tensor::zeros((1, h, capacity, d), c.dtype, device)?;
+            let src = match &c.layers[layer] {
+                Some(l) if values => l.v.as_ref(),
+                Some(l) => Some(&l.k),
+                None => None,
+            };
+            match src {
+                Some(src) if !slots.is_empty() => {
+                    let index = Tensor::from_slice(slots, slots.len(), device)?;
+                    let part = src.narrow(0, r, 1)?.contiguous()?.index_select(&index, 2)?;
+                    dst.slice_set(&part, 2, 0)?;
+                }
+                None if !slots.is_empty() => {
+                    return Err(Error::Msg(format!(
+                        "gather_rows: layer {layer} was never written"
+                    )))
+                }
+                _ => {}
+            }
+            rows.push(dst);
+        }
+        Ok(Tensor::cat(&rows, 0)?)
+    };
+    let layers = (0..first.shape.layers)
+        .map(|layer| {
+            let k = gather(layer, false)?;
+            let v = if first.shape.latent {
+                None
+            } else {
+                Some(gather(layer, true)?)
+            };
+            Ok(Some(LayerKv { k, v }))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let key_positions = picks
+        .iter()
+        .zip(&real)
+        .map(|(&(c, r), slots)| {
+            let mut p: Vec<i32> = slots
+                .iter()
+                .map(|&s| c.key_positions[r][s as usize])
+                .collect();
+            p.resize(len, -1);
+            p.reserve(extra);
+            p
+        })
+        .collect();
+    Ok(KvCache {
+        layers,
+        shape: first.shape,
+        dtype: first.dtype,
+        device: device.clone(),
+        key_positions,
+        len,
+        capacity,
+    })
+}
+
 /// Steps that follow right-padded rows of different lengths (scoring's continuations after
 /// their contexts) start at a multiple of this many cache slots. The attention kernels' sums
 /// over keys add slot j into lane j % 16, so a row's keys after the padding land in the
@@ -508,5 +599,45 @@ mod tests {
         c.begin_step(&[vec![0, 1]]).unwrap();
         c.rollback();
         assert_eq!(c.key_positions()[0].len(), 0);
+    }
+
+    /// Gathering rows moves each row's real keys to the front in order, padding the rest,
+    /// and the gathered cache takes the next step after them.
+    #[test]
+    fn gathered_rows_keep_their_keys_in_order_and_drop_padding() {
+        let shape = KvShape {
+            layers: 1,
+            kv_heads: 2,
+            head_dim: 3,
+            latent: false,
+        };
+        let cache = |pos: Vec<Vec<i32>>, base: f32| {
+            let (b, t) = (pos.len(), pos[0].len());
+            let mut c = KvCache::new(shape, b, t, DType::F32, &Device::Cpu).unwrap();
+            c.begin_step(&pos).unwrap();
+            c.append(0, &kv(b, t, base), &kv(b, t, base + 0.5)).unwrap();
+            c.end_step(t);
+            c
+        };
+        // Row 1 of `a` has a padding slot in the middle; `b` is one row of two tokens.
+        let a = cache(vec![vec![0, 1, 2, 3], vec![0, 1, -1, 2]], 0.0);
+        let b = cache(vec![vec![0, 1]], 100.0);
+        let mut g = gather_rows(&[(&b, 0), (&a, 1)], 2).unwrap();
+        assert_eq!((g.batch(), g.len(), g.capacity()), (2, 3, 5));
+        assert_eq!(g.key_positions(), &[vec![0, 1, -1], vec![0, 1, 2]]);
+        g.begin_step(&[vec![2], vec![3]]).unwrap();
+        let (k, v) = g.append(0, &kv(2, 1, 50.0), &kv(2, 1, 60.0)).unwrap();
+        g.end_step(1);
+        let slot = |t: &Tensor, row: usize, s: usize| {
+            flat(&t.narrow(0, row, 1).unwrap().narrow(2, s, 1).unwrap())
+        };
+        let (ka, kb) = (kv(2, 4, 0.0), kv(1, 2, 100.0));
+        assert_eq!(slot(&k, 0, 0), slot(&kb, 0, 0));
+        assert_eq!(slot(&k, 0, 1), slot(&kb, 0, 1));
+        assert!(slot(&k, 0, 2).iter().all(|&x| x == 0.0));
+        assert_eq!(slot(&k, 1, 2), slot(&ka, 1, 3));
+        assert_eq!(slot(&v, 1, 1), slot(&kv(2, 4, 0.5), 1, 1));
+        assert_eq!(slot(&k, 1, 3), slot(&kv(2, 1, 50.0), 1, 0));
+        assert!(gather_rows(&[(&a, 2)], 0).is_err());
     }
 }

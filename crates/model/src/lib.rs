@@ -24,7 +24,7 @@ pub(crate) mod spm;
 pub mod tokenizer;
 pub(crate) mod weights;
 
-pub use cache::{KvCache, KvShape};
+pub use cache::{gather_rows, KvCache, KvShape};
 pub use candle_core::{DType, Device, Tensor};
 pub use decoder::{AllLogits, Decoder, Gathered, LastLogits, LastRowsPath, TargetScore};
 pub use error::{Error, Result};
