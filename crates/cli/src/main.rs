@@ -7,6 +7,7 @@ mod eval;
 mod generate;
 mod info;
 mod score;
+mod serve;
 mod steer;
 mod tokenize;
 mod vectors;
@@ -38,6 +39,9 @@ enum Command {
     Chat(chat::Args),
     /// Log-probs of continuations given contexts (JSONL), or of every token of a text.
     Score(score::Args),
+    /// Serve the model over HTTP: OpenAI's completions and chat API with prompt log-probs
+    /// and per-request control vectors, on continuous batching.
+    Serve(serve::Args),
     /// Run a culture benchmark (civics, culturalbench, normad, utility) and write its results.
     Eval(eval::Args),
     /// Token ids and pieces of a text, as JSON.
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => generate::run(a),
         Command::Chat(a) => chat::run(a),
         Command::Score(a) => score::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Info(a) => info::run(a),

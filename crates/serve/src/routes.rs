@@ -1,0 +1,347 @@
+//! The router: authentication, limits, and the small endpoints (models, health, metrics,
+//! tokenize). The generation endpoints are in `completions`.
+
+use crate::api::{self, DetokenizeRequest, TokenizeRequest};
+use crate::engine::EngineHandle;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::ServeConfig;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ethos_model::Model;
+use ethos_steer::control::ControlSet;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub model: Arc<Model>,
+    pub engine: EngineHandle,
+    pub metrics: Arc<Metrics>,
+    pub config: Arc<ServeConfig>,
+    /// One permit per request being served (`--max-concurrent`).
+    pub slots: Arc<Semaphore>,
+    pub created: u64,
+}
+
+impl AppState {
+    pub fn new(
+        model: Arc<Model>,
+        engine: EngineHandle,
+        metrics: Arc<Metrics>,
+        config: ServeConfig,
+    ) -> Self {
+        let slots = Arc::new(Semaphore::new(config.limits.max_concurrent));
+        Self {
+            model,
+            engine,
+            metrics,
+            config: Arc::new(config),
+            slots,
+            created: unix_now(),
+        }
+    }
+
+    /// The context length requests must fit in.
+    pub fn max_model_len(&self) -> usize {
+        self.model.decoder.max_positions()
+    }
+
+    /// A request's `model`, when given, must be the served one.
+    pub fn check_model(&self, model: Option<&str>) -> Result<(), ApiError> {
+        match model {
+            Some(m) if m != self.config.served_model_name => {
+                let mut e = ApiError::not_found(format!(
+                    "The model `{m}` does not exist. This server serves `{}`",
+                    self.config.served_model_name
+                ));
+                e.param = Some("model".into());
+                Err(e)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A permit to serve one more request, or 503 at `--max-concurrent`.
+    pub fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.slots.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the server is serving its limit of {} requests (--max-concurrent); retry later",
+                    self.config.limits.max_concurrent
+                ),
+            )
+        })
+    }
+
+    /// The control vectors a request names, loaded from `--control-vector-dir`.
+    pub fn control(&self, v: &serde_json::Value) -> Result<Option<Arc<ControlSet>>, ApiError> {
+        let Some(list) = v.get("control_vectors") else {
+            return Ok(None);
+        };
+        let refs: Vec<api::ControlRef> = api::read(list).map_err(|e| {
+            ApiError::field(
+                "control_vectors",
+                e.message.trim_start_matches("request body: "),
+            )
+        })?;
+        if refs.is_empty() {
+            return Ok(None);
+        }
+        let Some(dir) = &self.config.control_vector_dir else {
+            return Err(ApiError::field(
+                "control_vectors",
+                "this server has no control vectors (start it with --control-vector-dir)",
+            ));
+        };
+        let cfg = self.model.config();
+        let mut sum: Option<ControlSet> = None;
+        for (i, r) in refs.iter().enumerate() {
+            let param = format!("control_vectors[{i}]");
+            let name = r.name.as_str();
+            let plain = !name.is_empty()
+                && !name.starts_with('.')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !plain {
+                return Err(ApiError::field(
+                    &format!("{param}.name"),
+                    format!("{name:?} is not a file name in the server's control-vector folder"),
+                ));
+            }
+            let path = dir.join(name);
+            if !path.is_file() {
+                return Err(ApiError::field(
+                    &format!("{param}.name"),
+                    format!("no control vector named {name:?} (see GET /v1/control_vectors)"),
+                ));
+            }
+            let range = match &r.layers {
+                None => None,
+                Some(l) if l.len() == 2 && l[0] <= l[1] => Some((l[0], l[1])),
+                Some(_) => {
+                    return Err(ApiError::field(
+                        &format!("{param}.layers"),
+                        "must be [first, last] with first <= last",
+                    ))
+                }
+            };
+            let scale = r.scale.unwrap_or(1.0);
+            let set = ControlSet::load(&[(path, scale)], range, cfg.hidden_size, cfg.num_layers)
+                .map_err(|e| {
+                    ApiError::field(
+                        &param,
+                        e.to_string().replace(&dir.display().to_string(), ""),
+                    )
+                })?;
+            sum = Some(match sum {
+                None => set,
+                Some(mut acc) => {
+                    for (layer, v) in set.per_layer {
+                        let slot = acc
+                            .per_layer
+                            .entry(layer)
+                            .or_insert_with(|| vec![0.0; cfg.hidden_size]);
+                        slot.iter_mut().zip(&v).for_each(|(a, b)| *a += b);
+                    }
+                    acc
+                }
+            });
+        }
+        Ok(sum.map(Arc::new))
+    }
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Counts a request's outcome once, when it ends: as `cancelled` if it was dropped (the
+/// client went away) before one was set.
+pub struct OutcomeGuard {
+    metrics: Arc<Metrics>,
+    outcome: Option<&'static str>,
+}
+
+impl OutcomeGuard {
+    pub fn new(metrics: &Arc<Metrics>) -> Self {
+        Self {
+            metrics: metrics.clone(),
+            outcome: None,
+        }
+    }
+    pub fn set(&mut self, outcome: &'static str) {
+        self.outcome = Some(outcome);
+    }
+}
+
+impl Drop for OutcomeGuard {
+    fn drop(&mut self) {
+        self.metrics.outcome(self.outcome.unwrap_or("cancelled"));
+    }
+}
+
+/// The body, or the error that stopped reading it (413 past `--max-body-bytes`).
+pub fn body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(
+                "body",
+                format!(
+                    "the request body is larger than the limit of {} bytes (--max-body-bytes)",
+                    state.config.limits.max_body_bytes
+                ),
+            )
+        } else {
+            ApiError::new(e.status(), format!("request body: {}", e.body_text()))
+        }
+    })
+}
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.limits.max_body_bytes;
+    let guarded = Router::new()
+        .route("/v1/completions", post(crate::completions::completions))
+        .route("/v1/chat/completions", post(crate::completions::chat))
+        .route("/v1/models", get(models))
+        .route("/v1/control_vectors", get(control_vectors))
+        .route("/tokenize", post(tokenize))
+        .route("/detokenize", post(detokenize))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .merge(guarded)
+        .route("/health", get(|| async { StatusCode::OK }))
+        .fallback(|| async { ApiError::not_found("no such route").into_response() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
+            .into_response()
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// With `--api-key`, every route but `/health` needs `Authorization: Bearer KEY`; the key
+/// is compared in constant time.
+async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(key) = &state.config.api_key {
+        use subtle::ConstantTimeEq;
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(given.as_bytes().ct_eq(key.as_bytes())) {
+            state.metrics.outcome("unauthorized");
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "a valid API key is required (Authorization: Bearer KEY)",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn models(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let name = &state.config.served_model_name;
+    Json(serde_json::json!({
+        "object": "list",
+        "data": [{
+            "id": name,
+            "object": "model",
+            "created": state.created,
+            "owned_by": "ethos",
+            "root": name,
+            "parent": null,
+            "max_model_len": state.max_model_len(),
+        }]
+    }))
+}
+
+/// The control vectors requests may name.
+async fn control_vectors(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let mut names: Vec<String> = state
+        .config
+        .control_vector_dir
+        .as_ref()
+        .and_then(|d| std::fs::read_dir(d).ok())
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".gguf"))
+        .collect();
+    names.sort();
+    Json(serde_json::json!({"object": "list", "data": names}))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn tokenize(State(state): State<AppState>, b: Result<Bytes, BytesRejection>) -> Response {
+    let run = async {
+        let b = body(&state, b)?;
+        let req: TokenizeRequest =
+            api::parse_body(&b, &[&["model", "prompt", "add_special_tokens"]])?;
+        state.check_model(req.model.as_deref())?;
+        let model = state.model.clone();
+        let ids = tokio::task::spawn_blocking(move || -> Result<Vec<u32>, ApiError> {
+            let tok = model.tokenizer()?;
+            Ok(if req.add_special_tokens.unwrap_or(true) {
+                tok.encode_prompt(&req.prompt)?
+            } else {
+                tok.encode(&req.prompt)?
+            })
+        })
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "tokenizer failed"))??;
+        Ok::<_, ApiError>(Json(serde_json::json!({
+            "count": ids.len(),
+            "max_model_len": state.max_model_len(),
+            "tokens": ids,
+        })))
+    };
+    run.await.into_response()
+}
+
+async fn detokenize(State(state): State<AppState>, b: Result<Bytes, BytesRejection>) -> Response {
+    let run = async {
+        let b = body(&state, b)?;
+        let req: DetokenizeRequest = api::parse_body(&b, &[&["model", "tokens"]])?;
+        state.check_model(req.model.as_deref())?;
+        let vocab = state.model.config().vocab_size;
+        if let Some(t) = req.tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(ApiError::field(
+                "tokens",
+                format!("token id {t} is outside the vocabulary ({vocab})"),
+            ));
+        }
+        let text = state.model.tokenizer()?.decode(&req.tokens)?;
+        Ok(Json(serde_json::json!({ "prompt": text })))
+    };
+    run.await.into_response()
+}

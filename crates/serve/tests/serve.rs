@@ -1,0 +1,590 @@
+//! `ethos serve` over loopback with SmolLM2 (skipped with a printed reason when the model is
+//! absent, required in CI): each test starts its own server on a free port and stops it at
+//! the end; every request loop is bounded.
+
+use ethos_model::{LoadOptions, Model};
+use ethos_serve::{Limits, ServeConfig, Server};
+use ethos_steer::{GenerateOptions, GenerateRequest, SamplingParams, Session};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn smollm2(dtype: Option<&str>) -> Option<Model> {
+    let path = repo().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !path.exists() {
+        if std::env::var("ETHOS_REQUIRE_REAL_MODEL").is_ok_and(|v| v == "1") {
+            panic!(
+                "{} is missing and ETHOS_REQUIRE_REAL_MODEL=1",
+                path.display()
+            );
+        }
+        eprintln!("skipped: {} is absent (make models)", path.display());
+        return None;
+    }
+    let opts = LoadOptions {
+        dtype: dtype.map(|d| ethos_model::parse_dtype(d).unwrap()),
+        ..LoadOptions::default()
+    };
+    Some(ethos_model::loader::load_gguf(&path, &opts).unwrap())
+}
+
+/// A server on a free loopback port, stopped when dropped.
+struct Running {
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    fn start(model: Model, edit: impl FnOnce(&mut ServeConfig)) -> Self {
+        let mut config = ServeConfig::new("smollm2");
+        config.port = 0;
+        edit(&mut config);
+        let server = Server::bind(model, config).unwrap();
+        let base = format!("http://{}", server.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            server
+                .run_until(async {
+                    let _ = rx.await;
+                })
+                .unwrap();
+        });
+        Self {
+            base,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs `body`; the status and the JSON answer (errors included).
+    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, &body.to_string(), None)
+    }
+
+    fn post_raw(&self, path: &str, body: &str, key: Option<&str>) -> (u16, Value) {
+        let mut req = ureq::post(&self.url(path))
+            .timeout(Duration::from_secs(120))
+            .set("Content-Type", "application/json");
+        if let Some(k) = key {
+            req = req.set("Authorization", &format!("Bearer {k}"));
+        }
+        match req.send_string(body) {
+            Ok(r) => (r.status(), r.into_json().unwrap()),
+            Err(ureq::Error::Status(code, r)) => {
+                let text = r.into_string().unwrap();
+                (
+                    code,
+                    serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                )
+            }
+            Err(e) => panic!("{path}: {e}"),
+        }
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        let text = ureq::get(&self.url("/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    /// Waits (bounded) until `cond` holds on the server's metrics.
+    fn wait_for(&self, what: &str, cond: impl Fn(&Self) -> bool) {
+        let start = Instant::now();
+        while !cond(self) {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn text_of(v: &Value, i: usize) -> String {
+    v["choices"][i]["text"].as_str().unwrap().to_string()
+}
+
+/// Greedy completions give what `Session::generate` gives, and echo + logprobs give the
+/// prompt's log-probs as the scoring path computes them.
+#[test]
+fn completions_match_generate_and_scoring() {
+    let Some(model) = smollm2(Some("f32")) else {
+        return;
+    };
+    let tok = model.tokenizer().unwrap();
+    let prompt = "The capital of France is";
+    let ids = tok.encode_prompt(prompt).unwrap();
+    let req = GenerateRequest::new(
+        ids.clone(),
+        SamplingParams::greedy(),
+        GenerateOptions {
+            max_tokens: 12,
+            ..Default::default()
+        },
+    );
+    let want = Session::new(&model).generate(&req, &mut |_| {}).unwrap();
+    let mut full = ids.clone();
+    full.push(want.token_ids[0]);
+    let scored = Session::new(&model).score_text(&full).unwrap();
+    let first_piece = tok.decode(&want.token_ids[..1]).unwrap();
+    let server = Running::start(model, |_| {});
+
+    let (status, v) = server.post(
+        "/v1/completions",
+        &json!({"prompt": prompt, "max_tokens": 12, "temperature": 0}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(text_of(&v, 0), want.text);
+    assert_eq!(v["usage"]["completion_tokens"], 12);
+    assert_eq!(v["object"], "text_completion");
+
+    let (status, v) = server.post(
+        "/v1/completions",
+        &json!({"prompt": prompt, "max_tokens": 1, "temperature": 0, "echo": true, "logprobs": 2, "prompt_logprobs": 1}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let lp = &v["choices"][0]["logprobs"];
+    let token_lps = lp["token_logprobs"].as_array().unwrap();
+    assert_eq!(token_lps.len(), ids.len() + 1);
+    assert!(token_lps[0].is_null() && lp["top_logprobs"][0].is_null());
+    // scored.token_logprobs[i] is the log-prob of full[i + 1].
+    for (i, want) in scored.token_logprobs.iter().enumerate() {
+        let got = token_lps[i + 1].as_f64().unwrap();
+        assert!(
+            (got - *want as f64).abs() < 1e-4,
+            "token {}: {got} vs {want}",
+            i + 1
+        );
+    }
+    let tokens: Vec<&str> = lp["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(tokens.concat(), text_of(&v, 0));
+    assert_eq!(text_of(&v, 0), format!("{prompt}{first_piece}"));
+    let offsets: Vec<u64> = lp["text_offset"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets[0], 0);
+    assert_eq!(offsets[1], tokens[0].chars().count() as u64);
+    // Each top_logprobs entry holds the actual token and the top 2.
+    let top = lp["top_logprobs"][1].as_object().unwrap();
+    assert!(top.contains_key(tokens[1]) && top.len() <= 3);
+    // vLLM's prompt_logprobs: keyed by id, with rank.
+    let plp = v["choices"][0]["prompt_logprobs"].as_array().unwrap();
+    assert_eq!(plp.len(), ids.len());
+    assert!(plp[0].is_null());
+    let entry = &plp[1][ids[1].to_string()];
+    assert!((entry["logprob"].as_f64().unwrap() - token_lps[1].as_f64().unwrap()).abs() < 1e-6);
+    assert!(entry["rank"].as_u64().unwrap() >= 1);
+
+    // Token ids give exactly the numbers of the same text.
+    let (_, by_ids) = server.post(
+        "/v1/completions",
+        &json!({"prompt": ids, "max_tokens": 1, "temperature": 0, "echo": true, "logprobs": 0}),
+    );
+    assert_eq!(
+        by_ids["choices"][0]["logprobs"]["token_logprobs"],
+        lp["token_logprobs"]
+    );
+
+    // max_tokens 0 with echo returns the prompt alone.
+    let (status, v) = server.post(
+        "/v1/completions",
+        &json!({"prompt": prompt, "max_tokens": 0, "echo": true, "logprobs": 0}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(text_of(&v, 0), prompt);
+    assert_eq!(
+        v["choices"][0]["logprobs"]["tokens"]
+            .as_array()
+            .unwrap()
+            .len(),
+        ids.len()
+    );
+}
+
+/// A seeded request gives the same tokens alone and among 15 others of other lengths and
+/// seeds, which join and leave the batch while it runs (f32 path).
+#[test]
+fn a_seeded_request_is_the_same_alone_and_among_fifteen_others() {
+    let Some(model) = smollm2(Some("f32")) else {
+        return;
+    };
+    let server = Running::start(model, |_| {});
+    let ours = json!({"prompt": "Once upon a time", "max_tokens": 24, "temperature": 0.9, "seed": 42, "logprobs": 0});
+    let (status, alone) = server.post("/v1/completions", &ours);
+    assert_eq!(status, 200, "{alone}");
+    let words = [
+        "The",
+        "A long story about",
+        "Hong Kong is",
+        "Values differ",
+        "1 2 3",
+    ];
+    let server = std::sync::Arc::new(server);
+    let mut threads = Vec::new();
+    for k in 0..15 {
+        let s = server.clone();
+        let body = json!({
+            "prompt": format!("{} {}", words[k % words.len()], "x ".repeat(k * 7)),
+            "max_tokens": 4 + 3 * k,
+            "temperature": 0.7,
+            "seed": k,
+        });
+        threads.push(std::thread::spawn(move || {
+            // Staggered, so that requests join a running batch.
+            std::thread::sleep(Duration::from_millis(10 * k as u64));
+            s.post("/v1/completions", &body)
+        }));
+        if k == 7 {
+            let s = server.clone();
+            let ours = ours.clone();
+            threads.push(std::thread::spawn(move || s.post("/v1/completions", &ours)));
+        }
+    }
+    let results: Vec<(u16, Value)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(results.iter().all(|(s, _)| *s == 200));
+    let batched = &results[8].1;
+    assert_eq!(text_of(batched, 0), text_of(&alone, 0));
+    assert_eq!(
+        batched["choices"][0]["logprobs"]["tokens"],
+        alone["choices"][0]["logprobs"]["tokens"]
+    );
+    for (got, want) in batched["choices"][0]["logprobs"]["token_logprobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(
+            alone["choices"][0]["logprobs"]["token_logprobs"]
+                .as_array()
+                .unwrap(),
+        )
+    {
+        assert!((got.as_f64().unwrap() - want.as_f64().unwrap()).abs() < 1e-4);
+    }
+    assert_eq!(server.metric("ethos_running_sequences"), 0.0);
+}
+
+/// A streamed chat gives, chunk by chunk, the reply the whole response gives.
+#[test]
+fn streamed_chat_equals_the_whole_reply() {
+    let Some(model) = smollm2(None) else { return };
+    let server = Running::start(model, |_| {});
+    let body = json!({"messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 16, "temperature": 0, "logprobs": true, "top_logprobs": 2});
+    let (status, whole) = server.post("/v1/chat/completions", &body);
+    assert_eq!(status, 200, "{whole}");
+    assert_eq!(whole["object"], "chat.completion");
+    let reply = whole["choices"][0]["message"]["content"].as_str().unwrap();
+    let content = whole["choices"][0]["logprobs"]["content"]
+        .as_array()
+        .unwrap();
+    assert_eq!(
+        content.len() as u64,
+        whole["usage"]["completion_tokens"].as_u64().unwrap()
+    );
+    assert_eq!(content[0]["top_logprobs"].as_array().unwrap().len(), 2);
+
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let text = ureq::post(&server.url("/v1/chat/completions"))
+        .send_string(&streamed.to_string())
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let mut pieces = String::new();
+    let mut lps = 0;
+    let mut events: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(events.pop(), Some("[DONE]"));
+    for (i, e) in events.iter().enumerate() {
+        let v: Value = serde_json::from_str(e).unwrap();
+        assert_eq!(v["object"], "chat.completion.chunk");
+        let c = &v["choices"][0];
+        if i == 0 {
+            assert_eq!(c["delta"]["role"], "assistant");
+        }
+        pieces.push_str(c["delta"]["content"].as_str().unwrap_or(""));
+        lps += c["logprobs"]["content"].as_array().map_or(0, Vec::len);
+    }
+    assert_eq!(pieces, reply);
+    assert_eq!(lps, content.len());
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert!(last["choices"][0]["finish_reason"].is_string());
+}
+
+/// Bad requests get OpenAI's error shape with the right status and the field named, and
+/// never stop the server.
+#[test]
+fn bad_requests_are_named_4xx_errors() {
+    let Some(model) = smollm2(None) else { return };
+    let server = Running::start(model, |c| {
+        c.limits = Limits {
+            max_body_bytes: 4096,
+            max_prompt_tokens: 64,
+            ..Limits::default()
+        }
+    });
+    let cases: Vec<(&str, String, u16, Option<&str>)> = vec![
+        ("/v1/completions", "{".into(), 400, None),
+        ("/v1/completions", "[1]".into(), 400, None),
+        (
+            "/v1/completions",
+            json!({"prompt": "a", "temprature": 1}).to_string(),
+            400,
+            Some("temprature"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "a", "max_tokens": -1}).to_string(),
+            400,
+            Some("max_tokens"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "a", "logprobs": 50}).to_string(),
+            400,
+            Some("logprobs"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "a", "model": "nope"}).to_string(),
+            404,
+            Some("model"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": [], "max_tokens": 1}).to_string(),
+            400,
+            Some("prompt"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": [999999999]}).to_string(),
+            400,
+            Some("prompt"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "a", "top_p": 0}).to_string(),
+            400,
+            Some("top_p"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "a", "n": 0}).to_string(),
+            400,
+            Some("n"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "a", "stop": [""]}).to_string(),
+            400,
+            Some("stop"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "a", "logit_bias": {"99999999": 1}}).to_string(),
+            400,
+            Some("logit_bias"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "a ".repeat(100)}).to_string(),
+            413,
+            Some("prompt"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "a", "max_tokens": 100000}).to_string(),
+            400,
+            Some("max_tokens"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "x".repeat(5000)}).to_string(),
+            413,
+            Some("body"),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "a", "control_vectors": [{"name": "v.gguf"}]}).to_string(),
+            400,
+            Some("control_vectors"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": []}).to_string(),
+            400,
+            Some("messages"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": 3}]}).to_string(),
+            400,
+            Some("messages[0].content"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "a"}], "top_logprobs": 2}).to_string(),
+            400,
+            Some("top_logprobs"),
+        ),
+        ("/v1/nothing", "{}".into(), 404, None),
+        (
+            "/detokenize",
+            json!({"tokens": [4000000000u32]}).to_string(),
+            400,
+            Some("tokens"),
+        ),
+    ];
+    for (path, body, status, param) in cases {
+        let (got, v) = server.post_raw(path, &body, None);
+        let short: String = body.chars().take(80).collect();
+        assert_eq!(got, status, "{path} {short}: {v}");
+        let err = &v["error"];
+        assert_eq!(err["code"], status, "{v}");
+        let msg = err["message"].as_str().unwrap();
+        assert!(!msg.is_empty() && !msg.contains('\n'), "{v}");
+        assert!(err["type"].is_string(), "{v}");
+        if let Some(p) = param {
+            assert_eq!(err["param"], p, "{path} {short}: {v}");
+        }
+    }
+    let (status, _) = server.post(
+        "/v1/completions",
+        &json!({"prompt": "still up", "max_tokens": 2}),
+    );
+    assert_eq!(status, 200);
+    // The generation endpoints' 19 bad requests, by outcome.
+    let counted = server.metric("ethos_requests_total{outcome=\"bad_request\"}");
+    assert_eq!(counted, 19.0);
+}
+
+/// With an API key every route but /health needs it; the tokenizer endpoints round-trip.
+#[test]
+fn api_key_and_tokenizer_endpoints() {
+    let Some(model) = smollm2(None) else { return };
+    let server = Running::start(model, |c| c.api_key = Some("s3cret".into()));
+    let body = json!({"prompt": "Hong Kong"}).to_string();
+    let (status, v) = server.post_raw("/tokenize", &body, None);
+    assert_eq!((status, v["error"]["code"].as_u64()), (401, Some(401)));
+    let (status, _) = server.post_raw("/tokenize", &body, Some("wrong"));
+    assert_eq!(status, 401);
+    assert_eq!(
+        ureq::get(&server.url("/health")).call().unwrap().status(),
+        200
+    );
+    let (status, v) = server.post_raw("/tokenize", &body, Some("s3cret"));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["count"].as_u64().unwrap() as usize,
+        v["tokens"].as_array().unwrap().len()
+    );
+    let (status, back) = server.post_raw(
+        "/detokenize",
+        &json!({"tokens": v["tokens"]}).to_string(),
+        Some("s3cret"),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(back["prompt"], "Hong Kong");
+    let models = ureq::get(&server.url("/v1/models"))
+        .set("Authorization", "Bearer s3cret")
+        .call()
+        .unwrap()
+        .into_json::<Value>()
+        .unwrap();
+    assert_eq!(models["data"][0]["id"], "smollm2");
+    assert_eq!(models["data"][0]["max_model_len"], 8192);
+}
+
+/// Past --max-concurrent a request gets 503; a client that goes away mid-stream frees its
+/// sequence; a request larger than the KV budget is refused, while two that fit one at a
+/// time both complete.
+#[test]
+fn limits_cancellation_and_the_kv_budget() {
+    let Some(model) = smollm2(None) else { return };
+    let bpt = model
+        .decoder
+        .kv_shape()
+        .bytes_per_token(model.decoder.dtype) as u64;
+    let server = std::sync::Arc::new(Running::start(model, |c| {
+        c.limits.max_concurrent = 1;
+        c.kv_memory = Some(bpt * 300);
+    }));
+    // A stream that the client abandons after its first chunk.
+    {
+        use std::io::{BufRead, BufReader, Write};
+        let addr = server.base.trim_start_matches("http://").to_string();
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        let body = json!({"prompt": "Tell me a long story.", "max_tokens": 250, "stream": true, "ignore_eos": true}).to_string();
+        write!(
+            conn,
+            "POST /v1/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut reader = BufReader::new(conn.try_clone().unwrap());
+        let mut line = String::new();
+        while !line.starts_with("data: ") {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+        }
+        assert!(server.metric("ethos_running_sequences") >= 1.0);
+        // While it runs, a second request is over --max-concurrent.
+        let (status, v) = server.post("/v1/completions", &json!({"prompt": "a"}));
+        assert_eq!(status, 503, "{v}");
+        drop(reader);
+        conn.shutdown(std::net::Shutdown::Both).unwrap();
+    }
+    server.wait_for("the abandoned stream to leave the batch", |s| {
+        s.metric("ethos_running_sequences") == 0.0
+            && s.metric("ethos_requests_total{outcome=\"cancelled\"}") >= 1.0
+    });
+    assert!(server.metric("ethos_generation_tokens_total") < 250.0);
+    // 200 + 200 tokens do not fit in a 300-token budget alone.
+    let (status, v) = server.post(
+        "/v1/completions",
+        &json!({"prompt": "a", "max_tokens": 400}),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--kv-memory"),
+        "{v}"
+    );
+}
