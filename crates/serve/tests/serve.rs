@@ -588,3 +588,94 @@ fn limits_cancellation_and_the_kv_budget() {
         "{v}"
     );
 }
+
+/// Per-request control vectors: a steered request gives what `Session::with_control`
+/// gives, an unsteered one what the plain model gives, alone and batched together.
+#[test]
+fn steered_and_unsteered_requests_share_a_batch() {
+    let Some(model) = smollm2(Some("f32")) else { return };
+    let dir = repo().join("tests/fixtures/control");
+    let cv = dir.join("smollm2_cv.gguf");
+    let cfg = model.config();
+    let set = ethos_steer::control::ControlSet::load(&[(cv, 4.0)], None, cfg.hidden_size, cfg.num_layers)
+        .unwrap();
+    let prompt = "My favourite thing to do on a holiday is";
+    let ids = model.tokenizer().unwrap().encode_prompt(prompt).unwrap();
+    let req = GenerateRequest::new(
+        ids,
+        SamplingParams::greedy(),
+        GenerateOptions {
+            max_tokens: 16,
+            ignore_eos: true,
+            ..Default::default()
+        },
+    );
+    let plain = Session::new(&model).generate(&req, &mut |_| {}).unwrap().text;
+    let steered = Session::new(&model)
+        .with_control(Some(&set))
+        .unwrap()
+        .generate(&req, &mut |_| {})
+        .unwrap()
+        .text;
+    assert_ne!(plain, steered, "the vector should change the greedy reply");
+    let server = std::sync::Arc::new(Running::start(model, |c| c.control_vector_dir = Some(dir)));
+    let body = |steer: bool| {
+        let mut b = json!({"prompt": prompt, "max_tokens": 16, "temperature": 0, "ignore_eos": true});
+        if steer {
+            b["control_vectors"] = json!([{"name": "smollm2_cv.gguf", "scale": 4.0}]);
+        }
+        b
+    };
+    let (_, alone) = server.post("/v1/completions", &body(true));
+    assert_eq!(text_of(&alone, 0), steered);
+    // Together: several of each at once, so that they share decode steps.
+    let threads: Vec<_> = (0..6)
+        .map(|k| {
+            let s = server.clone();
+            let b = body(k % 2 == 0);
+            std::thread::spawn(move || s.post("/v1/completions", &b))
+        })
+        .collect();
+    for (k, t) in threads.into_iter().enumerate() {
+        let (status, v) = t.join().unwrap();
+        assert_eq!(status, 200, "{v}");
+        let want = if k % 2 == 0 { &steered } else { &plain };
+        assert_eq!(&text_of(&v, 0), want, "request {k}");
+    }
+    let listed = ureq::get(&server.url("/v1/control_vectors"))
+        .call()
+        .unwrap()
+        .into_json::<Value>()
+        .unwrap();
+    assert!(listed["data"].as_array().unwrap().contains(&json!("smollm2_cv.gguf")));
+    for (name, param) in [
+        ("../control/smollm2_cv.gguf", "control_vectors[0].name"),
+        ("/etc/passwd", "control_vectors[0].name"),
+        ("missing.gguf", "control_vectors[0].name"),
+    ] {
+        let mut b = body(false);
+        b["control_vectors"] = json!([{"name": name}]);
+        let (status, v) = server.post("/v1/completions", &b);
+        assert_eq!((status, v["error"]["param"].as_str()), (400, Some(param)), "{v}");
+    }
+    let mut b = body(false);
+    b["control_vectors"] = json!([{"name": "smollm2_cv.gguf", "layers": [5, 2]}]);
+    assert_eq!(server.post("/v1/completions", &b).0, 400);
+}
+
+/// Shutting down lets a running request finish.
+#[test]
+fn shutdown_drains_running_requests() {
+    let Some(model) = smollm2(None) else { return };
+    let server = Running::start(model, |_| {});
+    let url = server.url("/v1/completions");
+    let t = std::thread::spawn(move || {
+        ureq::post(&url)
+            .send_string(&json!({"prompt": "Count:", "max_tokens": 64, "ignore_eos": true}).to_string())
+            .map(|r| r.into_json::<Value>().unwrap())
+    });
+    server.wait_for("the request to start", |s| s.metric("ethos_running_sequences") >= 1.0);
+    drop(server);
+    let v = t.join().unwrap().unwrap();
+    assert_eq!(v["usage"]["completion_tokens"], 64);
+}
