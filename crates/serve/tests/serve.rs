@@ -2,128 +2,13 @@
 //! absent, required in CI): each test starts its own server on a free port and stops it at
 //! the end; every request loop is bounded.
 
-use ethos_model::{LoadOptions, Model};
-use ethos_serve::{Limits, ServeConfig, Server};
+mod common;
+
+use common::{repo, smollm2, Running};
+use ethos_serve::Limits;
 use ethos_steer::{GenerateOptions, GenerateRequest, SamplingParams, Session};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn smollm2(dtype: Option<&str>) -> Option<Model> {
-    let path = repo().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if !path.exists() {
-        if std::env::var("ETHOS_REQUIRE_REAL_MODEL").is_ok_and(|v| v == "1") {
-            panic!(
-                "{} is missing and ETHOS_REQUIRE_REAL_MODEL=1",
-                path.display()
-            );
-        }
-        eprintln!("skipped: {} is absent (make models)", path.display());
-        return None;
-    }
-    let opts = LoadOptions {
-        dtype: dtype.map(|d| ethos_model::parse_dtype(d).unwrap()),
-        ..LoadOptions::default()
-    };
-    Some(ethos_model::loader::load_gguf(&path, &opts).unwrap())
-}
-
-/// A server on a free loopback port, stopped when dropped.
-struct Running {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Running {
-    fn start(model: Model, edit: impl FnOnce(&mut ServeConfig)) -> Self {
-        let mut config = ServeConfig::new("smollm2");
-        config.port = 0;
-        edit(&mut config);
-        let server = Server::bind(model, config).unwrap();
-        let base = format!("http://{}", server.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            server
-                .run_until(async {
-                    let _ = rx.await;
-                })
-                .unwrap();
-        });
-        Self {
-            base,
-            stop: Some(tx),
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// POSTs `body`; the status and the JSON answer (errors included).
-    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.post_raw(path, &body.to_string(), None)
-    }
-
-    fn post_raw(&self, path: &str, body: &str, key: Option<&str>) -> (u16, Value) {
-        let mut req = ureq::post(&self.url(path))
-            .timeout(Duration::from_secs(120))
-            .set("Content-Type", "application/json");
-        if let Some(k) = key {
-            req = req.set("Authorization", &format!("Bearer {k}"));
-        }
-        match req.send_string(body) {
-            Ok(r) => (r.status(), r.into_json().unwrap()),
-            Err(ureq::Error::Status(code, r)) => {
-                let text = r.into_string().unwrap();
-                (
-                    code,
-                    serde_json::from_str(&text).unwrap_or(Value::String(text)),
-                )
-            }
-            Err(e) => panic!("{path}: {e}"),
-        }
-    }
-
-    fn metric(&self, name: &str) -> f64 {
-        let text = ureq::get(&self.url("/metrics"))
-            .call()
-            .unwrap()
-            .into_string()
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or(0.0)
-    }
-
-    /// Waits (bounded) until `cond` holds on the server's metrics.
-    fn wait_for(&self, what: &str, cond: impl Fn(&Self) -> bool) {
-        let start = Instant::now();
-        while !cond(self) {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "timed out waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+use std::time::Duration;
 
 fn text_of(v: &Value, i: usize) -> String {
     v["choices"][i]["text"].as_str().unwrap().to_string()
@@ -593,12 +478,15 @@ fn limits_cancellation_and_the_kv_budget() {
 /// gives, an unsteered one what the plain model gives, alone and batched together.
 #[test]
 fn steered_and_unsteered_requests_share_a_batch() {
-    let Some(model) = smollm2(Some("f32")) else { return };
+    let Some(model) = smollm2(Some("f32")) else {
+        return;
+    };
     let dir = repo().join("tests/fixtures/control");
     let cv = dir.join("smollm2_cv.gguf");
     let cfg = model.config();
-    let set = ethos_steer::control::ControlSet::load(&[(cv, 4.0)], None, cfg.hidden_size, cfg.num_layers)
-        .unwrap();
+    let set =
+        ethos_steer::control::ControlSet::load(&[(cv, 4.0)], None, cfg.hidden_size, cfg.num_layers)
+            .unwrap();
     let prompt = "My favourite thing to do on a holiday is";
     let ids = model.tokenizer().unwrap().encode_prompt(prompt).unwrap();
     let req = GenerateRequest::new(
@@ -610,7 +498,10 @@ fn steered_and_unsteered_requests_share_a_batch() {
             ..Default::default()
         },
     );
-    let plain = Session::new(&model).generate(&req, &mut |_| {}).unwrap().text;
+    let plain = Session::new(&model)
+        .generate(&req, &mut |_| {})
+        .unwrap()
+        .text;
     let steered = Session::new(&model)
         .with_control(Some(&set))
         .unwrap()
@@ -620,7 +511,8 @@ fn steered_and_unsteered_requests_share_a_batch() {
     assert_ne!(plain, steered, "the vector should change the greedy reply");
     let server = std::sync::Arc::new(Running::start(model, |c| c.control_vector_dir = Some(dir)));
     let body = |steer: bool| {
-        let mut b = json!({"prompt": prompt, "max_tokens": 16, "temperature": 0, "ignore_eos": true});
+        let mut b =
+            json!({"prompt": prompt, "max_tokens": 16, "temperature": 0, "ignore_eos": true});
         if steer {
             b["control_vectors"] = json!([{"name": "smollm2_cv.gguf", "scale": 4.0}]);
         }
@@ -647,7 +539,10 @@ fn steered_and_unsteered_requests_share_a_batch() {
         .unwrap()
         .into_json::<Value>()
         .unwrap();
-    assert!(listed["data"].as_array().unwrap().contains(&json!("smollm2_cv.gguf")));
+    assert!(listed["data"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("smollm2_cv.gguf")));
     for (name, param) in [
         ("../control/smollm2_cv.gguf", "control_vectors[0].name"),
         ("/etc/passwd", "control_vectors[0].name"),
@@ -656,7 +551,11 @@ fn steered_and_unsteered_requests_share_a_batch() {
         let mut b = body(false);
         b["control_vectors"] = json!([{"name": name}]);
         let (status, v) = server.post("/v1/completions", &b);
-        assert_eq!((status, v["error"]["param"].as_str()), (400, Some(param)), "{v}");
+        assert_eq!(
+            (status, v["error"]["param"].as_str()),
+            (400, Some(param)),
+            "{v}"
+        );
     }
     let mut b = body(false);
     b["control_vectors"] = json!([{"name": "smollm2_cv.gguf", "layers": [5, 2]}]);
@@ -671,10 +570,14 @@ fn shutdown_drains_running_requests() {
     let url = server.url("/v1/completions");
     let t = std::thread::spawn(move || {
         ureq::post(&url)
-            .send_string(&json!({"prompt": "Count:", "max_tokens": 64, "ignore_eos": true}).to_string())
+            .send_string(
+                &json!({"prompt": "Count:", "max_tokens": 64, "ignore_eos": true}).to_string(),
+            )
             .map(|r| r.into_json::<Value>().unwrap())
     });
-    server.wait_for("the request to start", |s| s.metric("ethos_running_sequences") >= 1.0);
+    server.wait_for("the request to start", |s| {
+        s.metric("ethos_running_sequences") >= 1.0
+    });
     drop(server);
     let v = t.join().unwrap().unwrap();
     assert_eq!(v["usage"]["completion_tokens"], 64);
