@@ -35,6 +35,7 @@ pub const COMPLETION_FIELDS: &[&str] = &[
     "user",
     "stream_options",
     "control_vectors",
+    "steering_report",
 ];
 
 pub const CHAT_FIELDS: &[&str] = &[
@@ -49,6 +50,7 @@ pub const CHAT_FIELDS: &[&str] = &[
     "user",
     "stream_options",
     "control_vectors",
+    "steering_report",
 ];
 
 /// A JSON object body whose every key is in `known` (an unknown one is refused by name).

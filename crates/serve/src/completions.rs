@@ -45,6 +45,8 @@ struct Prepared {
     echo: bool,
     stream: bool,
     control: Option<Arc<ControlSet>>,
+    /// Return the unsteered log-probs of the same tokens beside the steered ones.
+    steering_report: bool,
     permit: OwnedSemaphorePermit,
 }
 
@@ -138,6 +140,7 @@ async fn prepare_completion(
         prompt_logprobs: req.prompt_logprobs,
         echo,
         stream: req.stream.unwrap_or(false),
+        steering_report: steering_report(&v, &control)?,
         control,
         permit,
     };
@@ -213,11 +216,34 @@ async fn prepare_chat(
         prompt_logprobs: None,
         echo: false,
         stream: req.stream.unwrap_or(false),
+        steering_report: steering_report(&v, &control)?,
         control,
         permit,
     };
     check_sizes(state, &p, "max_tokens")?;
     Ok(p)
+}
+
+/// `steering_report: true` needs control vectors to report on, and a whole response.
+fn steering_report(v: &Value, control: &Option<Arc<ControlSet>>) -> Result<bool, ApiError> {
+    let on = match v.get("steering_report") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::field("steering_report", "must be true or false")),
+    };
+    if on && control.is_none() {
+        return Err(ApiError::field(
+            "steering_report",
+            "needs control_vectors: it reports steered against unsteered log-probs",
+        ));
+    }
+    if on && v.get("stream").and_then(Value::as_bool) == Some(true) {
+        return Err(ApiError::field(
+            "steering_report",
+            "is returned with whole responses only, not with stream",
+        ));
+    }
+    Ok(on)
 }
 
 /// Prompt lengths and `max_tokens` within the limits and the context.
@@ -274,12 +300,14 @@ fn submit(state: &AppState, p: &Prepared) -> Result<Vec<mpsc::UnboundedReceiver<
     let echo_logprobs = if p.echo { p.logprobs } else { None };
     for (ids, _) in &p.prompts {
         let (tx, rx) = mpsc::unbounded_channel();
+        // The report needs the steered log-prob of every token.
+        let report = p.steering_report.then_some(0);
         let job = Job {
             prompt: ids.clone(),
             choices: p.choices.clone(),
             limits: p.limits.clone(),
-            logprobs: p.logprobs,
-            prompt_logprobs: p.prompt_logprobs.max(echo_logprobs),
+            logprobs: p.logprobs.or(report),
+            prompt_logprobs: p.prompt_logprobs.max(echo_logprobs).max(report),
             control: p.control.clone(),
             events: tx,
             submitted: std::time::Instant::now(),
@@ -318,7 +346,16 @@ async fn run(state: AppState, p: Prepared, mut guard: OutcomeGuard) -> Response 
         return stream_response(state, p, receivers, guard);
     }
     let timeout = state.config.limits.timeout;
-    let collected = tokio::time::timeout(timeout, collect(&p, receivers)).await;
+    let work = async {
+        let outs = collect(&p, receivers).await?;
+        let reports = if p.steering_report {
+            Some(unsteered(&state, &p, &outs).await?)
+        } else {
+            None
+        };
+        Ok((outs, reports))
+    };
+    let collected = tokio::time::timeout(timeout, work).await;
     let result = match collected {
         Err(_) => Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
@@ -330,13 +367,13 @@ async fn run(state: AppState, p: Prepared, mut guard: OutcomeGuard) -> Response 
         Ok(r) => r,
     };
     match result {
-        Ok(outs) => {
+        Ok((outs, reports)) => {
             guard.set("success");
             let tok = match state.model.tokenizer() {
                 Ok(t) => t,
                 Err(e) => return ApiError::from(e).into_response(),
             };
-            Json(whole_response(&state, &p, tok, outs)).into_response()
+            Json(whole_response(&state, &p, tok, outs, reports)).into_response()
         }
         Err(e) => {
             guard.set(e.outcome());
@@ -346,6 +383,79 @@ async fn run(state: AppState, p: Prepared, mut guard: OutcomeGuard) -> Response 
 }
 
 type PromptOut = (Option<Vec<Option<TokenLogprob>>>, Vec<ChoiceOut>);
+
+/// For each prompt and choice, the unsteered log-prob of every token of prompt + choice
+/// (`None` for the first): one more pass of the same tokens without the control vectors.
+type Reports = Vec<Vec<Vec<Option<TokenLogprob>>>>;
+
+async fn unsteered(
+    state: &AppState,
+    p: &Prepared,
+    outs: &[PromptOut],
+) -> Result<Reports, ApiError> {
+    let mut receivers = Vec::new();
+    for ((ids, _), (_, choices)) in p.prompts.iter().zip(outs) {
+        for c in choices {
+            let mut seq = ids.clone();
+            seq.extend(c.tokens.iter().map(|(id, _)| *id));
+            let (tx, rx) = mpsc::unbounded_channel();
+            let job = Job {
+                prompt: seq,
+                choices: vec![SamplingParams::greedy()],
+                limits: GenerateOptions::default(),
+                logprobs: None,
+                prompt_logprobs: Some(0),
+                control: None,
+                events: tx,
+                submitted: std::time::Instant::now(),
+            };
+            state.engine.submit(job).map_err(|_| {
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "the queue is full (--max-queue); retry later",
+                )
+            })?;
+            receivers.push(rx);
+        }
+    }
+    let mut flat = Vec::new();
+    for mut rx in receivers {
+        let mut got = None;
+        while let Some(e) = rx.recv().await {
+            match e {
+                Event::Prompt(lp) => got = Some(lp),
+                Event::Failed(m) => return Err(ApiError::bad_request(m)),
+                _ => {}
+            }
+        }
+        flat.push(got.ok_or_else(|| internal("the engine stopped"))?);
+    }
+    let mut flat = flat.into_iter();
+    Ok(outs
+        .iter()
+        .map(|(_, choices)| choices.iter().filter_map(|_| flat.next()).collect())
+        .collect())
+}
+
+/// The steering report of one choice: the steered and unsteered log-probs of its tokens
+/// (and of the prompt's, where they were asked for).
+fn report_json(
+    tok: &Tokenizer,
+    prompt: &[u32],
+    prompt_lp: Option<&Vec<Option<TokenLogprob>>>,
+    c: &ChoiceOut,
+    unsteered: &[Option<TokenLogprob>],
+) -> Value {
+    let lp = |e: Option<&TokenLogprob>| e.map_or(Value::Null, |l| json!(l.logprob));
+    let n = prompt.len();
+    json!({
+        "tokens": c.tokens.iter().map(|(id, _)| token_text(tok, *id)).collect::<Vec<_>>(),
+        "steered_logprobs": c.tokens.iter().map(|(_, l)| lp(l.as_ref())).collect::<Vec<_>>(),
+        "unsteered_logprobs": unsteered.iter().skip(n).map(|l| lp(l.as_ref())).collect::<Vec<_>>(),
+        "prompt_steered_logprobs": prompt_lp.map(|v| v.iter().map(|l| lp(l.as_ref())).collect::<Vec<_>>()),
+        "prompt_unsteered_logprobs": unsteered.iter().take(n).map(|l| lp(l.as_ref())).collect::<Vec<_>>(),
+    })
+}
 
 async fn collect(
     p: &Prepared,
@@ -500,13 +610,22 @@ fn usage(p: &Prepared, outs: &[PromptOut]) -> Value {
     json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
 }
 
-fn whole_response(state: &AppState, p: &Prepared, tok: &Tokenizer, outs: Vec<PromptOut>) -> Value {
+fn whole_response(
+    state: &AppState,
+    p: &Prepared,
+    tok: &Tokenizer,
+    outs: Vec<PromptOut>,
+    reports: Option<Reports>,
+) -> Value {
     let model = &state.config.served_model_name;
     let usage = usage(p, &outs);
     let mut choices = Vec::new();
     for (i, ((prompt_lp, chs), (ids, prompt_text))) in outs.iter().zip(&p.prompts).enumerate() {
         for (j, c) in chs.iter().enumerate() {
             let index = i * p.choices.len() + j;
+            let report = reports
+                .as_ref()
+                .map(|r| report_json(tok, ids, prompt_lp.as_ref(), c, &r[i][j]));
             match p.endpoint {
                 Endpoint::Completions => {
                     let mut text = String::new();
@@ -528,14 +647,18 @@ fn whole_response(state: &AppState, p: &Prepared, tok: &Tokenizer, outs: Vec<Pro
                         (Some(_), Some(lp)) => vllm_prompt_logprobs(tok, lp),
                         _ => Value::Null,
                     };
-                    choices.push(json!({
+                    let mut choice = json!({
                         "index": index,
                         "text": text,
                         "logprobs": logprobs,
                         "finish_reason": finish_reason(c.finish),
                         "stop_reason": null,
                         "prompt_logprobs": prompt_logprobs,
-                    }));
+                    });
+                    if let Some(r) = report {
+                        choice["steering_report"] = r;
+                    }
+                    choices.push(choice);
                 }
                 Endpoint::Chat => {
                     let logprobs = match p.logprobs {
@@ -544,12 +667,16 @@ fn whole_response(state: &AppState, p: &Prepared, tok: &Tokenizer, outs: Vec<Pro
                         }
                         None => Value::Null,
                     };
-                    choices.push(json!({
+                    let mut choice = json!({
                         "index": index,
                         "message": {"role": "assistant", "content": c.text},
                         "logprobs": logprobs,
                         "finish_reason": finish_reason(c.finish),
-                    }));
+                    });
+                    if let Some(r) = report {
+                        choice["steering_report"] = r;
+                    }
+                    choices.push(choice);
                 }
             }
         }

@@ -502,12 +502,26 @@ fn steered_and_unsteered_requests_share_a_batch() {
         .generate(&req, &mut |_| {})
         .unwrap()
         .text;
-    let steered = Session::new(&model)
+    let steered_gen = Session::new(&model)
         .with_control(Some(&set))
         .unwrap()
         .generate(&req, &mut |_| {})
+        .unwrap();
+    let steered = steered_gen.text.clone();
+    // The report's references: the steered tokens scored with and without the vector.
+    let mut seq = req.prompt.clone();
+    seq.extend(&steered_gen.token_ids);
+    let want_unsteered = Session::new(&model)
+        .score_text(&seq)
         .unwrap()
-        .text;
+        .token_logprobs;
+    let want_steered = Session::new(&model)
+        .with_control(Some(&set))
+        .unwrap()
+        .score_text(&seq)
+        .unwrap()
+        .token_logprobs;
+    let n_prompt = req.prompt.len();
     assert_ne!(plain, steered, "the vector should change the greedy reply");
     let server = std::sync::Arc::new(Running::start(model, |c| c.control_vector_dir = Some(dir)));
     let body = |steer: bool| {
@@ -520,6 +534,44 @@ fn steered_and_unsteered_requests_share_a_batch() {
     };
     let (_, alone) = server.post("/v1/completions", &body(true));
     assert_eq!(text_of(&alone, 0), steered);
+    // steering_report: the unsteered log-probs of the same tokens, from the same request.
+    let mut b = body(true);
+    b["steering_report"] = json!(true);
+    let (status, v) = server.post("/v1/completions", &b);
+    assert_eq!(status, 200, "{v}");
+    let r = &v["choices"][0]["steering_report"];
+    let nums = |x: &Value| -> Vec<f64> {
+        x.as_array()
+            .unwrap()
+            .iter()
+            .map(|y| y.as_f64().unwrap())
+            .collect()
+    };
+    let close = |got: Vec<f64>, want: &[f32]| {
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - *w as f64).abs() < 1e-4, "{g} vs {w}");
+        }
+    };
+    close(nums(&r["steered_logprobs"]), &want_steered[n_prompt - 1..]);
+    close(
+        nums(&r["unsteered_logprobs"]),
+        &want_unsteered[n_prompt - 1..],
+    );
+    let prompt_unsteered = r["prompt_unsteered_logprobs"].as_array().unwrap();
+    assert!(prompt_unsteered[0].is_null());
+    close(
+        nums(&json!(prompt_unsteered[1..])),
+        &want_unsteered[..n_prompt - 1],
+    );
+    assert_ne!(r["steered_logprobs"], r["unsteered_logprobs"]);
+    let mut b = body(false);
+    b["steering_report"] = json!(true);
+    let (status, v) = server.post("/v1/completions", &b);
+    assert_eq!(
+        (status, v["error"]["param"].as_str()),
+        (400, Some("steering_report"))
+    );
     // Together: several of each at once, so that they share decode steps.
     let threads: Vec<_> = (0..6)
         .map(|k| {
