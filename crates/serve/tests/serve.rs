@@ -626,6 +626,7 @@ fn shutdown_drains_running_requests() {
                 &json!({"prompt": "Count:", "max_tokens": 64, "ignore_eos": true}).to_string(),
             )
             .map(|r| r.into_json::<Value>().unwrap())
+            .map_err(|e| e.to_string())
     });
     server.wait_for("the request to start", |s| {
         s.metric("ethos_running_sequences") >= 1.0
