@@ -222,6 +222,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(guarded)
         .route("/health", get(|| async { StatusCode::OK }))
+        // The page holds no data: what it shows comes from the routes above, with the key.
+        .route(
+            "/",
+            get(|| async { axum::response::Html(include_str!("page.html")) }),
+        )
         .fallback(|| async { ApiError::not_found("no such route").into_response() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
