@@ -406,3 +406,55 @@ fn steer_palette_with_an_unknown_reward_or_a_bad_target() {
         "{e}"
     );
 }
+
+/// `ethos serve` loads models with the loader of every command: hostile files fail at load
+/// with the same one-line errors, and a model without a tokenizer, a port in use and bad
+/// limits are refused before serving.
+#[test]
+fn serve_refuses_bad_models_and_flags() {
+    let dir = copy_folder("llama");
+    let p = dir.path().join("model-f32.gguf");
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    let e = fails(&["serve", "--model", s(&p), "--port", "0"]);
+    assert!(
+        e.contains("model-f32.gguf") && e.contains("truncated"),
+        "{e}"
+    );
+    let e = fails(&["serve", "--model", s(&tiny("llama")), "--port", "0"]);
+    assert!(e.contains("no tokenizer"), "{e}");
+    let e = fails(&["serve", "--model", s(&tiny("llama")), "--kv-memory", "lots"]);
+    assert!(e.contains("--kv-memory \"lots\""), "{e}");
+    let e = fails(&[
+        "serve",
+        "--model",
+        s(&tiny("llama")),
+        "--request-timeout",
+        "0",
+    ]);
+    assert!(e.contains("--request-timeout 0"), "{e}");
+    let e = fails(&[
+        "serve",
+        "--model",
+        s(&tiny("llama_classifier")),
+        "--control-vector-dir",
+        "/nonexistent",
+    ]);
+    assert!(
+        e.contains("--control-vector-dir /nonexistent: not a folder"),
+        "{e}"
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let e = fails(&[
+        "serve",
+        "--model",
+        s(&tiny("llama_classifier")),
+        "--port",
+        &port,
+    ]);
+    assert!(
+        e.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{e}"
+    );
+}

@@ -635,3 +635,35 @@ fn shutdown_drains_running_requests() {
     let v = t.join().unwrap().unwrap();
     assert_eq!(v["usage"]["completion_tokens"], 64);
 }
+
+/// A chat template from a hostile model file stops at its budget: the request gets a 400
+/// naming the template, quickly, and the server goes on serving.
+#[test]
+fn a_hostile_chat_template_is_a_400_not_a_hang() {
+    let Some(mut model) = smollm2(None) else {
+        return;
+    };
+    model.chat_template = Some(ethos_model::chat::ChatTemplate::new(
+        "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}".into(),
+        String::new(),
+        String::new(),
+    ));
+    let server = Running::start(model, |_| {});
+    let start = std::time::Instant::now();
+    let (status, v) = server.post(
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["param"], "messages");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("chat template"),
+        "{v}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(15));
+    let (status, _) = server.post("/v1/completions", &json!({"prompt": "ok", "max_tokens": 1}));
+    assert_eq!(status, 200);
+}
