@@ -4,6 +4,7 @@
 
 use crate::error::ApiError;
 use crate::Limits;
+use ethos_model::chat::Message;
 use ethos_steer::SamplingParams;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -181,6 +182,130 @@ pub struct TokenizeRequest {
 pub struct DetokenizeRequest {
     pub model: Option<String>,
     pub tokens: Vec<u32>,
+}
+
+/// A completions body checked without the model: every field's type and range, token ids
+/// inside a vocabulary of `vocab`.
+pub struct CheckedCompletion {
+    pub body: serde_json::Value,
+    pub req: CompletionRequest,
+    pub sampling: SamplingFields,
+    pub prompts: Vec<PromptInput>,
+    pub choices: Vec<SamplingParams>,
+    pub stop: Vec<String>,
+}
+
+pub fn check_completion(
+    body: &[u8],
+    limits: &Limits,
+    vocab: usize,
+) -> Result<CheckedCompletion, ApiError> {
+    let v = parse_object(body, &[COMPLETION_FIELDS, SAMPLING_FIELDS])?;
+    let req: CompletionRequest = read(&v)?;
+    let sampling: SamplingFields = read(&v)?;
+    check_logprobs(limits, "logprobs", req.logprobs)?;
+    check_logprobs(limits, "prompt_logprobs", req.prompt_logprobs)?;
+    let prompts = prompts(&req.prompt, limits)?;
+    for p in &prompts {
+        if let PromptInput::Ids(ids) = p {
+            if let Some(t) = ids.iter().find(|&&t| t as usize >= vocab) {
+                return Err(ApiError::field(
+                    "prompt",
+                    format!("token id {t} is outside the vocabulary ({vocab})"),
+                ));
+            }
+        }
+    }
+    let (choices, stop) = sampling.params(vocab, limits)?;
+    control_refs(&v)?;
+    Ok(CheckedCompletion {
+        body: v,
+        req,
+        sampling,
+        prompts,
+        choices,
+        stop,
+    })
+}
+
+/// A chat body checked without the model; `top` is the top log-probs per token when
+/// `logprobs` is on.
+pub struct CheckedChat {
+    pub body: serde_json::Value,
+    pub req: ChatRequest,
+    pub sampling: SamplingFields,
+    pub messages: Vec<Message>,
+    pub top: Option<usize>,
+    pub choices: Vec<SamplingParams>,
+    pub stop: Vec<String>,
+}
+
+pub fn check_chat(body: &[u8], limits: &Limits, vocab: usize) -> Result<CheckedChat, ApiError> {
+    let v = parse_object(body, &[CHAT_FIELDS, SAMPLING_FIELDS])?;
+    let req: ChatRequest = read(&v)?;
+    let sampling: SamplingFields = read(&v)?;
+    if req.messages.is_empty() {
+        return Err(ApiError::field("messages", "is empty"));
+    }
+    let top = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
+        (true, n) => Some(n.unwrap_or(0)),
+        (false, Some(_)) => {
+            return Err(ApiError::field("top_logprobs", "needs \"logprobs\": true"))
+        }
+        (false, None) => None,
+    };
+    check_logprobs(limits, "top_logprobs", top)?;
+    let messages = req
+        .messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Ok(Message::new(&m.role, &message_text(m, i)?)))
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let (choices, stop) = sampling.params(vocab, limits)?;
+    control_refs(&v)?;
+    Ok(CheckedChat {
+        body: v,
+        req,
+        sampling,
+        messages,
+        top,
+        choices,
+        stop,
+    })
+}
+
+fn check_logprobs(limits: &Limits, param: &str, n: Option<usize>) -> Result<(), ApiError> {
+    let max = limits.max_logprobs;
+    match n {
+        Some(n) if n > max => Err(ApiError::field(
+            param,
+            format!("{n} is more than the limit of {max} (--max-logprobs)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The `control_vectors` entries of a body (empty when absent).
+pub fn control_refs(v: &serde_json::Value) -> Result<Vec<ControlRef>, ApiError> {
+    match v.get("control_vectors") {
+        None | Some(serde_json::Value::Null) => Ok(vec![]),
+        Some(list) => read(list).map_err(|e| {
+            let msg = e.message.trim_start_matches("request body: ").to_string();
+            match e.param {
+                Some(p) => ApiError::field(&format!("control_vectors{}", index_path(&p)), msg),
+                None => ApiError::field("control_vectors", msg),
+            }
+        }),
+    }
+}
+
+/// `[0].scale` for the path `[0].scale` or `0.scale` of an element inside a list.
+fn index_path(p: &str) -> String {
+    if p.starts_with('[') {
+        p.to_string()
+    } else {
+        format!(".{p}")
+    }
 }
 
 /// A prompt as the request gave it: text to tokenize, or token ids.

@@ -4,7 +4,7 @@
 //! `token_logprobs`, `top_logprobs`, `text_offset`) that lm-evaluation-harness reads, vLLM's
 //! `prompt_logprobs`, and the chat shape (`content[].top_logprobs`).
 
-use crate::api::{self, ChatRequest, CompletionRequest, PromptInput, SamplingFields};
+use crate::api::{self, PromptInput};
 use crate::engine::{Event, Job, TokenLogprob};
 use crate::error::ApiError;
 use crate::routes::{body, unix_now, AppState, OutcomeGuard};
@@ -15,7 +15,6 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ethos_model::chat::Message;
 use ethos_model::tokenizer::Tokenizer;
 use ethos_steer::control::ControlSet;
 use ethos_steer::{FinishReason, GenerateOptions, SamplingParams};
@@ -75,30 +74,22 @@ pub async fn chat(State(state): State<AppState>, b: Result<Bytes, BytesRejection
     }
 }
 
-fn check_logprobs(state: &AppState, param: &str, n: Option<usize>) -> Result<(), ApiError> {
-    let max = state.config.limits.max_logprobs;
-    match n {
-        Some(n) if n > max => Err(ApiError::field(
-            param,
-            format!("{n} is more than the limit of {max} (--max-logprobs)"),
-        )),
-        _ => Ok(()),
-    }
-}
-
 async fn prepare_completion(
     state: &AppState,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Prepared, ApiError> {
     let permit = state.slot()?;
     let b = body(state, b)?;
-    let v = api::parse_object(&b, &[api::COMPLETION_FIELDS, api::SAMPLING_FIELDS])?;
-    let req: CompletionRequest = api::read(&v)?;
-    let sampling: SamplingFields = api::read(&v)?;
+    let vocab = state.model.config().vocab_size;
+    let api::CheckedCompletion {
+        body: v,
+        req,
+        sampling,
+        prompts: inputs,
+        choices,
+        stop,
+    } = api::check_completion(&b, &state.config.limits, vocab)?;
     state.check_model(req.model.as_deref())?;
-    check_logprobs(state, "logprobs", req.logprobs)?;
-    check_logprobs(state, "prompt_logprobs", req.prompt_logprobs)?;
-    let inputs = api::prompts(&req.prompt, &state.config.limits)?;
     let model = state.model.clone();
     let prompts =
         tokio::task::spawn_blocking(move || -> Result<Vec<(Vec<u32>, String)>, ApiError> {
@@ -108,13 +99,6 @@ async fn prepare_completion(
                 .map(|p| match p {
                     PromptInput::Text(t) => Ok((tok.encode_prompt(&t)?, t)),
                     PromptInput::Ids(ids) => {
-                        let vocab = model.config().vocab_size;
-                        if let Some(t) = ids.iter().find(|&&t| t as usize >= vocab) {
-                            return Err(ApiError::field(
-                                "prompt",
-                                format!("token id {t} is outside the vocabulary ({vocab})"),
-                            ));
-                        }
                         let text = tok.decode(&ids)?;
                         Ok((ids, text))
                     }
@@ -123,7 +107,6 @@ async fn prepare_completion(
         })
         .await
         .map_err(|_| internal("the tokenizer failed"))??;
-    let (choices, stop) = sampling.params(state.model.config().vocab_size, &state.config.limits)?;
     let max_tokens = req.max_tokens.unwrap_or(16);
     let echo = req.echo.unwrap_or(false);
     let control = state.control(&v)?;
@@ -154,27 +137,16 @@ async fn prepare_chat(
 ) -> Result<Prepared, ApiError> {
     let permit = state.slot()?;
     let b = body(state, b)?;
-    let v = api::parse_object(&b, &[api::CHAT_FIELDS, api::SAMPLING_FIELDS])?;
-    let req: ChatRequest = api::read(&v)?;
-    let sampling: SamplingFields = api::read(&v)?;
+    let api::CheckedChat {
+        body: v,
+        req,
+        sampling,
+        messages,
+        top,
+        choices,
+        stop,
+    } = api::check_chat(&b, &state.config.limits, state.model.config().vocab_size)?;
     state.check_model(req.model.as_deref())?;
-    if req.messages.is_empty() {
-        return Err(ApiError::field("messages", "is empty"));
-    }
-    let top = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
-        (true, n) => Some(n.unwrap_or(0)),
-        (false, Some(_)) => {
-            return Err(ApiError::field("top_logprobs", "needs \"logprobs\": true"))
-        }
-        (false, None) => None,
-    };
-    check_logprobs(state, "top_logprobs", top)?;
-    let messages = req
-        .messages
-        .iter()
-        .enumerate()
-        .map(|(i, m)| Ok(Message::new(&m.role, &api::message_text(m, i)?)))
-        .collect::<Result<Vec<_>, ApiError>>()?;
     let model = state.model.clone();
     let add_generation_prompt = req.add_generation_prompt.unwrap_or(true);
     let prompt = tokio::task::spawn_blocking(move || -> Result<(Vec<u32>, String), ApiError> {
@@ -191,7 +163,6 @@ async fn prepare_chat(
     })
     .await
     .map_err(|_| internal("the chat template failed"))??;
-    let (choices, stop) = sampling.params(state.model.config().vocab_size, &state.config.limits)?;
     let max_tokens = req
         .max_completion_tokens
         .or(req.max_tokens)

@@ -83,15 +83,7 @@ impl AppState {
 
     /// The control vectors a request names, loaded from `--control-vector-dir`.
     pub fn control(&self, v: &serde_json::Value) -> Result<Option<Arc<ControlSet>>, ApiError> {
-        let Some(list) = v.get("control_vectors") else {
-            return Ok(None);
-        };
-        let refs: Vec<api::ControlRef> = api::read(list).map_err(|e| {
-            ApiError::field(
-                "control_vectors",
-                e.message.trim_start_matches("request body: "),
-            )
-        })?;
+        let refs = api::control_refs(v)?;
         if refs.is_empty() {
             return Ok(None);
         }

@@ -178,7 +178,9 @@ fn a_seeded_request_is_the_same_alone_and_among_fifteen_others() {
     {
         assert!((got.as_f64().unwrap() - want.as_f64().unwrap()).abs() < 1e-4);
     }
-    assert_eq!(server.metric("ethos_running_sequences"), 0.0);
+    server.wait_for("the batch to drain", |s| {
+        s.metric("ethos_running_sequences") == 0.0
+    });
 }
 
 /// A streamed chat gives, chunk by chunk, the reply the whole response gives.
@@ -447,7 +449,9 @@ fn limits_cancellation_and_the_kv_budget() {
             line.clear();
             reader.read_line(&mut line).unwrap();
         }
-        assert!(server.metric("ethos_running_sequences") >= 1.0);
+        server.wait_for("the stream to join the batch", |s| {
+            s.metric("ethos_running_sequences") >= 1.0
+        });
         // While it runs, a second request is over --max-concurrent.
         let (status, v) = server.post("/v1/completions", &json!({"prompt": "a"}));
         assert_eq!(status, 503, "{v}");
