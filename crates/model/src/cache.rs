@@ -286,48 +286,56 @@ impl KvCache {
     }
 }
 
-/// A cache of rows drawn from several caches (`picks`: a cache and one of its rows), in
-/// order: each row's real keys (those with a position) moved to the front of its slots, the
-/// rest padding, with room for `extra` more tokens after the longest. The continuous
-/// batcher joins a new sequence to the running ones, and drops finished ones, with it;
-/// moving keys to the front keeps the shared length at the longest row's instead of
-/// growing with every join.
-pub fn gather_rows(picks: &[(&KvCache, usize)], extra: usize) -> Result<KvCache> {
-    let Some(&(first, _)) = picks.first() else {
-        return Err(Error::Msg("gather_rows: no rows".into()));
+/// A cache of rows drawn from several caches (`picks`: an index into `sources` and one of
+/// its rows), in order: each row's real keys (those with a position) moved to the front of
+/// its slots, the rest padding, with room for `extra` more tokens after the longest. The
+/// continuous batcher joins a new sequence to the running ones, and drops finished ones,
+/// with it; moving keys to the front keeps the shared length at the longest row's instead of
+/// growing with every join. The sources are consumed layer by layer, each freed once
+/// copied, so that a join holds one layer more than the result, not two whole caches.
+pub fn gather_rows(
+    mut sources: Vec<KvCache>,
+    picks: &[(usize, usize)],
+    extra: usize,
+) -> Result<KvCache> {
+    let Some(first) = sources.first() else {
+        return Err(Error::Msg("gather_rows: no caches".into()));
     };
+    let (shape, dtype, device) = (first.shape, first.dtype, first.device.clone());
     for &(c, r) in picks {
-        if r >= c.batch() || c.shape.latent != first.shape.latent || c.dtype != first.dtype {
+        let ok = sources.get(c).is_some_and(|src| {
+            r < src.batch() && src.shape.latent == shape.latent && src.dtype == dtype
+        });
+        if !ok {
             return Err(Error::Msg(format!(
-                "gather_rows: row {r} of a {}-row cache of another shape",
-                c.batch()
+                "gather_rows: row {r} of cache {c} is not a row of a cache of this shape"
             )));
         }
     }
     let real: Vec<Vec<u32>> = picks
         .iter()
         .map(|&(c, r)| {
-            (0..c.len as u32)
-                .filter(|&s| c.key_positions[r][s as usize] >= 0)
+            let src = &sources[c];
+            (0..src.len as u32)
+                .filter(|&s| src.key_positions[r][s as usize] >= 0)
                 .collect()
         })
         .collect();
     let len = real.iter().map(Vec::len).max().unwrap_or(0);
     let capacity = len + extra;
-    let device = &first.device;
-    let gather = |layer: usize, values: bool| -> Result<Tensor> {
+    let (h, d) = (shape.kv_heads, shape.head_dim);
+    let gather = |layers: &[Option<LayerKv>], values: bool, layer: usize| -> Result<Tensor> {
         let mut rows = Vec::with_capacity(picks.len());
         for (&(c, r), slots) in picks.iter().zip(&real) {
-            let (h, d) = (c.shape.kv_heads, c.shape.head_dim);
-            let dst = Tensor::zeros((1, h, capacity, d), c.dtype, device)?;
-            let src = match &c.layers[layer] {
+            let dst = Tensor::zeros((1, h, capacity, d), dtype, &device)?;
+            let src = match &layers[c] {
                 Some(l) if values => l.v.as_ref(),
                 Some(l) => Some(&l.k),
                 None => None,
             };
             match src {
                 Some(src) if !slots.is_empty() => {
-                    let index = Tensor::from_slice(slots, slots.len(), device)?;
+                    let index = Tensor::from_slice(slots, slots.len(), &device)?;
                     let part = src.narrow(0, r, 1)?.contiguous()?.index_select(&index, 2)?;
                     dst.slice_set(&part, 2, 0)?;
                 }
@@ -342,24 +350,29 @@ pub fn gather_rows(picks: &[(&KvCache, usize)], extra: usize) -> Result<KvCache>
         }
         Ok(Tensor::cat(&rows, 0)?)
     };
-    let layers = (0..first.shape.layers)
-        .map(|layer| {
-            let k = gather(layer, false)?;
-            let v = if first.shape.latent {
-                None
-            } else {
-                Some(gather(layer, true)?)
-            };
-            Ok(Some(LayerKv { k, v }))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut layers = Vec::with_capacity(shape.layers);
+    for layer in 0..shape.layers {
+        // This layer of every source, taken out so that it is freed once copied.
+        let taken: Vec<Option<LayerKv>> = sources
+            .iter_mut()
+            .map(|src| src.layers.get_mut(layer).and_then(Option::take))
+            .collect();
+        let k = gather(&taken, false, layer)?;
+        let v = if shape.latent {
+            None
+        } else {
+            Some(gather(&taken, true, layer)?)
+        };
+        layers.push(Some(LayerKv { k, v }));
+    }
     let key_positions = picks
         .iter()
         .zip(&real)
         .map(|(&(c, r), slots)| {
+            let src = &sources[c];
             let mut p: Vec<i32> = slots
                 .iter()
-                .map(|&s| c.key_positions[r][s as usize])
+                .map(|&s| src.key_positions[r][s as usize])
                 .collect();
             p.resize(len, -1);
             p.reserve(extra);
@@ -368,9 +381,9 @@ pub fn gather_rows(picks: &[(&KvCache, usize)], extra: usize) -> Result<KvCache>
         .collect();
     Ok(KvCache {
         layers,
-        shape: first.shape,
-        dtype: first.dtype,
-        device: device.clone(),
+        shape,
+        dtype,
+        device,
         key_positions,
         len,
         capacity,
@@ -622,7 +635,9 @@ mod tests {
         // Row 1 of `a` has a padding slot in the middle; `b` is one row of two tokens.
         let a = cache(vec![vec![0, 1, 2, 3], vec![0, 1, -1, 2]], 0.0);
         let b = cache(vec![vec![0, 1]], 100.0);
-        let mut g = gather_rows(&[(&b, 0), (&a, 1)], 2).unwrap();
+        assert!(gather_rows(vec![cache(vec![vec![0, 1]], 0.0)], &[(0, 1)], 0).is_err());
+        assert!(gather_rows(vec![cache(vec![vec![0, 1]], 0.0)], &[(1, 0)], 0).is_err());
+        let mut g = gather_rows(vec![a, b], &[(1, 0), (0, 1)], 2).unwrap();
         assert_eq!((g.batch(), g.len(), g.capacity()), (2, 3, 5));
         assert_eq!(g.key_positions(), &[vec![0, 1, -1], vec![0, 1, 2]]);
         g.begin_step(&[vec![2], vec![3]]).unwrap();
@@ -638,6 +653,5 @@ mod tests {
         assert_eq!(slot(&k, 1, 2), slot(&ka, 1, 3));
         assert_eq!(slot(&v, 1, 1), slot(&kv(2, 4, 0.5), 1, 1));
         assert_eq!(slot(&k, 1, 3), slot(&kv(2, 1, 50.0), 1, 0));
-        assert!(gather_rows(&[(&a, 2)], 0).is_err());
     }
 }

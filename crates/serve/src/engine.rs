@@ -166,6 +166,7 @@ impl Engine<'_> {
         loop {
             if self.rows.is_empty() && self.queue.is_empty() {
                 self.publish_gauges();
+                release_freed_memory();
                 match rx.recv() {
                     Ok(job) => self.queue.push_back(job),
                     Err(_) => return,
@@ -205,9 +206,19 @@ impl Engine<'_> {
         d.kv_shape().bytes_per_token(d.dtype) as u64
     }
 
-    /// The cache bytes the batch would need with `extra_rows` more rows whose prompts are
-    /// `prompt` tokens and that may generate `max_tokens` each.
-    fn bytes_with(&self, extra_rows: usize, prompt: usize, max_tokens: usize) -> u64 {
+    /// The memory the batch would hold with `extra_rows` more rows whose prompts are
+    /// `prompt` tokens and that may generate `max_tokens` each: its KV cache twice (a join
+    /// or a leave builds the new cache while the old one is freed, and the allocator cannot
+    /// always reuse the old one's blocks for the new, larger ones), each row's
+    /// vocabulary-wide buffers (its logits, their copies for the sampler and for log-probs)
+    /// and, with `prompt_logprobs`, the logits of a prompt chunk.
+    fn bytes_with(
+        &self,
+        extra_rows: usize,
+        prompt: usize,
+        max_tokens: usize,
+        prompt_logprobs: bool,
+    ) -> u64 {
         let len = self
             .rows
             .iter()
@@ -222,9 +233,19 @@ impl Engine<'_> {
             .chain([max_tokens])
             .max()
             .unwrap_or(0);
-        ((self.rows.len() + extra_rows) as u64)
+        let rows = (self.rows.len() + extra_rows) as u64;
+        let kv = rows
             .saturating_mul((len + remaining) as u64)
-            .saturating_mul(self.bytes_per_token())
+            .saturating_mul(self.bytes_per_token());
+        let vocab_row = 4 * self.model.config().vocab_size as u64;
+        let chunk = if prompt_logprobs {
+            2 * prompt.min(PROMPT_CHUNK) as u64 * vocab_row
+        } else {
+            0
+        };
+        kv.saturating_mul(2)
+            .saturating_add(rows.saturating_mul(4 * vocab_row))
+            .saturating_add(chunk)
     }
 
     /// Prefills queued jobs, in order, while the batch's cache stays within the budget.
@@ -235,14 +256,19 @@ impl Engine<'_> {
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
                 continue;
             }
-            let need = self.bytes_with(job.choices.len(), job.prompt.len(), job.limits.max_tokens);
+            let need = self.bytes_with(
+                job.choices.len(),
+                job.prompt.len(),
+                job.limits.max_tokens,
+                job.prompt_logprobs.is_some(),
+            );
             if need > self.kv_budget {
                 if self.rows.is_empty() {
                     // Even alone it does not fit: it never will.
                     let job = self.queue.pop_front().expect("front exists");
                     self.waiting.fetch_sub(1, Ordering::SeqCst);
                     let _ = job.events.send(Event::Failed(format!(
-                        "the request needs {} MiB of KV cache, more than the server's budget of {} MiB (--kv-memory); ask for fewer tokens or choices",
+                        "the request needs {} MiB of KV cache and buffers, more than the server's budget of {} MiB (--kv-memory); ask for fewer tokens or choices",
                         need >> 20,
                         self.kv_budget >> 20
                     )));
@@ -359,11 +385,6 @@ impl Engine<'_> {
         if joining.is_empty() {
             return Ok(());
         }
-        let mut picks: Vec<(&KvCache, usize)> = Vec::new();
-        if let Some(c) = &self.cache {
-            picks.extend((0..self.rows.len()).map(|i| (c, i)));
-        }
-        picks.extend(joining.iter().map(|_| (&cache, 0)));
         let remaining = self
             .rows
             .iter()
@@ -371,8 +392,22 @@ impl Engine<'_> {
             .map(|r| r.limits.max_tokens - r.generated)
             .max()
             .unwrap_or(0);
-        let joined = gather_rows(&picks, remaining).map_err(|e| e.to_string())?;
-        self.cache = Some(joined);
+        let mut sources = Vec::new();
+        let mut picks = Vec::new();
+        if let Some(c) = self.cache.take() {
+            picks.extend((0..self.rows.len()).map(|i| (0, i)));
+            sources.push(c);
+        }
+        picks.extend(joining.iter().map(|_| (sources.len(), 0)));
+        sources.push(cache);
+        match gather_rows(sources, &picks, remaining) {
+            Ok(joined) => self.cache = Some(joined),
+            Err(e) => {
+                // The running rows' cache went with the failed join.
+                self.fail_all(&format!("internal error: joining the batch failed: {e}"));
+                return Err(e.to_string());
+            }
+        }
         self.rows.extend(joining);
         Ok(())
     }
@@ -431,11 +466,12 @@ impl Engine<'_> {
                     .map(|&i| rows[i].limits.max_tokens - rows[i].generated)
                     .max()
                     .unwrap_or(0);
-                let Some(cache) = &self.cache else {
+                let Some(cache) = self.cache.take() else {
                     return Err("internal error: no cache".into());
                 };
-                let picks: Vec<(&KvCache, usize)> = keep.iter().map(|&i| (cache, i)).collect();
-                self.cache = Some(gather_rows(&picks, remaining).map_err(|e| e.to_string())?);
+                let picks: Vec<(usize, usize)> = keep.iter().map(|&i| (0, i)).collect();
+                self.cache =
+                    Some(gather_rows(vec![cache], &picks, remaining).map_err(|e| e.to_string())?);
             }
             let mut i = 0;
             rows.retain(|_| {
@@ -522,6 +558,31 @@ impl Engine<'_> {
             let _ = row.events.send(Event::Failed(msg.to_string()));
         }
         self.cache = None;
+    }
+}
+
+/// Hands memory freed by the last batch back to the system while the engine is idle: the
+/// `ethos` binary keeps freed buffers for speed, and a server's memory should fall back to
+/// the model's size between bursts.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; no pointer is touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Caps glibc's per-thread heaps at the core count: the HTTP, tokenizer and engine threads
+/// each took a heap of their own by default and kept what they freed (hundreds of MiB under
+/// load).
+pub fn limit_heaps() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // SAFETY: mallopt only sets an allocator parameter; later heaps follow it.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, cores.max(2) as i32);
+        }
     }
 }
 

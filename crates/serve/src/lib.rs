@@ -136,6 +136,7 @@ impl Server {
             source,
         })?;
         listener.set_nonblocking(true)?;
+        engine::limit_heaps();
         let model = Arc::new(model);
         let metrics = Arc::new(metrics::Metrics::new());
         let engine = engine::spawn(
