@@ -155,6 +155,20 @@ def main():
         '{"context": "Hello", "continuations": [" world", "!"], "id": 1}\n'
         '\n{"context": "Q: 1+1=", "continuations": [" 2"]}\r\n')
 
+    put("serve_request", "completion-echo",
+        b"\x00" + json.dumps({"prompt": ["The capital of France is", "Hi"], "max_tokens": 1, "echo": True,
+                               "logprobs": 2, "temperature": 0, "stop": ["\n"], "n": 2, "seed": 3,
+                               "logit_bias": {"5": -1.5}}).encode())
+    put("serve_request", "completion-ids",
+        b"\x00" + json.dumps({"prompt": [[1, 2, 3], [4]], "prompt_logprobs": 1,
+                               "control_vectors": [{"name": "v.gguf", "scale": 0.5, "layers": [1, 3]}],
+                               "steering_report": True}).encode())
+    put("serve_request", "chat",
+        b"\x01" + json.dumps({"messages": [{"role": "system", "content": "Be brief."},
+                                            {"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+                               "stream": True, "logprobs": True, "top_logprobs": 3, "max_tokens": 8,
+                               "top_p": 0.9, "top_k": 40, "min_p": 0.05, "presence_penalty": 0.5}).encode())
+
     easy = DATA / "culturalbench" / "CulturalBench-Easy.csv"
     hard = DATA / "culturalbench" / "CulturalBench-Hard.csv"
     if easy.exists():
