@@ -28,6 +28,10 @@ pub struct Args {
     /// Control vectors (GGUF) that requests may name in `control_vectors`.
     #[arg(long)]
     pub control_vector_dir: Option<std::path::PathBuf>,
+    /// Solved palettes (lambda files of `steer solve/fit --lambda-out`, with their palette
+    /// files beside them) that requests may name in `palette`.
+    #[arg(long)]
+    pub palette_dir: Option<std::path::PathBuf>,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = Limits::default().max_body_bytes)]
     pub max_body_bytes: usize,
@@ -104,6 +108,7 @@ pub fn run(a: Args) -> Result<()> {
     });
     config.kv_memory = kv_memory;
     config.control_vector_dir = a.control_vector_dir.clone();
+    config.palette_dir = a.palette_dir.clone();
     config.limits = Limits {
         max_body_bytes: a.max_body_bytes,
         max_prompt_tokens: a.max_prompt_tokens,

@@ -37,6 +37,10 @@ pub const COMPLETION_FIELDS: &[&str] = &[
     "stream_options",
     "control_vectors",
     "steering_report",
+    "palette",
+    "palette_mode",
+    "palette_candidates",
+    "palette_token_candidates",
 ];
 
 pub const CHAT_FIELDS: &[&str] = &[
@@ -52,6 +56,10 @@ pub const CHAT_FIELDS: &[&str] = &[
     "stream_options",
     "control_vectors",
     "steering_report",
+    "palette",
+    "palette_mode",
+    "palette_candidates",
+    "palette_token_candidates",
 ];
 
 /// A JSON object body whose every key is in `known` (an unknown one is refused by name).
@@ -159,6 +167,103 @@ pub struct ChatMessage {
     pub name: Option<String>,
 }
 
+/// A request's palette decoding: a solved lambda file of the server's palette folder, the
+/// mode and the candidates.
+#[derive(Deserialize, Debug, Clone)]
+pub struct PaletteFields {
+    pub palette: Option<String>,
+    pub palette_mode: Option<String>,
+    pub palette_candidates: Option<usize>,
+    pub palette_token_candidates: Option<usize>,
+}
+
+/// The most candidates a palette request may sample.
+pub const MAX_PALETTE_CANDIDATES: usize = 64;
+
+/// `palette*` fields, checked: `None` without `palette`. A palette request is one prompt, one
+/// choice, a whole response.
+pub fn palette(
+    v: &serde_json::Value,
+    prompts: usize,
+    n: usize,
+) -> Result<Option<(String, ethos_steer::palette::decode::PaletteMode, usize)>, ApiError> {
+    let f: PaletteFields = read(v)?;
+    let Some(name) = f.palette else {
+        for (k, set) in [
+            ("palette_mode", f.palette_mode.is_some()),
+            ("palette_candidates", f.palette_candidates.is_some()),
+            (
+                "palette_token_candidates",
+                f.palette_token_candidates.is_some(),
+            ),
+        ] {
+            if set {
+                return Err(ApiError::field(k, "needs \"palette\""));
+            }
+        }
+        return Ok(None);
+    };
+    check_file_name("palette", &name)?;
+    let k = f.palette_token_candidates.unwrap_or(10);
+    if k == 0 || k > 1000 {
+        return Err(ApiError::field(
+            "palette_token_candidates",
+            "must be in 1..=1000",
+        ));
+    }
+    let mode_name = f.palette_mode.as_deref().unwrap_or("resample");
+    let Some(mode) = ethos_steer::palette::decode::PaletteMode::parse(mode_name, k) else {
+        return Err(ApiError::field(
+            "palette_mode",
+            format!("{mode_name:?} is not one of resample, best-of-n, token"),
+        ));
+    };
+    let candidates = f.palette_candidates.unwrap_or(8);
+    if candidates == 0 || candidates > MAX_PALETTE_CANDIDATES {
+        return Err(ApiError::field(
+            "palette_candidates",
+            format!("must be in 1..={MAX_PALETTE_CANDIDATES}"),
+        ));
+    }
+    if prompts != 1 || n != 1 {
+        return Err(ApiError::field("palette", "decodes one prompt with n = 1"));
+    }
+    for k in [
+        "stream",
+        "echo",
+        "logprobs",
+        "prompt_logprobs",
+        "steering_report",
+    ] {
+        if v.get(k)
+            .is_some_and(|x| !x.is_null() && x != &serde_json::json!(false))
+        {
+            return Err(ApiError::field(
+                "palette",
+                format!("cannot be combined with {k}"),
+            ));
+        }
+    }
+    Ok(Some((name, mode, candidates)))
+}
+
+/// A name of a file in one of the server's folders: no path, no hidden file.
+pub fn check_file_name(param: &str, name: &str) -> Result<(), ApiError> {
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if plain {
+        Ok(())
+    } else {
+        Err(ApiError::field(
+            param,
+            format!("{name:?} is not a file name in the server's folder"),
+        ))
+    }
+}
+
 /// One entry of `control_vectors`: a file of the server's control-vector folder, its scale
 /// and the blocks it steers (inclusive; default all of the file's).
 #[derive(Deserialize, Debug, Clone)]
@@ -188,6 +293,7 @@ pub struct DetokenizeRequest {
 /// inside a vocabulary of `vocab`.
 pub struct CheckedCompletion {
     pub body: serde_json::Value,
+    pub palette: Option<(String, ethos_steer::palette::decode::PaletteMode, usize)>,
     pub req: CompletionRequest,
     pub sampling: SamplingFields,
     pub prompts: Vec<PromptInput>,
@@ -218,8 +324,10 @@ pub fn check_completion(
     }
     let (choices, stop) = sampling.params(vocab, limits)?;
     control_refs(&v)?;
+    let palette = palette(&v, prompts.len(), choices.len())?;
     Ok(CheckedCompletion {
         body: v,
+        palette,
         req,
         sampling,
         prompts,
@@ -232,6 +340,7 @@ pub fn check_completion(
 /// `logprobs` is on.
 pub struct CheckedChat {
     pub body: serde_json::Value,
+    pub palette: Option<(String, ethos_steer::palette::decode::PaletteMode, usize)>,
     pub req: ChatRequest,
     pub sampling: SamplingFields,
     pub messages: Vec<Message>,
@@ -263,8 +372,10 @@ pub fn check_chat(body: &[u8], limits: &Limits, vocab: usize) -> Result<CheckedC
         .collect::<Result<Vec<_>, ApiError>>()?;
     let (choices, stop) = sampling.params(vocab, limits)?;
     control_refs(&v)?;
+    let palette = palette(&v, 1, choices.len())?;
     Ok(CheckedChat {
         body: v,
+        palette,
         req,
         sampling,
         messages,

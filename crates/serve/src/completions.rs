@@ -46,6 +46,8 @@ struct Prepared {
     control: Option<Arc<ControlSet>>,
     /// Return the unsteered log-probs of the same tokens beside the steered ones.
     steering_report: bool,
+    /// Decode with a solved palette instead of the batch.
+    palette: Option<crate::palette::PaletteJob>,
     permit: OwnedSemaphorePermit,
 }
 
@@ -83,6 +85,7 @@ async fn prepare_completion(
     let vocab = state.model.config().vocab_size;
     let api::CheckedCompletion {
         body: v,
+        palette,
         req,
         sampling,
         prompts: inputs,
@@ -110,6 +113,7 @@ async fn prepare_completion(
     let max_tokens = req.max_tokens.unwrap_or(16);
     let echo = req.echo.unwrap_or(false);
     let control = state.control(&v)?;
+    let palette = palette_job(state, palette, &prompts[0].1)?;
     let p = Prepared {
         endpoint: Endpoint::Completions,
         prompts,
@@ -125,6 +129,7 @@ async fn prepare_completion(
         stream: req.stream.unwrap_or(false),
         steering_report: steering_report(&v, &control)?,
         control,
+        palette,
         permit,
     };
     check_sizes(state, &p, "max_tokens")?;
@@ -139,6 +144,7 @@ async fn prepare_chat(
     let b = body(state, b)?;
     let api::CheckedChat {
         body: v,
+        palette,
         req,
         sampling,
         messages,
@@ -147,6 +153,11 @@ async fn prepare_chat(
         stop,
     } = api::check_chat(&b, &state.config.limits, state.model.config().vocab_size)?;
     state.check_model(req.model.as_deref())?;
+    let last_user = messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map_or_else(String::new, |m| m.content.clone());
     let model = state.model.clone();
     let add_generation_prompt = req.add_generation_prompt.unwrap_or(true);
     let prompt = tokio::task::spawn_blocking(move || -> Result<(Vec<u32>, String), ApiError> {
@@ -174,6 +185,7 @@ async fn prepare_chat(
                 .min(state.max_model_len().saturating_sub(prompt.0.len()))
         });
     let control = state.control(&v)?;
+    let palette = palette_job(state, palette, &last_user)?;
     let p = Prepared {
         endpoint: Endpoint::Chat,
         prompts: vec![prompt],
@@ -189,10 +201,29 @@ async fn prepare_chat(
         stream: req.stream.unwrap_or(false),
         steering_report: steering_report(&v, &control)?,
         control,
+        palette,
         permit,
     };
     check_sizes(state, &p, "max_tokens")?;
     Ok(p)
+}
+
+/// The palette job of a request's checked `palette` fields.
+fn palette_job(
+    state: &AppState,
+    palette: Option<(String, ethos_steer::palette::decode::PaletteMode, usize)>,
+    reward_prompt: &str,
+) -> Result<Option<crate::palette::PaletteJob>, ApiError> {
+    palette
+        .map(|(name, mode, candidates)| {
+            Ok(crate::palette::PaletteJob {
+                path: state.palette_path(&name)?,
+                mode,
+                candidates,
+                reward_prompt: reward_prompt.to_string(),
+            })
+        })
+        .transpose()
 }
 
 /// `steering_report: true` needs control vectors to report on, and a whole response.
@@ -306,6 +337,9 @@ struct ChoiceOut {
 }
 
 async fn run(state: AppState, p: Prepared, mut guard: OutcomeGuard) -> Response {
+    if let Some(job) = p.palette.clone() {
+        return run_palette(state, p, job, guard).await;
+    }
     let receivers = match submit(&state, &p) {
         Ok(r) => r,
         Err(e) => {
@@ -351,6 +385,76 @@ async fn run(state: AppState, p: Prepared, mut guard: OutcomeGuard) -> Response 
             e.into_response()
         }
     }
+}
+
+/// A palette request: its candidates sampled and one picked, on a blocking thread.
+async fn run_palette(
+    state: AppState,
+    p: Prepared,
+    job: crate::palette::PaletteJob,
+    mut guard: OutcomeGuard,
+) -> Response {
+    let model = state.model.clone();
+    let (ids, _) = p.prompts[0].clone();
+    let (sampling, limits, control) = (p.choices[0].clone(), p.limits.clone(), p.control.clone());
+    let mode = match job.mode {
+        ethos_steer::palette::decode::PaletteMode::Resample => "resample",
+        ethos_steer::palette::decode::PaletteMode::BestOfN => "best-of-n",
+        ethos_steer::palette::decode::PaletteMode::Token { .. } => "token",
+    };
+    let prompt_tokens = ids.len();
+    let work = tokio::task::spawn_blocking(move || {
+        crate::palette::generate(model, job, ids, sampling, limits, control)
+    });
+    let timeout = state.config.limits.timeout;
+    let out = match tokio::time::timeout(timeout, work).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "the request ran past the limit of {} s (--request-timeout)",
+                timeout.as_secs()
+            ),
+        )),
+        Ok(Err(_)) => Err(internal("palette decoding failed")),
+        Ok(Ok(r)) => r,
+    };
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            guard.set(e.outcome());
+            return e.into_response();
+        }
+    };
+    guard.set("success");
+    let report = json!({
+        "mode": mode,
+        "chosen": out.chosen,
+        "candidates": out.candidates.iter().map(|c| json!({
+            "text": c.text, "rewards": c.rewards, "score": c.score, "weight": c.weight,
+        })).collect::<Vec<_>>(),
+    });
+    let finish = finish_reason(Some(out.finish));
+    let (id, object, choice) = match p.endpoint {
+        Endpoint::Completions => (
+            request_id("cmpl"),
+            "text_completion",
+            json!({"index": 0, "text": out.text, "logprobs": null, "finish_reason": finish, "stop_reason": null, "palette": report}),
+        ),
+        Endpoint::Chat => (
+            request_id("chatcmpl"),
+            "chat.completion",
+            json!({"index": 0, "message": {"role": "assistant", "content": out.text}, "logprobs": null, "finish_reason": finish, "palette": report}),
+        ),
+    };
+    Json(json!({
+        "id": id,
+        "object": object,
+        "created": unix_now(),
+        "model": state.config.served_model_name,
+        "choices": [choice],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": out.tokens, "total_tokens": prompt_tokens + out.tokens},
+    }))
+    .into_response()
 }
 
 type PromptOut = (Option<Vec<Option<TokenLogprob>>>, Vec<ChoiceOut>);

@@ -8,6 +8,7 @@ mod completions;
 pub mod engine;
 pub mod error;
 pub mod metrics;
+mod palette;
 mod routes;
 
 use ethos_model::Model;
@@ -69,6 +70,9 @@ pub struct ServeConfig {
     pub kv_memory: Option<u64>,
     /// Control vectors requests may name (files in this folder, never paths).
     pub control_vector_dir: Option<PathBuf>,
+    /// Solved palettes (lambda files of `ethos steer solve/fit --lambda-out`) requests may
+    /// name.
+    pub palette_dir: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -81,6 +85,7 @@ impl ServeConfig {
             limits: Limits::default(),
             kv_memory: None,
             control_vector_dir: None,
+            palette_dir: None,
         }
     }
 }
@@ -118,12 +123,17 @@ impl Server {
                 "--max-concurrent and --max-queue must be at least 1".into(),
             ));
         }
-        if let Some(dir) = &config.control_vector_dir {
-            if !dir.is_dir() {
-                return Err(ServeError::Config(format!(
-                    "--control-vector-dir {}: not a folder",
-                    dir.display()
-                )));
+        for (flag, dir) in [
+            ("--control-vector-dir", &config.control_vector_dir),
+            ("--palette-dir", &config.palette_dir),
+        ] {
+            if let Some(dir) = dir {
+                if !dir.is_dir() {
+                    return Err(ServeError::Config(format!(
+                        "{flag} {}: not a folder",
+                        dir.display()
+                    )));
+                }
             }
         }
         let kv_budget = match config.kv_memory {

@@ -81,6 +81,24 @@ impl AppState {
         })
     }
 
+    /// The lambda file a request's `palette` names, in `--palette-dir`.
+    pub fn palette_path(&self, name: &str) -> Result<std::path::PathBuf, ApiError> {
+        let Some(dir) = &self.config.palette_dir else {
+            return Err(ApiError::field(
+                "palette",
+                "this server has no palettes (start it with --palette-dir)",
+            ));
+        };
+        let path = dir.join(name);
+        if !path.is_file() {
+            return Err(ApiError::field(
+                "palette",
+                format!("no palette named {name:?} (see GET /v1/palettes)"),
+            ));
+        }
+        Ok(path)
+    }
+
     /// The control vectors a request names, loaded from `--control-vector-dir`.
     pub fn control(&self, v: &serde_json::Value) -> Result<Option<Arc<ControlSet>>, ApiError> {
         let refs = api::control_refs(v)?;
@@ -98,17 +116,7 @@ impl AppState {
         for (i, r) in refs.iter().enumerate() {
             let param = format!("control_vectors[{i}]");
             let name = r.name.as_str();
-            let plain = !name.is_empty()
-                && !name.starts_with('.')
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-            if !plain {
-                return Err(ApiError::field(
-                    &format!("{param}.name"),
-                    format!("{name:?} is not a file name in the server's control-vector folder"),
-                ));
-            }
+            api::check_file_name(&format!("{param}.name"), name)?;
             let path = dir.join(name);
             if !path.is_file() {
                 return Err(ApiError::field(
@@ -207,6 +215,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(crate::completions::chat))
         .route("/v1/models", get(models))
         .route("/v1/control_vectors", get(control_vectors))
+        .route("/v1/palettes", get(palettes))
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
         .route("/metrics", get(metrics))
@@ -272,17 +281,23 @@ async fn models(State(state): State<AppState>) -> Json<serde_json::Value> {
 
 /// The control vectors requests may name.
 async fn control_vectors(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let mut names: Vec<String> = state
-        .config
-        .control_vector_dir
-        .as_ref()
+    list_folder(state.config.control_vector_dir.as_deref(), ".gguf")
+}
+
+/// The palettes (solved lambda files) requests may name.
+async fn palettes(State(state): State<AppState>) -> Json<serde_json::Value> {
+    list_folder(state.config.palette_dir.as_deref(), ".json")
+}
+
+fn list_folder(dir: Option<&std::path::Path>, ext: &str) -> Json<serde_json::Value> {
+    let mut names: Vec<String> = dir
         .and_then(|d| std::fs::read_dir(d).ok())
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_file())
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".gguf"))
+        .filter(|n| n.ends_with(ext))
         .collect();
     names.sort();
     Json(serde_json::json!({"object": "list", "data": names}))

@@ -672,3 +672,122 @@ fn a_hostile_chat_template_is_a_400_not_a_hang() {
     let (status, _) = server.post("/v1/completions", &json!({"prompt": "ok", "max_tokens": 1}));
     assert_eq!(status, 200);
 }
+
+/// A palette request gives what `PaletteDecoder` gives for the same prompt and seed (the
+/// path of `ethos generate --lambda`), with its candidates, rewards and weights.
+#[test]
+fn palette_requests_decode_as_generate_lambda_does() {
+    use ethos_steer::palette::decode::{LambdaFile, PaletteDecoder, PaletteMode};
+    let Some(model) = smollm2(None) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("l.csv"),
+        "phrase,weight\nplease,1\nthank,1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "[[value]]\nname = \"polite\"\ntarget = 1.0\n[[reward]]\nname = \"polite\"\nkind = \"lexicon\"\nfile = \"l.csv\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("polite.json"),
+        r#"{"lambda": {"polite": 3.0}, "palette": "p.toml"}"#,
+    )
+    .unwrap();
+    let prompt = "Write a short note to a neighbour:";
+    let ids = model.tokenizer().unwrap().encode_prompt(prompt).unwrap();
+    let mut want = Vec::new();
+    for mode in [PaletteMode::Resample, PaletteMode::BestOfN] {
+        let lambda = LambdaFile::read(&dir.path().join("polite.json")).unwrap();
+        let mut dec = PaletteDecoder::new(&lambda, &model, mode, 4).unwrap();
+        let req = GenerateRequest::new(
+            ids.clone(),
+            SamplingParams {
+                temperature: 0.9,
+                seed: 5,
+                ..SamplingParams::default()
+            },
+            GenerateOptions {
+                max_tokens: 12,
+                ..Default::default()
+            },
+        );
+        let (cands, pick) = dec
+            .generate(&mut Session::new(&model), prompt, &req)
+            .unwrap();
+        want.push((cands[pick].generation.text.clone(), pick, cands.len()));
+    }
+    let server = Running::start(model, |c| c.palette_dir = Some(dir.path().to_path_buf()));
+    for (mode, (text, pick, n)) in ["resample", "best-of-n"].into_iter().zip(&want) {
+        let (status, v) = server.post(
+            "/v1/completions",
+            &json!({"prompt": prompt, "max_tokens": 12, "temperature": 0.9, "seed": 5,
+                    "palette": "polite.json", "palette_mode": mode, "palette_candidates": 4}),
+        );
+        assert_eq!(status, 200, "{v}");
+        let c = &v["choices"][0];
+        assert_eq!(&text_of(&v, 0), text, "{mode}");
+        assert_eq!(c["palette"]["chosen"], *pick);
+        assert_eq!(c["palette"]["mode"], mode);
+        let cands = c["palette"]["candidates"].as_array().unwrap();
+        assert_eq!(cands.len(), *n);
+        assert!(cands[0]["rewards"]["polite"].is_number());
+        let total: f64 = cands.iter().map(|x| x["weight"].as_f64().unwrap()).sum();
+        assert!((total - 1.0).abs() < 1e-9);
+    }
+    let listed = ureq::get(&server.url("/v1/palettes"))
+        .call()
+        .unwrap()
+        .into_json::<Value>()
+        .unwrap();
+    assert_eq!(listed["data"], json!(["polite.json"]));
+    for (body, param) in [
+        (
+            json!({"prompt": "a", "palette": "../polite.json"}),
+            "palette",
+        ),
+        (json!({"prompt": "a", "palette": "nope.json"}), "palette"),
+        (
+            json!({"prompt": "a", "palette": "polite.json", "palette_mode": "best"}),
+            "palette_mode",
+        ),
+        (
+            json!({"prompt": "a", "palette": "polite.json", "palette_candidates": 0}),
+            "palette_candidates",
+        ),
+        (
+            json!({"prompt": "a", "palette": "polite.json", "stream": true}),
+            "palette",
+        ),
+        (
+            json!({"prompt": "a", "palette_mode": "token"}),
+            "palette_mode",
+        ),
+        (
+            json!({"prompt": ["a", "b"], "palette": "polite.json"}),
+            "palette",
+        ),
+    ] {
+        let (status, v) = server.post("/v1/completions", &body);
+        assert_eq!(
+            (status, v["error"]["param"].as_str()),
+            (400, Some(param)),
+            "{body}: {v}"
+        );
+    }
+    // A chat request decodes with the palette too.
+    let (status, v) = server.post(
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8, "seed": 1,
+                "palette": "polite.json", "palette_mode": "token", "palette_token_candidates": 5}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["choices"][0]["palette"]["candidates"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -1,0 +1,90 @@
+//! Palette decoding per request (`"palette"`): the candidates of a solved MAP palette are
+//! sampled and one is picked, as `ethos generate --lambda` does. A palette request runs
+//! beside the continuous batch, on a blocking thread of its own: its candidates decode as
+//! one batch of their own (`PaletteDecoder`), sized against the memory available.
+
+use crate::error::ApiError;
+use ethos_model::Model;
+use ethos_steer::control::ControlSet;
+use ethos_steer::palette::decode::{LambdaFile, PaletteDecoder, PaletteMode};
+use ethos_steer::{FinishReason, GenerateOptions, GenerateRequest, SamplingParams, Session};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What a palette request asks for.
+#[derive(Clone)]
+pub struct PaletteJob {
+    pub path: PathBuf,
+    pub mode: PaletteMode,
+    pub candidates: usize,
+    /// The request's text as the rewards read it (the prompt, or the last user message).
+    pub reward_prompt: String,
+}
+
+pub struct PaletteCandidate {
+    pub text: String,
+    pub rewards: BTreeMap<String, f64>,
+    pub score: f64,
+    pub weight: f64,
+}
+
+pub struct PaletteOut {
+    pub text: String,
+    pub tokens: usize,
+    pub finish: FinishReason,
+    pub chosen: usize,
+    pub candidates: Vec<PaletteCandidate>,
+}
+
+/// Samples the palette's candidates for `prompt` and picks one (blocking).
+pub fn generate(
+    model: Arc<Model>,
+    job: PaletteJob,
+    prompt: Vec<u32>,
+    sampling: SamplingParams,
+    limits: GenerateOptions,
+    control: Option<Arc<ControlSet>>,
+) -> Result<PaletteOut, ApiError> {
+    let name = job
+        .path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    // Errors in the palette's files name the file inside the server's folder only.
+    let in_folder = |e: ethos_steer::Error| {
+        let dir = job.path.parent().map(|d| d.display().to_string());
+        let msg = e.to_string();
+        let msg = match dir {
+            Some(d) if !d.is_empty() => msg.replace(&format!("{d}/"), ""),
+            _ => msg,
+        };
+        ApiError::field("palette", format!("{name}: {msg}"))
+    };
+    let lambda = LambdaFile::read(&job.path).map_err(in_folder)?;
+    let mut dec =
+        PaletteDecoder::new(&lambda, &model, job.mode, job.candidates).map_err(in_folder)?;
+    let mut session = Session::new(&model).with_control(control.as_deref())?;
+    let req = GenerateRequest::new(prompt, sampling, limits);
+    let (cands, pick) = dec.generate(&mut session, &job.reward_prompt, &req)?;
+    let values = dec.values().to_vec();
+    let chosen = &cands[pick].generation;
+    Ok(PaletteOut {
+        text: chosen.text.clone(),
+        tokens: chosen.token_ids.len(),
+        finish: chosen.finish_reason,
+        chosen: pick,
+        candidates: cands
+            .iter()
+            .map(|c| PaletteCandidate {
+                text: c.generation.text.clone(),
+                rewards: values
+                    .iter()
+                    .cloned()
+                    .zip(c.rewards.iter().copied())
+                    .collect(),
+                score: c.score,
+                weight: c.weight,
+            })
+            .collect(),
+    })
+}
