@@ -3,7 +3,7 @@
 // vector and changes the reply, the side-by-side view shows steered | unsteered. Prints one
 // JSON object of what the DOM shows, for the Rust test to compare with the API's answers.
 //
-//   NODE_PATH=DIR/node_modules node tests/clients/page_test.cjs BASE_URL VECTOR_NAME
+//   NODE_PATH=DIR/node_modules node tests/clients/page_test.cjs BASE_URL VECTOR_NAME [PALETTE_NAME]
 "use strict";
 const { chromium } = require("playwright-core");
 
@@ -50,6 +50,17 @@ const { chromium } = require("playwright-core");
     out.steered = await reply("steered");
     out.unsteered = await reply("unsteered");
     out.steered_title = await page.locator('.reply[data-kind="steered"] h3').last().textContent();
+
+    // A fresh conversation decoded with a palette (best-of-n, 4 candidates), no vector.
+    if (process.argv[4]) {
+      await open();
+      await page.selectOption("#palette", process.argv[4]);
+      await page.selectOption("#palette_mode", "best-of-n");
+      await page.fill("#palette_candidates", "4");
+      await ask("Name a colour.");
+      out.palette_reply = await reply("steered");
+      out.palette_note = await page.locator(".palette-note").last().textContent();
+    }
   } finally {
     await browser.close();
   }

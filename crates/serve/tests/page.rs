@@ -1,7 +1,8 @@
 //! The page at `/`, driven in headless Chromium by playwright-core
 //! (`tests/clients/page_test.cjs`): it loads, a message streams a reply, a slider change
-//! sends the control vector and changes the reply, and the side-by-side view shows what the
-//! API gives for the steered and the unsteered request. Assertions are on the DOM's text.
+//! sends the control vector and changes the reply, the side-by-side view shows what the API
+//! gives for the steered and the unsteered request, and a palette chosen in its menu decodes
+//! as the API does. Assertions are on the DOM's text.
 //! Needs Chromium and playwright-core (`ETHOS_PLAYWRIGHT_DIR`: a folder with
 //! node_modules/playwright-core); skips with a printed reason without them unless
 //! `ETHOS_REQUIRE_CLIENTS=1` (CI installs both).
@@ -44,7 +45,26 @@ fn the_page_streams_replies_and_its_sliders_steer_them() {
         return;
     };
     let dir = repo().join("tests/fixtures/control");
-    let server = Running::start(model, |c| c.control_vector_dir = Some(dir));
+    let palettes = tempfile::tempdir().unwrap();
+    std::fs::write(
+        palettes.path().join("l.csv"),
+        "phrase,weight\nblue,1\nred,1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        palettes.path().join("p.toml"),
+        "[[value]]\nname = \"colour\"\ntarget = 1.0\n[[reward]]\nname = \"colour\"\nkind = \"lexicon\"\nfile = \"l.csv\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        palettes.path().join("colour.json"),
+        r#"{"lambda": {"colour": 2.0}, "palette": "p.toml"}"#,
+    )
+    .unwrap();
+    let server = Running::start(model, |c| {
+        c.control_vector_dir = Some(dir);
+        c.palette_dir = Some(palettes.path().to_path_buf());
+    });
     let ask = |steer: bool| {
         let mut b = json!({"messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 12, "temperature": 0, "seed": 0});
         if steer {
@@ -58,11 +78,21 @@ fn the_page_streams_replies_and_its_sliders_steer_them() {
             .to_string()
     };
     let (plain, steered) = (ask(false), ask(true));
+    let (status, v) = server.post(
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 12, "temperature": 0, "seed": 0,
+                "palette": "colour.json", "palette_mode": "best-of-n", "palette_candidates": 4}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let by_palette = v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_ne!(plain, steered);
 
     let out = Command::new("node")
         .arg(repo().join("tests/clients/page_test.cjs"))
-        .args([&server.base, "smollm2_cv.gguf"])
+        .args([&server.base, "smollm2_cv.gguf", "colour.json"])
         .env("NODE_PATH", &node_path)
         .output()
         .unwrap();
@@ -86,4 +116,12 @@ fn the_page_streams_replies_and_its_sliders_steer_them() {
     assert_eq!(got["steered"], steered.as_str());
     assert_eq!(got["unsteered"], plain.as_str());
     assert_eq!(got["steered_title"], "steered: smollm2_cv.gguf × 4");
+    assert_eq!(got["palette_reply"], by_palette.as_str());
+    assert!(
+        got["palette_note"]
+            .as_str()
+            .unwrap()
+            .starts_with("best-of-n: candidate "),
+        "{got}"
+    );
 }
