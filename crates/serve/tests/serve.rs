@@ -791,3 +791,53 @@ fn palette_requests_decode_as_generate_lambda_does() {
         1
     );
 }
+
+/// Two requests that each fit the KV budget alone but not together both complete: the
+/// second waits in the queue until the first leaves the batch.
+#[test]
+fn requests_wait_for_room_in_the_kv_budget() {
+    let Some(model) = smollm2(None) else { return };
+    let bpt = model
+        .decoder
+        .kv_shape()
+        .bytes_per_token(model.decoder.dtype) as u64;
+    let vocab = model.config().vocab_size as u64;
+    // One row of up to 110 tokens (counted twice) and its logits buffers, not two.
+    let budget = 2 * 110 * bpt + 16 * vocab + (1 << 16);
+    let server = std::sync::Arc::new(Running::start(model, |c| c.kv_memory = Some(budget)));
+    let body =
+        |p: &str| json!({"prompt": p, "max_tokens": 100, "temperature": 0, "ignore_eos": true});
+    let (_, a_alone) = server.post("/v1/completions", &body("One"));
+    let (_, b_alone) = server.post("/v1/completions", &body("Two"));
+    // Never two rows in the batch at once.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (s, done) = (server.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut most = 0.0f64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(s.metric("ethos_running_sequences"));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            most
+        })
+    };
+    let threads: Vec<_> = ["One", "Two"]
+        .into_iter()
+        .map(|p| {
+            let s = server.clone();
+            let b = body(p);
+            std::thread::spawn(move || s.post("/v1/completions", &b))
+        })
+        .collect();
+    let got: Vec<(u16, Value)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        watcher.join().unwrap(),
+        1.0,
+        "the two requests shared the batch"
+    );
+    assert_eq!((got[0].0, got[1].0), (200, 200), "{got:?}");
+    assert_eq!(text_of(&got[0].1, 0), text_of(&a_alone, 0));
+    assert_eq!(text_of(&got[1].1, 0), text_of(&b_alone, 0));
+}
