@@ -1,7 +1,8 @@
 """An HF folder (f32 safetensors, config, tokenizer) dequantized from a GGUF, for peers that
 read HF folders only (vLLM). transformers reads the GGUF; it refuses `save_pretrained` on a
 GGUF-loaded model, so the state dict is written with safetensors, and `architectures` is set
-(the converter leaves it empty and vLLM needs it).
+(the converter leaves it empty and vLLM needs it), and the GGUF's `quantization_config` is
+dropped (the weights written are plain f32; vLLM refuses a `gguf` quantization method).
 
     python benches/peers/gguf_to_hf.py models/SmolLM2-135M-Instruct.Q4_1.gguf OUT_DIR
 """
@@ -24,6 +25,8 @@ if model.config.tie_word_embeddings:
 save_file(state, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
 cfg = model.config.to_dict()
 cfg["architectures"] = [type(model).__name__]
+# The weights written are plain f32: nothing of the GGUF's quantization remains.
+cfg.pop("quantization_config", None)
 cfg["torch_dtype"] = "float32"
 json.dump(cfg, open(os.path.join(out, "config.json"), "w"), indent=1)
 tok.save_pretrained(out)
