@@ -10,14 +10,21 @@ import json
 import os
 import sys
 
+import gguf as gguf_py
 import torch
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../tests/ref"))
+from refdata import smollm_tokenizer  # noqa: E402
+
 gguf, out = sys.argv[1], sys.argv[2]
 d, f = os.path.split(os.path.abspath(gguf))
 model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, torch_dtype=torch.float32)
-tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+field = gguf_py.GGUFReader(gguf).fields.get("tokenizer.ggml.pre")
+pre = bytes(field.parts[field.data[0]]).decode() if field else None
+# transformers' converter drops SmolLM's digit-splitting pre-tokenizer; refdata puts it back.
+tok = smollm_tokenizer(d, f) if pre == "smollm" else AutoTokenizer.from_pretrained(d, gguf_file=f)
 os.makedirs(out, exist_ok=True)
 state = {k: v.contiguous() for k, v in model.state_dict().items()}
 if model.config.tie_word_embeddings:
