@@ -496,6 +496,21 @@ impl Engine<'_> {
             .map_err(|e| e.to_string())?;
         let limits = row.limits.clone();
         if !limits.ignore_eos && model.eos_ids().contains(&tok) {
+            // The end-of-sequence token is a generated token with a log-prob (as vLLM and
+            // OpenAI report it; lm-eval drops the last entry of echoed log-probs as the
+            // generated one), with no text.
+            row.generated += 1;
+            self.metrics.generated_tokens.inc();
+            let logprob = match (row.logprobs, raw) {
+                (Some(top), Some(raw)) => Some(token_logprob(&raw, tok, top)),
+                _ => None,
+            };
+            let _ = row.events.send(Event::Token {
+                choice: row.choice,
+                id: tok,
+                text: String::new(),
+                logprob,
+            });
             let text = row.text[row.emitted..].to_string();
             let _ = row.events.send(Event::Done {
                 choice: row.choice,
