@@ -841,3 +841,47 @@ fn requests_wait_for_room_in_the_kv_budget() {
     assert_eq!(text_of(&got[0].1, 0), text_of(&a_alone, 0));
     assert_eq!(text_of(&got[1].1, 0), text_of(&b_alone, 0));
 }
+
+/// Past --max-queue waiting prompts a request gets 429, while the queued one is served.
+#[test]
+fn a_full_queue_is_a_429() {
+    let Some(model) = smollm2(None) else { return };
+    let bpt = model
+        .decoder
+        .kv_shape()
+        .bytes_per_token(model.decoder.dtype) as u64;
+    let vocab = model.config().vocab_size as u64;
+    let budget = 2 * 210 * bpt + 16 * vocab + (1 << 16);
+    let server = std::sync::Arc::new(Running::start(model, |c| {
+        c.kv_memory = Some(budget);
+        c.limits.max_queue = 1;
+    }));
+    let body = json!({"prompt": "One", "max_tokens": 200, "temperature": 0, "ignore_eos": true});
+    let spawn = |s: &std::sync::Arc<Running>| {
+        let (s, b) = (s.clone(), body.clone());
+        std::thread::spawn(move || s.post("/v1/completions", &b))
+    };
+    let first = spawn(&server);
+    server.wait_for("the first request to run", |s| {
+        s.metric("ethos_running_sequences") == 1.0
+    });
+    let second = spawn(&server);
+    server.wait_for("the second request to queue", |s| {
+        s.metric("ethos_queue_depth") == 1.0
+    });
+    let (status, v) = server.post("/v1/completions", &body);
+    assert_eq!(status, 429, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-queue"),
+        "{v}"
+    );
+    assert_eq!(first.join().unwrap().0, 200);
+    assert_eq!(second.join().unwrap().0, 200);
+    assert_eq!(
+        server.metric("ethos_requests_total{outcome=\"rejected\"}"),
+        1.0
+    );
+}
