@@ -9,7 +9,11 @@ pub mod engine;
 pub mod error;
 pub mod metrics;
 mod palette;
+mod request;
 mod routes;
+mod shapes;
+mod state;
+mod stream;
 
 use ethos_model::Model;
 use std::net::SocketAddr;
@@ -93,7 +97,7 @@ impl ServeConfig {
 /// A bound server, not yet serving.
 pub struct Server {
     listener: std::net::TcpListener,
-    state: routes::AppState,
+    state: state::AppState,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,7 +161,7 @@ impl Server {
             },
             metrics.clone(),
         )?;
-        let state = routes::AppState::new(model, engine, metrics, config);
+        let state = state::AppState::new(model, engine, metrics, config);
         Ok(Self { listener, state })
     }
 
