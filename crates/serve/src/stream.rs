@@ -101,15 +101,33 @@ pub fn stream_response(
             std::future::ready(out)
         });
     let timeout = state.config.limits.timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
     let permit = p.permit;
+    // The end: past the deadline an error event first (the stream's receivers are dropped
+    // with it, so the engine drops the rows), then `[DONE]`.
     let done = stream::once(async move {
-        let failed = failed.load(std::sync::atomic::Ordering::Relaxed);
-        guard.set(if failed { "error" } else { "success" });
+        let mut last = Vec::new();
+        if tokio::time::Instant::now() >= deadline {
+            guard.set("timeout");
+            let e = ApiError::new(
+                axum::http::StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "the request ran past the limit of {} s (--request-timeout)",
+                    timeout.as_secs()
+                ),
+            );
+            last.push(SseEvent::default().data(e.body().to_string()));
+        } else {
+            let failed = failed.load(std::sync::atomic::Ordering::Relaxed);
+            guard.set(if failed { "error" } else { "success" });
+        }
         drop(permit);
-        SseEvent::default().data("[DONE]")
-    });
+        last.push(SseEvent::default().data("[DONE]"));
+        stream::iter(last)
+    })
+    .flatten();
     let body = stream::iter(first)
-        .chain(events.take_until(tokio::time::sleep(timeout)))
+        .chain(events.take_until(tokio::time::sleep_until(deadline)))
         .chain(done)
         .map(Ok::<_, std::convert::Infallible>);
     Sse::new(body).into_response()

@@ -885,3 +885,42 @@ fn a_full_queue_is_a_429() {
         1.0
     );
 }
+
+/// Past --request-timeout a whole request gets 504 and a stream ends with the error event
+/// before `[DONE]`; both leave the batch.
+#[test]
+fn requests_past_the_timeout_are_stopped() {
+    let Some(model) = smollm2(None) else { return };
+    let server = Running::start(model, |c| c.limits.timeout = Duration::from_secs(1));
+    let long = json!({"prompt": "Count:", "max_tokens": 4000, "ignore_eos": true});
+    let (status, v) = server.post("/v1/completions", &long);
+    assert_eq!(status, 504, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--request-timeout"),
+        "{v}"
+    );
+    let mut streamed = long.clone();
+    streamed["stream"] = json!(true);
+    let text = ureq::post(&server.url("/v1/completions"))
+        .send_string(&streamed.to_string())
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let events: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(events.last(), Some(&"[DONE]"));
+    let err: Value = serde_json::from_str(events[events.len() - 2]).unwrap();
+    assert_eq!(err["error"]["code"], 504, "{err}");
+    server.wait_for("the batch to drain", |s| {
+        s.metric("ethos_running_sequences") == 0.0
+    });
+    assert_eq!(
+        server.metric("ethos_requests_total{outcome=\"timeout\"}"),
+        2.0
+    );
+}
