@@ -25,14 +25,13 @@ pub const SAMPLING_FIELDS: &[&str] = &[
     "ignore_eos",
 ];
 
-pub const COMPLETION_FIELDS: &[&str] = &[
+/// Fields both generation endpoints take besides the sampling ones: the model, streaming,
+/// fields clients send by default, and the steering extensions.
+pub const SHARED_FIELDS: &[&str] = &[
     "model",
-    "prompt",
     "max_tokens",
     "stream",
-    "echo",
     "logprobs",
-    "prompt_logprobs",
     "user",
     "stream_options",
     "control_vectors",
@@ -43,23 +42,13 @@ pub const COMPLETION_FIELDS: &[&str] = &[
     "palette_token_candidates",
 ];
 
+pub const COMPLETION_FIELDS: &[&str] = &["prompt", "echo", "prompt_logprobs"];
+
 pub const CHAT_FIELDS: &[&str] = &[
-    "model",
     "messages",
-    "max_tokens",
     "max_completion_tokens",
-    "stream",
-    "logprobs",
     "top_logprobs",
     "add_generation_prompt",
-    "user",
-    "stream_options",
-    "control_vectors",
-    "steering_report",
-    "palette",
-    "palette_mode",
-    "palette_candidates",
-    "palette_token_candidates",
 ];
 
 /// A JSON object body whose every key is in `known` (an unknown one is refused by name).
@@ -306,7 +295,7 @@ pub fn check_completion(
     limits: &Limits,
     vocab: usize,
 ) -> Result<CheckedCompletion, ApiError> {
-    let v = parse_object(body, &[COMPLETION_FIELDS, SAMPLING_FIELDS])?;
+    let v = parse_object(body, &[COMPLETION_FIELDS, SHARED_FIELDS, SAMPLING_FIELDS])?;
     let req: CompletionRequest = read(&v)?;
     let sampling: SamplingFields = read(&v)?;
     check_logprobs(limits, "logprobs", req.logprobs)?;
@@ -350,7 +339,7 @@ pub struct CheckedChat {
 }
 
 pub fn check_chat(body: &[u8], limits: &Limits, vocab: usize) -> Result<CheckedChat, ApiError> {
-    let v = parse_object(body, &[CHAT_FIELDS, SAMPLING_FIELDS])?;
+    let v = parse_object(body, &[CHAT_FIELDS, SHARED_FIELDS, SAMPLING_FIELDS])?;
     let req: ChatRequest = read(&v)?;
     let sampling: SamplingFields = read(&v)?;
     if req.messages.is_empty() {
@@ -601,7 +590,7 @@ mod tests {
 
     #[test]
     fn unknown_and_mistyped_fields_are_named() {
-        let known = &[COMPLETION_FIELDS, SAMPLING_FIELDS][..];
+        let known = &[COMPLETION_FIELDS, SHARED_FIELDS, SAMPLING_FIELDS][..];
         let e = parse_body::<CompletionRequest>(br#"{"prompt": "a", "temprature": 1}"#, known)
             .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("temprature"));

@@ -10,7 +10,7 @@ use crate::metrics::Metrics;
 use ethos_model::hooks::ResidualHook;
 use ethos_model::tokenizer::StreamDecoder;
 use ethos_model::{gather_rows, KvCache, LastRowsPath, Model};
-use ethos_steer::control::ControlSet;
+use ethos_steer::control::{ControlHook, ControlSet};
 use ethos_steer::{FinishReason, GenerateOptions, Sampler, SamplingParams};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -127,6 +127,7 @@ pub fn spawn(
                 queue: VecDeque::new(),
                 rows: Vec::new(),
                 cache: None,
+                steering: None,
             };
             engine.run(rx);
         })?;
@@ -159,6 +160,9 @@ struct Engine<'m> {
     /// The running rows, in the order of the cache's rows.
     rows: Vec<Row>,
     cache: Option<KvCache>,
+    /// The per-row control vectors of the running rows, built on the first steered step and
+    /// kept until the rows change (a join, a leave or a failure).
+    steering: Option<ControlHook>,
 }
 
 impl Engine<'_> {
@@ -409,6 +413,7 @@ impl Engine<'_> {
             }
         }
         self.rows.extend(joining);
+        self.steering = None;
         Ok(())
     }
 
@@ -428,16 +433,14 @@ impl Engine<'_> {
             .iter()
             .map(|r| vec![r.context.len() as i32 - 1])
             .collect();
-        let mut hook = if self.rows.iter().any(|r| r.control.is_some()) {
+        if self.steering.is_none() && self.rows.iter().any(|r| r.control.is_some()) {
             let sets: Vec<Option<&ControlSet>> =
                 self.rows.iter().map(|r| r.control.as_deref()).collect();
-            Some(
+            let hook =
                 ControlSet::rows_hook(&sets, model.config().hidden_size, &model.decoder.device)
-                    .map_err(|e| e.to_string())?,
-            )
-        } else {
-            None
-        };
+                    .map_err(|e| e.to_string())?;
+            self.steering = Some(hook);
+        }
         let logits = model
             .decoder
             .forward_last(
@@ -445,7 +448,7 @@ impl Engine<'_> {
                 &positions,
                 cache,
                 LastRowsPath::PerRow,
-                hook.as_mut().map(|h| h as &mut dyn ResidualHook),
+                self.steering.as_mut().map(|h| h as &mut dyn ResidualHook),
             )
             .and_then(|l| l.rows())
             .map_err(|e| e.to_string())?;
@@ -458,6 +461,7 @@ impl Engine<'_> {
             }
         }
         if keep.len() < rows.len() {
+            self.steering = None;
             if keep.is_empty() {
                 self.cache = None;
             } else {
@@ -573,6 +577,7 @@ impl Engine<'_> {
             let _ = row.events.send(Event::Failed(msg.to_string()));
         }
         self.cache = None;
+        self.steering = None;
     }
 }
 

@@ -98,24 +98,9 @@ fn send(server: &Running, path: &str, body: &Value) -> (u16, String, Option<f64>
 
 /// Opens a stream and goes away after its first chunk.
 fn abandon(server: &Running) {
-    use std::io::{BufRead, BufReader, Write};
-    let addr = server.base.trim_start_matches("http://").to_string();
-    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
-    let body = json!({"prompt": "Tell me a story.", "max_tokens": 200, "stream": true, "ignore_eos": true}).to_string();
-    write!(
-        conn,
-        "POST /v1/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut line = String::new();
-    while !line.starts_with("data: ") {
-        line.clear();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-    }
+    let conn = server.open_stream(
+        &json!({"prompt": "Tell me a story.", "max_tokens": 200, "stream": true, "ignore_eos": true}),
+    );
     let _ = conn.shutdown(std::net::Shutdown::Both);
 }
 

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{repo, smollm2, Running};
+use common::{lexicon_palette, repo, smollm2, Running};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
@@ -46,21 +46,13 @@ fn the_page_streams_replies_and_its_sliders_steer_them() {
     };
     let dir = repo().join("tests/fixtures/control");
     let palettes = tempfile::tempdir().unwrap();
-    std::fs::write(
-        palettes.path().join("l.csv"),
-        "phrase,weight\nblue,1\nred,1\n",
-    )
-    .unwrap();
-    std::fs::write(
-        palettes.path().join("p.toml"),
-        "[[value]]\nname = \"colour\"\ntarget = 1.0\n[[reward]]\nname = \"colour\"\nkind = \"lexicon\"\nfile = \"l.csv\"\n",
-    )
-    .unwrap();
-    std::fs::write(
-        palettes.path().join("colour.json"),
-        r#"{"lambda": {"colour": 2.0}, "palette": "p.toml"}"#,
-    )
-    .unwrap();
+    lexicon_palette(
+        palettes.path(),
+        "colour.json",
+        "colour",
+        &["blue", "red"],
+        2.0,
+    );
     let server = Running::start(model, |c| {
         c.control_vector_dir = Some(dir);
         c.palette_dir = Some(palettes.path().to_path_buf());

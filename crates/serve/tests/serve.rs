@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{repo, smollm2, Running};
+use common::{lexicon_palette, repo, smollm2, Running};
 use ethos_serve::Limits;
 use ethos_steer::{GenerateOptions, GenerateRequest, SamplingParams, Session};
 use serde_json::{json, Value};
@@ -434,29 +434,13 @@ fn limits_cancellation_and_the_kv_budget() {
     }));
     // A stream that the client abandons after its first chunk.
     {
-        use std::io::{BufRead, BufReader, Write};
-        let addr = server.base.trim_start_matches("http://").to_string();
-        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
-        let body = json!({"prompt": "Tell me a long story.", "max_tokens": 250, "stream": true, "ignore_eos": true}).to_string();
-        write!(
-            conn,
-            "POST /v1/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut reader = BufReader::new(conn.try_clone().unwrap());
-        let mut line = String::new();
-        while !line.starts_with("data: ") {
-            line.clear();
-            reader.read_line(&mut line).unwrap();
-        }
+        let conn = server.open_stream(&json!({"prompt": "Tell me a long story.", "max_tokens": 250, "stream": true, "ignore_eos": true}));
         server.wait_for("the stream to join the batch", |s| {
             s.metric("ethos_running_sequences") >= 1.0
         });
         // While it runs, a second request is over --max-concurrent.
         let (status, v) = server.post("/v1/completions", &json!({"prompt": "a"}));
         assert_eq!(status, 503, "{v}");
-        drop(reader);
         conn.shutdown(std::net::Shutdown::Both).unwrap();
     }
     server.wait_for("the abandoned stream to leave the batch", |s| {
@@ -680,21 +664,13 @@ fn palette_requests_decode_as_generate_lambda_does() {
     use ethos_steer::palette::decode::{LambdaFile, PaletteDecoder, PaletteMode};
     let Some(model) = smollm2(None) else { return };
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("l.csv"),
-        "phrase,weight\nplease,1\nthank,1\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("p.toml"),
-        "[[value]]\nname = \"polite\"\ntarget = 1.0\n[[reward]]\nname = \"polite\"\nkind = \"lexicon\"\nfile = \"l.csv\"\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("polite.json"),
-        r#"{"lambda": {"polite": 3.0}, "palette": "p.toml"}"#,
-    )
-    .unwrap();
+    lexicon_palette(
+        dir.path(),
+        "polite.json",
+        "polite",
+        &["please", "thank"],
+        3.0,
+    );
     let prompt = "Write a short note to a neighbour:";
     let ids = model.tokenizer().unwrap().encode_prompt(prompt).unwrap();
     let mut want = Vec::new();

@@ -3,29 +3,17 @@
 //! (fields, types, sizes, nesting, sampling ranges, control-vector entries), then the prompts'
 //! tokenization with a real tokenizer, as the server does next.
 #![no_main]
-use ethos_model::tokenizer::Tokenizer;
 use ethos_serve::api::{check_chat, check_completion, PromptInput};
 use ethos_serve::Limits;
 use libfuzzer_sys::fuzz_target;
-use std::sync::OnceLock;
 
 #[global_allocator]
 static ALLOCATOR: ethos_fuzz::BudgetAllocator = ethos_fuzz::BudgetAllocator;
 
-const TOKENIZER: &[u8] = include_bytes!("../../fixtures/tiny/llama_classifier/tokenizer.json");
-
-fn tokenizer() -> &'static Tokenizer {
-    static TOK: OnceLock<Tokenizer> = OnceLock::new();
-    TOK.get_or_init(|| {
-        Tokenizer::from_file(&ethos_fuzz::scratch("fixed-tokenizer.json", TOKENIZER))
-            .expect("the fixture tokenizer")
-    })
-}
-
 fuzz_target!(|data: &[u8]| {
     let Some((&which, body)) = data.split_first() else { return };
     let limits = Limits::default();
-    let tok = tokenizer();
+    let tok = ethos_fuzz::fixture_tokenizer();
     let vocab = tok.vocab_size();
     if which % 2 == 0 {
         if let Ok(c) = check_completion(body, &limits, vocab) {

@@ -46,3 +46,14 @@ pub fn parts(data: &[u8], n: usize) -> Vec<&[u8]> {
     out.push(rest);
     out
 }
+
+/// The tiny fixture's tokenizer (`tests/fixtures/tiny/llama_classifier`), read once per
+/// process: the targets that tokenize what they parse use a real tokenizer.
+pub fn fixture_tokenizer() -> &'static ethos_model::tokenizer::Tokenizer {
+    const TOKENIZER: &[u8] = include_bytes!("../../fixtures/tiny/llama_classifier/tokenizer.json");
+    static TOK: std::sync::OnceLock<ethos_model::tokenizer::Tokenizer> = std::sync::OnceLock::new();
+    TOK.get_or_init(|| {
+        ethos_model::tokenizer::Tokenizer::from_file(&scratch("fixed-tokenizer.json", TOKENIZER))
+            .expect("the fixture tokenizer")
+    })
+}

@@ -113,6 +113,49 @@ impl Running {
     }
 }
 
+impl Running {
+    /// Opens a streamed completion of `body` on a raw connection and reads until its first
+    /// event; the caller drops or shuts the connection to abandon the stream.
+    pub fn open_stream(&self, body: &Value) -> std::net::TcpStream {
+        use std::io::{BufRead, BufReader, Write};
+        let addr = self.base.trim_start_matches("http://").to_string();
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        let body = body.to_string();
+        write!(
+            conn,
+            "POST /v1/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut reader = BufReader::new(conn.try_clone().unwrap());
+        let mut line = String::new();
+        while !line.starts_with("data: ") {
+            line.clear();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+        }
+        conn
+    }
+}
+
+/// A solved palette in `dir`: one lexicon value `value` rewarding `phrases`, given `lambda`,
+/// written as the lambda file `name` beside its palette (`p.toml`) and lexicon (`l.csv`).
+pub fn lexicon_palette(dir: &Path, name: &str, value: &str, phrases: &[&str], lambda: f64) {
+    let rows: String = phrases.iter().map(|p| format!("{p},1\n")).collect();
+    std::fs::write(dir.join("l.csv"), format!("phrase,weight\n{rows}")).unwrap();
+    std::fs::write(
+        dir.join("p.toml"),
+        format!("[[value]]\nname = \"{value}\"\ntarget = 1.0\n[[reward]]\nname = \"{value}\"\nkind = \"lexicon\"\nfile = \"l.csv\"\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(name),
+        format!(r#"{{"lambda": {{"{value}": {lambda}}}, "palette": "p.toml"}}"#),
+    )
+    .unwrap();
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         if let Some(tx) = self.stop.take() {
