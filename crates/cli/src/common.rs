@@ -132,3 +132,90 @@ pub fn bounded_lines<'a, R: std::io::BufRead + 'a>(
 ) -> impl Iterator<Item = Result<String>> + 'a {
     ethos_steer::requests::bounded_lines(reader, source).map(|l| l.map_err(anyhow::Error::from))
 }
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackendKind {
+    /// The model given by --model, run here.
+    #[default]
+    Local,
+    /// A server that speaks the OpenAI completions API with prompt log-probs (vLLM, ethos serve).
+    Openai,
+}
+
+/// Where a command's model runs: here (the default) or on a server.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct RemoteArgs {
+    /// local (the model of --model) or openai (the server at --base-url).
+    #[arg(long, value_enum, default_value_t = BackendKind::Local)]
+    pub backend: BackendKind,
+    /// The server's address, e.g. http://10.0.0.5:8000/v1 (--backend openai).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// The served model's id (default: the one model the server lists).
+    #[arg(long, value_name = "NAME")]
+    pub served_model: Option<String>,
+    /// The environment variable holding the server's API key, sent as a Bearer token.
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Prompts sent as one list in a scoring request.
+    #[arg(long, default_value_t = 8)]
+    pub prompts_per_request: usize,
+    /// Seconds one request may take before it is retried.
+    #[arg(long, default_value_t = 600.0)]
+    pub request_timeout: f64,
+    /// Tries after the first on 429, 5xx and connection errors (backoff doubles from 0.5 s,
+    /// with jitter).
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+}
+
+impl RemoteArgs {
+    pub fn is_remote(&self) -> bool {
+        self.backend == BackendKind::Openai
+    }
+
+    /// Refuses the remote flags without `--backend openai`, and local model flags with it.
+    pub fn check(&self, model: &ModelArgs) -> Result<()> {
+        if !self.is_remote() {
+            if self.base_url.is_some() || self.served_model.is_some() {
+                anyhow::bail!("--base-url and --served-model need --backend openai");
+            }
+            return Ok(());
+        }
+        if model.model.is_some() || model.dtype.is_some() {
+            anyhow::bail!("--model and --dtype choose a local model; with --backend openai the model is the server's (--served-model)");
+        }
+        if self.base_url.is_none() {
+            anyhow::bail!("--backend openai needs --base-url (the server's address, e.g. http://127.0.0.1:8000/v1)");
+        }
+        Ok(())
+    }
+
+    /// Connects to the server: checks the address, finds the served model.
+    pub fn connect(&self) -> Result<ethos_remote::Client> {
+        let api_key = match &self.api_key_env {
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                anyhow::anyhow!("--api-key-env {var}: the environment variable is not set")
+            })?),
+            None => None,
+        };
+        if !(self.request_timeout.is_finite() && self.request_timeout > 0.0) {
+            anyhow::bail!("--request-timeout must be a positive number of seconds");
+        }
+        Ok(ethos_remote::Client::connect(
+            ethos_remote::RemoteOptions {
+                base_url: self.base_url.clone().unwrap_or_default(),
+                served_model: self.served_model.clone(),
+                api_key,
+                concurrency: self.concurrency,
+                prompts_per_request: self.prompts_per_request,
+                timeout: std::time::Duration::from_secs_f64(self.request_timeout),
+                retries: self.retries,
+                backoff: std::time::Duration::from_millis(500),
+            },
+        )?)
+    }
+}

@@ -1,7 +1,7 @@
 //! `ethos eval BENCHMARK`: run a culture benchmark on a model, writing `results.json` and
 //! `items.jsonl` into the output folder (and resuming from it when interrupted).
 
-use crate::common::{print_json, ControlArgs, ModelArgs};
+use crate::common::{print_json, ControlArgs, ModelArgs, RemoteArgs};
 use anyhow::Result;
 use ethos_evals::benchmarks;
 use std::io::IsTerminal;
@@ -15,6 +15,8 @@ pub struct Args {
     pub model: ModelArgs,
     #[command(flatten)]
     pub control: ControlArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// Your own copy of the data in the upstream schema (default: the built-in copy).
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -168,6 +170,18 @@ fn run_utility(a: Args) -> Result<()> {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    a.remote.check(&a.model)?;
+    if a.remote.is_remote() {
+        if !a.control.control_vector.is_empty() {
+            anyhow::bail!("--control-vector steers the residual stream of a model run here; with --backend openai the weights are the server's (ethos serve takes `control_vectors` per request)");
+        }
+        if a.lambda.is_some() {
+            anyhow::bail!("--lambda with --backend openai: palette-tilted option scores are not available on a remote backend yet; run the palette on a local model");
+        }
+        if a.benchmark == "utility" {
+            anyhow::bail!("utility with --backend openai: not available yet (its adaptive pairs run on a local session); civics, culturalbench and normad run remotely");
+        }
+    }
     if a.benchmark == "utility" {
         if a.lambda.is_some() {
             anyhow::bail!("--lambda: utility asks for preferences between outcomes, not answers a palette could tilt (civics, culturalbench and normad take it)");
@@ -188,7 +202,7 @@ pub fn run(a: Args) -> Result<()> {
         a.conditions.clone()
     };
     let output = a.output.clone().unwrap_or_else(|| default_output(&a));
-    let opts = ethos_evals::RunOptions {
+    let mut opts = ethos_evals::RunOptions {
         conditions,
         formats,
         limit: a.limit,
@@ -199,6 +213,44 @@ pub fn run(a: Args) -> Result<()> {
         steering: steering_record(&a)?,
     };
     ethos_evals::runner::check_selection(bench, &opts)?;
+    if a.remote.is_remote() {
+        let client = a.remote.connect()?;
+        if a.output.is_none() {
+            let stem: String = client
+                .model
+                .chars()
+                .map(|c| {
+                    if c.is_alphanumeric() || "-_.".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            opts.output = PathBuf::from("runs").join(format!("{}-{stem}", a.benchmark));
+        }
+        let mut backend = ethos_evals::RemoteBackend { client };
+        let res = ethos_evals::run_on(&mut backend, bench, &loaded.dataset_sha256, &opts, None)?;
+        if a.json {
+            return print_json(&res);
+        }
+        print!("{}", ethos_evals::results::table(&res));
+        let s = backend.client.stats();
+        println!(
+            "server {} ({}): {} requests ({} retried), {} prompt and {} generated tokens",
+            backend.client.host,
+            backend.client.model,
+            s.requests,
+            s.retries,
+            s.prompt_tokens,
+            s.completion_tokens
+        );
+        println!(
+            "written: {}/results.json, items.jsonl, report.html",
+            opts.output.display()
+        );
+        return Ok(());
+    }
     let lambda = match &a.lambda {
         Some(p) => Some(ethos_steer::palette::decode::LambdaFile::read(p)?),
         None => None,

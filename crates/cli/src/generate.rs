@@ -1,6 +1,6 @@
 //! `ethos generate`
 
-use crate::common::{print_json, ControlArgs, ModelArgs};
+use crate::common::{print_json, ControlArgs, ModelArgs, RemoteArgs};
 use anyhow::{bail, Context, Result};
 use ethos_model::chat::Message;
 use ethos_steer::{GenerateOptions, GenerateRequest, SamplingParams};
@@ -14,6 +14,8 @@ pub struct Args {
     pub sampling: SamplingArgs,
     #[command(flatten)]
     pub control: ControlArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// The prompt text (raw, or the user turn with --chat).
     #[arg(long, short = 'p')]
     pub prompt: String,
@@ -123,6 +125,10 @@ impl SamplingArgs {
 
 pub fn run(a: Args) -> Result<()> {
     let params = a.sampling.params()?;
+    a.remote.check(&a.model)?;
+    if a.remote.is_remote() {
+        return run_remote(&a, &params);
+    }
     let model = a.model.load()?;
     let tok = model.tokenizer()?;
     let text = if a.chat {
@@ -203,5 +209,64 @@ fn palette_generate(
         }));
     }
     println!("{}", cands[pick].generation.text);
+    Ok(())
+}
+
+/// `ethos generate --backend openai`: the same sampling parameters, sent to the server
+/// (`/v1/chat/completions` with `--chat`, else `/v1/completions` on the server's tokens of
+/// the prompt); the answer is printed when it is complete.
+fn run_remote(a: &Args, params: &SamplingParams) -> Result<()> {
+    if !a.control.control_vector.is_empty() {
+        bail!("--control-vector steers a model run here; with --backend openai the weights are the server's (ethos serve takes `control_vectors` per request)");
+    }
+    if a.lambda.is_some() {
+        bail!("--lambda with --backend openai: palette decoding against a server is not available yet; run it on a local model");
+    }
+    let client = a.remote.connect()?;
+    let default = |v: f32, d: f32| (v != d).then_some(v as f64);
+    let remote = ethos_remote::CompletionParams {
+        max_tokens: a.sampling.max_tokens,
+        temperature: Some(params.temperature as f64),
+        top_p: default(params.top_p, 1.0),
+        top_k: (params.top_k > 0).then_some(params.top_k),
+        min_p: default(params.min_p, 0.0),
+        seed: Some(params.seed),
+        n: None,
+        stop: a.sampling.stop.clone(),
+        presence_penalty: default(params.presence_penalty, 0.0),
+        frequency_penalty: default(params.frequency_penalty, 0.0),
+        repetition_penalty: default(params.repetition_penalty, 1.0),
+        logit_bias: params
+            .logit_bias
+            .iter()
+            .map(|&(id, b)| (id, b as f64))
+            .collect(),
+        ignore_eos: a.sampling.ignore_eos,
+    };
+    let mut answer = if a.chat {
+        let mut msgs = Vec::new();
+        if let Some(s) = &a.system {
+            msgs.push(("system".to_string(), s.clone()));
+        }
+        msgs.push(("user".to_string(), a.prompt.clone()));
+        client.chat(&msgs, &remote)?
+    } else {
+        let ids = client.tokenize(&a.prompt, true)?;
+        client.complete(&ids, &remote)?
+    };
+    let c = answer.remove(0);
+    if a.json {
+        let s = client.stats();
+        return print_json(&serde_json::json!({
+            "text": c.text,
+            "finish_reason": c.finish_reason,
+            "seed": params.seed,
+            "prompt_tokens": s.prompt_tokens,
+            "completion_tokens": s.completion_tokens,
+            "backend": "openai",
+            "served_model": client.model,
+        }));
+    }
+    println!("{}", c.text);
     Ok(())
 }

@@ -14,8 +14,9 @@
 //! palette_score: log p_lambda(continuation | context) up to the context's normaliser log Z,
 //! which is the same for every continuation of a line, so comparisons among them are exact.
 
-use crate::common::{print_json, ControlArgs, ModelArgs};
+use crate::common::{print_json, ControlArgs, ModelArgs, RemoteArgs};
 use anyhow::{Context, Result};
+use ethos_evals::Backend;
 use ethos_model::scoring::ScoreOptions;
 use ethos_steer::requests::ScoreLine;
 use std::io::{BufRead, BufReader, IsTerminal};
@@ -26,6 +27,8 @@ pub struct Args {
     pub model: ModelArgs,
     #[command(flatten)]
     pub control: ControlArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// JSONL requests ("-" = standard input).
     #[arg(long, short = 'i', default_value = "-")]
     pub input: String,
@@ -45,6 +48,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    a.remote.check(&a.model)?;
+    if a.remote.is_remote() {
+        return run_remote(a);
+    }
     let model = a.model.load()?;
     let tok = model.tokenizer()?;
     let mut session = a.control.session(&model)?;
@@ -115,13 +122,7 @@ pub fn run(a: Args) -> Result<()> {
         }
         None => None,
     };
-    let reader: Box<dyn BufRead> = if a.input == "-" {
-        Box::new(BufReader::new(std::io::stdin()))
-    } else {
-        Box::new(BufReader::new(
-            std::fs::File::open(&a.input).with_context(|| format!("{}: cannot open", a.input))?,
-        ))
-    };
+    let reader = open_input(&a.input)?;
     let progress = std::io::stderr().is_terminal();
     let opts = ScoreOptions {
         batch_requests: a.batch,
@@ -201,6 +202,131 @@ pub fn run(a: Args) -> Result<()> {
         lines.clear();
         if progress {
             eprint!("\rscored {scored} requests");
+        }
+        if at_end {
+            break;
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    Ok(())
+}
+
+fn open_input(input: &str) -> Result<Box<dyn BufRead>> {
+    Ok(if input == "-" {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(BufReader::new(
+            std::fs::File::open(input).with_context(|| format!("{input}: cannot open"))?,
+        ))
+    })
+}
+
+/// `ethos score --backend openai`: the same lines and answers, scored from the server's
+/// prompt log-probs with its own tokenizer (`greedy` is not known there and is left out).
+fn run_remote(a: Args) -> Result<()> {
+    if !a.control.control_vector.is_empty() || a.lambda.is_some() {
+        anyhow::bail!("--control-vector and --lambda need a model run here; with --backend openai the weights are the server's");
+    }
+    let client = a.remote.connect()?;
+    let backend = ethos_evals::RemoteBackend { client };
+    let client = &backend.client;
+    if let Some(text) = &a.text {
+        let ids = client.tokenize(text, true)?;
+        let row = client
+            .prompt_logprobs(std::slice::from_ref(&ids))?
+            .remove(0);
+        let logprob: f64 = row.iter().flatten().sum();
+        if a.json {
+            return print_json(&serde_json::json!({
+                "token_ids": ids, "token_logprobs": row, "logprob": logprob, "steered": false,
+            }));
+        }
+        println!("{:>8}  {:>10}", "id", "logprob");
+        for (id, lp) in ids.iter().zip(&row) {
+            match lp {
+                Some(lp) => println!("{id:>8}  {lp:>10.4}"),
+                None => println!("{id:>8}  {:>10}", "-"),
+            }
+        }
+        println!(
+            "total log-prob {logprob:.4} over {} tokens",
+            row.len().saturating_sub(1)
+        );
+        return Ok(());
+    }
+    let reader = open_input(&a.input)?;
+    let progress = std::io::stderr().is_terminal();
+    // Enough lines per round to keep every connection busy.
+    let chunk = (client.options().concurrency * client.options().prompts_per_request).max(1);
+    let mut lines = Vec::with_capacity(chunk);
+    let mut requests = Vec::with_capacity(chunk);
+    let mut scored = 0usize;
+    let mut input = crate::common::bounded_lines(reader, &a.input).enumerate();
+    loop {
+        let next = input.next();
+        let at_end = next.is_none();
+        if let Some((n, line)) = next {
+            let Some(l) = ScoreLine::parse(&line?, &a.input, n + 1)? else {
+                continue;
+            };
+            let context = client.tokenize(&l.context, true)?;
+            if context.is_empty() {
+                anyhow::bail!(
+                    "{}:{}: the context is empty and the model adds no BOS token; give a non-empty context",
+                    a.input,
+                    n + 1
+                );
+            }
+            let continuations = l
+                .continuations
+                .iter()
+                .map(|c| {
+                    ethos_model::scoring::continuation_split(
+                        |t, special| client.tokenize(t, special),
+                        &context,
+                        &l.context,
+                        c,
+                        true,
+                    )
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            requests.push(ethos_model::scoring::ScoreRequest {
+                context,
+                continuations,
+            });
+            lines.push(l);
+            if requests.len() < chunk {
+                continue;
+            }
+        }
+        if requests.is_empty() {
+            break;
+        }
+        let lps = backend.token_logprobs(&requests)?;
+        for ((l, r), lp) in lines.iter().zip(&requests).zip(&lps) {
+            let conts: Vec<serde_json::Value> = l
+                .continuations
+                .iter()
+                .zip(&r.continuations)
+                .zip(lp)
+                .map(|((text, ids), lps)| {
+                    serde_json::json!({"text": text, "logprob": lps.iter().sum::<f64>(), "token_ids": ids, "token_logprobs": lps})
+                })
+                .collect();
+            print_json(
+                &serde_json::json!({"id": l.id, "context_tokens": r.context.len(), "steered": false, "continuations": conts}),
+            )?;
+        }
+        scored += requests.len();
+        requests.clear();
+        lines.clear();
+        if progress {
+            eprint!(
+                "\rscored {scored} requests ({})",
+                backend.progress_note().unwrap_or_default()
+            );
         }
         if at_end {
             break;

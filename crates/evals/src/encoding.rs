@@ -3,15 +3,20 @@
 
 use crate::benchmark::{Ask, Prompt};
 use crate::error::{bail, Result};
-use ethos_model::chat::Message;
-use ethos_model::scoring::continuation_tokens;
-use ethos_model::Model;
+use ethos_model::chat::{ChatTemplate, Message};
+use ethos_model::scoring::continuation_split;
 
 /// A prompt as token ids: the context and, when it is scored, each option's continuation.
-pub(crate) struct Encoded {
-    pub(crate) context: Vec<u32>,
-    pub(crate) continuations: Vec<Vec<u32>>,
-    pub(crate) max_tokens: usize,
+pub struct Encoded {
+    pub context: Vec<u32>,
+    pub continuations: Vec<Vec<u32>>,
+    pub max_tokens: usize,
+}
+
+/// A tokenizer, local or a server's: `add_special` adds what a prompt starts with (the BOS,
+/// where the model asks for one).
+pub trait TextEncoder {
+    fn encode_text(&self, text: &str, add_special: bool) -> Result<Vec<u32>>;
 }
 
 /// lm-evaluation-harness' rule: trailing whitespace of the context belongs to the
@@ -21,10 +26,35 @@ fn split_trailing_space(context: &str) -> (&str, &str) {
     (trimmed, &context[trimmed.len()..])
 }
 
-pub(crate) fn encode(model: &Model, p: &Prompt) -> Result<Encoded> {
-    let tok = model.tokenizer()?;
+/// A local model's tokenizer.
+pub(crate) struct LocalEncoder<'t>(pub(crate) &'t ethos_model::tokenizer::Tokenizer);
+
+impl TextEncoder for LocalEncoder<'_> {
+    fn encode_text(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
+        Ok(if add_special {
+            self.0.encode_prompt(text)?
+        } else {
+            self.0.encode(text)?
+        })
+    }
+}
+
+/// `p` through a local model's tokenizer and chat template.
+pub(crate) fn encode(model: &ethos_model::Model, p: &Prompt) -> Result<Encoded> {
+    encode_with(
+        &LocalEncoder(model.tokenizer()?),
+        model.chat_template.as_ref(),
+        p,
+    )
+}
+
+pub(crate) fn encode_with(
+    tok: &dyn TextEncoder,
+    template: Option<&ChatTemplate>,
+    p: &Prompt,
+) -> Result<Encoded> {
     let (context, prefix, with_bos) = if p.chat {
-        let Some(t) = &model.chat_template else {
+        let Some(t) = template else {
             bail!(
                 Selection,
                 "the model has no chat template; use a raw format"
@@ -42,11 +72,7 @@ pub(crate) fn encode(model: &Model, p: &Prompt) -> Result<Encoded> {
         let (ctx, space) = split_trailing_space(&raw);
         (ctx.to_string(), format!("{space}{}", p.delimiter), true)
     };
-    let ids = if with_bos {
-        tok.encode_prompt(&context)?
-    } else {
-        tok.encode(&context)?
-    };
+    let ids = tok.encode_text(&context, with_bos)?;
     if ids.is_empty() {
         bail!(Data, "a prompt encodes to no tokens");
     }
@@ -55,8 +81,13 @@ pub(crate) fn encode(model: &Model, p: &Prompt) -> Result<Encoded> {
             options
                 .iter()
                 .map(|o| {
-                    continuation_tokens(tok, &ids, &context, &format!("{prefix}{o}"), with_bos)
-                        .map_err(Into::into)
+                    continuation_split(
+                        |text, special| tok.encode_text(text, special),
+                        &ids,
+                        &context,
+                        &format!("{prefix}{o}"),
+                        with_bos,
+                    )
                 })
                 .collect::<Result<Vec<_>>>()?,
             0,

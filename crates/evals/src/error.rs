@@ -17,6 +17,9 @@ pub enum Error {
     /// Steering (control vectors, palettes) and the session's generation.
     #[error(transparent)]
     Steer(#[from] ethos_steer::Error),
+    /// A server of the remote backend (its address, the endpoint and what went wrong).
+    #[error(transparent)]
+    Remote(#[from] ethos_remote::Error),
     /// A file or folder that cannot be read, listed, created or written (`what` says which,
     /// e.g. "cannot read"); the OS error is the source.
     #[error("{}: {what}", path.display())]

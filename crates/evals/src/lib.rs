@@ -3,11 +3,12 @@
 //! resumable runs and reports. The data is vendored under `data/` with its licences and
 //! compiled in; benchmarks never see model internals, only prompts and answers.
 
+pub mod backend;
 pub(crate) mod benchmark;
 pub mod benchmarks;
 pub mod compare;
 pub mod data;
-pub(crate) mod encoding;
+pub mod encoding;
 pub mod error;
 pub(crate) mod formats;
 pub(crate) mod identity;
@@ -19,7 +20,8 @@ pub mod results;
 pub mod runner;
 pub(crate) mod thurstonian;
 
+pub use backend::{Backend, LocalBackend, RemoteBackend};
 pub use benchmark::{Answer, Ask, Benchmark, Judgement, Prompt};
 pub use error::{Error, Result};
 pub use metrics::Interval;
-pub use runner::{run, run_tilted, OptionTilt, RunOptions};
+pub use runner::{run, run_on, run_tilted, OptionTilt, RunOptions};

@@ -42,6 +42,17 @@ impl ItemRecord {
     }
 }
 
+impl RunIdentity {
+    /// What must match for a run to resume into this folder (see
+    /// `backend::comparable_identity`).
+    fn comparable(&self) -> RunIdentity {
+        RunIdentity {
+            model: crate::backend::comparable_identity(&self.model),
+            ..self.clone()
+        }
+    }
+}
+
 pub struct RunLog {
     pub dir: PathBuf,
     items_path: PathBuf,
@@ -65,7 +76,7 @@ impl RunLog {
                 Err(_) => None,
             };
             match found {
-                Some(f) if &f == identity => {}
+                Some(f) if f.comparable() == identity.comparable() => {}
                 Some(f) => bail!(
                     RunFolder,
                     "{}: holds the items of another run (benchmark `{}`, model {}, data {}); choose another --output",

@@ -25,6 +25,8 @@ pub struct RunFacts {
     /// (condition a, condition b, group kind) compared item by item, and the items taking part.
     pub paired: Option<(&'static str, &'static str, &'static str)>,
     pub paired_ids: std::collections::HashSet<String>,
+    /// What the run sent to a server (remote backend only).
+    pub traffic: Option<Value>,
 }
 
 #[derive(Serialize, Debug)]
@@ -96,6 +98,9 @@ pub struct Results {
     pub wall_seconds: f64,
     pub tokens: usize,
     pub tokens_per_second: f64,
+    /// Requests, retries and tokens sent to the server this run (remote backend only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference: Option<Value>,
     /// condition -> format -> metrics
@@ -233,6 +238,7 @@ pub fn compute(run: &RunFacts, records: &[&ItemRecord]) -> Results {
         wall_seconds: run.wall_seconds,
         tokens: run.tokens,
         tokens_per_second: run.tokens_per_second,
+        traffic: run.traffic.clone(),
         reference: run
             .reference
             .map(|(name, acc)| serde_json::json!({"name": name, "accuracy": acc})),

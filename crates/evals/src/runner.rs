@@ -2,15 +2,14 @@
 //! with the context computed once per prompt (ethos-model's prefix-reusing `score`) or
 //! generates greedily, judges, and appends every judgement to the run folder as it goes.
 
+use crate::backend::{Backend, LocalBackend};
 use crate::benchmark::{Answer, Ask, Benchmark, Prompt};
-use crate::encoding::{encode, Encoded};
+use crate::encoding::Encoded;
 use crate::error::{bail, Error, Result, ResultExt};
-use crate::identity::model_identity;
 use crate::log::{ItemRecord, RunIdentity, RunLog};
 use crate::results::{self, Results};
-use ethos_model::scoring::{Openings, ScoreOptions, ScoreRequest};
-use ethos_model::Model;
-use ethos_steer::{GenerateOptions, GenerateRequest, SamplingParams, Session};
+use ethos_model::scoring::ScoreRequest;
+use ethos_steer::Session;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -72,19 +71,19 @@ type Prepared<'t> = (&'t Task, Vec<Prompt>, Vec<Encoded>);
 /// format (whose prompts share their instructions, run once per batch), then by length, so
 /// that each batch pads its prompts little (stable: ties keep the selection's order).
 fn prepare_window<'t>(
-    model: &Model,
+    backend: &dyn Backend,
     bench: &dyn Benchmark,
     window: &[&'t Task],
     chat_available: bool,
 ) -> Result<Vec<Prepared<'t>>> {
-    let max_positions = model.decoder.max_positions();
+    let max_positions = backend.max_positions();
     let mut prepared = Vec::with_capacity(window.len());
     for &t in window {
         let prompts = bench.prompts(t.item, &t.condition, &t.format, chat_available)?;
         let id = bench.item_id(t.item);
         let mut e = Vec::with_capacity(prompts.len());
         for p in &prompts {
-            let enc = encode(model, p).context(|| {
+            let enc = backend.encode(p).context(|| {
                 format!("{} item {id} ({}, {})", bench.name(), t.condition, t.format)
             })?;
             let longest = enc.continuations.iter().map(Vec::len).max().unwrap_or(0);
@@ -132,15 +131,26 @@ pub fn run_tilted(
     bench: &dyn Benchmark,
     dataset_sha256: &str,
     opts: &RunOptions,
+    tilt: Option<&mut dyn OptionTilt>,
+) -> Result<Results> {
+    let mut backend = LocalBackend::new(session, opts.batch);
+    run_on(&mut backend, bench, dataset_sha256, opts, tilt)
+}
+
+/// `run_tilted` on any backend: a local session or a server.
+pub fn run_on(
+    backend: &mut dyn Backend,
+    bench: &dyn Benchmark,
+    dataset_sha256: &str,
+    opts: &RunOptions,
     mut tilt: Option<&mut dyn OptionTilt>,
 ) -> Result<Results> {
-    let model = session.model();
     check_selection(bench, opts)?;
     let started = Instant::now();
     let identity = RunIdentity {
         steering: opts.steering.clone(),
         benchmark: bench.name().to_string(),
-        model: model_identity(model)?,
+        model: backend.identity()?,
         dataset_sha256: dataset_sha256.to_string(),
     };
     let mut log = RunLog::open(&opts.output, &identity)?;
@@ -184,17 +194,11 @@ pub fn run_tilted(
     } else {
         ProgressBar::hidden()
     };
-    let chat_available = model.chat_template.is_some();
-    let score_opts = ScoreOptions {
-        batch_requests: opts.batch.max(1),
-        ..Default::default()
-    };
-    // Instructions shared by every prompt of a condition run once for the whole run.
-    let mut openings = Openings::default();
+    let chat_available = backend.chat_available();
     let mut tokens = 0usize;
     let work_started = Instant::now();
     for window in pending.chunks(SORT_WINDOW) {
-        let prepared = prepare_window(model, bench, window, chat_available)?;
+        let prepared = prepare_window(&*backend, bench, window, chat_available)?;
         for part in prepared.chunks(opts.batch.max(1) * 4) {
             let requests: Vec<ScoreRequest> = part
                 .iter()
@@ -205,31 +209,32 @@ pub fn run_tilted(
                     continuations: e.continuations.clone(),
                 })
                 .collect();
-            let mut scored = session
-                .score_with_openings(&requests, &score_opts, &mut openings)?
-                .into_iter();
+            let generations: Vec<(Vec<u32>, usize)> = part
+                .iter()
+                .flat_map(|p| &p.2)
+                .filter(|e| e.continuations.is_empty())
+                .map(|e| (e.context.clone(), e.max_tokens))
+                .collect();
+            let mut scored = backend.score(&requests)?.into_iter();
+            let mut generated = backend.generate_greedy(&generations)?.into_iter();
             let mut records = Vec::with_capacity(part.len());
             for (t, prompts, encs) in part {
                 let mut answers = Vec::with_capacity(encs.len());
                 for (e, p) in encs.iter().zip(prompts) {
                     tokens += e.context.len();
                     if e.continuations.is_empty() {
-                        let req = GenerateRequest::new(
-                            e.context.clone(),
-                            SamplingParams::greedy(),
-                            GenerateOptions {
-                                max_tokens: e.max_tokens,
-                                ..Default::default()
-                            },
-                        );
-                        let g = session.generate(&req, &mut |_| {})?;
-                        tokens += g.token_ids.len();
-                        answers.push(Answer::Text(g.text));
+                        let (text, n) = generated.next().ok_or_else(|| {
+                            Error::Internal(
+                                "generation returned fewer results than requests".into(),
+                            )
+                        })?;
+                        tokens += n;
+                        answers.push(Answer::Text(text));
                     } else {
                         let s = scored.next().ok_or_else(|| {
                             Error::Internal("scoring returned fewer results than requests".into())
                         })?;
-                        tokens += s.iter().map(|c| c.token_ids.len()).sum::<usize>();
+                        tokens += s.iter().map(|c| c.tokens).sum::<usize>();
                         let mut lps: Vec<f64> = s.iter().map(|c| c.logprob).collect();
                         if let (Some(t), Ask::Choose { options }) = (tilt.as_deref_mut(), &p.ask) {
                             for (lp, b) in lps.iter_mut().zip(t.bonus(&p.body, options)?) {
@@ -256,6 +261,9 @@ pub fn run_tilted(
             }
             log.append(records)?;
             bar.inc(part.len() as u64);
+            if let Some(note) = backend.progress_note() {
+                bar.set_message(note);
+            }
         }
     }
     bar.finish_and_clear();
@@ -283,6 +291,7 @@ pub fn run_tilted(
             .filter(|&i| bench.paired(i))
             .map(|i| bench.item_id(i))
             .collect(),
+        traffic: backend.traffic(),
     };
     let keys: Vec<_> = selected
         .iter()

@@ -440,14 +440,33 @@ pub fn continuation_tokens(
     continuation: &str,
     with_bos: bool,
 ) -> Result<Vec<u32>> {
-    let joined = format!("{context}{continuation}");
-    let whole = if with_bos {
-        tok.encode_prompt(&joined)?
-    } else {
-        tok.encode(&joined)?
-    };
+    continuation_split(
+        |text, special| {
+            if special {
+                tok.encode_prompt(text)
+            } else {
+                tok.encode(text)
+            }
+        },
+        ctx,
+        context,
+        continuation,
+        with_bos,
+    )
+}
+
+/// `continuation_tokens` with any tokenizer (a server's, say): `encode(text, true)` encodes
+/// as a prompt, `encode(text, false)` without special tokens.
+pub fn continuation_split<E>(
+    mut encode: impl FnMut(&str, bool) -> std::result::Result<Vec<u32>, E>,
+    ctx: &[u32],
+    context: &str,
+    continuation: &str,
+    with_bos: bool,
+) -> std::result::Result<Vec<u32>, E> {
+    let whole = encode(&format!("{context}{continuation}"), with_bos)?;
     if whole.len() > ctx.len() && whole.starts_with(ctx) {
         return Ok(whole[ctx.len()..].to_vec());
     }
-    tok.encode(continuation)
+    encode(continuation, false)
 }
