@@ -1,0 +1,365 @@
+//! `--backend openai` against `ethos serve` on loopback: remote option log-probs equal the
+//! local f32 run's, a killed run resumes with nothing lost or scored twice, a server that
+//! serves another model is refused on resume, and bad flags get one-line errors. Needs
+//! SmolLM2 (skipped with a printed reason when absent; required in CI).
+
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn model() -> Option<PathBuf> {
+    let model =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if model.exists() {
+        return Some(model);
+    }
+    assert!(
+        std::env::var("ETHOS_REQUIRE_REAL_MODEL").as_deref() != Ok("1"),
+        "{} is missing",
+        model.display()
+    );
+    eprintln!("skipped: {} is absent", model.display());
+    None
+}
+
+/// An `ethos serve` process, stopped when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(model: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ethos"))
+            .args(["serve", "--port", "0", "--threads", "1", "--model"])
+            .arg(model)
+            .args(extra)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let base = first
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {first:?}"))
+            .trim_end_matches(';')
+            .to_string();
+        // Keep reading so that the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+        Server { child, base }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ethos(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ethos"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> Output {
+    let out = ethos(args);
+    assert!(
+        out.status.success(),
+        "ethos {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+type Key = (String, String, String);
+
+fn items(dir: &Path) -> Vec<(Key, Value)> {
+    std::fs::read_to_string(dir.join("items.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let k = (
+                v["id"].as_str().unwrap().to_string(),
+                v["condition"].as_str().unwrap().to_string(),
+                v["format"].as_str().unwrap().to_string(),
+            );
+            (k, v)
+        })
+        .collect()
+}
+
+/// The largest option log-prob difference between two runs of the same tasks, and how many
+/// predictions differ.
+fn compare(a: &Path, b: &Path) -> (f64, usize, usize) {
+    let a: BTreeMap<Key, Value> = items(a).into_iter().collect();
+    let b: BTreeMap<Key, Value> = items(b).into_iter().collect();
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "the runs judged different tasks"
+    );
+    let (mut worst, mut differ) = (0f64, 0);
+    for (k, x) in &a {
+        let y = &b[k];
+        let (lx, ly) = (
+            x["option_logprobs"].as_object().unwrap(),
+            y["option_logprobs"].as_object().unwrap(),
+        );
+        assert_eq!(lx.len(), ly.len());
+        for (o, v) in lx {
+            worst = worst.max((v.as_f64().unwrap() - ly[o].as_f64().unwrap()).abs());
+        }
+        differ += usize::from(x["prediction"] != y["prediction"]);
+    }
+    (worst, differ, a.len())
+}
+
+#[test]
+fn remote_eval_against_ethos_serve() {
+    let Some(model) = model() else { return };
+    let m = model.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    let server = Server::start(&model, &["--dtype", "f32", "--served-model-name", "smol"]);
+    let url = format!("{}/v1", server.base);
+    let remote = |bench: &str, extra: &[&str], out: &str| {
+        let mut args = vec![
+            "eval",
+            bench,
+            "--backend",
+            "openai",
+            "--base-url",
+            &url,
+            "-o",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        ok(&args)
+    };
+
+    // 1. Agreement with the local f32 path, item by item.
+    for (bench, extra) in [
+        (
+            "culturalbench",
+            &["--conditions", "easy", "--limit", "24"][..],
+        ),
+        ("normad", &["--limit", "6"][..]),
+    ] {
+        let (r, l) = (
+            dir(&format!("{bench}-remote")),
+            dir(&format!("{bench}-local")),
+        );
+        remote(bench, extra, &r);
+        let mut args = vec!["eval", bench, "--model", m, "--dtype", "f32", "-o", &l];
+        args.extend_from_slice(extra);
+        ok(&args);
+        let (worst, differ, n) = compare(Path::new(&r), Path::new(&l));
+        eprintln!(
+            "{bench}: {n} tasks, max |remote - local| {worst:.2e}, {differ} predictions differ"
+        );
+        assert!(worst < 1e-4, "{bench}: max difference {worst}");
+        assert_eq!(differ, 0);
+        let res: Value = serde_json::from_str(
+            &std::fs::read_to_string(Path::new(&r).join("results.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(res["model"]["backend"], "openai");
+        assert_eq!(res["model"]["served_model"], "smol");
+        assert!(res["model"]["max_model_len"].as_u64().unwrap() > 0);
+        assert_eq!(
+            res["model"]["host"].as_str().unwrap(),
+            server.base.trim_start_matches("http://")
+        );
+        let requests = res["traffic"]["requests"].as_u64().unwrap();
+        assert!(requests > 0 && res["traffic"]["prompt_tokens"].as_u64().unwrap() > 0);
+    }
+
+    // 2. A run killed mid-way resumes: every task once, none lost.
+    let out = dir("killed");
+    let args = [
+        "eval",
+        "culturalbench",
+        "--conditions",
+        "easy",
+        "--limit",
+        "40",
+        "--backend",
+        "openai",
+        "--base-url",
+        &url,
+        "--concurrency",
+        "1",
+        "--batch",
+        "1",
+        "-o",
+        &out,
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ethos"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let items_path = Path::new(&out).join("items.jsonl");
+    let start = Instant::now();
+    loop {
+        let lines = std::fs::read_to_string(&items_path)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if lines >= 8 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it was killed"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no items appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = items(Path::new(&out)).len();
+    assert!(
+        (8..40).contains(&before),
+        "{before} items before the resume"
+    );
+    ok(&args);
+    let after = items(Path::new(&out));
+    let keys: HashSet<&Key> = after.iter().map(|(k, _)| k).collect();
+    assert_eq!(after.len(), 40, "every task once");
+    assert_eq!(keys.len(), 40, "no task twice");
+    let res: Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(&out).join("results.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(res["resumed"].as_u64().unwrap() as usize, before);
+    assert_eq!(
+        res["computed_this_run"].as_u64().unwrap() as usize,
+        40 - before
+    );
+    drop(server);
+
+    // 3. A server that now serves another model: the folder is refused.
+    let other = Server::start(&model, &["--served-model-name", "other"]);
+    let url = format!("{}/v1", other.base);
+    let mut args = args.to_vec();
+    let at = args.iter().position(|a| a.starts_with("http://")).unwrap();
+    args[at] = &url;
+    let e = ethos(&args);
+    assert!(!e.status.success());
+    let msg = String::from_utf8_lossy(&e.stderr);
+    assert!(
+        msg.contains("another run") && msg.contains("smol") && msg.lines().count() == 1,
+        "{msg}"
+    );
+}
+
+#[test]
+fn remote_flags_are_checked() {
+    for (args, want) in [
+        (
+            &["eval", "culturalbench", "--backend", "openai"][..],
+            "needs --base-url",
+        ),
+        (
+            &["eval", "culturalbench", "--base-url", "http://127.0.0.1:9"][..],
+            "need --backend openai",
+        ),
+        (
+            &[
+                "score",
+                "--text",
+                "x",
+                "--backend",
+                "openai",
+                "--base-url",
+                "http://127.0.0.1:9",
+                "--model",
+                "m.gguf",
+            ][..],
+            "the model is the server's",
+        ),
+        (
+            &[
+                "eval",
+                "culturalbench",
+                "--backend",
+                "openai",
+                "--base-url",
+                "http://127.0.0.1:9",
+                "--control-vector",
+                "v.gguf",
+            ][..],
+            "--control-vector",
+        ),
+        (
+            &[
+                "generate",
+                "-p",
+                "x",
+                "--backend",
+                "openai",
+                "--base-url",
+                "ftp://h",
+            ][..],
+            "not an http:// or https:// address",
+        ),
+        (
+            &[
+                "generate",
+                "-p",
+                "x",
+                "--backend",
+                "openai",
+                "--base-url",
+                "http://127.0.0.1:9",
+                "--api-key-env",
+                "ETHOS_TEST_UNSET_VAR",
+            ][..],
+            "ETHOS_TEST_UNSET_VAR",
+        ),
+    ] {
+        let out = ethos(args);
+        let msg = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(msg.contains(want), "{args:?}: {msg}");
+        assert_eq!(msg.trim().lines().count(), 1, "{args:?}: {msg}");
+    }
+    // Nothing listens: the address is named after the retries.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = ethos(&[
+        "score",
+        "--text",
+        "x",
+        "--backend",
+        "openai",
+        "--base-url",
+        &url,
+        "--retries",
+        "1",
+    ]);
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        msg.contains(&format!("127.0.0.1:{port}/v1/models")) && msg.contains("after 1 retries"),
+        "{msg}"
+    );
+}
