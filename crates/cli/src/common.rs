@@ -170,6 +170,11 @@ pub struct RemoteArgs {
     /// with jitter).
     #[arg(long, default_value_t = 5)]
     pub retries: u32,
+    /// A local copy of the served model's tokenizer (HF folder or GGUF): prompts are encoded
+    /// here instead of by the server's /tokenize, and its chat template makes chat formats
+    /// available.
+    #[arg(long, value_name = "PATH")]
+    pub tokenizer: Option<std::path::PathBuf>,
 }
 
 impl RemoteArgs {
@@ -180,8 +185,8 @@ impl RemoteArgs {
     /// Refuses the remote flags without `--backend openai`, and local model flags with it.
     pub fn check(&self, model: &ModelArgs) -> Result<()> {
         if !self.is_remote() {
-            if self.base_url.is_some() || self.served_model.is_some() {
-                anyhow::bail!("--base-url and --served-model need --backend openai");
+            if self.base_url.is_some() || self.served_model.is_some() || self.tokenizer.is_some() {
+                anyhow::bail!("--base-url, --served-model and --tokenizer need --backend openai");
             }
             return Ok(());
         }
@@ -192,6 +197,15 @@ impl RemoteArgs {
             anyhow::bail!("--backend openai needs --base-url (the server's address, e.g. http://127.0.0.1:8000/v1)");
         }
         Ok(())
+    }
+
+    /// The remote backend: the server, and the local tokenizer when one is given.
+    pub fn backend(&self) -> Result<ethos_evals::RemoteBackend> {
+        let text_side = match &self.tokenizer {
+            Some(p) => Some(ethos_model::loader::load_text_side(p)?),
+            None => None,
+        };
+        Ok(ethos_evals::RemoteBackend::new(self.connect()?, text_side))
     }
 
     /// Connects to the server: checks the address, finds the served model.

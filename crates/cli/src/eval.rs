@@ -214,7 +214,8 @@ pub fn run(a: Args) -> Result<()> {
     };
     ethos_evals::runner::check_selection(bench, &opts)?;
     if a.remote.is_remote() {
-        let client = a.remote.connect()?;
+        let mut backend = a.remote.backend()?;
+        let client = &backend.client;
         if a.output.is_none() {
             let stem: String = client
                 .model
@@ -229,7 +230,6 @@ pub fn run(a: Args) -> Result<()> {
                 .collect();
             opts.output = PathBuf::from("runs").join(format!("{}-{stem}", a.benchmark));
         }
-        let mut backend = ethos_evals::RemoteBackend { client };
         let res = ethos_evals::run_on(&mut backend, bench, &loaded.dataset_sha256, &opts, None)?;
         if a.json {
             return print_json(&res);

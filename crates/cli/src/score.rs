@@ -229,11 +229,11 @@ fn run_remote(a: Args) -> Result<()> {
     if !a.control.control_vector.is_empty() || a.lambda.is_some() {
         anyhow::bail!("--control-vector and --lambda need a model run here; with --backend openai the weights are the server's");
     }
-    let client = a.remote.connect()?;
-    let backend = ethos_evals::RemoteBackend { client };
+    let backend = a.remote.backend()?;
     let client = &backend.client;
+    let encoder = backend.encoder();
     if let Some(text) = &a.text {
-        let ids = client.tokenize(text, true)?;
+        let ids = encoder.encode_text(text, true)?;
         let row = client
             .prompt_logprobs(std::slice::from_ref(&ids))?
             .remove(0);
@@ -271,7 +271,7 @@ fn run_remote(a: Args) -> Result<()> {
             let Some(l) = ScoreLine::parse(&line?, &a.input, n + 1)? else {
                 continue;
             };
-            let context = client.tokenize(&l.context, true)?;
+            let context = encoder.encode_text(&l.context, true)?;
             if context.is_empty() {
                 anyhow::bail!(
                     "{}:{}: the context is empty and the model adds no BOS token; give a non-empty context",
@@ -284,7 +284,7 @@ fn run_remote(a: Args) -> Result<()> {
                 .iter()
                 .map(|c| {
                     ethos_model::scoring::continuation_split(
-                        |t, special| client.tokenize(t, special),
+                        |t, special| encoder.encode_text(t, special),
                         &context,
                         &l.context,
                         c,

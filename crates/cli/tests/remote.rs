@@ -147,27 +147,44 @@ fn remote_eval_against_ethos_serve() {
         ok(&args)
     };
 
-    // 1. Agreement with the local f32 path, item by item.
-    for (bench, extra) in [
+    // 1. Agreement with the local f32 path, item by item: raw formats with the server's
+    //    tokenizer, and a chat format with a local copy of it (the server gives no template).
+    let chat = [
+        "--conditions",
+        "easy",
+        "--limit",
+        "8",
+        "--formats",
+        "rev.numbers.text.chat",
+    ];
+    let cases: [(&str, &str, &[&str], bool); 3] = [
         (
             "culturalbench",
-            &["--conditions", "easy", "--limit", "24"][..],
+            "culturalbench",
+            &["--conditions", "easy", "--limit", "24"],
+            false,
         ),
-        ("normad", &["--limit", "6"][..]),
-    ] {
+        ("normad", "normad", &["--limit", "6"], false),
+        ("culturalbench-chat", "culturalbench", &chat, true),
+    ];
+    for (name, bench, extra, local_tokenizer) in cases {
         let (r, l) = (
-            dir(&format!("{bench}-remote")),
-            dir(&format!("{bench}-local")),
+            dir(&format!("{name}-remote")),
+            dir(&format!("{name}-local")),
         );
-        remote(bench, extra, &r);
+        let mut extra_remote = extra.to_vec();
+        if local_tokenizer {
+            extra_remote.extend(["--tokenizer", m]);
+        }
+        remote(bench, &extra_remote, &r);
         let mut args = vec!["eval", bench, "--model", m, "--dtype", "f32", "-o", &l];
         args.extend_from_slice(extra);
         ok(&args);
         let (worst, differ, n) = compare(Path::new(&r), Path::new(&l));
         eprintln!(
-            "{bench}: {n} tasks, max |remote - local| {worst:.2e}, {differ} predictions differ"
+            "{name}: {n} tasks, max |remote - local| {worst:.2e}, {differ} predictions differ"
         );
-        assert!(worst < 1e-4, "{bench}: max difference {worst}");
+        assert!(worst < 1e-4, "{name}: max difference {worst}");
         assert_eq!(differ, 0);
         let res: Value = serde_json::from_str(
             &std::fs::read_to_string(Path::new(&r).join("results.json")).unwrap(),
@@ -304,6 +321,10 @@ fn remote_flags_are_checked() {
                 "v.gguf",
             ][..],
             "--control-vector",
+        ),
+        (
+            &["eval", "culturalbench", "--tokenizer", "t.gguf"][..],
+            "need --backend openai",
         ),
         (
             &[

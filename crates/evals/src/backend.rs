@@ -6,7 +6,9 @@
 use crate::benchmark::Prompt;
 use crate::encoding::{encode_with, Encoded, TextEncoder};
 use crate::error::{bail, Error, Result};
+use ethos_model::chat::ChatTemplate;
 use ethos_model::scoring::{Openings, ScoreOptions, ScoreRequest};
+use ethos_model::tokenizer::Tokenizer;
 use ethos_remote::{Client, CompletionParams};
 use ethos_steer::{GenerateOptions, GenerateRequest, SamplingParams, Session};
 use serde_json::{json, Value};
@@ -118,6 +120,29 @@ impl Backend for LocalBackend<'_, '_> {
 /// split between them is the one computed here), generation by greedy completions.
 pub struct RemoteBackend {
     pub client: Client,
+    /// A local copy of the served model's tokenizer and chat template (`--tokenizer`): it
+    /// encodes instead of the server's `/tokenize`, and makes chat formats available.
+    pub text_side: Option<(Tokenizer, Option<ChatTemplate>)>,
+}
+
+impl RemoteBackend {
+    pub fn new(client: Client, text_side: Option<(Tokenizer, Option<ChatTemplate>)>) -> Self {
+        RemoteBackend { client, text_side }
+    }
+
+    /// The tokenizer prompts are encoded with: the local copy, else the server's.
+    pub fn encoder(&self) -> &dyn TextEncoder {
+        match &self.text_side {
+            Some((tok, _)) => tok,
+            None => &self.client,
+        }
+    }
+}
+
+impl TextEncoder for Tokenizer {
+    fn encode_text(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
+        crate::encoding::LocalEncoder(self).encode_text(text, add_special)
+    }
 }
 
 impl TextEncoder for Client {
@@ -166,6 +191,7 @@ impl Backend for RemoteBackend {
     fn identity(&self) -> Result<Value> {
         let c = &self.client;
         Ok(json!({
+            "tokenizer": if self.text_side.is_some() { "local" } else { "server" },
             "backend": "openai",
             "source": format!("{}/{}", c.host, c.model),
             "host": c.host,
@@ -182,17 +208,18 @@ impl Backend for RemoteBackend {
     }
 
     fn chat_available(&self) -> bool {
-        false
+        matches!(&self.text_side, Some((_, Some(_))))
     }
 
     fn encode(&self, p: &Prompt) -> Result<Encoded> {
-        if p.chat {
-            bail!(
+        match &self.text_side {
+            Some((tok, template)) => encode_with(tok, template.as_ref(), p),
+            None if p.chat => bail!(
                 Selection,
-                "chat formats need the model's chat template, which the server does not expose as text; use a raw format with --backend openai"
-            );
+                "chat formats need the served model's chat template, which the server does not give as text: pass --tokenizer (its HF folder or GGUF) or use a raw format"
+            ),
+            None => encode_with(&self.client, None, p),
         }
-        encode_with(&self.client, None, p)
     }
 
     fn score(&mut self, requests: &[ScoreRequest]) -> Result<Vec<Vec<Scored>>> {

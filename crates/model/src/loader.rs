@@ -185,30 +185,7 @@ pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<Model> {
     let start = Instant::now();
     let mut file = GgufFile::open(path)?;
     let cfg = file.config(&opts.device)?;
-    let tokenizer = if file.meta("tokenizer.ggml.model").is_some() {
-        Some(Tokenizer::from_gguf(&file)?)
-    } else {
-        None
-    };
-    let chat_template = file.get_str("tokenizer.chat_template").ok().map(|t| {
-        let piece = |key: &str| {
-            file.get_u64(key)
-                .ok()
-                .and_then(|id| {
-                    tokenizer
-                        .as_ref()
-                        .map(|tk| tk.pieces(&[id as u32]).concat())
-                })
-                .unwrap_or_default()
-        };
-        ChatTemplate::new(
-            t.to_string(),
-            piece("tokenizer.ggml.bos_token_id"),
-            piece("tokenizer.ggml.eos_token_id"),
-        )
-    });
-    // A file without a template: the architecture's own turn format, if it has one.
-    let chat_template = chat_template.or_else(|| cfg.arch.get().default_chat_template());
+    let (tokenizer, chat_template) = gguf_text_side(&file, &cfg)?;
     let main_type = file
         .main_type()
         .map(|t| format!("{t:?}").to_lowercase())
@@ -255,6 +232,65 @@ pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<Model> {
     })
 }
 
+/// A GGUF file's tokenizer (when it has one) and chat template (its own, else the
+/// architecture's turn format).
+fn gguf_text_side(
+    file: &GgufFile,
+    cfg: &ModelConfig,
+) -> Result<(Option<Tokenizer>, Option<ChatTemplate>)> {
+    let tokenizer = if file.meta("tokenizer.ggml.model").is_some() {
+        Some(Tokenizer::from_gguf(&file)?)
+    } else {
+        None
+    };
+    let chat_template = file.get_str("tokenizer.chat_template").ok().map(|t| {
+        let piece = |key: &str| {
+            file.get_u64(key)
+                .ok()
+                .and_then(|id| {
+                    tokenizer
+                        .as_ref()
+                        .map(|tk| tk.pieces(&[id as u32]).concat())
+                })
+                .unwrap_or_default()
+        };
+        ChatTemplate::new(
+            t.to_string(),
+            piece("tokenizer.ggml.bos_token_id"),
+            piece("tokenizer.ggml.eos_token_id"),
+        )
+    });
+    // A file without a template: the architecture's own turn format, if it has one.
+    let chat_template = chat_template.or_else(|| cfg.arch.get().default_chat_template());
+    Ok((tokenizer, chat_template))
+}
+
+/// A model's tokenizer and chat template without its weights: for a model served
+/// elsewhere whose tokenizer is here (`--tokenizer`). `path` is a GGUF file or an HF folder
+/// (`config.json`, `tokenizer.json`, `tokenizer_config.json`).
+pub fn load_text_side(path: &Path) -> Result<(Tokenizer, Option<ChatTemplate>)> {
+    let (tokenizer, template) = if path.is_dir() {
+        let config_path = path.join("config.json");
+        if !config_path.exists() {
+            return Err(Error::NotFound(format!(
+                "{}: no config.json",
+                path.display()
+            )));
+        }
+        let cfg = HfConfig::from_file(&config_path)?.into_config(&config_path)?;
+        let (tokenizer, template, _) = folder_text_side(path, &cfg)?;
+        (tokenizer, template)
+    } else {
+        let mut file = GgufFile::open(path)?;
+        let cfg = file.config(&Device::Cpu)?;
+        gguf_text_side(&file, &cfg)?
+    };
+    let tokenizer = tokenizer.ok_or_else(|| {
+        Error::Tokenizer(format!("{}: the model has no tokenizer", path.display()))
+    })?;
+    Ok((tokenizer, template))
+}
+
 /// A model of the named architecture's shapes with random weights (`weights::dummy`), for
 /// speed and memory at realistic sizes; it has no tokenizer.
 pub fn load_dummy(arch_name: &str, opts: &LoadOptions) -> Result<Model> {
@@ -294,6 +330,32 @@ pub fn load_folder(folder: &Path, opts: &LoadOptions) -> Result<Model> {
     let mut src = SafetensorsSource::open(folder, dtype, &opts.device)?;
     let ctx = context_len(&cfg, opts);
     let decoder = arch::build(&cfg, &mut src, dtype, ctx, Numerics::Exact, opts.kernels)?;
+    let (tokenizer, chat_template, generation) = folder_text_side(folder, &cfg)?;
+    Ok(Model {
+        decoder,
+        tokenizer,
+        chat_template,
+        generation,
+        info: ModelInfo {
+            source: folder.display().to_string(),
+            format: "safetensors",
+            weights: format!("{dtype:?}").to_lowercase(),
+            dtype,
+            load_seconds: start.elapsed().as_secs_f64(),
+            file_bytes: crate::weights::safetensors::weight_files(folder)?
+                .iter()
+                .filter_map(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum(),
+        },
+    })
+}
+
+/// An HF folder's tokenizer, chat template and generation defaults (end-of-sequence ids).
+fn folder_text_side(
+    folder: &Path,
+    cfg: &ModelConfig,
+) -> Result<(Option<Tokenizer>, Option<ChatTemplate>, GenerationDefaults)> {
     let tok_path = folder.join("tokenizer.json");
     let mut tokenizer = if tok_path.exists() {
         Some(Tokenizer::from_file(&tok_path)?)
@@ -334,24 +396,7 @@ pub fn load_folder(folder: &Path, opts: &LoadOptions) -> Result<Model> {
             ));
         }
     }
-    Ok(Model {
-        decoder,
-        tokenizer,
-        chat_template,
-        generation,
-        info: ModelInfo {
-            source: folder.display().to_string(),
-            format: "safetensors",
-            weights: format!("{dtype:?}").to_lowercase(),
-            dtype,
-            load_seconds: start.elapsed().as_secs_f64(),
-            file_bytes: crate::weights::safetensors::weight_files(folder)?
-                .iter()
-                .filter_map(|p| std::fs::metadata(p).ok())
-                .map(|m| m.len())
-                .sum(),
-        },
-    })
+    Ok((tokenizer, chat_template, generation))
 }
 
 #[derive(Default)]
