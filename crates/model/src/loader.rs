@@ -239,7 +239,7 @@ fn gguf_text_side(
     cfg: &ModelConfig,
 ) -> Result<(Option<Tokenizer>, Option<ChatTemplate>)> {
     let tokenizer = if file.meta("tokenizer.ggml.model").is_some() {
-        Some(Tokenizer::from_gguf(&file)?)
+        Some(Tokenizer::from_gguf(file)?)
     } else {
         None
     };
