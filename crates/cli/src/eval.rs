@@ -175,9 +175,6 @@ pub fn run(a: Args) -> Result<()> {
         if !a.control.control_vector.is_empty() {
             anyhow::bail!("--control-vector steers the residual stream of a model run here; with --backend openai the weights are the server's (ethos serve takes `control_vectors` per request)");
         }
-        if a.lambda.is_some() {
-            anyhow::bail!("--lambda with --backend openai: palette-tilted option scores are not available on a remote backend yet; run the palette on a local model");
-        }
         if a.benchmark == "utility" {
             anyhow::bail!("utility with --backend openai: not available yet (its adaptive pairs run on a local session); civics, culturalbench and normad run remotely");
         }
@@ -230,6 +227,30 @@ pub fn run(a: Args) -> Result<()> {
                 .collect();
             opts.output = PathBuf::from("runs").join(format!("{}-{stem}", a.benchmark));
         }
+        if let Some(path) = &a.lambda {
+            // The tilt's rewards (perplexity, lm-judge) ask the server through a client of
+            // their own, beside the one the runner scores with.
+            let rewards_backend = a.remote.backend()?;
+            let served = rewards_backend.served();
+            let lf = ethos_steer::palette::decode::LambdaFile::read(path)?;
+            let mut tilt = PaletteTilt(ethos_steer::palette::decode::PaletteDecoder::on(
+                &lf,
+                ethos_steer::rewards::Scorer::Remote {
+                    served,
+                    judge: None,
+                },
+                ethos_steer::palette::decode::PaletteMode::BestOfN,
+                1,
+                &[],
+            )?);
+            let sha = loaded.dataset_sha256.clone();
+            let mut run = |_steered: bool,
+                           o: &ethos_evals::RunOptions,
+                           t: Option<&mut dyn ethos_evals::OptionTilt>| {
+                ethos_evals::run_on(&mut backend, bench, &sha, o, t)
+            };
+            return steered_and_unsteered(&a, &mut run, bench, opts, Some(&mut tilt));
+        }
         let res = ethos_evals::run_on(&mut backend, bench, &loaded.dataset_sha256, &opts, None)?;
         if a.json {
             return print_json(&res);
@@ -269,7 +290,24 @@ pub fn run(a: Args) -> Result<()> {
         None => None,
     };
     if session.is_steered() || tilt.is_some() {
-        return steered_and_unsteered(&a, session, bench, &loaded.dataset_sha256, opts, tilt);
+        let sha = loaded.dataset_sha256.clone();
+        let mut run = |steered: bool,
+                       o: &ethos_evals::RunOptions,
+                       t: Option<&mut dyn ethos_evals::OptionTilt>| {
+            if steered {
+                ethos_evals::run_tilted(&mut session, bench, &sha, o, t)
+            } else {
+                ethos_evals::run(&mut session.unsteered(), bench, &sha, o)
+            }
+        };
+        let mut tilt = tilt;
+        return steered_and_unsteered(
+            &a,
+            &mut run,
+            bench,
+            opts,
+            tilt.as_mut().map(|t| t as &mut dyn ethos_evals::OptionTilt),
+        );
     }
     let res = ethos_evals::run(&mut session, bench, &loaded.dataset_sha256, &opts)?;
     if a.json {
@@ -301,13 +339,21 @@ fn steering_record(a: &Args) -> Result<Option<serde_json::Value>> {
 /// With control vectors or a lambda file: the benchmark unsteered (`OUTPUT/unsteered`) and steered
 /// (`OUTPUT/steered`), each resumable on its own, and the item-by-item difference
 /// (`OUTPUT/steering.json`).
+/// `run(steered, options, tilt)` runs the benchmark unsteered or steered (on a local session
+/// or a server).
+type RunFn<'r> = dyn FnMut(
+        bool,
+        &ethos_evals::RunOptions,
+        Option<&mut dyn ethos_evals::OptionTilt>,
+    ) -> ethos_evals::Result<ethos_evals::results::Results>
+    + 'r;
+
 fn steered_and_unsteered(
     a: &Args,
-    mut session: ethos_steer::Session<'_>,
+    run: &mut RunFn<'_>,
     bench: &dyn ethos_evals::Benchmark,
-    dataset_sha256: &str,
     opts: ethos_evals::RunOptions,
-    mut tilt: Option<PaletteTilt<'_>>,
+    tilt: Option<&mut dyn ethos_evals::OptionTilt>,
 ) -> Result<()> {
     let root = opts.output.clone();
     let unsteered_opts = ethos_evals::RunOptions {
@@ -320,20 +366,9 @@ fn steered_and_unsteered(
         ..opts
     };
     eprintln!("unsteered run:");
-    let unsteered = ethos_evals::run(
-        &mut session.unsteered(),
-        bench,
-        dataset_sha256,
-        &unsteered_opts,
-    )?;
+    let unsteered = run(false, &unsteered_opts, None)?;
     eprintln!("steered run:");
-    let steered = ethos_evals::run_tilted(
-        &mut session,
-        bench,
-        dataset_sha256,
-        &steered_opts,
-        tilt.as_mut().map(|t| t as &mut dyn ethos_evals::OptionTilt),
-    )?;
+    let steered = run(true, &steered_opts, tilt)?;
     let diffs = ethos_evals::compare::steering_effect(
         &unsteered_opts.output,
         &steered_opts.output,

@@ -219,10 +219,8 @@ fn run_remote(a: &Args, params: &SamplingParams) -> Result<()> {
     if !a.control.control_vector.is_empty() {
         bail!("--control-vector steers a model run here; with --backend openai the weights are the server's (ethos serve takes `control_vectors` per request)");
     }
-    if a.lambda.is_some() {
-        bail!("--lambda with --backend openai: palette decoding against a server is not available yet; run it on a local model");
-    }
-    let client = a.remote.connect()?;
+    let backend = a.remote.backend()?;
+    let client = &backend.client;
     let default = |v: f32, d: f32| (v != d).then_some(v as f64);
     let remote = ethos_remote::CompletionParams {
         max_tokens: a.sampling.max_tokens,
@@ -243,6 +241,9 @@ fn run_remote(a: &Args, params: &SamplingParams) -> Result<()> {
             .collect(),
         ignore_eos: a.sampling.ignore_eos,
     };
+    if let Some(path) = &a.lambda {
+        return remote_palette(a, path, &backend, remote, params.seed);
+    }
     let mut answer = if a.chat {
         let mut msgs = Vec::new();
         if let Some(s) = &a.system {
@@ -251,7 +252,7 @@ fn run_remote(a: &Args, params: &SamplingParams) -> Result<()> {
         msgs.push(("user".to_string(), a.prompt.clone()));
         client.chat(&msgs, &remote)?
     } else {
-        let ids = client.tokenize(&a.prompt, true)?;
+        let ids = backend.encoder().encode_text(&a.prompt, true)?;
         client.complete(&ids, &remote)?
     };
     let c = answer.remove(0);
@@ -268,5 +269,67 @@ fn run_remote(a: &Args, params: &SamplingParams) -> Result<()> {
         }));
     }
     println!("{}", c.text);
+    Ok(())
+}
+
+/// `generate --backend openai --lambda L`: the candidates drawn from the server (one request,
+/// `n` = `--candidates`, seeded), their rewards computed (perplexity and lm-judge through the
+/// server), and one picked by the palette here. Token mode weighs every step's logits, which a
+/// server does not give: it runs on a local model.
+fn remote_palette(
+    a: &Args,
+    path: &std::path::Path,
+    backend: &ethos_evals::RemoteBackend,
+    mut params: ethos_remote::CompletionParams,
+    seed: u64,
+) -> Result<()> {
+    use ethos_steer::palette::decode::{LambdaFile, PaletteDecoder, PaletteMode};
+    let mode = match PaletteMode::parse(&a.palette_mode, a.token_candidates) {
+        Some(PaletteMode::Token { .. }) => bail!("--palette-mode token weighs the next-token logits at every step, which a server does not return: run it on a local model, or use resample or best-of-n with --backend openai"),
+        Some(m) => m,
+        None => bail!(
+            "--palette-mode {}: not one of resample, best-of-n, token",
+            a.palette_mode
+        ),
+    };
+    let lambda = LambdaFile::read(path)?;
+    let served = backend.served();
+    let scorer = ethos_steer::rewards::Scorer::Remote {
+        served,
+        judge: None,
+    };
+    let mut dec = PaletteDecoder::on(&lambda, scorer, mode, a.candidates, &[])?;
+    params.n = Some(a.candidates);
+    let drawn = if a.chat {
+        let mut msgs = Vec::new();
+        if let Some(s) = &a.system {
+            msgs.push(("system".to_string(), s.clone()));
+        }
+        msgs.push(("user".to_string(), a.prompt.clone()));
+        backend.client.chat(&msgs, &params)?
+    } else {
+        let ids = backend.encoder().encode_text(&a.prompt, true)?;
+        backend.client.complete(&ids, &params)?
+    };
+    let texts: Vec<String> = drawn.into_iter().map(|c| c.text).collect();
+    let w = dec.weigh(&a.prompt, &texts, seed)?;
+    if a.json {
+        let values = dec.values();
+        return print_json(&serde_json::json!({
+            "text": texts[w.pick],
+            "chosen": w.pick,
+            "mode": a.palette_mode,
+            "seed": seed,
+            "backend": "openai",
+            "served_model": backend.client.model,
+            "candidates": texts.iter().enumerate().map(|(j, t)| serde_json::json!({
+                "text": t,
+                "rewards": values.iter().cloned().zip(w.rewards[j].iter().copied()).collect::<std::collections::BTreeMap<_, _>>(),
+                "score": w.scores[j],
+                "weight": w.weights[j],
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    println!("{}", texts[w.pick]);
     Ok(())
 }

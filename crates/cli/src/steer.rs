@@ -107,6 +107,12 @@ pub struct FitArgs {
     pub rewards_out: PathBuf,
     #[command(flatten)]
     pub solve: SolveOptions,
+    #[command(flatten)]
+    pub remote: crate::common::RemoteArgs,
+    /// With --backend openai: a local model (GGUF, HF folder or hub id) for the lm-judge
+    /// rewards, instead of asking the served model.
+    #[arg(long, value_name = "MODEL")]
+    pub judge_model: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -257,8 +263,10 @@ fn fit_cmd(a: FitArgs) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
     }
     std::fs::write(&a.rewards_out, "").map_err(|e| anyhow!("{}: {e}", a.rewards_out.display()))?;
-    let model = a.model.load()?;
-    let mut rewards = ethos_steer::rewards::build(&specs, &model, &palette.dir)?;
+    a.remote.check(&a.model)?;
+    if a.judge_model.is_some() && !a.remote.is_remote() {
+        bail!("--judge-model needs --backend openai (locally the judge is the model itself)");
+    }
     let opts = FitOptions {
         samples: a.samples,
         max_tokens: a.max_tokens,
@@ -270,6 +278,44 @@ fn fit_cmd(a: FitArgs) -> Result<()> {
         },
         chat: a.chat,
     };
+    if a.remote.is_remote() {
+        let backend = a.remote.backend()?;
+        let judge = match &a.judge_model {
+            Some(m) => Some(
+                crate::common::ModelArgs {
+                    model: Some(m.clone()),
+                    ..a.model.clone()
+                }
+                .load()?,
+            ),
+            None => None,
+        };
+        let served = backend.served();
+        let scorer = ethos_steer::rewards::Scorer::Remote {
+            served,
+            judge: judge.as_ref(),
+        };
+        let mut rewards = ethos_steer::rewards::build_on(&specs, scorer, &palette.dir)?;
+        let pairs = ethos_steer::palette::fit::sample_responses_remote(served, &prompts, &opts)?;
+        eprintln!(
+            "scoring {} responses with {} rewards",
+            pairs.len(),
+            rewards.len()
+        );
+        let table = score_table(&mut rewards, &pairs)?;
+        write_table(&a.rewards_out, &table, &pairs)?;
+        let s = backend.client.stats();
+        eprintln!(
+            "reward table written to {} (server {}: {} requests, {} retried)",
+            a.rewards_out.display(),
+            backend.client.host,
+            s.requests,
+            s.retries
+        );
+        return report(&table, &palette, &a.palette, &a.rewards_out, &a.solve);
+    }
+    let model = a.model.load()?;
+    let mut rewards = ethos_steer::rewards::build(&specs, &model, &palette.dir)?;
     let pairs = sample_responses(&model, &prompts, &opts)?;
     eprintln!(
         "scoring {} responses with {} rewards",

@@ -384,3 +384,256 @@ fn remote_flags_are_checked() {
         "{msg}"
     );
 }
+
+/// The CSV the fit wrote: its header and rows (prompt, then one column per reward).
+fn read_table(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut r = csv_rows(&text);
+    let header = r.remove(0);
+    (header, r)
+}
+
+/// A small CSV reader for the fit's table (quoted fields, commas and newlines inside quotes).
+fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    let (mut rows, mut row, mut field) = (Vec::new(), Vec::new(), String::new());
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => row.push(std::mem::take(&mut field)),
+            ('\n', false) => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (c, _) => field.push(c),
+        }
+    }
+    rows
+}
+
+#[test]
+fn remote_map_fit_and_palette_decoding_against_ethos_serve() {
+    let Some(model) = model() else { return };
+    let m = model.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let palette = tmp.path().join("p.toml");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/palette/polite.csv"),
+        tmp.path().join("polite.csv"),
+    )
+    .unwrap();
+    std::fs::write(
+        &palette,
+        r#"
+[[value]]
+name = "respect"
+target = "q70"
+
+[[value]]
+name = "polite-words"
+target = "q70"
+
+[[value]]
+name = "perplexity"
+target = "keep"
+
+[[reward]]
+name = "respect"
+kind = "lm-judge"
+question = "Is the response respectful and polite?"
+
+[[reward]]
+name = "polite-words"
+kind = "lexicon"
+file = "polite.csv"
+"#,
+    )
+    .unwrap();
+    let prompts = tmp.path().join("prompts.txt");
+    std::fs::write(
+        &prompts,
+        "How should I greet my neighbour?\nWhat do you think of my cooking?\n",
+    )
+    .unwrap();
+    let server = Server::start(&model, &["--dtype", "f32"]);
+    let url = format!("{}/v1", server.base);
+    let fit = |out: &str| {
+        let table = tmp.path().join(out);
+        let lambda = tmp.path().join(format!("{out}.lambda.json"));
+        let args = [
+            "steer",
+            "fit",
+            "--palette",
+            palette.to_str().unwrap(),
+            "--prompts",
+            prompts.to_str().unwrap(),
+            "--samples",
+            "3",
+            "--max-tokens",
+            "12",
+            "--chat",
+            "--backend",
+            "openai",
+            "--base-url",
+            &url,
+            "--tokenizer",
+            m,
+            "--rewards-out",
+            table.to_str().unwrap(),
+            "--lambda-out",
+            lambda.to_str().unwrap(),
+        ];
+        ok(&args);
+        (table, lambda)
+    };
+    let (table, lambda) = fit("a.csv");
+    let (header, rows) = read_table(&table);
+    assert_eq!(header, ["prompt", "respect", "polite-words", "perplexity"]);
+    assert_eq!(rows.len(), 6, "3 samples of 2 prompts");
+    let pairs: Vec<ethos_steer::rewards::Pair> =
+        std::fs::read_to_string(table.with_extension("responses.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                ethos_steer::rewards::Pair {
+                    prompt: v["prompt"].as_str().unwrap().to_string(),
+                    response: v["response"].as_str().unwrap().to_string(),
+                }
+            })
+            .collect();
+    assert!(pairs.iter().all(|p| !p.response.is_empty()));
+    // Seeded: the same fit draws the same samples.
+    let (again, _) = fit("b.csv");
+    assert_eq!(
+        std::fs::read_to_string(table.with_extension("responses.jsonl")).unwrap(),
+        std::fs::read_to_string(again.with_extension("responses.jsonl")).unwrap()
+    );
+    // The remote rewards equal the same rewards computed here on the same model in f32.
+    let local = ethos_model::load(
+        &ethos_model::ModelSpec::parse(Some(m)).unwrap(),
+        &ethos_model::LoadOptions {
+            dtype: Some(ethos_model::DType::F32),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let pal = ethos_steer::palette::Palette::read(&palette).unwrap();
+    let specs = pal.reward_specs("p.toml").unwrap();
+    let mut rewards = ethos_steer::rewards::build(&specs, &local, tmp.path()).unwrap();
+    for (col, r) in rewards.iter_mut().enumerate() {
+        let want = r.score(&pairs).unwrap();
+        for (row, w) in rows.iter().zip(&want) {
+            let got: f64 = row[col + 1].parse().unwrap();
+            assert!(
+                (got - w).abs() < 1e-3,
+                "{}: remote {got}, local {w}",
+                header[col + 1]
+            );
+        }
+    }
+    // Palette decoding: candidates drawn there, weighed here.
+    let out = ok(&[
+        "generate",
+        "-p",
+        "How should I greet my neighbour?",
+        "--chat",
+        "--max-tokens",
+        "12",
+        "--lambda",
+        lambda.to_str().unwrap(),
+        "--palette-mode",
+        "best-of-n",
+        "--candidates",
+        "4",
+        "--seed",
+        "7",
+        "--backend",
+        "openai",
+        "--base-url",
+        &url,
+        "--tokenizer",
+        m,
+        "--json",
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cands = v["candidates"].as_array().unwrap();
+    assert_eq!(cands.len(), 4);
+    let best = cands
+        .iter()
+        .enumerate()
+        .max_by(|a, b| {
+            a.1["score"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b.1["score"].as_f64().unwrap())
+        })
+        .unwrap()
+        .0;
+    assert_eq!(v["chosen"].as_u64().unwrap() as usize, best);
+    assert_eq!(v["text"], cands[best]["text"]);
+    // Palette-tilted option scores: through the server as here, with the served model's
+    // chat template (the judge's question reads through it); without it, refused up front.
+    let tilted = |dir: &str, extra: &[&str]| {
+        let out = tmp.path().join(dir);
+        let mut args = vec![
+            "eval",
+            "culturalbench",
+            "--conditions",
+            "easy",
+            "--limit",
+            "6",
+            "--lambda",
+            lambda.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        (ethos(&args), out)
+    };
+    let (o, remote) = tilted(
+        "tilt-remote",
+        &["--backend", "openai", "--base-url", &url, "--tokenizer", m],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (o, local) = tilted("tilt-local", &["--model", m, "--dtype", "f32"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for part in ["unsteered", "steered"] {
+        let (worst, differ, n) = compare(&remote.join(part), &local.join(part));
+        eprintln!("palette {part}: {n} tasks, max |remote - local| {worst:.2e}");
+        assert!(
+            worst < 1e-3 && differ == 0,
+            "{part}: {worst}, {differ} differ"
+        );
+    }
+    let (o, none) = tilted("tilt-refused", &["--backend", "openai", "--base-url", &url]);
+    let msg = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && msg.contains("--tokenizer") && msg.trim().lines().count() == 1,
+        "{msg}"
+    );
+    assert!(!none.exists(), "nothing is written before the refusal");
+    let e = ethos(&[
+        "generate",
+        "-p",
+        "x",
+        "--lambda",
+        lambda.to_str().unwrap(),
+        "--palette-mode",
+        "token",
+        "--backend",
+        "openai",
+        "--base-url",
+        &url,
+    ]);
+    let msg = String::from_utf8_lossy(&e.stderr);
+    assert!(
+        !e.status.success() && msg.contains("token") && msg.contains("local model"),
+        "{msg}"
+    );
+}

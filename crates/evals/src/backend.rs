@@ -130,24 +130,22 @@ impl RemoteBackend {
         RemoteBackend { client, text_side }
     }
 
+    /// The served model as the remote rewards see it.
+    pub fn served(&self) -> ethos_steer::rewards::remote::Served<'_> {
+        ethos_steer::rewards::remote::Served {
+            client: &self.client,
+            encoder: self.encoder(),
+            text_here: self.text_side.is_some(),
+            template: self.text_side.as_ref().and_then(|(_, t)| t.as_ref()),
+        }
+    }
+
     /// The tokenizer prompts are encoded with: the local copy, else the server's.
     pub fn encoder(&self) -> &dyn TextEncoder {
         match &self.text_side {
             Some((tok, _)) => tok,
             None => &self.client,
         }
-    }
-}
-
-impl TextEncoder for Tokenizer {
-    fn encode_text(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
-        crate::encoding::LocalEncoder(self).encode_text(text, add_special)
-    }
-}
-
-impl TextEncoder for Client {
-    fn encode_text(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
-        Ok(self.tokenize(text, add_special)?)
     }
 }
 

@@ -13,11 +13,7 @@ pub struct Encoded {
     pub max_tokens: usize,
 }
 
-/// A tokenizer, local or a server's: `add_special` adds what a prompt starts with (the BOS,
-/// where the model asks for one).
-pub trait TextEncoder {
-    fn encode_text(&self, text: &str, add_special: bool) -> Result<Vec<u32>>;
-}
+pub use ethos_model::tokenizer::TextEncoder;
 
 /// lm-evaluation-harness' rule: trailing whitespace of the context belongs to the
 /// continuation (so "Answer: " + "Yes" is scored as "Answer:" + " Yes").
@@ -26,26 +22,9 @@ fn split_trailing_space(context: &str) -> (&str, &str) {
     (trimmed, &context[trimmed.len()..])
 }
 
-/// A local model's tokenizer.
-pub(crate) struct LocalEncoder<'t>(pub(crate) &'t ethos_model::tokenizer::Tokenizer);
-
-impl TextEncoder for LocalEncoder<'_> {
-    fn encode_text(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
-        Ok(if add_special {
-            self.0.encode_prompt(text)?
-        } else {
-            self.0.encode(text)?
-        })
-    }
-}
-
 /// `p` through a local model's tokenizer and chat template.
 pub(crate) fn encode(model: &ethos_model::Model, p: &Prompt) -> Result<Encoded> {
-    encode_with(
-        &LocalEncoder(model.tokenizer()?),
-        model.chat_template.as_ref(),
-        p,
-    )
+    encode_with(model.tokenizer()?, model.chat_template.as_ref(), p)
 }
 
 pub(crate) fn encode_with(
@@ -88,6 +67,7 @@ pub(crate) fn encode_with(
                         &format!("{prefix}{o}"),
                         with_bos,
                     )
+                    .map_err(Into::into)
                 })
                 .collect::<Result<Vec<_>>>()?,
             0,

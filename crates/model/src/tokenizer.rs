@@ -368,6 +368,22 @@ impl Default for StreamDecoder {
     }
 }
 
+/// A tokenizer, this one or a server's (`/tokenize`): `add_special` encodes a prompt (with
+/// the BOS where the model asks for one), else the text as it appears.
+pub trait TextEncoder: Sync {
+    fn encode_text(&self, text: &str, add_special: bool) -> Result<Vec<u32>>;
+}
+
+impl TextEncoder for Tokenizer {
+    fn encode_text(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
+        if add_special {
+            self.encode_prompt(text)
+        } else {
+            self.encode(text)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,3 +10,10 @@ mod error;
 pub use client::{Client, Completion, CompletionParams, RemoteOptions, Stats};
 pub use concurrent::map_concurrent;
 pub use error::{Error, Result};
+
+impl ethos_model::tokenizer::TextEncoder for Client {
+    fn encode_text(&self, text: &str, add_special: bool) -> ethos_model::Result<Vec<u32>> {
+        self.tokenize(text, add_special)
+            .map_err(|e| ethos_model::Error::Msg(e.to_string()))
+    }
+}

@@ -15,7 +15,7 @@
 use super::token::TokenPalette;
 use crate::error::{Error, Result};
 use crate::generate::Generation;
-use crate::rewards::{build, Pair, Reward};
+use crate::rewards::{build_on, Pair, Reward, Scorer};
 use crate::rng::Rng;
 use crate::sampler::SamplingParams;
 use crate::session::{GenerateRequest, Session};
@@ -112,8 +112,19 @@ pub struct Candidate {
     pub weight: f64,
 }
 
+/// Candidates weighed by a palette: each one's rewards, lambda . r and resampling weight,
+/// and the one picked.
+pub struct Weighed {
+    /// Per candidate, its rewards in the order of `PaletteDecoder::values`.
+    pub rewards: Vec<Vec<f64>>,
+    pub scores: Vec<f64>,
+    pub weights: Vec<f64>,
+    pub pick: usize,
+}
+
 pub struct PaletteDecoder<'m> {
-    model: &'m Model,
+    /// The model candidates are drawn from (none when they come from a server).
+    model: Option<&'m Model>,
     values: Vec<String>,
     pub lambda: Vec<f64>,
     rewards: Rc<RefCell<Vec<Box<dyn Reward + 'm>>>>,
@@ -142,6 +153,18 @@ impl<'m> PaletteDecoder<'m> {
         candidates: usize,
         also: &[String],
     ) -> Result<Self> {
+        Self::on(lambda, Scorer::Local(model), mode, candidates, also)
+    }
+
+    /// As `with_values`, with the model-based rewards on `scorer` (a served model: its
+    /// candidates are drawn by the caller and weighed with `weigh`).
+    pub fn on(
+        lambda: &LambdaFile,
+        scorer: Scorer<'m>,
+        mode: PaletteMode,
+        candidates: usize,
+        also: &[String],
+    ) -> Result<Self> {
         if candidates == 0 {
             return Err(Error::Msg("--candidates must be at least 1".into()));
         }
@@ -163,10 +186,13 @@ impl<'m> PaletteDecoder<'m> {
             chosen.push(spec.clone());
         }
         Ok(Self {
-            model,
+            model: match scorer {
+                Scorer::Local(m) => Some(m),
+                Scorer::Remote { .. } => None,
+            },
             values: active.iter().map(|(n, _)| n.clone()).collect(),
             lambda: active.iter().map(|(_, x)| *x).collect(),
-            rewards: Rc::new(RefCell::new(build(&chosen, model, &palette.dir)?)),
+            rewards: Rc::new(RefCell::new(build_on(&chosen, scorer, &palette.dir)?)),
             mode,
             candidates,
         })
@@ -201,7 +227,9 @@ impl<'m> PaletteDecoder<'m> {
         prompt: &str,
         req: &GenerateRequest,
     ) -> Result<(Vec<Candidate>, usize)> {
-        let model = self.model;
+        let model = self.model.ok_or_else(|| {
+            Error::Msg("this palette decoder weighs a server's candidates; it has no model to draw them from".into())
+        })?;
         let (ids, params) = (&req.prompt, &req.sampling);
         let mut gens = Vec::with_capacity(self.candidates);
         if let PaletteMode::Token { k } = self.mode {
@@ -231,8 +259,27 @@ impl<'m> PaletteDecoder<'m> {
             gens = session.generate_batch(ids, &params, &req.limits)?;
         }
         let texts: Vec<String> = gens.iter().map(|g| g.text.clone()).collect();
-        let columns = self.rewards_of(prompt, &texts)?;
-        let scores: Vec<f64> = (0..gens.len())
+        let w = self.weigh(prompt, &texts, params.seed)?;
+        let candidates = gens
+            .into_iter()
+            .zip(w.rewards)
+            .enumerate()
+            .map(|(j, (generation, rewards))| Candidate {
+                generation,
+                rewards,
+                score: w.scores[j],
+                weight: w.weights[j],
+            })
+            .collect();
+        Ok((candidates, w.pick))
+    }
+
+    /// The rewards of each of `texts` (responses to `prompt`), lambda . r, the resampling
+    /// weights, and the candidate this decoder's mode picks (`resample` draws with a stream
+    /// seeded by `seed`, apart from the candidates' own).
+    pub fn weigh(&mut self, prompt: &str, texts: &[String], seed: u64) -> Result<Weighed> {
+        let columns = self.rewards_of(prompt, texts)?;
+        let scores: Vec<f64> = (0..texts.len())
             .map(|j| {
                 self.lambda
                     .iter()
@@ -254,7 +301,7 @@ impl<'m> PaletteDecoder<'m> {
                 .map_or(0, |(j, _)| j),
             PaletteMode::Resample => {
                 // A stream of its own, apart from the candidates' samplers.
-                let u = Rng::new(params.seed ^ 0x5E_ED0F_7A11_E77E).uniform();
+                let u = Rng::new(seed ^ 0x5E_ED0F_7A11_E77E).uniform();
                 let mut acc = 0.0;
                 weights
                     .iter()
@@ -265,17 +312,14 @@ impl<'m> PaletteDecoder<'m> {
                     .unwrap_or(weights.len() - 1)
             }
         };
-        let candidates = gens
-            .into_iter()
-            .enumerate()
-            .map(|(j, generation)| Candidate {
-                generation,
-                rewards: columns.iter().map(|c| c[j]).collect(),
-                score: scores[j],
-                weight: weights[j],
-            })
-            .collect();
-        Ok((candidates, pick))
+        Ok(Weighed {
+            rewards: (0..texts.len())
+                .map(|j| columns.iter().map(|c| c[j]).collect())
+                .collect(),
+            scores,
+            weights,
+            pick,
+        })
     }
 }
 

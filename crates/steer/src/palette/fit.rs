@@ -8,11 +8,13 @@
 use super::solver::RewardTable;
 use crate::error::{Error, Result};
 use crate::generate::GenerateOptions;
+use crate::rewards::remote::Served;
 use crate::rewards::{Pair, Reward};
 use crate::sampler::SamplingParams;
 use crate::session::Session;
 use ethos_model::chat::Message;
 use ethos_model::Model;
+use ethos_remote::CompletionParams;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
 
@@ -78,6 +80,74 @@ pub fn sample_responses(model: &Model, prompts: &[String], opts: &FitOptions) ->
     }
     bar.finish_and_clear();
     Ok(pairs)
+}
+
+/// The served model's responses (`--backend openai`): `samples` per prompt from one request
+/// with `n` = samples and `seed` = the fit's seed + i * samples for prompt i, the requests
+/// `concurrency` at a time, in prompt order. With `chat`, each prompt is one user turn of the
+/// chat template: the local copy's where `served` has one, else the server's
+/// (`/v1/chat/completions`).
+pub fn sample_responses_remote(
+    served: Served<'_>,
+    prompts: &[String],
+    opts: &FitOptions,
+) -> Result<Vec<Pair>> {
+    if opts.samples == 0 || opts.max_tokens == 0 {
+        return Err(Error::Msg(
+            "--samples and --max-tokens must be at least 1".into(),
+        ));
+    }
+    let bar = ProgressBar::new(prompts.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("sampling {bar:30} {pos}/{len} prompts, {eta} left")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let client = served.client;
+    let jobs: Vec<(usize, &String)> = prompts.iter().enumerate().collect();
+    let answers = ethos_remote::map_concurrent(jobs, client.options().concurrency, |(i, p)| {
+        let params = CompletionParams {
+            max_tokens: opts.max_tokens,
+            temperature: Some(opts.params.temperature as f64),
+            top_k: (opts.params.top_k > 0).then_some(opts.params.top_k),
+            seed: Some(opts.params.seed.wrapping_add((i * opts.samples) as u64)),
+            n: Some(opts.samples),
+            ..Default::default()
+        };
+        let out = match (opts.chat, served.template) {
+            (true, None) if served.text_here => {
+                return Err(Error::Msg(
+                    "--chat: the model has no chat template (its --tokenizer files have none)"
+                        .into(),
+                ))
+            }
+            (true, None) => client
+                .chat(&[("user".to_string(), p.clone())], &params)
+                .map_err(|e| Error::Msg(e.to_string()))?,
+            (chat, template) => {
+                let text = match (chat, template) {
+                    (true, Some(t)) => t.render(&[Message::new("user", p)], true)?,
+                    _ => p.clone(),
+                };
+                let ids = served.encoder.encode_text(&text, true)?;
+                client
+                    .complete(&ids, &params)
+                    .map_err(|e| Error::Msg(e.to_string()))?
+            }
+        };
+        bar.inc(1);
+        Ok::<_, Error>(out)
+    })?;
+    bar.finish_and_clear();
+    Ok(prompts
+        .iter()
+        .zip(answers)
+        .flat_map(|(p, choices)| {
+            choices.into_iter().map(move |c| Pair {
+                prompt: p.clone(),
+                response: c.text,
+            })
+        })
+        .collect())
 }
 
 /// Scores every pair with every reward: the reward table, its samples grouped by prompt.

@@ -5,7 +5,7 @@
 
 use super::{Pair, Reward};
 use crate::error::Result;
-use ethos_model::chat::Message;
+use ethos_model::chat::{ChatTemplate, Message};
 use ethos_model::prefix::PrefixScorer;
 use ethos_model::scoring::{continuation_tokens, score, ScoreOptions, ScoreRequest};
 use ethos_model::Model;
@@ -30,14 +30,7 @@ impl<'m> LmJudge<'m> {
 
     /// The text the judge reads before answering.
     pub fn judge_prompt(&self, pair: &Pair) -> Result<String> {
-        let ask = format!(
-            "{}\n\nPrompt: {}\nResponse: {}\n\nAnswer with Yes or No.",
-            self.question, pair.prompt, pair.response
-        );
-        match &self.model.chat_template {
-            Some(t) => Ok(t.render(&[Message::new("user", &ask)], true)?),
-            None => Ok(format!("{ask}\nAnswer:")),
-        }
+        judge_text(&self.question, pair, self.model.chat_template.as_ref())
     }
 
     /// The judge prompt split around the response: (text before it, text after it).
@@ -54,11 +47,30 @@ impl<'m> LmJudge<'m> {
     }
 
     fn answers(&self) -> [&'static str; 2] {
-        if self.model.chat_template.is_none() {
-            [" Yes", " No"]
-        } else {
-            ["Yes", "No"]
-        }
+        judge_answers(self.model.chat_template.is_some())
+    }
+}
+
+/// The text a judge reads before answering `question` about `pair`: one user turn of its
+/// chat template, or the question followed by "Answer:" without one.
+pub fn judge_text(question: &str, pair: &Pair, template: Option<&ChatTemplate>) -> Result<String> {
+    let ask = format!(
+        "{question}\n\nPrompt: {}\nResponse: {}\n\nAnswer with Yes or No.",
+        pair.prompt, pair.response
+    );
+    match template {
+        Some(t) => Ok(t.render(&[Message::new("user", &ask)], true)?),
+        None => Ok(format!("{ask}\nAnswer:")),
+    }
+}
+
+/// The two answers whose log-probs are compared: the assistant's first word in a chat
+/// template, a word after "Answer:" without one.
+pub fn judge_answers(chat: bool) -> [&'static str; 2] {
+    if chat {
+        ["Yes", "No"]
+    } else {
+        [" Yes", " No"]
     }
 }
 

@@ -13,6 +13,7 @@ pub mod diversity;
 pub mod judge;
 pub mod lexicon;
 pub mod perplexity;
+pub mod remote;
 
 use crate::error::{Error, Result};
 use crate::palette::RewardSpec;
@@ -61,21 +62,49 @@ impl Reward for Diversity {
     }
 }
 
+/// Where the model-based rewards (lm-judge, perplexity) run.
+#[derive(Clone, Copy)]
+pub enum Scorer<'a> {
+    /// A model loaded here: the generating model.
+    Local(&'a Model),
+    /// A served model (perplexity is the served model's); lm-judge asks it too, unless a
+    /// local `judge` model is given.
+    Remote {
+        served: remote::Served<'a>,
+        judge: Option<&'a Model>,
+    },
+}
+
 /// The rewards of `specs`, model-based ones run on `model`; files are relative to `dir`.
 pub fn build<'m>(
     specs: &[RewardSpec],
     model: &'m Model,
     dir: &Path,
 ) -> Result<Vec<Box<dyn Reward + 'm>>> {
+    build_on(specs, Scorer::Local(model), dir)
+}
+
+/// `build`, with the model-based rewards on `scorer`.
+pub fn build_on<'a>(
+    specs: &[RewardSpec],
+    scorer: Scorer<'a>,
+    dir: &Path,
+) -> Result<Vec<Box<dyn Reward + 'a>>> {
     specs
         .iter()
-        .map(|s| -> Result<Box<dyn Reward + 'm>> {
+        .map(|s| -> Result<Box<dyn Reward + 'a>> {
+            let question = s.question.as_deref().unwrap_or("");
             Ok(match s.kind.as_str() {
-                "lm-judge" => Box::new(judge::LmJudge::new(
-                    &s.name,
-                    model,
-                    s.question.as_deref().unwrap_or(""),
-                )),
+                "lm-judge" => match scorer {
+                    Scorer::Local(model)
+                    | Scorer::Remote {
+                        judge: Some(model), ..
+                    } => Box::new(judge::LmJudge::new(&s.name, model, question)),
+                    Scorer::Remote {
+                        served,
+                        judge: None,
+                    } => Box::new(remote::RemoteJudge::new(&s.name, question, served)?),
+                },
                 "lexicon" => {
                     let f = s.file.as_deref().unwrap_or(Path::new(""));
                     Box::new(lexicon::Lexicon::read(&s.name, &dir.join(f))?)
@@ -89,7 +118,14 @@ pub fn build<'m>(
                         s.template.as_deref(),
                     )?)
                 }
-                "perplexity" => Box::new(Named(s.name.clone(), perplexity::Perplexity::new(model))),
+                "perplexity" => match scorer {
+                    Scorer::Local(model) => {
+                        Box::new(Named(s.name.clone(), perplexity::Perplexity::new(model)))
+                    }
+                    Scorer::Remote { served, .. } => {
+                        Box::new(Named(s.name.clone(), remote::RemotePerplexity(served)))
+                    }
+                },
                 "diversity" => Box::new(Named(s.name.clone(), Diversity)),
                 other => {
                     return Err(Error::Msg(format!(
