@@ -108,6 +108,19 @@ fn run_utility(a: Args) -> Result<()> {
         progress: std::io::stderr().is_terminal(),
         steering: None,
     };
+    if a.remote.is_remote() {
+        let mut backend = a.remote.backend()?;
+        let res = ethos_evals::benchmarks::utility::run_utility_on(&mut backend, &opts)?;
+        if a.json {
+            return print_json(&res);
+        }
+        print!("{}", ethos_evals::benchmarks::utility::table(&res));
+        println!(
+            "written: {}/results.json, items.jsonl, report.html",
+            output.display()
+        );
+        return Ok(());
+    }
     let steering = a.control.describe()?;
     let model = a.model.load()?;
     let mut session = a.control.session(&model)?;
@@ -174,9 +187,6 @@ pub fn run(a: Args) -> Result<()> {
     if a.remote.is_remote() {
         if !a.control.control_vector.is_empty() {
             anyhow::bail!("--control-vector steers the residual stream of a model run here; with --backend openai the weights are the server's (ethos serve takes `control_vectors` per request)");
-        }
-        if a.benchmark == "utility" {
-            anyhow::bail!("utility with --backend openai: not available yet (its adaptive pairs run on a local session); civics, culturalbench and normad run remotely");
         }
     }
     if a.benchmark == "utility" {

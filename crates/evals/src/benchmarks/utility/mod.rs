@@ -21,16 +21,14 @@
 
 mod report;
 
+use crate::backend::{Backend, LocalBackend};
 use crate::benchmark::{renormalise, Ask, Judgement, Prompt};
 use crate::data::Source;
-use crate::encoding::encode;
 use crate::error::{bail, Error, Result};
-use crate::identity::model_identity;
 use crate::log::{ItemRecord, RunIdentity, RunLog};
 use crate::pyrandom::PyRandom;
 use crate::thurstonian::{self, Edge, Fit};
-use ethos_model::scoring::{ScoreOptions, ScoreRequest};
-use ethos_model::Model;
+use ethos_model::scoring::ScoreRequest;
 use ethos_steer::rng::Rng;
 use ethos_steer::Session;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -202,9 +200,8 @@ pub struct UtilityResults {
 }
 
 /// The pairs of one question asked both ways, and their answers.
-struct Asker<'a, 'm> {
-    model: &'m Model,
-    session: &'a mut Session<'m>,
+struct Asker<'a> {
+    backend: &'a mut dyn Backend,
     outcomes: &'a [Outcome],
     chat: bool,
     log: RunLog,
@@ -214,7 +211,7 @@ struct Asker<'a, 'm> {
     scored: usize,
 }
 
-impl Asker<'_, '_> {
+impl Asker<'_> {
     fn prompt(&self, a: usize, b: usize) -> Prompt {
         Prompt {
             system: self.chat.then(|| SYSTEM.to_string()),
@@ -256,15 +253,11 @@ impl Asker<'_, '_> {
             .filter(|&(a, b)| !self.log.records.contains_key(&self.key(a, b, kind)))
             .collect();
         self.bar.inc((pairs.len() - todo.len()) as u64);
-        let opts = ScoreOptions {
-            batch_requests: self.batch.max(1),
-            ..Default::default()
-        };
         for chunk in todo.chunks(self.batch.max(1) * 4) {
             let mut reqs = Vec::with_capacity(chunk.len() * 2);
             for &(a, b) in chunk {
                 for (x, y) in [(a, b), (b, a)] {
-                    let e = encode(self.model, &self.prompt(x, y))?;
+                    let e = self.backend.encode(&self.prompt(x, y))?;
                     self.tokens +=
                         e.context.len() + e.continuations.iter().map(Vec::len).sum::<usize>();
                     reqs.push(ScoreRequest {
@@ -273,7 +266,7 @@ impl Asker<'_, '_> {
                     });
                 }
             }
-            let scores = self.session.score(&reqs, &opts)?;
+            let scores = self.backend.score(&reqs)?;
             self.scored += reqs.len();
             let mut records = Vec::with_capacity(chunk.len());
             for (k, &(a, b)) in chunk.iter().enumerate() {
@@ -409,10 +402,14 @@ fn regular_graph(n: usize, rng: &mut Rng) -> Vec<(usize, usize)> {
 
 /// Runs Utility Engineering through `session` (whose steering acts on every pass).
 pub fn run_utility(session: &mut Session<'_>, opts: &UtilityOptions) -> Result<UtilityResults> {
-    let model = session.model();
+    run_utility_on(&mut LocalBackend::new(session, opts.batch), opts)
+}
+
+/// `run_utility` on any backend: a local session or a server.
+pub fn run_utility_on(backend: &mut dyn Backend, opts: &UtilityOptions) -> Result<UtilityResults> {
     let started = Instant::now();
     let (outcomes, source) = load_outcomes(&opts.set, opts.data.as_deref())?;
-    if opts.chat && model.chat_template.is_none() {
+    if opts.chat && !backend.chat_available() {
         bail!(
             Selection,
             "--format chat needs a chat template and the model has none"
@@ -440,7 +437,7 @@ pub fn run_utility(session: &mut Session<'_>, opts: &UtilityOptions) -> Result<U
     let identity = RunIdentity {
         steering: opts.steering.clone(),
         benchmark: "utility".into(),
-        model: model_identity(model)?,
+        model: backend.identity()?,
         dataset_sha256: source.sha256(),
     };
     let log = RunLog::open(&opts.output, &identity)?;
@@ -465,8 +462,7 @@ pub fn run_utility(session: &mut Session<'_>, opts: &UtilityOptions) -> Result<U
         ProgressBar::hidden()
     };
     let mut asker = Asker {
-        model,
-        session,
+        backend,
         outcomes: &outcomes,
         chat: opts.chat,
         log,
