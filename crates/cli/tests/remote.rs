@@ -201,6 +201,70 @@ fn remote_eval_against_ethos_serve() {
         assert!(requests > 0 && res["traffic"]["prompt_tokens"].as_u64().unwrap() > 0);
     }
 
+    // score and generate: the same numbers and text as the local f32 model.
+    let req = tmp.path().join("req.jsonl");
+    std::fs::write(
+        &req,
+        "{\"context\": \"The capital of France is\", \"continuations\": [\" Paris\", \" the city of Lyon\"]}\n{\"context\": \"Hong Kong is a\", \"continuations\": [\" city\", \" country\"]}\n",
+    )
+    .unwrap();
+    let lines = |out: &Output| -> Vec<Value> {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let r = lines(&ok(&[
+        "score",
+        "-i",
+        req.to_str().unwrap(),
+        "--backend",
+        "openai",
+        "--base-url",
+        &url,
+    ]));
+    let l = lines(&ok(&[
+        "score",
+        "-i",
+        req.to_str().unwrap(),
+        "--model",
+        m,
+        "--dtype",
+        "f32",
+    ]));
+    assert_eq!(r.len(), 2);
+    for (x, y) in r.iter().zip(&l) {
+        for (cx, cy) in x["continuations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(y["continuations"].as_array().unwrap())
+        {
+            assert_eq!(cx["token_ids"], cy["token_ids"]);
+            let d = (cx["logprob"].as_f64().unwrap() - cy["logprob"].as_f64().unwrap()).abs();
+            assert!(d < 1e-4, "{cx} against {cy}");
+        }
+    }
+    let text = |extra: &[&str]| -> String {
+        let mut args = vec![
+            "generate",
+            "-p",
+            "The capital of France is",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "16",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let v: Value = serde_json::from_slice(&ok(&args).stdout).unwrap();
+        v["text"].as_str().unwrap().to_string()
+    };
+    assert_eq!(
+        text(&["--backend", "openai", "--base-url", &url]),
+        text(&["--model", m, "--dtype", "f32"])
+    );
+
     // 2. A run killed mid-way resumes: every task once, none lost.
     let out = dir("killed");
     let args = [

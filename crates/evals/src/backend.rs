@@ -28,6 +28,10 @@ pub trait Backend {
     fn max_positions(&self) -> usize;
     fn chat_available(&self) -> bool;
     fn encode(&self, p: &Prompt) -> Result<Encoded>;
+    /// `encode` of each prompt, in order (a server's tokenizer takes them concurrently).
+    fn encode_many(&self, prompts: &[&Prompt]) -> Vec<Result<Encoded>> {
+        prompts.iter().map(|p| self.encode(p)).collect()
+    }
     /// Each request's continuations' scores, in order.
     fn score(&mut self, requests: &[ScoreRequest]) -> Result<Vec<Vec<Scored>>>;
     /// The greedy continuation of each context (at most its `max_tokens`), with its length
@@ -218,6 +222,20 @@ impl Backend for RemoteBackend {
             ),
             None => encode_with(&self.client, None, p),
         }
+    }
+
+    fn encode_many(&self, prompts: &[&Prompt]) -> Vec<Result<Encoded>> {
+        if self.text_side.is_some() {
+            return prompts.iter().map(|p| self.encode(p)).collect();
+        }
+        // Each prompt asks /tokenize once for its context and once per option; the requests
+        // of different prompts go out together.
+        let results: std::result::Result<Vec<Result<Encoded>>, ()> = ethos_remote::map_concurrent(
+            prompts.to_vec(),
+            self.client.options().concurrency,
+            |p| Ok(self.encode(p)),
+        );
+        results.unwrap_or_default()
     }
 
     fn score(&mut self, requests: &[ScoreRequest]) -> Result<Vec<Vec<Scored>>> {

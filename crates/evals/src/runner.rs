@@ -78,14 +78,27 @@ fn prepare_window<'t>(
 ) -> Result<Vec<Prepared<'t>>> {
     let max_positions = backend.max_positions();
     let mut prepared = Vec::with_capacity(window.len());
-    for &t in window {
-        let prompts = bench.prompts(t.item, &t.condition, &t.format, chat_available)?;
+    let all: Vec<(&Task, Vec<Prompt>)> = window
+        .iter()
+        .map(|&t| {
+            Ok((
+                t,
+                bench.prompts(t.item, &t.condition, &t.format, chat_available)?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let flat: Vec<&Prompt> = all.iter().flat_map(|(_, ps)| ps).collect();
+    let mut encoded = backend.encode_many(&flat).into_iter();
+    for (t, prompts) in all {
         let id = bench.item_id(t.item);
         let mut e = Vec::with_capacity(prompts.len());
-        for p in &prompts {
-            let enc = backend.encode(p).context(|| {
-                format!("{} item {id} ({}, {})", bench.name(), t.condition, t.format)
-            })?;
+        for _ in &prompts {
+            let enc = encoded
+                .next()
+                .ok_or_else(|| Error::Internal("fewer encodings than prompts".into()))?
+                .context(|| {
+                    format!("{} item {id} ({}, {})", bench.name(), t.condition, t.format)
+                })?;
             let longest = enc.continuations.iter().map(Vec::len).max().unwrap_or(0);
             let need = enc.context.len() + longest.max(enc.max_tokens);
             if need > max_positions {
