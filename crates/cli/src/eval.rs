@@ -184,10 +184,8 @@ fn run_utility(a: Args) -> Result<()> {
 
 pub fn run(a: Args) -> Result<()> {
     a.remote.check(&a.model)?;
-    if a.remote.is_remote() {
-        if !a.control.control_vector.is_empty() {
-            anyhow::bail!("--control-vector steers the residual stream of a model run here; with --backend openai the weights are the server's (ethos serve takes `control_vectors` per request)");
-        }
+    if a.remote.is_remote() && !a.control.control_vector.is_empty() {
+        anyhow::bail!("--control-vector steers the residual stream of a model run here; with --backend openai the weights are the server's (ethos serve takes `control_vectors` per request)");
     }
     if a.benchmark == "utility" {
         if a.lambda.is_some() {
