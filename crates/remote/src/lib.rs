@@ -6,6 +6,7 @@
 mod client;
 mod concurrent;
 mod error;
+mod http;
 
 pub use client::{Client, Completion, CompletionParams, RemoteOptions, Stats};
 pub use concurrent::map_concurrent;
