@@ -262,15 +262,23 @@ impl Client {
     /// The server's tokens of `text` (`/tokenize`); `add_special_tokens` as the server's
     /// tokenizer understands it (the BOS a prompt starts with, where the model has one).
     pub fn tokenize(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let answer = self.call(
-            "/tokenize",
-            Some(&json!({
-                "model": self.model,
-                "prompt": text,
-                "add_special_tokens": add_special_tokens,
-            })),
-        )?;
-        answer
+        let answer = self
+            .call(
+                "/tokenize",
+                Some(&json!({
+                    "model": self.model,
+                    "prompt": text,
+                    "add_special_tokens": add_special_tokens,
+                })),
+            )
+            .map_err(|e| match e {
+                Error::Status { url, status: 404, .. } => Error::Protocol {
+                    url,
+                    message: "the server has no /tokenize endpoint: pass --tokenizer (a local copy of the served model's tokenizer, HF folder or GGUF)".into(),
+                },
+                e => e,
+            })?;
+        let tokens = answer
             .get("tokens")
             .and_then(Value::as_array)
             .and_then(|a| {
@@ -281,7 +289,15 @@ impl Client {
             .ok_or_else(|| Error::Protocol {
                 url: self.url("/tokenize"),
                 message: "no `tokens` list of token ids in the answer".into(),
-            })
+            })?;
+        if tokens.is_empty() && !text.is_empty() {
+            // llama-server's /tokenize reads another field and answers [] for this one.
+            return Err(Error::Protocol {
+                url: self.url("/tokenize"),
+                message: "no tokens for a non-empty text: this server's /tokenize is not vLLM's; pass --tokenizer (a local copy of the served model's tokenizer, HF folder or GGUF)".into(),
+            });
+        }
+        Ok(tokens)
     }
 
     /// The log-prob of each token of each prompt given the tokens before it (`None` for the

@@ -24,6 +24,9 @@ struct Script {
     models: Vec<&'static str>,
     /// Seconds each completion takes.
     delay: f64,
+    /// /tokenize as llama-server answers this request (no tokens), or missing (404).
+    tokenize_empty: bool,
+    tokenize_missing: bool,
     completions: AtomicUsize,
     peak: AtomicUsize,
     running: AtomicUsize,
@@ -41,7 +44,13 @@ async fn models(State(s): State<Arc<Script>>) -> Json<Value> {
     )
 }
 
-async fn tokenize(Json(b): Json<Value>) -> Json<Value> {
+async fn tokenize(State(s): State<Arc<Script>>, Json(b): Json<Value>) -> Response {
+    if s.tokenize_missing {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    if s.tokenize_empty {
+        return Json(json!({"tokens": []})).into_response();
+    }
     let text = b["prompt"].as_str().unwrap_or("");
     let mut ids: Vec<u64> = if b["add_special_tokens"].as_bool().unwrap_or(true) {
         vec![1]
@@ -49,7 +58,7 @@ async fn tokenize(Json(b): Json<Value>) -> Json<Value> {
         vec![]
     };
     ids.extend(text.bytes().map(|b| b as u64));
-    Json(json!({"count": ids.len(), "tokens": ids}))
+    Json(json!({"count": ids.len(), "tokens": ids})).into_response()
 }
 
 async fn completions(
@@ -243,6 +252,25 @@ fn a_server_without_prompt_logprobs_is_named() {
         )
         .unwrap();
     assert_eq!(c[0].text, "answer 0");
+}
+
+#[test]
+fn a_tokenizer_the_client_cannot_use_is_named() {
+    for (empty, missing, want) in [
+        (true, false, "not vLLM's; pass --tokenizer"),
+        (false, true, "no /tokenize endpoint: pass --tokenizer"),
+    ] {
+        let s = Arc::new(Script {
+            models: vec!["mock"],
+            tokenize_empty: empty,
+            tokenize_missing: missing,
+            ..Default::default()
+        });
+        let (_rt, url) = serve(s);
+        let client = Client::connect(opts(&url)).unwrap();
+        let msg = client.tokenize("some text", true).unwrap_err().to_string();
+        assert!(msg.contains("/tokenize") && msg.contains(want), "{msg}");
+    }
 }
 
 #[test]
