@@ -42,7 +42,12 @@ pub const SHARED_FIELDS: &[&str] = &[
     "palette_token_candidates",
 ];
 
-pub const COMPLETION_FIELDS: &[&str] = &["prompt", "echo", "prompt_logprobs"];
+pub const COMPLETION_FIELDS: &[&str] = &[
+    "prompt",
+    "echo",
+    "prompt_logprobs",
+    "palette_context_tokens",
+];
 
 pub const CHAT_FIELDS: &[&str] = &[
     "messages",
@@ -236,6 +241,89 @@ pub fn palette(
     Ok(Some((name, mode, candidates)))
 }
 
+/// A palette's tilt of option scores: the lambda file, and for each prompt how many of its
+/// tokens are the context (the rest is the option the palette's rewards read).
+pub struct PaletteScoring {
+    pub name: String,
+    /// One count for every prompt (a number), or one per prompt (a list).
+    pub context_tokens: Vec<usize>,
+    pub per_prompt: bool,
+}
+
+/// `palette` with `palette_context_tokens`: the tilted option scores of prompt log-probs
+/// (`None` without `palette_context_tokens`). The request scores prompts: it asks for their
+/// log-probs, one choice each, and nothing that only generation reads.
+pub fn palette_scoring(
+    v: &serde_json::Value,
+    prompts: usize,
+    n: usize,
+) -> Result<Option<PaletteScoring>, ApiError> {
+    const FIELD: &str = "palette_context_tokens";
+    let Some(split) = v.get(FIELD).filter(|x| !x.is_null()) else {
+        return Ok(None);
+    };
+    let context_tokens: Vec<usize> = match split {
+        serde_json::Value::Number(_) => vec![serde_json::from_value(split.clone())
+            .map_err(|_| ApiError::field(FIELD, "must be a token count or a list of them"))?],
+        serde_json::Value::Array(_) => serde_json::from_value(split.clone())
+            .map_err(|_| ApiError::field(FIELD, "must be a token count or a list of them"))?,
+        _ => {
+            return Err(ApiError::field(
+                FIELD,
+                "must be a token count or a list of them",
+            ))
+        }
+    };
+    if split.is_array() && context_tokens.len() != prompts {
+        return Err(ApiError::field(
+            FIELD,
+            format!(
+                "{} counts for {prompts} prompts: give one number for all, or a list with one per prompt",
+                context_tokens.len()
+            ),
+        ));
+    }
+    let Some(name) = v.get("palette").and_then(|x| x.as_str()) else {
+        return Err(ApiError::field(FIELD, "needs \"palette\""));
+    };
+    check_file_name("palette", name)?;
+    let asked = |k: &str| {
+        v.get(k)
+            .is_some_and(|x| !x.is_null() && x != &serde_json::json!(false))
+    };
+    if !(asked("prompt_logprobs") || asked("echo") && asked("logprobs")) {
+        return Err(ApiError::field(
+            FIELD,
+            "tilts the options' prompt log-probs: ask for them (echo with logprobs, or prompt_logprobs)",
+        ));
+    }
+    for k in [
+        "palette_mode",
+        "palette_candidates",
+        "palette_token_candidates",
+        "stream",
+        "steering_report",
+    ] {
+        if asked(k) {
+            return Err(ApiError::field(
+                k,
+                "palette decoding and streams do not apply to palette_context_tokens (option scores)",
+            ));
+        }
+    }
+    if n != 1 {
+        return Err(ApiError::field(
+            "n",
+            "option scores take one choice per prompt",
+        ));
+    }
+    Ok(Some(PaletteScoring {
+        name: name.to_string(),
+        context_tokens,
+        per_prompt: split.is_array(),
+    }))
+}
+
 /// A name of a file in one of the server's folders: no path, no hidden file.
 pub fn check_file_name(param: &str, name: &str) -> Result<(), ApiError> {
     let plain = !name.is_empty()
@@ -283,6 +371,7 @@ pub struct DetokenizeRequest {
 pub struct CheckedCompletion {
     pub body: serde_json::Value,
     pub palette: Option<(String, ethos_steer::palette::decode::PaletteMode, usize)>,
+    pub palette_scoring: Option<PaletteScoring>,
     pub req: CompletionRequest,
     pub sampling: SamplingFields,
     pub prompts: Vec<PromptInput>,
@@ -313,10 +402,15 @@ pub fn check_completion(
     }
     let (choices, stop) = sampling.params(vocab, limits)?;
     control_refs(&v)?;
-    let palette = palette(&v, prompts.len(), choices.len())?;
+    let palette_scoring = palette_scoring(&v, prompts.len(), choices.len())?;
+    let palette = match palette_scoring {
+        Some(_) => None,
+        None => palette(&v, prompts.len(), choices.len())?,
+    };
     Ok(CheckedCompletion {
         body: v,
         palette,
+        palette_scoring,
         req,
         sampling,
         prompts,

@@ -99,7 +99,11 @@ async fn run(state: AppState, p: Prepared, mut guard: OutcomeGuard) -> Response 
         } else {
             None
         };
-        Ok((outs, reports))
+        let tilts = match &p.palette_scoring {
+            Some((path, counts)) => Some(option_scores(&state, &p, &outs, path, counts).await?),
+            None => None,
+        };
+        Ok((outs, reports, tilts))
     };
     let collected = tokio::time::timeout(timeout, work).await;
     let result = match collected {
@@ -113,13 +117,18 @@ async fn run(state: AppState, p: Prepared, mut guard: OutcomeGuard) -> Response 
         Ok(r) => r,
     };
     match result {
-        Ok((outs, reports)) => {
+        Ok((outs, reports, tilts)) => {
             guard.set("success");
             let tok = match state.model.tokenizer() {
                 Ok(t) => t,
                 Err(e) => return ApiError::from(e).into_response(),
             };
-            Json(whole_response(&state, &p, tok, outs, reports)).into_response()
+            let mut body = whole_response(&state, &p, tok, outs, reports);
+            // One choice per prompt: choice i is prompt i's option.
+            for (i, t) in tilts.into_iter().flatten().enumerate() {
+                body["choices"][i]["palette"] = t;
+            }
+            Json(body).into_response()
         }
         Err(e) => {
             guard.set(e.outcome());
@@ -217,6 +226,33 @@ async fn collect(
         outs.push((prompt, choices));
     }
     Ok(outs)
+}
+
+/// Each prompt's option score tilted by the request's palette (`palette::option_scores`),
+/// from the prompt log-probs the batch computed, on a blocking thread.
+async fn option_scores(
+    state: &AppState,
+    p: &Prepared,
+    outs: &[PromptOut],
+    path: &std::path::Path,
+    counts: &[usize],
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let lps: Vec<Vec<Option<f32>>> = outs
+        .iter()
+        .map(|(lp, _)| {
+            lp.iter()
+                .flatten()
+                .map(|e| e.as_ref().map(|t| t.logprob))
+                .collect()
+        })
+        .collect();
+    let prompts: Vec<Vec<u32>> = p.prompts.iter().map(|(ids, _)| ids.clone()).collect();
+    let (model, path, counts) = (state.model.clone(), path.to_path_buf(), counts.to_vec());
+    tokio::task::spawn_blocking(move || {
+        crate::palette::option_scores(&model, &path, &prompts, &counts, &lps)
+    })
+    .await
+    .map_err(|_| internal("the palette's rewards failed"))?
 }
 
 /// A palette request: its candidates sampled and one picked, on a blocking thread.

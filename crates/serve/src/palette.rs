@@ -37,6 +37,66 @@ pub struct PaletteOut {
     pub candidates: Vec<PaletteCandidate>,
 }
 
+/// The decoder of the lambda file at `path`; errors in the palette's files name the file
+/// inside the server's folder only.
+fn decoder<'m>(
+    model: &'m Model,
+    path: &std::path::Path,
+    mode: PaletteMode,
+    candidates: usize,
+) -> Result<PaletteDecoder<'m>, ApiError> {
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let in_folder = |e: ethos_steer::Error| {
+        let dir = path.parent().map(|d| d.display().to_string());
+        let msg = e.to_string();
+        let msg = match dir {
+            Some(d) if !d.is_empty() => msg.replace(&format!("{d}/"), ""),
+            _ => msg,
+        };
+        ApiError::field("palette", format!("{name}: {msg}"))
+    };
+    let lambda = LambdaFile::read(path).map_err(in_folder)?;
+    PaletteDecoder::new(&lambda, model, mode, candidates).map_err(in_folder)
+}
+
+/// The palette's tilt of each prompt's option (its tokens after the first `context[i]`):
+/// the option's rewards given the context's text, lambda . r, the option's log-prob (the sum
+/// of its prompt log-probs `lps[i]`) and the two added, `log p_lambda(option | context)` up to
+/// the context's normaliser, as `ethos score --lambda` gives them (blocking).
+pub fn option_scores(
+    model: &Model,
+    path: &std::path::Path,
+    prompts: &[Vec<u32>],
+    context: &[usize],
+    lps: &[Vec<Option<f32>>],
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let mut dec = decoder(model, path, PaletteMode::BestOfN, 1)?;
+    let tok = model.tokenizer()?;
+    let values = dec.values().to_vec();
+    let mut out = Vec::with_capacity(prompts.len());
+    for ((ids, &k), lp) in prompts.iter().zip(context).zip(lps) {
+        let context_text = tok.decode(&ids[..k])?;
+        let option_text = tok.decode(&ids[k..])?;
+        let w = dec.weigh(&context_text, &[option_text], 0)?;
+        let option_logprob: f64 = lp[k..].iter().map(|x| x.unwrap_or(0.0) as f64).sum();
+        let rewards: BTreeMap<String, f64> = values
+            .iter()
+            .cloned()
+            .zip(w.rewards[0].iter().copied())
+            .collect();
+        out.push(serde_json::json!({
+            "context_tokens": k,
+            "rewards": rewards,
+            "palette_score": w.scores[0],
+            "option_logprob": option_logprob,
+            "tilted_logprob": option_logprob + w.scores[0],
+        }));
+    }
+    Ok(out)
+}
+
 /// Samples the palette's candidates for `prompt` and picks one (blocking).
 pub fn generate(
     model: Arc<Model>,
@@ -46,23 +106,7 @@ pub fn generate(
     limits: GenerateOptions,
     control: Option<Arc<ControlSet>>,
 ) -> Result<PaletteOut, ApiError> {
-    let name = job
-        .path
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    // Errors in the palette's files name the file inside the server's folder only.
-    let in_folder = |e: ethos_steer::Error| {
-        let dir = job.path.parent().map(|d| d.display().to_string());
-        let msg = e.to_string();
-        let msg = match dir {
-            Some(d) if !d.is_empty() => msg.replace(&format!("{d}/"), ""),
-            _ => msg,
-        };
-        ApiError::field("palette", format!("{name}: {msg}"))
-    };
-    let lambda = LambdaFile::read(&job.path).map_err(in_folder)?;
-    let mut dec =
-        PaletteDecoder::new(&lambda, &model, job.mode, job.candidates).map_err(in_folder)?;
+    let mut dec = decoder(&model, &job.path, job.mode, job.candidates)?;
     let mut session = Session::new(&model).with_control(control.as_deref())?;
     let req = GenerateRequest::new(prompt, sampling, limits);
     let (cands, pick) = dec.generate(&mut session, &job.reward_prompt, &req)?;

@@ -39,6 +39,9 @@ pub struct Prepared {
     pub steering_report: bool,
     /// Decode with a solved palette instead of the batch.
     pub palette: Option<crate::palette::PaletteJob>,
+    /// Tilt each prompt's option score by a palette: the lambda file and each prompt's
+    /// context length in tokens.
+    pub palette_scoring: Option<(std::path::PathBuf, Vec<usize>)>,
     pub permit: OwnedSemaphorePermit,
 }
 
@@ -52,6 +55,7 @@ pub async fn prepare_completion(
     let api::CheckedCompletion {
         body: v,
         palette,
+        palette_scoring,
         req,
         sampling,
         prompts: inputs,
@@ -80,6 +84,28 @@ pub async fn prepare_completion(
     let echo = req.echo.unwrap_or(false);
     let control = state.control(&v)?;
     let palette = palette_job(state, palette, &prompts[0].1)?;
+    let palette_scoring = match palette_scoring {
+        Some(s) => {
+            let counts = if s.per_prompt {
+                s.context_tokens
+            } else {
+                vec![s.context_tokens[0]; prompts.len()]
+            };
+            for (i, (&k, (ids, _))) in counts.iter().zip(&prompts).enumerate() {
+                if k == 0 || k >= ids.len() {
+                    return Err(ApiError::field(
+                        "palette_context_tokens",
+                        format!(
+                            "prompt {i} has {} tokens: its context must have at least one and leave at least one to the option",
+                            ids.len()
+                        ),
+                    ));
+                }
+            }
+            Some((state.palette_path(&s.name)?, counts))
+        }
+        None => None,
+    };
     let p = Prepared {
         endpoint: Endpoint::Completions,
         prompts,
@@ -96,6 +122,7 @@ pub async fn prepare_completion(
         steering_report: steering_report(&v, &control)?,
         control,
         palette,
+        palette_scoring,
         permit,
     };
     check_sizes(state, &p, "max_tokens")?;
@@ -168,6 +195,7 @@ pub async fn prepare_chat(
         steering_report: steering_report(&v, &control)?,
         control,
         palette,
+        palette_scoring: None,
         permit,
     };
     check_sizes(state, &p, "max_tokens")?;

@@ -900,3 +900,131 @@ fn requests_past_the_timeout_are_stopped() {
         2.0
     );
 }
+
+/// `palette` with `palette_context_tokens` on prompt log-probs: each option's rewards given
+/// its context, lambda . r and the tilted log-prob, as `PaletteDecoder` and the echoed
+/// log-probs give them; misuses are named 400s.
+#[test]
+fn palette_tilts_the_option_scores_of_prompt_logprobs() {
+    use ethos_steer::palette::decode::{LambdaFile, PaletteDecoder, PaletteMode};
+    let Some(model) = smollm2(Some("f32")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    lexicon_palette(dir.path(), "paris.json", "paris", &["Paris"], 2.0);
+    let (ctx, prompts, want) = {
+        let tok = model.tokenizer().unwrap();
+        let context = "The capital of France is";
+        let ctx = tok.encode_prompt(context).unwrap();
+        let options = [" Paris", " Lyon, not Paris"];
+        let prompts: Vec<Vec<u32>> = options
+            .iter()
+            .map(|o| {
+                let cont =
+                    ethos_model::scoring::continuation_tokens(tok, &ctx, context, o, true).unwrap();
+                ctx.iter().chain(&cont).copied().collect()
+            })
+            .collect();
+        let lambda = LambdaFile::read(&dir.path().join("paris.json")).unwrap();
+        let mut dec = PaletteDecoder::new(&lambda, &model, PaletteMode::BestOfN, 1).unwrap();
+        let want: Vec<f64> = prompts
+            .iter()
+            .map(|p| {
+                let c = tok.decode(&p[..ctx.len()]).unwrap();
+                let o = tok.decode(&p[ctx.len()..]).unwrap();
+                dec.weigh(&c, &[o], 0).unwrap().scores[0]
+            })
+            .collect();
+        (ctx, prompts, want)
+    };
+    assert!(
+        want[0] > 0.0 && want[1] > 0.0,
+        "the lexicon reads the option's text"
+    );
+    let server = Running::start(model, |c| c.palette_dir = Some(dir.path().to_path_buf()));
+    let (status, v) = server.post(
+        "/v1/completions",
+        &json!({"prompt": prompts, "max_tokens": 1, "temperature": 0, "echo": true, "logprobs": 1,
+                "palette": "paris.json", "palette_context_tokens": ctx.len()}),
+    );
+    assert_eq!(status, 200, "{v}");
+    for (i, w) in want.iter().enumerate() {
+        let c = &v["choices"][i];
+        let t = &c["palette"];
+        let echoed: f64 = c["logprobs"]["token_logprobs"].as_array().unwrap()
+            [ctx.len()..prompts[i].len()]
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .sum();
+        assert_eq!(t["context_tokens"], ctx.len());
+        assert!(
+            (t["option_logprob"].as_f64().unwrap() - echoed).abs() < 1e-6,
+            "{t}"
+        );
+        assert!(
+            (t["palette_score"].as_f64().unwrap() - w).abs() < 1e-12,
+            "{t}"
+        );
+        assert!(t["rewards"]["paris"].is_number());
+        let tilted = t["tilted_logprob"].as_f64().unwrap();
+        assert!((tilted - (echoed + w)).abs() < 1e-6, "{t}");
+    }
+    // vLLM's prompt_logprobs ask for them too; one count per prompt is accepted.
+    let (status, v) = server.post(
+        "/v1/completions",
+        &json!({"prompt": prompts, "max_tokens": 1, "prompt_logprobs": 0,
+                "palette": "paris.json", "palette_context_tokens": [ctx.len(), ctx.len()]}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert!(v["choices"][1]["palette"]["tilted_logprob"].is_number());
+    let n = ctx.len();
+    for (body, param) in [
+        (
+            json!({"prompt": prompts, "palette": "paris.json", "palette_context_tokens": n}),
+            "palette_context_tokens",
+        ),
+        (
+            json!({"prompt": prompts, "echo": true, "logprobs": 1, "palette_context_tokens": n}),
+            "palette_context_tokens",
+        ),
+        (
+            json!({"prompt": prompts, "echo": true, "logprobs": 1, "palette": "paris.json", "palette_context_tokens": 0}),
+            "palette_context_tokens",
+        ),
+        (
+            json!({"prompt": prompts, "echo": true, "logprobs": 1, "palette": "paris.json", "palette_context_tokens": 999}),
+            "palette_context_tokens",
+        ),
+        (
+            json!({"prompt": prompts, "echo": true, "logprobs": 1, "palette": "paris.json", "palette_context_tokens": [n]}),
+            "palette_context_tokens",
+        ),
+        (
+            json!({"prompt": prompts, "echo": true, "logprobs": 1, "palette": "paris.json", "palette_context_tokens": [n, n, n]}),
+            "palette_context_tokens",
+        ),
+        (
+            json!({"prompt": prompts, "echo": true, "logprobs": 1, "palette": "paris.json", "palette_context_tokens": "4"}),
+            "palette_context_tokens",
+        ),
+        (
+            json!({"prompt": prompts, "echo": true, "logprobs": 1, "palette": "paris.json", "palette_context_tokens": n, "palette_mode": "resample"}),
+            "palette_mode",
+        ),
+        (
+            json!({"prompt": prompts, "echo": true, "logprobs": 1, "palette": "paris.json", "palette_context_tokens": n, "n": 2}),
+            "n",
+        ),
+        (
+            json!({"prompt": prompts, "echo": true, "logprobs": 1, "palette": "../paris.json", "palette_context_tokens": n}),
+            "palette",
+        ),
+    ] {
+        let (status, v) = server.post("/v1/completions", &body);
+        assert_eq!(
+            (status, v["error"]["param"].as_str()),
+            (400, Some(param)),
+            "{body}: {v}"
+        );
+    }
+}
