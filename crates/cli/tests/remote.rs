@@ -25,6 +25,15 @@ fn model() -> Option<PathBuf> {
     None
 }
 
+/// The tests that run a server take turns: each server has the machine's two cores.
+static ONE_SERVER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_server_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_SERVER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
 /// An `ethos serve` process, stopped when dropped.
 struct Server {
     child: Child,
@@ -34,7 +43,7 @@ struct Server {
 impl Server {
     fn start(model: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ethos"))
-            .args(["serve", "--port", "0", "--threads", "1", "--model"])
+            .args(["serve", "--port", "0", "--threads", "2", "--model"])
             .arg(model)
             .args(extra)
             .stderr(Stdio::piped())
@@ -127,6 +136,7 @@ fn compare(a: &Path, b: &Path) -> (f64, usize, usize) {
 #[test]
 fn remote_eval_against_ethos_serve() {
     let Some(model) = model() else { return };
+    let _turn = one_server_at_a_time();
     let m = model.to_str().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
@@ -147,7 +157,8 @@ fn remote_eval_against_ethos_serve() {
         ok(&args)
     };
 
-    // 1. Agreement with the local f32 path, item by item: raw formats with the server's
+    // 1. Agreement with the local f32 path, item by item (CulturalBench-Easy's first 100
+    //    questions, NormAd's first 50 stories in its four conditions): raw formats with the server's
     //    tokenizer, and a chat format with a local copy of it (the server gives no template).
     let chat = [
         "--conditions",
@@ -161,10 +172,10 @@ fn remote_eval_against_ethos_serve() {
         (
             "culturalbench",
             "culturalbench",
-            &["--conditions", "easy", "--limit", "24"],
+            &["--conditions", "easy", "--limit", "100"],
             false,
         ),
-        ("normad", "normad", &["--limit", "6"], false),
+        ("normad", "normad", &["--limit", "50"], false),
         ("culturalbench-chat", "culturalbench", &chat, true),
     ];
     for (name, bench, extra, local_tokenizer) in cases {
@@ -184,8 +195,9 @@ fn remote_eval_against_ethos_serve() {
         eprintln!(
             "{name}: {n} tasks, max |remote - local| {worst:.2e}, {differ} predictions differ"
         );
+        // The bar is 1e-3 and 99 % of answers; f32 on both sides gives far less.
         assert!(worst < 1e-4, "{name}: max difference {worst}");
-        assert_eq!(differ, 0);
+        assert!(differ * 100 <= n, "{name}: {differ} of {n} answers differ");
         let res: Value = serde_json::from_str(
             &std::fs::read_to_string(Path::new(&r).join("results.json")).unwrap(),
         )
@@ -483,6 +495,7 @@ fn csv_rows(text: &str) -> Vec<Vec<String>> {
 #[test]
 fn remote_map_fit_and_palette_decoding_against_ethos_serve() {
     let Some(model) = model() else { return };
+    let _turn = one_server_at_a_time();
     let m = model.to_str().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let palette = tmp.path().join("p.toml");
