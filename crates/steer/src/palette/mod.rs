@@ -335,6 +335,33 @@ pub fn read_table(path: &Path) -> Result<RewardTable> {
 mod tests {
     use super::*;
 
+    /// The reward table the `reward_csv` fuzz target found slow (an extreme column, base
+    /// mean near -3e14): every solve the target runs returns, infeasible, with a nearest
+    /// feasible palette of finite levels between base and target.
+    #[test]
+    fn the_fuzzers_slow_reward_table_solves() {
+        use solver::{mean, nearest_feasible, quantile, solve, Objective, Solver, Status};
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/fuzz/reward_csv_slow_solve.csv");
+        let table = read_table(&path).unwrap();
+        let m = table.values.len();
+        let targets: Vec<(usize, f64)> = (0..m).map(|k| (k, quantile(&table, k, 0.7))).collect();
+        let base: Vec<f64> = (0..m).map(|k| mean(&table, k)).collect();
+        for solver in [Solver::Newton, Solver::Adam150] {
+            let s = solve(&table, &targets, solver, Objective::Joint, 0.0);
+            assert_eq!(s.status, Status::Infeasible, "{solver:?}");
+        }
+        let (rho, palette) = nearest_feasible(&table, &targets, &base, Objective::Joint);
+        assert!((0.0..=1.0).contains(&rho), "rho {rho}");
+        for (k, level) in palette {
+            let (lo, hi) = (base[k].min(targets[k].1), base[k].max(targets[k].1));
+            assert!(
+                level.is_finite() && level >= lo && level <= hi,
+                "{k}: {level}"
+            );
+        }
+    }
+
     const VALUES: &str = "[[value]]\nname = \"respect\"\ntarget = \"q70\"\n";
 
     #[test]
