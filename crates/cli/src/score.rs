@@ -122,36 +122,11 @@ pub fn run(a: Args) -> Result<()> {
         }
         None => None,
     };
-    let reader = open_input(&a.input)?;
-    let progress = std::io::stderr().is_terminal();
     let opts = ScoreOptions {
         batch_requests: a.batch,
         ..Default::default()
     };
-    // Lines are read, scored and printed a chunk at a time, so memory follows the chunk and
-    // not the input's length.
-    let chunk = (a.batch * 8).max(1);
-    let mut lines = Vec::with_capacity(chunk);
-    let mut requests = Vec::with_capacity(chunk);
-    let mut scored = 0usize;
-    let mut input = crate::common::bounded_lines(reader, &a.input).enumerate();
-    loop {
-        let next = input.next();
-        let at_end = next.is_none();
-        if let Some((n, line)) = next {
-            let Some(l) = ScoreLine::parse(&line?, &a.input, n + 1)? else {
-                continue;
-            };
-            requests.push(l.request(tok, &a.input, n + 1)?);
-            lines.push(l);
-            if requests.len() < chunk {
-                continue;
-            }
-        }
-        if requests.is_empty() {
-            break;
-        }
-        let (reqs, ls) = (&requests, &lines);
+    by_chunks(&a.input, tok, a.batch * 8, &|| String::new(), |ls, reqs| {
         // With control vectors each continuation carries the steered numbers and, beside them,
         // the unsteered ones.
         let raw = session.unsteered().score(reqs, &opts)?;
@@ -197,20 +172,8 @@ pub fn run(a: Args) -> Result<()> {
                 &serde_json::json!({"id": l.id, "context_tokens": r.context.len(), "steered": steered.is_some(), "continuations": conts}),
             )?;
         }
-        scored += requests.len();
-        requests.clear();
-        lines.clear();
-        if progress {
-            eprint!("\rscored {scored} requests");
-        }
-        if at_end {
-            break;
-        }
-    }
-    if progress {
-        eprintln!();
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn open_input(input: &str) -> Result<Box<dyn BufRead>> {
@@ -256,56 +219,12 @@ fn run_remote(a: Args) -> Result<()> {
         );
         return Ok(());
     }
-    let reader = open_input(&a.input)?;
-    let progress = std::io::stderr().is_terminal();
     // Enough lines per round to keep every connection busy.
-    let chunk = (client.options().concurrency * client.options().prompts_per_request).max(1);
-    let mut lines = Vec::with_capacity(chunk);
-    let mut requests = Vec::with_capacity(chunk);
-    let mut scored = 0usize;
-    let mut input = crate::common::bounded_lines(reader, &a.input).enumerate();
-    loop {
-        let next = input.next();
-        let at_end = next.is_none();
-        if let Some((n, line)) = next {
-            let Some(l) = ScoreLine::parse(&line?, &a.input, n + 1)? else {
-                continue;
-            };
-            let context = encoder.encode_text(&l.context, true)?;
-            if context.is_empty() {
-                anyhow::bail!(
-                    "{}:{}: the context is empty and the model adds no BOS token; give a non-empty context",
-                    a.input,
-                    n + 1
-                );
-            }
-            let continuations = l
-                .continuations
-                .iter()
-                .map(|c| {
-                    ethos_model::scoring::continuation_split(
-                        |t, special| encoder.encode_text(t, special),
-                        &context,
-                        &l.context,
-                        c,
-                        true,
-                    )
-                })
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            requests.push(ethos_model::scoring::ScoreRequest {
-                context,
-                continuations,
-            });
-            lines.push(l);
-            if requests.len() < chunk {
-                continue;
-            }
-        }
-        if requests.is_empty() {
-            break;
-        }
-        let lps = backend.token_logprobs(&requests)?;
-        for ((l, r), lp) in lines.iter().zip(&requests).zip(&lps) {
+    let chunk = client.options().concurrency * client.options().prompts_per_request;
+    let note = || format!(" ({})", backend.progress_note().unwrap_or_default());
+    by_chunks(&a.input, encoder, chunk, &note, |lines, requests| {
+        let lps = backend.token_logprobs(requests)?;
+        for ((l, r), lp) in lines.iter().zip(requests).zip(&lps) {
             let conts: Vec<serde_json::Value> = l
                 .continuations
                 .iter()
@@ -319,14 +238,48 @@ fn run_remote(a: Args) -> Result<()> {
                 &serde_json::json!({"id": l.id, "context_tokens": r.context.len(), "steered": false, "continuations": conts}),
             )?;
         }
-        scored += requests.len();
-        requests.clear();
-        lines.clear();
-        if progress {
-            eprint!(
-                "\rscored {scored} requests ({})",
-                backend.progress_note().unwrap_or_default()
-            );
+        Ok(())
+    })
+}
+
+/// The request lines of `input`, parsed and encoded with `tok`, handed to `score` `chunk`
+/// lines at a time, so that memory follows the chunk and not the input's length; on a
+/// terminal the count scored so far (and `note()`) is shown.
+fn by_chunks(
+    input: &str,
+    tok: &dyn ethos_model::tokenizer::TextEncoder,
+    chunk: usize,
+    note: &dyn Fn() -> String,
+    mut score: impl FnMut(&[ScoreLine], &[ethos_model::scoring::ScoreRequest]) -> Result<()>,
+) -> Result<()> {
+    let chunk = chunk.max(1);
+    let progress = std::io::stderr().is_terminal();
+    let reader = open_input(input)?;
+    let mut lines = Vec::with_capacity(chunk);
+    let mut requests = Vec::with_capacity(chunk);
+    let mut scored = 0usize;
+    let mut numbered = crate::common::bounded_lines(reader, input).enumerate();
+    loop {
+        let next = numbered.next();
+        let at_end = next.is_none();
+        if let Some((n, line)) = next {
+            let Some(l) = ScoreLine::parse(&line?, input, n + 1)? else {
+                continue;
+            };
+            requests.push(l.request(tok, input, n + 1)?);
+            lines.push(l);
+            if requests.len() < chunk && !at_end {
+                continue;
+            }
+        }
+        if !requests.is_empty() {
+            score(&lines, &requests)?;
+            scored += requests.len();
+            requests.clear();
+            lines.clear();
+            if progress {
+                eprint!("\rscored {scored} requests{}", note());
+            }
         }
         if at_end {
             break;

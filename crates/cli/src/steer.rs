@@ -278,45 +278,40 @@ fn fit_cmd(a: FitArgs) -> Result<()> {
         },
         chat: a.chat,
     };
-    if a.remote.is_remote() {
-        let backend = a.remote.backend()?;
-        let judge = match &a.judge_model {
-            Some(m) => Some(
-                crate::common::ModelArgs {
-                    model: Some(m.clone()),
-                    ..a.model.clone()
-                }
-                .load()?,
-            ),
-            None => None,
-        };
-        let served = backend.served();
-        let scorer = ethos_steer::rewards::Scorer::Remote {
-            served,
-            judge: judge.as_ref(),
-        };
-        let mut rewards = ethos_steer::rewards::build_on(&specs, scorer, &palette.dir)?;
-        let pairs = ethos_steer::palette::fit::sample_responses_remote(served, &prompts, &opts)?;
-        eprintln!(
-            "scoring {} responses with {} rewards",
-            pairs.len(),
-            rewards.len()
-        );
-        let table = score_table(&mut rewards, &pairs)?;
-        write_table(&a.rewards_out, &table, &pairs)?;
-        let s = backend.client.stats();
-        eprintln!(
-            "reward table written to {} (server {}: {} requests, {} retried)",
-            a.rewards_out.display(),
-            backend.client.host,
-            s.requests,
-            s.retries
-        );
-        return report(&table, &palette, &a.palette, &a.rewards_out, &a.solve);
-    }
-    let model = a.model.load()?;
-    let mut rewards = ethos_steer::rewards::build(&specs, &model, &palette.dir)?;
-    let pairs = sample_responses(&model, &prompts, &opts)?;
+    // The rewards borrow the server's client or the local model, which live out here.
+    let backend = match a.remote.is_remote() {
+        true => Some(a.remote.backend()?),
+        false => None,
+    };
+    let model = match (&backend, &a.judge_model) {
+        (None, _) => Some(a.model.load()?),
+        (Some(_), Some(m)) => Some(
+            crate::common::ModelArgs {
+                model: Some(m.clone()),
+                ..a.model.clone()
+            }
+            .load()?,
+        ),
+        (Some(_), None) => None,
+    };
+    let (mut rewards, pairs) = match (&backend, &model) {
+        (Some(b), judge) => {
+            let served = b.served();
+            let scorer = ethos_steer::rewards::Scorer::Remote {
+                served,
+                judge: judge.as_ref(),
+            };
+            (
+                ethos_steer::rewards::build_on(&specs, scorer, &palette.dir)?,
+                ethos_steer::palette::fit::sample_responses_remote(served, &prompts, &opts)?,
+            )
+        }
+        (None, Some(m)) => (
+            ethos_steer::rewards::build(&specs, m, &palette.dir)?,
+            sample_responses(m, &prompts, &opts)?,
+        ),
+        (None, None) => bail!("internal error: a local fit without its model"),
+    };
     eprintln!(
         "scoring {} responses with {} rewards",
         pairs.len(),
@@ -324,7 +319,19 @@ fn fit_cmd(a: FitArgs) -> Result<()> {
     );
     let table = score_table(&mut rewards, &pairs)?;
     write_table(&a.rewards_out, &table, &pairs)?;
-    eprintln!("reward table written to {}", a.rewards_out.display());
+    match &backend {
+        Some(b) => {
+            let s = b.client.stats();
+            eprintln!(
+                "reward table written to {} (server {}: {} requests, {} retried)",
+                a.rewards_out.display(),
+                b.client.host,
+                s.requests,
+                s.retries
+            );
+        }
+        None => eprintln!("reward table written to {}", a.rewards_out.display()),
+    }
     report(&table, &palette, &a.palette, &a.rewards_out, &a.solve)
 }
 

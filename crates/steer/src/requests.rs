@@ -3,8 +3,8 @@
 //! chat loop and the fuzz targets.
 
 use crate::error::{Error, Result};
-use ethos_model::scoring::{continuation_tokens, ScoreRequest};
-use ethos_model::tokenizer::Tokenizer;
+use ethos_model::scoring::{continuation_split, ScoreRequest};
+use ethos_model::tokenizer::TextEncoder;
 use serde::Deserialize;
 
 /// The longest line a line-by-line reader takes (a JSONL request, a chat message): a file
@@ -84,8 +84,9 @@ impl ScoreLine {
 
     /// The token ids to score: the context as a prompt, each continuation as
     /// lm-evaluation-harness splits it.
-    pub fn request(&self, tok: &Tokenizer, source: &str, n: usize) -> Result<ScoreRequest> {
-        let context = tok.encode_prompt(&self.context)?;
+    /// `tok` is the model's tokenizer, or a server's.
+    pub fn request(&self, tok: &dyn TextEncoder, source: &str, n: usize) -> Result<ScoreRequest> {
+        let context = tok.encode_text(&self.context, true)?;
         if context.is_empty() {
             return Err(Error::Input(format!(
                 "{source}:{n}: the context is empty and the model adds no BOS token; give a non-empty context"
@@ -94,7 +95,15 @@ impl ScoreLine {
         let continuations = self
             .continuations
             .iter()
-            .map(|c| continuation_tokens(tok, &context, &self.context, c, true))
+            .map(|c| {
+                continuation_split(
+                    |t, special| tok.encode_text(t, special),
+                    &context,
+                    &self.context,
+                    c,
+                    true,
+                )
+            })
             .collect::<ethos_model::Result<Vec<_>>>()?;
         Ok(ScoreRequest {
             context,
