@@ -2,7 +2,7 @@
 //! 32 decode steps), a quick local check. Reported tokens/s are for comparing commits on one
 //! machine; the peer comparison lives in `ethos bench speed --llama-bench`.
 
-use ethos::model::{loader, LastRowsPath, LoadOptions, ModelSpec};
+use ethos::model::{loader, LoadOptions, ModelSpec};
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
@@ -25,19 +25,12 @@ fn main() -> anyhow::Result<()> {
             std::slice::from_ref(&ids),
             std::slice::from_ref(&pos),
             &mut cache,
-            LastRowsPath::PerRow,
             None,
         )?;
         let prefill = 128.0 / t.elapsed().as_secs_f64();
         let t = Instant::now();
         for p in 128..160 {
-            d.forward_last(
-                &[vec![42]],
-                &[vec![p]],
-                &mut cache,
-                LastRowsPath::PerRow,
-                None,
-            )?;
+            d.forward_last(&[vec![42]], &[vec![p]], &mut cache, None)?;
         }
         let decode = 32.0 / t.elapsed().as_secs_f64();
         println!("round {round}: prefill {prefill:.1} tok/s, decode {decode:.1} tok/s");

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use ethos::model::hooks::{AddVector, Capture};
-use ethos::model::{loader, DType, Decoder, Device, LastRowsPath, Tensor};
+use ethos::model::{loader, DType, Decoder, Device, Tensor};
 
 const MODELS: [&str; 5] = ["llama", "mistral", "qwen2", "gemma3", "qwen3"];
 
@@ -222,7 +222,7 @@ fn last_block_on_the_rows_read_gives_the_bits_of_every_row() {
         }
         let last = |hook: Option<&mut dyn ethos::model::hooks::ResidualHook>| {
             let mut cache = d.new_cache(ids.len(), t).unwrap();
-            d.forward_last(&batch, &pos, &mut cache, LastRowsPath::PerRow, hook)
+            d.forward_last(&batch, &pos, &mut cache, hook)
                 .unwrap()
                 .rows()
                 .unwrap()

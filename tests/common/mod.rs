@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use ethos::model::{Decoder, LastRowsPath};
+use ethos::model::Decoder;
 use std::path::{Path, PathBuf};
 
 pub fn fixtures() -> PathBuf {
@@ -35,13 +35,7 @@ pub fn decoded_logits(d: &Decoder, ids: &[u32], prefill: usize) -> Vec<Vec<f32>>
         .unwrap();
     for (p, &id) in ids.iter().enumerate().skip(prefill) {
         let step = d
-            .forward_last(
-                &[vec![id]],
-                &[vec![p as i32]],
-                &mut cache,
-                LastRowsPath::PerRow,
-                None,
-            )
+            .forward_last(&[vec![id]], &[vec![p as i32]], &mut cache, None)
             .unwrap();
         got.push(step.rows().unwrap().remove(0));
     }
@@ -124,6 +118,12 @@ pub fn ref_texts(file: &str) -> (Vec<RefText>, serde_json::Value) {
 }
 
 /// Differences of two log-prob sequences: (max, mean) absolute.
+/// The mean absolute difference of two references' log-probs.
+pub fn mean_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>() / a.len() as f64
+}
+
 pub fn diff_stats(a: &[f32], b: &[f64]) -> (f64, f64) {
     assert_eq!(a.len(), b.len());
     let d: Vec<f64> = a

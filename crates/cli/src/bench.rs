@@ -6,7 +6,6 @@ use crate::common::{print_json, ModelArgs};
 use anyhow::{bail, Context, Result};
 use ethos_model::device::{copy_bandwidth, device_info, nominal_bandwidth};
 use ethos_model::scoring::{score, ScoreOptions, ScoreRequest};
-use ethos_model::LastRowsPath;
 use std::process::Command;
 use std::time::Instant;
 
@@ -127,13 +126,7 @@ pub fn run(w: Which) -> Result<()> {
         let mut tok = synthetic_ids(1, vocab, 2)[0];
         let t = Instant::now();
         for p in 0..a.gen_tokens {
-            let l = d.forward_last(
-                &[vec![tok]],
-                &[vec![p as i32]],
-                &mut cache,
-                LastRowsPath::PerRow,
-                None,
-            )?;
+            let l = d.forward_last(&[vec![tok]], &[vec![p as i32]], &mut cache, None)?;
             tok = l.0.squeeze(0)?.argmax(0)?.to_scalar::<u32>()?;
         }
         decode.push(a.gen_tokens as f64 / t.elapsed().as_secs_f64());
@@ -389,7 +382,6 @@ fn prefill_rates(
             &[prompt.to_vec()],
             std::slice::from_ref(&pos),
             &mut cache,
-            LastRowsPath::PerRow,
             None,
         )?;
         // GPU work is queued: wait for it before reading the clock.

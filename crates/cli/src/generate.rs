@@ -162,6 +162,7 @@ pub fn run(a: Args) -> Result<()> {
         print_json(&serde_json::json!({
             "text": g.text,
             "token_ids": g.token_ids,
+            "token_logprobs": g.token_logprobs,
             "prompt_tokens": g.prompt_tokens,
             "finish_reason": g.finish_reason,
             "seed": params.seed,

@@ -910,3 +910,65 @@ fn score_refuses_a_line_past_the_continuation_limit() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["continuations"].as_array().unwrap().len(), 1024);
 }
+
+/// Determinism on the default quantized path: `ethos eval` writes the same `items.jsonl`
+/// bytes, and `ethos score` the same output, with one thread or two and from run to run.
+#[test]
+fn items_and_scores_are_the_same_bytes_with_one_or_two_threads() {
+    let Some(m) = model() else { return };
+    let m = m.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let eval = |name: &str, threads: &str| -> Vec<u8> {
+        let out = dir.path().join(name);
+        ethos(
+            &[
+                "eval",
+                "culturalbench",
+                "--model",
+                m,
+                "--limit",
+                "8",
+                "--conditions",
+                "easy",
+                "--threads",
+                threads,
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            None,
+        );
+        std::fs::read(out.join("items.jsonl")).unwrap()
+    };
+    let one = eval("one", "1");
+    assert_eq!(String::from_utf8_lossy(&one).lines().count(), 8);
+    assert!(
+        one == eval("two", "2"),
+        "items.jsonl differs between 1 and 2 threads"
+    );
+    assert!(
+        one == eval("again", "2"),
+        "items.jsonl differs from run to run"
+    );
+    let requests = concat!(
+        "{\"context\": \"The capital of Hong Kong's neighbouring province is\", \"continuations\": [\" the most\", \" the only\", \" Guangdong\"]}\n",
+        "{\"context\": \"When a neighbour needs help, people usually\", \"continuations\": [\" help\", \" ask\"]}\n"
+    );
+    let score = |threads: &str, batch: &str| {
+        ethos(
+            &[
+                "score",
+                "--model",
+                m,
+                "--threads",
+                threads,
+                "--batch",
+                batch,
+            ],
+            Some(requests),
+        )
+    };
+    let base = score("1", "1");
+    assert_eq!(base.lines().count(), 2);
+    assert_eq!(base, score("2", "1"));
+    assert_eq!(base, score("2", "16"));
+}

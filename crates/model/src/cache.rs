@@ -220,6 +220,14 @@ impl KvCache {
         }
     }
 
+    /// Where a continuation of this cache's tokens starts, in scoring and in generation alike:
+    /// the next multiple of `KEY_LANES`, so that its keys take the same lanes of the
+    /// attention sums after any context (and any padding after a shorter one in a batch),
+    /// hence generation's log-probs are scoring's bit for bit.
+    pub fn continuation_start(&self) -> usize {
+        self.len.next_multiple_of(KEY_LANES)
+    }
+
     /// A new cache whose row i is a copy of row `rows[i]` of this one, with room for `extra`
     /// more tokens: the shared-context fork used by scoring.
     pub fn fork_rows(&self, rows: &[usize], extra: usize) -> Result<Self> {

@@ -15,7 +15,7 @@ use crate::nn::mlp::Mlp;
 use crate::nn::norm::RmsNorm;
 use crate::nn::rope::{Positions, Rope};
 use crate::ops::attention::{takes_cpu_kernel, StepContext};
-use crate::ops::linear::{Linear, DENSE_MIN_ROWS};
+use crate::ops::linear::Linear;
 use crate::ops::{Kernels, Numerics};
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor, D};
@@ -45,9 +45,9 @@ impl LastLogits {
         Ok(self.0.to_vec2::<f32>()?)
     }
 
-    /// The log-softmax of each row.
+    /// The log-softmax of each row (`logprobs`: the formula every path shares).
     pub fn log_probs(&self) -> Result<Tensor> {
-        Ok(candle_nn::ops::log_softmax(&self.0, D::Minus1)?)
+        crate::logprobs::log_softmax_rows(&self.0)
     }
 }
 
@@ -56,17 +56,6 @@ impl AllLogits {
     pub fn single_row(&self) -> Result<Vec<Vec<f32>>> {
         Ok(self.0.squeeze(0)?.to_vec2::<f32>()?)
     }
-}
-
-/// How the output head projects the last rows of a step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LastRowsPath {
-    /// Few rows take the head's one-row path: llama.cpp's numbers, which generation matches.
-    PerRow,
-    /// In a batched step (`b * t` rows at least the batched products' minimum) the head
-    /// projects the rows as one batch however few they are, so that a row's logits do not
-    /// depend on how many rows share its step (scoring).
-    BatchInvariant,
 }
 
 /// Which positions of a step the caller reads; the last block's feed-forward runs on those
@@ -102,18 +91,6 @@ fn rounded_to(x: f64, dtype: DType) -> f64 {
 
 /// Rows of hidden states projected to the vocabulary at once in gather mode.
 const GATHER_CHUNK: usize = 64;
-
-/// In a batched step (`step_rows` at least the batched products' minimum), pads the rows the
-/// output head projects with copies of the first up to that minimum, so that the head takes
-/// the path, hence the bits, it takes for many rows: a row's logits then do not depend on
-/// how many others share its call. The caller keeps only the first rows of the result.
-fn pad_to_batched(rows: &mut Vec<u32>, step_rows: usize) {
-    if let Some(&first) = rows.first() {
-        if step_rows >= DENSE_MIN_ROWS && rows.len() < DENSE_MIN_ROWS {
-            rows.resize(DENSE_MIN_ROWS, first);
-        }
-    }
-}
 
 /// The index of a row's last real token (its last position that is not padding).
 fn last_real(positions: &[i32]) -> usize {
@@ -313,11 +290,10 @@ impl Decoder {
         ids: &[Vec<u32>],
         positions: &[Vec<i32>],
         cache: &mut KvCache,
-        path: LastRowsPath,
         hook: Option<&mut (dyn ResidualHook + 'h)>,
     ) -> Result<LastLogits> {
         self.step(ids, positions, cache, Reads::LastOfEachRow, hook, |h| {
-            self.project_last(h, positions, path)
+            self.project_last(h, positions)
         })
     }
 
@@ -515,12 +491,11 @@ impl Decoder {
         })
     }
 
-    /// The rows the last block's feed-forward must run on: those the caller reads, padded
-    /// with others to the batched products' minimum where the whole step reaches it (so that
-    /// each product takes the path, hence the bits, it takes on every row). `None`: every row.
+    /// The rows the last block's feed-forward must run on: those the caller reads (a row's
+    /// numbers do not depend on which others share the product). `None`: every row.
     fn last_block_rows(&self, positions: &[Vec<i32>], reads: &Reads) -> Option<LastRows> {
         let (b, t) = (positions.len(), positions.first().map_or(0, Vec::len));
-        if !matches!(self.blocks.last()?.ffn, FeedForward::Dense(_)) || b * t < DENSE_MIN_ROWS {
+        if !matches!(self.blocks.last()?.ffn, FeedForward::Dense(_)) {
             return None;
         }
         let mut needed = vec![false; b * t];
@@ -537,13 +512,6 @@ impl Decoder {
                         needed[r * t + i] |= id >= 0;
                     }
                 }
-            }
-        }
-        let count = needed.iter().filter(|&&n| n).count();
-        let mut pad = DENSE_MIN_ROWS.saturating_sub(count);
-        for n in needed.iter_mut() {
-            if pad > 0 && !*n {
-                (*n, pad) = (true, pad - 1);
             }
         }
         let kept: Vec<u32> = (0..(b * t) as u32)
@@ -571,21 +539,13 @@ impl Decoder {
     }
 
     /// The head on each row's last real position: `(b, vocab)`.
-    fn project_last(
-        &self,
-        h: &Hidden,
-        positions: &[Vec<i32>],
-        path: LastRowsPath,
-    ) -> Result<LastLogits> {
+    fn project_last(&self, h: &Hidden, positions: &[Vec<i32>]) -> Result<LastLogits> {
         let (b, t) = (positions.len(), positions.first().map_or(0, Vec::len));
-        let mut last: Vec<u32> = positions
+        let last: Vec<u32> = positions
             .iter()
             .enumerate()
             .map(|(r, p)| h.row(r * t + last_real(p)))
             .collect();
-        if path == LastRowsPath::BatchInvariant {
-            pad_to_batched(&mut last, b * t);
-        }
         let n = last.len();
         let rows =
             h.x.index_select(&Tensor::from_vec(last, n, &self.device)?, 0)?;
@@ -617,25 +577,21 @@ impl Decoder {
             .collect();
         let mut out = vec![vec![None; t]; b];
         for chunk in wanted.chunks(GATHER_CHUNK) {
-            let mut rows: Vec<u32> = chunk.iter().map(|&(r, i, _)| h.row(r * t + i)).collect();
+            let rows: Vec<u32> = chunk.iter().map(|&(r, i, _)| h.row(r * t + i)).collect();
             let n = rows.len();
-            pad_to_batched(&mut rows, b * t);
-            let padded = rows.len();
             let x =
-                h.x.index_select(&Tensor::from_vec(rows, padded, &self.device)?, 0)?;
+                h.x.index_select(&Tensor::from_vec(rows, n, &self.device)?, 0)?;
             let logits = self
                 .head
                 .forward(&x)?
                 .narrow(0, 0, n)?
                 .to_dtype(DType::F32)?;
-            let lse = logits.log_sum_exp(D::Minus1)?;
-            let tgt = Tensor::from_vec(
-                chunk.iter().map(|w| w.2).collect::<Vec<_>>(),
-                (n, 1),
-                &self.device,
-            )?;
-            let picked = logits.gather(&tgt, D::Minus1)?.squeeze(1)?;
-            let lp = (picked - lse)?.to_vec1::<f32>()?;
+            let lp: Vec<f32> = logits
+                .to_vec2::<f32>()?
+                .iter()
+                .zip(chunk)
+                .map(|(row, w)| crate::logprobs::token_logprob(row, w.2))
+                .collect();
             let am = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
             for (k, &(r, i, _)) in chunk.iter().enumerate() {
                 out[r][i] = Some(TargetScore {

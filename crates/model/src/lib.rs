@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod files;
 pub mod hooks;
 pub mod loader;
+pub mod logprobs;
 pub(crate) mod nn;
 pub(crate) mod ops;
 pub mod prefix;
@@ -26,7 +27,7 @@ pub(crate) mod weights;
 
 pub use cache::{gather_rows, KvCache, KvShape};
 pub use candle_core::{DType, Device, Tensor};
-pub use decoder::{AllLogits, Decoder, Gathered, LastLogits, LastRowsPath, TargetScore};
+pub use decoder::{AllLogits, Decoder, Gathered, LastLogits, TargetScore};
 pub use error::{Error, Result};
 pub use loader::{load, LoadOptions, Model, ModelSpec};
 pub use nn::moe::{route as route_experts, RouterConfig, ScoringFunc, TopkMethod};

@@ -9,10 +9,9 @@
 //! rows), so values agree with `scoring::score` to float tolerance, not bit for bit.
 
 use crate::cache::KvCache;
-use crate::decoder::{Decoder, LastRowsPath};
+use crate::decoder::Decoder;
 use crate::error::{Error, Result};
 use crate::scoring::right_pad;
-use candle_core::D;
 
 /// A cache forked per branch, with the branches' padded ids and positions.
 type Forked = (KvCache, Vec<Vec<u32>>, Vec<Vec<i32>>);
@@ -109,7 +108,7 @@ impl<'d> PrefixScorer<'d> {
                 return Err(e);
             }
         };
-        let lsm = candle_nn::ops::log_softmax(&logits.squeeze(0)?, D::Minus1)?;
+        let lsm = crate::logprobs::log_softmax_rows(&logits.squeeze(0)?)?;
         let rows = lsm.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
         for (j, row) in rows.iter().enumerate().take(new.len() - 1) {
             self.lp.push(row[new[j + 1] as usize]);
@@ -199,7 +198,7 @@ impl<'d> PrefixScorer<'d> {
         let (mut fork, ids, pos) = self.forked(&inputs)?;
         let last = self
             .decoder
-            .forward_last(&ids, &pos, &mut fork, LastRowsPath::PerRow, None)?
+            .forward_last(&ids, &pos, &mut fork, None)?
             .log_probs()?
             .to_vec2::<f32>()?;
         for (&i, row) in full.iter().zip(&last) {

@@ -5,11 +5,10 @@
 //! run that shared prefix once (`Openings` keeps it for later batches and calls): its cache
 //! is copied to every row, and only the rest of each context runs in the batch.
 
-use crate::cache::{KvCache, KEY_LANES};
-use crate::decoder::{Decoder, LastRowsPath};
+use crate::cache::KvCache;
+use crate::decoder::Decoder;
 use crate::error::{Error, Result};
 use crate::hooks::ResidualHook;
-use crate::ops::linear::DENSE_MIN_ROWS;
 use crate::tokenizer::Tokenizer;
 use candle_core::D;
 
@@ -146,11 +145,7 @@ fn shared_opening(contexts: &[&[u32]]) -> usize {
         .fold(min_len.saturating_sub(1), |n, c| {
             n.min(common_prefix(contexts[0], c))
         });
-    let longest = contexts.iter().map(|c| c.len()).max().unwrap_or(0);
-    // Too few rows left after the opening would switch quantized layers to their one-row
-    // path, whose numbers differ from the batched path's in the last digits.
-    let rows_after = contexts.len() * (longest - shared);
-    if contexts.len() > 1 && shared >= MIN_SHARED_PREFIX && rows_after >= DENSE_MIN_ROWS {
+    if contexts.len() > 1 && shared >= MIN_SHARED_PREFIX {
         shared
     } else {
         0
@@ -265,7 +260,6 @@ fn score_group<'h>(
                     &[opening.to_vec()],
                     &[(0..shared as i32).collect()],
                     &mut prefix,
-                    LastRowsPath::PerRow,
                     hook.as_deref_mut(),
                 )?;
                 let forked = prefix.fork_rows(&rows, ctx_len - shared)?;
@@ -283,13 +277,7 @@ fn score_group<'h>(
     // The last context position predicts each continuation's first token (with the head's
     // numbers independent of how many contexts share the batch).
     let last = decoder
-        .forward_last(
-            &ids,
-            &pos,
-            &mut cache,
-            LastRowsPath::BatchInvariant,
-            hook.as_deref_mut(),
-        )?
+        .forward_last(&ids, &pos, &mut cache, hook.as_deref_mut())?
         .log_probs()?;
     let first_lp = last.to_vec2::<f32>()?;
     let first_argmax = last.argmax(D::Minus1)?.to_vec1::<u32>()?;
@@ -394,9 +382,9 @@ fn score_continuations<'h>(
         })
         .collect();
     let rows: Vec<usize> = chunk.iter().map(|&(g, _)| g).collect();
-    // The continuations start at a multiple of the attention sums' lane count, so that the
-    // padding after a shorter context leaves their keys in the lanes they take alone.
-    let start = cache.len().next_multiple_of(KEY_LANES);
+    // The continuations start where generation's tokens do (`continuation_start`), so that
+    // the padding after a shorter context leaves their keys in the lanes they take alone.
+    let start = cache.continuation_start();
     let mut fork = cache.fork_rows_at(&rows, start, t)?;
     let gathered = decoder.forward_gather(&ids, &pos, &mut fork, &targets, hook)?;
     for (s, row) in scores.iter_mut().zip(gathered) {

@@ -9,7 +9,7 @@
 use crate::metrics::Metrics;
 use ethos_model::hooks::ResidualHook;
 use ethos_model::tokenizer::StreamDecoder;
-use ethos_model::{gather_rows, KvCache, LastRowsPath, Model};
+use ethos_model::{gather_rows, KvCache, Model};
 use ethos_steer::control::{ControlHook, ControlSet};
 use ethos_steer::{FinishReason, GenerateOptions, Sampler, SamplingParams};
 use std::collections::VecDeque;
@@ -318,7 +318,6 @@ impl Engine<'_> {
                     std::slice::from_ref(prompt),
                     &[(0..prompt.len() as i32).collect()],
                     &mut cache,
-                    LastRowsPath::PerRow,
                     hook.as_mut().map(|h| h as &mut dyn ResidualHook),
                 )
                 .and_then(|l| l.rows())
@@ -447,7 +446,6 @@ impl Engine<'_> {
                 &ids,
                 &positions,
                 cache,
-                LastRowsPath::PerRow,
                 self.steering.as_mut().map(|h| h as &mut dyn ResidualHook),
             )
             .and_then(|l| l.rows())

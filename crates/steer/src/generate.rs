@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::sampler::{Sampler, SamplingParams};
 use ethos_model::hooks::ResidualHook;
 use ethos_model::tokenizer::StreamDecoder;
-use ethos_model::{LastLogits, LastRowsPath, Model};
+use ethos_model::{LastLogits, Model};
 use std::time::Instant;
 
 #[derive(Clone, Debug, Default)]
@@ -46,6 +46,9 @@ pub enum FinishReason {
 pub struct Generation {
     pub text: String,
     pub token_ids: Vec<u32>,
+    /// Each token's log-prob under the model's own distribution (before steering and
+    /// sampling changed the logits): the bits `ethos score` gives for the same text.
+    pub token_logprobs: Vec<f32>,
     pub prompt_tokens: usize,
     pub finish_reason: FinishReason,
     pub prefill_seconds: f64,
@@ -60,13 +63,11 @@ fn prefill<'h>(
     hook: Option<&mut (dyn ResidualHook + 'h)>,
 ) -> Result<Vec<f32>> {
     let positions: Vec<i32> = (0..prompt_ids.len() as i32).collect();
-    one_row(model.decoder.forward_last(
-        &[prompt_ids.to_vec()],
-        &[positions],
-        cache,
-        LastRowsPath::PerRow,
-        hook,
-    )?)
+    one_row(
+        model
+            .decoder
+            .forward_last(&[prompt_ids.to_vec()], &[positions], cache, hook)?,
+    )
 }
 
 /// Generates for `req` with `sampler` (`Session::generate`).
@@ -81,9 +82,7 @@ pub(crate) fn run_generate<'h>(
     sampler.params().validate_for(model.config().vocab_size)?;
     check_request(model, prompt_ids, opts)?;
     let tokenizer = model.tokenizer()?;
-    let mut cache = model
-        .decoder
-        .new_cache(1, prompt_ids.len() + opts.max_tokens)?;
+    let mut prompt_cache = model.decoder.new_cache(1, prompt_ids.len())?;
     let mut context: Vec<u32> = prompt_ids.to_vec();
     let mut stream = StreamDecoder::new();
     let mut text = String::new();
@@ -91,18 +90,27 @@ pub(crate) fn run_generate<'h>(
     let hold = opts.stop.iter().map(String::len).max().unwrap_or(0);
 
     let t0 = Instant::now();
-    let mut logits = prefill(model, prompt_ids, &mut cache, hook.as_deref_mut())?;
+    let mut logits = prefill(model, prompt_ids, &mut prompt_cache, hook.as_deref_mut())?;
+    // The generated tokens' keys go where scoring puts a continuation's
+    // (`continuation_start`), so that their log-probs are scoring's, bit for bit.
+    let mut cache =
+        prompt_cache.fork_rows_at(&[0], prompt_cache.continuation_start(), opts.max_tokens)?;
+    drop(prompt_cache);
     let prefill_seconds = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let mut generated = Vec::new();
+    let mut token_logprobs = Vec::new();
     let mut finish = FinishReason::Length;
     while generated.len() < opts.max_tokens {
+        let lse = ethos_model::logprobs::log_sum_exp(&logits);
+        let model_logits = logits.clone();
         let tok = sampler.sample(&context, &mut logits)?;
         if !opts.ignore_eos && model.eos_ids().contains(&tok) {
             finish = FinishReason::Eos;
             break;
         }
         generated.push(tok);
+        token_logprobs.push(model_logits[tok as usize] - lse);
         context.push(tok);
         text.push_str(&stream.push(tokenizer, tok)?);
         if let Some(cut) = opts.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
@@ -124,7 +132,6 @@ pub(crate) fn run_generate<'h>(
             &[vec![tok]],
             &[vec![pos]],
             &mut cache,
-            LastRowsPath::PerRow,
             hook.as_deref_mut(),
         )?)?;
     }
@@ -134,6 +141,7 @@ pub(crate) fn run_generate<'h>(
     Ok(Generation {
         text,
         token_ids: generated,
+        token_logprobs,
         prompt_tokens: prompt_ids.len(),
         finish_reason: finish,
         prefill_seconds,
@@ -144,9 +152,7 @@ pub(crate) fn run_generate<'h>(
 /// Generates one continuation of `prompt_ids` per sampler (each with its own seed) in one
 /// batch: the prompt runs once, its cache is copied to every row, and the rows decode
 /// together, leaving the batch as they finish. Row j is the same draw as `run_generate` with
-/// `samplers[j]` while fewer than the batched products' minimum (`DENSE_MIN_ROWS`)
-/// rows decode together; larger batches run the f32 GEMM on dequantized weights, whose
-/// logits differ from the quantized path's in the last bits.
+/// `samplers[j]`, bit for bit: a row's logits do not depend on the rows beside it.
 pub(crate) fn run_generate_batch<'h>(
     model: &Model,
     prompt_ids: &[u32],
@@ -164,6 +170,7 @@ pub(crate) fn run_generate_batch<'h>(
             .map(|_| Generation {
                 text: String::new(),
                 token_ids: vec![],
+                token_logprobs: vec![],
                 prompt_tokens: prompt_ids.len(),
                 finish_reason: FinishReason::Length,
                 prefill_seconds: 0.0,
@@ -179,10 +186,15 @@ pub(crate) fn run_generate_batch<'h>(
     let prefill_seconds = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let n = samplers.len();
-    let mut cache = prompt_cache.fork_rows(&vec![0; n], opts.max_tokens)?;
+    let mut cache = prompt_cache.fork_rows_at(
+        &vec![0; n],
+        prompt_cache.continuation_start(),
+        opts.max_tokens,
+    )?;
     let mut streams: Vec<StreamDecoder> = (0..n).map(|_| StreamDecoder::new()).collect();
     let mut texts = vec![String::new(); n];
     let mut generated: Vec<Vec<u32>> = vec![Vec::new(); n];
+    let mut token_logprobs: Vec<Vec<f32>> = vec![Vec::new(); n];
     let mut finish = vec![FinishReason::Length; n];
     // The rows still decoding, in the order of the cache's rows, and their logits.
     let mut active: Vec<usize> = (0..n).collect();
@@ -194,12 +206,15 @@ pub(crate) fn run_generate_batch<'h>(
         for (slot, &r) in active.iter().enumerate() {
             context.truncate(prompt_ids.len());
             context.extend_from_slice(&generated[r]);
+            let lse = ethos_model::logprobs::log_sum_exp(&logits[slot]);
+            let model_logits = logits[slot].clone();
             let tok = samplers[r].sample(&context, &mut logits[slot])?;
             if !opts.ignore_eos && model.eos_ids().contains(&tok) {
                 finish[r] = FinishReason::Eos;
                 continue;
             }
             generated[r].push(tok);
+            token_logprobs[r].push(model_logits[tok as usize] - lse);
             texts[r].push_str(&streams[r].push(tokenizer, tok)?);
             if let Some(cut) = opts
                 .stop
@@ -228,7 +243,6 @@ pub(crate) fn run_generate_batch<'h>(
                 &next.iter().map(|&t| vec![t]).collect::<Vec<_>>(),
                 &vec![vec![pos]; next.len()],
                 &mut cache,
-                LastRowsPath::PerRow,
                 hook.as_deref_mut(),
             )?
             .rows()?;
@@ -238,6 +252,7 @@ pub(crate) fn run_generate_batch<'h>(
         .map(|r| Generation {
             text: std::mem::take(&mut texts[r]),
             token_ids: std::mem::take(&mut generated[r]),
+            token_logprobs: std::mem::take(&mut token_logprobs[r]),
             prompt_tokens: prompt_ids.len(),
             finish_reason: finish[r],
             prefill_seconds,

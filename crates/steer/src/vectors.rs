@@ -15,7 +15,7 @@
 use crate::control::ControlVector;
 use crate::error::{Error, Result};
 use ethos_model::hooks::Capture;
-use ethos_model::{LastRowsPath, Model};
+use ethos_model::Model;
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
@@ -52,7 +52,6 @@ fn last_hidden(
         std::slice::from_ref(&ids),
         &[pos],
         &mut cache,
-        LastRowsPath::PerRow,
         Some(&mut cap),
     )?;
     cap.captured

@@ -1,9 +1,10 @@
 //! CPU kernels of our own. candle 0.11 has no SIMD path for Q4_1 and only AVX2 for f32
-//! GEMM; our one-row Q4_1/Q8_0 kernels (decode) also quantize activations exactly as
-//! llama.cpp does, so the quantized path reproduces llama.cpp's numbers (its golden greedy
-//! text token for token). Batched products (prefill, scoring) of the types `runs` reads use
-//! 16-bit activations (`int16_gemm`), finer than llama.cpp's 8 bits; the attention kernels
-//! and `rope` keep llama.cpp's f16 rounding of q, k, v and the probabilities.
+//! GEMM. Quantized products of the types `runs` reads take 16-bit activations
+//! (`int16_gemm`), finer than llama.cpp's 8 bits, on every call: many rows through the
+//! GEMM, few (decode) through `int16_gemm::CompactInt16`, the same bits, so that a row's
+//! numbers do not depend on the rows beside it. llama.cpp's 8-bit one-row kernels (`q4_1`,
+//! `q8_0`) remain for its arithmetic on request (`ETHOS_QUANT_GEMM=int8`). The attention
+//! kernels and `rope` keep llama.cpp's f16 rounding of q, k, v and the probabilities.
 /// `$tile::<R>(args)` with a tile's row count `$mr` as the const generic `R`: one arm per
 /// count listed, and 1 for the rest (the GEMM kernels keep their accumulators in registers,
 /// so each row count is its own function).

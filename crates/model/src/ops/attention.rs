@@ -215,6 +215,25 @@ pub fn attend(
     if step.cpu_kernel {
         return cpu_attention(q, k_all, v_all, a, step, cache, t);
     }
+    // bf16/f16 on the CPU: our kernel on the exact f32 values, the result rounded back.
+    // candle's half-precision products pick their kernel by the number of query rows, so a
+    // query's numbers would follow the length of its step.
+    if q.device().is_cpu()
+        && matches!(q.dtype(), DType::BF16 | DType::F16)
+        && step.kernels.cpu_attention
+    {
+        let f32_of = |x: &Tensor| x.to_dtype(DType::F32);
+        let y = cpu_attention(
+            &f32_of(q)?,
+            &f32_of(k_all)?,
+            &f32_of(v_all)?,
+            a,
+            step,
+            cache,
+            t,
+        )?;
+        return Ok(y.to_dtype(q.dtype())?);
+    }
     // Decode on CUDA: one kernel for the whole attention of the new token.
     if t == 1 && mask.is_none() && !step.llama_cpp() && q.device().is_cuda() && step.kernels.cuda {
         let q3 = q.reshape((b, h, d))?;

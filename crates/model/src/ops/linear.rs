@@ -1,17 +1,17 @@
 //! One linear layer for every weight format, so each architecture is written once.
 //!
 //! - `Dense`: f32/bf16/f16 weights (safetensors, or GGUF dequantized with `--dtype f32`).
-//! - `Own`: Q4_1 and Q8_0 through our own CPU kernels (`cpu/`): candle has no SIMD Q4_1
-//!   path, and both quantize activations exactly as llama.cpp does.
-//! - `Quant`: every other GGUF type through candle's `QMatMul`.
+//! - `Own`: Q4_1 and Q8_0 raw blocks on the CPU (our kernels read them).
+//! - `Quant`: every other GGUF type, kept as candle's `QMatMul`.
 //!
-//! Quantized layers switch to a GEMM on weights repacked once (on first use) when a call has
-//! at least `DENSE_MIN_ROWS` rows: batched prefill and scoring are faster as one GEMM than as
-//! per-row quantized dot products, while decode keeps the compact weights. On CPUs with AVX-512
-//! VNNI, or AVX2 and FMA, the types that store runs of 32 as `d * q + m` (Q4_0/1, Q5_0/1,
-//! Q8_0, Q4_K) run an integer GEMM on 16-bit activations (`cpu::int16_gemm`; the choices are
-//! `ops::QuantGemm`); other types, and every type elsewhere, use an f32 GEMM on dequantized
-//! weights, on AVX-512 our own (`cpu::sgemm`, also every product of f32 dense weights).
+//! On the CPU in f32 every call to a layer takes the same arithmetic whatever its number of
+//! rows (`Family`), so a row's numbers never depend on the rows beside it (the
+//! batch-invariance guarantee). The types that store runs of 32 as `d * q + m` (Q4_0/1,
+//! Q5_0/1, Q8_0, Q4_K) take 16-bit activations: calls of at least `DENSE_MIN_ROWS` rows an
+//! integer GEMM on weights repacked once (`cpu::int16_gemm`), fewer rows (decode) the same
+//! sums on compact weights (`int16_gemm::CompactInt16`). Other types take an f32 GEMM on
+//! dequantized weights for every call, on AVX-512 our own (`cpu::sgemm`, also every product
+//! of f32 dense weights). The choices are `ops::QuantGemm`.
 
 use crate::cpu::runs::RunFormat;
 use crate::cpu::{int16_gemm, q4_1, q4_1_gemm, q8, q8_0, sgemm};
@@ -57,6 +57,20 @@ impl OwnKind {
     }
 }
 
+/// The arithmetic of a quantized layer's products on the CPU in f32 (`Linear::cpu_family`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Family {
+    /// 16-bit activations: the GEMM for many rows, `CompactInt16` for few.
+    Int16,
+    /// llama.cpp's 8-bit activations (Q4_1, `ETHOS_QUANT_GEMM=int8`).
+    Int8,
+    /// The f32 product on dequantized weights, for every row count.
+    F32,
+    /// Weights that stay quantized for every size (routed experts) in a type the 16-bit
+    /// kernels do not read: llama.cpp's or candle's kernels.
+    Native,
+}
+
 enum Batched {
     Packed(sgemm::PackedWeights),
     Dense(Tensor),
@@ -78,6 +92,10 @@ pub struct Linear {
     /// A fused gate and up projection packed for `int16_gemm::matmul_swiglu`, made on the
     /// first `swiglu_forward` (`None`: the weights do not suit it).
     swiglu: OnceLock<Option<int16_gemm::PackedInt16>>,
+    /// The weights as calls of few rows read them where batched calls take the 16-bit
+    /// GEMM: compact, with the GEMM's arithmetic (`int16_gemm::CompactInt16`), made on first
+    /// use.
+    compact: OnceLock<int16_gemm::CompactInt16>,
     /// Which of our kernels the products may take (the tensor source sets the loader's).
     kernels: Kernels,
 }
@@ -97,6 +115,7 @@ impl Linear {
             in_features,
             batched: OnceLock::new(),
             swiglu: OnceLock::new(),
+            compact: OnceLock::new(),
             dense_batches: true,
             kernels: Kernels::default(),
         }
@@ -287,6 +306,17 @@ impl Linear {
 
     /// The product on the batched path: our AVX-512 GEMM on f32 CPU tensors, else candle's.
     fn batched_forward(&self, x2: &Tensor) -> Result<Tensor> {
+        // bf16/f16 on the CPU: the f32 GEMM on the exact f32 values of both operands, the
+        // result rounded back. candle's half-precision GEMM picks its kernel by the number
+        // of rows, so a row's numbers would follow its batch.
+        if x2.device().is_cpu()
+            && matches!(x2.dtype(), DType::BF16 | DType::F16)
+            && sgemm::AVAILABLE
+            && matches!(self.weight, Weight::Dense(_))
+        {
+            let y = self.batched_forward(&x2.to_dtype(DType::F32)?)?;
+            return Ok(y.to_dtype(x2.dtype())?);
+        }
         let cpu_f32 = x2.device().is_cpu() && x2.dtype() == DType::F32;
         let sgemm_ok = sgemm::AVAILABLE && cpu_f32;
         if let (false, Weight::Dense(w)) = (sgemm_ok, &self.weight) {
@@ -337,19 +367,78 @@ impl Linear {
         Ok(Tensor::from_vec(out, (rows, cols), x2.device())?)
     }
 
-    /// `x` of shape `(..., in)` to `(..., out)`.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let rows = x.elem_count() / self.in_features.max(1);
-        let x2 = x.reshape((rows, self.in_features))?;
-        let y = match &self.weight {
-            Weight::Dense(_) => self.batched_forward(&x2)?,
-            _ if rows >= DENSE_MIN_ROWS && self.dense_batches => self.batched_forward(&x2)?,
-            Weight::Own {
-                kind,
-                bytes,
-                device,
-            } => {
+    /// Which arithmetic a call on the CPU in f32 takes for these quantized weights: every
+    /// row count of a layer takes the same one, so a row's numbers do not depend on the rows
+    /// beside it (the batch-invariance guarantee).
+    fn cpu_family(&self) -> Result<Family> {
+        let int8 = self.kernels.quant_gemm == QuantGemm::Int8
+            && matches!(
+                self.weight,
+                Weight::Own {
+                    kind: OwnKind::Q4_1,
+                    ..
+                }
+            );
+        Ok(if int8 {
+            Family::Int8
+        } else if self.kernels.quant_gemm != QuantGemm::F32
+            && int16_gemm::AVAILABLE
+            && self.cpu_runs()?.is_some()
+        {
+            Family::Int16
+        } else if self.dense_batches {
+            Family::F32
+        } else {
+            Family::Native
+        })
+    }
+
+    /// A call of fewer rows than the batched path takes (or any call to weights kept
+    /// quantized for every size): the batched path's arithmetic on compact weights where
+    /// there is one, else the batched path itself; llama.cpp's 8-bit one-row kernels where
+    /// the user chose its arithmetic (`ETHOS_QUANT_GEMM=int8`); candle's `QMatMul` off the
+    /// CPU.
+    fn few_rows_forward(&self, x2: &Tensor) -> Result<Tensor> {
+        let rows = x2.dim(0)?;
+        let cpu_f32 = x2.device().is_cpu() && x2.dtype() == DType::F32;
+        let family = if cpu_f32 {
+            self.cpu_family()?
+        } else {
+            Family::Native
+        };
+        match (family, &self.weight) {
+            (Family::Int16, _) => {
+                let compact = match self.compact.get() {
+                    Some(c) => c,
+                    None => {
+                        let Some((format, bytes)) = self.cpu_runs()? else {
+                            return Err(Error::Msg("compact weights need GGUF runs".into()));
+                        };
+                        let c = int16_gemm::CompactInt16::pack(
+                            format,
+                            &bytes,
+                            self.out_features,
+                            self.in_features,
+                        );
+                        self.compact.get_or_init(|| c)
+                    }
+                };
+                self.cpu_product(x2, self.out_features, |a, _| {
+                    int16_gemm::matmul_few(
+                        &int16_gemm::Q16Rows::quantize(a, self.in_features),
+                        compact,
+                    )
+                })
+            }
+            (Family::F32, _) => self.batched_forward(x2),
+            (
+                Family::Int8 | Family::Native,
+                Weight::Own {
+                    kind,
+                    bytes,
+                    device,
+                },
+            ) => {
                 let xs = x2.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
                 let xq = q8::Q8Rows::quantize(&xs, self.in_features);
                 let mut out = vec![0f32; rows * self.out_features];
@@ -361,9 +450,23 @@ impl Linear {
                         q8_0::matmul(bytes, self.out_features, self.in_features, &xq, &mut out)
                     }
                 }
-                Tensor::from_vec(out, (rows, self.out_features), device)?.to_dtype(x.dtype())?
+                Ok(Tensor::from_vec(out, (rows, self.out_features), device)?
+                    .to_dtype(x2.dtype())?)
             }
-            Weight::Quant { matmul, .. } => matmul.forward(&x2)?,
+            (_, Weight::Quant { matmul, .. }) => Ok(matmul.forward(x2)?),
+            (_, Weight::Dense(_)) => self.batched_forward(x2),
+        }
+    }
+
+    /// `x` of shape `(..., in)` to `(..., out)`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let rows = x.elem_count() / self.in_features.max(1);
+        let x2 = x.reshape((rows, self.in_features))?;
+        let y = match &self.weight {
+            Weight::Dense(_) => self.batched_forward(&x2)?,
+            _ if rows >= DENSE_MIN_ROWS && self.dense_batches => self.batched_forward(&x2)?,
+            _ => self.few_rows_forward(&x2)?,
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,

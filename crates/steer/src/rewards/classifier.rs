@@ -7,7 +7,7 @@
 
 use super::{Pair, Reward};
 use crate::error::{Error, Result};
-use ethos_model::{loader, LastRowsPath, Model};
+use ethos_model::{loader, Model};
 use std::path::Path;
 
 /// Texts per forward batch.
@@ -67,9 +67,7 @@ impl Classifier {
             let (ids, pos) = ethos_model::scoring::right_pad(&rows, &vec![0; rows.len()]);
             let d = &self.model.decoder;
             let mut cache = d.new_cache(chunk.len(), t)?;
-            let logits = d
-                .forward_last(&ids, &pos, &mut cache, LastRowsPath::PerRow, None)?
-                .rows()?;
+            let logits = d.forward_last(&ids, &pos, &mut cache, None)?.rows()?;
             out.extend(logits.iter().map(|row| row[self.label] as f64));
         }
         Ok(out)

@@ -34,6 +34,9 @@ use std::mem::MaybeUninit;
 mod avx2;
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 mod avx512;
+mod compact;
+
+pub use compact::{matmul as matmul_few, CompactInt16};
 
 /// Whether this build has the AVX-512 VNNI tile (`vpdpwssd`).
 const HAS_VNNI512: bool = cfg!(all(
@@ -514,7 +517,7 @@ mod tests {
     use crate::cpu::q4_1::{dequantize, sample_rows, BLOCK_BYTES};
 
     /// Activations with an outlier every so often, as residual streams have.
-    fn activations(m: usize, k: usize) -> Vec<f32> {
+    pub(super) fn activations(m: usize, k: usize) -> Vec<f32> {
         (0..m * k)
             .map(|i| {
                 let v = ((i * 37 % 101) as f32 - 50.0) / 25.0;
