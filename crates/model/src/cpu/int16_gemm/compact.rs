@@ -98,15 +98,6 @@ impl CompactInt16 {
         }
     }
 
-    /// Bytes held (the values and the scales).
-    pub fn bytes(&self) -> usize {
-        self.q.len()
-            + match &self.scales {
-                Scales::F16(s) => 2 * s.len(),
-                Scales::F32(s) => 4 * s.len(),
-            }
-    }
-
     fn scale(&self, i: usize) -> f32 {
         match &self.scales {
             Scales::F16(s) => f16::from_bits(s[i]).to_f32(),
