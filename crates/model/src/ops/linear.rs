@@ -401,10 +401,11 @@ impl Linear {
     fn few_rows_forward(&self, x2: &Tensor) -> Result<Tensor> {
         let rows = x2.dim(0)?;
         let cpu_f32 = x2.device().is_cpu() && x2.dtype() == DType::F32;
-        let family = if cpu_f32 {
-            self.cpu_family()?
-        } else {
-            Family::Native
+        // Compact weights exist only where the family is `Int16`: no need to ask again.
+        let family = match (cpu_f32, self.compact.get()) {
+            (false, _) => Family::Native,
+            (true, Some(_)) => Family::Int16,
+            (true, None) => self.cpu_family()?,
         };
         match (family, &self.weight) {
             (Family::Int16, _) => {

@@ -14,7 +14,7 @@
 //! for the second (32 bytes per pair); the others (Q5_0, Q5_1, Q8_0) as bytes (64).
 
 use super::{Q16Rows, LANES, NR, QK};
-use crate::cpu::runs::{RunFormat, RUN};
+use crate::cpu::runs::RunFormat;
 use half::f16;
 
 /// Bytes per pair of depth steps and panel: nibbles or bytes.
@@ -45,32 +45,19 @@ pub struct CompactInt16 {
 impl CompactInt16 {
     /// Repacks `n` rows of `k` values stored in `format`'s GGUF blocks (row-major).
     pub fn pack(format: RunFormat, w: &[u8], n: usize, k: usize) -> Self {
-        let per_block = format.block_values();
-        let row_bytes = k / per_block * format.block_bytes();
-        assert!(k.is_multiple_of(per_block) && w.len() >= n * row_bytes);
         let nibbles = matches!(format, RunFormat::Q4_0 | RunFormat::Q4_1 | RunFormat::Q4K);
         let nb = k / QK;
-        let panels = n.div_ceil(NR);
         let run_bytes = QK / 2 * pair_bytes(nibbles);
-        // Padding rows: scale 1, minimum 0, zero weights (the GEMM's packing does the same).
-        let mut scales: Vec<f32> = (0..panels * nb * 2 * NR)
-            .map(|i| if i % (2 * NR) < NR { 1.0 } else { 0.0 })
-            .collect();
-        let mut q = vec![0u8; panels * nb * run_bytes];
-        let mut run = [0i16; RUN];
-        for j in 0..n {
-            let (p, lane) = (j / NR, j % NR);
-            let (half, l) = (lane / LANES, lane % LANES);
-            let row = &w[j * row_bytes..(j + 1) * row_bytes];
-            for b in 0..nb {
-                let (block, r) = (b * QK / per_block, b % (per_block / QK));
-                let bytes = &row[block * format.block_bytes()..][..format.block_bytes()];
-                let (mut d, m) = format.run(bytes, r, &mut run);
-                if d == 0.0 {
-                    (d, run) = (1.0, [0; RUN]);
-                }
-                let s = (p * nb + b) * 2 * NR;
-                (scales[s + lane], scales[s + NR + lane]) = (d, m);
+        let mut q = vec![0u8; n.div_ceil(NR) * nb * run_bytes];
+        let scales = super::pack_runs(
+            format,
+            w,
+            n,
+            k,
+            |j| j,
+            |j, b, run| {
+                let (p, lane) = (j / NR, j % NR);
+                let (half, l) = (lane / LANES, lane % LANES);
                 let at = (p * nb + b) * run_bytes;
                 for (e, &v) in run.iter().enumerate() {
                     let within = l * 2 + e % 2;
@@ -81,8 +68,8 @@ impl CompactInt16 {
                         q[pair + half * NR + within] = v as i8 as u8;
                     }
                 }
-            }
-        }
+            },
+        );
         let exact_f16 = scales.iter().all(|&v| f16::from_f32(v).to_f32() == v);
         let scales = if exact_f16 {
             Scales::F16(scales.iter().map(|&v| f16::from_f32(v).to_bits()).collect())

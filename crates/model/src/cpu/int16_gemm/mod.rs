@@ -271,6 +271,47 @@ fn slot(kernel: Kernel, nb: usize, b: usize, lane: usize, e: usize) -> usize {
     }
 }
 
+/// The runs of `n` rows of `k` values stored in `format`'s GGUF blocks (row-major), in
+/// packed order: `visit(j, b, values)` for packed row `j` (taken from row `source(j)`) and
+/// run `b`. Returns the per-panel-and-run scales then minimums (`[panel][run][32 + 32]`).
+/// Padding lanes past `n` hold scale 1 and minimum 0, a normal scale for the kernels'
+/// exponent add (`step`), times zero weights; a run whose scale is 0 takes that form too
+/// (`d * q` is 0 either way).
+fn pack_runs(
+    format: RunFormat,
+    w: &[u8],
+    n: usize,
+    k: usize,
+    source: impl Fn(usize) -> usize,
+    mut visit: impl FnMut(usize, usize, &[i16; RUN]),
+) -> Vec<f32> {
+    let per_block = format.block_values();
+    let row_bytes = k / per_block * format.block_bytes();
+    assert!(k.is_multiple_of(per_block) && w.len() >= n * row_bytes);
+    let nb = k / QK;
+    let mut scales: Vec<f32> = (0..n.div_ceil(NR) * nb * 2 * NR)
+        .map(|i| if i % (2 * NR) < NR { 1.0 } else { 0.0 })
+        .collect();
+    let mut run = [0i16; RUN];
+    for j in 0..n {
+        let (p, lane) = (j / NR, j % NR);
+        let src = source(j);
+        let row = &w[src * row_bytes..(src + 1) * row_bytes];
+        for b in 0..nb {
+            let (block, r) = (b * QK / per_block, b % (per_block / QK));
+            let bytes = &row[block * format.block_bytes()..][..format.block_bytes()];
+            let (mut d, m) = format.run(bytes, r, &mut run);
+            if d == 0.0 {
+                (d, run) = (1.0, [0; RUN]);
+            }
+            let s = (p * nb + b) * 2 * NR;
+            (scales[s + lane], scales[s + NR + lane]) = (d, m);
+            visit(j, b, &run);
+        }
+    }
+    scales
+}
+
 impl PackedInt16 {
     /// Repacks `n` rows of `k` values stored in `format`'s GGUF blocks (row-major).
     pub fn pack(format: RunFormat, w: &[u8], n: usize, k: usize) -> Self {
@@ -311,39 +352,16 @@ impl PackedInt16 {
         k: usize,
         source: impl Fn(usize) -> usize,
     ) -> Self {
-        let per_block = format.block_values();
-        let row_bytes = k / per_block * format.block_bytes();
-        assert!(k.is_multiple_of(per_block) && w.len() >= n * row_bytes);
         assert!(kernel.compiled(), "{kernel:?} tile: not in this build");
         let nb = k / QK;
-        let panels = n.div_ceil(NR);
-        // Scales start at 1 (and minimums at 0), so that padding lanes past n hold a normal
-        // scale for the kernel's exponent add (`step`), times zero weights.
-        let mut scales: Vec<f32> = (0..panels * nb * 2 * NR)
-            .map(|i| if i % (2 * NR) < NR { 1.0 } else { 0.0 })
-            .collect();
-        let mut q = vec![0i16; panels * nb * BLOCK_Q];
-        let mut run = [0i16; RUN];
-        for j in 0..n {
+        let mut q = vec![0i16; n.div_ceil(NR) * nb * BLOCK_Q];
+        let scales = pack_runs(format, w, n, k, source, |j, b, run| {
             let (p, lane) = (j / NR, j % NR);
-            let src = source(j);
-            let row = &w[src * row_bytes..(src + 1) * row_bytes];
-            for b in 0..nb {
-                let (block, r) = (b * QK / per_block, b % (per_block / QK));
-                let bytes = &row[block * format.block_bytes()..][..format.block_bytes()];
-                let (mut d, m) = format.run(bytes, r, &mut run);
-                if d == 0.0 {
-                    // d * q is 0: zero weights under scale 1 (see above) are the same.
-                    (d, run) = (1.0, [0; RUN]);
-                }
-                let s = (p * nb + b) * 2 * NR;
-                (scales[s + lane], scales[s + NR + lane]) = (d, m);
-                let panel = &mut q[p * nb * BLOCK_Q..(p + 1) * nb * BLOCK_Q];
-                for (e, &v) in run.iter().enumerate() {
-                    panel[slot(kernel, nb, b, lane, e)] = v;
-                }
+            let panel = &mut q[p * nb * BLOCK_Q..(p + 1) * nb * BLOCK_Q];
+            for (e, &v) in run.iter().enumerate() {
+                panel[slot(kernel, nb, b, lane, e)] = v;
             }
-        }
+        });
         Self {
             n,
             k,
