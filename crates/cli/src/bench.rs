@@ -119,35 +119,8 @@ pub fn run(w: Which) -> Result<()> {
     let prefill_mem = peak_rss_mib();
     let device_after_prefill = device_info(&d.device);
 
-    // Decode: gen_tokens greedy steps from an empty context, one token at a time.
-    let mut decode = Vec::new();
-    for _ in 0..a.repetitions {
-        let mut cache = d.new_cache(1, a.gen_tokens + 1)?;
-        let mut tok = synthetic_ids(1, vocab, 2)[0];
-        let t = Instant::now();
-        for p in 0..a.gen_tokens {
-            let l = d.forward_last(&[vec![tok]], &[vec![p as i32]], &mut cache, None)?;
-            tok = l.0.squeeze(0)?.argmax(0)?.to_scalar::<u32>()?;
-        }
-        decode.push(a.gen_tokens as f64 / t.elapsed().as_secs_f64());
-    }
-
-    // Scoring: log-probs of every token of score_seqs sequences, batched.
-    let requests: Vec<ScoreRequest> = (0..a.score_seqs)
-        .map(|i| {
-            let ids = synthetic_ids(a.score_len, vocab, 10 + i as u64);
-            ScoreRequest {
-                context: ids[..1].to_vec(),
-                continuations: vec![ids[1..].to_vec()],
-            }
-        })
-        .collect();
-    let mut scoring = Vec::new();
-    for _ in 0..a.repetitions {
-        let t = Instant::now();
-        score(d, &requests, &ScoreOptions::default(), None)?;
-        scoring.push((a.score_seqs * a.score_len) as f64 / t.elapsed().as_secs_f64());
-    }
+    let decode = decode_rates(d, &a)?;
+    let scoring = scoring_rates(d, &a)?;
     let decode_tps = median(decode.clone());
     let device_after = device_info(&d.device);
     let device_memory = device_before.total_bytes.map(|total| {
@@ -229,6 +202,17 @@ pub fn run(w: Which) -> Result<()> {
         Some(path) => Some(llama_bench(path, &model.info.source, threads, &a)?),
         None => None,
     };
+    let base = if a.model.lora.is_empty() {
+        None
+    } else {
+        Some(without_adapters(&a, &prompt)?)
+    };
+    let ours = {
+        let mut o = ours;
+        o["adapters"] = serde_json::to_value(&model.info.adapters)?;
+        o["without_adapters"] = serde_json::to_value(&base)?;
+        o
+    };
     if a.json {
         return print_json(&serde_json::json!({"ethos": ours, "llama_cpp": peer}));
     }
@@ -265,6 +249,36 @@ pub fn run(w: Which) -> Result<()> {
         peer_tg,
     );
     row("scoring tok/s", f("scoring_tokens_per_second"), None);
+    if let Some(b) = &base {
+        println!(
+            "with {} adapter(s) ({}) against the same model without, same run:",
+            model.info.adapters.len(),
+            if a.model.merge_lora {
+                "merged"
+            } else {
+                "unmerged"
+            }
+        );
+        for (name, key) in [
+            ("prefill", "prefill_tokens_per_second"),
+            ("decode", "decode_tokens_per_second"),
+            ("scoring", "scoring_tokens_per_second"),
+        ] {
+            let without = b[key].as_f64().unwrap_or(0.0);
+            println!(
+                "{:<28} {:>12.1}   with adapters {:.1} ({:+.1} %)",
+                format!("{name} without adapters"),
+                without,
+                f(key),
+                100.0 * (f(key) / without - 1.0)
+            );
+        }
+        println!(
+            "{:<28} {:>12.1}",
+            "adapter load ms",
+            1e3 * b["adapter_load_seconds"].as_f64().unwrap_or(0.0)
+        );
+    }
     if let Some(p) = moe_per_token_tps {
         println!(
             "{:<28} {:>12.1}   grouped by expert is {:.2}x the per-token loop",
@@ -316,6 +330,64 @@ pub fn run(w: Which) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Decode: `gen_tokens` greedy steps from an empty context, one token at a time; tokens per
+/// second of each repetition.
+fn decode_rates(d: &ethos_model::Decoder, a: &SpeedArgs) -> Result<Vec<f64>> {
+    let vocab = d.config.vocab_size;
+    let mut decode = Vec::new();
+    for _ in 0..a.repetitions {
+        let mut cache = d.new_cache(1, a.gen_tokens + 1)?;
+        let mut tok = synthetic_ids(1, vocab, 2)[0];
+        let t = Instant::now();
+        for p in 0..a.gen_tokens {
+            let l = d.forward_last(&[vec![tok]], &[vec![p as i32]], &mut cache, None)?;
+            tok = l.0.squeeze(0)?.argmax(0)?.to_scalar::<u32>()?;
+        }
+        decode.push(a.gen_tokens as f64 / t.elapsed().as_secs_f64());
+    }
+    Ok(decode)
+}
+
+/// Scoring: log-probs of every token of `score_seqs` sequences, batched; tokens per second
+/// of each repetition.
+fn scoring_rates(d: &ethos_model::Decoder, a: &SpeedArgs) -> Result<Vec<f64>> {
+    let vocab = d.config.vocab_size;
+    let requests: Vec<ScoreRequest> = (0..a.score_seqs)
+        .map(|i| {
+            let ids = synthetic_ids(a.score_len, vocab, 10 + i as u64);
+            ScoreRequest {
+                context: ids[..1].to_vec(),
+                continuations: vec![ids[1..].to_vec()],
+            }
+        })
+        .collect();
+    let mut scoring = Vec::new();
+    for _ in 0..a.repetitions {
+        let t = Instant::now();
+        score(d, &requests, &ScoreOptions::default(), None)?;
+        scoring.push((a.score_seqs * a.score_len) as f64 / t.elapsed().as_secs_f64());
+    }
+    Ok(scoring)
+}
+
+/// With `--lora`: the adapters' load time, and prefill, decode and scoring of the same model
+/// without them (loaded after the adapted one's measurements, in the same run).
+fn without_adapters(a: &SpeedArgs, prompt: &[u32]) -> Result<serde_json::Value> {
+    let t = Instant::now();
+    let adapters = ethos_model::lora::Adapters::load(&a.model.lora, a.model.merge_lora)?;
+    let adapter_load = t.elapsed().as_secs_f64();
+    drop(adapters);
+    let base = a.model.without_adapters().load()?;
+    let d = &base.decoder;
+    let (_, prefill) = prefill_rates(d, prompt, a.repetitions)?;
+    Ok(serde_json::json!({
+        "adapter_load_seconds": adapter_load,
+        "prefill_tokens_per_second": median(prefill),
+        "decode_tokens_per_second": median(decode_rates(d, a)?),
+        "scoring_tokens_per_second": median(scoring_rates(d, a)?),
+    }))
 }
 
 /// Generated tokens per second of plain decoding and of each palette mode on one chat

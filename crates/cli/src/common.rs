@@ -22,6 +22,15 @@ pub struct ModelArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// A LoRA adapter: a PEFT folder (adapter_config.json + adapter_model.safetensors) or a
+    /// llama.cpp LoRA GGUF, optionally times a scale: PATH or PATH:SCALE. Repeatable; the
+    /// adapters' updates add up. Unmerged (beside quantized weights) unless --merge-lora.
+    #[arg(long = "lora", value_name = "PATH[:SCALE]")]
+    pub lora: Vec<ethos_model::lora::AdapterSpec>,
+    /// Merge the adapters into the weights they adapt (those layers become dense in the
+    /// compute dtype: faster products with adapters, more memory on a quantized model).
+    #[arg(long, requires = "lora")]
+    pub merge_lora: bool,
 }
 
 impl ModelArgs {
@@ -41,7 +50,17 @@ impl ModelArgs {
                 .transpose()?,
             max_context: self.max_context,
             kernels: ethos_model::Kernels::from_env(),
+            adapters: ethos_model::lora::Adapters::load(&self.lora, self.merge_lora)?,
         })
+    }
+
+    /// The same model without its adapters (the base a LoRA run is compared with).
+    pub fn without_adapters(&self) -> Self {
+        Self {
+            lora: Vec::new(),
+            merge_lora: false,
+            ..self.clone()
+        }
     }
 
     pub fn load(&self) -> Result<Model> {
@@ -192,6 +211,9 @@ impl RemoteArgs {
         }
         if model.model.is_some() || model.dtype.is_some() {
             anyhow::bail!("--model and --dtype choose a local model; with --backend openai the model is the server's (--served-model)");
+        }
+        if !model.lora.is_empty() {
+            anyhow::bail!("--lora adapts weights run here; with --backend openai the weights are the server's (start ethos serve with --lora)");
         }
         if self.base_url.is_none() {
             anyhow::bail!("--backend openai needs --base-url (the server's address, e.g. http://127.0.0.1:8000/v1)");

@@ -284,6 +284,9 @@ pub fn run(a: Args) -> Result<()> {
         Some(p) => Some(ethos_steer::palette::decode::LambdaFile::read(p)?),
         None => None,
     };
+    if !a.model.lora.is_empty() {
+        return base_and_adapted(&a, &loaded.dataset_sha256, bench, opts, lambda.as_ref());
+    }
     let model = a.model.load()?;
     let mut session = a.control.session(&model)?;
     let tilt = match &lambda {
@@ -405,6 +408,125 @@ fn steered_and_unsteered(
     print!("{}", ethos_evals::compare::table(&diffs));
     println!(
         "written: {0}/unsteered/, {0}/steered/ (results.json, items.jsonl, report.html each), {0}/steering.json",
+        root.display()
+    );
+    Ok(())
+}
+
+/// With `--lora`: the benchmark on the base model (`OUTPUT/base`), on the adapted model
+/// (`OUTPUT/adapted`) and, with control vectors or a lambda file, adapted and steered
+/// (`OUTPUT/steered`), each resumable on its own; the item-by-item differences from the base
+/// with paired bootstrap intervals go to `OUTPUT/adapters.json`. One model is loaded at a time.
+fn base_and_adapted(
+    a: &Args,
+    dataset_sha256: &str,
+    bench: &dyn ethos_evals::Benchmark,
+    opts: ethos_evals::RunOptions,
+    lambda: Option<&ethos_steer::palette::decode::LambdaFile>,
+) -> Result<()> {
+    let root = opts.output.clone();
+    let unsteered = |dir: &str| ethos_evals::RunOptions {
+        output: root.join(dir),
+        steering: None,
+        ..opts.clone()
+    };
+    let (base_opts, adapted_opts) = (unsteered("base"), unsteered("adapted"));
+    let steered_opts = opts.steering.is_some().then(|| ethos_evals::RunOptions {
+        output: root.join("steered"),
+        ..opts.clone()
+    });
+    eprintln!("base run:");
+    let base = {
+        let model = a.model.without_adapters().load()?;
+        let mut session = ethos_steer::Session::new(&model);
+        ethos_evals::run(&mut session, bench, dataset_sha256, &base_opts)?
+    };
+    eprintln!("adapted run:");
+    let model = a.model.load()?;
+    let adapted = {
+        let mut session = ethos_steer::Session::new(&model);
+        ethos_evals::run(&mut session, bench, dataset_sha256, &adapted_opts)?
+    };
+    let steered = match &steered_opts {
+        Some(o) => {
+            eprintln!("adapted and steered run:");
+            let mut session = a.control.session(&model)?;
+            let mut tilt = match lambda {
+                Some(lf) => Some(PaletteTilt(
+                    ethos_steer::palette::decode::PaletteDecoder::new(
+                        lf,
+                        &model,
+                        ethos_steer::palette::decode::PaletteMode::BestOfN,
+                        1,
+                    )?,
+                )),
+                None => None,
+            };
+            Some(ethos_evals::run_tilted(
+                &mut session,
+                bench,
+                dataset_sha256,
+                o,
+                tilt.as_mut().map(|t| t as &mut dyn ethos_evals::OptionTilt),
+            )?)
+        }
+        None => None,
+    };
+    let mut runs = vec![("adapted", &adapted_opts)];
+    if let Some(o) = &steered_opts {
+        runs.push(("steered", o));
+    }
+    let mut differences = serde_json::Map::new();
+    let mut tables = Vec::new();
+    for (name, o) in runs {
+        let diffs = ethos_evals::compare::steering_effect(
+            &base_opts.output,
+            &o.output,
+            !bench.has_gold(),
+            a.seed,
+        )?;
+        tables.push((name, ethos_evals::compare::table(&diffs)));
+        differences.insert(format!("{name} - base"), serde_json::to_value(&diffs)?);
+    }
+    let comparison = serde_json::json!({
+        "adapters": model.info.adapters,
+        "steering": opts.steering,
+        "base": base_opts.output.display().to_string(),
+        "adapted": adapted_opts.output.display().to_string(),
+        "steered": steered_opts.as_ref().map(|o| o.output.display().to_string()),
+        "differences": differences,
+    });
+    let path = root.join("adapters.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&comparison)? + "\n")
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if a.json {
+        return print_json(&serde_json::json!({
+            "base": base, "adapted": adapted, "steered": steered, "comparison": comparison,
+        }));
+    }
+    println!("base:");
+    print!("{}", ethos_evals::results::table(&base));
+    println!("adapted:");
+    print!("{}", ethos_evals::results::table(&adapted));
+    if let Some(s) = &steered {
+        println!("adapted and steered:");
+        print!("{}", ethos_evals::results::table(s));
+    }
+    for (name, t) in tables {
+        println!("{name} - base, item by item:");
+        print!("{t}");
+    }
+    let mut dirs = vec!["base", "adapted"];
+    if steered.is_some() {
+        dirs.push("steered");
+    }
+    let dirs: Vec<String> = dirs
+        .iter()
+        .map(|d| format!("{}/{d}/", root.display()))
+        .collect();
+    println!(
+        "written: {} (results.json, items.jsonl, report.html each), {}/adapters.json",
+        dirs.join(", "),
         root.display()
     );
     Ok(())

@@ -58,6 +58,7 @@ pub fn run(a: Args) -> Result<()> {
         "experts": experts,
         "file_bytes": m.info.file_bytes,
         "load_seconds": m.info.load_seconds,
+        "adapters": m.info.adapters,
     });
     if a.json {
         return print_json(&v);
@@ -111,6 +112,22 @@ pub fn run(a: Args) -> Result<()> {
     ];
     for (k, v) in rows {
         println!("{k:>36}: {v}");
+    }
+    for ad in &m.info.adapters {
+        let how = if ad.merged { "merged" } else { "unmerged" };
+        let rs = if ad.rslora { ", rsLoRA" } else { "" };
+        println!(
+            "{:>36}: {} ({}, {how}, scale {}, rank {}, alpha {}{rs}, {} modules: {}, {} parameters)",
+            "LoRA adapter",
+            ad.path,
+            ad.format,
+            ad.scale,
+            ad.rank,
+            ad.alpha,
+            ad.modules,
+            ad.targets.join(" "),
+            ad.parameters
+        );
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ pub mod files;
 pub mod hooks;
 pub mod loader;
 pub mod logprobs;
+pub mod lora;
 pub(crate) mod nn;
 pub(crate) mod ops;
 pub mod prefix;

@@ -7,6 +7,7 @@ use crate::config::{HfConfig, ModelConfig, TokenIds};
 use crate::decoder::Decoder;
 use crate::error::{Error, Result};
 use crate::fetch;
+use crate::lora::Adapters;
 use crate::ops::{Kernels, Numerics};
 use crate::tokenizer::Tokenizer;
 use crate::weights::gguf::{GgufFile, GgufSource};
@@ -70,6 +71,8 @@ pub struct LoadOptions {
     /// Which of our kernels the model may take (`Kernels::from_env` reads the users'
     /// switches; the default is the fastest this build has).
     pub kernels: Kernels,
+    /// LoRA adapters added to the layers they name (`--lora`), unmerged unless `merge`.
+    pub adapters: Adapters,
 }
 
 impl Default for LoadOptions {
@@ -79,6 +82,7 @@ impl Default for LoadOptions {
             dtype: None,
             max_context: None,
             kernels: Kernels::default(),
+            adapters: Adapters::default(),
         }
     }
 }
@@ -107,6 +111,8 @@ pub struct ModelInfo {
     pub dtype: DType,
     pub load_seconds: f64,
     pub file_bytes: u64,
+    /// The LoRA adapters on the weights.
+    pub adapters: Vec<crate::lora::AdapterInfo>,
 }
 
 pub struct Model {
@@ -201,7 +207,15 @@ pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<Model> {
         Some(_) => Numerics::Exact,
     };
     let ctx = context_len(&cfg, opts);
-    let decoder = arch::build(&cfg, &mut src, dtype, ctx, numerics, opts.kernels)?;
+    let decoder = arch::build(
+        &cfg,
+        &mut src,
+        dtype,
+        ctx,
+        numerics,
+        opts.kernels,
+        &opts.adapters,
+    )?;
     let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let mut eos_ids = cfg.eos_token_ids.clone();
     // Tokens that end the architecture's turns besides the file's end-of-sequence ids.
@@ -228,6 +242,7 @@ pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<Model> {
             dtype,
             load_seconds: start.elapsed().as_secs_f64(),
             file_bytes,
+            adapters: opts.adapters.infos(),
         },
     })
 }
@@ -299,7 +314,15 @@ pub fn load_dummy(arch_name: &str, opts: &LoadOptions) -> Result<Model> {
     let dtype = opts.dtype.unwrap_or_else(|| default_dtype(&opts.device));
     let mut src = crate::weights::dummy::DummySource::new(arch_name, &opts.device, dtype);
     let ctx = context_len(&cfg, opts);
-    let decoder = arch::build(&cfg, &mut src, dtype, ctx, Numerics::Exact, opts.kernels)?;
+    let decoder = arch::build(
+        &cfg,
+        &mut src,
+        dtype,
+        ctx,
+        Numerics::Exact,
+        opts.kernels,
+        &opts.adapters,
+    )?;
     Ok(Model {
         decoder,
         tokenizer: None,
@@ -312,6 +335,7 @@ pub fn load_dummy(arch_name: &str, opts: &LoadOptions) -> Result<Model> {
             dtype,
             load_seconds: start.elapsed().as_secs_f64(),
             file_bytes: 0,
+            adapters: opts.adapters.infos(),
         },
     })
 }
@@ -329,7 +353,15 @@ pub fn load_folder(folder: &Path, opts: &LoadOptions) -> Result<Model> {
     let dtype = opts.dtype.unwrap_or_else(|| default_dtype(&opts.device));
     let mut src = SafetensorsSource::open(folder, dtype, &opts.device)?;
     let ctx = context_len(&cfg, opts);
-    let decoder = arch::build(&cfg, &mut src, dtype, ctx, Numerics::Exact, opts.kernels)?;
+    let decoder = arch::build(
+        &cfg,
+        &mut src,
+        dtype,
+        ctx,
+        Numerics::Exact,
+        opts.kernels,
+        &opts.adapters,
+    )?;
     let (tokenizer, chat_template, generation) = folder_text_side(folder, &cfg)?;
     Ok(Model {
         decoder,
@@ -347,6 +379,7 @@ pub fn load_folder(folder: &Path, opts: &LoadOptions) -> Result<Model> {
                 .filter_map(|p| std::fs::metadata(p).ok())
                 .map(|m| m.len())
                 .sum(),
+            adapters: opts.adapters.infos(),
         },
     })
 }

@@ -32,6 +32,10 @@ impl Architecture for Llama {
         Ok(())
     }
 
+    fn gguf_permutes_qk(&self) -> bool {
+        true
+    }
+
     fn load(&self, b: Build<'_>) -> Result<Decoder> {
         load_with(b, |_, _, attn| Ok(attn))
     }

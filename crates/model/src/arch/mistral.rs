@@ -24,6 +24,10 @@ impl Architecture for Mistral {
         Ok(())
     }
 
+    fn gguf_permutes_qk(&self) -> bool {
+        true
+    }
+
     fn load(&self, b: Build<'_>) -> Result<Decoder> {
         // Same tensors and blocks as Llama; only the mask differs (cfg.sliding_window).
         super::llama::Llama.load(b)

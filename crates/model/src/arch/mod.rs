@@ -7,6 +7,7 @@ use crate::chat::ChatTemplate;
 use crate::config::{HfConfig, ModelConfig};
 use crate::decoder::Decoder;
 use crate::error::{Error, Result};
+use crate::lora::{Adapters, WithAdapters};
 use crate::ops::linear::Linear;
 use crate::ops::{Kernels, Numerics};
 use crate::weights::gguf::GgufFile;
@@ -92,6 +93,12 @@ pub trait Architecture: Sync {
     /// The GGUF name of HF tensor `hf`.
     fn gguf_tensor_name(&self, hf: &str) -> Option<String> {
         crate::weights::names::gguf_name(hf)
+    }
+
+    /// Whether llama.cpp's converter permutes this architecture's q/k rows (adapters made for
+    /// the HF layout follow on a GGUF base, and the other way round).
+    fn gguf_permutes_qk(&self) -> bool {
+        false
     }
 
     /// The chat template of a GGUF file that carries none.
@@ -204,7 +211,8 @@ pub(crate) fn lm_head(cfg: &ModelConfig, src: &mut dyn TensorSource) -> Result<L
 }
 
 /// Builds the decoder of `cfg` from `src`, computing in `dtype` with `numerics`, with a rotary
-/// table of `max_positions` entries; its products and steps take the kernels `kernels` allows.
+/// table of `max_positions` entries; its products and steps take the kernels `kernels` allows,
+/// and its layers the `adapters`' updates.
 pub fn build(
     cfg: &ModelConfig,
     src: &mut dyn TensorSource,
@@ -212,6 +220,7 @@ pub fn build(
     max_positions: usize,
     numerics: Numerics,
     kernels: Kernels,
+    adapters: &Adapters,
 ) -> Result<Decoder> {
     if cfg.num_labels.is_some() && cfg.arch.classifier_name().is_none() {
         let supported: Vec<&str> = REGISTRY
@@ -226,12 +235,14 @@ pub fn build(
         )));
     }
     let mut src = WithKernels::new(src, kernels);
+    let mut src = WithAdapters::new(&mut src, adapters, cfg, dtype)?;
     let mut decoder = cfg.arch.get().load(Build {
         cfg,
         src: &mut src,
         dtype,
         max_positions,
     })?;
+    src.finish()?;
     decoder.numerics = numerics;
     decoder.kernels = kernels;
     Ok(decoder)

@@ -16,6 +16,7 @@
 use crate::cpu::runs::RunFormat;
 use crate::cpu::{int16_gemm, q4_1, q4_1_gemm, q8, q8_0, sgemm};
 use crate::error::{Error, Result};
+use crate::ops::low_rank::LowRank;
 use crate::ops::{Kernels, QuantGemm};
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
@@ -98,6 +99,8 @@ pub struct Linear {
     compact: OnceLock<int16_gemm::CompactInt16>,
     /// Which of our kernels the products may take (the tensor source sets the loader's).
     kernels: Kernels,
+    /// Adapters' low-rank updates added to the product, unmerged (`lora`).
+    low_rank: Option<Box<LowRank>>,
 }
 
 impl Linear {
@@ -118,6 +121,7 @@ impl Linear {
             compact: OnceLock::new(),
             dense_batches: true,
             kernels: Kernels::default(),
+            low_rank: None,
         }
     }
 
@@ -161,6 +165,26 @@ impl Linear {
         self
     }
 
+    /// Adds a low-rank update to every product (adapters, unmerged).
+    pub fn with_low_rank(mut self, update: LowRank) -> Result<Self> {
+        self.low_rank = Some(Box::new(update.with_kernels(self.kernels)?));
+        Ok(self)
+    }
+
+    /// The layer with a low-rank update merged into dense weights of `dtype`.
+    pub fn merged(self, update: &LowRank, dtype: DType) -> Result<Self> {
+        let w = (self.dequantize()?.to_dtype(DType::F32)? + update.delta()?)?.to_dtype(dtype)?;
+        let kernels = self.kernels;
+        let mut merged = Linear::dense(w, self.bias)?.with_kernels(kernels);
+        merged.dense_batches = self.dense_batches;
+        Ok(merged)
+    }
+
+    /// The rank of the adapters' update, if the layer has one.
+    pub fn low_rank(&self) -> Option<usize> {
+        self.low_rank.as_deref().map(LowRank::rank)
+    }
+
     /// Keeps quantized weights quantized for calls of any size.
     pub fn without_dense_batches(mut self) -> Self {
         self.dense_batches = false;
@@ -175,8 +199,18 @@ impl Linear {
         self.in_features
     }
 
-    /// The weights as a dense f32 tensor `(out, in)`.
+    /// The weights the layer applies as a dense f32 tensor `(out, in)`: its own plus any
+    /// adapters' update.
     pub fn dequantize(&self) -> Result<Tensor> {
+        let w = self.base_weights()?;
+        match &self.low_rank {
+            Some(l) => Ok((w.to_dtype(DType::F32)? + l.delta()?)?),
+            None => Ok(w),
+        }
+    }
+
+    /// The layer's own weights as a dense tensor `(out, in)`, without adapters.
+    fn base_weights(&self) -> Result<Tensor> {
         match &self.weight {
             Weight::Dense(w) => Ok(w.clone()),
             Weight::Own {
@@ -205,8 +239,10 @@ impl Linear {
 
     /// Converts to a dense layer of `dtype` (the exact reference path for GGUF files).
     pub fn into_dense(self, dtype: DType) -> Result<Self> {
-        let w = self.dequantize()?.to_dtype(dtype)?;
-        Ok(Linear::dense(w, self.bias)?.with_kernels(self.kernels))
+        let w = self.base_weights()?.to_dtype(dtype)?;
+        let mut dense = Linear::dense(w, self.bias)?.with_kernels(self.kernels);
+        dense.low_rank = self.low_rank;
+        Ok(dense)
     }
 
     /// The raw blocks of quantized CPU weights whose type stores runs of 32 (`RunFormat`).
@@ -235,6 +271,7 @@ impl Linear {
             && rows >= DENSE_MIN_ROWS
             && self.dense_batches
             && self.bias.is_none()
+            && self.low_rank.is_none()
             && self.kernels.quant_gemm == QuantGemm::Int16
             && self.out_features.is_multiple_of(32);
         if !usable {
@@ -290,7 +327,7 @@ impl Linear {
                 return Ok(self.batched.get_or_init(|| b));
             }
         }
-        let w = self.dequantize()?;
+        let w = self.base_weights()?;
         let b = if cpu_f32 && sgemm::AVAILABLE {
             let flat = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
             Batched::Packed(sgemm::PackedWeights::pack(
@@ -473,6 +510,10 @@ impl Linear {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         };
+        let y = match &self.low_rank {
+            Some(l) => l.add_to(&x2, y)?,
+            None => y,
+        };
         let mut out_dims = dims;
         if let Some(last) = out_dims.last_mut() {
             *last = self.out_features;
@@ -500,6 +541,12 @@ impl Linear {
             return Ok(None);
         };
         let out: usize = parts.iter().map(|p| p.out_features).sum();
+        let low_rank = LowRank::concat(
+            &parts
+                .iter()
+                .map(|p| (p.low_rank.as_deref(), p.out_features))
+                .collect::<Vec<_>>(),
+        )?;
         let weight = match &first.weight {
             Weight::Dense(_) => {
                 let ws: Option<Vec<&Tensor>> = parts
@@ -548,12 +595,9 @@ impl Linear {
                 }
             }
         };
-        Ok(Some(Linear::from_weight(
-            weight,
-            bias,
-            out,
-            first.in_features,
-        )))
+        let mut fused = Linear::from_weight(weight, bias, out, first.in_features);
+        fused.low_rank = low_rank.map(Box::new);
+        Ok(Some(fused))
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod attention;
 pub mod linear;
+pub mod low_rank;
 pub mod norm;
 
 use crate::cpu::{int16_gemm, q4_1_gemm};

@@ -1,0 +1,305 @@
+//! A low-rank update `x -> up(down(x))` that a layer adds to its own product: LoRA adapters
+//! run unmerged this way beside quantized weights. Both factors are dense layers, so their
+//! products take the same row-count-independent arithmetic as every dense product (the
+//! batch-invariance guarantee holds with adapters).
+
+use crate::cpu::sgemm;
+use crate::error::{Error, Result};
+use crate::ops::linear::Linear;
+use crate::ops::Kernels;
+use candle_core::{DType, Tensor};
+
+/// `up (out, r) @ down (r, in)`, the adapter's scale already in `up`. Several adapters on one
+/// layer stack along `r`.
+pub struct LowRank {
+    down: Tensor,
+    up: Tensor,
+    down_layer: Linear,
+    up_layer: Linear,
+    /// For calls of few rows on the CPU (`add_to`): each stacked layer's factors apart (the
+    /// block-diagonal `up`'s zeros skipped), transposed, in f32.
+    parts: Option<Vec<Part>>,
+}
+
+/// One layer's share of a stacked update: its outputs from `offset`, `down_t (in, r)` and
+/// `up_t (r, out)`.
+struct Part {
+    offset: usize,
+    out: usize,
+    r: usize,
+    down_t: Vec<f32>,
+    up_t: Vec<f32>,
+}
+
+impl LowRank {
+    /// `pairs`: each adapter's `(down (r_i, in), up (out, r_i))`, scales folded into `up`.
+    pub fn new(pairs: &[(Tensor, Tensor)], dtype: DType) -> Result<Self> {
+        let downs: Vec<&Tensor> = pairs.iter().map(|(d, _)| d).collect();
+        let ups: Vec<&Tensor> = pairs.iter().map(|(_, u)| u).collect();
+        if downs.is_empty() {
+            return Err(Error::Msg(
+                "a low-rank update needs at least one pair".into(),
+            ));
+        }
+        let down = Tensor::cat(&downs, 0)?.to_dtype(dtype)?;
+        let up = Tensor::cat(&ups, 1)?.to_dtype(dtype)?;
+        Self::from_factors(down, up)
+    }
+
+    fn from_factors(down: Tensor, up: Tensor) -> Result<Self> {
+        let out = up.dims()[0];
+        Self::from_parts(down, up, &[(0, out, 0)])
+    }
+
+    /// `blocks`: each stacked layer's (output offset, outputs, rank offset); its update is
+    /// `up[offset.., rank offset..] @ down[rank offset..]`, the rest of `up` zeros.
+    fn from_parts(down: Tensor, up: Tensor, blocks: &[(usize, usize, usize)]) -> Result<Self> {
+        let total_rank = down.dims()[0];
+        let parts = if sgemm::AVAILABLE && down.device().is_cpu() && down.dtype() == DType::F32 {
+            let flat = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.t()?.flatten_all()?.to_vec1()?) };
+            let mut parts = Vec::new();
+            for (i, &(offset, out, r0)) in blocks.iter().enumerate() {
+                let r1 = blocks.get(i + 1).map_or(total_rank, |b| b.2);
+                parts.push(Part {
+                    offset,
+                    out,
+                    r: r1 - r0,
+                    down_t: flat(&down.narrow(0, r0, r1 - r0)?)?,
+                    up_t: flat(&up.narrow(0, offset, out)?.narrow(1, r0, r1 - r0)?)?,
+                });
+            }
+            Some(parts)
+        } else {
+            None
+        };
+        Ok(Self {
+            down_layer: Linear::dense(down.clone(), None)?,
+            up_layer: Linear::dense(up.clone(), None)?,
+            down,
+            up,
+            parts,
+        })
+    }
+
+    pub fn rank(&self) -> usize {
+        self.down.dims()[0]
+    }
+
+    pub fn with_kernels(self, kernels: Kernels) -> Result<Self> {
+        Ok(Self {
+            down_layer: Linear::dense(self.down.clone(), None)?.with_kernels(kernels),
+            up_layer: Linear::dense(self.up.clone(), None)?.with_kernels(kernels),
+            ..self
+        })
+    }
+
+    /// `y + update(x)` for `x (rows, in)` and the layer's product `y (rows, out)`. Calls of
+    /// few rows on the CPU take one pass over the transposed factors instead of two products
+    /// and an add (at decode the separate ops cost more than the arithmetic); its sums run in
+    /// the order of `sgemm`'s, so the bits do not depend on the path.
+    pub fn add_to(&self, x: &Tensor, y: Tensor) -> Result<Tensor> {
+        let rows = x.dims()[0];
+        match &self.parts {
+            Some(parts)
+                if rows < crate::ops::linear::DENSE_MIN_ROWS
+                    && x.dtype() == DType::F32
+                    && y.dtype() == DType::F32 =>
+            {
+                let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
+                let mut ys: Vec<f32> = y.flatten_all()?.to_vec1()?;
+                let inp = xs.len() / rows.max(1);
+                let out = ys.len() / rows.max(1);
+                for (xr, yr) in xs.chunks_exact(inp).zip(ys.chunks_exact_mut(out)) {
+                    for p in parts {
+                        add_row(
+                            xr,
+                            &mut yr[p.offset..p.offset + p.out],
+                            &p.down_t,
+                            &p.up_t,
+                            p.r,
+                        );
+                    }
+                }
+                Ok(Tensor::from_vec(ys, y.dims(), y.device())?)
+            }
+            _ => Ok((y + self.forward(x)?)?),
+        }
+    }
+
+    /// The update to the weights, `(out, in)` in f32.
+    pub fn delta(&self) -> Result<Tensor> {
+        Ok(self
+            .up
+            .to_dtype(DType::F32)?
+            .matmul(&self.down.to_dtype(DType::F32)?)?)
+    }
+
+    /// `x (rows, in)` to `(rows, out)`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.down_layer.forward(x)?;
+        self.up_layer.forward(&h)
+    }
+
+    /// The updates of layers stacked along their outputs (`Linear::concat`): `parts` gives
+    /// each layer's update (if any) and output size. Every rank's down rows stack; the up
+    /// matrix is block-diagonal, its zeros adding nothing.
+    pub fn concat(parts: &[(Option<&LowRank>, usize)]) -> Result<Option<LowRank>> {
+        let present: Vec<&LowRank> = parts.iter().filter_map(|(l, _)| *l).collect();
+        let Some(first) = present.first() else {
+            return Ok(None);
+        };
+        let (dtype, device) = (first.up.dtype(), first.up.device().clone());
+        let total_rank: usize = present.iter().map(|l| l.rank()).sum();
+        let downs: Vec<&Tensor> = present.iter().map(|l| &l.down).collect();
+        let down = Tensor::cat(&downs, 0)?;
+        let mut rows = Vec::with_capacity(parts.len());
+        let mut blocks = Vec::new();
+        let mut offset = 0;
+        let mut out_offset = 0;
+        for (l, out) in parts {
+            let row = match l {
+                Some(l) => {
+                    blocks.push((out_offset, *out, offset));
+                    let r = l.rank();
+                    let mut pieces = Vec::new();
+                    if offset > 0 {
+                        pieces.push(Tensor::zeros((*out, offset), dtype, &device)?);
+                    }
+                    pieces.push(l.up.clone());
+                    if offset + r < total_rank {
+                        pieces.push(Tensor::zeros(
+                            (*out, total_rank - offset - r),
+                            dtype,
+                            &device,
+                        )?);
+                    }
+                    offset += r;
+                    Tensor::cat(&pieces, 1)?
+                }
+                None => Tensor::zeros((*out, total_rank), dtype, &device)?,
+            };
+            out_offset += out;
+            rows.push(row);
+        }
+        let up = Tensor::cat(&rows, 0)?;
+        Ok(Some(Self::from_parts(down, up, &blocks)?))
+    }
+}
+
+/// One row of `y += up (down x)` on transposed factors (`down_t (in, r)`, `up_t (r, out)`).
+/// Each sum is one chain of fused multiply-adds from zero in depth order, as `sgemm`'s tiles
+/// run them, and the update is added to `y` afterwards, as the two-product path adds it.
+fn add_row(x: &[f32], y: &mut [f32], down_t: &[f32], up_t: &[f32], r: usize) {
+    let mut h = vec![0f32; r];
+    for (k, &xv) in x.iter().enumerate() {
+        for (hj, &d) in h.iter_mut().zip(&down_t[k * r..(k + 1) * r]) {
+            *hj = xv.mul_add(d, *hj);
+        }
+    }
+    let out = y.len();
+    let mut t = vec![0f32; out];
+    for (j, &hv) in h.iter().enumerate() {
+        for (to, &u) in t.iter_mut().zip(&up_t[j * out..(j + 1) * out]) {
+            *to = hv.mul_add(u, *to);
+        }
+    }
+    for (yo, to) in y.iter_mut().zip(&t) {
+        *yo += to;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn t(rows: usize, cols: usize, seed: usize) -> Tensor {
+        let v: Vec<f32> = (0..rows * cols)
+            .map(|i| (((i + seed) * 37 % 23) as f32 - 11.0) / 17.0)
+            .collect();
+        Tensor::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
+    }
+
+    fn flat(x: &Tensor) -> Vec<f32> {
+        x.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    /// Few rows take one pass over the transposed factors, many rows two products: the
+    /// same bits for the same row.
+    #[test]
+    fn few_rows_and_many_rows_give_the_same_bits() {
+        let (inp, out, r) = (200, 70, 5);
+        let first = LowRank::new(&[(t(r, inp, 1), t(30, r, 2))], DType::F32).unwrap();
+        let other = LowRank::new(&[(t(3, inp, 5), t(20, 3, 6))], DType::F32).unwrap();
+        // A stacked update (layers of 30, 20 and 20 outputs, the middle one without).
+        let stacked = LowRank::concat(&[(Some(&first), 30), (None, 20), (Some(&other), 20)])
+            .unwrap()
+            .unwrap();
+        let single = LowRank::new(&[(t(r, inp, 1), t(out, r, 2))], DType::F32).unwrap();
+        for l in [single, stacked] {
+            let x = t(40, inp, 3);
+            let y = t(40, out, 4);
+            let many = flat(&l.add_to(&x, y.clone()).unwrap());
+            for start in [0, 7, 39] {
+                let n = 3.min(40 - start);
+                let few = l
+                    .add_to(
+                        &x.narrow(0, start, n).unwrap(),
+                        y.narrow(0, start, n).unwrap(),
+                    )
+                    .unwrap();
+                assert_eq!(flat(&few), many[start * out..(start + n) * out].to_vec());
+            }
+        }
+    }
+
+    /// Stacked adapters add their products; stacked layers keep each update on its own rows.
+    #[test]
+    fn stacked_updates_equal_their_sums() {
+        let x = t(5, 12, 1);
+        let (a1, b1, a2, b2) = (t(3, 12, 2), t(8, 3, 3), t(2, 12, 4), t(8, 2, 5));
+        let both = LowRank::new(
+            &[(a1.clone(), b1.clone()), (a2.clone(), b2.clone())],
+            DType::F32,
+        )
+        .unwrap();
+        let want = x
+            .matmul(&a1.t().unwrap())
+            .unwrap()
+            .matmul(&b1.t().unwrap())
+            .unwrap()
+            .add(
+                &x.matmul(&a2.t().unwrap())
+                    .unwrap()
+                    .matmul(&b2.t().unwrap())
+                    .unwrap(),
+            )
+            .unwrap();
+        let got = both.forward(&x).unwrap();
+        for (g, w) in flat(&got).iter().zip(flat(&want)) {
+            assert!((g - w).abs() < 1e-5, "{g} vs {w}");
+        }
+        // Layers of 8, 4 (no update) and 8 outputs stacked.
+        let one = LowRank::new(&[(a1, b1)], DType::F32).unwrap();
+        let two = LowRank::new(&[(a2, b2)], DType::F32).unwrap();
+        let stacked = LowRank::concat(&[(Some(&one), 8), (None, 4), (Some(&two), 8)])
+            .unwrap()
+            .unwrap();
+        let y = stacked.forward(&x).unwrap();
+        let close = |a: Vec<f32>, b: Vec<f32>| {
+            assert_eq!(a.len(), b.len());
+            for (p, q) in a.iter().zip(&b) {
+                assert!((p - q).abs() < 1e-5, "{p} vs {q}");
+            }
+        };
+        close(
+            flat(&y.narrow(1, 0, 8).unwrap()),
+            flat(&one.forward(&x).unwrap()),
+        );
+        assert!(flat(&y.narrow(1, 8, 4).unwrap()).iter().all(|v| *v == 0.0));
+        close(
+            flat(&y.narrow(1, 12, 8).unwrap()),
+            flat(&two.forward(&x).unwrap()),
+        );
+    }
+}
