@@ -280,3 +280,62 @@ fn bad_adapters_get_one_line_naming_the_file_and_field() {
     assert!(e.contains("general.architecture"), "{e}");
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// Named adapters (a server's per-request ones) stay off until a selection asks for them;
+/// selected for every row they give the listed adapters' numbers, and a batch of rows each
+/// with its own adapters gives each row the bits it gets alone.
+#[test]
+fn named_adapters_apply_to_the_rows_that_select_them() {
+    use ethos::model::lora::{with_row_adapters, Adapter, RowAdapters};
+    let r = reference("llama", "reference.json");
+    let rab = reference("llama", "reference-a+b.json");
+    let named = |n: &str| {
+        (
+            n.to_string(),
+            Adapter::load(&spec(lora_dir("llama").join(n), 1.0)).unwrap(),
+        )
+    };
+    let opts = loader::LoadOptions {
+        dtype: Some(DType::F32),
+        adapters: Adapters {
+            named: vec![named("a"), named("b")],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let d = loader::load_folder(&base_folder(&r), &opts)
+        .unwrap()
+        .decoder;
+    let plain = load(&base_folder(&r), &[], false).unwrap();
+    assert_eq!(all_logits(&d, &r.ids), all_logits(&plain, &r.ids));
+    let a = with_row_adapters(Some(RowAdapters::Every(vec![(0, 1.0)])), || {
+        all_logits(&d, &r.ids)
+    });
+    assert!(max_diff(&a, &r.logits) < 1e-4);
+    let ab = with_row_adapters(Some(RowAdapters::Every(vec![(0, 0.5), (1, 1.0)])), || {
+        all_logits(&d, &r.ids)
+    });
+    assert!(max_diff(&ab, &rab.logits) < 1e-4);
+    // One token per sequence, three sequences: a, none, a:0.5 + b.
+    let choice = [vec![(0, 1.0)], vec![], vec![(0, 0.5), (1, 1.0)]];
+    let ids: Vec<Vec<u32>> = vec![vec![5], vec![9], vec![17]];
+    let pos = vec![vec![0]; 3];
+    let batched = with_row_adapters(Some(RowAdapters::PerRow(choice.to_vec())), || {
+        let mut cache = d.new_cache(3, 1).unwrap();
+        d.forward_last(&ids, &pos, &mut cache, None)
+            .unwrap()
+            .rows()
+            .unwrap()
+    });
+    for (i, c) in choice.iter().enumerate() {
+        let alone = with_row_adapters(Some(RowAdapters::PerRow(vec![c.clone()])), || {
+            let mut cache = d.new_cache(1, 1).unwrap();
+            d.forward_last(&ids[i..i + 1], &pos[..1], &mut cache, None)
+                .unwrap()
+                .rows()
+                .unwrap()
+        });
+        assert_eq!(batched[i], alone[0], "row {i}");
+    }
+    assert_ne!(batched[0], batched[1]);
+}

@@ -28,6 +28,11 @@ pub struct Args {
     /// Control vectors (GGUF) that requests may name in `control_vectors`.
     #[arg(long)]
     pub control_vector_dir: Option<std::path::PathBuf>,
+    /// LoRA adapters that requests may select by name in `lora` (PEFT folders and LoRA
+    /// GGUF files in this folder, named by folder or file stem), each applied to its
+    /// requests' rows alone.
+    #[arg(long)]
+    pub lora_dir: Option<std::path::PathBuf>,
     /// Solved palettes (lambda files of `steer solve/fit --lambda-out`, with their palette
     /// files beside them) that requests may name in `palette`.
     #[arg(long)]
@@ -89,7 +94,24 @@ pub fn run(a: Args) -> Result<()> {
     if a.request_timeout == 0 {
         bail!("--request-timeout 0: at least one second is needed");
     }
-    let model = a.model.load()?;
+    let model = match &a.lora_dir {
+        None => a.model.load()?,
+        Some(dir) => {
+            if !dir.is_dir() {
+                bail!("--lora-dir {}: not a folder", dir.display());
+            }
+            let mut opts = a.model.options()?;
+            opts.adapters.named = ethos_model::lora::Adapters::load_dir(dir)?;
+            if opts.adapters.named.is_empty() {
+                bail!(
+                    "--lora-dir {}: no adapters (PEFT folders with adapter_config.json, or *.gguf LoRA files)",
+                    dir.display()
+                );
+            }
+            let spec = ethos_model::ModelSpec::parse(a.model.model.as_deref())?;
+            ethos_model::loader::load(&spec, &opts)?
+        }
+    };
     let name = a.served_model_name.clone().unwrap_or_else(|| {
         std::path::Path::new(&model.info.source)
             .file_stem()

@@ -113,6 +113,8 @@ pub struct ModelInfo {
     pub file_bytes: u64,
     /// The LoRA adapters on the weights.
     pub adapters: Vec<crate::lora::AdapterInfo>,
+    /// The named adapters rows may select (`lora::with_row_adapters`), by index.
+    pub named_adapters: Vec<String>,
 }
 
 pub struct Model {
@@ -243,6 +245,7 @@ pub fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<Model> {
             load_seconds: start.elapsed().as_secs_f64(),
             file_bytes,
             adapters: opts.adapters.infos(),
+            named_adapters: opts.adapters.named.iter().map(|(n, _)| n.clone()).collect(),
         },
     })
 }
@@ -336,6 +339,7 @@ pub fn load_dummy(arch_name: &str, opts: &LoadOptions) -> Result<Model> {
             load_seconds: start.elapsed().as_secs_f64(),
             file_bytes: 0,
             adapters: opts.adapters.infos(),
+            named_adapters: opts.adapters.named.iter().map(|(n, _)| n.clone()).collect(),
         },
     })
 }
@@ -380,6 +384,7 @@ pub fn load_folder(folder: &Path, opts: &LoadOptions) -> Result<Model> {
                 .map(|m| m.len())
                 .sum(),
             adapters: opts.adapters.infos(),
+            named_adapters: opts.adapters.named.iter().map(|(n, _)| n.clone()).collect(),
         },
     })
 }

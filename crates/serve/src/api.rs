@@ -35,6 +35,7 @@ pub const SHARED_FIELDS: &[&str] = &[
     "user",
     "stream_options",
     "control_vectors",
+    "lora",
     "steering_report",
     "palette",
     "palette_mode",
@@ -402,6 +403,7 @@ pub fn check_completion(
     }
     let (choices, stop) = sampling.params(vocab, limits)?;
     control_refs(&v)?;
+    lora_refs(&v)?;
     let palette_scoring = palette_scoring(&v, prompts.len(), choices.len())?;
     let palette = match palette_scoring {
         Some(_) => None,
@@ -455,6 +457,7 @@ pub fn check_chat(body: &[u8], limits: &Limits, vocab: usize) -> Result<CheckedC
         .collect::<Result<Vec<_>, ApiError>>()?;
     let (choices, stop) = sampling.params(vocab, limits)?;
     control_refs(&v)?;
+    lora_refs(&v)?;
     let palette = palette(&v, 1, choices.len())?;
     Ok(CheckedChat {
         body: v,
@@ -491,6 +494,38 @@ pub fn control_refs(v: &serde_json::Value) -> Result<Vec<ControlRef>, ApiError> 
             }
         }),
     }
+}
+
+/// One entry of `lora`: an adapter of the server's adapter folder (`--lora-dir`), by name,
+/// and its scale (default 1).
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LoraRef {
+    pub name: String,
+    pub scale: Option<f32>,
+}
+
+/// The `lora` entries of a body (empty when absent), scales finite.
+pub fn lora_refs(v: &serde_json::Value) -> Result<Vec<LoraRef>, ApiError> {
+    let refs: Vec<LoraRef> = match v.get("lora") {
+        None | Some(serde_json::Value::Null) => vec![],
+        Some(list) => read(list).map_err(|e| {
+            let msg = e.message.trim_start_matches("request body: ").to_string();
+            match e.param {
+                Some(p) => ApiError::field(&format!("lora{}", index_path(&p)), msg),
+                None => ApiError::field("lora", msg),
+            }
+        })?,
+    };
+    for (i, r) in refs.iter().enumerate() {
+        if r.scale.is_some_and(|s| !s.is_finite()) {
+            return Err(ApiError::field(
+                &format!("lora[{i}].scale"),
+                "must be a finite number",
+            ));
+        }
+    }
+    Ok(refs)
 }
 
 /// `[0].scale` for the path `[0].scale` or `0.scale` of an element inside a list.

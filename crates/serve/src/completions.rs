@@ -60,6 +60,7 @@ fn submit(state: &AppState, p: &Prepared) -> Result<Vec<mpsc::UnboundedReceiver<
             logprobs: p.logprobs.or(report),
             prompt_logprobs: p.prompt_logprobs.max(echo_logprobs).max(report),
             control: p.control.clone(),
+            adapters: p.adapters.clone(),
             events: tx,
             submitted: std::time::Instant::now(),
         };
@@ -155,6 +156,7 @@ async fn unsteered(
                 logprobs: None,
                 prompt_logprobs: Some(0),
                 control: None,
+                adapters: p.adapters.clone(),
                 events: tx,
                 submitted: std::time::Instant::now(),
             };

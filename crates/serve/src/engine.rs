@@ -67,6 +67,8 @@ pub struct Job {
     /// Top log-probs to report per prompt token.
     pub prompt_logprobs: Option<usize>,
     pub control: Option<Arc<ControlSet>>,
+    /// Named adapters (index, scale) on this job's rows.
+    pub adapters: Vec<(usize, f32)>,
     pub events: mpsc::UnboundedSender<Event>,
     pub submitted: Instant,
 }
@@ -149,6 +151,7 @@ struct Row {
     emitted: usize,
     logprobs: Option<usize>,
     control: Option<Arc<ControlSet>>,
+    adapters: Vec<(usize, f32)>,
 }
 
 struct Engine<'m> {
@@ -301,6 +304,13 @@ impl Engine<'_> {
     /// Prefills `job`, reports its prompt log-probs, samples each choice's first token and
     /// joins the choices that go on to the batch.
     fn start(&mut self, job: Job) -> Result<(), String> {
+        // Every row of the prefill is this job's: its adapters on all of them.
+        let selection = (!job.adapters.is_empty())
+            .then(|| ethos_model::lora::RowAdapters::Every(job.adapters.clone()));
+        ethos_model::lora::with_row_adapters(selection, || self.prefill(job))
+    }
+
+    fn prefill(&mut self, job: Job) -> Result<(), String> {
         let model = self.model;
         let prompt = &job.prompt;
         let mut cache = model
@@ -377,6 +387,7 @@ impl Engine<'_> {
                 emitted: 0,
                 logprobs: job.logprobs,
                 control: job.control.clone(),
+                adapters: job.adapters.clone(),
             };
             if !self.advance(&mut row, last.clone())? {
                 joining.push(row);
@@ -440,16 +451,20 @@ impl Engine<'_> {
                     .map_err(|e| e.to_string())?;
             self.steering = Some(hook);
         }
-        let logits = model
-            .decoder
-            .forward_last(
-                &ids,
-                &positions,
-                cache,
-                self.steering.as_mut().map(|h| h as &mut dyn ResidualHook),
+        // One row per sequence, each with its own request's adapters.
+        let selection = self.rows.iter().any(|r| !r.adapters.is_empty()).then(|| {
+            ethos_model::lora::RowAdapters::PerRow(
+                self.rows.iter().map(|r| r.adapters.clone()).collect(),
             )
-            .and_then(|l| l.rows())
-            .map_err(|e| e.to_string())?;
+        });
+        let steering = self.steering.as_mut().map(|h| h as &mut dyn ResidualHook);
+        let logits = ethos_model::lora::with_row_adapters(selection, || {
+            model
+                .decoder
+                .forward_last(&ids, &positions, cache, steering)
+                .and_then(|l| l.rows())
+        })
+        .map_err(|e| e.to_string())?;
         let mut keep = Vec::with_capacity(self.rows.len());
         let mut rows = std::mem::take(&mut self.rows);
         for (i, (row, logits)) in rows.iter_mut().zip(logits).enumerate() {

@@ -35,6 +35,8 @@ pub struct Prepared {
     pub echo: bool,
     pub stream: bool,
     pub control: Option<Arc<ControlSet>>,
+    /// The named adapters the request selects (`lora`), as (index, scale).
+    pub adapters: Vec<(usize, f32)>,
     /// Return the unsteered log-probs of the same tokens beside the steered ones.
     pub steering_report: bool,
     /// Decode with a solved palette instead of the batch.
@@ -83,6 +85,13 @@ pub async fn prepare_completion(
     let max_tokens = req.max_tokens.unwrap_or(16);
     let echo = req.echo.unwrap_or(false);
     let control = state.control(&v)?;
+    let adapters = state.adapters(&v)?;
+    if !adapters.is_empty() && (palette.is_some() || palette_scoring.is_some()) {
+        return Err(ApiError::field(
+            "lora",
+            "adapters are not supported together with a palette",
+        ));
+    }
     let palette = palette_job(state, palette, &prompts[0].1)?;
     let palette_scoring = match palette_scoring {
         Some(s) => {
@@ -121,6 +130,7 @@ pub async fn prepare_completion(
         stream: req.stream.unwrap_or(false),
         steering_report: steering_report(&v, &control)?,
         control,
+        adapters,
         palette,
         palette_scoring,
         permit,
@@ -178,6 +188,13 @@ pub async fn prepare_chat(
                 .min(state.max_model_len().saturating_sub(prompt.0.len()))
         });
     let control = state.control(&v)?;
+    let adapters = state.adapters(&v)?;
+    if !adapters.is_empty() && palette.is_some() {
+        return Err(ApiError::field(
+            "lora",
+            "adapters are not supported together with a palette",
+        ));
+    }
     let palette = palette_job(state, palette, &last_user)?;
     let p = Prepared {
         endpoint: Endpoint::Chat,
@@ -194,6 +211,7 @@ pub async fn prepare_chat(
         stream: req.stream.unwrap_or(false),
         steering_report: steering_report(&v, &control)?,
         control,
+        adapters,
         palette,
         palette_scoring: None,
         permit,

@@ -68,20 +68,31 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
     next.run(req).await
 }
 
+/// The served model, and each adapter requests may select with `lora` (as vLLM lists its
+/// LoRA modules: their own ids, the model as parent).
 async fn models(State(state): State<AppState>) -> Json<serde_json::Value> {
     let name = &state.config.served_model_name;
-    Json(serde_json::json!({
-        "object": "list",
-        "data": [{
-            "id": name,
+    let mut data = vec![serde_json::json!({
+        "id": name,
+        "object": "model",
+        "created": state.created,
+        "owned_by": "ethos",
+        "root": name,
+        "parent": null,
+        "max_model_len": state.max_model_len(),
+    })];
+    for adapter in &state.model.info.named_adapters {
+        data.push(serde_json::json!({
+            "id": adapter,
             "object": "model",
             "created": state.created,
             "owned_by": "ethos",
-            "root": name,
-            "parent": null,
+            "root": adapter,
+            "parent": name,
             "max_model_len": state.max_model_len(),
-        }]
-    }))
+        }));
+    }
+    Json(serde_json::json!({"object": "list", "data": data}))
 }
 
 /// The control vectors requests may name.

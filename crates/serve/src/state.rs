@@ -51,7 +51,10 @@ impl AppState {
     /// A request's `model`, when given, must be the served one.
     pub fn check_model(&self, model: Option<&str>) -> Result<(), ApiError> {
         match model {
-            Some(m) if m != self.config.served_model_name => {
+            Some(m)
+                if m != self.config.served_model_name
+                    && !self.model.info.named_adapters.iter().any(|n| n == m) =>
+            {
                 let mut e = ApiError::not_found(format!(
                     "The model `{m}` does not exist. This server serves `{}`",
                     self.config.served_model_name
@@ -92,6 +95,34 @@ impl AppState {
             ));
         }
         Ok(path)
+    }
+
+    /// The named adapters a request selects (`lora`), as (index, scale).
+    pub fn adapters(&self, v: &serde_json::Value) -> Result<Vec<(usize, f32)>, ApiError> {
+        let refs = api::lora_refs(v)?;
+        let names = &self.model.info.named_adapters;
+        if !refs.is_empty() && names.is_empty() {
+            return Err(ApiError::field(
+                "lora",
+                "this server has no adapters (start it with --lora-dir)",
+            ));
+        }
+        // vLLM's way: an adapter named as the model, at scale 1.
+        let by_model = v
+            .get("model")
+            .and_then(|m| m.as_str())
+            .and_then(|m| names.iter().position(|n| n == m))
+            .map(|i| (i, 1.0));
+        let listed = refs.iter().enumerate().map(|(i, r)| {
+            let index = names.iter().position(|n| *n == r.name).ok_or_else(|| {
+                ApiError::field(
+                    &format!("lora[{i}].name"),
+                    format!("no adapter named {:?} (see GET /v1/models)", r.name),
+                )
+            })?;
+            Ok((index, r.scale.unwrap_or(1.0)))
+        });
+        by_model.into_iter().map(Ok).chain(listed).collect()
     }
 
     /// The control vectors a request names, loaded from `--control-vector-dir`.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{lexicon_palette, repo, smollm2, Running};
+use common::{lexicon_palette, repo, smollm2, smollm2_adapter, smollm2_with, Running};
 use ethos_serve::Limits;
 use ethos_steer::{GenerateOptions, GenerateRequest, SamplingParams, Session};
 use serde_json::{json, Value};
@@ -1027,4 +1027,128 @@ fn palette_tilts_the_option_scores_of_prompt_logprobs() {
             "{body}: {v}"
         );
     }
+}
+
+/// Per-request adapters (`--lora-dir`, `lora` by name): requests with different adapters, or
+/// none, share decode steps, and each gets the tokens and log-probs it gets alone; an
+/// adapter named as the model is vLLM's way to the same adapter; unknown names are 400s.
+#[test]
+fn requests_with_different_adapters_share_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    smollm2_adapter(&dir.path().join("hk"), 4, 1, 0.08);
+    smollm2_adapter(&dir.path().join("kr"), 8, 2, 0.05);
+    let named = ethos_model::lora::Adapters::load_dir(dir.path()).unwrap();
+    assert_eq!(
+        named.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["hk", "kr"]
+    );
+    let adapters = ethos_model::lora::Adapters {
+        named,
+        ..Default::default()
+    };
+    let Some(model) = smollm2_with(Some("f32"), adapters) else {
+        return;
+    };
+    let server = std::sync::Arc::new(Running::start(model, |_| {}));
+    let base = json!({"prompt": "The most important value in Hong Kong is", "max_tokens": 16,
+                      "temperature": 0, "logprobs": 0});
+    let with = |lora: Value| {
+        let mut b = base.clone();
+        b["lora"] = lora;
+        b
+    };
+    let bodies = [
+        with(json!([{"name": "hk"}])),
+        with(json!([{"name": "kr", "scale": 0.5}])),
+        with(json!([{"name": "hk", "scale": 0.7}, {"name": "kr"}])),
+        base.clone(),
+    ];
+    let alone: Vec<Value> = bodies
+        .iter()
+        .map(|b| {
+            let (status, v) = server.post("/v1/completions", b);
+            assert_eq!(status, 200, "{v}");
+            v
+        })
+        .collect();
+    let logprobs = |v: &Value| v["choices"][0]["logprobs"]["token_logprobs"].clone();
+    // The adapters change what the model says.
+    assert_ne!(logprobs(&alone[0]), logprobs(&alone[3]));
+    assert_ne!(logprobs(&alone[0]), logprobs(&alone[1]));
+    // An adapter named as the model: the same as `lora` by name.
+    let mut as_model = base.clone();
+    as_model["model"] = json!("hk");
+    let (status, v) = server.post("/v1/completions", &as_model);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(logprobs(&v), logprobs(&alone[0]));
+    // All four among twelve others, staggered so that they join running batches.
+    let mut threads = Vec::new();
+    for k in 0..16 {
+        let s = server.clone();
+        let body = if k % 4 == 1 {
+            bodies[k / 4].clone()
+        } else {
+            json!({"prompt": format!("Story {k}: {}", "x ".repeat(k * 5)), "max_tokens": 6 + 2 * k,
+                   "temperature": 0.8, "seed": k, "lora": if k % 3 == 0 { json!([{"name": "kr"}]) } else { Value::Null }})
+        };
+        threads.push(std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(8 * k as u64));
+            s.post("/v1/completions", &body)
+        }));
+    }
+    let results: Vec<(u16, Value)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(results.iter().all(|(s, _)| *s == 200), "{results:?}");
+    // The same tokens; log-probs within the server's moving-keys envelope (as for the seeded
+    // request above: a row's keys move in the cache as others join and leave).
+    for (i, want) in alone.iter().enumerate() {
+        let got = &results[4 * i + 1].1;
+        assert_eq!(text_of(got, 0), text_of(want, 0), "request {i}");
+        let tokens = |v: &Value| v["choices"][0]["logprobs"]["tokens"].clone();
+        assert_eq!(tokens(got), tokens(want), "request {i}");
+        for (g, w) in logprobs(got)
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(logprobs(want).as_array().unwrap())
+        {
+            assert!(
+                (g.as_f64().unwrap() - w.as_f64().unwrap()).abs() < 1e-4,
+                "request {i}: {g} vs {w}"
+            );
+        }
+    }
+    // /v1/models lists the adapters with the model as parent.
+    let models: Value = ureq::get(&server.url("/v1/models"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(&ids[1..], ["hk", "kr"]);
+    assert_eq!(models["data"][1]["parent"], models["data"][0]["id"]);
+    // Bad references are named 400s.
+    for (lora, param) in [
+        (json!([{"name": "nope"}]), "lora[0].name"),
+        (json!([{"name": "hk", "scale": "big"}]), "lora[0].scale"),
+        (json!([{"name": "hk", "path": "/etc"}]), "lora[0]"),
+        (json!("hk"), "lora"),
+    ] {
+        let (status, v) = server.post("/v1/completions", &with(lora.clone()));
+        assert_eq!(status, 400, "{lora}: {v}");
+        assert!(
+            v["error"]["param"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with(param),
+            "{lora}: {v}"
+        );
+    }
+    server.wait_for("the batch to drain", |s| {
+        s.metric("ethos_running_sequences") == 0.0
+    });
 }

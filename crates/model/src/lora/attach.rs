@@ -20,7 +20,7 @@ pub struct WithAdapters<'s> {
     adapters: &'s Adapters,
     cfg: &'s ModelConfig,
     dtype: DType,
-    /// Per adapter, the modules that found their layer.
+    /// Per adapter (the list's, then the named ones), the modules that found their layer.
     used: Vec<BTreeSet<String>>,
 }
 
@@ -31,7 +31,11 @@ impl<'s> WithAdapters<'s> {
         cfg: &'s ModelConfig,
         dtype: DType,
     ) -> Result<Self> {
-        for a in &adapters.list {
+        for a in adapters
+            .list
+            .iter()
+            .chain(adapters.named.iter().map(|(_, a)| a))
+        {
             if let (Some(theirs), Some(ours)) = (&a.gguf_arch, cfg.arch.get().gguf_name()) {
                 if theirs != ours {
                     return Err(Error::config(
@@ -47,14 +51,19 @@ impl<'s> WithAdapters<'s> {
             adapters,
             cfg,
             dtype,
-            used: vec![BTreeSet::new(); adapters.list.len()],
+            used: vec![BTreeSet::new(); adapters.list.len() + adapters.named.len()],
         })
     }
 
     /// Fails naming the first adapter module that matched no layer (an adapter for another
     /// base, or a module ethos does not adapt).
     pub fn finish(self) -> Result<()> {
-        for (a, used) in self.adapters.list.iter().zip(&self.used) {
+        let all = self
+            .adapters
+            .list
+            .iter()
+            .chain(self.adapters.named.iter().map(|(_, a)| a));
+        for (a, used) in all.zip(&self.used) {
             if let Some(m) = a.modules.keys().find(|m| !used.contains(*m)) {
                 return Err(Error::format(
                     &a.path,
@@ -81,42 +90,37 @@ impl<'s> WithAdapters<'s> {
         }
     }
 
-    /// Every adapter's factors for matrix `hf` of shape `(out, in)`, scales folded in and rows
-    /// in the base's layout.
+    /// Every listed adapter's factors for matrix `hf` of shape `(out, in)`, stacked, scales
+    /// folded in and rows in the base's layout.
     fn update(&mut self, hf: &str, shape: [usize; 2]) -> Result<Option<LowRank>> {
         let mut pairs = Vec::new();
         for (i, a) in self.adapters.list.iter().enumerate() {
-            let Some(module) = self.module_name(a, hf) else {
-                continue;
-            };
-            let Some(f) = a.modules.get(&module) else {
-                continue;
-            };
-            let (r, inp) = (f.a.dims()[0], f.a.dims()[1]);
-            let out = f.b.dims()[0];
-            if inp != shape[1] || out != shape[0] {
-                return Err(Error::format(
-                    &a.path,
-                    format!(
-                        "module {module}: the adapter's factors make a ({out}, {inp}) update; the model's layer is ({}, {}) (an adapter for another base model?)",
-                        shape[0], shape[1]
-                    ),
-                ));
+            if let Some(pair) = self.factors(a, hf, shape)? {
+                pairs.push(pair);
+                let module = self.module_name(a, hf).unwrap_or_default();
+                self.used[i].insert(module);
             }
-            if r > inp.min(out) {
-                return Err(Error::format(
-                    &a.path,
-                    format!(
-                        "module {module}: rank {r} is over the layer's size ({}, {})",
-                        shape[0], shape[1]
-                    ),
-                ));
-            }
-            let b = self.rows_for_base(a, hf, &f.b)?;
-            let b = (b * (f.factor * a.scale))?;
-            pairs.push((f.a.clone(), b));
-            self.used[i].insert(module);
         }
+        self.low_rank(pairs)
+    }
+
+    /// Each named adapter's update for matrix `hf`, by its index.
+    fn slots(&mut self, hf: &str, shape: [usize; 2]) -> Result<Vec<(usize, LowRank)>> {
+        let mut slots = Vec::new();
+        let offset = self.adapters.list.len();
+        for (i, (_, a)) in self.adapters.named.iter().enumerate() {
+            if let Some(pair) = self.factors(a, hf, shape)? {
+                if let Some(l) = self.low_rank(vec![pair])? {
+                    slots.push((i, l));
+                }
+                let module = self.module_name(a, hf).unwrap_or_default();
+                self.used[offset + i].insert(module);
+            }
+        }
+        Ok(slots)
+    }
+
+    fn low_rank(&self, pairs: Vec<(Tensor, Tensor)>) -> Result<Option<LowRank>> {
         if pairs.is_empty() {
             return Ok(None);
         }
@@ -126,6 +130,45 @@ impl<'s> WithAdapters<'s> {
             .map(|(a, b)| Ok((a.to_device(&device)?, b.to_device(&device)?)))
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(LowRank::new(&pairs, self.dtype)?))
+    }
+
+    /// `adapter`'s factors `(a, b)` for matrix `hf`, checked against the layer's shape, the
+    /// adapter's factor and scale folded into `b`, its rows in the base's layout.
+    fn factors(
+        &self,
+        a: &Adapter,
+        hf: &str,
+        shape: [usize; 2],
+    ) -> Result<Option<(Tensor, Tensor)>> {
+        let Some(module) = self.module_name(a, hf) else {
+            return Ok(None);
+        };
+        let Some(f) = a.modules.get(&module) else {
+            return Ok(None);
+        };
+        let (r, inp) = (f.a.dims()[0], f.a.dims()[1]);
+        let out = f.b.dims()[0];
+        if inp != shape[1] || out != shape[0] {
+            return Err(Error::format(
+                &a.path,
+                format!(
+                    "module {module}: the adapter's factors make a ({out}, {inp}) update; the model's layer is ({}, {}) (an adapter for another base model?)",
+                    shape[0], shape[1]
+                ),
+            ));
+        }
+        if r > inp.min(out) {
+            return Err(Error::format(
+                &a.path,
+                format!(
+                    "module {module}: rank {r} is over the layer's size ({}, {})",
+                    shape[0], shape[1]
+                ),
+            ));
+        }
+        let b = self.rows_for_base(a, hf, &f.b)?;
+        let b = (b * (f.factor * a.scale))?;
+        Ok(Some((f.a.clone(), b)))
     }
 
     /// llama.cpp's converter permutes Llama's q/k rows (for its adjacent-pair rotation); an
@@ -162,11 +205,15 @@ impl<'s> WithAdapters<'s> {
     }
 
     fn attach(&mut self, hf: &str, shape: [usize; 2], layer: Linear) -> Result<Linear> {
-        match self.update(hf, shape)? {
-            None => Ok(layer),
-            Some(u) if self.adapters.merge => layer.merged(&u, self.dtype),
-            Some(u) => layer.with_low_rank(u),
+        let mut layer = match self.update(hf, shape)? {
+            None => layer,
+            Some(u) if self.adapters.merge => layer.merged(&u, self.dtype)?,
+            Some(u) => layer.with_low_rank(u)?,
+        };
+        for (i, u) in self.slots(hf, shape)? {
+            layer = layer.with_slot(i, u)?;
         }
+        Ok(layer)
     }
 }
 

@@ -7,6 +7,7 @@ mod attach;
 mod gguf;
 mod peft;
 
+pub use crate::ops::low_rank::{with_row_adapters, RowAdapters};
 pub use attach::WithAdapters;
 
 use crate::error::{Error, Result};
@@ -176,11 +177,14 @@ fn module_kind(name: &str) -> &str {
     name.rsplit('.').next().unwrap_or(name)
 }
 
-/// Adapters loaded from the user's specs, and whether to merge them into the weights.
+/// Adapters loaded from the user's specs, and whether to merge them into the weights; and
+/// named adapters that stay apart, each applied to the rows that ask for it
+/// (`ops::low_rank::with_row_adapters`: a server's per-request adapters).
 #[derive(Clone, Debug, Default)]
 pub struct Adapters {
     pub list: Vec<Adapter>,
     pub merge: bool,
+    pub named: Vec<(String, Adapter)>,
 }
 
 impl Adapters {
@@ -189,7 +193,35 @@ impl Adapters {
             .iter()
             .map(Adapter::load)
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { list, merge })
+        Ok(Self {
+            list,
+            merge,
+            named: Vec::new(),
+        })
+    }
+
+    /// Every adapter in `dir`, named by its folder (PEFT) or file stem (`*.gguf`), sorted.
+    pub fn load_dir(dir: &Path) -> Result<Vec<(String, Adapter)>> {
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        let mut found = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| Error::io(dir, e))?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string);
+            let Some(name) = name else { continue };
+            if path.is_dir() && path.join("adapter_config.json").is_file() {
+                found.push((name, path));
+            } else if path.is_file() && name.ends_with(".gguf") {
+                found.push((name.trim_end_matches(".gguf").to_string(), path));
+            }
+        }
+        found.sort();
+        found
+            .into_iter()
+            .map(|(name, path)| Ok((name, Adapter::load(&AdapterSpec { path, scale: 1.0 })?)))
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -198,6 +230,11 @@ impl Adapters {
 
     pub fn infos(&self) -> Vec<AdapterInfo> {
         self.list.iter().map(|a| a.info(self.merge)).collect()
+    }
+
+    /// The index of the named adapter `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.named.iter().position(|(n, _)| n == name)
     }
 }
 

@@ -101,6 +101,9 @@ pub struct Linear {
     kernels: Kernels,
     /// Adapters' low-rank updates added to the product, unmerged (`lora`).
     low_rank: Option<Box<LowRank>>,
+    /// Named adapters' updates (index into `lora::Adapters::named`), added to the rows the
+    /// running selection gives them (`low_rank::with_row_adapters`).
+    slots: Vec<(usize, LowRank)>,
 }
 
 impl Linear {
@@ -122,6 +125,7 @@ impl Linear {
             dense_batches: true,
             kernels: Kernels::default(),
             low_rank: None,
+            slots: Vec::new(),
         }
     }
 
@@ -171,12 +175,20 @@ impl Linear {
         Ok(self)
     }
 
+    /// Adds a named adapter's update (`index` into `lora::Adapters::named`), applied to the
+    /// rows a selection gives it.
+    pub fn with_slot(mut self, index: usize, update: LowRank) -> Result<Self> {
+        self.slots.push((index, update.with_kernels(self.kernels)?));
+        Ok(self)
+    }
+
     /// The layer with a low-rank update merged into dense weights of `dtype`.
     pub fn merged(self, update: &LowRank, dtype: DType) -> Result<Self> {
         let w = (self.dequantize()?.to_dtype(DType::F32)? + update.delta()?)?.to_dtype(dtype)?;
         let kernels = self.kernels;
         let mut merged = Linear::dense(w, self.bias)?.with_kernels(kernels);
         merged.dense_batches = self.dense_batches;
+        merged.slots = self.slots;
         Ok(merged)
     }
 
@@ -242,6 +254,7 @@ impl Linear {
         let w = self.base_weights()?.to_dtype(dtype)?;
         let mut dense = Linear::dense(w, self.bias)?.with_kernels(self.kernels);
         dense.low_rank = self.low_rank;
+        dense.slots = self.slots;
         Ok(dense)
     }
 
@@ -272,6 +285,7 @@ impl Linear {
             && self.dense_batches
             && self.bias.is_none()
             && self.low_rank.is_none()
+            && self.slots.is_empty()
             && self.kernels.quant_gemm == QuantGemm::Int16
             && self.out_features.is_multiple_of(32);
         if !usable {
@@ -514,6 +528,11 @@ impl Linear {
             Some(l) => l.add_to(&x2, y)?,
             None => y,
         };
+        let y = if self.slots.is_empty() {
+            y
+        } else {
+            crate::ops::low_rank::add_selected(&self.slots, &x2, y)?
+        };
         let mut out_dims = dims;
         if let Some(last) = out_dims.last_mut() {
             *last = self.out_features;
@@ -597,6 +616,24 @@ impl Linear {
         };
         let mut fused = Linear::from_weight(weight, bias, out, first.in_features);
         fused.low_rank = low_rank.map(Box::new);
+        let mut ids: Vec<usize> = parts
+            .iter()
+            .flat_map(|p| p.slots.iter().map(|(i, _)| *i))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            let stacked: Vec<(Option<&LowRank>, usize)> = parts
+                .iter()
+                .map(|p| {
+                    let l = p.slots.iter().find(|(i, _)| *i == id).map(|(_, l)| l);
+                    (l, p.out_features)
+                })
+                .collect();
+            if let Some(l) = LowRank::concat(&stacked)? {
+                fused.slots.push((id, l));
+            }
+        }
         Ok(Some(fused))
     }
 }

@@ -8,6 +8,86 @@ use crate::error::{Error, Result};
 use crate::ops::linear::Linear;
 use crate::ops::Kernels;
 use candle_core::{DType, Tensor};
+use std::cell::RefCell;
+
+/// Which named adapters (`lora::Adapters::named`, by index) the rows of the products take,
+/// and at what scale: every row the same (a prefill), or each its own (a batched decode
+/// step, one row per sequence).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RowAdapters {
+    Every(Vec<(usize, f32)>),
+    PerRow(Vec<Vec<(usize, f32)>>),
+}
+
+thread_local! {
+    /// The selection of the forward pass running on this thread (`with_row_adapters`).
+    static ROW_ADAPTERS: RefCell<Option<RowAdapters>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (a forward pass, on this thread) with `selection`'s named adapters on its rows.
+/// Layers read it as they run; without one, named adapters stay off.
+pub fn with_row_adapters<R>(selection: Option<RowAdapters>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<RowAdapters>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            ROW_ADAPTERS.with(|r| *r.borrow_mut() = previous);
+        }
+    }
+    let previous = ROW_ADAPTERS.with(|r| r.replace(selection));
+    let _restore = Restore(previous);
+    f()
+}
+
+/// `y` plus the updates of the named adapters `slots` (index, update) the current selection
+/// gives each row of `x`.
+pub fn add_selected(slots: &[(usize, LowRank)], x: &Tensor, y: Tensor) -> Result<Tensor> {
+    ROW_ADAPTERS.with(|sel| {
+        let sel = sel.borrow();
+        let Some(sel) = sel.as_ref() else {
+            return Ok(y);
+        };
+        let find = |id: usize| slots.iter().find(|(i, _)| *i == id).map(|(_, l)| l);
+        match sel {
+            RowAdapters::Every(list) => {
+                let mut y = y;
+                for &(id, scale) in list {
+                    if let Some(l) = find(id) {
+                        y = l.add_scaled(x, y, scale)?;
+                    }
+                }
+                Ok(y)
+            }
+            RowAdapters::PerRow(rows) => {
+                let n = x.dims()[0];
+                if rows.len() != n {
+                    return Err(Error::Msg(format!(
+                        "internal error: adapters chosen for {} rows, the product has {n}",
+                        rows.len()
+                    )));
+                }
+                if rows
+                    .iter()
+                    .all(|r| r.iter().all(|&(id, _)| find(id).is_none()))
+                {
+                    return Ok(y);
+                }
+                let mut out = Vec::with_capacity(n);
+                for (i, list) in rows.iter().enumerate() {
+                    let mut yr = y.narrow(0, i, 1)?;
+                    let xr = x.narrow(0, i, 1)?;
+                    for &(id, scale) in list {
+                        if let Some(l) = find(id) {
+                            yr = l.add_scaled(&xr, yr, scale)?;
+                        }
+                    }
+                    out.push(yr);
+                }
+                Ok(Tensor::cat(&out, 0)?)
+            }
+        }
+    })
+}
 
 /// `up (out, r) @ down (r, in)`, the adapter's scale already in `up`. Several adapters on one
 /// layer stack along `r`.
@@ -98,6 +178,11 @@ impl LowRank {
     /// and an add (at decode the separate ops cost more than the arithmetic); its sums run in
     /// the order of `sgemm`'s, so the bits do not depend on the path.
     pub fn add_to(&self, x: &Tensor, y: Tensor) -> Result<Tensor> {
+        self.add_scaled(x, y, 1.0)
+    }
+
+    /// `y + scale * update(x)` (`add_to`'s paths; the scale multiplies each finished sum).
+    pub fn add_scaled(&self, x: &Tensor, y: Tensor, scale: f32) -> Result<Tensor> {
         let rows = x.dims()[0];
         match &self.parts {
             Some(parts)
@@ -117,12 +202,14 @@ impl LowRank {
                             &p.down_t,
                             &p.up_t,
                             p.r,
+                            scale,
                         );
                     }
                 }
                 Ok(Tensor::from_vec(ys, y.dims(), y.device())?)
             }
-            _ => Ok((y + self.forward(x)?)?),
+            _ if scale == 1.0 => Ok((y + self.forward(x)?)?),
+            _ => Ok((y + (self.forward(x)? * scale as f64)?)?),
         }
     }
 
@@ -189,7 +276,7 @@ impl LowRank {
 /// One row of `y += up (down x)` on transposed factors (`down_t (in, r)`, `up_t (r, out)`).
 /// Each sum is one chain of fused multiply-adds from zero in depth order, as `sgemm`'s tiles
 /// run them, and the update is added to `y` afterwards, as the two-product path adds it.
-fn add_row(x: &[f32], y: &mut [f32], down_t: &[f32], up_t: &[f32], r: usize) {
+fn add_row(x: &[f32], y: &mut [f32], down_t: &[f32], up_t: &[f32], r: usize, scale: f32) {
     let mut h = vec![0f32; r];
     for (k, &xv) in x.iter().enumerate() {
         for (hj, &d) in h.iter_mut().zip(&down_t[k * r..(k + 1) * r]) {
@@ -203,8 +290,14 @@ fn add_row(x: &[f32], y: &mut [f32], down_t: &[f32], up_t: &[f32], r: usize) {
             *to = hv.mul_add(u, *to);
         }
     }
-    for (yo, to) in y.iter_mut().zip(&t) {
-        *yo += to;
+    if scale == 1.0 {
+        for (yo, to) in y.iter_mut().zip(&t) {
+            *yo += to;
+        }
+    } else {
+        for (yo, to) in y.iter_mut().zip(&t) {
+            *yo += to * scale;
+        }
     }
 }
 
