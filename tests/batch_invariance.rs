@@ -166,6 +166,37 @@ fn log_probs_are_the_same_bits_in_any_batch() {
     }
 }
 
+/// The guarantee with a LoRA adapter (the committed SmolLM2 fine-tune), unmerged beside the
+/// quantized weights and on f32: alone, batched, chunked, the same bits.
+#[test]
+fn log_probs_are_the_same_bits_in_any_batch_with_an_adapter() {
+    use ethos::model::lora::{AdapterSpec, Adapters};
+    let spec = AdapterSpec {
+        path: fixtures().join("lora/smollm2/hk"),
+        scale: 0.8,
+    };
+    for dtype in [None, Some(DType::F32)] {
+        let adapters = Adapters::load(std::slice::from_ref(&spec), false).unwrap();
+        let Some(m) = load_real_with(MODELS[0], dtype, adapters) else {
+            return;
+        };
+        let ids = text_ids(&m);
+        let mut draws = Draws(0x51_7cc1_b727_220a);
+        let requests = mix(&mut draws, &ids, 6);
+        let alone: Vec<Vec<Vec<u32>>> = requests
+            .iter()
+            .flat_map(|r| bits(&m, std::slice::from_ref(r), &opts(1, 8192)))
+            .collect();
+        for (batch, chunk) in [(16, 8192), (3, 48)] {
+            assert_eq!(
+                bits(&m, &requests, &opts(batch, chunk)),
+                alone,
+                "{dtype:?} with the adapter: batch {batch}, chunks of {chunk} tokens"
+            );
+        }
+    }
+}
+
 /// 50 prompts x 32 greedy tokens: each token is the argmax of scoring's distribution on the
 /// same text, and the log-probs generation reports are scoring's, bit for bit.
 #[test]

@@ -79,6 +79,15 @@ pub fn smollm2_path() -> Option<PathBuf> {
 
 /// A real GGUF model under `models/` (see `real_model`), loaded with `dtype` (None: as stored).
 pub fn load_real(file: &str, dtype: Option<ethos::model::DType>) -> Option<ethos::model::Model> {
+    load_real_with(file, dtype, Default::default())
+}
+
+/// `load_real` with LoRA adapters.
+pub fn load_real_with(
+    file: &str,
+    dtype: Option<ethos::model::DType>,
+    adapters: ethos::model::lora::Adapters,
+) -> Option<ethos::model::Model> {
     use ethos::model::{loader, LoadOptions, ModelSpec};
     let path = real_model(file)?;
     Some(
@@ -86,6 +95,7 @@ pub fn load_real(file: &str, dtype: Option<ethos::model::DType>) -> Option<ethos
             &ModelSpec::Gguf(path),
             &LoadOptions {
                 dtype,
+                adapters,
                 ..Default::default()
             },
         )

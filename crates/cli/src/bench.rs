@@ -376,7 +376,8 @@ fn scoring_rates(d: &ethos_model::Decoder, a: &SpeedArgs) -> Result<Vec<f64>> {
 /// without them (loaded after the adapted one's measurements, in the same run).
 fn without_adapters(a: &SpeedArgs, prompt: &[u32]) -> Result<serde_json::Value> {
     let t = Instant::now();
-    let adapters = ethos_model::lora::Adapters::load(&a.model.lora, a.model.merge_lora)?;
+    let adapters =
+        ethos_model::lora::Adapters::load(&a.model.adapter_specs()?, a.model.merge_lora)?;
     let adapter_load = t.elapsed().as_secs_f64();
     drop(adapters);
     let base = a.model.without_adapters().load()?;

@@ -26,10 +26,10 @@ pub struct ModelArgs {
     /// llama.cpp LoRA GGUF, optionally times a scale: PATH or PATH:SCALE. Repeatable; the
     /// adapters' updates add up. Unmerged (beside quantized weights) unless --merge-lora.
     #[arg(long = "lora", value_name = "PATH[:SCALE]")]
-    pub lora: Vec<ethos_model::lora::AdapterSpec>,
+    pub lora: Vec<String>,
     /// Merge the adapters into the weights they adapt (those layers become dense in the
     /// compute dtype: faster products with adapters, more memory on a quantized model).
-    #[arg(long, requires = "lora")]
+    #[arg(long)]
     pub merge_lora: bool,
 }
 
@@ -50,8 +50,19 @@ impl ModelArgs {
                 .transpose()?,
             max_context: self.max_context,
             kernels: ethos_model::Kernels::from_env(),
-            adapters: ethos_model::lora::Adapters::load(&self.lora, self.merge_lora)?,
+            adapters: ethos_model::lora::Adapters::load(&self.adapter_specs()?, self.merge_lora)?,
         })
+    }
+
+    /// The `--lora` specs, checked (`--merge-lora` needs one).
+    pub fn adapter_specs(&self) -> Result<Vec<ethos_model::lora::AdapterSpec>> {
+        if self.merge_lora && self.lora.is_empty() {
+            anyhow::bail!("--merge-lora merges the --lora adapters: give at least one");
+        }
+        self.lora
+            .iter()
+            .map(|s| s.parse().map_err(anyhow::Error::msg))
+            .collect()
     }
 
     /// The same model without its adapters (the base a LoRA run is compared with).

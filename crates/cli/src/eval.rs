@@ -485,7 +485,7 @@ fn base_and_adapted(
             !bench.has_gold(),
             a.seed,
         )?;
-        tables.push((name, ethos_evals::compare::table(&diffs)));
+        tables.push((name, ethos_evals::compare::table_of(&diffs, "base", name)));
         differences.insert(format!("{name} - base"), serde_json::to_value(&diffs)?);
     }
     let comparison = serde_json::json!({

@@ -458,3 +458,82 @@ fn serve_refuses_bad_models_and_flags() {
         "{e}"
     );
 }
+
+/// Bad adapters through the binary: one line naming the file and field, on any command.
+#[test]
+fn bad_lora_adapters() {
+    let lora = repo().join("tests/fixtures/lora");
+    let llama = tiny("llama");
+    // An adapter for another base (its layers' sizes).
+    let e = fails(&["info", "-m", s(&llama), "--lora", s(&lora.join("gemma3/a"))]);
+    assert!(
+        e.contains("gemma3/a") && e.contains("the model's layer is"),
+        "{e}"
+    );
+    // A LoRA GGUF for another architecture.
+    let e = fails(&[
+        "info",
+        "-m",
+        s(&tiny("qwen2")),
+        "--lora",
+        s(&lora.join("llama/a.gguf")),
+    ]);
+    assert!(
+        e.contains("a.gguf") && e.contains("general.architecture"),
+        "{e}"
+    );
+    // An unknown PEFT type, named with its field.
+    let dir = tempfile::tempdir().unwrap();
+    let ia3 = dir.path().join("ia3");
+    std::fs::create_dir_all(&ia3).unwrap();
+    std::fs::write(ia3.join("adapter_config.json"), r#"{"peft_type": "IA3"}"#).unwrap();
+    let e = fails(&["info", "-m", s(&llama), "--lora", s(&ia3)]);
+    assert!(
+        e.contains("adapter_config.json") && e.contains("`peft_type`") && e.contains("IA3"),
+        "{e}"
+    );
+    // A path that is not there, a non-finite scale, --merge-lora alone.
+    let e = fails(&["info", "-m", s(&llama), "--lora", "/nonexistent/adapter"]);
+    assert!(
+        e.contains("/nonexistent/adapter") && e.contains("no such adapter"),
+        "{e}"
+    );
+    let e = fails(&[
+        "info",
+        "-m",
+        s(&llama),
+        "--lora",
+        &format!("{}:nan", s(&ia3)),
+    ]);
+    assert!(e.contains("finite"), "{e}");
+    let e = fails(&["info", "-m", s(&llama), "--merge-lora"]);
+    assert!(e.contains("--lora"), "{e}");
+    // A truncated adapter file.
+    let cut = dir.path().join("cut");
+    std::fs::create_dir_all(&cut).unwrap();
+    std::fs::copy(
+        lora.join("llama/a/adapter_config.json"),
+        cut.join("adapter_config.json"),
+    )
+    .unwrap();
+    let bytes = std::fs::read(lora.join("llama/a/adapter_model.safetensors")).unwrap();
+    std::fs::write(
+        cut.join("adapter_model.safetensors"),
+        &bytes[..bytes.len() / 2],
+    )
+    .unwrap();
+    let e = fails(&["info", "-m", s(&llama), "--lora", s(&cut)]);
+    assert!(e.contains("adapter_model.safetensors"), "{e}");
+    // Adapters with a remote backend: the weights are the server's.
+    let e = fails(&[
+        "eval",
+        "culturalbench",
+        "--backend",
+        "openai",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--lora",
+        s(&lora.join("llama/a")),
+    ]);
+    assert!(e.contains("--lora"), "{e}");
+}

@@ -972,3 +972,87 @@ fn items_and_scores_are_the_same_bytes_with_one_or_two_threads() {
     assert_eq!(base, score("2", "1"));
     assert_eq!(base, score("2", "16"));
 }
+
+/// A LoRA fine-tune on the default model (the committed `hk` adapter): `info` lists it,
+/// `score` moves with it, scale 0 gives the base's bytes and merging the unmerged numbers,
+/// and `eval --lora` runs the base and the adapted model and compares them item by item.
+#[test]
+fn lora_adapters_on_info_score_and_eval() {
+    let Some(m) = model() else { return };
+    let m = m.to_str().unwrap();
+    let hk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/lora/smollm2/hk");
+    let hk = hk.to_str().unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&ethos(&["info", "-m", m, "--lora", hk, "--json"], None)).unwrap();
+    let ad = &info["adapters"][0];
+    assert_eq!(
+        (ad["format"].as_str(), ad["rank"].as_u64()),
+        (Some("peft"), Some(4))
+    );
+    assert_eq!(ad["modules"], 60);
+    // 30 layers x rank 4 x (q: 576 + 576, v: 576 + 192).
+    assert_eq!(ad["parameters"], 30 * 4 * (576 + 576 + 576 + 192));
+    let input = "{\"context\": \"In Hong Kong, families\", \"continuations\": [\" share meals\", \" travel\"]}\n";
+    let lp = |extra: &[&str]| -> Vec<f64> {
+        let mut args = vec!["score", "-m", m];
+        args.extend_from_slice(extra);
+        let v: serde_json::Value = serde_json::from_str(ethos(&args, Some(input)).trim()).unwrap();
+        v["continuations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["logprob"].as_f64().unwrap())
+            .collect()
+    };
+    let base = lp(&[]);
+    let adapted = lp(&["--lora", hk]);
+    // The fine-tune taught " share meals" after Hong Kong families.
+    assert!(adapted[0] > base[0] + 0.5, "{adapted:?} vs {base:?}");
+    assert_eq!(lp(&["--lora", &format!("{hk}:0")]), base);
+    let merged = lp(&["--lora", hk, "--merge-lora", "--dtype", "f32"]);
+    let unmerged = lp(&["--lora", hk, "--dtype", "f32"]);
+    for (a, b) in merged.iter().zip(&unmerged) {
+        assert!(
+            (a - b).abs() < 1e-3,
+            "merged {merged:?} vs unmerged {unmerged:?}"
+        );
+    }
+    // eval: base/ and adapted/ runs, adapters.json with the paired differences; the base run
+    // is the plain run's bytes.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let plain = dir.path().join("plain");
+    let common = [
+        "eval",
+        "culturalbench",
+        "-m",
+        m,
+        "--limit",
+        "6",
+        "--conditions",
+        "easy",
+    ];
+    let mut args = common.to_vec();
+    args.extend(["--lora", hk, "-o", out.to_str().unwrap()]);
+    let printed = ethos(&args, None);
+    assert!(
+        printed.contains("adapted - base, item by item"),
+        "{printed}"
+    );
+    let mut args = common.to_vec();
+    args.extend(["-o", plain.to_str().unwrap()]);
+    ethos(&args, None);
+    assert_eq!(
+        std::fs::read(out.join("base/items.jsonl")).unwrap(),
+        std::fs::read(plain.join("items.jsonl")).unwrap()
+    );
+    let cmp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("adapters.json")).unwrap()).unwrap();
+    let diffs = cmp["differences"]["adapted - base"].as_array().unwrap();
+    assert_eq!(diffs[0]["n"], 6);
+    assert_eq!(cmp["adapters"][0]["path"], hk);
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("adapted/results.json")).unwrap())
+            .unwrap();
+    assert_eq!(results["model"]["adapters"][0]["rank"], 4);
+}

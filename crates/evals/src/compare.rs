@@ -148,9 +148,19 @@ pub fn utility_shift(
 
 /// The comparison as a terminal table.
 pub fn table(diffs: &[Difference]) -> String {
+    table_of(diffs, "unsteered", "steered")
+}
+
+/// The comparison of run `after` against run `before` as a terminal table.
+pub fn table_of(diffs: &[Difference], before: &str, after: &str) -> String {
     let mut out = format!(
         "{:<12} {:<16} {:>6} {:>10} {:>10} {:>28}\n",
-        "condition", "format", "n", "unsteered", "steered", "steered - unsteered (95 %)"
+        "condition",
+        "format",
+        "n",
+        before,
+        after,
+        format!("{after} - {before} (95 %)")
     );
     for d in diffs {
         out.push_str(&format!(

@@ -173,44 +173,15 @@ impl Drop for Running {
     }
 }
 
-/// Writes a PEFT LoRA folder for SmolLM2-135M at `dir`: rank `r` on every layer's q_proj,
-/// v_proj and down_proj, factors from a fixed xorshift stream (seed `seed`) of size
-/// `magnitude`, scaled by alpha = r.
-pub fn smollm2_adapter(dir: &Path, r: usize, seed: u64, magnitude: f32) {
-    let (h, kv, inter) = (576, 192, 1536);
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * magnitude
-    };
-    let mut tensors = std::collections::HashMap::new();
-    for l in 0..30 {
-        for (module, inp, out) in [
-            ("self_attn.q_proj", h, h),
-            ("self_attn.v_proj", h, kv),
-            ("mlp.down_proj", inter, h),
-        ] {
-            let p = format!("base_model.model.model.layers.{l}.{module}");
-            let a: Vec<f32> = (0..r * inp).map(|_| next()).collect();
-            let b: Vec<f32> = (0..out * r).map(|_| next()).collect();
-            let dev = &candle_core::Device::Cpu;
-            tensors.insert(
-                format!("{p}.lora_A.weight"),
-                candle_core::Tensor::from_vec(a, (r, inp), dev).unwrap(),
-            );
-            tensors.insert(
-                format!("{p}.lora_B.weight"),
-                candle_core::Tensor::from_vec(b, (out, r), dev).unwrap(),
-            );
+/// A folder of named adapters for SmolLM2: the committed fine-tune
+/// (`tests/fixtures/lora/smollm2/hk`, made by `tests/ref/make_smollm2_lora.py`) as `hk`, and
+/// the same as `kr` (requests tell them apart by their scales).
+pub fn smollm2_adapters(dir: &Path) {
+    let src = repo().join("tests/fixtures/lora/smollm2/hk");
+    for name in ["hk", "kr"] {
+        std::fs::create_dir_all(dir.join(name)).unwrap();
+        for f in ["adapter_config.json", "adapter_model.safetensors"] {
+            std::fs::copy(src.join(f), dir.join(name).join(f)).unwrap();
         }
     }
-    std::fs::create_dir_all(dir).unwrap();
-    let config = serde_json::json!({
-        "peft_type": "LORA", "r": r, "lora_alpha": r, "bias": "none", "use_dora": false,
-        "target_modules": ["q_proj", "v_proj", "down_proj"], "task_type": "CAUSAL_LM",
-    });
-    std::fs::write(dir.join("adapter_config.json"), config.to_string()).unwrap();
-    candle_core::safetensors::save(&tensors, dir.join("adapter_model.safetensors")).unwrap();
 }
