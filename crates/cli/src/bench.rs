@@ -119,8 +119,8 @@ pub fn run(w: Which) -> Result<()> {
     let prefill_mem = peak_rss_mib();
     let device_after_prefill = device_info(&d.device);
 
-    let decode = decode_rates(d, &a)?;
-    let scoring = scoring_rates(d, &a)?;
+    let decode = decode_rates(d, &a, a.repetitions)?;
+    let scoring = scoring_rates(d, &a, a.repetitions)?;
     let decode_tps = median(decode.clone());
     let device_after = device_info(&d.device);
     let device_memory = device_before.total_bytes.map(|total| {
@@ -205,7 +205,7 @@ pub fn run(w: Which) -> Result<()> {
     let base = if a.model.lora.is_empty() {
         None
     } else {
-        Some(without_adapters(&a, &prompt)?)
+        Some(without_adapters(&a, &prompt, &model.decoder)?)
     };
     let ours = {
         let mut o = ours;
@@ -259,18 +259,15 @@ pub fn run(w: Which) -> Result<()> {
                 "unmerged"
             }
         );
-        for (name, key) in [
-            ("prefill", "prefill_tokens_per_second"),
-            ("decode", "decode_tokens_per_second"),
-            ("scoring", "scoring_tokens_per_second"),
-        ] {
-            let without = b[key].as_f64().unwrap_or(0.0);
+        for name in ["prefill", "decode", "scoring"] {
+            let m = &b[name];
+            let g = |k: &str| m[k].as_f64().unwrap_or(0.0);
             println!(
-                "{:<28} {:>12.1}   with adapters {:.1} ({:+.1} %)",
+                "{:<28} {:>12.1}   with adapters {:.1}, alternated: {:+.1} % (median ratio)",
                 format!("{name} without adapters"),
-                without,
-                f(key),
-                100.0 * (f(key) / without - 1.0)
+                g("without_adapters_tokens_per_second"),
+                g("with_adapters_tokens_per_second"),
+                100.0 * (g("ratio_median") - 1.0)
             );
         }
         println!(
@@ -334,10 +331,10 @@ pub fn run(w: Which) -> Result<()> {
 
 /// Decode: `gen_tokens` greedy steps from an empty context, one token at a time; tokens per
 /// second of each repetition.
-fn decode_rates(d: &ethos_model::Decoder, a: &SpeedArgs) -> Result<Vec<f64>> {
+fn decode_rates(d: &ethos_model::Decoder, a: &SpeedArgs, reps: usize) -> Result<Vec<f64>> {
     let vocab = d.config.vocab_size;
     let mut decode = Vec::new();
-    for _ in 0..a.repetitions {
+    for _ in 0..reps {
         let mut cache = d.new_cache(1, a.gen_tokens + 1)?;
         let mut tok = synthetic_ids(1, vocab, 2)[0];
         let t = Instant::now();
@@ -352,7 +349,7 @@ fn decode_rates(d: &ethos_model::Decoder, a: &SpeedArgs) -> Result<Vec<f64>> {
 
 /// Scoring: log-probs of every token of `score_seqs` sequences, batched; tokens per second
 /// of each repetition.
-fn scoring_rates(d: &ethos_model::Decoder, a: &SpeedArgs) -> Result<Vec<f64>> {
+fn scoring_rates(d: &ethos_model::Decoder, a: &SpeedArgs, reps: usize) -> Result<Vec<f64>> {
     let vocab = d.config.vocab_size;
     let requests: Vec<ScoreRequest> = (0..a.score_seqs)
         .map(|i| {
@@ -364,7 +361,7 @@ fn scoring_rates(d: &ethos_model::Decoder, a: &SpeedArgs) -> Result<Vec<f64>> {
         })
         .collect();
     let mut scoring = Vec::new();
-    for _ in 0..a.repetitions {
+    for _ in 0..reps {
         let t = Instant::now();
         score(d, &requests, &ScoreOptions::default(), None)?;
         scoring.push((a.score_seqs * a.score_len) as f64 / t.elapsed().as_secs_f64());
@@ -373,8 +370,14 @@ fn scoring_rates(d: &ethos_model::Decoder, a: &SpeedArgs) -> Result<Vec<f64>> {
 }
 
 /// With `--lora`: the adapters' load time, and prefill, decode and scoring of the same model
-/// without them (loaded after the adapted one's measurements, in the same run).
-fn without_adapters(a: &SpeedArgs, prompt: &[u32]) -> Result<serde_json::Value> {
+/// without them, in the same run, alternating with the adapted model's (`adapted`) rep by
+/// rep so that both see the same machine; each metric's median rate and the median of the
+/// rep-by-rep ratios.
+fn without_adapters(
+    a: &SpeedArgs,
+    prompt: &[u32],
+    adapted: &ethos_model::Decoder,
+) -> Result<serde_json::Value> {
     let t = Instant::now();
     let adapters =
         ethos_model::lora::Adapters::load(&a.model.adapter_specs()?, a.model.merge_lora)?;
@@ -382,13 +385,33 @@ fn without_adapters(a: &SpeedArgs, prompt: &[u32]) -> Result<serde_json::Value> 
     drop(adapters);
     let base = a.model.without_adapters().load()?;
     let d = &base.decoder;
-    let (_, prefill) = prefill_rates(d, prompt, a.repetitions)?;
-    Ok(serde_json::json!({
-        "adapter_load_seconds": adapter_load,
-        "prefill_tokens_per_second": median(prefill),
-        "decode_tokens_per_second": median(decode_rates(d, a)?),
-        "scoring_tokens_per_second": median(scoring_rates(d, a)?),
-    }))
+    prefill_rates(d, prompt, 1)?;
+    let mut out = serde_json::json!({"adapter_load_seconds": adapter_load});
+    type Rates<'a> = dyn Fn(&ethos_model::Decoder) -> Result<f64> + 'a;
+    let metrics: [(&str, Box<Rates>); 3] = [
+        (
+            "prefill",
+            Box::new(|d| Ok(prefill_rates(d, prompt, 1)?.1[0])),
+        ),
+        ("decode", Box::new(|d| Ok(decode_rates(d, a, 1)?[0]))),
+        ("scoring", Box::new(|d| Ok(scoring_rates(d, a, 1)?[0]))),
+    ];
+    for (name, rate) in metrics {
+        let (mut with, mut without, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..a.repetitions {
+            let w = rate(adapted)?;
+            let b = rate(d)?;
+            with.push(w);
+            without.push(b);
+            ratio.push(w / b);
+        }
+        out[name] = serde_json::json!({
+            "with_adapters_tokens_per_second": median(with),
+            "without_adapters_tokens_per_second": median(without),
+            "ratio_median": median(ratio),
+        });
+    }
+    Ok(out)
 }
 
 /// Generated tokens per second of plain decoding and of each palette mode on one chat

@@ -27,8 +27,9 @@ pub struct ModelArgs {
     /// adapters' updates add up. Unmerged (beside quantized weights) unless --merge-lora.
     #[arg(long = "lora", value_name = "PATH[:SCALE]")]
     pub lora: Vec<String>,
-    /// Merge the adapters into the weights they adapt (those layers become dense in the
-    /// compute dtype: faster products with adapters, more memory on a quantized model).
+    /// Merge the adapters into the weights they adapt: those layers become dense in the
+    /// compute dtype (on f32/bf16 models the adapters then cost nothing per token; on a
+    /// quantized model the merged layers take more memory and decode slower).
     #[arg(long)]
     pub merge_lora: bool,
 }

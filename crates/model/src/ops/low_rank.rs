@@ -101,14 +101,82 @@ pub struct LowRank {
     parts: Option<Vec<Part>>,
 }
 
-/// One layer's share of a stacked update: its outputs from `offset`, `down_t (in, r)` and
-/// `up_t (r, out)`.
+/// Lanes of the few-row kernel's accumulators (one 512-bit register of f32).
+const LANES: usize = 16;
+
+/// One layer's share of a stacked update: its outputs from `offset`; `down` as blocks of
+/// `LANES` ranks, each `[in][LANES]`; `up` as blocks of `LANES` outputs, each `[r][LANES]`
+/// (zero-padded), so each block's sums stay in one register.
 struct Part {
     offset: usize,
     out: usize,
     r: usize,
-    down_t: Vec<f32>,
-    up_t: Vec<f32>,
+    down: Store,
+    up: Store,
+}
+
+/// Factors as stored for the few-row kernel: in f32, or as the bf16 bits of values that are
+/// bf16 exactly (a bf16 adapter file, or factors rounded on the quantized path), half the
+/// bytes to read per token and the same numbers.
+enum Store {
+    F32(Vec<f32>),
+    Bf16(Vec<u16>),
+}
+
+impl Store {
+    fn new(v: Vec<f32>) -> Self {
+        if v.iter().all(|x| x.to_bits() & 0xFFFF == 0) {
+            Store::Bf16(v.iter().map(|x| (x.to_bits() >> 16) as u16).collect())
+        } else {
+            Store::F32(v)
+        }
+    }
+}
+
+/// A stored factor value as f32.
+trait Lane: Copy {
+    fn value(self) -> f32;
+}
+
+impl Lane for f32 {
+    #[inline(always)]
+    fn value(self) -> f32 {
+        self
+    }
+}
+
+impl Lane for u16 {
+    #[inline(always)]
+    fn value(self) -> f32 {
+        f32::from_bits((self as u32) << 16)
+    }
+}
+
+impl Part {
+    /// From `down (r, in)` and `up (out, r)`, row-major.
+    fn new(offset: usize, down: &[f32], up: &[f32], r: usize, inp: usize, out: usize) -> Self {
+        let mut d = vec![0f32; r.div_ceil(LANES) * inp * LANES];
+        for j in 0..r {
+            let (c, l) = (j / LANES, j % LANES);
+            for k in 0..inp {
+                d[(c * inp + k) * LANES + l] = down[j * inp + k];
+            }
+        }
+        let mut u = vec![0f32; out.div_ceil(LANES) * r * LANES];
+        for o in 0..out {
+            let (c, l) = (o / LANES, o % LANES);
+            for j in 0..r {
+                u[(c * r + j) * LANES + l] = up[o * r + j];
+            }
+        }
+        Self {
+            offset,
+            out,
+            r,
+            down: Store::new(d),
+            up: Store::new(u),
+        }
+    }
 }
 
 impl LowRank {
@@ -136,17 +204,15 @@ impl LowRank {
     fn from_parts(down: Tensor, up: Tensor, blocks: &[(usize, usize, usize)]) -> Result<Self> {
         let total_rank = down.dims()[0];
         let parts = if sgemm::AVAILABLE && down.device().is_cpu() && down.dtype() == DType::F32 {
-            let flat = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.t()?.flatten_all()?.to_vec1()?) };
+            let flat = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1()?) };
+            let inp = down.dims()[1];
             let mut parts = Vec::new();
             for (i, &(offset, out, r0)) in blocks.iter().enumerate() {
                 let r1 = blocks.get(i + 1).map_or(total_rank, |b| b.2);
-                parts.push(Part {
-                    offset,
-                    out,
-                    r: r1 - r0,
-                    down_t: flat(&down.narrow(0, r0, r1 - r0)?)?,
-                    up_t: flat(&up.narrow(0, offset, out)?.narrow(1, r0, r1 - r0)?)?,
-                });
+                let r = r1 - r0;
+                let d = flat(&down.narrow(0, r0, r)?)?;
+                let u = flat(&up.narrow(0, offset, out)?.narrow(1, r0, r)?.contiguous()?)?;
+                parts.push(Part::new(offset, &d, &u, r, inp, out));
             }
             Some(parts)
         } else {
@@ -196,14 +262,7 @@ impl LowRank {
                 let out = ys.len() / rows.max(1);
                 for (xr, yr) in xs.chunks_exact(inp).zip(ys.chunks_exact_mut(out)) {
                     for p in parts {
-                        add_row(
-                            xr,
-                            &mut yr[p.offset..p.offset + p.out],
-                            &p.down_t,
-                            &p.up_t,
-                            p.r,
-                            scale,
-                        );
+                        add_row(xr, &mut yr[p.offset..p.offset + p.out], p, scale);
                     }
                 }
                 Ok(Tensor::from_vec(ys, y.dims(), y.device())?)
@@ -273,30 +332,57 @@ impl LowRank {
     }
 }
 
-/// One row of `y += up (down x)` on transposed factors (`down_t (in, r)`, `up_t (r, out)`).
-/// Each sum is one chain of fused multiply-adds from zero in depth order, as `sgemm`'s tiles
-/// run them, and the update is added to `y` afterwards, as the two-product path adds it.
-fn add_row(x: &[f32], y: &mut [f32], down_t: &[f32], up_t: &[f32], r: usize, scale: f32) {
-    let mut h = vec![0f32; r];
-    for (k, &xv) in x.iter().enumerate() {
-        for (hj, &d) in h.iter_mut().zip(&down_t[k * r..(k + 1) * r]) {
-            *hj = xv.mul_add(d, *hj);
-        }
+/// One row of `y += scale * up (down x)` on a part's blocked factors.
+fn add_row(x: &[f32], y: &mut [f32], p: &Part, scale: f32) {
+    let mut h = vec![0f32; p.r.div_ceil(LANES) * LANES];
+    match &p.down {
+        Store::F32(d) => down_row(x, d, &mut h),
+        Store::Bf16(d) => down_row(x, d, &mut h),
     }
-    let out = y.len();
-    let mut t = vec![0f32; out];
-    for (j, &hv) in h.iter().enumerate() {
-        for (to, &u) in t.iter_mut().zip(&up_t[j * out..(j + 1) * out]) {
-            *to = hv.mul_add(u, *to);
-        }
+    match &p.up {
+        Store::F32(u) => up_row(&h[..p.r], u, y, scale),
+        Store::Bf16(u) => up_row(&h[..p.r], u, y, scale),
     }
-    if scale == 1.0 {
-        for (yo, to) in y.iter_mut().zip(&t) {
-            *yo += to;
+}
+
+/// `h = down x`, block by block. Each sum is one chain of fused multiply-adds from zero in
+/// depth order, as `sgemm`'s tiles run them (the same bits as the many-row path); a block's
+/// sums run in a `LANES`-wide local array, which the compiler keeps in a register.
+fn down_row<T: Lane>(x: &[f32], down: &[T], h: &mut [f32]) {
+    let inp = x.len();
+    for (block, hc) in down
+        .chunks_exact(inp * LANES)
+        .zip(h.chunks_exact_mut(LANES))
+    {
+        let mut acc = [0f32; LANES];
+        for (&xv, d) in x.iter().zip(block.chunks_exact(LANES)) {
+            for l in 0..LANES {
+                acc[l] = xv.mul_add(d[l].value(), acc[l]);
+            }
         }
-    } else {
-        for (yo, to) in y.iter_mut().zip(&t) {
-            *yo += to * scale;
+        hc.copy_from_slice(&acc);
+    }
+}
+
+/// `y += scale * (up h)`, block by block: each output's sum a chain from zero over the ranks,
+/// added to `y` afterwards, as the many-row path adds its product.
+fn up_row<T: Lane>(h: &[f32], up: &[T], y: &mut [f32], scale: f32) {
+    let r = h.len();
+    for (block, yc) in up.chunks_exact(r * LANES).zip(y.chunks_mut(LANES)) {
+        let mut acc = [0f32; LANES];
+        for (&hv, u) in h.iter().zip(block.chunks_exact(LANES)) {
+            for l in 0..LANES {
+                acc[l] = hv.mul_add(u[l].value(), acc[l]);
+            }
+        }
+        if scale == 1.0 {
+            for (yo, a) in yc.iter_mut().zip(&acc) {
+                *yo += a;
+            }
+        } else {
+            for (yo, a) in yc.iter_mut().zip(&acc) {
+                *yo += a * scale;
+            }
         }
     }
 }
@@ -344,6 +430,31 @@ mod tests {
                 assert_eq!(flat(&few), many[start * out..(start + n) * out].to_vec());
             }
         }
+    }
+
+    /// Factors that are bf16 values take half the bytes and give the same bits.
+    #[test]
+    fn bf16_factors_are_stored_in_half_the_bytes_with_the_same_bits() {
+        let round = |x: Tensor| {
+            x.to_dtype(DType::BF16)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap()
+        };
+        let (inp, out, r) = (64, 48, 16);
+        let l = LowRank::new(&[(round(t(r, inp, 1)), round(t(out, r, 2)))], DType::F32).unwrap();
+        assert!(matches!(
+            l.parts.as_ref().map(|p| (&p[0].down, &p[0].up)),
+            Some((Store::Bf16(_), Store::Bf16(_)))
+        ));
+        let x = t(20, inp, 3);
+        let y = t(20, out, 4);
+        let many = flat(&l.add_to(&x, y.clone()).unwrap());
+        let few = flat(
+            &l.add_to(&x.narrow(0, 2, 3).unwrap(), y.narrow(0, 2, 3).unwrap())
+                .unwrap(),
+        );
+        assert_eq!(few, many[2 * out..5 * out].to_vec());
     }
 
     /// Stacked adapters add their products; stacked layers keep each update on its own rows.
