@@ -90,6 +90,7 @@ fn peft_adapters_match_transformers_and_peft_unmerged_and_merged() {
         for merge in [false, true] {
             let d = load(&base_folder(&r), std::slice::from_ref(&adapter), merge).unwrap();
             let diff = max_diff(&all_logits(&d, &r.ids), &r.logits);
+            eprintln!("{case} (merge {merge}): max |logit diff| {diff:.2e}, the adapter moves logits by up to {moved:.2}");
             assert!(
                 diff < 1e-4,
                 "{case} (merge {merge}): max |logit diff| {diff}"
@@ -114,6 +115,7 @@ fn two_adapters_at_their_scales_equal_peft_weighted_combination() {
     for merge in [false, true] {
         let d = load(&base_folder(&r), &[a.clone(), b.clone()], merge).unwrap();
         let diff = max_diff(&all_logits(&d, &r.ids), &r.logits);
+        eprintln!("a:0.5 + b:1.0 (merge {merge}): max |logit diff| {diff:.2e}");
         assert!(diff < 1e-4, "a:0.5 + b:1.0 (merge {merge}): {diff}");
     }
     // rsLoRA alone (b's alpha / sqrt(r)).
@@ -140,6 +142,11 @@ fn lora_gguf_gives_its_peft_folders_numbers_on_either_base() {
         for merge in [false, true] {
             let d = load(base, std::slice::from_ref(adapter), merge).unwrap();
             let diff = max_diff(&all_logits(&d, &r.ids), &r.logits);
+            eprintln!(
+                "{} on {} (merge {merge}): max |logit diff| {diff:.2e}",
+                adapter.path.file_name().unwrap().to_string_lossy(),
+                base.file_name().unwrap().to_string_lossy()
+            );
             assert!(
                 diff < 1e-4,
                 "{} on {} (merge {merge}): {diff}",
