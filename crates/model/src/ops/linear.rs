@@ -171,14 +171,14 @@ impl Linear {
 
     /// Adds a low-rank update to every product (adapters, unmerged).
     pub fn with_low_rank(mut self, update: LowRank) -> Result<Self> {
-        self.low_rank = Some(Box::new(update.with_kernels(self.kernels)?));
+        self.low_rank = Some(Box::new(update));
         Ok(self)
     }
 
     /// Adds a named adapter's update (`index` into `lora::Adapters::named`), applied to the
     /// rows a selection gives it.
     pub fn with_slot(mut self, index: usize, update: LowRank) -> Result<Self> {
-        self.slots.push((index, update.with_kernels(self.kernels)?));
+        self.slots.push((index, update));
         Ok(self)
     }
 

@@ -1,12 +1,11 @@
 //! A low-rank update `x -> up(down(x))` that a layer adds to its own product: LoRA adapters
-//! run unmerged this way beside quantized weights. Both factors are dense layers, so their
-//! products take the same row-count-independent arithmetic as every dense product (the
-//! batch-invariance guarantee holds with adapters).
+//! run unmerged this way beside quantized weights. On the CPU both products take our f32
+//! GEMM for many rows and a one-pass kernel with the same sums for few, so the update's bits
+//! do not depend on the rows beside a row (the batch-invariance guarantee holds with
+//! adapters).
 
 use crate::cpu::sgemm;
 use crate::error::{Error, Result};
-use crate::ops::linear::Linear;
-use crate::ops::Kernels;
 use candle_core::{DType, Tensor};
 use std::cell::RefCell;
 
@@ -94,12 +93,16 @@ pub fn add_selected(slots: &[(usize, LowRank)], x: &Tensor, y: Tensor) -> Result
 pub struct LowRank {
     down: Tensor,
     up: Tensor,
-    down_layer: Linear,
-    up_layer: Linear,
+    /// Both factors packed for the f32 GEMM (CPU), made on the first call of many rows.
+    packed: std::sync::OnceLock<(sgemm::PackedWeights, sgemm::PackedWeights)>,
     /// For calls of few rows on the CPU (`add_to`): each stacked layer's factors apart (the
     /// block-diagonal `up`'s zeros skipped), transposed, in f32.
     parts: Option<Vec<Part>>,
 }
+
+/// Calls of fewer rows take the one-pass kernel (`add_row`), more the GEMM: the same bits
+/// either way, so the threshold is a matter of speed alone.
+const FEW_ROWS: usize = 16;
 
 /// Lanes of the few-row kernel's accumulators (one 512-bit register of f32).
 const LANES: usize = 16;
@@ -219,8 +222,7 @@ impl LowRank {
             None
         };
         Ok(Self {
-            down_layer: Linear::dense(down.clone(), None)?,
-            up_layer: Linear::dense(up.clone(), None)?,
+            packed: std::sync::OnceLock::new(),
             down,
             up,
             parts,
@@ -229,14 +231,6 @@ impl LowRank {
 
     pub fn rank(&self) -> usize {
         self.down.dims()[0]
-    }
-
-    pub fn with_kernels(self, kernels: Kernels) -> Result<Self> {
-        Ok(Self {
-            down_layer: Linear::dense(self.down.clone(), None)?.with_kernels(kernels),
-            up_layer: Linear::dense(self.up.clone(), None)?.with_kernels(kernels),
-            ..self
-        })
     }
 
     /// `y + update(x)` for `x (rows, in)` and the layer's product `y (rows, out)`. Calls of
@@ -252,9 +246,7 @@ impl LowRank {
         let rows = x.dims()[0];
         match &self.parts {
             Some(parts)
-                if rows < crate::ops::linear::DENSE_MIN_ROWS
-                    && x.dtype() == DType::F32
-                    && y.dtype() == DType::F32 =>
+                if rows < FEW_ROWS && x.dtype() == DType::F32 && y.dtype() == DType::F32 =>
             {
                 let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
                 let mut ys: Vec<f32> = y.flatten_all()?.to_vec1()?;
@@ -280,10 +272,37 @@ impl LowRank {
             .matmul(&self.down.to_dtype(DType::F32)?)?)
     }
 
-    /// `x (rows, in)` to `(rows, out)`.
+    /// `x (rows, in)` to `(rows, out)`: on the CPU two products of our f32 GEMM (on f32
+    /// values, rounded back to a half-precision `x`'s dtype, as dense layers compute), whose
+    /// sums do not depend on the number of rows; elsewhere candle's.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.down_layer.forward(x)?;
-        self.up_layer.forward(&h)
+        if !(x.device().is_cpu() && sgemm::AVAILABLE) {
+            return Ok(x.matmul(&self.down.t()?)?.matmul(&self.up.t()?)?);
+        }
+        let (r, inp) = self.down.dims2()?;
+        let out = self.up.dims()[0];
+        let (pd, pu) = match self.packed.get() {
+            Some(p) => p,
+            None => {
+                let flat = |t: &Tensor| -> Result<Vec<f32>> {
+                    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)
+                };
+                let pd = sgemm::PackedWeights::pack(&flat(&self.down)?, r, inp);
+                let pu = sgemm::PackedWeights::pack(&flat(&self.up)?, out, r);
+                self.packed.get_or_init(|| (pd, pu))
+            }
+        };
+        let x32 = x.to_dtype(DType::F32)?.contiguous()?;
+        let rows = x32.dim(0)?;
+        let mut h = vec![0f32; rows * r];
+        {
+            let (storage, layout) = x32.storage_and_layout();
+            let a = &super::cpu_f32(&storage, layout)?[..rows * inp];
+            sgemm::matmul(a, rows, pd, &mut h);
+        }
+        let mut t = vec![0f32; rows * out];
+        sgemm::matmul(&h, rows, pu, &mut t);
+        Ok(Tensor::from_vec(t, (rows, out), x.device())?.to_dtype(x.dtype())?)
     }
 
     /// The updates of layers stacked along their outputs (`Linear::concat`): `parts` gives
