@@ -1055,4 +1055,26 @@ fn lora_adapters_on_info_score_and_eval() {
         serde_json::from_str(&std::fs::read_to_string(out.join("adapted/results.json")).unwrap())
             .unwrap();
     assert_eq!(results["model"]["adapters"][0]["rank"], 4);
+    // With a control vector too: a third run, adapted and steered, compared with the base.
+    let cv =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/control/smollm2_cv.gguf");
+    let three = dir.path().join("three");
+    let mut args = common.to_vec();
+    let cv_spec = format!("{}:2", cv.display());
+    args.extend(["--lora", hk, "--control-vector", &cv_spec]);
+    args.extend(["-o", three.to_str().unwrap()]);
+    let printed = ethos(&args, None);
+    assert!(
+        printed.contains("steered - base, item by item"),
+        "{printed}"
+    );
+    let cmp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(three.join("adapters.json")).unwrap())
+            .unwrap();
+    assert!(cmp["differences"]["steered - base"].is_array(), "{cmp}");
+    assert!(cmp["steering"]["control_vectors"].is_array(), "{cmp}");
+    let steered: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(three.join("steered/results.json")).unwrap())
+            .unwrap();
+    assert_eq!(steered["model"]["adapters"][0]["rank"], 4);
 }
