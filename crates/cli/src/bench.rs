@@ -93,8 +93,8 @@ pub fn run(w: Which) -> Result<()> {
     }
     let mut model = match (a.load_format.as_str(), &a.arch) {
         ("dummy", Some(arch)) => {
-            if a.model.model.is_some() || a.llama_bench.is_some() {
-                bail!("--load-format dummy builds random weights: drop --model and --llama-bench");
+            if a.model.model.is_some() || a.llama_bench.is_some() || !a.model.lora.is_empty() {
+                bail!("--load-format dummy builds random weights: drop --model, --llama-bench and --lora");
             }
             ethos_model::loader::load_dummy(arch, &a.model.options()?)?
         }

@@ -524,6 +524,18 @@ fn bad_lora_adapters() {
     .unwrap();
     let e = fails(&["info", "-m", s(&llama), "--lora", s(&cut)]);
     assert!(e.contains("adapter_model.safetensors"), "{e}");
+    // Adapters on random weights: bench would measure the wrong base.
+    let e = fails(&[
+        "bench",
+        "speed",
+        "--load-format",
+        "dummy",
+        "--arch",
+        "smollm2-135m",
+        "--lora",
+        s(&lora.join("llama/a")),
+    ]);
+    assert!(e.contains("--lora"), "{e}");
     // Adapters with a remote backend: the weights are the server's.
     let e = fails(&[
         "eval",
