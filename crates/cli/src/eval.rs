@@ -67,6 +67,25 @@ impl ethos_evals::OptionTilt for PaletteTilt<'_> {
     }
 }
 
+/// The tilt of a lambda file on a model run here (`None` without one).
+fn local_tilt<'m>(
+    lambda: Option<&'m ethos_steer::palette::decode::LambdaFile>,
+    model: &'m ethos_model::Model,
+) -> Result<Option<PaletteTilt<'m>>> {
+    lambda
+        .map(|lf| {
+            Ok(PaletteTilt(
+                ethos_steer::palette::decode::PaletteDecoder::new(
+                    lf,
+                    model,
+                    ethos_steer::palette::decode::PaletteMode::BestOfN,
+                    1,
+                )?,
+            ))
+        })
+        .transpose()
+}
+
 fn default_output(a: &Args) -> PathBuf {
     let stem = a
         .model
@@ -289,17 +308,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     let model = a.model.load()?;
     let mut session = a.control.session(&model)?;
-    let tilt = match &lambda {
-        Some(lf) => Some(PaletteTilt(
-            ethos_steer::palette::decode::PaletteDecoder::new(
-                lf,
-                &model,
-                ethos_steer::palette::decode::PaletteMode::BestOfN,
-                1,
-            )?,
-        )),
-        None => None,
-    };
+    let tilt = local_tilt(lambda.as_ref(), &model)?;
     if session.is_steered() || tilt.is_some() {
         let sha = loaded.dataset_sha256.clone();
         let mut run = |steered: bool,
@@ -451,17 +460,7 @@ fn base_and_adapted(
         Some(o) => {
             eprintln!("adapted and steered run:");
             let mut session = a.control.session(&model)?;
-            let mut tilt = match lambda {
-                Some(lf) => Some(PaletteTilt(
-                    ethos_steer::palette::decode::PaletteDecoder::new(
-                        lf,
-                        &model,
-                        ethos_steer::palette::decode::PaletteMode::BestOfN,
-                        1,
-                    )?,
-                )),
-                None => None,
-            };
+            let mut tilt = local_tilt(lambda, &model)?;
             Some(ethos_evals::run_tilted(
                 &mut session,
                 bench,

@@ -11,7 +11,7 @@ use crate::lora::{Adapters, WithAdapters};
 use crate::ops::linear::Linear;
 use crate::ops::{Kernels, Numerics};
 use crate::weights::gguf::GgufFile;
-use crate::weights::{TensorSource, WithKernels};
+use crate::weights::TensorSource;
 use candle_core::DType;
 use std::path::Path;
 
@@ -234,8 +234,7 @@ pub fn build(
             supported.join(", ")
         )));
     }
-    let mut src = WithKernels::new(src, kernels);
-    let mut src = WithAdapters::new(&mut src, adapters, cfg, dtype)?;
+    let mut src = WithAdapters::new(src, kernels, adapters, cfg, dtype)?;
     let mut decoder = cfg.arch.get().load(Build {
         cfg,
         src: &mut src,

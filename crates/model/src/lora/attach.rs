@@ -1,5 +1,6 @@
-//! Attaches adapters while the architecture loads its layers: a tensor source that asks the
-//! source beneath for each matrix and adds the adapters' update for that module, unmerged
+//! What the loader adds to every matrix while the architecture loads its layers: a tensor
+//! source that asks the source beneath for each matrix, gives it the kernels the loader chose
+//! (`LoadOptions::kernels`) and adds the adapters' update for that module, unmerged
 //! (`Linear::with_low_rank`) or merged (`Linear::merged`). Every adapter module must find its
 //! layer, or loading fails naming the first that did not.
 
@@ -17,6 +18,7 @@ use std::path::Path;
 
 pub struct WithAdapters<'s> {
     inner: &'s mut dyn TensorSource,
+    kernels: Kernels,
     adapters: &'s Adapters,
     cfg: &'s ModelConfig,
     dtype: DType,
@@ -27,15 +29,12 @@ pub struct WithAdapters<'s> {
 impl<'s> WithAdapters<'s> {
     pub fn new(
         inner: &'s mut dyn TensorSource,
+        kernels: Kernels,
         adapters: &'s Adapters,
         cfg: &'s ModelConfig,
         dtype: DType,
     ) -> Result<Self> {
-        for a in adapters
-            .list
-            .iter()
-            .chain(adapters.named.iter().map(|(_, a)| a))
-        {
+        for a in adapters.all() {
             if let (Some(theirs), Some(ours)) = (&a.gguf_arch, cfg.arch.get().gguf_name()) {
                 if theirs != ours {
                     return Err(Error::config(
@@ -48,6 +47,7 @@ impl<'s> WithAdapters<'s> {
         }
         Ok(Self {
             inner,
+            kernels,
             adapters,
             cfg,
             dtype,
@@ -58,12 +58,7 @@ impl<'s> WithAdapters<'s> {
     /// Fails naming the first adapter module that matched no layer (an adapter for another
     /// base, or a module ethos does not adapt).
     pub fn finish(self) -> Result<()> {
-        let all = self
-            .adapters
-            .list
-            .iter()
-            .chain(self.adapters.named.iter().map(|(_, a)| a));
-        for (a, used) in all.zip(&self.used) {
+        for (a, used) in self.adapters.all().zip(&self.used) {
             if let Some(m) = a.modules.keys().find(|m| !used.contains(*m)) {
                 return Err(Error::format(
                     &a.path,
@@ -95,9 +90,8 @@ impl<'s> WithAdapters<'s> {
     fn update(&mut self, hf: &str, shape: [usize; 2]) -> Result<Option<LowRank>> {
         let mut pairs = Vec::new();
         for (i, a) in self.adapters.list.iter().enumerate() {
-            if let Some(pair) = self.factors(a, hf, shape)? {
+            if let Some((module, pair)) = self.factors(a, hf, shape)? {
                 pairs.push(pair);
-                let module = self.module_name(a, hf).unwrap_or_default();
                 self.used[i].insert(module);
             }
         }
@@ -109,11 +103,10 @@ impl<'s> WithAdapters<'s> {
         let mut slots = Vec::new();
         let offset = self.adapters.list.len();
         for (i, (_, a)) in self.adapters.named.iter().enumerate() {
-            if let Some(pair) = self.factors(a, hf, shape)? {
+            if let Some((module, pair)) = self.factors(a, hf, shape)? {
                 if let Some(l) = self.low_rank(vec![pair])? {
                     slots.push((i, l));
                 }
-                let module = self.module_name(a, hf).unwrap_or_default();
                 self.used[offset + i].insert(module);
             }
         }
@@ -132,14 +125,15 @@ impl<'s> WithAdapters<'s> {
         Ok(Some(LowRank::new(&pairs, self.dtype)?))
     }
 
-    /// `adapter`'s factors `(a, b)` for matrix `hf`, checked against the layer's shape, the
-    /// adapter's factor and scale folded into `b`, its rows in the base's layout.
+    /// `adapter`'s module for matrix `hf` and its factors `(a, b)`, checked against the
+    /// layer's shape, the adapter's factor and scale folded into `b`, its rows in the base's
+    /// layout.
     fn factors(
         &self,
         a: &Adapter,
         hf: &str,
         shape: [usize; 2],
-    ) -> Result<Option<(Tensor, Tensor)>> {
+    ) -> Result<Option<(String, (Tensor, Tensor))>> {
         let Some(module) = self.module_name(a, hf) else {
             return Ok(None);
         };
@@ -168,7 +162,7 @@ impl<'s> WithAdapters<'s> {
         }
         let b = self.rows_for_base(a, hf, &f.b)?;
         let b = (b * (f.factor * a.scale))?;
-        Ok(Some((f.a.clone(), b)))
+        Ok(Some((module, (f.a.clone(), b))))
     }
 
     /// llama.cpp's converter permutes Llama's q/k rows (for its adjacent-pair rotation); an
@@ -231,14 +225,20 @@ impl TensorSource for WithAdapters<'_> {
         self.inner.dense(name, shape, dtype)
     }
     fn linear(&mut self, name: &str, shape: [usize; 2], bias: Option<Tensor>) -> Result<Linear> {
-        let layer = self.inner.linear(name, shape, bias)?;
+        let layer = self
+            .inner
+            .linear(name, shape, bias)?
+            .with_kernels(self.kernels);
         self.attach(name, shape, layer)
     }
     fn embedding(&mut self, name: &str, shape: [usize; 2]) -> Result<Embedding> {
         self.inner.embedding(name, shape)
     }
     fn tied_head(&mut self, name: &str, shape: [usize; 2]) -> Result<Linear> {
-        let layer = self.inner.tied_head(name, shape)?;
+        let layer = self
+            .inner
+            .tied_head(name, shape)?
+            .with_kernels(self.kernels);
         // PEFT names the output head `lm_head` whether or not it is tied.
         self.attach("lm_head.weight", shape, layer)
     }
@@ -246,6 +246,6 @@ impl TensorSource for WithAdapters<'_> {
         self.inner.is_gguf()
     }
     fn kernels(&self) -> Kernels {
-        self.inner.kernels()
+        self.kernels
     }
 }

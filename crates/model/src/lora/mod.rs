@@ -228,6 +228,11 @@ impl Adapters {
         self.list.is_empty()
     }
 
+    /// The listed adapters, then the named ones.
+    pub fn all(&self) -> impl Iterator<Item = &Adapter> {
+        self.list.iter().chain(self.named.iter().map(|(_, a)| a))
+    }
+
     pub fn infos(&self) -> Vec<AdapterInfo> {
         self.list.iter().map(|a| a.info(self.merge)).collect()
     }

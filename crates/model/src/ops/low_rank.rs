@@ -65,11 +65,31 @@ pub fn add_selected(slots: &[(usize, LowRank)], x: &Tensor, y: Tensor) -> Result
                         rows.len()
                     )));
                 }
-                if rows
+                let chosen: Vec<&LowRank> = rows
                     .iter()
-                    .all(|r| r.iter().all(|&(id, _)| find(id).is_none()))
-                {
+                    .flatten()
+                    .filter_map(|&(id, _)| find(id))
+                    .collect();
+                if chosen.is_empty() {
                     return Ok(y);
+                }
+                // Rows one at a time on the few-row kernel, on one copy of the activations.
+                if x.dtype() == DType::F32
+                    && y.dtype() == DType::F32
+                    && chosen.iter().all(|l| l.parts.is_some())
+                {
+                    let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
+                    let mut ys: Vec<f32> = y.flatten_all()?.to_vec1()?;
+                    let (inp, out) = (xs.len() / n.max(1), ys.len() / n.max(1));
+                    let pairs = xs.chunks_exact(inp).zip(ys.chunks_exact_mut(out));
+                    for ((xr, yr), list) in pairs.zip(rows) {
+                        for &(id, scale) in list {
+                            if let Some(l) = find(id) {
+                                l.add_row(xr, yr, scale);
+                            }
+                        }
+                    }
+                    return Ok(Tensor::from_vec(ys, y.dims(), y.device())?);
                 }
                 let mut out = Vec::with_capacity(n);
                 for (i, list) in rows.iter().enumerate() {
@@ -95,8 +115,8 @@ pub struct LowRank {
     up: Tensor,
     /// Both factors packed for the f32 GEMM (CPU), made on the first call of many rows.
     packed: std::sync::OnceLock<(sgemm::PackedWeights, sgemm::PackedWeights)>,
-    /// For calls of few rows on the CPU (`add_to`): each stacked layer's factors apart (the
-    /// block-diagonal `up`'s zeros skipped), transposed, in f32.
+    /// For calls of few rows on the CPU (`add_scaled`): each stacked layer's factors apart
+    /// (the block-diagonal `up`'s zeros skipped), blocked for the one-pass kernel.
     parts: Option<Vec<Part>>,
 }
 
@@ -119,8 +139,7 @@ struct Part {
 }
 
 /// Factors as stored for the few-row kernel: in f32, or as the bf16 bits of values that are
-/// bf16 exactly (a bf16 adapter file, or factors rounded on the quantized path), half the
-/// bytes to read per token and the same numbers.
+/// bf16 exactly (a bf16 adapter file), half the bytes to read per token and the same numbers.
 enum Store {
     F32(Vec<f32>),
     Bf16(Vec<u16>),
@@ -194,10 +213,6 @@ impl LowRank {
         }
         let down = Tensor::cat(&downs, 0)?.to_dtype(dtype)?;
         let up = Tensor::cat(&ups, 1)?.to_dtype(dtype)?;
-        Self::from_factors(down, up)
-    }
-
-    fn from_factors(down: Tensor, up: Tensor) -> Result<Self> {
         let out = up.dims()[0];
         Self::from_parts(down, up, &[(0, out, 0)])
     }
@@ -234,9 +249,9 @@ impl LowRank {
     }
 
     /// `y + update(x)` for `x (rows, in)` and the layer's product `y (rows, out)`. Calls of
-    /// few rows on the CPU take one pass over the transposed factors instead of two products
-    /// and an add (at decode the separate ops cost more than the arithmetic); its sums run in
-    /// the order of `sgemm`'s, so the bits do not depend on the path.
+    /// few rows on the CPU take one pass over the blocked factors instead of two products and
+    /// an add (at decode the separate ops cost more than the arithmetic); its sums run in the
+    /// order of `sgemm`'s, so the bits do not depend on the path.
     pub fn add_to(&self, x: &Tensor, y: Tensor) -> Result<Tensor> {
         self.add_scaled(x, y, 1.0)
     }
@@ -245,22 +260,26 @@ impl LowRank {
     pub fn add_scaled(&self, x: &Tensor, y: Tensor, scale: f32) -> Result<Tensor> {
         let rows = x.dims()[0];
         match &self.parts {
-            Some(parts)
-                if rows < FEW_ROWS && x.dtype() == DType::F32 && y.dtype() == DType::F32 =>
-            {
+            Some(_) if rows < FEW_ROWS && x.dtype() == DType::F32 && y.dtype() == DType::F32 => {
                 let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
                 let mut ys: Vec<f32> = y.flatten_all()?.to_vec1()?;
                 let inp = xs.len() / rows.max(1);
                 let out = ys.len() / rows.max(1);
                 for (xr, yr) in xs.chunks_exact(inp).zip(ys.chunks_exact_mut(out)) {
-                    for p in parts {
-                        add_row(xr, &mut yr[p.offset..p.offset + p.out], p, scale);
-                    }
+                    self.add_row(xr, yr, scale);
                 }
                 Ok(Tensor::from_vec(ys, y.dims(), y.device())?)
             }
             _ if scale == 1.0 => Ok((y + self.forward(x)?)?),
             _ => Ok((y + (self.forward(x)? * scale as f64)?)?),
+        }
+    }
+
+    /// One row: `y += scale * update(x)` on the few-row kernel (the caller has checked that
+    /// the factors are blocked for it).
+    fn add_row(&self, x: &[f32], y: &mut [f32], scale: f32) {
+        for p in self.parts.iter().flatten() {
+            add_row(x, &mut y[p.offset..p.offset + p.out], p, scale);
         }
     }
 
