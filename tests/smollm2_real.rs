@@ -368,8 +368,8 @@ fn option_logprobs_do_not_depend_on_the_batch() {
 /// On the f32 path a continuation's log-probs do not depend on what shares its batch:
 /// contexts of 1 to about 200 tokens with 1 to 6 continuations of 1 to 8 tokens, each
 /// request scored alone and all in batches of 16 and 5, give the same bits per token. The
-/// batch pads shorter contexts, so continuations start at a multiple of the attention sums'
-/// lanes (`KEY_LANES`), and f32 attention takes the same products for one query as for many.
+/// batch pads shorter contexts, which leaves the attention sums' lanes as they are (lanes by
+/// key position), and f32 attention takes the same products for one query as for many.
 #[test]
 fn f32_continuation_logprobs_do_not_depend_on_the_batch() {
     use ethos::model::scoring::{score, ScoreOptions, ScoreRequest};

@@ -220,14 +220,6 @@ impl KvCache {
         }
     }
 
-    /// Where a continuation of this cache's tokens starts, in scoring and in generation alike:
-    /// the next multiple of `KEY_LANES`, so that its keys take the same lanes of the
-    /// attention sums after any context (and any padding after a shorter one in a batch),
-    /// hence generation's log-probs are scoring's bit for bit.
-    pub fn continuation_start(&self) -> usize {
-        self.len.next_multiple_of(KEY_LANES)
-    }
-
     /// A new cache whose row i is a copy of row `rows[i]` of this one, with room for `extra`
     /// more tokens: the shared-context fork used by scoring.
     pub fn fork_rows(&self, rows: &[usize], extra: usize) -> Result<Self> {
@@ -397,12 +389,6 @@ pub fn gather_rows(
         capacity,
     })
 }
-
-/// Steps that follow right-padded rows of different lengths (scoring's continuations after
-/// their contexts) start at a multiple of this many cache slots. The attention kernels' sums
-/// over keys add slot j into lane j % 16, so a row's keys after the padding land in the
-/// lanes, hence give the bits, that they do with no padding before them.
-pub const KEY_LANES: usize = 16;
 
 /// The visibility rule, in one place: a query at position q sees a key at position p when
 /// `0 <= p <= q` and, with a sliding window w, `q - p < w`.

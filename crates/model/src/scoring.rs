@@ -382,10 +382,9 @@ fn score_continuations<'h>(
         })
         .collect();
     let rows: Vec<usize> = chunk.iter().map(|&(g, _)| g).collect();
-    // The continuations start where generation's tokens do (`continuation_start`), so that
-    // the padding after a shorter context leaves their keys in the lanes they take alone.
-    let start = cache.continuation_start();
-    let mut fork = cache.fork_rows_at(&rows, start, t)?;
+    // The padding after a shorter context leaves a continuation's bits as they are alone:
+    // attention's sums take lanes by key position wherever keys sit (`cpu::attention`).
+    let mut fork = cache.fork_rows(&rows, t)?;
     let gathered = decoder.forward_gather(&ids, &pos, &mut fork, &targets, hook)?;
     for (s, row) in scores.iter_mut().zip(gathered) {
         for ts in row.into_iter().flatten() {

@@ -91,10 +91,7 @@ pub(crate) fn run_generate<'h>(
 
     let t0 = Instant::now();
     let mut logits = prefill(model, prompt_ids, &mut prompt_cache, hook.as_deref_mut())?;
-    // The generated tokens' keys go where scoring puts a continuation's
-    // (`continuation_start`), so that their log-probs are scoring's, bit for bit.
-    let mut cache =
-        prompt_cache.fork_rows_at(&[0], prompt_cache.continuation_start(), opts.max_tokens)?;
+    let mut cache = prompt_cache.fork_rows(&[0], opts.max_tokens)?;
     drop(prompt_cache);
     let prefill_seconds = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
@@ -186,11 +183,7 @@ pub(crate) fn run_generate_batch<'h>(
     let prefill_seconds = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let n = samplers.len();
-    let mut cache = prompt_cache.fork_rows_at(
-        &vec![0; n],
-        prompt_cache.continuation_start(),
-        opts.max_tokens,
-    )?;
+    let mut cache = prompt_cache.fork_rows(&vec![0; n], opts.max_tokens)?;
     let mut streams: Vec<StreamDecoder> = (0..n).map(|_| StreamDecoder::new()).collect();
     let mut texts = vec![String::new(); n];
     let mut generated: Vec<Vec<u32>> = vec![Vec::new(); n];

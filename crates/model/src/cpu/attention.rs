@@ -32,6 +32,20 @@ pub(super) struct Visibility<'a> {
     window: Option<usize>,
     /// Cache slot of the step's first query.
     own_start: usize,
+    /// Per row: whether some cached key sits at a slot other than its position modulo 16
+    /// (padding before it, or keys moved by the server's joins). The softmax's sum then
+    /// takes lanes by position (`LaneRule`).
+    shifted: Vec<bool>,
+}
+
+/// Which lane of the softmax's sum a key adds into. A forward with no padding adds slot j
+/// into lane j % 16, and there slot and position agree; where a row's keys are shifted
+/// against their positions, each adds into its position's lane instead, so that a query's
+/// probabilities have the same bits wherever its keys sit in the cache.
+#[derive(Clone, Copy)]
+pub(super) enum LaneRule<'a> {
+    BySlot,
+    ByPosition(&'a [i32]),
 }
 
 impl<'a> Visibility<'a> {
@@ -42,12 +56,28 @@ impl<'a> Visibility<'a> {
         key_positions: &'a [Vec<i32>],
         window: Option<usize>,
     ) -> Self {
+        let shifted = key_positions
+            .iter()
+            .map(|keys| {
+                keys.iter()
+                    .take(s.kv_len)
+                    .enumerate()
+                    .any(|(j, &p)| p >= 0 && (p as usize) % 16 != j % 16)
+            })
+            .collect();
         Visibility {
             query_positions,
             key_positions,
             window,
             own_start: s.kv_len - s.q_len,
+            shifted,
         }
+    }
+
+    /// Whether some key of row `row` sits at a slot that disagrees with its position modulo
+    /// 16 (its queries' sums then take lanes by position).
+    pub(super) fn shifted(&self, row: usize) -> bool {
+        self.shifted[row]
     }
 
     #[cfg(test)]
@@ -64,6 +94,7 @@ impl<'a> Visibility<'a> {
             key_positions: &self.key_positions[row],
             window: self.window,
             own_slot: self.own_start + query,
+            shifted: self.shifted[row],
         }
     }
 }
@@ -74,9 +105,21 @@ pub(super) struct QueryVisibility<'a> {
     key_positions: &'a [i32],
     window: Option<usize>,
     own_slot: usize,
+    shifted: bool,
 }
 
-impl QueryVisibility<'_> {
+impl<'a> QueryVisibility<'a> {
+    /// The lanes of this query's softmax sum. A padding query sees only its own slot, whose
+    /// key may be padding too: it keeps slot lanes (its output is ignored, but finite).
+    #[inline]
+    pub(super) fn lanes(&self) -> LaneRule<'a> {
+        if self.shifted && self.position >= 0 {
+            LaneRule::ByPosition(self.key_positions)
+        } else {
+            LaneRule::BySlot
+        }
+    }
+
     #[inline]
     pub(super) fn sees(&self, key: usize) -> bool {
         if self.position < 0 {
@@ -88,9 +131,17 @@ impl QueryVisibility<'_> {
 }
 
 /// Softmax of one row of scores (masked keys at -inf) given its maximum, in place, with the
-/// probabilities rounded to f16 where llama.cpp's numerics are asked for.
-pub(super) fn normalize(scores: &mut [f32], max: f32, round_f16: bool) {
-    let inv = 1.0 / vexp::exp_shifted_sum(scores, max);
+/// probabilities rounded to f16 where llama.cpp's numerics are asked for; the sum's lanes
+/// as `lanes` says.
+pub(super) fn normalize(scores: &mut [f32], max: f32, round_f16: bool, lanes: LaneRule) {
+    let total = match lanes {
+        LaneRule::BySlot => vexp::exp_shifted_sum(scores, max),
+        LaneRule::ByPosition(positions) => {
+            vexp::exp_shifted(scores, max);
+            vexp::sum_in_lanes_of(scores, positions)
+        }
+    };
+    let inv = 1.0 / total;
     for p in scores.iter_mut() {
         *p *= inv;
     }
@@ -413,7 +464,7 @@ fn by_query(
                     }
                     j += 1;
                 }
-                normalize(probs, max, round_f16);
+                normalize(probs, max, round_f16, seen.lanes());
                 // SAFETY: in bounds (asserted above); this item owns head `head` of row (bi, i).
                 let o = unsafe {
                     std::slice::from_raw_parts_mut(
@@ -539,7 +590,7 @@ mod tests {
                     }
                 }
                 let mut got = scores;
-                normalize(&mut got, max, round);
+                normalize(&mut got, max, round, LaneRule::BySlot);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&want), "n {n} round {round}");
                 if round && n == 200 {
@@ -694,6 +745,88 @@ mod tests {
                         a.to_bits(),
                         b.to_bits(),
                         "d {d} t {t} round {round} [{e}]: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A row's keys moved between cache slots (padding before a continuation, the server's
+    /// joins of rows of different lengths) give its queries the bits they have with every key
+    /// at the slot of its position: on every path (products, per query, tiled), with and
+    /// without f16 rounding, one query or many, with a window.
+    #[test]
+    fn outputs_do_not_depend_on_which_slots_hold_the_keys() {
+        let (heads, kv_heads, d) = (4, 2, 64);
+        let noise = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.5 - 1.0) * 1.3)
+                .collect()
+        };
+        for (n, t, gaps, window) in [
+            (37, 1, vec![(5, 3), (20, 11)], None),
+            (37, 1, vec![(0, 7)], Some(9)),
+            (50, 3, vec![(30, 2), (47, 5)], None),
+            (50, 12, vec![(9, 1), (38, 6)], None),
+            (70, 20, vec![(3, 13), (50, 4)], Some(17)),
+        ] {
+            // Per position: its key and value for each kv head; queries for the last t.
+            let (keys, values) = (noise(n * kv_heads * d, 1), noise(n * kv_heads * d, 2));
+            let q = noise(heads * t * d, 3 + n);
+            // Slots of each position: dense, and with `(before position, padding slots)`.
+            let layouts: [Vec<Option<usize>>; 2] = [
+                (0..n).map(Some).collect(),
+                (0..n)
+                    .flat_map(|p| {
+                        let pad = gaps.iter().find(|g| g.0 == p).map_or(0, |g| g.1);
+                        std::iter::repeat_n(None, pad).chain([Some(p)])
+                    })
+                    .collect(),
+            ];
+            for round in [false, true] {
+                let outs: Vec<Vec<f32>> = layouts
+                    .iter()
+                    .map(|slots| {
+                        let kv_len = slots.len();
+                        let kv_strides = [kv_heads * kv_len * d, kv_len * d, d];
+                        let (mut k, mut v) = (
+                            vec![0f32; kv_heads * kv_len * d],
+                            vec![0f32; kv_heads * kv_len * d],
+                        );
+                        for (j, p) in slots.iter().enumerate() {
+                            let Some(p) = p else { continue };
+                            for g in 0..kv_heads {
+                                let (src, dst) =
+                                    ((p * kv_heads + g) * d, g * kv_strides[1] + j * d);
+                                k[dst..dst + d].copy_from_slice(&keys[src..src + d]);
+                                v[dst..dst + d].copy_from_slice(&values[src..src + d]);
+                            }
+                        }
+                        let key_positions =
+                            vec![slots.iter().map(|p| p.map_or(-1, |p| p as i32)).collect()];
+                        let query_positions = vec![((n - t) as i32..n as i32).collect()];
+                        let s = shape([1, heads, kv_heads, t, kv_len, d], kv_strides);
+                        let mut out = vec![f32::NAN; t * heads * d];
+                        attention(
+                            &s,
+                            &q,
+                            &k,
+                            &v,
+                            &query_positions,
+                            &key_positions,
+                            window,
+                            0.125,
+                            round,
+                            as_uninit(&mut out),
+                        );
+                        out
+                    })
+                    .collect();
+                for (e, (a, b)) in outs[1].iter().zip(&outs[0]).enumerate() {
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "n {n} t {t} round {round} [{e}]: {a} vs {b}"
                     );
                 }
             }

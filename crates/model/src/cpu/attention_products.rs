@@ -66,7 +66,7 @@ pub(super) fn attention_by_products(
                             max = *x;
                         }
                     }
-                    normalize(row, max, false);
+                    normalize(row, max, false, seen.lanes());
                 }
                 let mx = &mut mixed[..n * d];
                 sgemm::matmul_on_this_thread(sc, n, &values, mx);

@@ -9,7 +9,7 @@
 //!   weighted sum is a chain of dependent additions per value lane).
 
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-use super::attention::{spans, SharedOut};
+use super::attention::{normalize, spans, SharedOut};
 use super::attention::{AttentionShape, Visibility};
 
 /// Queries per step from which `attention::attention` takes this path (decode keeps the
@@ -91,8 +91,17 @@ pub(super) fn attention_tiled(
                         // probability, bit for bit unchanged (`vexp::sum`).
                         lens[u] = end.next_multiple_of(16);
                     }
-                    // SAFETY: each length is at most `width` (an end rounded up to 16).
-                    unsafe { normalize_group(&mut probs, width, &lens, &maxes, round_f16) };
+                    if rule.shifted(bi) {
+                        // Lanes by key position: `normalize`'s scalar sum, query by query.
+                        for u in 0..group.len() {
+                            let lanes = rule.of_query(bi, i0 + u).lanes();
+                            let p = &mut probs[u * width..][..lens[u]];
+                            normalize(p, maxes[u], round_f16, lanes);
+                        }
+                    } else {
+                        // SAFETY: each length is at most `width` (an end rounded up to 16).
+                        unsafe { normalize_group(&mut probs, width, &lens, &maxes, round_f16) };
+                    }
                     let outs: [*mut f32; GROUP] = std::array::from_fn(|u| {
                         // SAFETY: in bounds (asserted above); this item owns head `head` of
                         // rows (bi, i0 + u); unused slots repeat the last query's row.

@@ -50,10 +50,32 @@ pub fn exp(x: f32) -> f32 {
 
 /// `xs[i] = e^(xs[i] - shift)`, returning their sum (added in 16 lanes, then pairwise).
 pub fn exp_shifted_sum(xs: &mut [f32], shift: f32) -> f32 {
+    exp_shifted(xs, shift);
+    sum(xs)
+}
+
+/// `xs[i] = e^(xs[i] - shift)`.
+pub fn exp_shifted(xs: &mut [f32], shift: f32) {
     for x in xs.iter_mut() {
         *x = exp(*x - shift);
     }
-    sum(xs)
+}
+
+/// The sum of `xs` with element `j` added into lane `lane_keys[j] % 16` (in the order of `j`),
+/// then the lanes pairwise; elements whose key is negative must be zero and are skipped.
+/// With `lane_keys[j] == j` this is `sum`'s arithmetic; attention passes the keys'
+/// positions, so that a key adds into the same lane wherever its cache slot is.
+pub fn sum_in_lanes_of(xs: &[f32], lane_keys: &[i32]) -> f32 {
+    debug_assert!(lane_keys.len() >= xs.len());
+    let mut lanes = [0f32; 16];
+    for (&x, &key) in xs.iter().zip(lane_keys) {
+        if key >= 0 {
+            lanes[key as usize % 16] += x;
+        } else {
+            debug_assert_eq!(x, 0.0);
+        }
+    }
+    reduce16(lanes)
 }
 
 /// The sum of `xs`: element `j` is added into lane `j % 16` (vectorizable), then the lanes
