@@ -109,6 +109,57 @@ pub fn round_to_f16(xs: &mut [f32]) {
     }
 }
 
+/// The values of one tile of a product, rows `rows` by columns `cols`, lent to a finishing
+/// step one row at a time.
+pub struct TileValues<'a> {
+    /// Element (i, j) of the product at `ptr + i * ldc + j`.
+    ptr: *mut f32,
+    ldc: usize,
+    pub rows: std::ops::Range<usize>,
+    pub cols: std::ops::Range<usize>,
+    _values: std::marker::PhantomData<&'a mut f32>,
+}
+
+impl<'a> TileValues<'a> {
+    /// # Safety
+    /// Rows `rows`, columns `cols` of the product at `ptr` (row stride `ldc`) are written and
+    /// belong to the caller alone for the value's lifetime.
+    pub(crate) unsafe fn new(
+        ptr: *mut f32,
+        ldc: usize,
+        rows: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+    ) -> Self {
+        Self {
+            ptr,
+            ldc,
+            rows,
+            cols,
+            _values: std::marker::PhantomData,
+        }
+    }
+
+    /// All of `values`, `(rows, ldc)`, as one tile.
+    pub fn whole(values: &'a mut [f32], ldc: usize) -> Self {
+        let rows = values.len() / ldc.max(1);
+        // SAFETY: every row and column lies in `values`, borrowed for 'a.
+        unsafe { Self::new(values.as_mut_ptr(), ldc, 0..rows, 0..ldc) }
+    }
+
+    /// Row `i`'s values of the tile's columns.
+    pub fn row_mut(&mut self, i: usize) -> &mut [f32] {
+        assert!(self.rows.contains(&i));
+        // SAFETY: within the tile (asserted), which belongs to this value (`new`); one row
+        // at a time, through `&mut self`.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.ptr.add(i * self.ldc + self.cols.start),
+                self.cols.len(),
+            )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -448,8 +448,9 @@ impl Linear {
     /// quantized for every size): the batched path's arithmetic on compact weights where
     /// there is one, else the batched path itself; llama.cpp's 8-bit one-row kernels where
     /// the user chose its arithmetic (`ETHOS_QUANT_GEMM=int8`); candle's `QMatMul` off the
-    /// CPU.
-    fn few_rows_forward(&self, x2: &Tensor) -> Result<Tensor> {
+    /// CPU. Also says whether the product added the layer's low-rank update itself (the
+    /// compact weights' product adds it panel by panel, on the threads that computed each).
+    fn few_rows_forward(&self, x2: &Tensor) -> Result<(Tensor, bool)> {
         let rows = x2.dim(0)?;
         let cpu_f32 = x2.device().is_cpu() && x2.dtype() == DType::F32;
         // Compact weights exist only where the family is `Int16`: no need to ask again.
@@ -458,7 +459,7 @@ impl Linear {
             (true, Some(_)) => Family::Int16,
             (true, None) => self.cpu_family()?,
         };
-        match (family, &self.weight) {
+        let y = match (family, &self.weight) {
             (Family::Int16, _) => {
                 let compact = match self.compact.get() {
                     Some(c) => c,
@@ -475,12 +476,34 @@ impl Linear {
                         self.compact.get_or_init(|| c)
                     }
                 };
-                self.cpu_product(x2, self.out_features, |a, _| {
-                    int16_gemm::matmul_few(
-                        &int16_gemm::Q16Rows::quantize(a, self.in_features),
-                        compact,
-                    )
-                })
+                // The update goes in before the bias where there is none to keep apart.
+                let update = match (&self.low_rank, &self.bias) {
+                    (Some(l), None) => l.few_rows(rows),
+                    _ => None,
+                };
+                let y = self.cpu_product(x2, self.out_features, |a, rows| {
+                    let q = int16_gemm::Q16Rows::quantize(a, self.in_features);
+                    match update {
+                        Some(u) => {
+                            // The down sums on one thread while the others start on the
+                            // panels; the up sums once both are done.
+                            let h = std::sync::OnceLock::new();
+                            int16_gemm::matmul_few_then(
+                                &q,
+                                compact,
+                                || {
+                                    let _ = h.set(u.down(a, rows));
+                                },
+                                |tile| {
+                                    let h = h.get().expect("prepared before finishing");
+                                    u.up_tile(h, tile, 1.0)
+                                },
+                            )
+                        }
+                        None => int16_gemm::matmul_few(&q, compact),
+                    }
+                })?;
+                return Ok((y, update.is_some()));
             }
             (Family::F32, _) => self.batched_forward(x2),
             (
@@ -507,7 +530,8 @@ impl Linear {
             }
             (_, Weight::Quant { matmul, .. }) => Ok(matmul.forward(x2)?),
             (_, Weight::Dense(_)) => self.batched_forward(x2),
-        }
+        };
+        Ok((y?, false))
     }
 
     /// `x` of shape `(..., in)` to `(..., out)`.
@@ -515,9 +539,11 @@ impl Linear {
         let dims = x.dims().to_vec();
         let rows = x.elem_count() / self.in_features.max(1);
         let x2 = x.reshape((rows, self.in_features))?;
-        let y = match &self.weight {
-            Weight::Dense(_) => self.batched_forward(&x2)?,
-            _ if rows >= DENSE_MIN_ROWS && self.dense_batches => self.batched_forward(&x2)?,
+        let (y, update_added) = match &self.weight {
+            Weight::Dense(_) => (self.batched_forward(&x2)?, false),
+            _ if rows >= DENSE_MIN_ROWS && self.dense_batches => {
+                (self.batched_forward(&x2)?, false)
+            }
             _ => self.few_rows_forward(&x2)?,
         };
         let y = match &self.bias {
@@ -525,8 +551,8 @@ impl Linear {
             None => y,
         };
         let y = match &self.low_rank {
-            Some(l) => l.add_to(&x2, y)?,
-            None => y,
+            Some(l) if !update_added => l.add_to(&x2, y)?,
+            _ => y,
         };
         let y = if self.slots.is_empty() {
             y

@@ -133,8 +133,71 @@ pub fn matmul(x: &Q16Rows, w: &CompactInt16) -> Vec<f32> {
     out
 }
 
+/// `matmul` plus work of the caller's: `prepare()` runs once, on one thread, while the
+/// others start on the panels, and `finish` then runs on each panel's values (an adapter's update: its down sums, then its up sums
+/// added to the product).
+///
+/// Work items, claimed in order from one cursor: `prepare`, every panel, then every panel's
+/// finish, which waits until `prepare` and its panel are done. Every wait is on an earlier
+/// item, claimed by a thread that runs its items in order, so no wait lasts for ever.
+pub fn matmul_then(
+    x: &Q16Rows,
+    w: &CompactInt16,
+    prepare: impl Fn() + Sync,
+    finish: impl Fn(&mut crate::cpu::TileValues) + Sync,
+) -> Vec<f32> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let m = x.rows();
+    assert_eq!(x.k, w.k);
+    let mut out = vec![0f32; m * w.n];
+    let panels = w.n.div_ceil(NR);
+    let dst = SharedOut(out.as_mut_ptr());
+    let prepared = AtomicBool::new(false);
+    let computed: Vec<AtomicBool> = (0..panels).map(|_| AtomicBool::new(false)).collect();
+    let wait = |flag: &AtomicBool| {
+        while !flag.load(Ordering::Acquire) {
+            std::hint::spin_loop();
+        }
+    };
+    let work = |range: std::ops::Range<usize>| {
+        let dst = &dst;
+        for item in range {
+            if item == 0 {
+                prepare();
+                prepared.store(true, Ordering::Release);
+            } else if item <= panels {
+                let p = item - 1;
+                for i in 0..m {
+                    // SAFETY: row i's columns of panel p are in bounds of `out` (m * n) and
+                    // written by this item alone.
+                    unsafe { panel_row(x, w, p, i, dst.0.add(i * w.n)) };
+                }
+                computed[p].store(true, Ordering::Release);
+            } else {
+                let p = item - 1 - panels;
+                wait(&prepared);
+                wait(&computed[p]);
+                // SAFETY: the panel's item has finished writing these values (the Acquire
+                // above saw its Release); only this item touches them now.
+                let mut values = unsafe {
+                    crate::cpu::TileValues::new(dst.0, w.n, 0..m, p * NR..((p + 1) * NR).min(w.n))
+                };
+                finish(&mut values);
+            }
+        }
+    };
+    let items = 1 + 2 * panels;
+    if m * w.n * w.k < 64 * 1024 {
+        work(0..items);
+    } else {
+        candle_core::utils::barrier_pool().execute_chunked(items, work);
+    }
+    out
+}
+
 struct SharedOut(*mut f32);
-// SAFETY: the pointer is only used for disjoint writes during `matmul`.
+// SAFETY: the pointer is only used for disjoint writes during `matmul`, and in
+// `matmul_then` a panel's values are finished only after their writer is done.
 unsafe impl Sync for SharedOut {}
 
 /// Row `i`'s outputs of panel `p`, written to `c[p * 32..]` below `w.n`.
@@ -463,6 +526,45 @@ mod tests {
                     .iter()
                     .zip(&gemm)
                     .all(|(g, r)| g.to_bits() == r.to_bits()));
+            }
+        }
+    }
+
+    /// `matmul_then` runs `prepare` once, before any `finish`, and finishes every value of
+    /// the product once, on the product's values: on one thread and on the pool.
+    #[test]
+    fn finishing_sees_every_panel_once_after_preparing() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let format = RunFormat::of(GgmlDType::Q4_1).unwrap();
+        for &(m, n, k) in &[(1, 40, 256), (3, 200, 512), (2, 1000, 1024)] {
+            let w = weights(GgmlDType::Q4_1, n, k);
+            let xq = Q16Rows::quantize(&activations(m, k), k);
+            let compact = CompactInt16::pack(format, &w, n, k);
+            let plain = matmul(&xq, &compact);
+            let prepared = AtomicUsize::new(0);
+            let got = matmul_then(
+                &xq,
+                &compact,
+                || {
+                    prepared.fetch_add(1, Ordering::SeqCst);
+                },
+                |tile| {
+                    assert_eq!(prepared.load(Ordering::SeqCst), 1);
+                    let cols = tile.cols.clone();
+                    for i in tile.rows.clone() {
+                        for (c, v) in cols.clone().zip(tile.row_mut(i)) {
+                            *v = *v * 2.0 + (i * n + c) as f32;
+                        }
+                    }
+                },
+            );
+            assert_eq!(prepared.load(Ordering::SeqCst), 1);
+            for (e, (g, p)) in got.iter().zip(&plain).enumerate() {
+                assert_eq!(
+                    g.to_bits(),
+                    (p * 2.0 + e as f32).to_bits(),
+                    "({m},{n},{k}) [{e}]"
+                );
             }
         }
     }

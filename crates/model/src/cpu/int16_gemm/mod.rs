@@ -36,7 +36,7 @@ mod avx2;
 mod avx512;
 mod compact;
 
-pub use compact::{matmul as matmul_few, CompactInt16};
+pub use compact::{matmul as matmul_few, matmul_then as matmul_few_then, CompactInt16};
 
 /// Whether this build has the AVX-512 VNNI tile (`vpdpwssd`).
 const HAS_VNNI512: bool = cfg!(all(

@@ -4,9 +4,14 @@
 //! do not depend on the rows beside a row (the batch-invariance guarantee holds with
 //! adapters).
 
+mod few_rows;
+
 use crate::cpu::sgemm;
 use crate::error::{Error, Result};
 use candle_core::{DType, Tensor};
+pub(crate) use few_rows::FewRows;
+#[cfg(test)]
+use few_rows::Store;
 use std::cell::RefCell;
 
 /// Which named adapters (`lora::Adapters::named`, by index) the rows of the products take,
@@ -76,7 +81,7 @@ pub fn add_selected(slots: &[(usize, LowRank)], x: &Tensor, y: Tensor) -> Result
                 // Rows one at a time on the few-row kernel, on one copy of the activations.
                 if x.dtype() == DType::F32
                     && y.dtype() == DType::F32
-                    && chosen.iter().all(|l| l.parts.is_some())
+                    && chosen.iter().all(|l| l.few.is_some())
                 {
                     let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
                     let mut ys: Vec<f32> = y.flatten_all()?.to_vec1()?;
@@ -84,8 +89,8 @@ pub fn add_selected(slots: &[(usize, LowRank)], x: &Tensor, y: Tensor) -> Result
                     let pairs = xs.chunks_exact(inp).zip(ys.chunks_exact_mut(out));
                     for ((xr, yr), list) in pairs.zip(rows) {
                         for &(id, scale) in list {
-                            if let Some(l) = find(id) {
-                                l.add_row(xr, yr, scale);
+                            if let Some(few) = find(id).and_then(|l| l.few.as_ref()) {
+                                few.add(xr, yr, 1, scale);
                             }
                         }
                     }
@@ -117,89 +122,12 @@ pub struct LowRank {
     packed: std::sync::OnceLock<(sgemm::PackedWeights, sgemm::PackedWeights)>,
     /// For calls of few rows on the CPU (`add_scaled`): each stacked layer's factors apart
     /// (the block-diagonal `up`'s zeros skipped), blocked for the one-pass kernel.
-    parts: Option<Vec<Part>>,
+    few: Option<FewRows>,
 }
 
-/// Calls of fewer rows take the one-pass kernel (`add_row`), more the GEMM: the same bits
+/// Calls of fewer rows take the one-pass kernel (`few_rows`), more the GEMM: the same bits
 /// either way, so the threshold is a matter of speed alone.
 const FEW_ROWS: usize = 16;
-
-/// Lanes of the few-row kernel's accumulators (one 512-bit register of f32).
-const LANES: usize = 16;
-
-/// One layer's share of a stacked update: its outputs from `offset`; `down` as blocks of
-/// `LANES` ranks, each `[in][LANES]`; `up` as blocks of `LANES` outputs, each `[r][LANES]`
-/// (zero-padded), so each block's sums stay in one register.
-struct Part {
-    offset: usize,
-    out: usize,
-    r: usize,
-    down: Store,
-    up: Store,
-}
-
-/// Factors as stored for the few-row kernel: in f32, or as the bf16 bits of values that are
-/// bf16 exactly (a bf16 adapter file), half the bytes to read per token and the same numbers.
-enum Store {
-    F32(Vec<f32>),
-    Bf16(Vec<u16>),
-}
-
-impl Store {
-    fn new(v: Vec<f32>) -> Self {
-        if v.iter().all(|x| x.to_bits() & 0xFFFF == 0) {
-            Store::Bf16(v.iter().map(|x| (x.to_bits() >> 16) as u16).collect())
-        } else {
-            Store::F32(v)
-        }
-    }
-}
-
-/// A stored factor value as f32.
-trait Lane: Copy {
-    fn value(self) -> f32;
-}
-
-impl Lane for f32 {
-    #[inline(always)]
-    fn value(self) -> f32 {
-        self
-    }
-}
-
-impl Lane for u16 {
-    #[inline(always)]
-    fn value(self) -> f32 {
-        f32::from_bits((self as u32) << 16)
-    }
-}
-
-impl Part {
-    /// From `down (r, in)` and `up (out, r)`, row-major.
-    fn new(offset: usize, down: &[f32], up: &[f32], r: usize, inp: usize, out: usize) -> Self {
-        let mut d = vec![0f32; r.div_ceil(LANES) * inp * LANES];
-        for j in 0..r {
-            let (c, l) = (j / LANES, j % LANES);
-            for k in 0..inp {
-                d[(c * inp + k) * LANES + l] = down[j * inp + k];
-            }
-        }
-        let mut u = vec![0f32; out.div_ceil(LANES) * r * LANES];
-        for o in 0..out {
-            let (c, l) = (o / LANES, o % LANES);
-            for j in 0..r {
-                u[(c * r + j) * LANES + l] = up[o * r + j];
-            }
-        }
-        Self {
-            offset,
-            out,
-            r,
-            down: Store::new(d),
-            up: Store::new(u),
-        }
-    }
-}
 
 impl LowRank {
     /// `pairs`: each adapter's `(down (r_i, in), up (out, r_i))`, scales folded into `up`.
@@ -221,18 +149,18 @@ impl LowRank {
     /// `up[offset.., rank offset..] @ down[rank offset..]`, the rest of `up` zeros.
     fn from_parts(down: Tensor, up: Tensor, blocks: &[(usize, usize, usize)]) -> Result<Self> {
         let total_rank = down.dims()[0];
-        let parts = if sgemm::AVAILABLE && down.device().is_cpu() && down.dtype() == DType::F32 {
+        let few = if sgemm::AVAILABLE && down.device().is_cpu() && down.dtype() == DType::F32 {
             let flat = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1()?) };
             let inp = down.dims()[1];
-            let mut parts = Vec::new();
+            let mut layers = Vec::new();
             for (i, &(offset, out, r0)) in blocks.iter().enumerate() {
                 let r1 = blocks.get(i + 1).map_or(total_rank, |b| b.2);
                 let r = r1 - r0;
                 let d = flat(&down.narrow(0, r0, r)?)?;
                 let u = flat(&up.narrow(0, offset, out)?.narrow(1, r0, r)?.contiguous()?)?;
-                parts.push(Part::new(offset, &d, &u, r, inp, out));
+                layers.push((offset, d, u));
             }
-            Some(parts)
+            Some(FewRows::new(inp, layers))
         } else {
             None
         };
@@ -240,8 +168,28 @@ impl LowRank {
             packed: std::sync::OnceLock::new(),
             down,
             up,
-            parts,
+            few,
         })
+    }
+
+    /// The few-row kernel's factors, for a call of `rows` rows that takes it.
+    pub(crate) fn few_rows(&self, rows: usize) -> Option<&FewRows> {
+        self.few.as_ref().filter(|_| rows < FEW_ROWS)
+    }
+
+    /// Both factors packed for the f32 GEMM, on first use.
+    fn packed(&self) -> Result<&(sgemm::PackedWeights, sgemm::PackedWeights)> {
+        if let Some(p) = self.packed.get() {
+            return Ok(p);
+        }
+        let (r, inp) = self.down.dims2()?;
+        let out = self.up.dims()[0];
+        let flat = |t: &Tensor| -> Result<Vec<f32>> {
+            Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)
+        };
+        let pd = sgemm::PackedWeights::pack(&flat(&self.down)?, r, inp);
+        let pu = sgemm::PackedWeights::pack(&flat(&self.up)?, out, r);
+        Ok(self.packed.get_or_init(|| (pd, pu)))
     }
 
     pub fn rank(&self) -> usize {
@@ -259,27 +207,15 @@ impl LowRank {
     /// `y + scale * update(x)` (`add_to`'s paths; the scale multiplies each finished sum).
     pub fn add_scaled(&self, x: &Tensor, y: Tensor, scale: f32) -> Result<Tensor> {
         let rows = x.dims()[0];
-        match &self.parts {
-            Some(_) if rows < FEW_ROWS && x.dtype() == DType::F32 && y.dtype() == DType::F32 => {
+        match &self.few {
+            Some(few) if rows < FEW_ROWS && x.dtype() == DType::F32 && y.dtype() == DType::F32 => {
                 let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
                 let mut ys: Vec<f32> = y.flatten_all()?.to_vec1()?;
-                let inp = xs.len() / rows.max(1);
-                let out = ys.len() / rows.max(1);
-                for (xr, yr) in xs.chunks_exact(inp).zip(ys.chunks_exact_mut(out)) {
-                    self.add_row(xr, yr, scale);
-                }
+                few.add(&xs, &mut ys, rows, scale);
                 Ok(Tensor::from_vec(ys, y.dims(), y.device())?)
             }
             _ if scale == 1.0 => Ok((y + self.forward(x)?)?),
             _ => Ok((y + (self.forward(x)? * scale as f64)?)?),
-        }
-    }
-
-    /// One row: `y += scale * update(x)` on the few-row kernel (the caller has checked that
-    /// the factors are blocked for it).
-    fn add_row(&self, x: &[f32], y: &mut [f32], scale: f32) {
-        for p in self.parts.iter().flatten() {
-            add_row(x, &mut y[p.offset..p.offset + p.out], p, scale);
         }
     }
 
@@ -300,17 +236,7 @@ impl LowRank {
         }
         let (r, inp) = self.down.dims2()?;
         let out = self.up.dims()[0];
-        let (pd, pu) = match self.packed.get() {
-            Some(p) => p,
-            None => {
-                let flat = |t: &Tensor| -> Result<Vec<f32>> {
-                    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)
-                };
-                let pd = sgemm::PackedWeights::pack(&flat(&self.down)?, r, inp);
-                let pu = sgemm::PackedWeights::pack(&flat(&self.up)?, out, r);
-                self.packed.get_or_init(|| (pd, pu))
-            }
-        };
+        let (pd, pu) = self.packed()?;
         let x32 = x.to_dtype(DType::F32)?.contiguous()?;
         let rows = x32.dim(0)?;
         let mut h = vec![0f32; rows * r];
@@ -367,61 +293,6 @@ impl LowRank {
         }
         let up = Tensor::cat(&rows, 0)?;
         Ok(Some(Self::from_parts(down, up, &blocks)?))
-    }
-}
-
-/// One row of `y += scale * up (down x)` on a part's blocked factors.
-fn add_row(x: &[f32], y: &mut [f32], p: &Part, scale: f32) {
-    let mut h = vec![0f32; p.r.div_ceil(LANES) * LANES];
-    match &p.down {
-        Store::F32(d) => down_row(x, d, &mut h),
-        Store::Bf16(d) => down_row(x, d, &mut h),
-    }
-    match &p.up {
-        Store::F32(u) => up_row(&h[..p.r], u, y, scale),
-        Store::Bf16(u) => up_row(&h[..p.r], u, y, scale),
-    }
-}
-
-/// `h = down x`, block by block. Each sum is one chain of fused multiply-adds from zero in
-/// depth order, as `sgemm`'s tiles run them (the same bits as the many-row path); a block's
-/// sums run in a `LANES`-wide local array, which the compiler keeps in a register.
-fn down_row<T: Lane>(x: &[f32], down: &[T], h: &mut [f32]) {
-    let inp = x.len();
-    for (block, hc) in down
-        .chunks_exact(inp * LANES)
-        .zip(h.chunks_exact_mut(LANES))
-    {
-        let mut acc = [0f32; LANES];
-        for (&xv, d) in x.iter().zip(block.chunks_exact(LANES)) {
-            for l in 0..LANES {
-                acc[l] = xv.mul_add(d[l].value(), acc[l]);
-            }
-        }
-        hc.copy_from_slice(&acc);
-    }
-}
-
-/// `y += scale * (up h)`, block by block: each output's sum a chain from zero over the ranks,
-/// added to `y` afterwards, as the many-row path adds its product.
-fn up_row<T: Lane>(h: &[f32], up: &[T], y: &mut [f32], scale: f32) {
-    let r = h.len();
-    for (block, yc) in up.chunks_exact(r * LANES).zip(y.chunks_mut(LANES)) {
-        let mut acc = [0f32; LANES];
-        for (&hv, u) in h.iter().zip(block.chunks_exact(LANES)) {
-            for l in 0..LANES {
-                acc[l] = hv.mul_add(u[l].value(), acc[l]);
-            }
-        }
-        if scale == 1.0 {
-            for (yo, a) in yc.iter_mut().zip(&acc) {
-                *yo += a;
-            }
-        } else {
-            for (yo, a) in yc.iter_mut().zip(&acc) {
-                *yo += a * scale;
-            }
-        }
     }
 }
 
@@ -482,7 +353,7 @@ mod tests {
         let (inp, out, r) = (64, 48, 16);
         let l = LowRank::new(&[(round(t(r, inp, 1)), round(t(out, r, 2)))], DType::F32).unwrap();
         assert!(matches!(
-            l.parts.as_ref().map(|p| (&p[0].down, &p[0].up)),
+            l.few.as_ref().map(|f| (&f.parts[0].down, &f.parts[0].up)),
             Some((Store::Bf16(_), Store::Bf16(_)))
         ));
         let x = t(20, inp, 3);
