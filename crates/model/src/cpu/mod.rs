@@ -15,6 +15,12 @@ macro_rules! by_rows {
             _ => $tile::<1> $args,
         }
     };
+    ($mr:expr, [$($n:literal),*], $tile:ident<_, $extra:ident> $args:tt) => {
+        match $mr {
+            $($n => $tile::<$n, $extra> $args,)*
+            _ => $tile::<1, $extra> $args,
+        }
+    };
 }
 pub(crate) use by_rows;
 

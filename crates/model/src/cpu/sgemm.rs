@@ -114,16 +114,29 @@ pub(crate) fn for_each_tile(
 
 /// `out (m, n) = a (m, k) · wᵀ`.
 pub fn matmul(a: &[f32], m: usize, w: &PackedWeights, out: &mut [f32]) {
-    matmul_with(a, m, w, out, m * w.n * w.k)
+    matmul_with::<false>(a, m, w, out, m * w.n * w.k)
+}
+
+/// `out += a · wᵀ`: each product summed from zero, then added to `out` once (the bits of
+/// `matmul` into a buffer followed by an add, without the buffer).
+pub fn matmul_add(a: &[f32], m: usize, w: &PackedWeights, out: &mut [f32]) {
+    matmul_with::<true>(a, m, w, out, m * w.n * w.k)
 }
 
 /// `matmul` on the calling thread alone (for callers already running on candle's pool).
 pub fn matmul_on_this_thread(a: &[f32], m: usize, w: &PackedWeights, out: &mut [f32]) {
-    matmul_with(a, m, w, out, 0)
+    matmul_with::<false>(a, m, w, out, 0)
 }
 
-/// `work` below `for_each_tile`'s threshold keeps the product on this thread.
-fn matmul_with(a: &[f32], m: usize, w: &PackedWeights, out: &mut [f32], work: usize) {
+/// `work` below `for_each_tile`'s threshold keeps the product on this thread; `ADD` adds the
+/// products to `out` instead of storing them.
+fn matmul_with<const ADD: bool>(
+    a: &[f32],
+    m: usize,
+    w: &PackedWeights,
+    out: &mut [f32],
+    work: usize,
+) {
     let (n, k) = (w.n, w.k);
     assert!(a.len() >= m * k && out.len() >= m * n);
     for_each_tile(
@@ -137,7 +150,7 @@ fn matmul_with(a: &[f32], m: usize, w: &PackedWeights, out: &mut [f32], work: us
             // SAFETY: rows r..r+mr and columns p*NR..p*NR+cols are in bounds (checked above)
             // and belong to this tile alone.
             unsafe {
-                tile(
+                tile::<ADD>(
                     &a[r * k..],
                     k,
                     panel,
@@ -151,14 +164,15 @@ fn matmul_with(a: &[f32], m: usize, w: &PackedWeights, out: &mut [f32], work: us
     );
 }
 
-/// One `mr x cols` tile (mr <= 8, cols <= 32) of the output over the whole depth.
+/// One `mr x cols` tile (mr <= 8, cols <= 32) of the output over the whole depth, stored
+/// (or, with `ADD`, added to the output).
 ///
 /// # Safety
 /// `1 <= mr <= MR`, `cols <= NR`; `a` holds `mr` rows `lda` apart, each of the depth
 /// (`panel.len() / NR` values); `c` points to `mr` rows `ldc` apart of `cols` writable f32s
 /// that no one else accesses meanwhile; the CPU has the target features this build targets.
 #[inline]
-unsafe fn tile(
+unsafe fn tile<const ADD: bool>(
     a: &[f32],
     lda: usize,
     panel: &[f32],
@@ -170,7 +184,8 @@ unsafe fn tile(
     super::by_rows!(
         mr,
         [12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2],
-        tile_mr(a, lda, panel, c, ldc, cols)
+        tile_mr < _,
+        ADD > (a, lda, panel, c, ldc, cols)
     )
 }
 
@@ -181,7 +196,7 @@ unsafe fn tile(
 /// target feature, per the cfg).
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
 #[inline(always)]
-unsafe fn tile_mr<const R: usize>(
+unsafe fn tile_mr<const R: usize, const ADD: bool>(
     a: &[f32],
     lda: usize,
     panel: &[f32],
@@ -220,8 +235,13 @@ unsafe fn tile_mr<const R: usize>(
         ((1u32 << (cols - 16)) - 1) as u16
     };
     for r in 0..R {
-        _mm512_mask_storeu_ps(c.add(r * ldc), m_lo, lo[r]);
-        _mm512_mask_storeu_ps(c.add(r * ldc + 16), m_hi, hi[r]);
+        let (c_lo, c_hi) = (c.add(r * ldc), c.add(r * ldc + 16));
+        if ADD {
+            lo[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m_lo, c_lo), lo[r]);
+            hi[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m_hi, c_hi), hi[r]);
+        }
+        _mm512_mask_storeu_ps(c_lo, m_lo, lo[r]);
+        _mm512_mask_storeu_ps(c_hi, m_hi, hi[r]);
     }
 }
 
@@ -231,7 +251,7 @@ unsafe fn tile_mr<const R: usize>(
 /// `c` points to `R` rows `ldc` apart of `cols` writable f32s that no one else accesses
 /// meanwhile (the reads of `a` and `panel` are checked).
 #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
-unsafe fn tile_mr<const R: usize>(
+unsafe fn tile_mr<const R: usize, const ADD: bool>(
     a: &[f32],
     lda: usize,
     panel: &[f32],
@@ -243,7 +263,7 @@ unsafe fn tile_mr<const R: usize>(
     for r in 0..R {
         for j in 0..cols {
             let s: f32 = (0..k).map(|kk| a[r * lda + kk] * panel[kk * NR + j]).sum();
-            *c.add(r * ldc + j) = s;
+            *c.add(r * ldc + j) = if ADD { *c.add(r * ldc + j) + s } else { s };
         }
     }
 }
@@ -282,6 +302,15 @@ mod tests {
             let mut out_t = vec![f32::NAN; m * n];
             matmul_on_this_thread(&a, m, &from_t, &mut out_t);
             assert_eq!(out, out_t, "({m},{n},{k}) transposed packing");
+            // Added to what is there: the product's bits, then one add per value.
+            let base: Vec<f32> = (0..m * n)
+                .map(|i| ((i * 29 % 89) as f32 - 44.0) / 9.0)
+                .collect();
+            let mut added = base.clone();
+            matmul_add(&a, m, &packed, &mut added);
+            for (e, ((g, b), p)) in added.iter().zip(&base).zip(&out).enumerate() {
+                assert_eq!(g.to_bits(), (b + p).to_bits(), "({m},{n},{k}) add [{e}]");
+            }
             for i in 0..m {
                 for j in 0..n {
                     let want: f32 = (0..k).map(|kk| a[i * k + kk] * w[j * k + kk]).sum();

@@ -357,16 +357,30 @@ impl Linear {
 
     /// The product on the batched path: our AVX-512 GEMM on f32 CPU tensors, else candle's.
     fn batched_forward(&self, x2: &Tensor) -> Result<Tensor> {
+        Ok(self.batched_forward_with_update(x2, None)?.0)
+    }
+
+    /// `batched_forward`, with `update`'s low-rank update added into the product's own
+    /// buffer where the product is one of our CPU kernels (no bias to keep apart): its up
+    /// product adds each sum to the value as it stores it, the bits of the product followed
+    /// by `LowRank::add_to`, without the buffer and the add between them. Also says whether
+    /// it added the update.
+    fn batched_forward_with_update(
+        &self,
+        x2: &Tensor,
+        update: Option<&LowRank>,
+    ) -> Result<(Tensor, bool)> {
         // bf16/f16 on the CPU: the f32 GEMM on the exact f32 values of both operands, the
-        // result rounded back. candle's half-precision GEMM picks its kernel by the number
-        // of rows, so a row's numbers would follow its batch.
+        // result rounded back (and the update, if any, added to it by the caller). candle's
+        // half-precision GEMM picks its kernel by the number of rows, so a row's numbers
+        // would follow its batch.
         if x2.device().is_cpu()
             && matches!(x2.dtype(), DType::BF16 | DType::F16)
             && sgemm::AVAILABLE
             && matches!(self.weight, Weight::Dense(_))
         {
             let y = self.batched_forward(&x2.to_dtype(DType::F32)?)?;
-            return Ok(y.to_dtype(x2.dtype())?);
+            return Ok((y.to_dtype(x2.dtype())?, false));
         }
         let cpu_f32 = x2.device().is_cpu() && x2.dtype() == DType::F32;
         let sgemm_ok = sgemm::AVAILABLE && cpu_f32;
@@ -374,29 +388,49 @@ impl Linear {
             // Decode on CUDA: our matrix-vector kernel streams the weights once (cuBLAS's
             // general GEMM reaches well under the memory bandwidth at one row).
             if x2.device().is_cuda() && self.kernels.cuda && ethos_kernels::gemv_supported(x2, w) {
-                return Ok(ethos_kernels::gemv(&x2.contiguous()?, w)?);
+                return Ok((ethos_kernels::gemv(&x2.contiguous()?, w)?, false));
             }
-            return Ok(x2.matmul(&w.t()?)?);
+            return Ok((x2.matmul(&w.t()?)?, false));
         }
-        match self.batched_weights(cpu_f32)? {
+        let update = match update {
+            Some(l) if self.bias.is_none() && sgemm::AVAILABLE && cpu_f32 => Some(l.packed()?),
+            _ => None,
+        };
+        let add_update = |a: &[f32], rows: usize, out: &mut [f32]| {
+            if let Some((down, up)) = update {
+                let mut h = vec![0f32; rows * down.n];
+                sgemm::matmul(a, rows, down, &mut h);
+                sgemm::matmul_add(&h, rows, up, out);
+            }
+        };
+        let y = match self.batched_weights(cpu_f32)? {
             Batched::Packed(p) => self.cpu_product(x2, self.out_features, |a, rows| {
                 let mut out = vec![0f32; rows * self.out_features];
                 sgemm::matmul(a, rows, p, &mut out);
+                add_update(a, rows, &mut out);
                 out
-            }),
-            Batched::Dense(w) => Ok(x2
-                .to_dtype(w.dtype())?
-                .matmul(&w.t()?)?
-                .to_dtype(x2.dtype())?),
+            })?,
+            Batched::Dense(w) => {
+                let y = x2
+                    .to_dtype(w.dtype())?
+                    .matmul(&w.t()?)?
+                    .to_dtype(x2.dtype())?;
+                return Ok((y, false));
+            }
             Batched::Int8(p) => self.cpu_product(x2, self.out_features, |a, rows| {
                 let mut out = vec![0f32; rows * self.out_features];
                 q4_1_gemm::matmul(&q8::Q8Rows::quantize(a, self.in_features), p, &mut out);
+                add_update(a, rows, &mut out);
                 out
-            }),
-            Batched::Int16(p) => self.cpu_product(x2, self.out_features, |a, _| {
-                int16_gemm::matmul(&int16_gemm::Q16Rows::quantize(a, self.in_features), p)
-            }),
-        }
+            })?,
+            Batched::Int16(p) => self.cpu_product(x2, self.out_features, |a, rows| {
+                let mut out =
+                    int16_gemm::matmul(&int16_gemm::Q16Rows::quantize(a, self.in_features), p);
+                add_update(a, rows, &mut out);
+                out
+            })?,
+        };
+        Ok((y, update.is_some()))
     }
 
     /// `(rows, out)` from one of our CPU kernels, `product(activations, rows)`, which reads
@@ -540,9 +574,9 @@ impl Linear {
         let rows = x.elem_count() / self.in_features.max(1);
         let x2 = x.reshape((rows, self.in_features))?;
         let (y, update_added) = match &self.weight {
-            Weight::Dense(_) => (self.batched_forward(&x2)?, false),
+            Weight::Dense(_) => self.batched_forward_with_update(&x2, self.low_rank.as_deref())?,
             _ if rows >= DENSE_MIN_ROWS && self.dense_batches => {
-                (self.batched_forward(&x2)?, false)
+                self.batched_forward_with_update(&x2, self.low_rank.as_deref())?
             }
             _ => self.few_rows_forward(&x2)?,
         };

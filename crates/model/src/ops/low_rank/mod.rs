@@ -177,8 +177,9 @@ impl LowRank {
         self.few.as_ref().filter(|_| rows < FEW_ROWS)
     }
 
-    /// Both factors packed for the f32 GEMM, on first use.
-    fn packed(&self) -> Result<&(sgemm::PackedWeights, sgemm::PackedWeights)> {
+    /// Both factors packed for the f32 GEMM, on first use: `(down, up)`, whose products have
+    /// the bits of the few-row kernel's sums.
+    pub(crate) fn packed(&self) -> Result<&(sgemm::PackedWeights, sgemm::PackedWeights)> {
         if let Some(p) = self.packed.get() {
             return Ok(p);
         }
