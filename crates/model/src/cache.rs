@@ -221,22 +221,15 @@ impl KvCache {
     }
 
     /// A new cache whose row i is a copy of row `rows[i]` of this one, with room for `extra`
-    /// more tokens: the shared-context fork used by scoring.
+    /// more tokens: the shared-context fork used by scoring and generation.
     pub fn fork_rows(&self, rows: &[usize], extra: usize) -> Result<Self> {
-        self.fork_rows_at(rows, self.len, extra)
-    }
-
-    /// As `fork_rows`, with the fork's next step starting at slot `start` (at least this
-    /// cache's length): the slots between are padding (zeros, position -1).
-    pub fn fork_rows_at(&self, rows: &[usize], start: usize, extra: usize) -> Result<Self> {
-        let start = start.max(self.len);
         let device = &self.device;
         let index = Tensor::from_vec(
             rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
             rows.len(),
             device,
         )?;
-        let capacity = start + extra;
+        let capacity = self.len + extra;
         let layers = self
             .layers
             .iter()
@@ -268,11 +261,7 @@ impl KvCache {
             .collect::<Result<Vec<_>>>()?;
         let key_positions = rows
             .iter()
-            .map(|&r| {
-                let mut p = self.key_positions[r].clone();
-                p.resize(start, -1);
-                p
-            })
+            .map(|&r| self.key_positions[r].clone())
             .collect();
         Ok(Self {
             layers,
@@ -280,7 +269,7 @@ impl KvCache {
             dtype: self.dtype,
             device: device.clone(),
             key_positions,
-            len: start,
+            len: self.len,
             capacity,
         })
     }
