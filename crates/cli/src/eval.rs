@@ -9,8 +9,14 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// civics, culturalbench, normad or utility.
-    pub benchmark: String,
+    /// civics, culturalbench, normad or utility (or `--task FILE` for your own).
+    #[arg(required_unless_present = "task")]
+    pub benchmark: Option<String>,
+    /// Your own benchmark: an lm-evaluation-harness task YAML (multiple_choice or
+    /// generate_until) over local JSON, JSON Lines or CSV data; see the README's "your own
+    /// benchmark".
+    #[arg(long, conflicts_with = "benchmark")]
+    pub task: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]
@@ -100,7 +106,21 @@ fn default_output(a: &Args) -> PathBuf {
             base.trim_end_matches(".gguf").to_string()
         })
         .unwrap_or_else(|| "SmolLM2-135M-Instruct.Q4_1".into());
-    PathBuf::from("runs").join(format!("{}-{stem}", a.benchmark))
+    PathBuf::from("runs").join(format!("{}-{stem}", a.benchmark_name()))
+}
+
+impl Args {
+    /// The benchmark's name, or for `--task` the task file's stem.
+    fn benchmark_name(&self) -> String {
+        match (&self.benchmark, &self.task) {
+            (Some(b), _) => b.clone(),
+            (None, Some(t)) => t
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "task".into()),
+            (None, None) => String::new(),
+        }
+    }
 }
 
 /// Utility Engineering: pairs chosen adaptively, so it has its own loop.
@@ -206,14 +226,23 @@ pub fn run(a: Args) -> Result<()> {
     if a.remote.is_remote() && !a.control.control_vector.is_empty() {
         anyhow::bail!("--control-vector steers the residual stream of a model run here; with --backend openai the weights are the server's (ethos serve takes `control_vectors` per request)");
     }
-    if a.benchmark == "utility" {
+    if a.benchmark.as_deref() == Some("utility") {
         if a.lambda.is_some() {
             anyhow::bail!("--lambda: utility asks for preferences between outcomes, not answers a palette could tilt (civics, culturalbench and normad take it)");
         }
         return run_utility(a);
     }
     // Everything about the selection is checked before the model loads.
-    let loaded = benchmarks::load(&a.benchmark, a.data.as_deref())?;
+    let loaded = match (&a.benchmark, &a.task) {
+        (_, Some(task)) => {
+            if a.data.is_some() {
+                anyhow::bail!("--data: a task file names its own data (dataset_kwargs.data_files)");
+            }
+            benchmarks::load_task(task)?
+        }
+        (Some(name), None) => benchmarks::load(name, a.data.as_deref())?,
+        (None, None) => anyhow::bail!("name a benchmark or a task file (--task FILE)"),
+    };
     let bench = loaded.bench.as_ref();
     let formats = if a.formats.is_empty() {
         bench.default_formats()
@@ -252,7 +281,7 @@ pub fn run(a: Args) -> Result<()> {
                     }
                 })
                 .collect();
-            opts.output = PathBuf::from("runs").join(format!("{}-{stem}", a.benchmark));
+            opts.output = PathBuf::from("runs").join(format!("{}-{stem}", a.benchmark_name()));
         }
         if let Some(path) = &a.lambda {
             // The tilt's rewards (perplexity, lm-judge) ask the server through a client of

@@ -334,6 +334,47 @@ fn eval_data_with_a_missing_column_or_empty() {
 }
 
 #[test]
+fn eval_task_files_that_ethos_cannot_run_as_lm_eval_would() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("d.jsonl"), "{\"q\": \"x\", \"a\": 0}\n").unwrap();
+    let base = "task: t\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: d.jsonl\ntest_split: test\noutput_type: multiple_choice\ndoc_to_text: \"{{q}}\"\ndoc_to_choice: [\"a\", \"b\"]\ndoc_to_target: a\n";
+    let task = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let p = task(
+        "fn.yaml",
+        &format!("{base}process_docs: !function utils.process_docs\n"),
+    );
+    let e = fails(&["eval", "--task", s(&p)]);
+    assert!(
+        e.contains("fn.yaml: `process_docs` is `!function utils.process_docs`"),
+        "{e}"
+    );
+    let p = task("key.yaml", &format!("{base}use_prompt: promptsource:x\n"));
+    let e = fails(&["eval", "--task", s(&p)]);
+    assert!(
+        e.contains("key.yaml: key `use_prompt` is not supported"),
+        "{e}"
+    );
+    let p = task("tpl.yaml", &base.replace("{{q}}", "{{question}}"));
+    let e = fails(&["eval", "--task", s(&p)]);
+    assert!(
+        e.contains("tpl.yaml: item 0 of split `test`") && e.contains("`doc_to_text`"),
+        "{e}"
+    );
+    let p = task("yaml.yaml", "task: [unclosed\n");
+    let e = fails(&["eval", "--task", s(&p)]);
+    assert!(e.contains("yaml.yaml: not YAML"), "{e}");
+    let e = fails(&["eval", "--task", s(&dir.path().join("absent.yaml"))]);
+    assert!(e.contains("absent.yaml: cannot read the task"), "{e}");
+    let ok = task("ok.yaml", base);
+    let e = fails(&["eval", "--task", s(&ok), "--data", s(&ok)]);
+    assert!(e.contains("--data: a task file names its own data"), "{e}");
+}
+
+#[test]
 fn eval_utility_bad_outcome_sets() {
     let e = fails(&["eval", "utility", "--options", "everything"]);
     assert!(e.contains("unknown outcome set `everything`"), "{e}");

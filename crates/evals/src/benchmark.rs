@@ -64,7 +64,7 @@ pub struct Judgement {
 /// What a benchmark must say; the runner does the rest (encoding, scoring or generating,
 /// batching, resuming, metrics and reports).
 pub trait Benchmark {
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
     fn item_count(&self) -> usize;
     /// The dataset's own id of item `i` (CulturalBench `question_idx`, NormAd `ID`).
     fn item_id(&self, i: usize) -> String;

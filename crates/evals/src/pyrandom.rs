@@ -91,6 +91,35 @@ impl PyRandom {
         }
     }
 
+    /// `random.sample(range(n), k)`: `k` distinct indices below `n` (k <= n), by CPython's
+    /// two strategies (a shrinking pool for small `n`, rejection against a set for large).
+    pub fn sample(&mut self, n: usize, k: usize) -> Vec<usize> {
+        assert!(k <= n, "sample of {k} from {n}");
+        let mut setsize = 21;
+        if k > 5 {
+            setsize += 4usize.pow(((k * 3) as f64).log(4.0).ceil() as u32);
+        }
+        let mut out = Vec::with_capacity(k);
+        if n <= setsize {
+            let mut pool: Vec<usize> = (0..n).collect();
+            for i in 0..k {
+                let j = self.randbelow(n - i);
+                out.push(pool[j]);
+                pool[j] = pool[n - i - 1];
+            }
+        } else {
+            let mut selected = std::collections::HashSet::new();
+            for _ in 0..k {
+                let mut j = self.randbelow(n);
+                while !selected.insert(j) {
+                    j = self.randbelow(n);
+                }
+                out.push(j);
+            }
+        }
+        out
+    }
+
     /// `random.shuffle(x)`.
     pub fn shuffle<T>(&mut self, x: &mut [T]) {
         for i in (1..x.len()).rev() {
@@ -123,5 +152,16 @@ mod tests {
             .collect();
         PyRandom::new(42).shuffle(&mut e);
         assert_eq!(&e[..5], &[(7, 10), (11, 46), (30, 54), (10, 52), (26, 37)]);
+    }
+
+    #[test]
+    fn sample_matches_cpython() {
+        // r = random.Random(1234); r.sample(range(10), 4), r.sample(range(100), 6),
+        // r.sample(range(30), 4), r.sample(range(5), 5): both strategies, one generator.
+        let mut r = PyRandom::new(1234);
+        assert_eq!(r.sample(10, 4), [7, 1, 0, 9]);
+        assert_eq!(r.sample(100, 6), [74, 4, 85, 88, 10, 12]);
+        assert_eq!(r.sample(30, 4), [24, 11, 7, 0]);
+        assert_eq!(r.sample(5, 5), [0, 4, 1, 2, 3]);
     }
 }

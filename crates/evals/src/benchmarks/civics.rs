@@ -242,7 +242,7 @@ impl Civics {
 }
 
 impl Benchmark for Civics {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "civics"
     }
 

@@ -241,7 +241,7 @@ fn paper_prompt(body: String, chat: bool, options: Vec<String>) -> Prompt {
 }
 
 impl Benchmark for CulturalBench {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "culturalbench"
     }
 

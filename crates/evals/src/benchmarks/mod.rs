@@ -4,6 +4,7 @@
 pub mod civics;
 pub mod culturalbench;
 pub mod normad;
+pub mod task;
 pub mod utility;
 
 use crate::benchmark::Benchmark;
@@ -82,6 +83,16 @@ pub fn load(name: &str, path: Option<&Path>) -> Result<Loaded> {
             NAMES.join(", ")
         ),
     }
+}
+
+/// A user's own benchmark: the lm-evaluation-harness task YAML at `path` over its local data.
+pub fn load_task(path: &Path) -> Result<Loaded> {
+    let t = task::Task::load(path)?;
+    let sha = t.sha256();
+    Ok(Loaded {
+        bench: Box::new(t),
+        dataset_sha256: sha,
+    })
 }
 
 /// The formats the names a user gives stand for (`Benchmark::expand_format`), each once,

@@ -130,7 +130,7 @@ impl NormAd {
 }
 
 impl Benchmark for NormAd {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "normad"
     }
 

@@ -1,0 +1,401 @@
+//! A user's own benchmark, written as an lm-evaluation-harness task YAML over local data
+//! (`ethos eval --task FILE`). Prompts are built as lm-eval builds them for its plain-text
+//! models: the description, then each few-shot example's text, target delimiter, answer and
+//! few-shot delimiter, then the item's text; each choice is scored as the target delimiter
+//! followed by the choice. Few-shot examples are drawn as lm-eval draws them (one
+//! `random.Random(1234)` across the items in order, or the first N), so the same items get
+//! the same examples.
+
+pub mod config;
+pub mod docs;
+pub mod template;
+
+use crate::benchmark::{argmax, argmax_norm, Answer, Ask, Benchmark, Judgement, Prompt};
+use crate::data::{combined_sha256, Source};
+use crate::error::{bail, Result, ResultExt};
+use crate::pyrandom::PyRandom;
+use config::{ExactMatch, FilterStep, OutputType, Sampler, TaskConfig};
+use docs::{Doc, Splits};
+use serde_json::Value;
+use std::path::Path;
+use template::{Target, Templates};
+
+/// lm-eval's default seed of the few-shot sampler (`fewshot_random_seed`).
+const FEWSHOT_SEED: u32 = 1234;
+
+/// The one condition and format of a task: the YAML as lm-eval runs it on a plain-text model.
+const CONDITIONS: &[&str] = &["default"];
+const FORMAT: &str = "harness";
+
+/// One item, rendered at load time (so that a template error stops the run before the model
+/// loads).
+struct Item {
+    context: String,
+    choices: Vec<String>,
+    gold: Target,
+}
+
+pub struct Task {
+    pub config: TaskConfig,
+    pub sources: Vec<Source>,
+    items: Vec<Item>,
+}
+
+impl Task {
+    pub fn load(path: &Path) -> Result<Self> {
+        let config = TaskConfig::read(path)?;
+        config.check_split(config.eval_split_key(), config.eval_split())?;
+        if config.num_fewshot > 0 {
+            config.check_split(config.fewshot_source_key(), config.fewshot_source())?;
+        }
+        let splits = Splits::load(&config.data)?;
+        let name = path.display().to_string();
+        let t = Templates::new(&name, splits.features.clone());
+        let eval_docs = splits.get(config.eval_split());
+        let shots = if config.num_fewshot > 0 {
+            fewshot_examples(&config, &splits, eval_docs)?
+        } else {
+            vec![Vec::new(); eval_docs.len()]
+        };
+        let has_choices = config.doc_to_choice.is_some();
+        let choices_of = |doc: &Doc| -> Result<Vec<String>> {
+            match &config.doc_to_choice {
+                Some(spec) => t.choices("doc_to_choice", spec, doc),
+                None => Ok(Vec::new()),
+            }
+        };
+        // A few-shot example's answer: the choice its target indexes, or the target's text.
+        let answer_of = |doc: &Doc| -> Result<String> {
+            let choices = choices_of(doc)?;
+            Ok(
+                match t.target("doc_to_target", &config.doc_to_target, doc, has_choices)? {
+                    Target::Index(i) if has_choices => choices
+                        .get(i as usize)
+                        .cloned()
+                        .ok_or_else(|| crate::error::Error::Data(format!("{name}: `doc_to_target` gives index {i} for a few-shot example with {} choices", choices.len())))?,
+                    Target::Index(i) => i.to_string(),
+                    Target::Text(s) => s,
+                },
+            )
+        };
+        let description = &config.description;
+        let mut items = Vec::with_capacity(eval_docs.len());
+        for (i, (doc, shots)) in eval_docs.iter().zip(&shots).enumerate() {
+            let at = || format!("{name}: item {i} of split `{}`", config.eval_split());
+            let mut context = if description.is_empty() {
+                String::new()
+            } else {
+                t.render("description", description, doc).context(at)?
+            };
+            for shot in shots {
+                context.push_str(
+                    &t.text("doc_to_text", &config.doc_to_text, shot)
+                        .context(at)?,
+                );
+                context.push_str(&config.target_delimiter);
+                context.push_str(&answer_of(shot).context(at)?);
+                context.push_str(&config.fewshot_delimiter);
+            }
+            context.push_str(
+                &t.text("doc_to_text", &config.doc_to_text, doc)
+                    .context(at)?,
+            );
+            let choices = choices_of(doc).context(at)?;
+            if config.output_type == OutputType::MultipleChoice && choices.is_empty() {
+                bail!(Data, "{}: `doc_to_choice` gives no choices", at());
+            }
+            let gold = t
+                .target("doc_to_target", &config.doc_to_target, doc, has_choices)
+                .context(at)?;
+            items.push(Item {
+                context,
+                choices,
+                gold,
+            });
+        }
+        if items.is_empty() {
+            bail!(Data, "{name}: split `{}` has no items", config.eval_split());
+        }
+        let mut sources = vec![Source::read(path)?];
+        sources.extend(splits.sources);
+        Ok(Self {
+            config,
+            sources,
+            items,
+        })
+    }
+
+    /// The SHA-256 of the task file and its data together (a resumed run must see both
+    /// unchanged).
+    pub fn sha256(&self) -> String {
+        combined_sha256(&self.sources.iter().collect::<Vec<_>>())
+    }
+
+    /// The prompt text of item `i` (the context lm-eval builds for it).
+    pub fn context(&self, i: usize) -> &str {
+        &self.items[i].context
+    }
+
+    /// The continuations item `i`'s choices are scored as.
+    pub fn continuations(&self, i: usize) -> Vec<String> {
+        self.items[i]
+            .choices
+            .iter()
+            .map(|c| format!("{}{c}", self.config.target_delimiter))
+            .collect()
+    }
+
+    /// The gold choice's index, or `None` where the target names no choice (lm-eval counts
+    /// such an item wrong).
+    fn gold_index(&self, i: usize) -> Option<usize> {
+        let item = &self.items[i];
+        match &item.gold {
+            Target::Index(g) => usize::try_from(*g).ok().filter(|g| *g < item.choices.len()),
+            Target::Text(s) => item.choices.iter().position(|c| c == s),
+        }
+    }
+
+    fn gold_text(&self, i: usize) -> String {
+        let item = &self.items[i];
+        match &item.gold {
+            Target::Index(g) => usize::try_from(*g)
+                .ok()
+                .and_then(|g| item.choices.get(g).cloned())
+                .unwrap_or_else(|| g.to_string()),
+            Target::Text(s) => s.clone(),
+        }
+    }
+}
+
+/// The few-shot documents of each item, drawn in item order as lm-eval's sampler draws them.
+fn fewshot_examples(
+    config: &TaskConfig,
+    splits: &Splits,
+    eval_docs: &[Doc],
+) -> Result<Vec<Vec<Doc>>> {
+    let pool = splits.get(config.fewshot_source());
+    let n = config.num_fewshot;
+    // lm-eval leaves the item itself out only where the few-shot split is the test split.
+    let exclude = config.fewshot_split == config.test_split;
+    let wanted = n + usize::from(exclude);
+    if pool.len() < wanted {
+        bail!(
+            Data,
+            "{}: `num_fewshot: {n}` needs {wanted} documents in split `{}`, which has {}",
+            config.path.display(),
+            config.fewshot_source(),
+            pool.len()
+        );
+    }
+    let mut rnd = PyRandom::new(FEWSHOT_SEED);
+    Ok(eval_docs
+        .iter()
+        .map(|doc| match config.sampler {
+            Sampler::Random => rnd
+                .sample(pool.len(), wanted)
+                .into_iter()
+                .map(|j| &pool[j])
+                .filter(|d| !exclude || *d != doc)
+                .take(n)
+                .cloned()
+                .collect(),
+            Sampler::FirstN => pool
+                .iter()
+                .filter(|d| !exclude || *d != doc)
+                .take(n)
+                .cloned()
+                .collect(),
+        })
+        .collect())
+}
+
+/// The generated text cut at the first stop sequence, as lm-eval's models cut it.
+fn cut_at_stops(text: &str, until: &[String]) -> String {
+    let mut s = text;
+    for stop in until.iter().filter(|u| !u.is_empty()) {
+        if let Some(at) = s.find(stop.as_str()) {
+            s = &s[..at];
+        }
+    }
+    s.to_string()
+}
+
+/// `filter_list`'s pipeline on one answer.
+fn apply_filters(text: String, steps: &[FilterStep]) -> Result<String> {
+    let mut s = text;
+    for step in steps {
+        s = match step {
+            FilterStep::Regex {
+                pattern,
+                group_select,
+                fallback,
+            } => {
+                let re = regex::Regex::new(pattern).map_err(|e| {
+                    crate::error::Error::Data(format!("filter regex `{pattern}`: {e}"))
+                })?;
+                // lm-eval's RegexFilter: all matches (`findall`), one picked by
+                // `group_select` (negative from the end); a match with groups gives its
+                // first non-empty group.
+                // (Python's `findall`: one group gives that group, several give a tuple of
+                // which the first non-empty one counts, none non-empty the fallback.)
+                let matches: Vec<Option<String>> = re
+                    .captures_iter(&s)
+                    .map(|c| match c.len() {
+                        1 => Some(c[0].to_string()),
+                        2 => Some(c.get(1).map_or("", |m| m.as_str()).to_string()),
+                        _ => (1..c.len())
+                            .filter_map(|g| c.get(g).map(|m| m.as_str()))
+                            .find(|m| !m.is_empty())
+                            .map(str::to_string),
+                    })
+                    .collect();
+                let k = *group_select;
+                let idx = if k < 0 { matches.len() as i64 + k } else { k };
+                match usize::try_from(idx).ok().and_then(|i| matches.get(i)) {
+                    Some(Some(m)) => m.trim().to_string(),
+                    _ => fallback.clone(),
+                }
+            }
+            FilterStep::TakeFirst => s,
+            FilterStep::Lowercase => s.to_lowercase(),
+            FilterStep::Uppercase => s.to_uppercase(),
+            // lm-eval's WhitespaceFilter drops one leading space.
+            FilterStep::RemoveWhitespace => s.strip_prefix(' ').map(str::to_string).unwrap_or(s),
+        };
+    }
+    Ok(s)
+}
+
+/// lm-eval's `exact_match` (Hugging Face `evaluate`'s): both sides through the same
+/// removals and case folding, then equality.
+fn exact_match(pred: &str, gold: &str, opts: &ExactMatch) -> Result<bool> {
+    let norm = |s: &str| -> Result<String> {
+        let mut s = s.to_string();
+        for r in &opts.regexes_to_ignore {
+            let re = regex::Regex::new(r)
+                .map_err(|e| crate::error::Error::Data(format!("regexes_to_ignore `{r}`: {e}")))?;
+            s = re.replace_all(&s, "").into_owned();
+        }
+        if opts.ignore_case {
+            s = s.to_lowercase();
+        }
+        if opts.ignore_punctuation {
+            s.retain(|c| !c.is_ascii_punctuation());
+        }
+        if opts.ignore_numbers {
+            s.retain(|c| !c.is_ascii_digit());
+        }
+        Ok(s)
+    };
+    Ok(norm(pred)? == norm(gold)?)
+}
+
+impl Benchmark for Task {
+    fn name(&self) -> &str {
+        &self.config.task
+    }
+    fn item_count(&self) -> usize {
+        self.items.len()
+    }
+    fn item_id(&self, i: usize) -> String {
+        i.to_string()
+    }
+    fn groups(&self, _i: usize) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+    fn conditions(&self) -> &'static [&'static str] {
+        CONDITIONS
+    }
+    fn check_format(&self, format: &str) -> Result<()> {
+        if format == FORMAT {
+            return Ok(());
+        }
+        bail!(
+            Selection,
+            "unknown format `{format}` for a task file (known: {FORMAT}, the YAML's own prompts)"
+        )
+    }
+    fn default_formats(&self) -> Vec<String> {
+        vec![FORMAT.to_string()]
+    }
+    fn prompts(
+        &self,
+        i: usize,
+        _condition: &str,
+        _format: &str,
+        _chat: bool,
+    ) -> Result<Vec<Prompt>> {
+        let item = &self.items[i];
+        let ask = match self.config.output_type {
+            OutputType::MultipleChoice => Ask::Choose {
+                options: item.choices.clone(),
+            },
+            OutputType::GenerateUntil => Ask::Generate {
+                max_tokens: self.config.max_gen_toks,
+            },
+        };
+        Ok(vec![Prompt {
+            system: None,
+            body: item.context.clone(),
+            cue: String::new(),
+            delimiter: self.config.target_delimiter.clone(),
+            chat: false,
+            ask,
+        }])
+    }
+    fn judge(
+        &self,
+        i: usize,
+        _condition: &str,
+        _format: &str,
+        _prompts: &[Prompt],
+        answers: &[Answer],
+    ) -> Result<Judgement> {
+        let item = &self.items[i];
+        let gold = self.gold_text(i);
+        match answers {
+            [Answer::Options(lps)] => {
+                let pred = argmax(lps);
+                let gold_index = self.gold_index(i);
+                let mut logprobs = serde_json::Map::new();
+                for (c, lp) in item.choices.iter().zip(lps) {
+                    logprobs.insert(c.clone(), Value::from(*lp));
+                }
+                Ok(Judgement {
+                    prediction: item.choices[pred].clone(),
+                    gold,
+                    correct: gold_index == Some(pred),
+                    correct_norm: self
+                        .config
+                        .acc_norm
+                        .then(|| gold_index == Some(argmax_norm(lps, &item.choices))),
+                    option_logprobs: Value::Object(logprobs),
+                    generated: None,
+                    score: None,
+                })
+            }
+            [Answer::Text(text)] => {
+                let until = self
+                    .config
+                    .until
+                    .clone()
+                    .unwrap_or_else(|| vec![self.config.fewshot_delimiter.clone()]);
+                let answer = apply_filters(cut_at_stops(text, &until), &self.config.filter)?;
+                let opts = self.config.exact_match.clone().unwrap_or_default();
+                Ok(Judgement {
+                    correct: exact_match(&answer, &gold, &opts)?,
+                    prediction: answer,
+                    gold,
+                    correct_norm: None,
+                    option_logprobs: Value::Null,
+                    generated: Some(text.clone()),
+                    score: None,
+                })
+            }
+            _ => bail!(Internal, "task item {i}: one answer expected"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
