@@ -59,6 +59,36 @@ pub struct Args {
     /// as its solved lambda.
     #[arg(long, visible_alias = "palette")]
     pub lambda: Option<PathBuf>,
+    /// Persona prompting: also run the benchmark as this persona (e.g. "a person from Hong
+    /// Kong"; repeatable), reported beside the run without one. The instruction is the chat
+    /// prompt's system message, or the raw prompt's first paragraph.
+    #[arg(long)]
+    pub persona: Vec<String>,
+    /// A file of personas, one per line (`#` starts a comment line).
+    #[arg(long)]
+    pub personas: Option<PathBuf>,
+    /// The persona's instruction, `{persona}` replaced by the persona.
+    #[arg(long, default_value = ethos_evals::persona::DEFAULT_TEMPLATE)]
+    pub persona_template: String,
+}
+
+/// The personas asked for (`--persona`, then `--personas FILE`).
+fn personas_of(a: &Args) -> Result<Vec<ethos_evals::persona::Persona>> {
+    let mut out = a
+        .persona
+        .iter()
+        .map(|p| ethos_evals::persona::Persona::new(p, &a.persona_template))
+        .collect::<ethos_evals::Result<Vec<_>>>()?;
+    if let Some(f) = &a.personas {
+        out.extend(ethos_evals::persona::read_personas(f, &a.persona_template)?);
+    }
+    if out.len() > ethos_evals::persona::MAX_PERSONAS {
+        anyhow::bail!(
+            "--persona: more than {} personas (each is a full run of the benchmark)",
+            ethos_evals::persona::MAX_PERSONAS
+        );
+    }
+    Ok(out)
 }
 
 /// A palette's tilt of option log-probs (`--lambda`).
@@ -226,7 +256,11 @@ pub fn run(a: Args) -> Result<()> {
     if a.remote.is_remote() && !a.control.control_vector.is_empty() {
         anyhow::bail!("--control-vector steers the residual stream of a model run here; with --backend openai the weights are the server's (ethos serve takes `control_vectors` per request)");
     }
+    let personas = personas_of(&a)?;
     if a.benchmark.as_deref() == Some("utility") {
+        if !personas.is_empty() {
+            anyhow::bail!("--persona: utility asks for preferences between outcomes; persona prompting applies to civics, culturalbench, normad and task files");
+        }
         if a.lambda.is_some() {
             anyhow::bail!("--lambda: utility asks for preferences between outcomes, not answers a palette could tilt (civics, culturalbench and normad take it)");
         }
@@ -266,6 +300,11 @@ pub fn run(a: Args) -> Result<()> {
         steering: steering_record(&a)?,
     };
     ethos_evals::runner::check_selection(bench, &opts)?;
+    if !personas.is_empty()
+        && (a.lambda.is_some() || !a.model.lora.is_empty() || !a.control.control_vector.is_empty())
+    {
+        anyhow::bail!("--persona compares runs with and without a persona; run it apart from --lambda, --lora and --control-vector");
+    }
     if a.remote.is_remote() {
         let mut backend = a.remote.backend()?;
         let client = &backend.client;
@@ -307,6 +346,15 @@ pub fn run(a: Args) -> Result<()> {
             };
             return steered_and_unsteered(&a, &mut run, bench, opts, Some(&mut tilt));
         }
+        if !personas.is_empty() {
+            let sha = loaded.dataset_sha256.clone();
+            let mut run = |b: &dyn ethos_evals::Benchmark, o: &ethos_evals::RunOptions| {
+                ethos_evals::run_on(&mut backend, b, &sha, o, None)
+            };
+            return crate::personas::with_and_without(
+                &mut run, bench, opts, &personas, a.seed, a.json,
+            );
+        }
         let res = ethos_evals::run_on(&mut backend, bench, &loaded.dataset_sha256, &opts, None)?;
         if a.json {
             return print_json(&res);
@@ -337,6 +385,13 @@ pub fn run(a: Args) -> Result<()> {
     }
     let model = a.model.load()?;
     let mut session = a.control.session(&model)?;
+    if !personas.is_empty() {
+        let sha = loaded.dataset_sha256.clone();
+        let mut run = |b: &dyn ethos_evals::Benchmark, o: &ethos_evals::RunOptions| {
+            ethos_evals::run(&mut session, b, &sha, o)
+        };
+        return crate::personas::with_and_without(&mut run, bench, opts, &personas, a.seed, a.json);
+    }
     let tilt = local_tilt(lambda.as_ref(), &model)?;
     if session.is_steered() || tilt.is_some() {
         let sha = loaded.dataset_sha256.clone();

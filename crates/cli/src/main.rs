@@ -6,6 +6,7 @@ mod common;
 mod eval;
 mod generate;
 mod info;
+mod personas;
 mod score;
 mod serve;
 mod steer;

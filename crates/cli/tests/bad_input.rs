@@ -375,6 +375,49 @@ fn eval_task_files_that_ethos_cannot_run_as_lm_eval_would() {
 }
 
 #[test]
+fn eval_personas_that_cannot_be_asked() {
+    let e = fails(&[
+        "eval",
+        "culturalbench",
+        "--persona",
+        "x",
+        "--persona-template",
+        "Answer as a local.",
+    ]);
+    assert!(
+        e.contains("--persona-template `Answer as a local.` has no `{persona}`"),
+        "{e}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("personas.txt");
+    std::fs::write(&empty, "# nobody\n").unwrap();
+    let e = fails(&["eval", "culturalbench", "--personas", s(&empty)]);
+    assert!(e.contains("personas.txt: no personas"), "{e}");
+    let e = fails(&[
+        "eval",
+        "culturalbench",
+        "--personas",
+        s(&dir.path().join("absent.txt")),
+    ]);
+    assert!(e.contains("absent.txt: cannot read"), "{e}");
+    let e = fails(&["eval", "utility", "--persona", "a person from Japan"]);
+    assert!(e.contains("--persona: utility asks for preferences"), "{e}");
+    let cv = repo().join("tests/fixtures/control/smollm2_cv.gguf");
+    let e = fails(&[
+        "eval",
+        "culturalbench",
+        "--persona",
+        "a person from Japan",
+        "--control-vector",
+        s(&cv),
+    ]);
+    assert!(
+        e.contains("run it apart from --lambda, --lora and --control-vector"),
+        "{e}"
+    );
+}
+
+#[test]
 fn eval_utility_bad_outcome_sets() {
     let e = fails(&["eval", "utility", "--options", "everything"]);
     assert!(e.contains("unknown outcome set `everything`"), "{e}");

@@ -14,6 +14,7 @@ pub(crate) mod formats;
 pub(crate) mod identity;
 pub mod log;
 pub(crate) mod metrics;
+pub mod persona;
 pub(crate) mod pyrandom;
 pub(crate) mod report;
 pub mod results;
