@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// civics, culturalbench, normad or utility (or `--task FILE` for your own).
+    /// civics, cmoraleval, culturalbench, normad or utility (or `--task FILE` for your own).
     #[arg(required_unless_present = "task")]
     pub benchmark: Option<String>,
     /// Your own benchmark: an lm-evaluation-harness task YAML (multiple_choice or
@@ -28,11 +28,12 @@ pub struct Args {
     pub data: Option<PathBuf>,
     /// Comma-separated formats (culturalbench: harness, paper, grid, all, or grid points
     /// such as rev.numbers.text.chat; normad: logprob, logprob-chat, generate; civics: yesno,
-    /// likert4, yesno-chat, likert4-chat).
+    /// likert4, yesno-chat, likert4-chat; cmoraleval: zero-shot, few-shot).
     #[arg(long, value_delimiter = ',')]
     pub formats: Vec<String>,
     /// Comma-separated conditions (culturalbench: easy, hard; normad: none, country, value,
-    /// rot; civics: original, english).
+    /// rot; civics: original, english; cmoraleval: party-moral, party-unmoral,
+    /// standby-moral, standby-unmoral).
     #[arg(long, value_delimiter = ',')]
     pub conditions: Vec<String>,
     /// Only the first N items.

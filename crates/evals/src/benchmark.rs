@@ -84,6 +84,11 @@ pub trait Benchmark {
     fn paired(&self, _i: usize) -> bool {
         true
     }
+    /// Conditions that ask the same thing differently (CMoralEval's four ways of asking a
+    /// scenario): results give the share of items right under every one of them that ran.
+    fn consistency_conditions(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// All conditions (run when none is asked for).
     fn conditions(&self) -> &'static [&'static str];
     /// Is `format` a format of this benchmark? (`Err` names the known ones.)

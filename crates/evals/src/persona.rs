@@ -134,6 +134,9 @@ impl Benchmark for WithPersona<'_> {
     fn conditions(&self) -> &'static [&'static str] {
         self.inner.conditions()
     }
+    fn consistency_conditions(&self) -> &'static [&'static str] {
+        self.inner.consistency_conditions()
+    }
     fn check_format(&self, format: &str) -> Result<()> {
         self.inner.check_format(format)
     }

@@ -25,6 +25,9 @@ pub struct RunFacts {
     /// (condition a, condition b, group kind) compared item by item, and the items taking part.
     pub paired: Option<(&'static str, &'static str, &'static str)>,
     pub paired_ids: std::collections::HashSet<String>,
+    /// Conditions that ask the same thing differently (`Benchmark::consistency_conditions`)
+    /// among those run.
+    pub consistency: Vec<String>,
     /// What the run sent to a server (remote backend only).
     pub traffic: Option<Value>,
 }
@@ -110,6 +113,19 @@ pub struct Results {
     /// format -> the paired-condition difference (CIVICS: original language minus English)
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub gaps: BTreeMap<String, Gap>,
+    /// format -> the share of items right under every consistency condition
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub consistency: BTreeMap<String, Consistency>,
+}
+
+/// How often an item is answered right however it is asked.
+#[derive(Serialize, Debug)]
+pub struct Consistency {
+    pub conditions: Vec<String>,
+    /// Items judged under every one of the conditions.
+    pub items: usize,
+    /// The share of those right under all of them.
+    pub all_right: Interval,
 }
 
 pub fn compute(run: &RunFacts, records: &[&ItemRecord]) -> Results {
@@ -222,6 +238,7 @@ pub fn compute(run: &RunFacts, records: &[&ItemRecord]) -> Results {
     let gaps = run
         .paired
         .map_or_else(BTreeMap::new, |p| gaps(run, records, p));
+    let consistency = consistency(run, records);
     Results {
         benchmark: run.identity.benchmark.clone(),
         ethos_version: env!("CARGO_PKG_VERSION"),
@@ -245,7 +262,46 @@ pub fn compute(run: &RunFacts, records: &[&ItemRecord]) -> Results {
         metrics,
         robustness,
         gaps,
+        consistency,
     }
+}
+
+/// Per format: the share of items right under every consistency condition, over the items
+/// judged under all of them.
+fn consistency(run: &RunFacts, records: &[&ItemRecord]) -> BTreeMap<String, Consistency> {
+    let mut out = BTreeMap::new();
+    if run.consistency.len() < 2 {
+        return out;
+    }
+    for f in &run.formats {
+        // id -> (conditions seen, all right so far)
+        let mut seen: BTreeMap<&str, (usize, bool)> = BTreeMap::new();
+        for r in records
+            .iter()
+            .filter(|r| &r.format == f && run.consistency.contains(&r.condition))
+        {
+            let e = seen.entry(r.id.as_str()).or_insert((0, true));
+            e.0 += 1;
+            e.1 &= r.judgement.correct;
+        }
+        let all: Vec<bool> = seen
+            .values()
+            .filter(|(n, _)| *n == run.consistency.len())
+            .map(|(_, ok)| *ok)
+            .collect();
+        if all.is_empty() {
+            continue;
+        }
+        out.insert(
+            f.clone(),
+            Consistency {
+                conditions: run.consistency.clone(),
+                items: all.len(),
+                all_right: accuracy(&all, run.seed),
+            },
+        );
+    }
+    out
 }
 
 fn histogram(xs: &[f64]) -> Vec<usize> {
@@ -326,6 +382,14 @@ pub fn table(r: &Results) -> String {
         r.wall_seconds,
         r.tokens_per_second
     );
+    // The condition column fits the longest condition name.
+    let cw = r
+        .metrics
+        .keys()
+        .map(|c| c.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(10);
     let scored = r
         .metrics
         .values()
@@ -333,12 +397,12 @@ pub fn table(r: &Results) -> String {
         .any(|m| m.score.is_some());
     if scored {
         out.push_str(&format!(
-            "{:<10} {:<26} {:>6} {:>7} {:>17}\n",
+            "{:<cw$} {:<26} {:>6} {:>7} {:>17}\n",
             "condition", "format", "n", "score", "95% CI"
         ));
     } else {
         out.push_str(&format!(
-            "{:<10} {:<26} {:>6} {:>7} {:>15} {:>8}\n",
+            "{:<cw$} {:<26} {:>6} {:>7} {:>15} {:>8}\n",
             "condition", "format", "n", "acc %", "95% CI", "norm %"
         ));
     }
@@ -346,7 +410,7 @@ pub fn table(r: &Results) -> String {
         for (f, m) in fs {
             if let (Some(s), true) = (m.score, scored) {
                 out.push_str(&format!(
-                    "{:<10} {:<26} {:>6} {:>+7.3} {:>17}\n",
+                    "{:<cw$} {:<26} {:>6} {:>+7.3} {:>17}\n",
                     c,
                     f,
                     m.n,
@@ -355,7 +419,7 @@ pub fn table(r: &Results) -> String {
                 ));
             } else if let Some(acc) = m.acc {
                 out.push_str(&format!(
-                    "{:<10} {:<26} {:>6} {:>7} {:>15} {:>8}\n",
+                    "{:<cw$} {:<26} {:>6} {:>7} {:>15} {:>8}\n",
                     c,
                     f,
                     m.n,
@@ -393,6 +457,16 @@ pub fn table(r: &Results) -> String {
             pct(rb.changed_share).trim()
         ));
     }
+    for (f, c) in &r.consistency {
+        out.push_str(&format!(
+            "consistency ({f}, {} items asked {} ways): right every way {}% [{}, {}]\n",
+            c.items,
+            c.conditions.len(),
+            pct(c.all_right.value).trim(),
+            pct(c.all_right.ci95[0]).trim(),
+            pct(c.all_right.ci95[1]).trim()
+        ));
+    }
     if let Some(reference) = &r.reference {
         out.push_str(&format!(
             "reference: {} {}%\n",
@@ -401,4 +475,74 @@ pub fn table(r: &Results) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::benchmark::Judgement;
+
+    fn record(id: &str, condition: &str, correct: bool) -> ItemRecord {
+        ItemRecord {
+            id: id.into(),
+            condition: condition.into(),
+            format: "zero-shot".into(),
+            judgement: Judgement {
+                prediction: "A".into(),
+                gold: "A".into(),
+                correct,
+                correct_norm: None,
+                option_logprobs: serde_json::json!({}),
+                generated: None,
+                score: None,
+            },
+            groups: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn consistency_counts_items_right_every_way_among_those_asked_every_way() {
+        let ways = vec!["moral".to_string(), "unmoral".to_string()];
+        let run = RunFacts {
+            identity: RunIdentity {
+                benchmark: "b".into(),
+                model: Value::Null,
+                dataset_sha256: String::new(),
+                steering: None,
+            },
+            seed: 0,
+            conditions: ways.clone(),
+            formats: vec!["zero-shot".into()],
+            items: 3,
+            tasks: 5,
+            computed: 5,
+            resumed: 0,
+            wall_seconds: 0.0,
+            tokens: 0,
+            tokens_per_second: 0.0,
+            reference: None,
+            has_gold: true,
+            paired: None,
+            paired_ids: Default::default(),
+            consistency: ways,
+            traffic: None,
+        };
+        // Item 1 right both ways, item 2 right one way, item 3 asked one way only.
+        let rs = [
+            record("1", "moral", true),
+            record("1", "unmoral", true),
+            record("2", "moral", true),
+            record("2", "unmoral", false),
+            record("3", "moral", true),
+        ];
+        let refs: Vec<&ItemRecord> = rs.iter().collect();
+        let c = &consistency(&run, &refs)["zero-shot"];
+        assert_eq!(c.items, 2);
+        assert_eq!(c.all_right.value, 0.5);
+        let one_way = RunFacts {
+            consistency: vec!["moral".into()],
+            ..run
+        };
+        assert!(consistency(&one_way, &refs).is_empty());
+    }
 }

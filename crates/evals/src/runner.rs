@@ -300,6 +300,12 @@ pub fn run_on(
         reference: bench.reference(),
         has_gold: bench.has_gold(),
         paired: bench.paired_conditions(),
+        consistency: bench
+            .consistency_conditions()
+            .iter()
+            .filter(|c| opts.conditions.iter().any(|o| o == *c))
+            .map(|c| c.to_string())
+            .collect(),
         paired_ids: (0..n_items)
             .filter(|&i| bench.paired(i))
             .map(|i| bench.item_id(i))

@@ -2,6 +2,7 @@
 //! user's own copy in the upstream schema).
 
 pub mod civics;
+pub mod cmoraleval;
 pub mod culturalbench;
 pub mod normad;
 pub mod task;
@@ -12,7 +13,7 @@ use crate::data::{combined_sha256, Source};
 use crate::error::{bail, Result, ResultExt};
 use std::path::Path;
 
-pub const NAMES: &[&str] = &["civics", "culturalbench", "normad"];
+pub const NAMES: &[&str] = &["civics", "cmoraleval", "culturalbench", "normad"];
 
 /// A benchmark ready to run, and the SHA-256 of the data it holds.
 pub struct Loaded {
@@ -77,6 +78,17 @@ pub fn load(name: &str, path: Option<&Path>) -> Result<Loaded> {
                 dataset_sha256: sha,
             })
         }
+        "cmoraleval" => {
+            let b = match path {
+                None => cmoraleval::CMoralEval::builtin()?,
+                Some(p) => cmoraleval::CMoralEval::from_dir(p)?,
+            };
+            let sha = combined_sha256(&b.sources.iter().collect::<Vec<_>>());
+            Ok(Loaded {
+                bench: Box::new(b),
+                dataset_sha256: sha,
+            })
+        }
         other => bail!(
             Selection,
             "unknown benchmark `{other}` (known: {}, utility)",
@@ -116,7 +128,7 @@ mod tests {
         let e = load("mmlu", None).err().unwrap().to_string();
         assert_eq!(
             e,
-            "unknown benchmark `mmlu` (known: civics, culturalbench, normad, utility)"
+            "unknown benchmark `mmlu` (known: civics, cmoraleval, culturalbench, normad, utility)"
         );
     }
 

@@ -85,7 +85,13 @@ impl Task {
             let mut context = if description.is_empty() {
                 String::new()
             } else {
-                t.render("description", description, doc).context(at)?
+                // lm-eval's `resolve_field`: a column's value, or the rendered template.
+                t.text(
+                    "description",
+                    &config::DocTo::Text(description.clone()),
+                    doc,
+                )
+                .context(at)?
             };
             for shot in shots {
                 context.push_str(
