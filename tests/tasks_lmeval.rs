@@ -137,3 +137,23 @@ fn task_log_likelihoods_and_accuracy_match_lm_evaluation_harness() {
         );
     }
 }
+
+/// `ethos eval yue-arc-c` asks what lm-eval's ARC task file asks of the same questions.
+#[test]
+fn yue_arc_c_prompts_are_lm_evaluation_harness_arc_prompts() {
+    let task = Task::load(&fixtures().join("tasks/arc_easy.yaml")).unwrap();
+    let loaded = ethos::evals::benchmarks::load("yue-arc-c", None).unwrap();
+    let bench = loaded.bench.as_ref();
+    for i in 0..40 {
+        let p = &bench.prompts(i, "cantonese", "harness", false).unwrap()[0];
+        assert_eq!(task.context(i), p.body, "item {i}");
+        let ethos::evals::Ask::Choose { options } = &p.ask else {
+            panic!("scored")
+        };
+        let ours: Vec<String> = options
+            .iter()
+            .map(|o| format!("{}{o}", p.delimiter))
+            .collect();
+        assert_eq!(task.continuations(i), ours, "item {i}");
+    }
+}

@@ -7,13 +7,21 @@ pub mod culturalbench;
 pub mod normad;
 pub mod task;
 pub mod utility;
+pub mod yue;
 
 use crate::benchmark::Benchmark;
 use crate::data::{combined_sha256, Source};
 use crate::error::{bail, Result, ResultExt};
 use std::path::Path;
 
-pub const NAMES: &[&str] = &["civics", "cmoraleval", "culturalbench", "normad"];
+pub const NAMES: &[&str] = &[
+    "civics",
+    "cmoraleval",
+    "culturalbench",
+    "normad",
+    "yue-arc-c",
+    "yue-truthfulqa",
+];
 
 /// A benchmark ready to run, and the SHA-256 of the data it holds.
 pub struct Loaded {
@@ -89,6 +97,22 @@ pub fn load(name: &str, path: Option<&Path>) -> Result<Loaded> {
                 dataset_sha256: sha,
             })
         }
+        "yue-arc-c" | "yue-truthfulqa" => {
+            let set = if name == "yue-arc-c" {
+                yue::Set::ArcC
+            } else {
+                yue::Set::TruthfulQa
+            };
+            let b = match path {
+                None => yue::Yue::builtin(set)?,
+                Some(p) => yue::Yue::from_source(set, Source::read(p)?)?,
+            };
+            let sha = combined_sha256(&b.sources.iter().collect::<Vec<_>>());
+            Ok(Loaded {
+                bench: Box::new(b),
+                dataset_sha256: sha,
+            })
+        }
         other => bail!(
             Selection,
             "unknown benchmark `{other}` (known: {}, utility)",
@@ -128,7 +152,7 @@ mod tests {
         let e = load("mmlu", None).err().unwrap().to_string();
         assert_eq!(
             e,
-            "unknown benchmark `mmlu` (known: civics, cmoraleval, culturalbench, normad, utility)"
+            "unknown benchmark `mmlu` (known: civics, cmoraleval, culturalbench, normad, yue-arc-c, yue-truthfulqa, utility)"
         );
     }
 
