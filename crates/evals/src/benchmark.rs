@@ -70,7 +70,9 @@ pub trait Benchmark {
     fn item_id(&self, i: usize) -> String;
     /// Breakdown keys of item `i`, e.g. `[("country", "Japan")]`; a key may repeat (an item
     /// with several value labels belongs to each).
-    fn groups(&self, i: usize) -> Vec<(&'static str, String)>;
+    fn groups(&self, _i: usize) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
     /// Whether items have gold answers (accuracy); CIVICS has none, only scores.
     fn has_gold(&self) -> bool {
         true

@@ -182,24 +182,9 @@ pub fn table_of(diffs: &[Difference], before: &str, after: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::benchmark::Judgement;
 
     fn record(id: &str, correct: bool) -> String {
-        let r = ItemRecord {
-            id: id.into(),
-            condition: "easy".into(),
-            format: "harness".into(),
-            judgement: Judgement {
-                prediction: "A".into(),
-                gold: "A".into(),
-                correct,
-                correct_norm: None,
-                option_logprobs: serde_json::json!({}),
-                generated: None,
-                score: None,
-            },
-            groups: BTreeMap::new(),
-        };
+        let r = ItemRecord::judged(id, "easy", "harness", correct);
         serde_json::to_string(&r).unwrap() + "\n"
     }
 

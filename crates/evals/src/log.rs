@@ -37,6 +37,26 @@ pub struct ItemRecord {
 pub type Key = (String, String, String);
 
 impl ItemRecord {
+    /// A judged item with nothing but its keys and whether it is right (for tests).
+    #[cfg(test)]
+    pub(crate) fn judged(id: &str, condition: &str, format: &str, correct: bool) -> Self {
+        ItemRecord {
+            id: id.into(),
+            condition: condition.into(),
+            format: format.into(),
+            judgement: crate::benchmark::Judgement {
+                prediction: "A".into(),
+                gold: "A".into(),
+                correct,
+                correct_norm: None,
+                option_logprobs: serde_json::json!({}),
+                generated: None,
+                score: None,
+            },
+            groups: BTreeMap::new(),
+        }
+    }
+
     pub fn key(&self) -> Key {
         (self.id.clone(), self.condition.clone(), self.format.clone())
     }

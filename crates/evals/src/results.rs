@@ -480,24 +480,9 @@ pub fn table(r: &Results) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::benchmark::Judgement;
 
     fn record(id: &str, condition: &str, correct: bool) -> ItemRecord {
-        ItemRecord {
-            id: id.into(),
-            condition: condition.into(),
-            format: "zero-shot".into(),
-            judgement: Judgement {
-                prediction: "A".into(),
-                gold: "A".into(),
-                correct,
-                correct_norm: None,
-                option_logprobs: serde_json::json!({}),
-                generated: None,
-                score: None,
-            },
-            groups: BTreeMap::new(),
-        }
+        ItemRecord::judged(id, condition, "zero-shot", correct)
     }
 
     #[test]

@@ -146,9 +146,6 @@ impl Benchmark for Yue {
     fn item_id(&self, i: usize) -> String {
         self.items[i].id.clone()
     }
-    fn groups(&self, _i: usize) -> Vec<(&'static str, String)> {
-        Vec::new()
-    }
     fn conditions(&self) -> &'static [&'static str] {
         CONDITIONS
     }

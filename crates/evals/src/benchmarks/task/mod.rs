@@ -306,9 +306,6 @@ impl Benchmark for Task {
     fn item_id(&self, i: usize) -> String {
         i.to_string()
     }
-    fn groups(&self, _i: usize) -> Vec<(&'static str, String)> {
-        Vec::new()
-    }
     fn conditions(&self) -> &'static [&'static str] {
         CONDITIONS
     }
