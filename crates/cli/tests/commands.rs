@@ -295,6 +295,55 @@ fn report_html_renders_in_headless_chromium_without_console_errors() {
     );
 }
 
+/// CMoralEval asks each scenario four ways: the run reports how many were right every way,
+/// in results.json, the table and the page, from the items it judged.
+#[test]
+fn eval_cmoraleval_reports_consistency_across_the_four_ways() {
+    let Some(m) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let table = ethos(
+        &[
+            "eval",
+            "cmoraleval",
+            "--model",
+            m.to_str().unwrap(),
+            "--limit",
+            "3",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let c = &results["consistency"]["zero-shot"];
+    assert_eq!(c["items"], 3);
+    assert_eq!(c["conditions"].as_array().unwrap().len(), 4);
+    let items = std::fs::read_to_string(out.join("items.jsonl")).unwrap();
+    let right_every_way = ["c1-1", "c1-2", "c1-3"]
+        .iter()
+        .filter(|id| {
+            let asked: Vec<&str> = items
+                .lines()
+                .filter(|l| l.contains(&format!("\"id\":\"{id}\"")))
+                .collect();
+            assert_eq!(asked.len(), 4, "{id} asked four ways");
+            asked.iter().all(|l| l.contains("\"correct\":true"))
+        })
+        .count();
+    assert_eq!(
+        c["all_right"]["value"].as_f64().unwrap(),
+        right_every_way as f64 / 3.0
+    );
+    assert!(
+        table.contains("consistency (zero-shot, 3 items asked 4 ways)"),
+        "{table}"
+    );
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(page.contains("<h2>Consistency (zero-shot, 3 items)</h2>"));
+}
+
 #[test]
 fn eval_utility_fits_asks_both_orders_and_resumes_without_asking_again() {
     let Some(m) = model() else { return };

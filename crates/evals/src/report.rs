@@ -233,6 +233,18 @@ pub fn html(results: &Results, records: &[&ItemRecord]) -> String {
             .collect();
         body.push_str(&heatmap(&rb.formats, &groups, &acc));
     }
+    for (f, c) in &results.consistency {
+        let _ = write!(
+            body,
+            "<h2>Consistency ({}, {} items)</h2><p>Right every way it is asked ({}): {} % (95 % CI [{}, {}]).</p>",
+            esc(f),
+            c.items,
+            esc(&c.conditions.join(", ")),
+            pct(c.all_right.value),
+            pct(c.all_right.ci95[0]),
+            pct(c.all_right.ci95[1])
+        );
+    }
     for (f, g) in &results.gaps {
         let _ = write!(
             body,

@@ -77,6 +77,8 @@ pub struct DataFiles {
 #[derive(Clone, Debug)]
 pub struct TaskConfig {
     pub path: PathBuf,
+    /// The task file and the files it includes, in the order read.
+    pub files: Vec<PathBuf>,
     pub task: String,
     pub data: DataFiles,
     pub test_split: Option<String>,
@@ -108,11 +110,12 @@ impl TaskConfig {
     /// Reads the task at `path`, following `include` (a base YAML beside it, whose keys the
     /// task's own override).
     pub fn read(path: &Path) -> Result<Self> {
-        let map = read_with_includes(path, 0)?;
-        Self::from_mapping(path, map)
+        let mut files = Vec::new();
+        let map = read_with_includes(path, 0, &mut files)?;
+        Self::from_mapping(path, files, map)
     }
 
-    fn from_mapping(path: &Path, mut map: Mapping) -> Result<Self> {
+    fn from_mapping(path: &Path, files: Vec<PathBuf>, mut map: Mapping) -> Result<Self> {
         let name = path.display().to_string();
         let err = |key: &str, what: String| Error::Data(format!("{name}: `{key}`: {what}"));
         // Tags first: lm-eval calls `!function` values as Python, which ethos cannot.
@@ -265,6 +268,7 @@ impl TaskConfig {
         }
         Ok(Self {
             path: path.to_path_buf(),
+            files,
             task,
             data,
             test_split,
@@ -352,8 +356,8 @@ impl TaskConfig {
 }
 
 /// The YAML at `path` as a mapping, with its `include` (relative to its folder) merged under
-/// it.
-fn read_with_includes(path: &Path, depth: usize) -> Result<Mapping> {
+/// it; every file read is added to `files`.
+fn read_with_includes(path: &Path, depth: usize, files: &mut Vec<PathBuf>) -> Result<Mapping> {
     if depth > 8 {
         bail!(Data, "{}: `include` nests more than 8 deep", path.display());
     }
@@ -361,6 +365,7 @@ fn read_with_includes(path: &Path, depth: usize) -> Result<Mapping> {
         std::fs::read_to_string(path).map_err(|e| Error::io(path, "cannot read the task", e))?;
     let value: Value = serde_yaml_ng::from_str(&text)
         .map_err(|e| Error::Data(format!("{}: not YAML: {e}", path.display())))?;
+    files.push(path.to_path_buf());
     let Value::Mapping(mut map) = value else {
         bail!(Data, "{}: a task is a YAML mapping of keys", path.display());
     };
@@ -371,7 +376,7 @@ fn read_with_includes(path: &Path, depth: usize) -> Result<Mapping> {
         bail!(Data, "{}: `include` wants a file name", path.display());
     };
     let base_path = path.parent().unwrap_or(Path::new(".")).join(&include);
-    let mut merged = read_with_includes(&base_path, depth + 1)?;
+    let mut merged = read_with_includes(&base_path, depth + 1, files)?;
     for (k, v) in map {
         merged.insert(k, v);
     }

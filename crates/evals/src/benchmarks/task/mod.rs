@@ -122,7 +122,12 @@ impl Task {
         if items.is_empty() {
             bail!(Data, "{name}: split `{}` has no items", config.eval_split());
         }
-        let mut sources = vec![Source::read(path)?];
+        // The task file, its includes and its data: a resumed run must see them unchanged.
+        let mut sources = config
+            .files
+            .iter()
+            .map(|f| Source::read(f))
+            .collect::<Result<Vec<_>>>()?;
         sources.extend(splits.sources);
         Ok(Self {
             config,
@@ -131,8 +136,8 @@ impl Task {
         })
     }
 
-    /// The SHA-256 of the task file and its data together (a resumed run must see both
-    /// unchanged).
+    /// The SHA-256 of the task file, the files it includes and its data together (a resumed
+    /// run must see them all unchanged).
     pub fn sha256(&self) -> String {
         combined_sha256(&self.sources.iter().collect::<Vec<_>>())
     }

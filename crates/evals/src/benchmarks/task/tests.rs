@@ -129,6 +129,14 @@ fn include_merges_a_base_file_under_the_task() {
     let t = Task::load(&path).unwrap();
     assert_eq!(t.name(), "child");
     assert_eq!(t.continuations(0), ["x", "y"]);
+    // The included file is part of the run's identity: editing it changes the hash.
+    let before = t.sha256();
+    std::fs::write(
+        dir.path().join("task.yaml"),
+        BASE.replace("Q: ", "Question: "),
+    )
+    .unwrap();
+    assert_ne!(Task::load(&path).unwrap().sha256(), before);
 }
 
 #[test]
