@@ -33,6 +33,20 @@ pub struct Prompt {
     pub ask: Ask,
 }
 
+impl Prompt {
+    /// A raw (no chat template) prompt: `body`, then each option after `delimiter`.
+    pub fn raw(body: String, delimiter: &str, ask: Ask) -> Self {
+        Self {
+            system: None,
+            body,
+            cue: String::new(),
+            delimiter: delimiter.to_string(),
+            chat: false,
+            ask,
+        }
+    }
+}
+
 /// The model's answer to one prompt.
 #[derive(Clone, Debug)]
 pub enum Answer {

@@ -307,16 +307,8 @@ impl Benchmark for CMoralEval {
             }
         }
         body.push_str(&Self::raw(&s.asked[c]));
-        Ok(vec![Prompt {
-            system: None,
-            body,
-            cue: String::new(),
-            delimiter: " ".into(),
-            chat: false,
-            ask: Ask::Choose {
-                options: LETTERS.iter().map(|l| l.to_string()).collect(),
-            },
-        }])
+        let options = LETTERS.iter().map(|l| l.to_string()).collect();
+        Ok(vec![Prompt::raw(body, " ", Ask::Choose { options })])
     }
     fn judge(
         &self,

@@ -174,16 +174,8 @@ impl Benchmark for Yue {
             Set::ArcC => format!("Question: {}\nAnswer:", item.question),
             Set::TruthfulQa => format!("Q: {}\nA:", item.question),
         };
-        Ok(vec![Prompt {
-            system: None,
-            body,
-            cue: String::new(),
-            delimiter: " ".into(),
-            chat: false,
-            ask: Ask::Choose {
-                options: item.options.clone(),
-            },
-        }])
+        let options = item.options.clone();
+        Ok(vec![Prompt::raw(body, " ", Ask::Choose { options })])
     }
     fn judge(
         &self,

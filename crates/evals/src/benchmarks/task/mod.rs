@@ -342,14 +342,11 @@ impl Benchmark for Task {
                 max_tokens: self.config.max_gen_toks,
             },
         };
-        Ok(vec![Prompt {
-            system: None,
-            body: item.context.clone(),
-            cue: String::new(),
-            delimiter: self.config.target_delimiter.clone(),
-            chat: false,
+        Ok(vec![Prompt::raw(
+            item.context.clone(),
+            &self.config.target_delimiter,
             ask,
-        }])
+        )])
     }
     fn judge(
         &self,
