@@ -9,7 +9,9 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// civics, cmoraleval, culturalbench, normad or utility (or `--task FILE` for your own).
+    /// civics, cmoraleval, culturalbench, diwali, normad, utility, yue-arc-c,
+    /// yue-truthfulqa; with your copy of the data (--data): cvc, hkcanto, valueprism (or
+    /// `--task FILE` for your own).
     #[arg(required_unless_present = "task")]
     pub benchmark: Option<String>,
     /// Your own benchmark: an lm-evaluation-harness task YAML (multiple_choice or
@@ -28,12 +30,14 @@ pub struct Args {
     pub data: Option<PathBuf>,
     /// Comma-separated formats (culturalbench: harness, paper, grid, all, or grid points
     /// such as rev.numbers.text.chat; normad: logprob, logprob-chat, generate; civics: yesno,
-    /// likert4, yesno-chat, likert4-chat; cmoraleval: zero-shot, few-shot).
+    /// likert4, yesno-chat, likert4-chat; cmoraleval: zero-shot, few-shot; hkcanto:
+    /// five-shot, zero-shot; cvc: chat, raw).
     #[arg(long, value_delimiter = ',')]
     pub formats: Vec<String>,
     /// Comma-separated conditions (culturalbench: easy, hard; normad: none, country, value,
     /// rot; civics: original, english; cmoraleval: party-moral, party-unmoral,
-    /// standby-moral, standby-unmoral).
+    /// standby-moral, standby-unmoral; hkcanto: cultural, hk-law, dse; cvc: Surrogacy, Drugs,
+    /// Prejudice, Firearms, Politics, Suicide).
     #[arg(long, value_delimiter = ',')]
     pub conditions: Vec<String>,
     /// Only the first N items.
@@ -71,6 +75,26 @@ pub struct Args {
     /// The persona's instruction, `{persona}` replaced by the persona.
     #[arg(long, default_value = ethos_evals::persona::DEFAULT_TEMPLATE)]
     pub persona_template: String,
+    /// diwali: score these adaptation outputs (the authors' format: a JSON list of JSON
+    /// strings, each `[{"cultural_adapted_text", "replaced_concepts"}]`) without a model.
+    #[arg(long)]
+    pub adaptations: Option<std::path::PathBuf>,
+    /// diwali: the culture-specific names to match (CANDLE's concepts_filtered records,
+    /// DIWALI's india_cultural_features.json, or a .txt of one name per line; default: the
+    /// built-in CANDLE list the published rows use).
+    #[arg(long)]
+    pub items: Option<std::path::PathBuf>,
+    /// diwali: the most tokens of one adaptation [default: 512] (the authors let replies
+    /// run to 32000).
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// diwali: also judge each adaptation on the authors' 0-5 rubric (greedily), with the
+    /// model that adapted (or served) it, or with --judge-model.
+    #[arg(long)]
+    pub judge: bool,
+    /// diwali: the judge (a GGUF file, an HF folder or a hub repo id), loaded like --model.
+    #[arg(long, requires = "judge")]
+    pub judge_model: Option<String>,
 }
 
 /// The personas asked for (`--persona`, then `--personas FILE`).
@@ -256,6 +280,13 @@ pub fn run(a: Args) -> Result<()> {
     a.remote.check(&a.model)?;
     if a.remote.is_remote() && !a.control.control_vector.is_empty() {
         anyhow::bail!("--control-vector steers the residual stream of a model run here; with --backend openai the weights are the server's (ethos serve takes `control_vectors` per request)");
+    }
+    if a.benchmark.as_deref() == Some("diwali") {
+        let output = a.output.clone().unwrap_or_else(|| default_output(&a));
+        return crate::diwali::run(a, output);
+    }
+    if a.adaptations.is_some() || a.items.is_some() || a.max_tokens.is_some() || a.judge {
+        anyhow::bail!("--adaptations, --items, --max-tokens and --judge are diwali's");
     }
     let personas = personas_of(&a)?;
     if a.benchmark.as_deref() == Some("utility") {

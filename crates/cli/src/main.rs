@@ -3,6 +3,7 @@
 mod bench;
 mod chat;
 mod common;
+mod diwali;
 mod eval;
 mod generate;
 mod info;
@@ -43,7 +44,7 @@ enum Command {
     /// Serve the model over HTTP: OpenAI's completions and chat API with prompt log-probs
     /// and per-request control vectors, on continuous batching.
     Serve(serve::Args),
-    /// Run a culture benchmark (civics, culturalbench, normad, utility) and write its results.
+    /// Run a culture benchmark (civics, cmoraleval, culturalbench, diwali, normad, utility, yue-*) and write its results.
     Eval(eval::Args),
     /// Token ids and pieces of a text, as JSON.
     Tokenize(tokenize::Args),

@@ -633,3 +633,78 @@ fn bad_lora_adapters() {
     ]);
     assert!(e.contains("--lora"), "{e}");
 }
+
+#[test]
+fn diwali_inputs_that_cannot_be_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let obj = file("obj.json", "{\"x\": 1}");
+    let e = fails(&["eval", "diwali", "--adaptations", s(&obj)]);
+    assert!(
+        e.contains("obj.json: not a JSON list of adaptation outputs"),
+        "{e}"
+    );
+    let bad = file("bad.json", "[\"a\",");
+    let e = fails(&["eval", "diwali", "--adaptations", s(&bad)]);
+    assert!(e.contains("bad.json: EOF while parsing"), "{e}");
+    let names = file("c.json", "[{\"facet\":\"f\",\"concepts\":[{\"name\":5}]}]");
+    let e = fails(&[
+        "eval",
+        "diwali",
+        "--adaptations",
+        s(&bad),
+        "--items",
+        s(&names),
+    ]);
+    assert!(
+        e.contains("c.json: record 1: concept 1: `name` is not a string"),
+        "{e}"
+    );
+    let texts = file("texts.jsonl", "{\"q\": \"x\"}\n");
+    let e = fails(&["eval", "diwali", "--data", s(&texts)]);
+    assert!(e.contains("texts.jsonl:1: no string `question`"), "{e}");
+    let e = fails(&["eval", "diwali", "--adaptations", s(&obj), "--limit", "3"]);
+    assert!(
+        e.contains("--limit and --max-tokens are for a model's run"),
+        "{e}"
+    );
+    let e = fails(&["eval", "diwali", "--formats", "chat"]);
+    assert!(e.contains("--formats: diwali has one format"), "{e}");
+    let e = fails(&["eval", "culturalbench", "--items", s(&names)]);
+    assert!(
+        e.contains("--adaptations, --items, --max-tokens and --judge are diwali's"),
+        "{e}"
+    );
+}
+
+#[test]
+fn benchmarks_ethos_cannot_ship_say_where_their_data_is() {
+    for (name, place) in [
+        ("cvc", "Beijing-AISI/CVC"),
+        ("hkcanto", "github.com/hon9kon9ize/hkeval2025"),
+        ("valueprism", "allenai/ValuePrism"),
+    ] {
+        let e = fails(&["eval", name]);
+        assert!(
+            e.contains(&format!("{name} needs --data: ")) && e.contains(place),
+            "{e}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let e = fails(&["eval", "hkcanto", "--data", s(dir.path())]);
+    assert!(
+        e.contains("holds none of HKCanto-Eval's set folders"),
+        "{e}"
+    );
+    let csv = dir.path().join("valence.csv");
+    std::fs::write(&csv, "situation,text,valence\ns,t,Maybe\n").unwrap();
+    let e = fails(&["eval", "valueprism", "--data", s(&csv)]);
+    assert!(
+        e.contains("valence.csv: row 2: `valence` is `Maybe`"),
+        "{e}"
+    );
+}

@@ -1127,3 +1127,122 @@ fn lora_adapters_on_info_score_and_eval() {
             .unwrap();
     assert_eq!(steered["model"]["adapters"][0]["rank"], 4);
 }
+
+#[test]
+fn eval_diwali_adapts_resumes_and_rescores_its_own_outputs_the_same() {
+    let Some(m) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let args = [
+        "eval",
+        "diwali",
+        "--model",
+        m.to_str().unwrap(),
+        "--limit",
+        "2",
+        "--max-tokens",
+        "48",
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    let table = ethos(&args, None);
+    assert!(
+        table.contains("DIWALI concept matching: 2 outputs"),
+        "{table}"
+    );
+    let read = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let first = read(&out.join("results.json"));
+    assert_eq!(first["texts"]["adapted"], 2);
+    assert_eq!(first["texts"]["max_tokens"], 48);
+    let items = std::fs::read_to_string(out.join("items.jsonl")).unwrap();
+    assert_eq!(items.lines().count(), 2);
+    let adaptations = read(&out.join("adaptations.json"));
+    assert_eq!(adaptations.as_array().unwrap().len(), 2);
+    assert!(std::fs::read_to_string(out.join("report.html"))
+        .unwrap()
+        .starts_with("<!DOCTYPE html>"));
+    // A rerun resumes: nothing is generated again and the numbers stay.
+    ethos(&args, None);
+    assert_eq!(
+        std::fs::read_to_string(out.join("items.jsonl")).unwrap(),
+        items
+    );
+    let again = read(&out.join("results.json"));
+    assert_eq!(again["dataset_statistics"], first["dataset_statistics"]);
+    assert_eq!(again["tokens_per_second"], 0.0);
+    // The outputs in the authors' format score the same without the model.
+    let rescored = dir.path().join("rescored");
+    ethos(
+        &[
+            "eval",
+            "diwali",
+            "--adaptations",
+            out.join("adaptations.json").to_str().unwrap(),
+            "-o",
+            rescored.to_str().unwrap(),
+        ],
+        None,
+    );
+    let r = read(&rescored.join("results.json"));
+    assert_eq!(r["dataset_statistics"], first["dataset_statistics"]);
+    assert_eq!(r["unparsed_outputs"], first["unparsed_outputs"]);
+}
+
+#[test]
+fn eval_diwali_judges_published_adaptations_on_the_authors_rubric() {
+    let Some(m) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // The authors' first three Llama-3.1-8B outputs and one that their scorer skips.
+    let outputs = serde_json::json!([
+        "[{\"cultural_adapted_text\":\"Aisha's ducks lay 16 eggs per day.\",\"replaced_concepts\":{\"Janet\":\"Aisha\"}}]",
+        "[{\"cultural_adapted_text\":\"A sari takes 2 bolts of blue fabric.\",\"replaced_concepts\":{\"robe\":\"sari\"}}]",
+        "not json",
+    ]);
+    let file = dir.path().join("adaptations.json");
+    std::fs::write(&file, outputs.to_string()).unwrap();
+    let out = dir.path().join("judged");
+    let table = ethos(
+        &[
+            "eval",
+            "diwali",
+            "--adaptations",
+            file.to_str().unwrap(),
+            "--judge",
+            "--model",
+            m.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        table.contains("judge (0-5, 2 judged, 1 skipped)"),
+        "{table}"
+    );
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let j = &results["judge"];
+    assert_eq!(j["judged"], 2);
+    assert_eq!(j["skipped_no_text"], 1);
+    let csv = std::fs::read_to_string(out.join("judge/judge.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 3, "{csv}");
+    assert!(rows[0].starts_with("Identifier,Original Text,Adapted Text,Cultural Relevance Score"));
+    assert!(
+        rows[1].starts_with("eval_1,Janet\u{2019}s ducks lay 16 eggs per day."),
+        "{}",
+        rows[1]
+    );
+    assert!(
+        rows[2].starts_with("eval_2,A robe takes 2 bolts"),
+        "{}",
+        rows[2]
+    );
+    let mean_cr = j["cultural_relevance"].as_f64().unwrap();
+    assert!((0.0..=5.0).contains(&mean_cr));
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(page.contains("<h2>Judge: mean of 2 items, 0-5"), "{page}");
+    assert!(page.contains("A sari takes 2 bolts of blue fabric."));
+}

@@ -137,6 +137,11 @@ pub trait Benchmark {
         prompts: &[Prompt],
         answers: &[Answer],
     ) -> Result<Judgement>;
+    /// Whether predictions and gold answers are class labels whose macro-F1 results report
+    /// beside accuracy (ValuePrism's valence).
+    fn macro_f1(&self) -> bool {
+        false
+    }
     /// Human or published reference accuracy to print beside the model's, if any.
     fn reference(&self) -> Option<(&'static str, f64)> {
         None

@@ -31,6 +31,23 @@ impl Source {
     pub fn sha256(&self) -> String {
         hex(&Sha256::digest(&self.bytes))
     }
+
+    /// The text of a zstd-packed source, refused past `limit` bytes unpacked (a packed file
+    /// can claim any size).
+    pub fn unpacked_text(&self, limit: u64) -> Result<String> {
+        use std::io::Read;
+        let mut text = String::new();
+        let mut reader = ruzstd::decoding::StreamingDecoder::new(self.bytes.as_slice())
+            .map_err(|e| Error::Data(format!("{}: {e}", self.name)))?
+            .take(limit + 1);
+        reader
+            .read_to_string(&mut text)
+            .map_err(|e| Error::io(&self.name, "cannot unpack", e))?;
+        if text.len() as u64 > limit {
+            bail!(Data, "{}: unpacks to more than {limit} bytes", self.name);
+        }
+        Ok(text)
+    }
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -30,6 +30,9 @@ pub struct RunFacts {
     pub consistency: Vec<String>,
     /// What the run sent to a server (remote backend only).
     pub traffic: Option<Value>,
+    /// Whether predictions and gold answers are class labels whose macro-F1 is reported
+    /// (`Benchmark::macro_f1`).
+    pub macro_f1: bool,
 }
 
 #[derive(Serialize, Debug)]
@@ -49,6 +52,11 @@ pub struct FormatMetrics {
     pub acc: Option<Interval>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acc_norm: Option<Interval>,
+    /// The mean over labels of each label's F1 (labels: those among the gold answers and
+    /// predictions, as scikit-learn's `f1_score(average="macro")` takes them), for benchmarks
+    /// that classify.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub macro_f1: Option<Interval>,
     /// Mean graded score in [-1, 1] with its interval (benchmarks without gold answers).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score: Option<Interval>,
@@ -188,6 +196,13 @@ pub fn compute(run: &RunFacts, records: &[&ItemRecord]) -> Results {
                     } else {
                         None
                     },
+                    macro_f1: run.macro_f1.then(|| {
+                        let pairs: Vec<(&str, &str)> = rs
+                            .iter()
+                            .map(|r| (r.judgement.prediction.as_str(), r.judgement.gold.as_str()))
+                            .collect();
+                        bootstrap(pairs.len(), run.seed, |idx| macro_f1(&pairs, idx))
+                    }),
                     score: scores
                         .as_ref()
                         .map(|x| bootstrap(x.len(), run.seed, |idx| mean_of(x, idx))),
@@ -371,6 +386,31 @@ fn pct(x: f64) -> String {
 }
 
 /// The short terminal table.
+/// Macro-F1 of (prediction, gold) pairs `idx`: each label's F1, 2 TP / (2 TP + FP + FN),
+/// averaged over the labels among them.
+pub fn macro_f1(pairs: &[(&str, &str)], idx: &[usize]) -> f64 {
+    let mut labels: Vec<&str> = idx.iter().flat_map(|&i| [pairs[i].0, pairs[i].1]).collect();
+    labels.sort_unstable();
+    labels.dedup();
+    if labels.is_empty() {
+        return 0.0;
+    }
+    let f1 = |l: &str| {
+        let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
+        for &i in idx {
+            let (p, g) = pairs[i];
+            match (p == l, g == l) {
+                (true, true) => tp += 1,
+                (true, false) => fp += 1,
+                (false, true) => fn_ += 1,
+                (false, false) => {}
+            }
+        }
+        2.0 * tp as f64 / (2 * tp + fp + fn_) as f64
+    };
+    labels.iter().map(|l| f1(l)).sum::<f64>() / labels.len() as f64
+}
+
 pub fn table(r: &Results) -> String {
     let mut out = format!(
         "{} on {} ({} items, {} judged now, {} resumed; {:.1} s, {:.0} tok/s)\n",
@@ -430,6 +470,16 @@ pub fn table(r: &Results) -> String {
             }
         }
     }
+    for (c, fs) in &r.metrics {
+        for (f, m) in fs {
+            if let Some(m) = m.macro_f1 {
+                out.push_str(&format!(
+                    "macro-F1 ({c}, {f}): {:.3} [{:.3}, {:.3}]\n",
+                    m.value, m.ci95[0], m.ci95[1]
+                ));
+            }
+        }
+    }
     for (f, g) in &r.gaps {
         out.push_str(&format!(
             "gap {} - {} ({f}, {} items): {:+.3} [{:+.3}, {:+.3}]; by {}: {}\n",
@@ -485,6 +535,21 @@ mod tests {
         ItemRecord::judged(id, condition, "zero-shot", correct)
     }
 
+    /// scikit-learn 1.x `f1_score(y_true, y_pred, average="macro")` on the same labels.
+    #[test]
+    fn macro_f1_is_scikit_learns() {
+        let gold = [
+            "Supports", "Supports", "Opposes", "Either", "Opposes", "Supports",
+        ];
+        let pred = [
+            "Supports", "Opposes", "Opposes", "Supports", "Opposes", "Either",
+        ];
+        let pairs: Vec<(&str, &str)> = pred.iter().copied().zip(gold.iter().copied()).collect();
+        let all: Vec<usize> = (0..pairs.len()).collect();
+        // Supports 0.4, Opposes 0.8, Either 0: mean 0.4.
+        assert!((macro_f1(&pairs, &all) - 0.4).abs() < 1e-12);
+    }
+
     #[test]
     fn consistency_counts_items_right_every_way_among_those_asked_every_way() {
         let ways = vec!["moral".to_string(), "unmoral".to_string()];
@@ -511,6 +576,7 @@ mod tests {
             paired_ids: Default::default(),
             consistency: ways,
             traffic: None,
+            macro_f1: false,
         };
         // Item 1 right both ways, item 2 right one way, item 3 asked one way only.
         let rs = [

@@ -311,6 +311,7 @@ pub fn run_on(
             .map(|i| bench.item_id(i))
             .collect(),
         traffic: backend.traffic(),
+        macro_f1: bench.macro_f1(),
     };
     let keys: Vec<_> = selected
         .iter()

@@ -14,7 +14,6 @@ use crate::data::Source;
 use crate::error::{bail, Error, Result};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::Path;
 
 const PACKED: &[u8] = include_bytes!("../../data/cmoraleval/cmoraleval.jsonl.zst");
@@ -60,12 +59,7 @@ pub struct CMoralEval {
 impl CMoralEval {
     pub fn builtin() -> Result<Self> {
         let source = Source::embedded("cmoraleval.jsonl.zst", PACKED);
-        let mut text = String::new();
-        ruzstd::decoding::StreamingDecoder::new(source.bytes.as_slice())
-            .map_err(|e| Error::Data(format!("{}: {e}", source.name)))?
-            .take(MAX_UNPACKED)
-            .read_to_string(&mut text)
-            .map_err(|e| Error::io(&source.name, "cannot unpack", e))?;
+        let text = source.unpacked_text(MAX_UNPACKED)?;
         let mut rows = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let mut row: serde_json::Map<String, Value> =

@@ -4,9 +4,13 @@
 pub mod civics;
 pub mod cmoraleval;
 pub mod culturalbench;
+pub mod cvc;
+pub mod diwali;
+pub mod hkcanto;
 pub mod normad;
 pub mod task;
 pub mod utility;
+pub mod valueprism;
 pub mod yue;
 
 use crate::benchmark::Benchmark;
@@ -18,7 +22,10 @@ pub const NAMES: &[&str] = &[
     "civics",
     "cmoraleval",
     "culturalbench",
+    "cvc",
+    "hkcanto",
     "normad",
+    "valueprism",
     "yue-arc-c",
     "yue-truthfulqa",
 ];
@@ -97,6 +104,39 @@ pub fn load(name: &str, path: Option<&Path>) -> Result<Loaded> {
                 dataset_sha256: sha,
             })
         }
+        "cvc" => {
+            let Some(p) = path else {
+                bail!(Selection, "cvc needs --data: {}", cvc::WHERE);
+            };
+            let b = cvc::Cvc::from_dir(p)?;
+            let sha = combined_sha256(&b.sources.iter().collect::<Vec<_>>());
+            Ok(Loaded {
+                bench: Box::new(b),
+                dataset_sha256: sha,
+            })
+        }
+        "hkcanto" => {
+            let Some(p) = path else {
+                bail!(Selection, "hkcanto needs --data: {}", hkcanto::WHERE);
+            };
+            let b = hkcanto::HkCanto::from_dir(p)?;
+            let sha = combined_sha256(&b.sources.iter().collect::<Vec<_>>());
+            Ok(Loaded {
+                bench: Box::new(b),
+                dataset_sha256: sha,
+            })
+        }
+        "valueprism" => {
+            let Some(p) = path else {
+                bail!(Selection, "valueprism needs --data: {}", valueprism::WHERE);
+            };
+            let b = valueprism::ValuePrism::from_source(Source::read(p)?)?;
+            let sha = combined_sha256(&b.sources.iter().collect::<Vec<_>>());
+            Ok(Loaded {
+                bench: Box::new(b),
+                dataset_sha256: sha,
+            })
+        }
         "yue-arc-c" | "yue-truthfulqa" => {
             let set = if name == "yue-arc-c" {
                 yue::Set::ArcC
@@ -115,7 +155,7 @@ pub fn load(name: &str, path: Option<&Path>) -> Result<Loaded> {
         }
         other => bail!(
             Selection,
-            "unknown benchmark `{other}` (known: {}, utility)",
+            "unknown benchmark `{other}` (known: {}, diwali, utility)",
             NAMES.join(", ")
         ),
     }
@@ -152,7 +192,7 @@ mod tests {
         let e = load("mmlu", None).err().unwrap().to_string();
         assert_eq!(
             e,
-            "unknown benchmark `mmlu` (known: civics, cmoraleval, culturalbench, normad, yue-arc-c, yue-truthfulqa, utility)"
+            "unknown benchmark `mmlu` (known: civics, cmoraleval, culturalbench, cvc, hkcanto, normad, valueprism, yue-arc-c, yue-truthfulqa, diwali, utility)"
         );
     }
 

@@ -147,8 +147,19 @@ fn csv_rows(source: &Source) -> Result<Vec<Doc>> {
         })?;
         records.push(r);
     }
+    let cells = pandas_typed(&records, header.len());
+    Ok(cells
+        .into_iter()
+        .map(|row| header.iter().cloned().zip(row).collect())
+        .collect())
+}
+
+/// CSV cells as pandas' `read_csv` types them, column by column: integers, floats (a
+/// column with a missing value is float), booleans, else strings; pandas' NA markers are
+/// `null`.
+pub(crate) fn pandas_typed(records: &[csv::StringRecord], columns: usize) -> Vec<Vec<Value>> {
     let is_na = |s: &str| NA_VALUES.contains(&s);
-    let kinds: Vec<Column> = (0..header.len())
+    let kinds: Vec<Column> = (0..columns)
         .map(|c| {
             let cells = || records.iter().map(move |r| r.get(c).unwrap_or(""));
             let present = || cells().filter(|s| !is_na(s));
@@ -169,15 +180,13 @@ fn csv_rows(source: &Source) -> Result<Vec<Doc>> {
             }
         })
         .collect();
-    Ok(records
+    records
         .iter()
         .map(|r| {
-            header
-                .iter()
-                .enumerate()
-                .map(|(c, h)| {
+            (0..columns)
+                .map(|c| {
                     let s = r.get(c).unwrap_or("");
-                    let v = if is_na(s) {
+                    if is_na(s) {
                         Value::Null
                     } else {
                         match kinds[c] {
@@ -188,12 +197,11 @@ fn csv_rows(source: &Source) -> Result<Vec<Doc>> {
                             Column::Bool => Value::Bool(s.eq_ignore_ascii_case("true")),
                             Column::Text => Value::String(s.to_string()),
                         }
-                    };
-                    (h.clone(), v)
+                    }
                 })
                 .collect()
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,119 @@
+//! `ethos eval diwali`: the model adapts GSM8K problems to Indian culture and its replaced
+//! concepts are matched against a culture-specific list (optionally judged on the authors'
+//! rubric); or, with `--adaptations`, outputs in the authors' format are scored without
+//! adapting anything.
+
+use crate::common::print_json;
+use crate::eval::Args;
+use anyhow::Result;
+use ethos_evals::benchmarks::diwali;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// Long enough for a GSM8K problem's adaptation and its replaced concepts; it cuts off
+/// replies that run on.
+const DEFAULT_MAX_TOKENS: usize = 512;
+
+pub fn run(a: Args, output: PathBuf) -> Result<()> {
+    for (set, flag, why) in [
+        (
+            !a.formats.is_empty(),
+            "--formats",
+            "one format: the authors' prompt through the chat template",
+        ),
+        (!a.conditions.is_empty(), "--conditions", "no conditions"),
+        (
+            !a.persona.is_empty() || a.personas.is_some(),
+            "--persona",
+            "adaptations, not answers a persona could shift",
+        ),
+        (
+            a.lambda.is_some(),
+            "--lambda",
+            "generations; a palette tilts option scores",
+        ),
+        (
+            !a.model.lora.is_empty(),
+            "--lora",
+            "one model per run: run it once per adapter",
+        ),
+    ] {
+        if set {
+            anyhow::bail!("{flag}: diwali has {why}");
+        }
+    }
+    let progress = std::io::stderr().is_terminal();
+    // Everything given is checked before a model loads.
+    diwali::load_concepts(a.items.as_deref())?;
+    let texts = match &a.data {
+        Some(d) => diwali::Texts::read(d)?,
+        None => diwali::Texts::builtin()?,
+    };
+    let mut res = if let Some(path) = &a.adaptations {
+        if a.limit.is_some() || a.max_tokens.is_some() {
+            anyhow::bail!("--adaptations scores outputs already made; --limit and --max-tokens are for a model's run");
+        }
+        diwali::score_adaptations(path, a.items.as_deref(), &output)?
+    } else {
+        let opts = diwali::DiwaliOptions {
+            items: a.items.clone(),
+            data: a.data.clone(),
+            limit: a.limit,
+            max_tokens: a.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            output: output.clone(),
+            batch: a.batch,
+            progress,
+            steering: a.control.describe()?,
+        };
+        if a.remote.is_remote() {
+            let mut backend = a.remote.backend()?;
+            let mut res = diwali::run_diwali_on(&mut backend, &opts)?;
+            if a.judge && a.judge_model.is_none() {
+                diwali::add_judgement(&mut res, &mut backend, &texts, &output, a.batch, progress)?;
+            }
+            res
+        } else {
+            let model = a.model.load()?;
+            let mut session = a.control.session(&model)?;
+            let mut res = diwali::run_diwali(&mut session, &opts)?;
+            if a.judge && a.judge_model.is_none() {
+                // The judge is the model unsteered: steering shapes the adaptations only.
+                let mut judge = session.unsteered();
+                let mut backend = ethos_evals::LocalBackend::new(&mut judge, a.batch);
+                diwali::add_judgement(&mut res, &mut backend, &texts, &output, a.batch, progress)?;
+            }
+            res
+        }
+    };
+    if a.judge && (a.judge_model.is_some() || a.adaptations.is_some()) {
+        if a.remote.is_remote() && a.judge_model.is_none() {
+            let mut backend = a.remote.backend()?;
+            diwali::add_judgement(&mut res, &mut backend, &texts, &output, a.batch, progress)?;
+        } else {
+            let judge_args = crate::common::ModelArgs {
+                model: a.judge_model.clone().or_else(|| a.model.model.clone()),
+                ..a.model.clone()
+            };
+            let model = judge_args.load()?;
+            let mut session = ethos_steer::Session::new(&model);
+            let mut backend = ethos_evals::LocalBackend::new(&mut session, a.batch);
+            diwali::add_judgement(&mut res, &mut backend, &texts, &output, a.batch, progress)?;
+        }
+    }
+    if a.json {
+        return print_json(&res);
+    }
+    print!("{}", diwali::table(&res));
+    let mut written = format!(
+        "{}/results.json, scores.json, report.html",
+        output.display()
+    );
+    if a.adaptations.is_none() {
+        written.push_str(", adaptations.json (the outputs in the authors' format), items.jsonl");
+    }
+    if res.judge.is_some() {
+        written.push_str(", judge/judge.csv");
+    }
+    println!("written: {written}");
+    Ok(())
+}
