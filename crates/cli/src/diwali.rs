@@ -4,7 +4,7 @@
 //! adapting anything.
 
 use crate::common::print_json;
-use crate::eval::Args;
+use crate::eval_args::Args;
 use anyhow::Result;
 use ethos_evals::benchmarks::diwali;
 use std::io::IsTerminal;

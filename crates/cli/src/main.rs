@@ -5,6 +5,7 @@ mod chat;
 mod common;
 mod diwali;
 mod eval;
+mod eval_args;
 mod generate;
 mod info;
 mod personas;

@@ -148,6 +148,52 @@ pub trait Benchmark {
     }
 }
 
+/// `Ok` where `format` is one of `known`, else the one-line error naming them.
+pub fn check_known_format(bench: &str, format: &str, known: &[&str]) -> Result<()> {
+    if known.contains(&format) {
+        return Ok(());
+    }
+    crate::error::bail!(
+        Selection,
+        "unknown format `{format}` for {bench} (known: {})",
+        known.join(", ")
+    )
+}
+
+/// Option log-probs keyed by the options' names (`Judgement::option_logprobs`).
+pub fn logprobs_by_name<S: AsRef<str>>(names: &[S], lps: &[f64]) -> Value {
+    names
+        .iter()
+        .zip(lps)
+        .map(|(n, lp)| (n.as_ref().to_string(), Value::from(*lp)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// The one scored prompt's option log-probs among `answers` (`Internal` if the runner gave
+/// anything else).
+pub fn one_scored<'a>(bench: &str, answers: &'a [Answer]) -> Result<&'a [f64]> {
+    match answers {
+        [Answer::Options(lps)] => Ok(lps),
+        _ => crate::error::bail!(Internal, "{bench}: one scored prompt expected"),
+    }
+}
+
+/// An item answered by the likeliest of its options, named `names`, whose right one is
+/// `gold`.
+pub fn judge_choice(names: &[&str], lps: &[f64], gold: usize) -> Judgement {
+    let pred = argmax(lps);
+    Judgement {
+        prediction: names[pred].into(),
+        gold: names[gold].into(),
+        correct: pred == gold,
+        correct_norm: None,
+        option_logprobs: logprobs_by_name(names, lps),
+        generated: None,
+        score: None,
+    }
+}
+
 /// Index of the largest value (the first on ties, as numpy's argmax).
 pub fn argmax(xs: &[f64]) -> usize {
     let mut best = 0;

@@ -272,14 +272,7 @@ impl Benchmark for CMoralEval {
         CONDITIONS
     }
     fn check_format(&self, format: &str) -> Result<()> {
-        if FORMATS.contains(&format) {
-            return Ok(());
-        }
-        bail!(
-            Selection,
-            "unknown format `{format}` for cmoraleval (known: {})",
-            FORMATS.join(", ")
-        )
+        crate::benchmark::check_known_format("cmoraleval", format, FORMATS)
     }
     fn default_formats(&self) -> Vec<String> {
         vec!["zero-shot".into()]

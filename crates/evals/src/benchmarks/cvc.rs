@@ -12,10 +12,11 @@
 //! and the user message "场景：{scene}\n选项：\n{options}"; ethos scores the three letters as
 //! the reply's first word (`chat`) or after "答案：" (`raw`, for models without a chat template).
 
-use crate::benchmark::{argmax, Answer, Ask, Benchmark, Judgement, Prompt};
+use crate::benchmark::{
+    check_known_format, judge_choice, one_scored, Answer, Ask, Benchmark, Judgement, Prompt,
+};
 use crate::data::{Source, Table};
 use crate::error::{bail, Result};
-use serde_json::Value;
 use std::path::Path;
 
 /// The six themes, as the authors name their files.
@@ -167,14 +168,7 @@ impl Benchmark for Cvc {
         self.scenes[i].theme == condition
     }
     fn check_format(&self, format: &str) -> Result<()> {
-        if FORMATS.contains(&format) {
-            return Ok(());
-        }
-        bail!(
-            Selection,
-            "unknown format `{format}` for cvc (known: {})",
-            FORMATS.join(", ")
-        )
+        check_known_format("cvc", format, FORMATS)
     }
     fn default_formats(&self) -> Vec<String> {
         vec![FORMATS[0].into()]
@@ -208,25 +202,8 @@ impl Benchmark for Cvc {
         _p: &[Prompt],
         answers: &[Answer],
     ) -> Result<Judgement> {
-        let [Answer::Options(lps)] = answers else {
-            bail!(Internal, "cvc: one scored prompt expected");
-        };
-        let s = &self.scenes[i];
-        let pred = argmax(lps);
-        Ok(Judgement {
-            prediction: LETTERS[pred].into(),
-            gold: LETTERS[s.cvc].into(),
-            correct: pred == s.cvc,
-            correct_norm: None,
-            option_logprobs: LETTERS
-                .iter()
-                .zip(lps)
-                .map(|(l, lp)| (l.to_string(), Value::from(*lp)))
-                .collect::<serde_json::Map<_, _>>()
-                .into(),
-            generated: None,
-            score: None,
-        })
+        let lps = one_scored("cvc", answers)?;
+        Ok(judge_choice(&LETTERS, lps, self.scenes[i].cvc))
     }
     fn reference(&self) -> Option<(&'static str, f64)> {
         self.human_agreement.map(|a| {

@@ -11,7 +11,10 @@
 //! compare the reply's first character; ethos scores the four letters and takes the likeliest,
 //! which is what a greedy reply that starts with a letter says.
 
-use crate::benchmark::{argmax, Answer, Ask, Benchmark, Judgement, Prompt};
+use crate::benchmark::{
+    argmax, check_known_format, logprobs_by_name, one_scored, Answer, Ask, Benchmark, Judgement,
+    Prompt,
+};
 use crate::data::Source;
 use crate::error::{bail, Error, Result};
 use serde_json::Value;
@@ -231,14 +234,7 @@ impl Benchmark for HkCanto {
         self.subjects[self.items[i].subject].set == condition
     }
     fn check_format(&self, format: &str) -> Result<()> {
-        if FORMATS.contains(&format) {
-            return Ok(());
-        }
-        bail!(
-            Selection,
-            "unknown format `{format}` for hkcanto (known: {})",
-            FORMATS.join(", ")
-        )
+        check_known_format("hkcanto", format, FORMATS)
     }
     fn default_formats(&self) -> Vec<String> {
         vec![FORMATS[0].into()]
@@ -273,9 +269,7 @@ impl Benchmark for HkCanto {
         _p: &[Prompt],
         answers: &[Answer],
     ) -> Result<Judgement> {
-        let [Answer::Options(lps)] = answers else {
-            bail!(Internal, "hkcanto: one scored prompt expected");
-        };
+        let lps = one_scored("hkcanto", answers)?;
         let it = &self.items[i];
         let pred = LETTERS[argmax(lps)];
         // The authors' check: the reply's first character, case-folded, against the answer.
@@ -285,12 +279,7 @@ impl Benchmark for HkCanto {
             gold: it.question.answer.clone(),
             correct,
             correct_norm: None,
-            option_logprobs: LETTERS
-                .iter()
-                .zip(lps)
-                .map(|(l, lp)| (l.to_string(), Value::from(*lp)))
-                .collect::<serde_json::Map<_, _>>()
-                .into(),
+            option_logprobs: logprobs_by_name(&LETTERS, lps),
             generated: None,
             score: None,
         })

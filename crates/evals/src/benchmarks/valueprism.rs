@@ -10,10 +10,11 @@
 //! …\nValue: …\nDoes the situation support or oppose the value, or could it be either?\n
 //! Answer:", and the three labels are scored after a space.
 
-use crate::benchmark::{argmax, Answer, Ask, Benchmark, Judgement, Prompt};
+use crate::benchmark::{
+    check_known_format, judge_choice, one_scored, Answer, Ask, Benchmark, Judgement, Prompt,
+};
 use crate::data::{Source, Table};
 use crate::error::{bail, Result};
-use serde_json::Value;
 
 const LABELS: [&str; 3] = ["Supports", "Opposes", "Either"];
 const CONDITIONS: &[&str] = &["valence"];
@@ -109,13 +110,7 @@ impl Benchmark for ValuePrism {
         CONDITIONS
     }
     fn check_format(&self, format: &str) -> Result<()> {
-        if format == FORMAT {
-            return Ok(());
-        }
-        bail!(
-            Selection,
-            "unknown format `{format}` for valueprism (known: {FORMAT})"
-        )
+        check_known_format("valueprism", format, &[FORMAT])
     }
     fn default_formats(&self) -> Vec<String> {
         vec![FORMAT.into()]
@@ -140,25 +135,8 @@ impl Benchmark for ValuePrism {
         _p: &[Prompt],
         answers: &[Answer],
     ) -> Result<Judgement> {
-        let [Answer::Options(lps)] = answers else {
-            bail!(Internal, "valueprism: one scored prompt expected");
-        };
-        let it = &self.items[i];
-        let pred = argmax(lps);
-        Ok(Judgement {
-            prediction: LABELS[pred].into(),
-            gold: LABELS[it.gold].into(),
-            correct: pred == it.gold,
-            correct_norm: None,
-            option_logprobs: LABELS
-                .iter()
-                .zip(lps)
-                .map(|(l, lp)| (l.to_string(), Value::from(*lp)))
-                .collect::<serde_json::Map<_, _>>()
-                .into(),
-            generated: None,
-            score: None,
-        })
+        let lps = one_scored("valueprism", answers)?;
+        Ok(judge_choice(&LABELS, lps, self.items[i].gold))
     }
     fn macro_f1(&self) -> bool {
         true

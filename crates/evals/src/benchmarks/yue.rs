@@ -10,7 +10,9 @@
 //!   lm-eval's six-question primer is English. The upstream answer lists are separated by
 //!   "；" and end with a "。" that is dropped.
 
-use crate::benchmark::{argmax, argmax_norm, Answer, Ask, Benchmark, Judgement, Prompt};
+use crate::benchmark::{
+    argmax, argmax_norm, logprobs_by_name, one_scored, Answer, Ask, Benchmark, Judgement, Prompt,
+};
 use crate::data::Source;
 use crate::error::{bail, Error, Result};
 use serde_json::Value;
@@ -186,23 +188,17 @@ impl Benchmark for Yue {
         answers: &[Answer],
     ) -> Result<Judgement> {
         let item = &self.items[i];
-        let [Answer::Options(lps)] = answers else {
-            bail!(Internal, "{}: one scored prompt expected", self.name());
-        };
+        let lps = one_scored(self.name(), answers)?;
         let pred = argmax(lps);
         // Options by position: TruthfulQA's answers may repeat across the lists.
-        let logprobs: serde_json::Map<String, Value> = lps
-            .iter()
-            .enumerate()
-            .map(|(k, lp)| (k.to_string(), Value::from(*lp)))
-            .collect();
+        let positions: Vec<String> = (0..lps.len()).map(|k| k.to_string()).collect();
         Ok(Judgement {
             prediction: item.options[pred].clone(),
             gold: item.options[item.gold].clone(),
             correct: pred == item.gold,
             correct_norm: (self.set == Set::ArcC)
                 .then(|| argmax_norm(lps, &item.options) == item.gold),
-            option_logprobs: Value::Object(logprobs),
+            option_logprobs: logprobs_by_name(&positions, lps),
             generated: None,
             score: None,
         })

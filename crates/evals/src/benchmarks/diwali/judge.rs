@@ -8,14 +8,14 @@
 //! `from_reply` counts the scores the judge itself gave.
 
 use super::matching::is_py_space;
-use super::pyjson::PyValue;
 use crate::backend::Backend;
-use crate::benchmark::{Ask, Judgement, Prompt};
-use crate::error::{bail, Error, Result};
-use crate::log::{ItemRecord, RunIdentity, RunLog};
+use crate::benchmark::{Ask, Prompt};
+use crate::error::{Error, Result};
+use crate::log::{RunIdentity, RunLog};
+use crate::pyjson::PyValue;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::Path;
 
 const TEMPLATE: &str = include_str!("../../../data/diwali/judge_prompt_template.txt");
@@ -38,15 +38,10 @@ pub fn prompt(original: &str, adapted: &str) -> String {
 /// output parsed as JSON, a non-empty list, its first entry's `cultural_adapted_text`,
 /// stripped. `None` where their scorer skips the item.
 pub fn adapted_text(output: &PyValue) -> Option<String> {
-    let parsed;
-    let v = match output {
-        PyValue::Str(s) => {
-            parsed = serde_json::from_str::<PyValue>(s).ok()?;
-            &parsed
-        }
-        v => v,
+    let parsed = output.parsed()?;
+    let PyValue::List(items) = parsed.as_ref() else {
+        return None;
     };
-    let PyValue::List(items) = v else { return None };
     let first = items.first()?;
     if !matches!(first, PyValue::Dict(_)) {
         return None;
@@ -184,54 +179,26 @@ pub fn judge(
         ProgressBar::hidden()
     };
     for part in pending.chunks(batch.max(1)) {
-        let mut jobs = Vec::with_capacity(part.len());
-        for &i in part {
-            let (p, _) = asked[i].as_ref().expect("pending items have prompts");
-            let enc = backend.encode(&Prompt::raw(
-                p.clone(),
-                "",
-                Ask::Generate {
-                    max_tokens: MAX_TOKENS,
-                },
-            ))?;
-            if enc.context.len() + MAX_TOKENS > backend.max_positions() {
-                bail!(
-                    Limit,
-                    "judge: output {}: {} prompt tokens + {MAX_TOKENS} exceed the judge model's {} positions",
-                    i + 1,
-                    enc.context.len(),
-                    backend.max_positions()
-                );
-            }
-            jobs.push((enc.context, MAX_TOKENS));
-        }
-        let replies = backend.generate_greedy(&jobs)?;
-        if replies.len() != part.len() {
-            bail!(
-                Internal,
-                "generation returned {} results for {} requests",
-                replies.len(),
-                part.len()
-            );
-        }
+        let prompts: Vec<Prompt> = part
+            .iter()
+            .filter_map(|&i| asked[i].as_ref())
+            .map(|(p, _)| {
+                Prompt::raw(
+                    p.clone(),
+                    "",
+                    Ask::Generate {
+                        max_tokens: MAX_TOKENS,
+                    },
+                )
+            })
+            .collect();
+        let replies = super::generate(backend, &prompts, MAX_TOKENS, |k| {
+            format!("judge: output {}", part[k] + 1)
+        })?;
         let records = part
             .iter()
             .zip(replies)
-            .map(|(&i, (reply, _))| ItemRecord {
-                id: i.to_string(),
-                condition: "judge".into(),
-                format: "rubric".into(),
-                judgement: Judgement {
-                    prediction: String::new(),
-                    gold: String::new(),
-                    correct: false,
-                    correct_norm: None,
-                    option_logprobs: json!({}),
-                    generated: Some(reply),
-                    score: None,
-                },
-                groups: Default::default(),
-            })
+            .map(|(&i, (reply, _, _))| super::generated_record(i, "judge", "rubric", "", reply))
             .collect();
         log.append(records)?;
         bar.inc(part.len() as u64);

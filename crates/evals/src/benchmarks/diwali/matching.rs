@@ -11,9 +11,9 @@
 //! found it), so a plural can count twice; a sentence is a parsed entry, not an input item.
 
 use super::inflect;
-use super::pyjson::PyValue;
 use crate::data::Source;
 use crate::error::{bail, Error, Result};
+use crate::pyjson::PyValue;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::{BTreeSet, HashSet};
@@ -235,15 +235,7 @@ fn truthy(v: &Value) -> bool {
 /// The entries of one output, as the authors' reader takes them: a string is parsed as JSON
 /// (`None` where it does not parse), and a list gives its dicts, a dict itself.
 pub fn entries_of(output: &PyValue) -> Option<Vec<Entry>> {
-    let parsed;
-    let v = match output {
-        PyValue::Str(s) => {
-            parsed = serde_json::from_str::<PyValue>(s).ok()?;
-            &parsed
-        }
-        v => v,
-    };
-    Some(match v {
+    Some(match output.parsed()?.as_ref() {
         PyValue::List(items) => items
             .iter()
             .filter_map(|e| match e {

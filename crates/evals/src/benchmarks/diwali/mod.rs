@@ -9,7 +9,6 @@
 pub mod inflect;
 pub mod judge;
 pub mod matching;
-pub mod pyjson;
 mod report;
 
 use crate::backend::{Backend, LocalBackend};
@@ -163,7 +162,7 @@ pub struct DiwaliResults {
     pub judge: Option<judge::JudgeResults>,
     /// The outputs scored, in order (for the judge).
     #[serde(skip)]
-    pub scored_outputs: Vec<pyjson::PyValue>,
+    pub scored_outputs: Vec<crate::pyjson::PyValue>,
     /// Each entry's matches (for `scores.json` and the page).
     #[serde(skip)]
     pub matched: matching::Matched,
@@ -276,42 +275,27 @@ pub fn run_diwali_on(backend: &mut dyn Backend, opts: &DiwaliOptions) -> Result<
     } else {
         ProgressBar::hidden()
     };
-    let max_positions = backend.max_positions();
     let mut tokens = 0usize;
     let work_started = Instant::now();
     for part in pending.chunks(opts.batch.max(1)) {
-        let mut jobs = Vec::with_capacity(part.len());
-        for &i in part {
-            let enc = backend.encode(&adaptation_prompt(&texts.questions[i], opts.max_tokens))?;
-            if enc.context.len() + opts.max_tokens > max_positions {
-                bail!(
-                    Limit,
-                    "{}: text {}: {} prompt tokens + --max-tokens {} exceed the model's {} positions",
-                    texts.source.name,
-                    i + 1,
-                    enc.context.len(),
-                    opts.max_tokens,
-                    max_positions
-                );
-            }
-            tokens += enc.context.len();
-            jobs.push((enc.context, opts.max_tokens));
-        }
-        let replies = backend.generate_greedy(&jobs)?;
-        if replies.len() != part.len() {
-            bail!(
-                Internal,
-                "generation returned {} results for {} requests",
-                replies.len(),
-                part.len()
-            );
-        }
+        let prompts: Vec<Prompt> = part
+            .iter()
+            .map(|&i| adaptation_prompt(&texts.questions[i], opts.max_tokens))
+            .collect();
+        let replies = generate(backend, &prompts, opts.max_tokens, |k| {
+            format!("{}: text {}", texts.source.name, part[k] + 1)
+        })?;
         let records = part
             .iter()
             .zip(replies)
-            .map(|(&i, (reply, n_tokens))| {
-                tokens += n_tokens;
-                record(i, &reply, n_tokens >= opts.max_tokens)
+            .map(|(&i, (reply, prompt_tokens, n_tokens))| {
+                tokens += prompt_tokens + n_tokens;
+                let cut = if n_tokens >= opts.max_tokens {
+                    "cut"
+                } else {
+                    "done"
+                };
+                generated_record(i, CONDITION, FORMAT, cut, reply)
             })
             .collect();
         log.append(records)?;
@@ -331,8 +315,11 @@ pub fn run_diwali_on(backend: &mut dyn Backend, opts: &DiwaliOptions) -> Result<
         .iter()
         .filter(|r| r.judgement.prediction == "cut")
         .count();
-    let outputs_py: Vec<pyjson::PyValue> =
-        outputs.iter().cloned().map(pyjson::PyValue::Str).collect();
+    let outputs_py: Vec<crate::pyjson::PyValue> = outputs
+        .iter()
+        .cloned()
+        .map(crate::pyjson::PyValue::Str)
+        .collect();
     let matched = matching::match_outputs(&outputs_py, &concepts);
     let res = DiwaliResults {
         benchmark: "diwali",
@@ -400,20 +387,65 @@ pub fn add_judgement(
     write_results(output, res)
 }
 
-/// One adaptation as a run-log line: the reply as the model gave it (what is scored is
-/// extracted from it when the run is scored).
-fn record(i: usize, reply: &str, cut: bool) -> ItemRecord {
+/// Greedy replies to `prompts`, each up to `max_tokens`, with the prompt's and the reply's
+/// length in tokens; `what(k)` names prompt `k` in the error for one too long for the model.
+pub(crate) fn generate(
+    backend: &mut dyn Backend,
+    prompts: &[Prompt],
+    max_tokens: usize,
+    what: impl Fn(usize) -> String,
+) -> Result<Vec<(String, usize, usize)>> {
+    let mut jobs = Vec::with_capacity(prompts.len());
+    for (k, p) in prompts.iter().enumerate() {
+        let enc = backend.encode(p)?;
+        if enc.context.len() + max_tokens > backend.max_positions() {
+            bail!(
+                Limit,
+                "{}: {} prompt tokens + {max_tokens} to generate exceed the model's {} positions",
+                what(k),
+                enc.context.len(),
+                backend.max_positions()
+            );
+        }
+        jobs.push((enc.context, max_tokens));
+    }
+    let lengths: Vec<usize> = jobs.iter().map(|(c, _)| c.len()).collect();
+    let replies = backend.generate_greedy(&jobs)?;
+    if replies.len() != jobs.len() {
+        bail!(
+            Internal,
+            "generation returned {} results for {} requests",
+            replies.len(),
+            jobs.len()
+        );
+    }
+    Ok(replies
+        .into_iter()
+        .zip(lengths)
+        .map(|((text, n), len)| (text, len, n))
+        .collect())
+}
+
+/// A generated reply as a run-log line (what is scored is read from it when the run is
+/// scored); `prediction` is a short note (`cut` at the token limit, `done`).
+pub(crate) fn generated_record(
+    i: usize,
+    condition: &str,
+    format: &str,
+    prediction: &str,
+    reply: String,
+) -> ItemRecord {
     ItemRecord {
         id: i.to_string(),
-        condition: CONDITION.into(),
-        format: FORMAT.into(),
+        condition: condition.into(),
+        format: format.into(),
         judgement: Judgement {
-            prediction: if cut { "cut" } else { "done" }.into(),
+            prediction: prediction.into(),
             gold: String::new(),
             correct: false,
             correct_norm: None,
             option_logprobs: json!({}),
-            generated: Some(reply.to_string()),
+            generated: Some(reply),
             score: None,
         },
         groups: Default::default(),

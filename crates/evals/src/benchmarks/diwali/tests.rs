@@ -15,7 +15,7 @@ fn entry(pairs: Value) -> Entry {
     match serde_json::from_value(json!({"cultural_adapted_text": "t", "replaced_concepts": pairs}))
         .unwrap()
     {
-        pyjson::PyValue::Dict(d) => d,
+        crate::pyjson::PyValue::Dict(d) => d,
         _ => unreachable!(),
     }
 }
@@ -96,7 +96,7 @@ fn outputs_are_read_as_the_authors_read_them() {
         json!({"replaced_concepts": {"a": true}}),
         json!(7),
     ];
-    let outputs: Vec<pyjson::PyValue> = outputs
+    let outputs: Vec<crate::pyjson::PyValue> = outputs
         .into_iter()
         .map(|v| serde_json::from_value(v).unwrap())
         .collect();

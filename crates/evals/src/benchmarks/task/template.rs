@@ -252,21 +252,14 @@ fn python_repr(v: &Value) -> String {
     match v.kind() {
         ValueKind::Undefined | ValueKind::None => "None".into(),
         ValueKind::Bool => if v.is_true() { "True" } else { "False" }.into(),
-        ValueKind::String => repr_str(v.as_str().unwrap_or_default()),
+        ValueKind::String => crate::pyjson::str_repr(v.as_str().unwrap_or_default()),
         ValueKind::Number => {
             if let Some(i) = v.as_i64() {
                 if !v.to_string().contains('.') {
                     return i.to_string();
                 }
             }
-            let f = f64::try_from(v.clone()).unwrap_or(f64::NAN);
-            if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e16 {
-                format!("{f:.1}")
-            } else if f.is_nan() {
-                "nan".into()
-            } else {
-                format!("{f}")
-            }
+            crate::pyjson::float_repr(f64::try_from(v.clone()).unwrap_or(f64::NAN))
         }
         ValueKind::Seq => {
             let items: Vec<String> = v
@@ -290,36 +283,6 @@ fn python_repr(v: &Value) -> String {
         }
         _ => v.to_string(),
     }
-}
-
-/// Python's `repr` of a string: single quotes unless the text has a single quote and no
-/// double one.
-fn repr_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 #[cfg(test)]

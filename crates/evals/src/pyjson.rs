@@ -1,8 +1,8 @@
-//! JSON as Python's `json.loads` gives it, for the authors' matcher: objects keep their keys
-//! in the order written (a repeated key keeps its first place and takes its last value), and
-//! values print as Python's `str` prints them. The matcher prints a replaced concept that is
-//! not a string (`{"2": 2, "7": 7}`, `[1, 2]`, `2.5`) before normalising it, so the order and
-//! the printing are part of the words it matches.
+//! JSON as Python's `json.loads` gives it: objects keep their keys in the order written (a
+//! repeated key keeps its first place and takes its last value), and values print as Python's
+//! `str` and `repr` print them. DIWALI's matcher prints a replaced concept that is not a string
+//! (`{"2": 2, "7": 7}`, `[1, 2]`, `2.5`) before normalising it, and lm-eval's Jinja prints
+//! values so, so the order and the printing are part of what they compare.
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
@@ -44,6 +44,15 @@ impl PyValue {
         match self {
             PyValue::Dict(d) => d.iter().find(|(k, _)| k == key).map(|(_, v)| v),
             _ => None,
+        }
+    }
+
+    /// A string output parsed as JSON (`None` where `json.loads` would fail); any other value
+    /// as it is.
+    pub fn parsed(&self) -> Option<std::borrow::Cow<'_, PyValue>> {
+        match self {
+            PyValue::Str(s) => serde_json::from_str(s).ok().map(std::borrow::Cow::Owned),
+            v => Some(std::borrow::Cow::Borrowed(v)),
         }
     }
 
