@@ -49,9 +49,19 @@ pub fn run(a: Args, output: PathBuf) -> Result<()> {
         Some(d) => diwali::Texts::read(d)?,
         None => diwali::Texts::builtin()?,
     };
+    let prompts =
+        diwali::AdaptationPrompts::read(a.system_prompt.as_deref(), a.user_template.as_deref())?;
+    let judge_template = match &a.judge_template {
+        Some(p) => diwali::judge::read_template(p)?,
+        None => diwali::judge::default_template().to_string(),
+    };
     let mut res = if let Some(path) = &a.adaptations {
-        if a.limit.is_some() || a.max_tokens.is_some() {
-            anyhow::bail!("--adaptations scores outputs already made; --limit and --max-tokens are for a model's run");
+        if a.limit.is_some()
+            || a.max_tokens.is_some()
+            || a.system_prompt.is_some()
+            || a.user_template.is_some()
+        {
+            anyhow::bail!("--adaptations scores outputs already made; --limit, --max-tokens, --system-prompt and --user-template are for a model's run");
         }
         diwali::score_adaptations(path, a.items.as_deref(), &output)?
     } else {
@@ -60,6 +70,7 @@ pub fn run(a: Args, output: PathBuf) -> Result<()> {
             data: a.data.clone(),
             limit: a.limit,
             max_tokens: a.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            prompts,
             output: output.clone(),
             batch: a.batch,
             progress,
@@ -69,7 +80,15 @@ pub fn run(a: Args, output: PathBuf) -> Result<()> {
             let mut backend = a.remote.backend()?;
             let mut res = diwali::run_diwali_on(&mut backend, &opts)?;
             if a.judge && a.judge_model.is_none() {
-                diwali::add_judgement(&mut res, &mut backend, &texts, &output, a.batch, progress)?;
+                diwali::add_judgement(
+                    &mut res,
+                    &mut backend,
+                    &judge_template,
+                    &texts,
+                    &output,
+                    a.batch,
+                    progress,
+                )?;
             }
             res
         } else {
@@ -80,7 +99,15 @@ pub fn run(a: Args, output: PathBuf) -> Result<()> {
                 // The judge is the model unsteered: steering shapes the adaptations only.
                 let mut judge = session.unsteered();
                 let mut backend = ethos_evals::LocalBackend::new(&mut judge, a.batch);
-                diwali::add_judgement(&mut res, &mut backend, &texts, &output, a.batch, progress)?;
+                diwali::add_judgement(
+                    &mut res,
+                    &mut backend,
+                    &judge_template,
+                    &texts,
+                    &output,
+                    a.batch,
+                    progress,
+                )?;
             }
             res
         }
@@ -88,7 +115,15 @@ pub fn run(a: Args, output: PathBuf) -> Result<()> {
     if a.judge && (a.judge_model.is_some() || a.adaptations.is_some()) {
         if a.remote.is_remote() && a.judge_model.is_none() {
             let mut backend = a.remote.backend()?;
-            diwali::add_judgement(&mut res, &mut backend, &texts, &output, a.batch, progress)?;
+            diwali::add_judgement(
+                &mut res,
+                &mut backend,
+                &judge_template,
+                &texts,
+                &output,
+                a.batch,
+                progress,
+            )?;
         } else {
             let judge_args = crate::common::ModelArgs {
                 model: a.judge_model.clone().or_else(|| a.model.model.clone()),
@@ -97,7 +132,15 @@ pub fn run(a: Args, output: PathBuf) -> Result<()> {
             let model = judge_args.load()?;
             let mut session = ethos_steer::Session::new(&model);
             let mut backend = ethos_evals::LocalBackend::new(&mut session, a.batch);
-            diwali::add_judgement(&mut res, &mut backend, &texts, &output, a.batch, progress)?;
+            diwali::add_judgement(
+                &mut res,
+                &mut backend,
+                &judge_template,
+                &texts,
+                &output,
+                a.batch,
+                progress,
+            )?;
         }
     }
     if a.json {

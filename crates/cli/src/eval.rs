@@ -183,8 +183,14 @@ pub fn run(a: Args) -> Result<()> {
         let output = a.output.clone().unwrap_or_else(|| default_output(&a));
         return crate::diwali::run(a, output);
     }
-    if a.adaptations.is_some() || a.items.is_some() || a.max_tokens.is_some() || a.judge {
-        anyhow::bail!("--adaptations, --items, --max-tokens and --judge are diwali's");
+    if a.adaptations.is_some()
+        || a.items.is_some()
+        || a.max_tokens.is_some()
+        || a.judge
+        || a.system_prompt.is_some()
+        || a.user_template.is_some()
+    {
+        anyhow::bail!("--adaptations, --items, --max-tokens, --judge, --system-prompt and --user-template are diwali's");
     }
     let personas = personas_of(&a)?;
     if a.benchmark.as_deref() == Some("utility") {

@@ -92,6 +92,16 @@ pub struct Args {
     /// diwali: the judge (a GGUF file, an HF folder or a hub repo id), loaded like --model.
     #[arg(long, requires = "judge")]
     pub judge_model: Option<String>,
+    /// diwali: your own adaptation system prompt (a text file; default: the authors', for
+    /// Indian culture), e.g. to adapt to Hong Kong.
+    #[arg(long)]
+    pub system_prompt: Option<PathBuf>,
+    /// diwali: your own user message, `{text}` where the text to adapt goes.
+    #[arg(long)]
+    pub user_template: Option<PathBuf>,
+    /// diwali: your own judge prompt, `{original_text}` and `{adapted_text}` where the texts go.
+    #[arg(long, requires = "judge")]
+    pub judge_template: Option<PathBuf>,
 }
 
 impl Args {

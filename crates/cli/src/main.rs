@@ -46,7 +46,7 @@ enum Command {
     /// and per-request control vectors, on continuous batching.
     Serve(serve::Args),
     /// Run a culture benchmark (civics, cmoraleval, culturalbench, diwali, normad, utility, yue-*) and write its results.
-    Eval(eval::Args),
+    Eval(Box<eval::Args>),
     /// Token ids and pieces of a text, as JSON.
     Tokenize(tokenize::Args),
     /// What a model is: architecture, size, storage, context, tokenizer.
@@ -91,7 +91,7 @@ fn main() -> ExitCode {
         Command::Chat(a) => chat::run(a),
         Command::Score(a) => score::run(a),
         Command::Serve(a) => serve::run(a),
-        Command::Eval(a) => eval::run(a),
+        Command::Eval(a) => eval::run(*a),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Info(a) => info::run(a),
         Command::Pull(a) => info::pull(a),

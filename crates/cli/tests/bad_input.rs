@@ -669,14 +669,27 @@ fn diwali_inputs_that_cannot_be_scored() {
     assert!(e.contains("texts.jsonl:1: no string `question`"), "{e}");
     let e = fails(&["eval", "diwali", "--adaptations", s(&obj), "--limit", "3"]);
     assert!(
-        e.contains("--limit and --max-tokens are for a model's run"),
+        e.contains(
+            "--limit, --max-tokens, --system-prompt and --user-template are for a model's run"
+        ),
+        "{e}"
+    );
+    let tpl = file("user.txt", "Adapt this to Hong Kong.");
+    let e = fails(&["eval", "diwali", "--user-template", s(&tpl)]);
+    assert!(
+        e.contains("user.txt: a user template needs `{text}` where the text to adapt goes"),
+        "{e}"
+    );
+    let e = fails(&["eval", "diwali", "--judge", "--judge-template", s(&tpl)]);
+    assert!(
+        e.contains("user.txt: a judge template needs `{original_text}`"),
         "{e}"
     );
     let e = fails(&["eval", "diwali", "--formats", "chat"]);
     assert!(e.contains("--formats: diwali has one format"), "{e}");
     let e = fails(&["eval", "culturalbench", "--items", s(&names)]);
     assert!(
-        e.contains("--adaptations, --items, --max-tokens and --judge are diwali's"),
+        e.contains("--judge, --system-prompt and --user-template are diwali's"),
         "{e}"
     );
 }

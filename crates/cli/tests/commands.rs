@@ -1188,6 +1188,23 @@ fn eval_diwali_adapts_resumes_and_rescores_its_own_outputs_the_same() {
     let r = read(&rescored.join("results.json"));
     assert_eq!(r["dataset_statistics"], first["dataset_statistics"]);
     assert_eq!(r["unparsed_outputs"], first["unparsed_outputs"]);
+    assert_eq!(first["texts"]["prompts"], "the authors'");
+    // Another culture's prompt is another run: not resumed into this folder, recorded.
+    let user = dir.path().join("user.txt");
+    std::fs::write(&user, "Adapt this text to Hong Kong culture:\n{text}").unwrap();
+    let mut hk: Vec<&str> = args.to_vec();
+    hk.extend(["--user-template", user.to_str().unwrap()]);
+    let e = ethos_fails(&hk);
+    assert!(e.contains("holds the items of another run"), "{e}");
+    let hk_out = dir.path().join("hk");
+    let n = hk.len();
+    hk[n - 3] = hk_out.to_str().unwrap();
+    ethos(&hk, None);
+    let r = read(&hk_out.join("results.json"));
+    assert_eq!(
+        r["texts"]["prompts"]["user_template"],
+        "Adapt this text to Hong Kong culture:\n{text}"
+    );
 }
 
 #[test]

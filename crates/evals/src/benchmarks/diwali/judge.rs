@@ -27,9 +27,39 @@ pub const CRITERIA: [&str; 3] = [
     "Mathematical Integrity",
 ];
 
-/// The judge's prompt for one text and its adaptation (a raw prompt, as the authors send it).
-pub fn prompt(original: &str, adapted: &str) -> String {
+/// The authors' judge prompt (target culture Indian), with `{original_text}` and
+/// `{adapted_text}` where the texts go.
+pub fn default_template() -> &'static str {
     TEMPLATE
+}
+
+/// The judge's prompt for one text and its adaptation in the authors' template (a raw
+/// prompt, as they send it).
+pub fn prompt(original: &str, adapted: &str) -> String {
+    fill(TEMPLATE, original, adapted)
+}
+
+/// A judge template from a file: it must say where both texts go.
+pub fn read_template(path: &std::path::Path) -> Result<String> {
+    let s = crate::data::Source::read(path)?;
+    let text = String::from_utf8(s.bytes).map_err(|e| Error::NotUtf8 {
+        name: s.name,
+        source: e.utf8_error(),
+    })?;
+    for key in ["{original_text}", "{adapted_text}"] {
+        if !text.contains(key) {
+            crate::error::bail!(
+                Data,
+                "{}: a judge template needs `{key}` where that text goes",
+                path.display()
+            );
+        }
+    }
+    Ok(text)
+}
+
+fn fill(template: &str, original: &str, adapted: &str) -> String {
+    template
         .replace("{original_text}", original)
         .replace("{adapted_text}", adapted)
 }
@@ -110,6 +140,8 @@ fn first_number(text: &str) -> std::result::Result<f64, String> {
 #[derive(Debug, Serialize)]
 pub struct JudgeResults {
     pub model: Value,
+    /// "the authors'" or the template given (`--judge-template`).
+    pub template: Value,
     /// Outputs the judge scored; the others are skipped as the authors' scorer skips them
     /// (no adapted text, or a reply whose score it cannot read).
     pub judged: usize,
@@ -130,6 +162,7 @@ pub struct JudgeResults {
 /// resuming from `dir`; writes `dir/judge.csv` in the authors' columns.
 pub fn judge(
     backend: &mut dyn Backend,
+    template: &str,
     originals: &[String],
     outputs: &[PyValue],
     dir: &Path,
@@ -141,7 +174,7 @@ pub fn judge(
         .map(|i| {
             adapted_text(&outputs[i]).map(|a| {
                 let original = originals[i].trim_matches(is_py_space).to_string();
-                (prompt(&original, &a), a)
+                (fill(template, &original, &a), a)
             })
         })
         .collect();
@@ -256,6 +289,11 @@ pub fn judge(
     let mean = |k: usize| (judged > 0).then(|| sums[k] / judged as f64);
     Ok(JudgeResults {
         model: identity.model,
+        template: if template == TEMPLATE {
+            Value::from("the authors'")
+        } else {
+            Value::from(template)
+        },
         judged,
         skipped_no_text: asked.iter().filter(|a| a.is_none()).count(),
         skipped_unreadable: unreadable,

@@ -88,21 +88,76 @@ impl Texts {
     }
 }
 
-/// The prompt that asks for one adaptation: the authors' system prompt and user message
-/// through the model's chat template.
-pub fn adaptation_prompt(text: &str, max_tokens: usize) -> Prompt {
-    let user = USER_TEMPLATE
-        .strip_suffix('\n')
-        .unwrap_or(USER_TEMPLATE)
-        .replace("{text}", text);
-    Prompt {
-        system: Some(SYSTEM_PROMPT.to_string()),
-        body: user,
-        cue: String::new(),
-        delimiter: String::new(),
-        chat: true,
-        ask: Ask::Generate { max_tokens },
+/// How an adaptation is asked: a system prompt and a user message with `{text}` where the
+/// text goes. The default is the authors' (adapt to Indian culture); a team adapting to
+/// another culture gives its own (`--system-prompt`, `--user-template`).
+#[derive(Clone, Debug)]
+pub struct AdaptationPrompts {
+    pub system: String,
+    pub user_template: String,
+}
+
+impl Default for AdaptationPrompts {
+    fn default() -> Self {
+        AdaptationPrompts {
+            system: SYSTEM_PROMPT.to_string(),
+            user_template: USER_TEMPLATE
+                .strip_suffix('\n')
+                .unwrap_or(USER_TEMPLATE)
+                .to_string(),
+        }
     }
+}
+
+impl AdaptationPrompts {
+    /// The authors' prompts with a user's system prompt and/or user template (files, read
+    /// as written); the template must hold `{text}`.
+    pub fn read(system: Option<&Path>, user_template: Option<&Path>) -> Result<Self> {
+        let mut p = Self::default();
+        let read = |path: &Path| -> Result<String> {
+            let s = Source::read(path)?;
+            String::from_utf8(s.bytes).map_err(|e| Error::NotUtf8 {
+                name: s.name,
+                source: e.utf8_error(),
+            })
+        };
+        if let Some(path) = system {
+            p.system = read(path)?;
+        }
+        if let Some(path) = user_template {
+            p.user_template = read(path)?;
+            if !p.user_template.contains("{text}") {
+                bail!(
+                    Data,
+                    "{}: a user template needs `{{text}}` where the text to adapt goes",
+                    path.display()
+                );
+            }
+        }
+        Ok(p)
+    }
+
+    /// The prompt that asks for one adaptation, through the model's chat template.
+    pub fn prompt(&self, text: &str, max_tokens: usize) -> Prompt {
+        Prompt {
+            system: Some(self.system.clone()),
+            body: self.user_template.replace("{text}", text),
+            cue: String::new(),
+            delimiter: String::new(),
+            chat: true,
+            ask: Ask::Generate { max_tokens },
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        let d = Self::default();
+        self.system == d.system && self.user_template == d.user_template
+    }
+}
+
+/// The authors' prompt for one adaptation.
+pub fn adaptation_prompt(text: &str, max_tokens: usize) -> Prompt {
+    AdaptationPrompts::default().prompt(text, max_tokens)
 }
 
 #[derive(Clone, Debug)]
@@ -113,6 +168,7 @@ pub struct DiwaliOptions {
     pub data: Option<PathBuf>,
     pub limit: Option<usize>,
     pub max_tokens: usize,
+    pub prompts: AdaptationPrompts,
     pub output: PathBuf,
     pub batch: usize,
     pub progress: bool,
@@ -248,6 +304,10 @@ pub fn run_diwali_on(backend: &mut dyn Backend, opts: &DiwaliOptions) -> Result<
             let mut h = Sha256::new();
             h.update(texts.source.sha256().as_bytes());
             h.update(opts.max_tokens.to_le_bytes());
+            for part in [&opts.prompts.system, &opts.prompts.user_template] {
+                h.update((part.len() as u64).to_le_bytes());
+                h.update(part.as_bytes());
+            }
             h.finalize()
         }),
     };
@@ -280,7 +340,7 @@ pub fn run_diwali_on(backend: &mut dyn Backend, opts: &DiwaliOptions) -> Result<
     for part in pending.chunks(opts.batch.max(1)) {
         let prompts: Vec<Prompt> = part
             .iter()
-            .map(|&i| adaptation_prompt(&texts.questions[i], opts.max_tokens))
+            .map(|&i| opts.prompts.prompt(&texts.questions[i], opts.max_tokens))
             .collect();
         let replies = generate(backend, &prompts, opts.max_tokens, |k| {
             format!("{}: text {}", texts.source.name, part[k] + 1)
@@ -332,6 +392,14 @@ pub fn run_diwali_on(backend: &mut dyn Backend, opts: &DiwaliOptions) -> Result<
             "sha256": texts.source.sha256(),
             "adapted": n,
             "max_tokens": opts.max_tokens,
+            "prompts": if opts.prompts.is_default() {
+                json!("the authors'")
+            } else {
+                json!({
+                    "system": opts.prompts.system,
+                    "user_template": opts.prompts.user_template,
+                })
+            },
         })),
         concepts: concept_list(&concepts),
         outputs: outputs.len(),
@@ -361,6 +429,7 @@ pub fn run_diwali_on(backend: &mut dyn Backend, opts: &DiwaliOptions) -> Result<
 pub fn add_judgement(
     res: &mut DiwaliResults,
     backend: &mut dyn Backend,
+    template: &str,
     texts: &Texts,
     output: &Path,
     batch: usize,
@@ -377,6 +446,7 @@ pub fn add_judgement(
     }
     let j = judge::judge(
         backend,
+        template,
         &texts.questions,
         &res.scored_outputs,
         &output.join("judge"),

@@ -177,6 +177,44 @@ fn bad_concept_lists_and_adaptation_files_are_named() {
 }
 
 #[test]
+fn a_team_can_ask_for_another_culture() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = dir.path().join("system.txt");
+    std::fs::write(&system, "Adapt texts to Hong Kong culture.").unwrap();
+    let user = dir.path().join("user.txt");
+    std::fs::write(&user, "Adapt this to Hong Kong:\n{text}").unwrap();
+    let p = AdaptationPrompts::read(Some(&system), Some(&user)).unwrap();
+    let asked = p.prompt("Janet has 3 ducks.", 64);
+    assert_eq!(
+        asked.system.as_deref(),
+        Some("Adapt texts to Hong Kong culture.")
+    );
+    assert_eq!(asked.body, "Adapt this to Hong Kong:\nJanet has 3 ducks.");
+    // Only the system prompt: the authors' user message stays.
+    let p = AdaptationPrompts::read(Some(&system), None).unwrap();
+    assert!(p
+        .prompt("x", 1)
+        .body
+        .starts_with("Adapt the following text to Indian culture"));
+    std::fs::write(&user, "no placeholder").unwrap();
+    let e = AdaptationPrompts::read(None, Some(&user))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.ends_with("user.txt: a user template needs `{text}` where the text to adapt goes"),
+        "{e}"
+    );
+    let judge_t = dir.path().join("judge.txt");
+    std::fs::write(&judge_t, "Rate {adapted_text} for Hong Kong.").unwrap();
+    let e = judge::read_template(&judge_t).err().unwrap().to_string();
+    assert!(
+        e.ends_with("judge.txt: a judge template needs `{original_text}` where that text goes"),
+        "{e}"
+    );
+}
+
+#[test]
 fn the_adaptation_prompt_is_the_authors() {
     let p = adaptation_prompt("Janet has 3 ducks.", 512);
     assert_eq!(
