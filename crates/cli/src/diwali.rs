@@ -43,8 +43,8 @@ pub fn run(a: Args, output: PathBuf) -> Result<()> {
         }
     }
     let progress = std::io::stderr().is_terminal();
-    // Everything given is checked before a model loads.
-    diwali::load_concepts(a.items.as_deref())?;
+    // Everything given is read and checked before a model loads.
+    let concepts = diwali::load_concepts(a.items.as_deref())?;
     let texts = match &a.data {
         Some(d) => diwali::Texts::read(d)?,
         None => diwali::Texts::builtin()?,
@@ -55,6 +55,20 @@ pub fn run(a: Args, output: PathBuf) -> Result<()> {
         Some(p) => diwali::judge::read_template(p)?,
         None => diwali::judge::default_template().to_string(),
     };
+    let judge_on = |res: &mut diwali::DiwaliResults, backend: &mut dyn ethos_evals::Backend| {
+        diwali::add_judgement(
+            res,
+            backend,
+            &judge_template,
+            &texts,
+            &output,
+            a.batch,
+            progress,
+        )
+    };
+    // Judged below by the model that adapted, unless a judge model is named or nothing was
+    // adapted here.
+    let judge_here = a.judge && a.judge_model.is_none() && a.adaptations.is_none();
     let mut res = if let Some(path) = &a.adaptations {
         if a.limit.is_some()
             || a.max_tokens.is_some()
@@ -63,11 +77,9 @@ pub fn run(a: Args, output: PathBuf) -> Result<()> {
         {
             anyhow::bail!("--adaptations scores outputs already made; --limit, --max-tokens, --system-prompt and --user-template are for a model's run");
         }
-        diwali::score_adaptations(path, a.items.as_deref(), &output)?
+        diwali::score_adaptations(path, &concepts, &output)?
     } else {
         let opts = diwali::DiwaliOptions {
-            items: a.items.clone(),
-            data: a.data.clone(),
             limit: a.limit,
             max_tokens: a.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
             prompts,
@@ -78,52 +90,29 @@ pub fn run(a: Args, output: PathBuf) -> Result<()> {
         };
         if a.remote.is_remote() {
             let mut backend = a.remote.backend()?;
-            let mut res = diwali::run_diwali_on(&mut backend, &opts)?;
-            if a.judge && a.judge_model.is_none() {
-                diwali::add_judgement(
-                    &mut res,
-                    &mut backend,
-                    &judge_template,
-                    &texts,
-                    &output,
-                    a.batch,
-                    progress,
-                )?;
+            let mut res = diwali::run_diwali_on(&mut backend, &texts, &concepts, &opts)?;
+            if judge_here {
+                judge_on(&mut res, &mut backend)?;
             }
             res
         } else {
             let model = a.model.load()?;
             let mut session = a.control.session(&model)?;
-            let mut res = diwali::run_diwali(&mut session, &opts)?;
-            if a.judge && a.judge_model.is_none() {
+            let mut res = diwali::run_diwali(&mut session, &texts, &concepts, &opts)?;
+            if judge_here {
                 // The judge is the model unsteered: steering shapes the adaptations only.
                 let mut judge = session.unsteered();
-                let mut backend = ethos_evals::LocalBackend::new(&mut judge, a.batch);
-                diwali::add_judgement(
+                judge_on(
                     &mut res,
-                    &mut backend,
-                    &judge_template,
-                    &texts,
-                    &output,
-                    a.batch,
-                    progress,
+                    &mut ethos_evals::LocalBackend::new(&mut judge, a.batch),
                 )?;
             }
             res
         }
     };
-    if a.judge && (a.judge_model.is_some() || a.adaptations.is_some()) {
+    if a.judge && !judge_here {
         if a.remote.is_remote() && a.judge_model.is_none() {
-            let mut backend = a.remote.backend()?;
-            diwali::add_judgement(
-                &mut res,
-                &mut backend,
-                &judge_template,
-                &texts,
-                &output,
-                a.batch,
-                progress,
-            )?;
+            judge_on(&mut res, &mut a.remote.backend()?)?;
         } else {
             let judge_args = crate::common::ModelArgs {
                 model: a.judge_model.clone().or_else(|| a.model.model.clone()),
@@ -131,15 +120,9 @@ pub fn run(a: Args, output: PathBuf) -> Result<()> {
             };
             let model = judge_args.load()?;
             let mut session = ethos_steer::Session::new(&model);
-            let mut backend = ethos_evals::LocalBackend::new(&mut session, a.batch);
-            diwali::add_judgement(
+            judge_on(
                 &mut res,
-                &mut backend,
-                &judge_template,
-                &texts,
-                &output,
-                a.batch,
-                progress,
+                &mut ethos_evals::LocalBackend::new(&mut session, a.batch),
             )?;
         }
     }

@@ -162,10 +162,6 @@ pub fn adaptation_prompt(text: &str, max_tokens: usize) -> Prompt {
 
 #[derive(Clone, Debug)]
 pub struct DiwaliOptions {
-    /// Concept list (`None`: the built-in CANDLE list the published rows use).
-    pub items: Option<PathBuf>,
-    /// Texts to adapt (`None`: the built-in GSM8K test set).
-    pub data: Option<PathBuf>,
     pub limit: Option<usize>,
     pub max_tokens: usize,
     pub prompts: AdaptationPrompts,
@@ -242,16 +238,11 @@ fn concept_list(c: &Concepts) -> ConceptList {
 }
 
 /// Scores outputs in the authors' format (`--adaptations FILE`): no model runs.
-pub fn score_adaptations(
-    path: &Path,
-    items: Option<&Path>,
-    output: &Path,
-) -> Result<DiwaliResults> {
+pub fn score_adaptations(path: &Path, concepts: &Concepts, output: &Path) -> Result<DiwaliResults> {
     let started = Instant::now();
-    let concepts = load_concepts(items)?;
     let source = Source::read(path)?;
     let outputs = matching::read_adaptations(&source)?;
-    let matched = matching::match_outputs(&outputs, &concepts);
+    let matched = matching::match_outputs(&outputs, concepts);
     let res = DiwaliResults {
         benchmark: "diwali",
         ethos_version: env!("CARGO_PKG_VERSION"),
@@ -259,7 +250,7 @@ pub fn score_adaptations(
         steering: None,
         adaptations: Some(json!({"source": source.name, "sha256": source.sha256()})),
         texts: None,
-        concepts: concept_list(&concepts),
+        concepts: concept_list(concepts),
         outputs: outputs.len(),
         unparsed_outputs: matched.unparsed.len(),
         cut_at_max_tokens: None,
@@ -275,18 +266,30 @@ pub fn score_adaptations(
 }
 
 /// Adapts the texts with a local session (whose steering acts on every pass).
-pub fn run_diwali(session: &mut Session<'_>, opts: &DiwaliOptions) -> Result<DiwaliResults> {
-    run_diwali_on(&mut LocalBackend::new(session, opts.batch), opts)
+pub fn run_diwali(
+    session: &mut Session<'_>,
+    texts: &Texts,
+    concepts: &Concepts,
+    opts: &DiwaliOptions,
+) -> Result<DiwaliResults> {
+    run_diwali_on(
+        &mut LocalBackend::new(session, opts.batch),
+        texts,
+        concepts,
+        opts,
+    )
 }
 
 /// `run_diwali` on any backend: a local session or a server.
-pub fn run_diwali_on(backend: &mut dyn Backend, opts: &DiwaliOptions) -> Result<DiwaliResults> {
+/// `texts` (the built-in GSM8K test set or `Texts::read`) are adapted; the replacements are
+/// matched against `concepts` (`load_concepts`).
+pub fn run_diwali_on(
+    backend: &mut dyn Backend,
+    texts: &Texts,
+    concepts: &Concepts,
+    opts: &DiwaliOptions,
+) -> Result<DiwaliResults> {
     let started = Instant::now();
-    let concepts = load_concepts(opts.items.as_deref())?;
-    let texts = match &opts.data {
-        None => Texts::builtin()?,
-        Some(p) => Texts::read(p)?,
-    };
     if !backend.chat_available() {
         bail!(
             Selection,
@@ -380,7 +383,7 @@ pub fn run_diwali_on(backend: &mut dyn Backend, opts: &DiwaliOptions) -> Result<
         .cloned()
         .map(crate::pyjson::PyValue::Str)
         .collect();
-    let matched = matching::match_outputs(&outputs_py, &concepts);
+    let matched = matching::match_outputs(&outputs_py, concepts);
     let res = DiwaliResults {
         benchmark: "diwali",
         ethos_version: env!("CARGO_PKG_VERSION"),
@@ -401,7 +404,7 @@ pub fn run_diwali_on(backend: &mut dyn Backend, opts: &DiwaliOptions) -> Result<
                 })
             },
         })),
-        concepts: concept_list(&concepts),
+        concepts: concept_list(concepts),
         outputs: outputs.len(),
         unparsed_outputs: matched.unparsed.len(),
         cut_at_max_tokens: Some(cut),
