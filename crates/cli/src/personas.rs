@@ -1,7 +1,7 @@
 //! `ethos eval ... --persona P` / `--personas FILE`: the benchmark without a persona
 //! (`OUTPUT/no-persona`) and with each persona (`OUTPUT/persona-K-SLUG`), each resumable on
 //! its own, and each persona's shift from no persona, item by item with paired bootstrap
-//! intervals (`OUTPUT/personas.json`).
+//! intervals (`OUTPUT/personas.json`, and `OUTPUT/personas.html`, one page for them all).
 
 use crate::common::print_json;
 use anyhow::Result;
@@ -61,6 +61,27 @@ pub fn with_and_without(
     let path = root.join("personas.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let page = ethos_evals::persona_report::html(
+        &base,
+        "no-persona",
+        &runs
+            .iter()
+            .map(
+                |(p, dir, res, diffs)| ethos_evals::persona_report::PersonaRun {
+                    persona: p,
+                    folder: dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    results: res,
+                    shift: diffs,
+                },
+            )
+            .collect::<Vec<_>>(),
+    );
+    let page_path = root.join("personas.html");
+    std::fs::write(&page_path, page)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", page_path.display()))?;
     if json {
         return print_json(&serde_json::json!({
             "no_persona": base,
@@ -77,9 +98,10 @@ pub fn with_and_without(
         print!("{}", ethos_evals::compare::table_of(diffs, "none", &label));
     }
     println!(
-        "written: {}/no-persona/ and one folder per persona (results.json, items.jsonl, report.html each), {}",
+        "written: {}/no-persona/ and one folder per persona (results.json, items.jsonl, report.html each), {}, {}",
         root.display(),
-        path.display()
+        path.display(),
+        page_path.display()
     );
     Ok(())
 }

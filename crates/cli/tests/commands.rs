@@ -1263,3 +1263,94 @@ fn eval_diwali_judges_published_adaptations_on_the_authors_rubric() {
     assert!(page.contains("<h2>Judge: mean of 2 items, 0-5"), "{page}");
     assert!(page.contains("A sari takes 2 bolts of blue fabric."));
 }
+
+/// Persona prompting on a task file in both of its formats: the run without a persona and one
+/// per persona, their shifts in personas.json equal to the runs' own accuracies, and one page
+/// for them all.
+#[test]
+fn eval_personas_compare_runs_on_one_page() {
+    let Some(m) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let task =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tasks/arc_easy.yaml");
+    ethos(
+        &[
+            "eval",
+            "--task",
+            task.to_str().unwrap(),
+            "--model",
+            m.to_str().unwrap(),
+            "--limit",
+            "12",
+            "--formats",
+            "grid",
+            "--persona",
+            "a person from Hong Kong",
+            "--persona",
+            "a person from Kenya",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    let read = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let base = read(&out.join("no-persona/results.json"));
+    // The grid of a task file: lm-eval's plain prompt and its chat prompt.
+    assert_eq!(base["formats"], serde_json::json!(["harness", "chat"]));
+    assert_eq!(
+        base["robustness"]["default"]["formats"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let summary = read(&out.join("personas.json"));
+    let personas = summary["personas"].as_array().unwrap();
+    assert_eq!(personas.len(), 2);
+    let page = std::fs::read_to_string(out.join("personas.html")).unwrap();
+    for p in personas {
+        let folder = Path::new(p["folder"].as_str().unwrap());
+        let own = read(&folder.join("results.json"));
+        let name = folder.file_name().unwrap().to_str().unwrap();
+        assert!(
+            page.contains(&format!("href=\"{name}/report.html\"")),
+            "{name}"
+        );
+        assert!(page.contains(p["persona"].as_str().unwrap()));
+        let shifts = p["shift_from_no_persona"].as_array().unwrap();
+        assert_eq!(shifts.len(), 2);
+        for d in shifts {
+            let (c, f) = (
+                d["condition"].as_str().unwrap(),
+                d["format"].as_str().unwrap(),
+            );
+            let with = own["metrics"][c][f]["acc"]["value"].as_f64().unwrap();
+            let without = base["metrics"][c][f]["acc"]["value"].as_f64().unwrap();
+            assert_eq!(d["n"], 12);
+            assert_eq!(d["steered"].as_f64().unwrap(), with);
+            assert_eq!(d["unsteered"].as_f64().unwrap(), without);
+            let diff = &d["difference"];
+            let v = diff["value"].as_f64().unwrap();
+            assert!((v - (with - without)).abs() < 1e-12, "{d}");
+            let ci: Vec<f64> = serde_json::from_value(diff["ci95"].clone()).unwrap();
+            assert!(ci[0] <= v && v <= ci[1], "{d}");
+            assert!(
+                page.contains(&format!(
+                    "<td>{:+.1}</td><td>[{:+.1}, {:+.1}]</td>",
+                    100.0 * v,
+                    100.0 * ci[0],
+                    100.0 * ci[1]
+                )),
+                "{d}"
+            );
+        }
+    }
+    if let Some((dom, console)) = chromium_render(&out.join("personas.html")) {
+        assert!(console.is_empty(), "console output: {console:?}");
+        assert!(dom.contains("accuracy (default, chat)"), "{dom}");
+        assert_eq!(dom.matches("<svg").count(), 2, "one chart per format");
+    }
+}

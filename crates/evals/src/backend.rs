@@ -36,7 +36,7 @@ pub trait Backend {
     fn score(&mut self, requests: &[ScoreRequest]) -> Result<Vec<Vec<Scored>>>;
     /// The greedy continuation of each context (at most its `max_tokens`), with its length
     /// in tokens where known.
-    fn generate_greedy(&mut self, jobs: &[(Vec<u32>, usize)]) -> Result<Vec<(String, usize)>>;
+    fn generate_greedy(&mut self, jobs: &[GenerationJob]) -> Result<Vec<(String, usize)>>;
     /// A short note for the progress bar (a server's tokens/s).
     fn progress_note(&self) -> Option<String> {
         None
@@ -45,6 +45,14 @@ pub trait Backend {
     fn traffic(&self) -> Option<Value> {
         None
     }
+}
+
+/// One greedy generation: the prompt's tokens, the budget, and the strings that end it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerationJob {
+    pub context: Vec<u32>,
+    pub max_tokens: usize,
+    pub stop: Vec<String>,
 }
 
 /// A session on a local model, with the openings (shared instructions) it has run.
@@ -101,14 +109,15 @@ impl Backend for LocalBackend<'_, '_> {
             .collect())
     }
 
-    fn generate_greedy(&mut self, jobs: &[(Vec<u32>, usize)]) -> Result<Vec<(String, usize)>> {
+    fn generate_greedy(&mut self, jobs: &[GenerationJob]) -> Result<Vec<(String, usize)>> {
         let mut out = Vec::with_capacity(jobs.len());
-        for (context, max_tokens) in jobs {
+        for job in jobs {
             let req = GenerateRequest::new(
-                context.clone(),
+                job.context.clone(),
                 SamplingParams::greedy(),
                 GenerateOptions {
-                    max_tokens: *max_tokens,
+                    max_tokens: job.max_tokens,
+                    stop: job.stop.clone(),
                     ..Default::default()
                 },
             );
@@ -253,15 +262,16 @@ impl Backend for RemoteBackend {
             .collect())
     }
 
-    fn generate_greedy(&mut self, jobs: &[(Vec<u32>, usize)]) -> Result<Vec<(String, usize)>> {
+    fn generate_greedy(&mut self, jobs: &[GenerationJob]) -> Result<Vec<(String, usize)>> {
         let requests = jobs
             .iter()
-            .map(|(context, max_tokens)| {
+            .map(|job| {
                 (
-                    context.clone(),
+                    job.context.clone(),
                     CompletionParams {
-                        max_tokens: *max_tokens,
+                        max_tokens: job.max_tokens,
                         temperature: Some(0.0),
+                        stop: job.stop.clone(),
                         ..Default::default()
                     },
                 )

@@ -13,8 +13,12 @@ use serde_json::Value;
 pub enum Ask {
     /// Score each option as a continuation of the prompt (log-likelihood).
     Choose { options: Vec<String> },
-    /// Generate greedily up to `max_tokens` tokens.
-    Generate { max_tokens: usize },
+    /// Generate greedily up to `max_tokens` tokens, stopping where any of `stop` appears (the
+    /// text ends before it).
+    Generate {
+        max_tokens: usize,
+        stop: Vec<String>,
+    },
 }
 
 /// One prompt, before any template is applied.
@@ -30,6 +34,16 @@ pub struct Prompt {
     pub cue: String,
     pub delimiter: String,
     pub chat: bool,
+    /// Chat prompts: earlier turns between the system message and `body` (few-shot
+    /// examples as a conversation, as lm-eval's `fewshot_as_multiturn` gives them).
+    pub history: Vec<ethos_model::chat::Message>,
+    /// Chat prompts: the start of the assistant's answer, which the model continues
+    /// (lm-eval's `gen_prefix`, rendered as transformers' `continue_final_message`).
+    pub prefill: Option<String>,
+    /// lm-evaluation-harness' encoding (task files): a scored option's context gives its
+    /// trailing whitespace to the continuation in chat prompts too, and a generation's
+    /// context is kept whole.
+    pub harness_split: bool,
     pub ask: Ask,
 }
 
@@ -42,6 +56,9 @@ impl Prompt {
             cue: String::new(),
             delimiter: delimiter.to_string(),
             chat: false,
+            history: Vec::new(),
+            prefill: None,
+            harness_split: false,
             ask,
         }
     }

@@ -27,11 +27,18 @@ pub(crate) fn encode(model: &ethos_model::Model, p: &Prompt) -> Result<Encoded> 
     encode_with(model.tokenizer()?, model.chat_template.as_ref(), p)
 }
 
-pub(crate) fn encode_with(
-    tok: &dyn TextEncoder,
-    template: Option<&ChatTemplate>,
-    p: &Prompt,
-) -> Result<Encoded> {
+/// A prompt as text: the context the model reads, and what comes between it and each option
+/// (the continuation is `prefix` + option).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PromptText {
+    pub context: String,
+    pub prefix: String,
+    pub with_bos: bool,
+}
+
+/// `p` as text, through `template` where it is a chat prompt.
+pub fn prompt_text(template: Option<&ChatTemplate>, p: &Prompt) -> Result<PromptText> {
+    let scored = matches!(p.ask, Ask::Choose { .. });
     let (context, prefix, with_bos) = if p.chat {
         let Some(t) = template else {
             bail!(
@@ -43,14 +50,48 @@ pub(crate) fn encode_with(
         if let Some(s) = &p.system {
             msgs.push(Message::new("system", s));
         }
+        msgs.extend(p.history.iter().cloned());
         msgs.push(Message::new("user", &p.body));
-        // The rendered template is kept whole: its generation prompt is not the answer's.
-        (t.render(&msgs, true)?, String::new(), false)
+        let rendered = match &p.prefill {
+            Some(start) => {
+                msgs.push(Message::new("assistant", start));
+                t.render_continuing(&msgs)?
+            }
+            None => t.render(&msgs, true)?,
+        };
+        if p.harness_split && scored {
+            let (ctx, space) = split_trailing_space(&rendered);
+            (ctx.to_string(), format!("{space}{}", p.delimiter), false)
+        } else {
+            // The rendered template is kept whole: its generation prompt is not the answer's.
+            (rendered, String::new(), false)
+        }
     } else {
         let raw = format!("{}{}", p.body, p.cue);
-        let (ctx, space) = split_trailing_space(&raw);
-        (ctx.to_string(), format!("{space}{}", p.delimiter), true)
+        if p.harness_split && !scored {
+            (raw, String::new(), true)
+        } else {
+            let (ctx, space) = split_trailing_space(&raw);
+            (ctx.to_string(), format!("{space}{}", p.delimiter), true)
+        }
     };
+    Ok(PromptText {
+        context,
+        prefix,
+        with_bos,
+    })
+}
+
+pub(crate) fn encode_with(
+    tok: &dyn TextEncoder,
+    template: Option<&ChatTemplate>,
+    p: &Prompt,
+) -> Result<Encoded> {
+    let PromptText {
+        context,
+        prefix,
+        with_bos,
+    } = prompt_text(template, p)?;
     let ids = tok.encode_text(&context, with_bos)?;
     if ids.is_empty() {
         bail!(Data, "a prompt encodes to no tokens");
@@ -72,7 +113,7 @@ pub(crate) fn encode_with(
                 .collect::<Result<Vec<_>>>()?,
             0,
         ),
-        Ask::Generate { max_tokens } => (Vec::new(), *max_tokens),
+        Ask::Generate { max_tokens, .. } => (Vec::new(), *max_tokens),
     };
     Ok(Encoded {
         context: ids,

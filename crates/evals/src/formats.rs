@@ -180,6 +180,9 @@ impl GridPoint {
             cue: "\nAnswer:".into(),
             delimiter: " ".into(),
             chat: self.chat,
+            history: Vec::new(),
+            prefill: None,
+            harness_split: false,
             ask: Ask::Choose { options: answers },
         };
         (prompt, shown)

@@ -15,6 +15,7 @@ pub(crate) mod identity;
 pub mod log;
 pub(crate) mod metrics;
 pub mod persona;
+pub mod persona_report;
 pub mod pyjson;
 pub(crate) mod pyrandom;
 pub(crate) mod report;

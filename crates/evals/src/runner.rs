@@ -2,7 +2,7 @@
 //! with the context computed once per prompt (ethos-model's prefix-reusing `score`) or
 //! generates greedily, judges, and appends every judgement to the run folder as it goes.
 
-use crate::backend::{Backend, LocalBackend};
+use crate::backend::{Backend, GenerationJob, LocalBackend};
 use crate::benchmark::{Answer, Ask, Benchmark, Prompt};
 use crate::encoding::Encoded;
 use crate::error::{bail, Error, Result, ResultExt};
@@ -222,11 +222,18 @@ pub fn run_on(
                     continuations: e.continuations.clone(),
                 })
                 .collect();
-            let generations: Vec<(Vec<u32>, usize)> = part
+            let generations: Vec<GenerationJob> = part
                 .iter()
-                .flat_map(|p| &p.2)
-                .filter(|e| e.continuations.is_empty())
-                .map(|e| (e.context.clone(), e.max_tokens))
+                .flat_map(|p| p.1.iter().zip(&p.2))
+                .filter(|(_, e)| e.continuations.is_empty())
+                .map(|(p, e)| GenerationJob {
+                    context: e.context.clone(),
+                    max_tokens: e.max_tokens,
+                    stop: match &p.ask {
+                        Ask::Generate { stop, .. } => stop.clone(),
+                        Ask::Choose { .. } => Vec::new(),
+                    },
+                })
                 .collect();
             let mut scored = backend.score(&requests)?.into_iter();
             let mut generated = backend.generate_greedy(&generations)?.into_iter();

@@ -99,6 +99,34 @@ impl ChatTemplate {
         Ok(text)
     }
 
+    /// The prompt for `messages` with the last one (an assistant's start) left open for the
+    /// model to continue, as transformers' `continue_final_message` renders it: a marker is
+    /// appended to the last message and the text is cut where the marker begins.
+    pub fn render_continuing(&self, messages: &[Message]) -> Result<String> {
+        const MARK: &str = "CONTINUE_FINAL_MESSAGE_TAG ";
+        let Some(last) = messages.last() else {
+            return Err(Error::Msg("no message to continue".into()));
+        };
+        let mut marked = messages.to_vec();
+        if let Some(m) = marked.last_mut() {
+            m.content.push_str(MARK);
+        }
+        let text = self.render(&marked, false)?;
+        let at = match text.rfind(MARK.trim_end()) {
+            Some(at) if text.contains(last.content.trim()) => at,
+            _ => return Err(Error::Msg(
+                "the chat template drops the start of the answer that the model should continue"
+                    .into(),
+            )),
+        };
+        Ok(if text[at..].starts_with(MARK) {
+            text[..at].to_string()
+        } else {
+            // The template trimmed the message's trailing space: so is the cut.
+            text[..at].trim_end().to_string()
+        })
+    }
+
     fn render_here(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         let mut env = minijinja::Environment::new();
         env.set_trim_blocks(true);
@@ -155,6 +183,38 @@ mod tests {
             out,
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
+    }
+
+    #[test]
+    fn a_continued_answer_is_left_open_as_transformers_leaves_it() {
+        let t = ChatTemplate::new(CHATML.into(), String::new(), String::new());
+        let msgs = [
+            Message::new("user", "Hi"),
+            Message::new("assistant", "The answer is"),
+        ];
+        assert_eq!(
+            t.render_continuing(&msgs).unwrap(),
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nThe answer is"
+        );
+        // A template that strips messages trims the cut too (transformers' second case).
+        let strip = ChatTemplate::new(
+            "{% for m in messages %}<{{ m['role'] }}>{{ m['content'].strip() }}</s>{% endfor %}"
+                .into(),
+            String::new(),
+            String::new(),
+        );
+        let msgs = [Message::new("user", "Q"), Message::new("assistant", "A: ")];
+        assert_eq!(
+            strip.render_continuing(&msgs).unwrap(),
+            "<user>Q</s><assistant>A:"
+        );
+        // One that drops the answer cannot be continued.
+        let drop = ChatTemplate::new(
+            "{% for m in messages %}{% if m['role'] == 'user' %}{{ m['content'] }}{% endif %}{% endfor %}".into(),
+            String::new(),
+            String::new(),
+        );
+        assert!(drop.render_continuing(&msgs).is_err());
     }
 
     #[test]

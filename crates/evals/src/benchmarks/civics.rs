@@ -329,6 +329,9 @@ impl Benchmark for Civics {
             },
             delimiter: " ".into(),
             chat: wants_chat,
+            history: Vec::new(),
+            prefill: None,
+            harness_split: false,
             ask: Ask::Choose { options },
         }])
     }

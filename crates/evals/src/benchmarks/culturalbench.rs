@@ -236,6 +236,9 @@ fn paper_prompt(body: String, chat: bool, options: Vec<String>) -> Prompt {
         },
         delimiter: " ".into(),
         chat,
+        history: Vec::new(),
+        prefill: None,
+        harness_split: false,
         ask: Ask::Choose { options },
     }
 }
@@ -326,6 +329,9 @@ impl Benchmark for CulturalBench {
                             cue: "\nAnswer:".into(),
                             delimiter: " ".into(),
                             chat: false,
+                            history: Vec::new(),
+                            prefill: None,
+                            harness_split: false,
                             ask: Ask::Choose {
                                 options: vec!["False".into(), "True".into()],
                             },

@@ -184,6 +184,9 @@ impl Benchmark for Cvc {
                 cue: String::new(),
                 delimiter: String::new(),
                 chat: true,
+                history: Vec::new(),
+                prefill: None,
+                harness_split: false,
                 ask: Ask::Choose { options },
             }
         } else {

@@ -187,7 +187,10 @@ impl Benchmark for NormAd {
             return Ok(vec![point.render(&question, &option_texts()).0]);
         }
         let ask = if format == "generate" {
-            Ask::Generate { max_tokens: 10 }
+            Ask::Generate {
+                max_tokens: 10,
+                stop: Vec::new(),
+            }
         } else {
             Ask::Choose {
                 options: vec!["Yes".into(), "No".into(), "Neither".into()],
@@ -201,6 +204,9 @@ impl Benchmark for NormAd {
             // lm-evaluation-harness does, so the options are scored as " Yes" etc.
             delimiter: String::new(),
             chat: chat && format != "logprob",
+            history: Vec::new(),
+            prefill: None,
+            harness_split: false,
             ask,
         }])
     }

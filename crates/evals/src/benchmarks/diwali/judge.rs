@@ -221,6 +221,7 @@ pub fn judge(
                     "",
                     Ask::Generate {
                         max_tokens: MAX_TOKENS,
+                        stop: Vec::new(),
                     },
                 )
             })

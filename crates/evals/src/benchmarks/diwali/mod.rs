@@ -145,7 +145,13 @@ impl AdaptationPrompts {
             cue: String::new(),
             delimiter: String::new(),
             chat: true,
-            ask: Ask::Generate { max_tokens },
+            history: Vec::new(),
+            prefill: None,
+            harness_split: false,
+            ask: Ask::Generate {
+                max_tokens,
+                stop: Vec::new(),
+            },
         }
     }
 
@@ -480,9 +486,13 @@ pub(crate) fn generate(
                 backend.max_positions()
             );
         }
-        jobs.push((enc.context, max_tokens));
+        jobs.push(crate::backend::GenerationJob {
+            context: enc.context,
+            max_tokens,
+            stop: Vec::new(),
+        });
     }
-    let lengths: Vec<usize> = jobs.iter().map(|(c, _)| c.len()).collect();
+    let lengths: Vec<usize> = jobs.iter().map(|j| j.context.len()).collect();
     let replies = backend.generate_greedy(&jobs)?;
     if replies.len() != jobs.len() {
         bail!(

@@ -90,6 +90,8 @@ pub struct TaskConfig {
     pub doc_to_target: DocTo,
     pub doc_to_choice: Option<DocTo>,
     pub description: String,
+    /// The start of the answer (`gen_prefix`): a field name or a template.
+    pub gen_prefix: Option<String>,
     pub target_delimiter: String,
     pub fewshot_delimiter: String,
     pub num_fewshot: usize,
@@ -189,6 +191,7 @@ impl TaskConfig {
             ));
         }
         let description = string("description", take("description"))?.unwrap_or_default();
+        let gen_prefix = string("gen_prefix", take("gen_prefix"))?;
         let target_delimiter =
             string("target_delimiter", take("target_delimiter"))?.unwrap_or_else(|| " ".into());
         let fewshot_delimiter = string("fewshot_delimiter", take("fewshot_delimiter"))?
@@ -280,6 +283,7 @@ impl TaskConfig {
             doc_to_target,
             doc_to_choice,
             description,
+            gen_prefix,
             target_delimiter,
             fewshot_delimiter,
             num_fewshot,
@@ -409,6 +413,8 @@ fn data_files(
             Some("json")
         } else if lower.ends_with(".csv") {
             Some("csv")
+        } else if lower.ends_with(".parquet") {
+            Some("parquet")
         } else {
             None
         }
@@ -442,7 +448,7 @@ fn data_files(
         }
     };
     let (builder, splits) = match (dataset_path.as_str(), kwargs.remove("data_files")) {
-        ("json" | "csv", Some(Value::Mapping(per_split))) => {
+        ("json" | "csv" | "parquet", Some(Value::Mapping(per_split))) => {
             let mut splits = Vec::new();
             for (k, v) in &per_split {
                 splits.push((key_name(k), files(v)?));
@@ -450,11 +456,11 @@ fn data_files(
             (dataset_path.clone(), splits)
         }
         // One file or a list: the `train` split, as `datasets.load_dataset` names it.
-        ("json" | "csv", Some(v)) => (dataset_path.clone(), vec![("train".to_string(), files(&v)?)]),
-        ("json" | "csv", None) => bail!(Data, "{name}: `dataset_path: {dataset_path}` needs `dataset_kwargs.data_files`"),
-        ("parquet" | "arrow" | "text" | "pandas", _) => bail!(
+        ("json" | "csv" | "parquet", Some(v)) => (dataset_path.clone(), vec![("train".to_string(), files(&v)?)]),
+        ("json" | "csv" | "parquet", None) => bail!(Data, "{name}: `dataset_path: {dataset_path}` needs `dataset_kwargs.data_files`"),
+        ("arrow" | "text" | "pandas", _) => bail!(
             Data,
-            "{name}: `dataset_path: {dataset_path}`: ethos reads json (JSON or JSON Lines) and csv data; convert the files to one of those"
+            "{name}: `dataset_path: {dataset_path}`: ethos reads json (JSON or JSON Lines), csv and parquet data; convert the files to one of those"
         ),
         (p, None) if builder_of(p).is_some() && local(p).is_file() => (
             builder_of(p).unwrap_or_default().to_string(),
@@ -462,7 +468,7 @@ fn data_files(
         ),
         (p, _) => bail!(
             Data,
-            "{name}: `dataset_path: {p}` is not local data (ethos does not download datasets): use `dataset_path: json` or `csv` with `dataset_kwargs: {{data_files: {{test: FILE}}}}`"
+            "{name}: `dataset_path: {p}` is not local data (ethos does not download datasets): use `dataset_path: json`, `csv` or `parquet` with `dataset_kwargs: {{data_files: {{test: FILE}}}}`"
         ),
     };
     let field = match kwargs.remove("field") {

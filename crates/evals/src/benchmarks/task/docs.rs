@@ -1,7 +1,8 @@
 //! A task's local documents, typed as `datasets.load_dataset` types them, so that templates
 //! see the values lm-eval's see: JSON keeps its own types; CSV columns are inferred as
 //! pandas' `read_csv` infers them (integers, floats, booleans, else strings, with pandas'
-//! missing-value markers as null).
+//! missing-value markers as null); Parquet columns keep their schema's types (lists and
+//! structs as lists and mappings).
 
 use super::config::DataFiles;
 use crate::data::Source;
@@ -35,6 +36,7 @@ impl Splits {
                 let source = Source::read(p)?;
                 let mut rows = match files.builder.as_str() {
                     "csv" => csv_rows(&source)?,
+                    "parquet" => parquet_rows(&source)?,
                     _ => json_rows(&source, files.field.as_deref())?,
                 };
                 if rows.is_empty() {
@@ -122,6 +124,42 @@ fn json_rows(source: &Source, field: Option<&str>) -> Result<Vec<Doc>> {
                 source.name,
                 i + 1
             ))),
+        })
+        .collect()
+}
+
+/// A Parquet file's rows, each as the mapping `datasets` makes of it. The reader is guarded:
+/// a malformed file that makes the parquet crate panic is an error naming the file.
+fn parquet_rows(source: &Source) -> Result<Vec<Doc>> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let name = &source.name;
+    let bytes = bytes::Bytes::from(source.bytes.clone());
+    let read = || -> std::result::Result<Vec<Value>, String> {
+        let reader = SerializedFileReader::new(bytes).map_err(|e| e.to_string())?;
+        let mut rows = Vec::new();
+        for (i, row) in reader
+            .get_row_iter(None)
+            .map_err(|e| e.to_string())?
+            .enumerate()
+        {
+            let row = row.map_err(|e| format!("row {}: {e}", i + 1))?;
+            rows.push(row.to_json_value());
+        }
+        Ok(rows)
+    };
+    let rows = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(e)) => bail!(Data, "{name}: not Parquet data ethos can read: {e}"),
+        Err(_) => bail!(
+            Data,
+            "{name}: not Parquet data ethos can read (malformed file)"
+        ),
+    };
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, r)| match r {
+            Value::Object(o) => Ok(o),
+            _ => Err(Error::Data(format!("{name}: row {}: not a record", i + 1))),
         })
         .collect()
 }

@@ -1,8 +1,9 @@
 //! A user's own benchmark, written as an lm-evaluation-harness task YAML over local data
 //! (`ethos eval --task FILE`). Prompts are built as lm-eval builds them for its plain-text
 //! models: the description, then each few-shot example's text, target delimiter, answer and
-//! few-shot delimiter, then the item's text; each choice is scored as the target delimiter
-//! followed by the choice. Few-shot examples are drawn as lm-eval draws them (one
+//! few-shot delimiter, then the item's text (and `gen_prefix`); each choice is scored as the
+//! target delimiter followed by the choice. The `chat` format builds them as lm-eval's
+//! `--apply_chat_template` does. Few-shot examples are drawn as lm-eval draws them (one
 //! `random.Random(1234)` across the items in order, or the first N), so the same items get
 //! the same examples.
 
@@ -16,6 +17,7 @@ use crate::error::{bail, Result, ResultExt};
 use crate::pyrandom::PyRandom;
 use config::{ExactMatch, FilterStep, OutputType, Sampler, TaskConfig};
 use docs::{Doc, Splits};
+use ethos_model::chat::Message;
 use serde_json::Value;
 use std::path::Path;
 use template::{Target, Templates};
@@ -23,16 +25,66 @@ use template::{Target, Templates};
 /// lm-eval's default seed of the few-shot sampler (`fewshot_random_seed`).
 const FEWSHOT_SEED: u32 = 1234;
 
-/// The one condition and format of a task: the YAML as lm-eval runs it on a plain-text model.
+/// The one condition of a task, and its formats: the YAML as lm-eval runs it on a plain-text
+/// model (`harness`) and with `--apply_chat_template` (`chat`: the description as the system
+/// message, each few-shot example as a user turn and its answer as the assistant's, as lm-eval's
+/// default `fewshot_as_multiturn` gives them, then the item, `gen_prefix` as the start of the
+/// answer).
 const CONDITIONS: &[&str] = &["default"];
 const FORMAT: &str = "harness";
+const CHAT: &str = "chat";
 
 /// One item, rendered at load time (so that a template error stops the run before the model
-/// loads).
+/// loads), in the parts lm-eval's `fewshot_context` joins: raw, or as chat messages.
 struct Item {
-    context: String,
+    /// The task's description: the start of a raw prompt, a chat prompt's system message.
+    description: String,
+    /// The few-shot examples as a raw prompt writes them.
+    shots: String,
+    /// The few-shot examples as chat turns: each example's text, then its answer.
+    shot_turns: Vec<Message>,
+    /// The item's text: the last user message of a chat prompt.
+    text: String,
+    /// `gen_prefix` rendered for the item, and the delimiter a raw prompt puts before it.
+    gen_prefix: Option<(String, String)>,
     choices: Vec<String>,
     gold: Target,
+}
+
+impl Item {
+    /// The prompt lm-eval builds for a plain-text model.
+    fn raw_context(&self) -> String {
+        let mut s = format!("{}{}{}", self.description, self.shots, self.text);
+        if let Some((delimiter, prefix)) = &self.gen_prefix {
+            s.push_str(delimiter);
+            s.push_str(prefix);
+        }
+        s
+    }
+}
+
+/// lm-eval's `requires_delimiter`: neither side has whitespace where they join.
+fn requires_delimiter(prefix: &str, suffix: &str) -> bool {
+    match (prefix.chars().last(), suffix.chars().next()) {
+        (Some(a), Some(b)) => !(a.is_whitespace() || b.is_whitespace()),
+        _ => false,
+    }
+}
+
+/// lm-eval's `maybe_delimit`: `prefix` and `suffix` joined by `delimiter` unless either has
+/// whitespace at the join.
+fn maybe_delimit(prefix: Option<&str>, suffix: &str, delimiter: &str) -> String {
+    match prefix {
+        Some(p) if !p.is_empty() && !suffix.is_empty() => {
+            if requires_delimiter(p, suffix) {
+                format!("{p}{delimiter}{suffix}")
+            } else {
+                format!("{p}{suffix}")
+            }
+        }
+        Some(p) if !p.is_empty() => p.to_string(),
+        _ => suffix.to_string(),
+    }
 }
 
 pub struct Task {
@@ -78,34 +130,81 @@ impl Task {
                 },
             )
         };
-        let description = &config.description;
+        let gen_prefix_of = |doc: &Doc| -> Result<Option<String>> {
+            match &config.gen_prefix {
+                Some(spec) => {
+                    Ok(
+                        Some(t.text("gen_prefix", &config::DocTo::Text(spec.clone()), doc)?)
+                            .filter(|p| !p.is_empty()),
+                    )
+                }
+                None => Ok(None),
+            }
+        };
+        let delimiter = &config.target_delimiter;
         let mut items = Vec::with_capacity(eval_docs.len());
-        for (i, (doc, shots)) in eval_docs.iter().zip(&shots).enumerate() {
+        for (i, (doc, shots_of_item)) in eval_docs.iter().zip(&shots).enumerate() {
             let at = || format!("{name}: item {i} of split `{}`", config.eval_split());
-            let mut context = if description.is_empty() {
+            let description = if config.description.is_empty() {
                 String::new()
             } else {
                 // lm-eval's `resolve_field`: a column's value, or the rendered template.
                 t.text(
                     "description",
-                    &config::DocTo::Text(description.clone()),
+                    &config::DocTo::Text(config.description.clone()),
                     doc,
                 )
                 .context(at)?
             };
-            for shot in shots {
-                context.push_str(
-                    &t.text("doc_to_text", &config.doc_to_text, shot)
-                        .context(at)?,
-                );
-                context.push_str(&config.target_delimiter);
-                context.push_str(&answer_of(shot).context(at)?);
-                context.push_str(&config.fewshot_delimiter);
+            // lm-eval's `build_qa_turn` for each example: its text, a delimiter, then its
+            // answer (after the `gen_prefix`, where there is one) and the few-shot delimiter.
+            let (mut shots, mut shot_turns) = (String::new(), Vec::new());
+            for shot in shots_of_item {
+                let q = t
+                    .text("doc_to_text", &config.doc_to_text, shot)
+                    .context(at)?;
+                let prefix = gen_prefix_of(shot).context(at)?;
+                let has_answer = match t
+                    .target("doc_to_target", &config.doc_to_target, shot, has_choices)
+                    .context(at)?
+                {
+                    Target::Index(_) => true,
+                    Target::Text(s) => !s.is_empty(),
+                };
+                shots.push_str(&q);
+                shot_turns.push(Message::new("user", &q));
+                let joins = match &prefix {
+                    None => has_answer,
+                    Some(p) => requires_delimiter(&q, p),
+                };
+                if joins {
+                    shots.push_str(delimiter);
+                }
+                let reply = if has_answer {
+                    let answer = answer_of(shot).context(at)?;
+                    Some(maybe_delimit(prefix.as_deref(), &answer, " "))
+                } else {
+                    prefix
+                };
+                if let Some(reply) = reply {
+                    shots.push_str(&reply);
+                    if has_answer {
+                        shots.push_str(&config.fewshot_delimiter);
+                    }
+                    shot_turns.push(Message::new("assistant", &reply));
+                }
             }
-            context.push_str(
-                &t.text("doc_to_text", &config.doc_to_text, doc)
-                    .context(at)?,
-            );
+            let text = t
+                .text("doc_to_text", &config.doc_to_text, doc)
+                .context(at)?;
+            let gen_prefix = gen_prefix_of(doc).context(at)?.map(|p| {
+                let d = if requires_delimiter(&text, &p) {
+                    delimiter.clone()
+                } else {
+                    String::new()
+                };
+                (d, p)
+            });
             let choices = choices_of(doc).context(at)?;
             if config.output_type == OutputType::MultipleChoice && choices.is_empty() {
                 bail!(Data, "{}: `doc_to_choice` gives no choices", at());
@@ -114,7 +213,11 @@ impl Task {
                 .target("doc_to_target", &config.doc_to_target, doc, has_choices)
                 .context(at)?;
             items.push(Item {
-                context,
+                description,
+                shots,
+                shot_turns,
+                text,
+                gen_prefix,
                 choices,
                 gold,
             });
@@ -143,8 +246,8 @@ impl Task {
     }
 
     /// The prompt text of item `i` (the context lm-eval builds for it).
-    pub fn context(&self, i: usize) -> &str {
-        &self.items[i].context
+    pub fn context(&self, i: usize) -> String {
+        self.items[i].raw_context()
     }
 
     /// The continuations item `i`'s choices are scored as.
@@ -164,6 +267,18 @@ impl Task {
             Target::Index(g) => usize::try_from(*g).ok().filter(|g| *g < item.choices.len()),
             Target::Text(s) => item.choices.iter().position(|c| c == s),
         }
+    }
+
+    /// The strings that end a generation: `generation_kwargs.until`, else the few-shot
+    /// delimiter (lm-eval's default).
+    fn until(&self) -> Vec<String> {
+        self.config
+            .until
+            .clone()
+            .unwrap_or_else(|| vec![self.config.fewshot_delimiter.clone()])
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect()
     }
 
     fn gold_text(&self, i: usize) -> String {
@@ -315,22 +430,29 @@ impl Benchmark for Task {
         CONDITIONS
     }
     fn check_format(&self, format: &str) -> Result<()> {
-        if format == FORMAT {
+        if format == FORMAT || format == CHAT {
             return Ok(());
         }
         bail!(
             Selection,
-            "unknown format `{format}` for a task file (known: {FORMAT}, the YAML's own prompts)"
+            "unknown format `{format}` for a task file (known: {FORMAT}, lm-eval's plain prompt; {CHAT}, as lm-eval's --apply_chat_template builds it; grid, both)"
         )
     }
     fn default_formats(&self) -> Vec<String> {
         vec![FORMAT.to_string()]
     }
+    fn expand_format(&self, name: &str) -> Vec<String> {
+        if name == "grid" {
+            vec![FORMAT.to_string(), CHAT.to_string()]
+        } else {
+            vec![name.to_string()]
+        }
+    }
     fn prompts(
         &self,
         i: usize,
         _condition: &str,
-        _format: &str,
+        format: &str,
         _chat: bool,
     ) -> Result<Vec<Prompt>> {
         let item = &self.items[i];
@@ -338,15 +460,32 @@ impl Benchmark for Task {
             OutputType::MultipleChoice => Ask::Choose {
                 options: item.choices.clone(),
             },
+            // lm-eval's models stop at the `until` strings: so does the generation.
             OutputType::GenerateUntil => Ask::Generate {
                 max_tokens: self.config.max_gen_toks,
+                stop: self.until(),
             },
         };
-        Ok(vec![Prompt::raw(
-            item.context.clone(),
-            &self.config.target_delimiter,
-            ask,
-        )])
+        let mut p = if format == CHAT {
+            // lm-eval's chat requests: no target delimiter before a choice unless the
+            // answer's start ends without a space.
+            let delimiter = match &self.config.gen_prefix {
+                Some(g) if !g.is_empty() && !g.ends_with(char::is_whitespace) => {
+                    self.config.target_delimiter.as_str()
+                }
+                _ => "",
+            };
+            let mut p = Prompt::raw(item.text.clone(), delimiter, ask);
+            p.chat = true;
+            p.system = Some(item.description.clone()).filter(|d| !d.is_empty());
+            p.history = item.shot_turns.clone();
+            p.prefill = item.gen_prefix.as_ref().map(|(_, g)| g.clone());
+            p
+        } else {
+            Prompt::raw(item.raw_context(), &self.config.target_delimiter, ask)
+        };
+        p.harness_split = true;
+        Ok(vec![p])
     }
     fn judge(
         &self,
@@ -380,12 +519,7 @@ impl Benchmark for Task {
                 })
             }
             [Answer::Text(text)] => {
-                let until = self
-                    .config
-                    .until
-                    .clone()
-                    .unwrap_or_else(|| vec![self.config.fewshot_delimiter.clone()]);
-                let answer = apply_filters(cut_at_stops(text, &until), &self.config.filter)?;
+                let answer = apply_filters(cut_at_stops(text, &self.until()), &self.config.filter)?;
                 let opts = self.config.exact_match.clone().unwrap_or_default();
                 Ok(Judgement {
                     correct: exact_match(&answer, &gold, &opts)?,

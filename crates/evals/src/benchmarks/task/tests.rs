@@ -1,6 +1,6 @@
 use super::*;
 use crate::benchmark::{Answer, Benchmark};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A folder holding `task.yaml` (the given text) and `data.jsonl` (the given rows).
 fn task_dir(yaml: &str, rows: &[&str]) -> (tempfile::TempDir, PathBuf) {
@@ -107,7 +107,13 @@ fn generate_until_cuts_at_stops_filters_and_matches_exactly() {
     let (_dir, path) = task_dir(yaml, &[r#"{"q": "2+2?", "a": "4"}"#]);
     let t = Task::load(&path).unwrap();
     let p = t.prompts(0, "default", "harness", false).unwrap();
-    assert_eq!(p[0].ask, Ask::Generate { max_tokens: 32 });
+    assert_eq!(
+        p[0].ask,
+        Ask::Generate {
+            max_tokens: 32,
+            stop: vec!["\n\n".to_string()]
+        }
+    );
     let judge = |text: &str| {
         t.judge(0, "default", "harness", &p, &[Answer::Text(text.into())])
             .unwrap()
@@ -167,8 +173,13 @@ fn data_that_is_not_local_or_missing_is_named() {
         e.contains("`dataset_path: allenai/ai2_arc` is not local data"),
         "{e}"
     );
+    let e = error_of(&BASE.replace("dataset_path: json", "dataset_path: arrow"));
+    assert!(e.contains("`dataset_path: arrow`: ethos reads json"), "{e}");
     let e = error_of(&BASE.replace("dataset_path: json", "dataset_path: parquet"));
-    assert!(e.contains("`dataset_path: parquet`"), "{e}");
+    assert!(
+        e.contains("data.jsonl: not Parquet data ethos can read"),
+        "{e}"
+    );
     let e = error_of(&BASE.replace("test: data.jsonl", "test: nope.jsonl"));
     assert!(e.contains("nope.jsonl: cannot read"), "{e}");
     let e = error_of(&BASE.replace("test_split: test", "test_split: other"));
@@ -208,4 +219,40 @@ fn generation_settings_ethos_cannot_honour_are_refused() {
     );
     let e = error_of(&format!("{BASE}repeats: 5\n"));
     assert!(e.contains("`repeats`"), "{e}");
+}
+
+/// A Parquet file cut short or with damaged pages: an error naming the file, never a crash.
+#[test]
+fn damaged_parquet_is_named() {
+    let good = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/tasks/data/yue_arc_c_test.parquet"),
+    )
+    .unwrap();
+    let yaml = BASE
+        .replace("dataset_path: json", "dataset_path: parquet")
+        .replace("data.jsonl", "data.parquet");
+    let mut damaged = vec![good[..good.len() / 2].to_vec()];
+    // The pages' bytes overwritten, the footer (schema and offsets) kept.
+    for fill in [0u8, 0xff] {
+        let mut d = good.clone();
+        let end = d.len().saturating_sub(600);
+        for b in &mut d[8..end] {
+            *b = fill;
+        }
+        damaged.push(d);
+    }
+    for bytes in damaged {
+        let (dir, path) = task_dir(&yaml, &[]);
+        std::fs::write(dir.path().join("data.parquet"), bytes).unwrap();
+        let e = match Task::load(&path) {
+            Ok(_) => panic!("damaged Parquet loaded"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            e.contains("data.parquet: not Parquet data ethos can read"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+    }
 }

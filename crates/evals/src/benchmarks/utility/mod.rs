@@ -223,6 +223,9 @@ impl Asker<'_> {
             },
             delimiter: " ".into(),
             chat: self.chat,
+            history: Vec::new(),
+            prefill: None,
+            harness_split: false,
             ask: Ask::Choose {
                 options: vec!["A".into(), "B".into()],
             },
