@@ -2,7 +2,7 @@
 # Runs every fuzz target (or those named) for SECONDS each, from its committed seeds plus the
 # corpus it has grown (tests/fuzz/corpus, not committed), under the limits SECURITY.md states:
 # no crash, no input over 1 s, no allocation over 1 GiB, no more than 2 GiB resident.
-#   tests/fuzz/run.sh [SECONDS] [TARGET...]      (CI: 30 s each)
+#   tests/fuzz/run.sh [SECONDS] [TARGET...]      (CI: 15 s each)
 # A failure leaves the input in tests/fuzz/artifacts/TARGET/ and exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
