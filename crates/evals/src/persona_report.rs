@@ -18,25 +18,19 @@ pub struct PersonaRun<'a> {
     pub shift: &'a [Difference],
 }
 
-/// A value as the page prints it: accuracy in percent, a score with its sign.
-fn shown(metric: &str, x: f64) -> String {
-    if !x.is_finite() {
-        "-".into()
-    } else if metric == "score" {
-        format!("{x:+.3}")
-    } else {
-        format!("{:.1}", 100.0 * x)
+/// A value as the page prints it: accuracy in points, a score with its sign; a shift
+/// (`signed`) always with its sign.
+fn shown(metric: &str, x: f64, signed: bool) -> String {
+    match (x.is_finite(), metric == "score", signed) {
+        (false, _, _) => "-".into(),
+        (true, true, _) => format!("{x:+.3}"),
+        (true, false, true) => format!("{:+.1}", 100.0 * x),
+        (true, false, false) => format!("{:.1}", 100.0 * x),
     }
 }
 
 fn shown_shift(metric: &str, x: f64) -> String {
-    if !x.is_finite() {
-        "-".into()
-    } else if metric == "score" {
-        format!("{x:+.3}")
-    } else {
-        format!("{:+.1}", 100.0 * x)
-    }
+    shown(metric, x, true)
 }
 
 /// Each persona's shift and interval as a horizontal interval around a zero line, the axis'
@@ -139,9 +133,9 @@ pub fn html(base: &Results, base_folder: &str, runs: &[PersonaRun]) -> String {
                 esc(c),
                 esc(f),
                 m.n,
-                shown(metric, without.value),
-                shown(metric, without.ci95[0]),
-                shown(metric, without.ci95[1])
+                shown(metric, without.value, false),
+                shown(metric, without.ci95[0], false),
+                shown(metric, without.ci95[1], false)
             );
             let mut chart = Vec::new();
             for r in runs {
@@ -155,11 +149,11 @@ pub fn html(base: &Results, base_folder: &str, runs: &[PersonaRun]) -> String {
                     "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>[{}, {}]</td></tr>",
                     esc(&r.persona.persona),
                     d.n,
-                    shown(metric, d.steered),
+                    shown(metric, d.steered, false),
                     value.map_or("-".into(), |v| format!(
                         "[{}, {}]",
-                        shown(metric, v.ci95[0]),
-                        shown(metric, v.ci95[1])
+                        shown(metric, v.ci95[0], false),
+                        shown(metric, v.ci95[1], false)
                     )),
                     shown_shift(metric, d.difference.value),
                     shown_shift(metric, d.difference.ci95[0]),
