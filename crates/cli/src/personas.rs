@@ -66,13 +66,11 @@ pub fn with_and_without(
         "no-persona",
         &runs
             .iter()
+            .enumerate()
             .map(
-                |(p, dir, res, diffs)| ethos_evals::persona_report::PersonaRun {
+                |(k, (p, _, res, diffs))| ethos_evals::persona_report::PersonaRun {
                     persona: p,
-                    folder: dir
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
+                    folder: p.folder(k),
                     results: res,
                     shift: diffs,
                 },

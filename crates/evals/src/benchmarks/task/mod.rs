@@ -117,16 +117,19 @@ impl Task {
             }
         };
         // A few-shot example's answer: the choice its target indexes, or the target's text.
-        let answer_of = |doc: &Doc| -> Result<String> {
+        // A few-shot example's answer: the choice its target indexes, or the target's text;
+        // none where the target is empty text (lm-eval then writes no answer turn).
+        let answer_of = |doc: &Doc| -> Result<Option<String>> {
+            // lm-eval renders an example's choices whether or not its answer needs them.
             let choices = choices_of(doc)?;
             Ok(
                 match t.target("doc_to_target", &config.doc_to_target, doc, has_choices)? {
-                    Target::Index(i) if has_choices => choices
-                        .get(i as usize)
-                        .cloned()
-                        .ok_or_else(|| crate::error::Error::Data(format!("{name}: `doc_to_target` gives index {i} for a few-shot example with {} choices", choices.len())))?,
-                    Target::Index(i) => i.to_string(),
-                    Target::Text(s) => s,
+                    Target::Index(i) if has_choices => {
+                        Some(choices.get(i as usize).cloned().ok_or_else(|| crate::error::Error::Data(format!("{name}: `doc_to_target` gives index {i} for a few-shot example with {} choices", choices.len())))?)
+                    }
+                    Target::Index(i) => Some(i.to_string()),
+                    Target::Text(s) if s.is_empty() => None,
+                    Target::Text(s) => Some(s),
                 },
             )
         };
@@ -164,34 +167,28 @@ impl Task {
                     .text("doc_to_text", &config.doc_to_text, shot)
                     .context(at)?;
                 let prefix = gen_prefix_of(shot).context(at)?;
-                let has_answer = match t
-                    .target("doc_to_target", &config.doc_to_target, shot, has_choices)
-                    .context(at)?
-                {
-                    Target::Index(_) => true,
-                    Target::Text(s) => !s.is_empty(),
-                };
+                let answer = answer_of(shot).context(at)?;
                 shots.push_str(&q);
                 shot_turns.push(Message::new("user", &q));
                 let joins = match &prefix {
-                    None => has_answer,
+                    None => answer.is_some(),
                     Some(p) => requires_delimiter(&q, p),
                 };
                 if joins {
                     shots.push_str(delimiter);
                 }
-                let reply = if has_answer {
-                    let answer = answer_of(shot).context(at)?;
-                    Some(maybe_delimit(prefix.as_deref(), &answer, " "))
-                } else {
-                    prefix
-                };
-                if let Some(reply) = reply {
-                    shots.push_str(&reply);
-                    if has_answer {
+                match (answer, prefix) {
+                    (Some(answer), prefix) => {
+                        let reply = maybe_delimit(prefix.as_deref(), &answer, " ");
+                        shots.push_str(&reply);
                         shots.push_str(&config.fewshot_delimiter);
+                        shot_turns.push(Message::new("assistant", &reply));
                     }
-                    shot_turns.push(Message::new("assistant", &reply));
+                    (None, Some(prefix)) => {
+                        shots.push_str(&prefix);
+                        shot_turns.push(Message::new("assistant", &prefix));
+                    }
+                    (None, None) => {}
                 }
             }
             let text = t
